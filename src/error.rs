@@ -1,0 +1,64 @@
+//! The crate's one error type. Every variant carries what a user needs to find the problem:
+//! the field, byte offset, tensor name or type. Errors from outside data are never unwrapped.
+
+use crate::gguf::GgufError;
+use crate::quant::QuantError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file is not a well-formed GGUF (names the field and byte offset).
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+
+    /// A tensor could not be dequantized (unsupported type, wrong byte count).
+    #[error("tensor `{tensor}`: {source}")]
+    Tensor { tensor: String, source: QuantError },
+
+    /// The vocabulary in the metadata is unusable, or text could not be tokenized.
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+
+    /// The chat template failed to parse or render.
+    #[error(transparent)]
+    Template(#[from] crate::tokenizer::chat_template::TemplateError),
+
+    #[error("no tensor named `{0}` in the model")]
+    TensorNotFound(String),
+
+    /// A well-known metadata key is missing or has the wrong type.
+    #[error("metadata key `{key}`: {problem}")]
+    Metadata { key: String, problem: String },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A short, stable code for the error's kind; crosses into JS as `{code, message}`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Gguf(_) => "bad_gguf",
+            Error::Tensor { source, .. } => match source {
+                QuantError::Unsupported(_) => "unsupported_type",
+                _ => "bad_tensor",
+            },
+            Error::Tokenizer(_) => "tokenizer",
+            Error::Template(_) => "chat_template",
+            Error::TensorNotFound(_) => "tensor_not_found",
+            Error::Metadata { .. } => "bad_metadata",
+            Error::Io { .. } => "io",
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! GGUF reader (placeholder until the reader lands).
+#[derive(Debug, thiserror::Error)]
+#[error("placeholder")]
+pub struct GgufError;

@@ -1,0 +1,12 @@
+//! wasm-chord: a browser-first LLM inference engine for GGUF models.
+//!
+//! Data path: GGUF bytes (from a file natively, from IndexedDB chunks in the browser) →
+//! incremental header parse ([`gguf`]) → tensors kept in their block formats ([`quant`]) →
+//! forward pass on the CPU or on WebGPU → sampled tokens.
+
+pub mod error;
+pub mod gguf;
+pub mod quant;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
