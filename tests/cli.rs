@@ -1,0 +1,157 @@
+//! `chord` end to end: `inspect --json` against the `gguf` package's view of every test model
+//! (goldens in tests/goldens/inspect, made by scripts/gen-inspect-goldens.py), `dequant` against
+//! the package's dequantized values (tests/fixtures/quant/real.json), and clean failures.
+
+mod common;
+
+use serde_json::Value as Json;
+use std::process::{Command, Output};
+
+fn chord(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chord"))
+        .args(args)
+        .output()
+        .expect("run chord")
+}
+
+fn stdout_json(o: &Output) -> Json {
+    assert!(
+        o.status.success(),
+        "chord failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("chord printed JSON")
+}
+
+#[test]
+fn inspect_json_matches_gguf_package_on_all_test_models() {
+    for model in common::TEST_MODELS {
+        let path = common::model_path(model);
+        let golden: Json = serde_json::from_str(
+            &std::fs::read_to_string(
+                common::root()
+                    .join("tests/goldens/inspect")
+                    .join(model.replace(".gguf", ".json")),
+            )
+            .expect("golden"),
+        )
+        .unwrap();
+        let got = stdout_json(&chord(&["inspect", path.to_str().unwrap(), "--json"]));
+        for key in ["version", "alignment", "architecture", "tensor_count"] {
+            assert_eq!(got[key], golden[key], "{model}: {key}");
+        }
+        assert_eq!(got["tensors"], golden["tensors"], "{model}: tensor table");
+        let keys: Vec<&str> = got["metadata"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let mut want: Vec<&str> = golden["metadata_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        let mut keys_sorted = keys.clone();
+        keys_sorted.sort();
+        want.sort();
+        assert_eq!(keys_sorted, want, "{model}: metadata keys");
+        // Summaries every model has.
+        assert!(got["hyperparameters"]["embedding_length"].as_u64().unwrap() > 0);
+        assert!(got["hyperparameters"]["block_count"].as_u64().unwrap() > 0);
+        assert!(got["tokenizer"]["vocab_size"].as_u64().unwrap() >= 512);
+        assert!(got["tokenizer"]["model"].is_string());
+    }
+}
+
+#[test]
+fn inspect_summarises_tokenizer_and_hyperparameters() {
+    let path = common::model_path("smollm2-135m-instruct-q4_k_m.gguf");
+    let j = stdout_json(&chord(&["inspect", path.to_str().unwrap(), "--json"]));
+    let h = &j["hyperparameters"];
+    assert_eq!(h["embedding_length"], 576);
+    assert_eq!(h["block_count"], 30);
+    assert_eq!(h["attention.head_count"], 9);
+    assert_eq!(h["attention.head_count_kv"], 3);
+    let t = &j["tokenizer"];
+    assert_eq!(t["model"], "gpt2");
+    assert_eq!(t["pre"], "smollm");
+    assert_eq!(t["vocab_size"], 49152);
+    assert_eq!(t["has_chat_template"], true);
+    assert_eq!(t["special"]["bos"]["text"], "<|im_start|>");
+    assert_eq!(t["special"]["eos"]["text"], "<|im_end|>");
+
+    let g = stdout_json(&chord(&[
+        "inspect",
+        common::model_path("gemma-3-270m-q4_k_m.gguf")
+            .to_str()
+            .unwrap(),
+        "--json",
+    ]));
+    assert_eq!(g["architecture"], "gemma3");
+    assert_eq!(g["tokenizer"]["model"], "llama");
+    assert_eq!(g["tokenizer"]["has_chat_template"], false);
+    assert_eq!(g["hyperparameters"]["attention.sliding_window"], 512);
+
+    // The human table lists every tensor.
+    let o = chord(&["inspect", path.to_str().unwrap()]);
+    assert!(o.status.success());
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("architecture  llama"), "{text}");
+    assert!(text.contains("blk.29.ffn_down.weight"));
+    assert_eq!(text.matches(".weight").count(), 272);
+}
+
+/// Bad input ends in a one-line error on stderr and a non-zero exit, never a panic.
+#[test]
+fn bad_files_and_arguments_fail_cleanly() {
+    let dir = std::env::temp_dir().join(format!("chord-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_gguf = dir.join("not.gguf");
+    std::fs::write(&not_gguf, b"<html>404 Not Found</html>").unwrap();
+    let model = common::model_path("tiny-random-llama-q4_k_m.gguf");
+    let truncated = dir.join("truncated.gguf");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let header_cut = dir.join("header-cut.gguf");
+    std::fs::write(&header_cut, &bytes[..3000]).unwrap();
+    let cases: [(&[&str], i32, &str); 8] = [
+        (
+            &["inspect", not_gguf.to_str().unwrap()],
+            1,
+            "not a GGUF file",
+        ),
+        (
+            &["inspect", truncated.to_str().unwrap()],
+            1,
+            "beyond the end",
+        ),
+        (&["inspect", header_cut.to_str().unwrap()], 1, "truncated"),
+        (
+            &["inspect", "/nonexistent/model.gguf"],
+            1,
+            "opening /nonexistent/model.gguf",
+        ),
+        (
+            &["dequant", model.to_str().unwrap(), "no.such.tensor"],
+            1,
+            "no tensor named `no.such.tensor`",
+        ),
+        (&["inspect"], 2, "expected MODEL"),
+        (&["frobnicate"], 2, "unknown command"),
+        (
+            &["inspect", model.to_str().unwrap(), "--bogus"],
+            2,
+            "unknown option --bogus",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        let o = chord(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
