@@ -22,6 +22,21 @@ pub enum Error {
     #[error(transparent)]
     Template(#[from] crate::tokenizer::chat_template::TemplateError),
 
+    /// The model's architecture (or a feature it uses) is not implemented.
+    #[error("unsupported model: {0}")]
+    UnsupportedModel(String),
+
+    /// A tensor the architecture needs is missing or has the wrong shape.
+    #[error("tensor `{tensor}`: {problem}")]
+    BadModelTensor { tensor: String, problem: String },
+
+    /// The prompt (plus what is to be generated) does not fit the context.
+    #[error("the context holds {n_ctx} tokens but {needed} are needed: shorten the prompt or raise the context size")]
+    ContextFull { needed: usize, n_ctx: usize },
+
+    #[error("token id {id} is outside the vocabulary of {n_vocab} tokens")]
+    TokenOutOfRange { id: u32, n_vocab: usize },
+
     #[error("no tensor named `{0}` in the model")]
     TensorNotFound(String),
 
@@ -49,6 +64,10 @@ impl Error {
             },
             Error::Tokenizer(_) => "tokenizer",
             Error::Template(_) => "chat_template",
+            Error::UnsupportedModel(_) => "unsupported_model",
+            Error::BadModelTensor { .. } => "bad_tensor",
+            Error::ContextFull { .. } => "context_full",
+            Error::TokenOutOfRange { .. } => "bad_token",
             Error::TensorNotFound(_) => "tensor_not_found",
             Error::Metadata { .. } => "bad_metadata",
             Error::Io { .. } => "io",

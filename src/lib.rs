@@ -6,7 +6,10 @@
 
 pub mod error;
 pub mod gguf;
+pub mod cpu;
+pub mod model;
 pub mod quant;
+pub mod source;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -9,11 +9,12 @@ use serde_json::{json, Map, Value as Json};
 use std::io::Write;
 use std::process::ExitCode;
 use wasm_chord::gguf::{self, Array, GgufHeader, Value};
-use wasm_chord::{quant, Error};
+use wasm_chord::{cpu, quant, Error};
 
 const USAGE: &str = "usage:
   chord inspect MODEL [--json]
-  chord dequant MODEL TENSOR [--out FILE]";
+  chord dequant MODEL TENSOR [--out FILE]
+  chord logits MODEL --ids 1,2,3 --out FILE [--kernel fast|reference] [--ctx N]";
 
 /// A command-line mistake (exit 2) or a failure (exit 1).
 enum Fail {
@@ -110,6 +111,24 @@ fn run(args: &[String]) -> Result<(), Fail> {
             let a = Args::parse(rest, &[], &["out"])?;
             a.exactly(2, "MODEL TENSOR")?;
             dequant(a.positional[0], a.positional[1], a.value("out"))
+        }
+        "logits" => {
+            let a = Args::parse(rest, &[], &["ids", "out", "kernel", "ctx"])?;
+            a.exactly(1, "MODEL")?;
+            let ids = parse_ids(
+                a.value("ids")
+                    .ok_or_else(|| Fail::Usage("--ids is required".into()))?,
+            )?;
+            let out = a
+                .value("out")
+                .ok_or_else(|| Fail::Usage("--out is required".into()))?;
+            logits(
+                a.positional[0],
+                &ids,
+                out,
+                kernel(a.value("kernel"))?,
+                parse_num(a.value("ctx"), "ctx")?,
+            )
         }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
@@ -385,4 +404,47 @@ fn dequant(path: &str, name: &str, out: Option<&str>) -> Result<(), Fail> {
         }
         None => write_stdout(&le),
     }
+}
+
+fn parse_ids(s: &str) -> Result<Vec<u32>, Fail> {
+    s.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse()
+                .map_err(|_| Fail::Usage(format!("bad token id `{t}`")))
+        })
+        .collect()
+}
+
+fn parse_num(v: Option<&str>, name: &str) -> Result<Option<usize>, Fail> {
+    v.map(|s| {
+        s.parse()
+            .map_err(|_| Fail::Usage(format!("--{name} needs a number, got `{s}`")))
+    })
+    .transpose()
+}
+
+fn kernel(v: Option<&str>) -> Result<cpu::Kernel, Fail> {
+    match v {
+        None | Some("fast") => Ok(cpu::Kernel::Fast),
+        Some("reference") => Ok(cpu::Kernel::Reference),
+        Some(o) => Err(Fail::Usage(format!(
+            "--kernel is fast or reference, not `{o}`"
+        ))),
+    }
+}
+
+fn logits(
+    path: &str,
+    ids: &[u32],
+    out: &str,
+    kernel: cpu::Kernel,
+    ctx: Option<usize>,
+) -> Result<(), Fail> {
+    let src = wasm_chord::source::FileSource::open(path)?;
+    let (_, model) = cpu::CpuModel::load(&src, kernel)?;
+    let mut cache = cpu::KvCache::new(&model.cfg, ctx.unwrap_or(ids.len().max(1)));
+    let logits = model.forward(ids, 0, &mut cache)?;
+    let le: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(out, &le).map_err(|e| Fail::Run(io_err(format!("writing {out}"))(e)))
 }

@@ -1,0 +1,255 @@
+//! The forward pass on the CPU, over weights still in their block formats.
+//!
+//! Reads like the papers: embed → for each layer (norm → Q,K,V → RoPE → attention over the KV
+//! cache → output projection → residual → norm → gated FFN → residual) → norm → logits.
+//! A batch of tokens goes through as (n_tok, dim) matrices, so prefill reads each weight once.
+
+pub mod matmul;
+pub mod ops;
+
+pub use matmul::Kernel;
+
+use crate::model::{Activation, Config, ModelWeights};
+use crate::{Error, Result};
+use matmul::matmul;
+
+/// Preallocated K and V for every layer: (n_layer, n_ctx, n_head_kv·head_dim).
+pub struct KvCache {
+    pub n_ctx: usize,
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl KvCache {
+    pub fn new(cfg: &Config, n_ctx: usize) -> Self {
+        let kv = cfg.n_head_kv * cfg.head_dim;
+        let vv = cfg.n_head_kv * cfg.head_dim_v;
+        KvCache {
+            n_ctx,
+            k: (0..cfg.n_layer).map(|_| vec![0.0; n_ctx * kv]).collect(),
+            v: (0..cfg.n_layer).map(|_| vec![0.0; n_ctx * vv]).collect(),
+        }
+    }
+}
+
+/// A loaded model with precomputed RoPE tables.
+pub struct CpuModel {
+    pub cfg: Config,
+    pub w: ModelWeights,
+    pub kernel: Kernel,
+    inv_freq: Vec<f64>,
+    inv_freq_swa: Vec<f64>,
+}
+
+impl CpuModel {
+    /// Read the header and every weight from `src`.
+    pub fn load(
+        src: &dyn crate::source::ByteSource,
+        kernel: Kernel,
+    ) -> Result<(crate::gguf::GgufHeader, Self)> {
+        let header = crate::source::read_header(src)?;
+        let mut cfg = Config::from_header(&header)?;
+        let w = ModelWeights::load(&header, src, &mut cfg)?;
+        Ok((header, CpuModel::new(cfg, w, kernel)))
+    }
+
+    pub fn new(cfg: Config, w: ModelWeights, kernel: Kernel) -> Self {
+        let ff = w.rope_freqs.as_deref();
+        let inv_freq = ops::rope_inv_freq(cfg.n_rot, cfg.rope_base, cfg.rope_freq_scale, ff);
+        let inv_freq_swa =
+            ops::rope_inv_freq(cfg.n_rot, cfg.rope_base_swa, cfg.rope_freq_scale, ff);
+        CpuModel {
+            cfg,
+            w,
+            kernel,
+            inv_freq,
+            inv_freq_swa,
+        }
+    }
+
+    /// Run `tokens` at positions `pos..pos+n`, appending to `cache`; returns the logits of the
+    /// last token (n_vocab).
+    pub fn forward(&self, tokens: &[u32], pos: usize, cache: &mut KvCache) -> Result<Vec<f32>> {
+        let all = self.forward_all(tokens, pos, cache, false)?;
+        Ok(all)
+    }
+
+    /// As `forward`; with `all_logits` returns (n_tok, n_vocab) logits.
+    pub fn forward_all(
+        &self,
+        tokens: &[u32],
+        pos: usize,
+        cache: &mut KvCache,
+        all_logits: bool,
+    ) -> Result<Vec<f32>> {
+        let c = &self.cfg;
+        let n = tokens.len();
+        if n == 0 {
+            return Ok(vec![]);
+        }
+        if pos + n > cache.n_ctx {
+            return Err(Error::ContextFull {
+                needed: pos + n,
+                n_ctx: cache.n_ctx,
+            });
+        }
+        let e = c.n_embd;
+        let (hd, hdv) = (c.head_dim, c.head_dim_v);
+        let (q_dim, kv_dim, v_dim) = (c.n_head * hd, c.n_head_kv * hd, c.n_head_kv * hdv);
+        let k = self.kernel;
+
+        // x: (n, n_embd) residual stream.
+        let mut x = vec![0f32; n * e];
+        for (t, &id) in tokens.iter().enumerate() {
+            if id as usize >= c.n_vocab {
+                return Err(Error::TokenOutOfRange {
+                    id,
+                    n_vocab: c.n_vocab,
+                });
+            }
+            let row = &mut x[t * e..(t + 1) * e];
+            self.w.token_embd.dequantize_row(id as usize, row)?;
+            if let Some(s) = c.embd_scale {
+                row.iter_mut().for_each(|v| *v *= s);
+            }
+        }
+        let mut h = vec![0f32; n * e];
+        let mut q = vec![0f32; n * q_dim];
+        let mut kk = vec![0f32; n * kv_dim];
+        let mut vv = vec![0f32; n * v_dim];
+        let mut att = vec![0f32; n * c.n_head * hdv];
+        let mut proj = vec![0f32; n * e];
+        let mut gate = vec![0f32; n * c.n_ff];
+        let mut up = vec![0f32; n * c.n_ff];
+        let mut scores = vec![0f32; pos + n];
+
+        for (l, lw) in self.w.layers.iter().enumerate() {
+            // Attention block.
+            for t in 0..n {
+                ops::rmsnorm(
+                    &mut h[t * e..(t + 1) * e],
+                    &x[t * e..(t + 1) * e],
+                    &lw.attn_norm,
+                    c.rms_eps,
+                );
+            }
+            matmul(&lw.wq, &h, &mut q, n, k)?;
+            matmul(&lw.wk, &h, &mut kk, n, k)?;
+            matmul(&lw.wv, &h, &mut vv, n, k)?;
+            for (buf, bias, dim) in [
+                (&mut q, &lw.bq, q_dim),
+                (&mut kk, &lw.bk, kv_dim),
+                (&mut vv, &lw.bv, v_dim),
+            ] {
+                if let Some(b) = bias {
+                    buf.chunks_exact_mut(dim)
+                        .for_each(|r| ops::add_inplace(r, b));
+                }
+            }
+            let inv_freq = if c.swa_layers[l] {
+                &self.inv_freq_swa
+            } else {
+                &self.inv_freq
+            };
+            for t in 0..n {
+                let p = pos + t;
+                for head in q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(hd) {
+                    if let Some(w) = &lw.q_norm {
+                        ops::rmsnorm_inplace(head, w, c.rms_eps);
+                    }
+                    ops::rope(head, p, inv_freq, c.rope_neox);
+                    if let Some(s) = c.q_scale {
+                        head.iter_mut().for_each(|v| *v *= s);
+                    }
+                }
+                for head in kk[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(hd) {
+                    if let Some(w) = &lw.k_norm {
+                        ops::rmsnorm_inplace(head, w, c.rms_eps);
+                    }
+                    ops::rope(head, p, inv_freq, c.rope_neox);
+                }
+                cache.k[l][p * kv_dim..(p + 1) * kv_dim]
+                    .copy_from_slice(&kk[t * kv_dim..(t + 1) * kv_dim]);
+                cache.v[l][p * v_dim..(p + 1) * v_dim]
+                    .copy_from_slice(&vv[t * v_dim..(t + 1) * v_dim]);
+            }
+            for t in 0..n {
+                let p = pos + t;
+                // Causal, and within the window on sliding-window layers.
+                let first = if c.swa_layers[l] {
+                    (p + 1).saturating_sub(c.n_swa)
+                } else {
+                    0
+                };
+                for hh in 0..c.n_head {
+                    let kvh = hh / c.group();
+                    let qh = &q[t * q_dim + hh * hd..t * q_dim + (hh + 1) * hd];
+                    let s = &mut scores[first..=p];
+                    for (j, sc) in s.iter_mut().enumerate() {
+                        let kp = first + j;
+                        let kr = &cache.k[l][kp * kv_dim + kvh * hd..kp * kv_dim + (kvh + 1) * hd];
+                        *sc = matmul::dot_fast(qh, kr) * c.kq_scale;
+                    }
+                    ops::softmax(s);
+                    let out = &mut att
+                        [t * c.n_head * hdv + hh * hdv..t * c.n_head * hdv + (hh + 1) * hdv];
+                    out.fill(0.0);
+                    for (j, &a) in s.iter().enumerate() {
+                        let kp = first + j;
+                        let vr = &cache.v[l][kp * v_dim + kvh * hdv..kp * v_dim + (kvh + 1) * hdv];
+                        for (o, &v) in out.iter_mut().zip(vr) {
+                            *o += a * v;
+                        }
+                    }
+                }
+            }
+            matmul(&lw.wo, &att, &mut proj, n, k)?;
+            if let Some(w) = &lw.post_attn_norm {
+                proj.chunks_exact_mut(e)
+                    .for_each(|r| ops::rmsnorm_inplace(r, w, c.rms_eps));
+            }
+            ops::add_inplace(&mut x, &proj);
+
+            // Feed-forward block.
+            for t in 0..n {
+                ops::rmsnorm(
+                    &mut h[t * e..(t + 1) * e],
+                    &x[t * e..(t + 1) * e],
+                    &lw.ffn_norm,
+                    c.rms_eps,
+                );
+            }
+            matmul(&lw.w_gate, &h, &mut gate, n, k)?;
+            matmul(&lw.w_up, &h, &mut up, n, k)?;
+            let act = match c.activation {
+                Activation::Silu => ops::silu,
+                Activation::GeluTanh => ops::gelu_tanh,
+            };
+            for (g, &u) in gate.iter_mut().zip(&up) {
+                *g = act(*g) * u;
+            }
+            matmul(&lw.w_down, &gate, &mut proj, n, k)?;
+            if let Some(w) = &lw.post_ffn_norm {
+                proj.chunks_exact_mut(e)
+                    .for_each(|r| ops::rmsnorm_inplace(r, w, c.rms_eps));
+            }
+            ops::add_inplace(&mut x, &proj);
+        }
+
+        // Output head: all rows, or the last one only.
+        let rows = if all_logits { 0..n } else { n - 1..n };
+        let m = rows.len();
+        let mut xn = vec![0f32; m * e];
+        for (i, t) in rows.enumerate() {
+            ops::rmsnorm(
+                &mut xn[i * e..(i + 1) * e],
+                &x[t * e..(t + 1) * e],
+                &self.w.output_norm,
+                c.rms_eps,
+            );
+        }
+        let mut logits = vec![0f32; m * c.n_vocab];
+        matmul(self.w.output(), &xn, &mut logits, m, k)?;
+        Ok(logits)
+    }
+}

@@ -1,0 +1,116 @@
+//! Element-wise and row-wise operations of the forward pass, named after the maths.
+
+/// `out = x / sqrt(mean(x²) + eps) * w`, one row. The mean is taken in f64.
+pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let ss: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len() as f64;
+    let inv = (1.0 / (ss + f64::from(eps)).sqrt()) as f32;
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * inv * g;
+    }
+}
+
+/// In-place RMSNorm of one row.
+pub fn rmsnorm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+    let ss: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len() as f64;
+    let inv = (1.0 / (ss + f64::from(eps)).sqrt()) as f32;
+    for (v, &g) in x.iter_mut().zip(w) {
+        *v = *v * inv * g;
+    }
+}
+
+/// Rotary embedding of one head `x` (head_dim) at position `pos`, over the first `n_rot` dims.
+/// `neox`: pairs (i, i + n_rot/2); otherwise adjacent pairs (2i, 2i+1).
+/// `inv_freq[i] = base^(-2i/n_rot) · freq_scale / rope_freqs[i]`, precomputed in f64.
+pub fn rope(x: &mut [f32], pos: usize, inv_freq: &[f64], neox: bool) {
+    let half = inv_freq.len();
+    for (i, &f) in inv_freq.iter().enumerate() {
+        let theta = pos as f64 * f;
+        let (sin, cos) = (theta.sin() as f32, theta.cos() as f32);
+        let (a, b) = if neox {
+            (i, i + half)
+        } else {
+            (2 * i, 2 * i + 1)
+        };
+        let (x0, x1) = (x[a], x[b]);
+        x[a] = x0 * cos - x1 * sin;
+        x[b] = x0 * sin + x1 * cos;
+    }
+}
+
+/// Inverse frequencies for `rope`.
+pub fn rope_inv_freq(
+    n_rot: usize,
+    base: f32,
+    freq_scale: f32,
+    rope_freqs: Option<&[f32]>,
+) -> Vec<f64> {
+    (0..n_rot / 2)
+        .map(|i| {
+            let f = f64::from(base).powf(-2.0 * i as f64 / n_rot as f64) * f64::from(freq_scale);
+            match rope_freqs.and_then(|r| r.get(i)) {
+                Some(&d) => f / f64::from(d),
+                None => f,
+            }
+        })
+        .collect()
+}
+
+/// Numerically stable softmax in place.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += f64::from(*v);
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// GELU, tanh approximation (as ggml and Gemma use).
+pub fn gelu_tanh(x: f32) -> f32 {
+    const C: f32 = 0.797_884_6; // sqrt(2/pi)
+    0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+pub fn add_inplace(x: &mut [f32], y: &[f32]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_rotates_pairs_by_position() {
+        let inv = rope_inv_freq(4, 10000.0, 1.0, None);
+        let mut x = [1.0, 0.0, 1.0, 0.0];
+        rope(&mut x, 1, &inv, false);
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
+        let mut y = [1.0, 1.0, 0.0, 0.0];
+        rope(&mut y, 1, &inv, true);
+        assert!((y[0] - 1f32.cos()).abs() < 1e-6 && (y[2] - 1f32.sin()).abs() < 1e-6);
+        let mut z = [3.0, 4.0];
+        rope(&mut z, 0, &rope_inv_freq(2, 10000.0, 1.0, None), false);
+        assert_eq!(z, [3.0, 4.0]);
+    }
+
+    #[test]
+    fn softmax_and_norm() {
+        let mut s = [1.0, 2.0, 3.0];
+        softmax(&mut s);
+        assert!((s.iter().sum::<f32>() - 1.0).abs() < 1e-6 && s[2] > s[1]);
+        let mut o = [0.0; 2];
+        rmsnorm(&mut o, &[3.0, 4.0], &[1.0, 2.0], 0.0);
+        let r = (12.5f32).sqrt();
+        assert!((o[0] - 3.0 / r).abs() < 1e-6 && (o[1] - 8.0 / r).abs() < 1e-6);
+    }
+}
