@@ -9,6 +9,7 @@ pub mod gguf;
 pub mod cpu;
 pub mod model;
 pub mod quant;
+pub mod sampling;
 pub mod source;
 pub mod tokenizer;
 

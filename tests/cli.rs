@@ -155,3 +155,58 @@ fn bad_files_and_arguments_fail_cleanly() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// `chord dequant` gives the `gguf` package's values, bit for bit, on one tensor of every type
+/// in every test model (tests/fixtures/quant/real.json, made by scripts/gen-quant-fixtures.py).
+#[test]
+fn dequant_matches_gguf_package_on_every_type_in_the_models() {
+    let root = common::root().join("tests/fixtures/quant");
+    let j: Json =
+        serde_json::from_str(&std::fs::read_to_string(root.join("real.json")).unwrap()).unwrap();
+    let entries = j["tensors"].as_array().expect("real.json tensors");
+    let out = std::env::temp_dir().join(format!("chord-dequant-{}.f32", std::process::id()));
+    let mut types = std::collections::BTreeSet::new();
+    for e in entries {
+        let model = common::model_path(e["model"].as_str().unwrap());
+        let tensor = e["tensor"].as_str().unwrap();
+        let o = chord(&[
+            "dequant",
+            model.to_str().unwrap(),
+            tensor,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            o.status.success(),
+            "{tensor}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(
+            bytes.len() as u64,
+            4 * e["elements"].as_u64().unwrap(),
+            "{tensor}"
+        );
+        assert_eq!(
+            format!("{:016x}", fnv1a64(&bytes)),
+            e["fnv1a64"].as_str().unwrap(),
+            "{}: {tensor} ({}) differs from the gguf package",
+            e["model"],
+            e["type"]
+        );
+        types.insert(e["type"].as_str().unwrap().to_owned());
+    }
+    std::fs::remove_file(&out).ok();
+    for t in ["F32", "Q4_K", "Q6_K", "Q5_0", "Q8_0", "Q4_1"] {
+        assert!(types.contains(t), "no real tensor of type {t} checked");
+    }
+}
