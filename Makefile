@@ -21,7 +21,7 @@ wasm:
 	$(CARGO) build --target wasm32-unknown-unknown --lib
 
 unit:
-	$(CARGO) test
+	$(CARGO) test --release
 
 serve:
 	@echo "make serve arrives with the browser app (issue: Browser app). Until then: cargo run --release --bin chord -- inspect models/smollm2-135m-instruct-q4_k_m.gguf"; exit 1
