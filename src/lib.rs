@@ -4,9 +4,9 @@
 //! incremental header parse ([`gguf`]) → tensors kept in their block formats ([`quant`]) →
 //! forward pass on the CPU or on WebGPU → sampled tokens.
 
+pub mod cpu;
 pub mod error;
 pub mod gguf;
-pub mod cpu;
 pub mod model;
 pub mod quant;
 pub mod sampling;
