@@ -37,6 +37,10 @@ pub enum Error {
     #[error("token id {id} is outside the vocabulary of {n_vocab} tokens")]
     TokenOutOfRange { id: u32, n_vocab: usize },
 
+    /// A request that cannot be served as given (empty prompt, bad option).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+
     #[error("no tensor named `{0}` in the model")]
     TensorNotFound(String),
 
@@ -68,6 +72,7 @@ impl Error {
             Error::BadModelTensor { .. } => "bad_tensor",
             Error::ContextFull { .. } => "context_full",
             Error::TokenOutOfRange { .. } => "bad_token",
+            Error::InvalidRequest(_) => "invalid_request",
             Error::TensorNotFound(_) => "tensor_not_found",
             Error::Metadata { .. } => "bad_metadata",
             Error::Io { .. } => "io",

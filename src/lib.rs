@@ -5,6 +5,7 @@
 //! forward pass on the CPU or on WebGPU → sampled tokens.
 
 pub mod cpu;
+pub mod engine;
 pub mod error;
 pub mod gguf;
 pub mod model;

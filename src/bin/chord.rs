@@ -8,13 +8,22 @@
 use serde_json::{json, Map, Value as Json};
 use std::io::Write;
 use std::process::ExitCode;
+use wasm_chord::engine::{Control, Engine, GenerateOptions, LoadOptions};
 use wasm_chord::gguf::{self, Array, GgufHeader, Value};
+use wasm_chord::sampling::SamplerConfig;
+use wasm_chord::tokenizer::chat_template::{messages_from_value, ChatMessage, RenderOptions};
+use wasm_chord::tokenizer::Tokenizer;
 use wasm_chord::{cpu, quant, Error};
 
 const USAGE: &str = "usage:
   chord inspect MODEL [--json]
   chord dequant MODEL TENSOR [--out FILE]
-  chord logits MODEL --ids 1,2,3 --out FILE [--kernel fast|reference] [--ctx N]";
+  chord tokenize MODEL [--special] [--no-bos] (--text T | --file F) [--json]
+  chord generate MODEL (--prompt P | --chat MSG [--system S] | --messages FILE.json) [-n N]
+                 [--temp T] [--top-k K] [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S]
+                 [--stop STR] [--ctx N] [--kernel fast|reference] [--special] [--json]
+  chord logits MODEL (--prompt P [--special] | --ids 1,2,3) --out FILE [--kernel fast|reference]
+  chord bench MODEL [-p 128] [-n 64] [--reps 3] [--kernel fast|reference]";
 
 /// A command-line mistake (exit 2) or a failure (exit 1).
 enum Fail {
@@ -58,6 +67,13 @@ impl<'a> Args<'a> {
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
+            // Short numeric flags as llama-bench spells them: -p 128 -n 64.
+            let a = match a.as_str() {
+                "-p" => "--p",
+                "-n" => "--n",
+                "-t" => "--threads",
+                other => other,
+            };
             if let Some(name) = a.strip_prefix("--") {
                 if valued.contains(&name) {
                     let v = it
@@ -113,21 +129,71 @@ fn run(args: &[String]) -> Result<(), Fail> {
             dequant(a.positional[0], a.positional[1], a.value("out"))
         }
         "logits" => {
-            let a = Args::parse(rest, &[], &["ids", "out", "kernel", "ctx"])?;
-            a.exactly(1, "MODEL")?;
-            let ids = parse_ids(
-                a.value("ids")
-                    .ok_or_else(|| Fail::Usage("--ids is required".into()))?,
+            let a = Args::parse(
+                rest,
+                &["special"],
+                &["ids", "prompt", "out", "kernel", "ctx"],
             )?;
+            a.exactly(1, "MODEL")?;
             let out = a
                 .value("out")
                 .ok_or_else(|| Fail::Usage("--out is required".into()))?;
-            logits(
+            let engine = load_engine(a.positional[0], kernel(a.value("kernel"))?)?;
+            let ids = match (a.value("ids"), a.value("prompt")) {
+                (Some(ids), None) => parse_ids(ids)?,
+                (None, Some(p)) => engine.tokenize(p, true, a.has("special"))?,
+                _ => return Err(Fail::Usage("give one of --ids or --prompt".into())),
+            };
+            let logits = engine.logits(&ids)?;
+            let le: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
+            std::fs::write(out, &le).map_err(|e| Fail::Run(io_err(format!("writing {out}"))(e)))
+        }
+        "tokenize" => {
+            let a = Args::parse(rest, &["special", "json", "no-bos"], &["text", "file"])?;
+            a.exactly(1, "MODEL")?;
+            let text = text_arg(&a)?;
+            tokenize(
                 a.positional[0],
-                &ids,
-                out,
+                &text,
+                a.has("special"),
+                !a.has("no-bos"),
+                a.has("json"),
+            )
+        }
+        "generate" => {
+            let a = Args::parse(
+                rest,
+                &["json", "special"],
+                &[
+                    "prompt",
+                    "chat",
+                    "messages",
+                    "system",
+                    "n",
+                    "temp",
+                    "top-k",
+                    "top-p",
+                    "min-p",
+                    "repeat-penalty",
+                    "seed",
+                    "threads",
+                    "kernel",
+                    "stop",
+                    "ctx",
+                ],
+            )?;
+            a.exactly(1, "MODEL")?;
+            generate(&a)
+        }
+        "bench" => {
+            let a = Args::parse(rest, &[], &["p", "n", "reps", "kernel", "threads"])?;
+            a.exactly(1, "MODEL")?;
+            bench(
+                a.positional[0],
+                parse_num(a.value("p"), "p")?.unwrap_or(128),
+                parse_num(a.value("n"), "n")?.unwrap_or(64),
+                parse_num(a.value("reps"), "reps")?.unwrap_or(3).max(1),
                 kernel(a.value("kernel"))?,
-                parse_num(a.value("ctx"), "ctx")?,
             )
         }
         "-h" | "--help" | "help" => {
@@ -434,17 +500,214 @@ fn kernel(v: Option<&str>) -> Result<cpu::Kernel, Fail> {
     }
 }
 
-fn logits(
-    path: &str,
-    ids: &[u32],
-    out: &str,
-    kernel: cpu::Kernel,
-    ctx: Option<usize>,
-) -> Result<(), Fail> {
+/// Median, min and max of a series of rates.
+fn stats(mut v: Vec<f64>) -> Json {
+    v.sort_by(f64::total_cmp);
+    json!({"median": v[v.len() / 2], "min": v[0], "max": v[v.len() - 1]})
+}
+
+/// Prefill of `p` tokens in one batch, then `n` single-token decode steps, each repetition in a
+/// fresh KV cache (as llama-bench's pp/tg tests). Prints JSON.
+fn bench(path: &str, p: usize, n: usize, reps: usize, kernel: cpu::Kernel) -> Result<(), Fail> {
+    use std::time::Instant;
     let src = wasm_chord::source::FileSource::open(path)?;
+    let t0 = Instant::now();
     let (_, model) = cpu::CpuModel::load(&src, kernel)?;
-    let mut cache = cpu::KvCache::new(&model.cfg, ctx.unwrap_or(ids.len().max(1)));
-    let logits = model.forward(ids, 0, &mut cache)?;
-    let le: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(out, &le).map_err(|e| Fail::Run(io_err(format!("writing {out}"))(e)))
+    let load_s = t0.elapsed().as_secs_f64();
+    // Deterministic ids spread over the vocabulary; the content does not change the work.
+    let v = model.cfg.n_vocab as u32;
+    let prompt: Vec<u32> = (0..p as u32).map(|i| (i * 7919 + 13) % v).collect();
+    let (mut pp, mut tg) = (vec![], vec![]);
+    for _ in 0..reps {
+        let mut cache = cpu::KvCache::new(&model.cfg, p + n + 1);
+        if p > 0 {
+            let t = Instant::now();
+            model.forward(&prompt, 0, &mut cache)?;
+            pp.push(p as f64 / t.elapsed().as_secs_f64());
+        }
+        let mut cache = cpu::KvCache::new(&model.cfg, n + 1);
+        let t = Instant::now();
+        let mut tok = 1 % v;
+        for i in 0..n {
+            let l = model.forward(&[tok], i, &mut cache)?;
+            tok = argmax(&l);
+        }
+        if n > 0 {
+            tg.push(n as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    let out = json!({
+        "model": path,
+        "backend": "cpu",
+        "kernel": format!("{kernel:?}").to_lowercase(),
+        "threads": 1,
+        "weights_bytes": model.w.bytes(),
+        "load_s": load_s,
+        "pp": {"tokens": p, "tok_s": if pp.is_empty() { Json::Null } else { stats(pp) }},
+        "tg": {"tokens": n, "tok_s": if tg.is_empty() { Json::Null } else { stats(tg) }},
+        "reps": reps,
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(())
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn load_engine(path: &str, kernel: cpu::Kernel) -> Result<Engine, Fail> {
+    let src = wasm_chord::source::FileSource::open(path)?;
+    Ok(Engine::load(
+        &src,
+        &LoadOptions {
+            kernel,
+            ..Default::default()
+        },
+    )?)
+}
+
+fn text_arg(a: &Args) -> Result<String, Fail> {
+    match (a.value("text"), a.value("file")) {
+        (Some(t), None) => Ok(t.to_owned()),
+        (None, Some("-")) => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| Fail::Run(io_err("reading stdin".into())(e)))?;
+            Ok(s)
+        }
+        (None, Some(f)) => {
+            std::fs::read_to_string(f).map_err(|e| Fail::Run(io_err(format!("reading {f}"))(e)))
+        }
+        _ => Err(Fail::Usage("give one of --text or --file".into())),
+    }
+}
+
+fn tokenize(
+    path: &str,
+    text: &str,
+    special: bool,
+    add_special: bool,
+    as_json: bool,
+) -> Result<(), Fail> {
+    let h = gguf::read_header_from_path(path)?;
+    let tok = Tokenizer::from_gguf(&h).map_err(Error::from)?;
+    let ids = tok
+        .encode(text, add_special, special)
+        .map_err(Error::from)?;
+    let pieces: Vec<String> = ids
+        .iter()
+        .map(|&id| {
+            tok.token_to_piece(id, true)
+                .map(|p| String::from_utf8_lossy(&p).into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let out = if as_json {
+        serde_json::to_string(&json!({"n_tokens": ids.len(), "ids": ids, "pieces": pieces}))
+            .unwrap_or_default()
+    } else {
+        ids.iter()
+            .zip(&pieces)
+            .map(|(id, p)| format!("{id:>8} {p:?}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    write_stdout(format!("{out}\n").as_bytes())
+}
+
+fn parse_f32(a: &Args, name: &str) -> Result<Option<f32>, Fail> {
+    a.value(name)
+        .map(|s| {
+            s.parse()
+                .map_err(|_| Fail::Usage(format!("--{name} needs a number, got `{s}`")))
+        })
+        .transpose()
+}
+
+fn generate(a: &Args) -> Result<(), Fail> {
+    let engine = load_engine(a.positional[0], kernel(a.value("kernel"))?)?;
+    let ids = match (a.value("prompt"), a.value("chat"), a.value("messages")) {
+        (Some(p), None, None) => engine.tokenize(p, true, a.has("special"))?,
+        (None, Some(msg), None) => {
+            let mut msgs = vec![];
+            if let Some(sys) = a.value("system") {
+                msgs.push(ChatMessage::system(sys));
+            }
+            msgs.push(ChatMessage::user(msg));
+            engine.chat_prompt_ids(&msgs, &RenderOptions::default())?
+        }
+        (None, None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Fail::Run(io_err(format!("reading {file}"))(e)))?;
+            let v: Json = serde_json::from_str(&text).map_err(|e| {
+                Fail::Run(Error::InvalidRequest(format!("{file} is not JSON: {e}")))
+            })?;
+            let msgs = messages_from_value(&v).map_err(Error::from)?;
+            engine.chat_prompt_ids(&msgs, &RenderOptions::default())?
+        }
+        _ => {
+            return Err(Fail::Usage(
+                "give one of --prompt, --chat or --messages".into(),
+            ))
+        }
+    };
+    let d = SamplerConfig::default();
+    let opts = GenerateOptions {
+        max_tokens: parse_num(a.value("n"), "n")?.unwrap_or(128),
+        sampler: SamplerConfig {
+            temperature: parse_f32(a, "temp")?.unwrap_or(d.temperature),
+            top_k: parse_num(a.value("top-k"), "top-k")?.unwrap_or(d.top_k),
+            top_p: parse_f32(a, "top-p")?.unwrap_or(d.top_p),
+            min_p: parse_f32(a, "min-p")?.unwrap_or(d.min_p),
+            repeat_penalty: parse_f32(a, "repeat-penalty")?.unwrap_or(d.repeat_penalty),
+            seed: parse_num(a.value("seed"), "seed")?.unwrap_or(0) as u64,
+            ..d
+        },
+        stop: a
+            .value("stop")
+            .map(|s| vec![s.to_owned()])
+            .unwrap_or_default(),
+        n_ctx: parse_num(a.value("ctx"), "ctx")?,
+        ..Default::default()
+    };
+    let as_json = a.has("json");
+    let mut stdout = std::io::stdout();
+    let g = engine.generate(&ids, &opts, &mut |ev| {
+        if !as_json {
+            // Stream as it comes; a closed pipe ends generation.
+            if stdout
+                .write_all(ev.text.as_bytes())
+                .and_then(|_| stdout.flush())
+                .is_err()
+            {
+                return Control::Stop;
+            }
+        }
+        Control::Continue
+    })?;
+    if as_json {
+        let out = json!({
+            "prompt_ids": g.prompt_ids,
+            "ids": g.ids,
+            "text": g.text,
+            "finish": format!("{:?}", g.finish),
+            "timings": {
+                "prompt_tokens": g.prompt_ids.len(),
+                "prompt_ms": g.prompt_ms,
+                "prompt_tok_s": g.prompt_ids.len() as f64 / (g.prompt_ms / 1e3),
+                "gen_tokens": g.ids.len(),
+                "gen_ms": g.gen_ms,
+                "gen_tok_s": g.ids.len().saturating_sub(1) as f64 / (g.gen_ms / 1e3),
+            },
+        });
+        write_stdout(format!("{}\n", serde_json::to_string(&out).unwrap_or_default()).as_bytes())
+    } else {
+        write_stdout(b"\n")
+    }
 }
