@@ -315,6 +315,9 @@ fn runaway_template_runs_out_of_fuel() {
     let e = t
         .render(&[ChatMessage::user("hi")], &RenderOptions::default())
         .unwrap_err();
-    assert!(start.elapsed().as_secs() < 30, "fuel did not stop the render");
+    assert!(
+        start.elapsed().as_secs() < 30,
+        "fuel did not stop the render"
+    );
     assert!(e.to_string().to_lowercase().contains("fuel"), "{e}");
 }
