@@ -50,7 +50,7 @@ impl W {
     }
     /// Pad to `align` and append `n` data bytes.
     fn data(mut self, align: usize, n: usize) -> Self {
-        while self.0.len() % align != 0 {
+        while !self.0.len().is_multiple_of(align) {
             self.0.push(0);
         }
         self.0.extend(std::iter::repeat_n(0x11u8, n));

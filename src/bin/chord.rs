@@ -21,9 +21,9 @@ const USAGE: &str = "usage:
   chord tokenize MODEL [--special] [--no-bos] (--text T | --file F) [--json]
   chord generate MODEL (--prompt P | --chat MSG [--system S] | --messages FILE.json) [-n N]
                  [--temp T] [--top-k K] [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S]
-                 [--stop STR] [--ctx N] [--kernel fast|reference] [--special] [--json]
+                 [--stop STR] [--ctx N] [--threads N] [--kernel fast|reference] [--special] [--json]
   chord logits MODEL (--prompt P [--special] | --ids 1,2,3) --out FILE [--kernel fast|reference]
-  chord bench MODEL [-p 128] [-n 64] [--reps 3] [--kernel fast|reference]";
+  chord bench MODEL [-p 128] [-n 64] [--reps 3] [--threads 1] [--kernel fast|reference]";
 
 /// A command-line mistake (exit 2) or a failure (exit 1).
 enum Fail {
@@ -188,6 +188,8 @@ fn run(args: &[String]) -> Result<(), Fail> {
         "bench" => {
             let a = Args::parse(rest, &[], &["p", "n", "reps", "kernel", "threads"])?;
             a.exactly(1, "MODEL")?;
+            // One thread unless asked: the numbers then compare with llama.cpp's -t 1.
+            cpu::matmul::set_threads(parse_num(a.value("threads"), "threads")?.unwrap_or(1));
             bench(
                 a.positional[0],
                 parse_num(a.value("p"), "p")?.unwrap_or(128),
@@ -540,7 +542,7 @@ fn bench(path: &str, p: usize, n: usize, reps: usize, kernel: cpu::Kernel) -> Re
         "model": path,
         "backend": "cpu",
         "kernel": format!("{kernel:?}").to_lowercase(),
-        "threads": 1,
+        "threads": cpu::matmul::threads(),
         "weights_bytes": model.w.bytes(),
         "load_s": load_s,
         "pp": {"tokens": p, "tok_s": if pp.is_empty() { Json::Null } else { stats(pp) }},
@@ -631,6 +633,8 @@ fn parse_f32(a: &Args, name: &str) -> Result<Option<f32>, Fail> {
 }
 
 fn generate(a: &Args) -> Result<(), Fail> {
+    // 0 = one thread per core.
+    cpu::matmul::set_threads(parse_num(a.value("threads"), "threads")?.unwrap_or(0));
     let engine = load_engine(a.positional[0], kernel(a.value("kernel"))?)?;
     let ids = match (a.value("prompt"), a.value("chat"), a.value("messages")) {
         (Some(p), None, None) => engine.tokenize(p, true, a.has("special"))?,

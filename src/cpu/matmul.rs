@@ -1,18 +1,25 @@
 //! Products of quantized weight matrices with f32 activations.
 //!
-//! Both kernels dequantize one row of blocks at a time (never a whole matrix) and reuse it for
-//! every token of a batch, so prefill is a matrix×matrix product that reads the weights once.
-//! Activations stay f32: unlike llama.cpp we do not quantize them to 8 bits, which keeps the
-//! logits close to the exact maths.
+//! `Kernel::Reference` dequantizes one row at a time with the reference dequantizer and dots it
+//! with f64 accumulation: the oracle. `Kernel::Fast` (`kernels/`) reads the blocks in place with
+//! fused per-type kernels (AVX2 intrinsics on x86_64, portable vectorizable code elsewhere),
+//! tiles tokens during prefill and splits rows over threads ([`set_threads`]).
+//! Activations stay f32 on both paths: unlike llama.cpp we do not quantize them to 8 bits,
+//! which keeps the logits close to the exact maths.
 
 use crate::model::QMatrix;
 use crate::Result;
+
+#[path = "kernels/mod.rs"]
+mod kernels;
+
+pub use kernels::{set_threads, threads};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Kernel {
     /// Plain scalar loops, f64 accumulation: the oracle the fast path is tested against.
     Reference,
-    /// f32 with independent lanes the compiler vectorizes.
+    /// Fused per-type kernels over the quantized blocks, f32 accumulation, SIMD and threads.
     #[default]
     Fast,
 }
@@ -54,6 +61,11 @@ pub fn dot_fast(a: &[f32], b: &[f32]) -> f32 {
 
 /// `y[t] = W · x[t]` for `n_tok` tokens. `x`: (n_tok, cols), `y`: (n_tok, rows).
 pub fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize, kernel: Kernel) -> Result<()> {
+    // A matrix whose shape does not fit its type falls through to the checked path below,
+    // which reports the error.
+    if kernel == Kernel::Fast && kernels::matmul(w, x, y, n_tok) {
+        return Ok(());
+    }
     let mut row = vec![0f32; w.cols];
     let dot = match kernel {
         Kernel::Reference => dot_reference,

@@ -36,7 +36,7 @@ use super::QuantError;
 /// Check that `elements` of `ty` are whole blocks and take exactly `bytes` bytes.
 pub fn check_len(ty: GgmlType, bytes: usize, elements: usize) -> Result<(), QuantError> {
     let (block, type_size) = ty.block_geometry();
-    if elements % block != 0 {
+    if !elements.is_multiple_of(block) {
         return Err(QuantError::PartialBlock {
             ty,
             elements,

@@ -120,7 +120,7 @@ impl GgmlType {
     /// Bytes of `n` elements, or `None` when `n` is not a whole number of blocks or overflows.
     pub fn bytes_for(self, n: u64) -> Option<u64> {
         let (bs, ts) = self.block_geometry();
-        if n % bs as u64 != 0 {
+        if !n.is_multiple_of(bs as u64) {
             return None;
         }
         (n / bs as u64).checked_mul(ts as u64)

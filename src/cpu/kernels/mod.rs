@@ -1,0 +1,317 @@
+//! `Kernel::Fast`: fused per-type kernels that read the quantized blocks in place.
+//!
+//! Layout of the work: the output rows are split into chunks (one per thread task); inside a
+//! chunk, tokens go in tiles of 8 (then 4, 2, 1). Decode (one token) decodes each block's
+//! weights in registers and FMAs them straight into 4 accumulators. Prefill decodes one block
+//! of a pair of rows into a small L1 scratch (a block, never a row) and runs a 2-row × T-token
+//! register tile over it, so the weights are unpacked once per tile and every load feeds
+//! several FMAs. Weights are decoded to exactly the reference dequantizer's f32 values and
+//! activations stay f32, so the only difference from `Kernel::Reference` is f32 accumulation.
+//!
+//! Code paths, chosen once per process:
+//! - x86_64 with AVX2 + FMA + F16C: hand-written intrinsics for F32, Q4_0, Q4_1, Q5_0, Q5_1,
+//!   Q8_0, Q4_K and Q6_K (`x86`; the same code is compiled a second time with AVX-512 VL for
+//!   its 32 vector registers where the CPU has it), and the portable kernels recompiled under
+//!   `target_feature(avx2,fma,f16c)` for the other formats;
+//! - everything else (wasm32, other CPUs): the portable kernels (`portable`).
+//!
+//! Threads (feature `threads`, native only): chunks of rows run on a rayon pool of
+//! [`set_threads`] threads; wasm32 and `threads = 1` run on the calling thread.
+
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use crate::model::QMatrix;
+use crate::quant::GgmlType;
+use portable::Dec;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Computes rows `r0..r0 + out.len() / n_tok` of `W·xᵀ` into `out`, laid out (row, token).
+type RowsFn = fn(w: &QMatrix, x: &[f32], n_tok: usize, r0: usize, out: &mut [f32]);
+
+/// Threads requested with `set_threads` (0: one per available core).
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Set how many threads `Kernel::Fast` matmuls use: `0` = one per available core (the
+/// default), `1` = only the calling thread. Without the `threads` feature (and on wasm32)
+/// everything runs on the calling thread whatever is set here.
+pub fn set_threads(n: usize) {
+    THREADS.store(n, Ordering::Relaxed);
+}
+
+/// The number of threads `Kernel::Fast` matmuls will use.
+pub fn threads() -> usize {
+    if !cfg!(all(feature = "threads", not(target_arch = "wasm32"))) {
+        return 1;
+    }
+    match THREADS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// `y[t] = W · x[t]`; `x`: (n_tok, cols), `y`: (n_tok, rows). Returns `false` (computing
+/// nothing) when the matrix's shape does not match its type's block geometry, so the caller
+/// can take the checked path that reports the error.
+pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> bool {
+    let Some(f) = select(w) else { return false };
+    let (rows, cols) = (w.rows, w.cols);
+    if n_tok == 0 || rows == 0 {
+        return true;
+    }
+    if x.len() < n_tok * cols || y.len() < n_tok * rows || w.data.len() < rows * w.row_bytes {
+        return false;
+    }
+    let x = &x[..n_tok * cols];
+    if n_tok == 1 {
+        run_rows(f, w, x, 1, &mut y[..rows]);
+    } else {
+        let mut yt = vec![0f32; rows * n_tok];
+        run_rows(f, w, x, n_tok, &mut yt);
+        // Transpose (row, token) → (token, row) in blocks of 16 rows.
+        for (rb, v) in yt.chunks(16 * n_tok).enumerate() {
+            let nr = v.len() / n_tok;
+            for t in 0..n_tok {
+                let yr = &mut y[t * rows + rb * 16..t * rows + rb * 16 + nr];
+                for (i, y) in yr.iter_mut().enumerate() {
+                    *y = v[i * n_tok + t];
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Split the rows over threads (when enabled and worth it) and run `f` on each chunk.
+fn run_rows(f: RowsFn, w: &QMatrix, x: &[f32], n_tok: usize, out: &mut [f32]) {
+    #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
+    {
+        let n = threads();
+        // Below ~256k multiply-adds (~20 µs on one core) a fork/join costs more than it saves.
+        if n > 1 && w.rows >= 16 && w.rows * w.cols * n_tok >= 1 << 18 {
+            if let Some(pool) = pool::get(n) {
+                use rayon::prelude::*;
+                // A few chunks per thread for balance; a multiple of 4 rows.
+                let per = w.rows.div_ceil(n * 4).next_multiple_of(4).max(4);
+                pool.install(|| {
+                    out.par_chunks_mut(per * n_tok)
+                        .enumerate()
+                        .for_each(|(i, o)| f(w, x, n_tok, i * per, o));
+                });
+                return;
+            }
+        }
+    }
+    f(w, x, n_tok, 0, out);
+}
+
+#[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
+mod pool {
+    use std::sync::{Arc, Mutex};
+
+    static POOL: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
+
+    /// The pool of `n` threads, built on first use and rebuilt when `n` changes.
+    pub(super) fn get(n: usize) -> Option<Arc<rayon::ThreadPool>> {
+        let mut g = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((m, p)) = g.as_ref() {
+            if *m == n {
+                return Some(p.clone());
+            }
+        }
+        let p = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .thread_name(|i| format!("chord-matmul-{i}"))
+                .build()
+                .ok()?,
+        );
+        *g = Some((n, p.clone()));
+        Some(p)
+    }
+}
+
+/// The kernel for `w`'s type, or `None` when its shape is not whole blocks of that type.
+fn select(w: &QMatrix) -> Option<RowsFn> {
+    use GgmlType as G;
+    let (bs, ts) = w.ty.block_geometry();
+    let float = matches!(w.ty, G::F32 | G::F16 | G::BF16);
+    // Float rows may end in a partial 32-element group; quantized rows are whole blocks.
+    if !float && (!w.cols.is_multiple_of(bs) || w.row_bytes != w.cols / bs * ts) {
+        return None;
+    }
+    if float && w.row_bytes != w.cols * ts {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        if let Some(f) = x86::select(w.ty) {
+            return Some(f);
+        }
+        return generic_avx2(w.ty);
+    }
+    generic(w.ty)
+}
+
+macro_rules! by_type {
+    ($ty:expr, $f:ident) => {{
+        use GgmlType as G;
+        Some(match $ty {
+            G::F32 => $f::<portable::F32> as RowsFn,
+            G::F16 => $f::<portable::F16>,
+            G::BF16 => $f::<portable::BF16>,
+            G::Q4_0 => $f::<portable::Q4_0>,
+            G::Q4_1 => $f::<portable::Q4_1>,
+            G::Q5_0 => $f::<portable::Q5_0>,
+            G::Q5_1 => $f::<portable::Q5_1>,
+            G::Q8_0 => $f::<portable::Q8_0>,
+            G::Q2_K => $f::<portable::Q2K>,
+            G::Q3_K => $f::<portable::Q3K>,
+            G::Q4_K => $f::<portable::Q4K>,
+            G::Q5_K => $f::<portable::Q5K>,
+            G::Q6_K => $f::<portable::Q6K>,
+            _ => return None,
+        })
+    }};
+}
+
+fn generic(ty: GgmlType) -> Option<RowsFn> {
+    by_type!(ty, rows_portable)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn generic_avx2(ty: GgmlType) -> Option<RowsFn> {
+    use x86::portable_avx2;
+    by_type!(ty, portable_avx2)
+}
+
+/// Portable kernels, without FMA (it would be a libm call on CPUs that lack it).
+fn rows_portable<D: Dec>(w: &QMatrix, x: &[f32], n_tok: usize, r0: usize, out: &mut [f32]) {
+    rows_impl(portable::Tiles::<D, false>::new(), w, x, n_tok, r0, out)
+}
+
+/// Dot products of rows' whole blocks with tiles of tokens.
+///
+/// `xp` is the tile's activations for the rows' whole blocks, packed token-interleaved by 8
+/// columns: column `8c + l` of token `t` is `xp[(c·T + t)·8 + l]` (for `T = 1` simply the
+/// activation row). So one block's activations for all the tile's tokens are one contiguous
+/// run, read through a single pointer at constant offsets.
+pub(super) trait Tiler: Copy {
+    /// Weights per block.
+    const BS: usize;
+    /// Bytes per block.
+    const TS: usize;
+    /// One row, one token (decode).
+    fn dot(self, row: &[u8], x: &[f32]) -> f32;
+    /// `R` rows × `T` tokens; each row's blocks are decoded once for the `T` tokens.
+    /// `scratch` (at least `R · SCRATCH` floats) is the kernel's to use.
+    fn tile<const R: usize, const T: usize>(
+        self,
+        rows: [&[u8]; R],
+        xp: &[f32],
+        scratch: &mut [f32],
+    ) -> [[f32; T]; R];
+}
+
+/// Scratch floats per row that `Tiler::tile` may use: one decoded block of the largest size.
+pub(super) const SCRATCH: usize = 256;
+
+/// Store an `R×T` tile's results at tokens `t0..` of `out`'s first `R` rows (row, token).
+#[inline(always)]
+fn put<const R: usize, const T: usize>(out: &mut [f32], n_tok: usize, t0: usize, v: [[f32; T]; R]) {
+    for (r, v) in v.iter().enumerate() {
+        out[r * n_tok + t0..r * n_tok + t0 + T].copy_from_slice(v);
+    }
+}
+
+/// Rows `r0..` of `W·xᵀ` into `out` (row, token). Token tiles outermost, so a tile's packed
+/// activations stay in L1 while the chunk's rows stream by; then pairs of rows; then blocks.
+#[inline(always)]
+pub(super) fn rows_impl<K: Tiler>(
+    k: K,
+    w: &QMatrix,
+    x: &[f32],
+    n_tok: usize,
+    r0: usize,
+    out: &mut [f32],
+) {
+    let cols = w.cols;
+    let nb = cols / K::BS;
+    let body = nb * K::BS;
+    let n_rows = out.len() / n_tok;
+    let blocks = |ri: usize| &w.row(r0 + ri)[..nb * K::TS];
+    let mut xp = Vec::new();
+    let mut scratch = Vec::new();
+    let mut t0 = 0;
+    while t0 < n_tok {
+        let tt = match n_tok - t0 {
+            8.. => 8,
+            4..=7 => 4,
+            2..=3 => 2,
+            _ => 1,
+        };
+        let xr = |t: usize| &x[(t0 + t) * cols..(t0 + t + 1) * cols];
+        if tt == 1 {
+            let xt = &xr(0)[..body];
+            for ri in 0..n_rows {
+                out[ri * n_tok + t0] = k.dot(blocks(ri), xt);
+            }
+        } else {
+            xp.clear();
+            xp.resize(body * tt, 0.0);
+            for t in 0..tt {
+                for (c, v) in xr(t)[..body].chunks_exact(8).enumerate() {
+                    xp[(c * tt + t) * 8..(c * tt + t + 1) * 8].copy_from_slice(v);
+                }
+            }
+            scratch.resize(2 * SCRATCH, 0.0);
+            let sc = &mut scratch[..];
+            let mut ri = 0;
+            while ri < n_rows {
+                let rr = if ri + 2 <= n_rows { 2 } else { 1 };
+                let o = &mut out[ri * n_tok..];
+                match (rr, tt) {
+                    (2, 8) => put(
+                        o,
+                        n_tok,
+                        t0,
+                        k.tile::<2, 8>([blocks(ri), blocks(ri + 1)], &xp, sc),
+                    ),
+                    (2, 4) => put(
+                        o,
+                        n_tok,
+                        t0,
+                        k.tile::<2, 4>([blocks(ri), blocks(ri + 1)], &xp, sc),
+                    ),
+                    (2, _) => put(
+                        o,
+                        n_tok,
+                        t0,
+                        k.tile::<2, 2>([blocks(ri), blocks(ri + 1)], &xp, sc),
+                    ),
+                    (_, 8) => put(o, n_tok, t0, k.tile::<1, 8>([blocks(ri)], &xp, sc)),
+                    (_, 4) => put(o, n_tok, t0, k.tile::<1, 4>([blocks(ri)], &xp, sc)),
+                    _ => put(o, n_tok, t0, k.tile::<1, 2>([blocks(ri)], &xp, sc)),
+                }
+                ri += rr;
+            }
+        }
+        if body < cols {
+            // Float types only: each row's last partial group, dequantized exactly.
+            let rest = cols - body;
+            let mut buf = [0f32; 32];
+            for ri in 0..n_rows {
+                let row = w.row(r0 + ri);
+                if crate::quant::dequantize(w.ty, &row[nb * K::TS..], &mut buf[..rest]).is_ok() {
+                    for t in 0..tt {
+                        let xt = &xr(t)[body..];
+                        let d: f32 = buf[..rest].iter().zip(xt).map(|(a, b)| a * b).sum();
+                        out[ri * n_tok + t0 + t] += d;
+                    }
+                }
+            }
+        }
+        t0 += tt;
+    }
+}
