@@ -2,10 +2,10 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test setup models check lint wasm unit wasm-test serve
+.PHONY: test setup models check lint wasm unit wasm-test serve web e2e
 
 ## Everything CI runs: install what is missing, fetch the test models, lint, build for wasm, test.
-test: setup models lint wasm unit wasm-test
+test: setup models lint wasm unit wasm-test e2e
 
 setup:
 	scripts/setup
@@ -28,5 +28,15 @@ wasm-test:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=$${CHROMEDRIVER:-/usr/bin/chromedriver} \
 	WASM_BINDGEN_TEST_TIMEOUT=600 $(CARGO) test --release --no-default-features --target wasm32-unknown-unknown --test wasm_engine
 
-serve:
-	@echo "make serve arrives with the browser app (issue: Browser app). Until then: cargo run --release --bin chord -- inspect models/smollm2-135m-instruct-q4_k_m.gguf"; exit 1
+## The browser app's wasm module into pkg/ (release, SIMD128, wasm-bindgen --target web).
+web:
+	scripts/build-web
+
+## Browser tests: headless Chromium against `chord serve` (tests/e2e, node --test).
+e2e: web
+	$(CARGO) build --release --bin chord
+	cd tests/e2e && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; } && node --test --test-concurrency=1 .
+
+## The chat page on http://127.0.0.1:8080/ with the test models (default: SmolLM2-135M-Instruct Q4_K_M).
+serve: web
+	$(CARGO) run --release --bin chord -- serve --port $${PORT:-8080} --models models

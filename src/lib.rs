@@ -13,5 +13,7 @@ pub mod quant;
 pub mod sampling;
 pub mod source;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use error::{Error, Result};

@@ -15,6 +15,10 @@ use wasm_chord::tokenizer::chat_template::{messages_from_value, ChatMessage, Ren
 use wasm_chord::tokenizer::Tokenizer;
 use wasm_chord::{cpu, quant, Error};
 
+/// The dev server for the browser app (`chord serve`).
+#[path = "../serve.rs"]
+mod serve;
+
 const USAGE: &str = "usage:
   chord inspect MODEL [--json]
   chord dequant MODEL TENSOR [--out FILE]
@@ -23,7 +27,8 @@ const USAGE: &str = "usage:
                  [--temp T] [--top-k K] [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S]
                  [--stop STR] [--ctx N] [--threads N] [--kernel fast|reference] [--special] [--json]
   chord logits MODEL (--prompt P [--special] | --ids 1,2,3) --out FILE [--kernel fast|reference]
-  chord bench MODEL [-p 128] [-n 64] [--reps 3] [--threads 1] [--kernel fast|reference]";
+  chord bench MODEL [-p 128] [-n 64] [--reps 3] [--threads 1] [--kernel fast|reference]
+  chord serve [--port 8080] [--models models/] [--root .] [--no-coop-coep] [--no-range]";
 
 /// A command-line mistake (exit 2) or a failure (exit 1).
 enum Fail {
@@ -197,6 +202,22 @@ fn run(args: &[String]) -> Result<(), Fail> {
                 parse_num(a.value("reps"), "reps")?.unwrap_or(3).max(1),
                 kernel(a.value("kernel"))?,
             )
+        }
+        "serve" => {
+            let a = Args::parse(
+                rest,
+                &["no-coop-coep", "no-range"],
+                &["port", "models", "root"],
+            )?;
+            a.exactly(0, "no positional arguments")?;
+            serve::serve(&serve::ServeOptions {
+                port: parse_num(a.value("port"), "port")?.unwrap_or(8080) as u16,
+                root: a.value("root").unwrap_or(".").into(),
+                models: a.value("models").unwrap_or("models").into(),
+                coop_coep: !a.has("no-coop-coep"),
+                range: !a.has("no-range"),
+            })
+            .map_err(|e| Fail::Run(io_err("serving HTTP on 127.0.0.1".into())(e)))
         }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

@@ -1,0 +1,324 @@
+//! wasm-only glue: the `WasmEngine` class the worker hosts.
+//!
+//! The model bytes stay in the JS heap (IndexedDB chunks, or a downloaded buffer); the engine
+//! reads them through a synchronous JS callback `read(offset, length) -> Uint8Array`, so wasm
+//! memory only ever holds the tensors, still quantized. Single-threaded: the worker calls one
+//! method at a time. Errors cross into JS as plain objects `{code, message}`.
+
+use crate::engine::{Control, Engine, FinishReason, GenerateOptions, LoadOptions};
+use crate::sampling::SamplerConfig;
+use crate::source::ByteSource;
+use crate::tokenizer::chat_template::{messages_from_value, ChatDate, RenderOptions};
+use crate::{Error, Result};
+use serde_json::{json, Value as Json};
+use wasm_bindgen::prelude::*;
+
+/// A byte source over a synchronous JS function `read(offset, length) -> Uint8Array`.
+struct JsSource {
+    size: u64,
+    read: js_sys::Function,
+}
+
+fn js_message(v: &JsValue) -> String {
+    if let Some(s) = v.as_string() {
+        return s;
+    }
+    js_sys::Reflect::get(v, &JsValue::from_str("message"))
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_else(|| format!("{v:?}"))
+}
+
+impl ByteSource for JsSource {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let ctx = || format!("reading {} bytes at offset {offset}", buf.len());
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.size) {
+            return Err(Error::io(
+                format!("{} of a {}-byte model", ctx(), self.size),
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ));
+        }
+        let got = self
+            .read
+            .call2(
+                &JsValue::NULL,
+                &JsValue::from_f64(offset as f64),
+                &JsValue::from_f64(buf.len() as f64),
+            )
+            .map_err(|e| Error::io(ctx(), std::io::Error::other(js_message(&e))))?;
+        let arr: js_sys::Uint8Array = got.dyn_into().map_err(|_| {
+            Error::io(
+                ctx(),
+                std::io::Error::other("the read callback did not return a Uint8Array"),
+            )
+        })?;
+        if arr.length() as usize != buf.len() {
+            return Err(Error::io(
+                ctx(),
+                std::io::Error::other(format!("the read callback returned {} bytes", arr.length())),
+            ));
+        }
+        arr.copy_to(buf);
+        Ok(())
+    }
+}
+
+/// `{code, message}` as a JS object.
+fn js_error(code: &str, message: &str) -> JsValue {
+    let o = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&o, &"code".into(), &code.into());
+    let _ = js_sys::Reflect::set(&o, &"message".into(), &message.into());
+    o.into()
+}
+
+fn to_js(e: Error) -> JsValue {
+    js_error(e.code(), &e.to_string())
+}
+
+fn invalid(msg: impl Into<String>) -> JsValue {
+    to_js(Error::InvalidRequest(msg.into()))
+}
+
+fn json_to_js(v: &Json) -> JsValue {
+    js_sys::JSON::parse(&v.to_string()).unwrap_or(JsValue::NULL)
+}
+
+/// Bytes of wasm linear memory in use (grows, never shrinks).
+#[wasm_bindgen(js_name = memoryBytes)]
+pub fn memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size(0) as f64) * 65536.0
+}
+
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Keep the panic message: a panic traps wasm (`unreachable`), and the worker reports this text
+/// in its fatal error instead.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            if let Ok(mut p) = LAST_PANIC.lock() {
+                *p = Some(info.to_string());
+            }
+        }));
+    });
+}
+
+/// The message of the panic that trapped the module, if any.
+#[wasm_bindgen(js_name = lastPanic)]
+pub fn last_panic() -> Option<String> {
+    LAST_PANIC.lock().ok().and_then(|p| p.clone())
+}
+
+#[wasm_bindgen]
+pub struct WasmEngine {
+    engine: Option<Engine>,
+}
+
+impl Default for WasmEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn date_from(v: &Json) -> Option<ChatDate> {
+    let n = |k: &str| v.get(k).and_then(Json::as_i64);
+    Some(ChatDate {
+        year: n("year")? as i32,
+        month: n("month")?.clamp(1, 12) as u8,
+        day: n("day")?.clamp(1, 31) as u8,
+        hour: n("hour").unwrap_or(0).clamp(0, 23) as u8,
+        minute: n("minute").unwrap_or(0).clamp(0, 59) as u8,
+        second: n("second").unwrap_or(0).clamp(0, 59) as u8,
+    })
+}
+
+fn finish_name(f: &FinishReason) -> &'static str {
+    match f {
+        FinishReason::Eog | FinishReason::StopString(_) => "stop",
+        FinishReason::Length => "length",
+        FinishReason::Cancelled => "abort",
+    }
+}
+
+#[wasm_bindgen]
+impl WasmEngine {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> WasmEngine {
+        install_panic_hook();
+        WasmEngine { engine: None }
+    }
+
+    /// Load a model of `size` bytes read through `read(offset, length) -> Uint8Array`.
+    pub fn load(&mut self, size: f64, read: js_sys::Function) -> Result<(), JsValue> {
+        if !(size.is_finite() && size > 0.0) {
+            return Err(invalid(format!("bad model size {size}")));
+        }
+        self.engine = None;
+        let src = JsSource {
+            size: size as u64,
+            read,
+        };
+        let engine = Engine::load(&src, &LoadOptions::default()).map_err(to_js)?;
+        self.engine = Some(engine);
+        Ok(())
+    }
+
+    pub fn loaded(&self) -> bool {
+        self.engine.is_some()
+    }
+
+    pub fn unload(&mut self) {
+        self.engine = None;
+    }
+
+    fn get(&self) -> Result<&Engine, JsValue> {
+        self.engine
+            .as_ref()
+            .ok_or_else(|| js_error("not_loaded", "no model is loaded"))
+    }
+
+    /// `{architecture, name, n_ctx, n_vocab, n_layer, n_embd, backend, chat_template}`.
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        let e = self.get()?;
+        let cfg = e.config();
+        let h = &e.header;
+        let v = json!({
+            "architecture": h.architecture().unwrap_or("?"),
+            "name": h.model_name().ok().flatten(),
+            "n_ctx": cfg.n_ctx_train,
+            "n_vocab": cfg.n_vocab,
+            "n_layer": cfg.n_layer,
+            "n_embd": cfg.n_embd,
+            "backend": "cpu",
+            "chat_template": e.chat_template().is_ok(),
+        });
+        Ok(json_to_js(&v))
+    }
+
+    pub fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>, JsValue> {
+        self.get()?
+            .tokenize(text, add_special, parse_special)
+            .map_err(to_js)
+    }
+
+    /// Chat: `messages_json` is an OpenAI-style message array; `options_json` holds
+    /// `max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, seed, stop, n_ctx, now`
+    /// (`now`: `{year, month, day, hour, minute, second}`, since wasm has no clock).
+    /// `on_token(text, id)` gets each piece of final text; returning `false` cancels.
+    /// Returns `{text, finish_reason, prompt_tokens, completion_tokens, prompt_ms, gen_ms}`.
+    pub fn chat(
+        &self,
+        messages_json: &str,
+        options_json: &str,
+        on_token: &js_sys::Function,
+    ) -> Result<JsValue, JsValue> {
+        let e = self.get()?;
+        let msgs: Json = serde_json::from_str(messages_json)
+            .map_err(|err| invalid(format!("messages are not JSON: {err}")))?;
+        let msgs = messages_from_value(&msgs).map_err(|err| to_js(err.into()))?;
+        let o: Json = if options_json.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(options_json)
+                .map_err(|err| invalid(format!("options are not JSON: {err}")))?
+        };
+        let f = |k: &str| o.get(k).and_then(Json::as_f64);
+        let d = SamplerConfig::default();
+        let stop = match o.get("stop") {
+            None | Some(Json::Null) => vec![],
+            Some(Json::String(s)) => vec![s.clone()],
+            Some(Json::Array(a)) => a
+                .iter()
+                .map(|s| {
+                    s.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| invalid("stop must be a string or an array of strings"))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(invalid("stop must be a string or an array of strings")),
+        };
+        let opts = GenerateOptions {
+            max_tokens: f("max_tokens").map_or(256, |v| v.max(1.0) as usize),
+            sampler: SamplerConfig {
+                temperature: f("temperature").map_or(d.temperature, |v| v as f32),
+                top_k: f("top_k").map_or(d.top_k, |v| v.max(0.0) as usize),
+                top_p: f("top_p").map_or(d.top_p, |v| v as f32),
+                min_p: f("min_p").map_or(d.min_p, |v| v as f32),
+                repeat_penalty: f("repeat_penalty").map_or(d.repeat_penalty, |v| v as f32),
+                seed: f("seed").map_or(d.seed, |v| v.max(0.0) as u64),
+                ..d
+            },
+            stop,
+            n_ctx: f("n_ctx").map(|v| v as usize),
+            ..Default::default()
+        };
+        let render = RenderOptions {
+            now: o.get("now").and_then(date_from),
+            ..Default::default()
+        };
+        let ids = e.chat_prompt_ids(&msgs, &render).map_err(to_js)?;
+        let t0 = js_sys::Date::now();
+        let mut t_first = None;
+        let mut cb_error = None;
+        let g = e
+            .generate(&ids, &opts, &mut |ev| {
+                t_first.get_or_insert_with(js_sys::Date::now);
+                match on_token.call2(
+                    &JsValue::NULL,
+                    &JsValue::from_str(ev.text),
+                    &JsValue::from(ev.id),
+                ) {
+                    Ok(r) if r == JsValue::FALSE => Control::Stop,
+                    Ok(_) => Control::Continue,
+                    Err(err) => {
+                        cb_error = Some(err);
+                        Control::Stop
+                    }
+                }
+            })
+            .map_err(to_js)?;
+        if let Some(err) = cb_error {
+            return Err(err);
+        }
+        let t_end = js_sys::Date::now();
+        let t_first = t_first.unwrap_or(t_end);
+        let v = json!({
+            "text": g.text,
+            "finish_reason": finish_name(&g.finish),
+            "prompt_tokens": g.prompt_ids.len(),
+            "completion_tokens": g.ids.len(),
+            "prompt_ms": t_first - t0,
+            "gen_ms": t_end - t_first,
+        });
+        Ok(json_to_js(&v))
+    }
+}
+
+/// Check the start of a GGUF file of `size` bytes as soon as it arrives: `{complete: true,
+/// architecture, name, n_tensors, version}` when the whole header is in `bytes`,
+/// `{complete: false, need}` when the header runs on, or throws `{code, message}` for a file
+/// that is not GGUF, is malformed, or is shorter than its tensors need (truncated).
+#[wasm_bindgen(js_name = checkGgufHeader)]
+pub fn check_gguf_header(bytes: &[u8], size: f64) -> Result<JsValue, JsValue> {
+    use crate::gguf::{parse_header, HeaderParse};
+    match parse_header(bytes, Some(size as u64)).map_err(|e| to_js(e.into()))? {
+        HeaderParse::Complete(h) => Ok(json_to_js(&json!({
+            "complete": true,
+            "version": h.version,
+            "architecture": h.architecture().ok(),
+            "name": h.model_name().ok().flatten(),
+            "n_tensors": h.tensors.len(),
+        }))),
+        HeaderParse::NeedBytes(n) => Ok(json_to_js(&json!({"complete": false, "need": n}))),
+    }
+}

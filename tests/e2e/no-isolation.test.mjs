@@ -1,0 +1,55 @@
+// Without COOP/COEP (chord serve --no-coop-coep) there is no SharedArrayBuffer: the page still
+// works, and Stop ends the stream at once (the worker finishes the reply in the background).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { MODEL, makeModelsDir, startServer, launchBrowser, nativeReply } from './helpers.mjs';
+
+let models;
+let server;
+let browser;
+
+after(async () => {
+  await browser?.close();
+  server?.stop();
+  models?.cleanup();
+});
+
+test('chat and Stop work without cross-origin isolation', { timeout: 240_000 }, async () => {
+  const expected = nativeReply('Hello!', 12);
+  models = makeModelsDir();
+  server = await startServer(['--models', models.dir, '--no-coop-coep']);
+  browser = await launchBrowser();
+  const page = await browser.context.newPage();
+  await page.goto(`${server.base}/?nosw`);
+  await page.waitForSelector('body[data-state="idle"]', { timeout: 60_000 });
+  assert.equal(await page.evaluate(() => globalThis.crossOriginIsolated), false);
+  assert.equal(await page.evaluate(() => window.chord.engine.hardAbort), false);
+  const url = `${server.base}/models/${MODEL}`;
+  await page.selectOption('#model-select', url);
+  await page.click('#load-btn');
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 120_000 });
+  const r = await page.evaluate(async () => {
+    const ac = new AbortController();
+    const stream = await window.chord.engine.chat.completions.create({
+      messages: [{ role: 'user', content: 'Write a long story about a dragon.' }],
+      stream: true,
+      max_tokens: 20,
+      temperature: 0,
+      signal: ac.signal,
+    });
+    let n = 0;
+    let finish = null;
+    for await (const c of stream) {
+      if (c.choices[0].delta.content) n++;
+      if (n === 3) ac.abort();
+      finish = c.choices[0].finish_reason ?? finish;
+    }
+    return { n, finish };
+  });
+  assert.equal(r.finish, 'abort');
+  assert.ok(r.n <= 4, `tokens after Stop are not shown (${r.n})`);
+  const again = await page.evaluate(async () =>
+    window.chord.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 12, temperature: 0 }),
+  );
+  assert.equal(again.choices[0].message.content, expected);
+});

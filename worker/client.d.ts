@@ -1,0 +1,121 @@
+// Types for worker/client.js.
+
+export interface EngineError extends Error {
+  /** Stable code: http, network, not_gguf, quota, aborted, bad_response, bad_gguf, io, fatal, ... */
+  code: string;
+}
+
+export interface Progress {
+  phase: 'download' | 'read' | 'load';
+  loaded: number;
+  total: number | null;
+  /** Bytes per second over this download (cached bytes excluded). */
+  speed?: number;
+  /** Seconds left, when known. */
+  eta?: number | null;
+}
+
+export interface ModelInfo {
+  architecture: string;
+  name: string | null;
+  n_ctx: number;
+  n_vocab: number;
+  n_layer: number;
+  n_embd: number;
+  backend: 'cpu' | 'webgpu';
+  chat_template: boolean;
+  url: string | null;
+  size: number;
+  download_ms: number;
+  load_ms: number;
+  memory_bytes: number;
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool' | 'developer' | string;
+  content: string | null;
+}
+
+export interface CompletionParams {
+  messages: ChatMessage[];
+  stream?: boolean;
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  min_p?: number;
+  repeat_penalty?: number;
+  stop?: string | string[];
+  seed?: number;
+  n_ctx?: number;
+  signal?: AbortSignal;
+}
+
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface Timings {
+  prompt_ms: number;
+  gen_ms: number;
+  tokens_per_s: number | null;
+  backend: string;
+  memory_bytes: number;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: { index: 0; delta: { role?: 'assistant'; content?: string }; finish_reason: FinishReason | null }[];
+  /** On the last chunk only. */
+  usage?: Usage | null;
+  timings?: Timings;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: { index: 0; message: { role: 'assistant'; content: string }; finish_reason: FinishReason }[];
+  usage: Usage;
+  timings: Timings;
+}
+
+export interface CachedModel {
+  url: string;
+  name: string;
+  size: number;
+  stored: number;
+  complete: boolean;
+  etag: string | null;
+  updated: number;
+}
+
+export interface Engine {
+  readonly hardAbort: boolean;
+  load(source: string | Blob, opts?: { onProgress?: (p: Progress) => void; signal?: AbortSignal; chunkSize?: number }): Promise<ModelInfo>;
+  info(): Promise<ModelInfo | null>;
+  tokenize(text: string, opts?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
+  unload(): Promise<null>;
+  terminate(): void;
+  chat: {
+    completions: {
+      create(p: CompletionParams & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+      create(p: CompletionParams & { stream?: false }): Promise<ChatCompletion>;
+    };
+  };
+  cache: {
+    list(): Promise<CachedModel[]>;
+    delete(url: string): Promise<boolean>;
+    usage(): Promise<{ usage: number | null; quota: number | null; models: number }>;
+  };
+}
+
+export function createEngine(opts?: { workerUrl?: string | URL }): Promise<Engine>;

@@ -1,0 +1,262 @@
+// The page's handle on the engine worker: an OpenAI-style API over ./protocol.js.
+//
+//   const engine = await createEngine();
+//   await engine.load('/models/smollm2-135m-instruct-q4_k_m.gguf', { onProgress });
+//   for await (const chunk of await engine.chat.completions.create({ messages, stream: true }))
+//     out.textContent += chunk.choices[0]?.delta?.content ?? '';
+
+import { REQUEST, EVENT, CODE, asThrowable, makeError } from './protocol.js';
+
+export async function createEngine({ workerUrl } = {}) {
+  const url = workerUrl || new URL('./worker.js', import.meta.url);
+  const worker = new Worker(url, { type: 'module' });
+  const engine = new Engine(worker);
+  await engine.ready;
+  return engine;
+}
+
+let completionSeq = 0;
+
+class Engine {
+  #worker;
+  #pending = new Map(); // id → { resolve, reject, onEvent }
+  #nextId = 1;
+  #dead = null;
+  #readyResolve;
+  #readyReject;
+  #model = null;
+
+  constructor(worker) {
+    this.#worker = worker;
+    this.ready = new Promise((res, rej) => {
+      this.#readyResolve = res;
+      this.#readyReject = rej;
+    });
+    worker.onmessage = (ev) => this.#onMessage(ev.data);
+    worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      this.#fatal(makeError(CODE.FATAL, `the engine worker failed: ${ev.message || 'script error'}`));
+    };
+    worker.onmessageerror = () => this.#fatal(makeError(CODE.FATAL, 'a message from the worker could not be read'));
+    const self_ = this;
+    this.chat = { completions: { create: (params) => self_.#create(params) } };
+    this.cache = {
+      list: () => this.#call(REQUEST.CACHE_LIST),
+      delete: (url) => this.#call(REQUEST.CACHE_DELETE, { url: resolveUrl(url) }),
+      usage: () => this.#call(REQUEST.CACHE_USAGE),
+    };
+  }
+
+  /** Whether an abort can stop generation inside the worker (needs cross-origin isolation). */
+  get hardAbort() {
+    return typeof SharedArrayBuffer !== 'undefined' && globalThis.crossOriginIsolated === true;
+  }
+
+  #onMessage(msg) {
+    if (!msg) return;
+    if (msg.kind === EVENT.READY) return this.#readyResolve();
+    if (msg.kind === EVENT.FATAL) return this.#fatal(msg.error);
+    const p = this.#pending.get(msg.id);
+    if (!p) return;
+    if (msg.kind === EVENT.DONE) {
+      this.#pending.delete(msg.id);
+      p.resolve(msg.result);
+    } else if (msg.kind === EVENT.ERROR) {
+      this.#pending.delete(msg.id);
+      p.reject(asThrowable(msg.error));
+    } else if (p.onEvent) {
+      p.onEvent(msg);
+    }
+  }
+
+  #fatal(err) {
+    if (this.#dead) return;
+    this.#dead = err;
+    this.#readyReject(asThrowable(err));
+    for (const p of this.#pending.values()) p.reject(asThrowable(err));
+    this.#pending.clear();
+  }
+
+  #request(type, args = {}, onEvent = null) {
+    const id = this.#nextId++;
+    const promise = new Promise((resolve, reject) => {
+      if (this.#dead) return reject(asThrowable(this.#dead));
+      this.#pending.set(id, { resolve, reject, onEvent });
+      this.#worker.postMessage({ id, type, ...args });
+    });
+    return { id, promise };
+  }
+
+  #call(type, args) {
+    return this.#request(type, args).promise;
+  }
+
+  /** Download (or reuse from IndexedDB) and load a model: a URL, or a File/Blob. */
+  async load(source, { onProgress, signal, chunkSize } = {}) {
+    if (signal?.aborted) throw asThrowable(makeError(CODE.ABORTED, 'load aborted'));
+    if (typeof source === 'string') {
+      source = resolveUrl(source);
+      // Ask the browser not to evict the cache under storage pressure (best effort).
+      try {
+        await navigator.storage?.persist?.();
+      } catch {
+        /* not granted: the cache still works */
+      }
+    }
+    const { id, promise } = this.#request(REQUEST.LOAD, { source, chunkSize }, (ev) => {
+      if (ev.kind === EVENT.PROGRESS && onProgress) onProgress(ev.progress);
+    });
+    const onAbort = () => this.#worker.postMessage({ id: this.#nextId++, type: REQUEST.ABORT, target: id });
+    signal?.addEventListener('abort', onAbort);
+    try {
+      this.#model = await promise;
+      return this.#model;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  info() {
+    return this.#call(REQUEST.INFO);
+  }
+
+  tokenize(text, { addSpecial = true, parseSpecial = false } = {}) {
+    return this.#call(REQUEST.TOKENIZE, { text, addSpecial, parseSpecial });
+  }
+
+  async unload() {
+    this.#model = null;
+    return this.#call(REQUEST.UNLOAD);
+  }
+
+  /** Stop the worker for good; pending requests are rejected. */
+  terminate() {
+    this.#worker.terminate();
+    this.#fatal(makeError(CODE.FATAL, 'the engine was terminated'));
+  }
+
+  async #create(params = {}) {
+    const { messages, stream = false, signal } = params;
+    if (!Array.isArray(messages) || messages.length === 0) {
+      throw asThrowable(makeError(CODE.INVALID, 'messages must be a non-empty array'));
+    }
+    const options = {};
+    for (const k of ['max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repeat_penalty', 'seed', 'stop', 'n_ctx']) {
+      if (params[k] !== undefined && params[k] !== null) options[k] = params[k];
+    }
+    const cid = `chatcmpl-${Date.now().toString(36)}-${++completionSeq}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = this.#model?.name ?? 'wasm-chord';
+    const sab = this.hardAbort ? new SharedArrayBuffer(4) : null;
+    const flag = sab ? new Int32Array(sab) : null;
+
+    const queue = [];
+    let wake = null;
+    let finished = false;
+    let failure = null;
+    let softAborted = false;
+    let first = true;
+    const push = (c) => {
+      queue.push(c);
+      if (wake) wake();
+    };
+    const onEvent = (ev) => {
+      if (ev.kind !== EVENT.TOKEN || softAborted) return;
+      const delta = first ? { role: 'assistant', content: ev.text } : { content: ev.text };
+      first = false;
+      push({ id: cid, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: null }] });
+    };
+    const { promise } = this.#request(REQUEST.CHAT, { messages, options, abortFlag: sab }, stream ? onEvent : null);
+    const onAbort = () => {
+      if (flag) Atomics.store(flag, 0, 1);
+      // Without shared memory the worker runs on to max_tokens; the caller stops seeing tokens now.
+      else softAborted = true;
+      if (!flag && wake) wake();
+    };
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+
+    const usageOf = (r) => ({
+      prompt_tokens: r.prompt_tokens,
+      completion_tokens: r.completion_tokens,
+      total_tokens: r.prompt_tokens + r.completion_tokens,
+    });
+    const timingsOf = (r) => ({
+      prompt_ms: r.prompt_ms,
+      gen_ms: r.gen_ms,
+      tokens_per_s: r.gen_ms > 0 ? (Math.max(0, r.completion_tokens - 1) * 1000) / r.gen_ms : null,
+      backend: r.backend,
+      memory_bytes: r.memory_bytes,
+    });
+
+    if (!stream) {
+      try {
+        const r = await promise;
+        return {
+          id: cid,
+          object: 'chat.completion',
+          created,
+          model,
+          choices: [{ index: 0, message: { role: 'assistant', content: r.text }, finish_reason: softAborted ? 'abort' : r.finish_reason }],
+          usage: usageOf(r),
+          timings: timingsOf(r),
+        };
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+    }
+
+    let result = null;
+    promise.then(
+      (r) => {
+        result = r;
+        finished = true;
+        if (wake) wake();
+      },
+      (e) => {
+        failure = e;
+        finished = true;
+        if (wake) wake();
+      },
+    );
+    async function* chunks() {
+      try {
+        for (;;) {
+          while (queue.length) yield queue.shift();
+          if (softAborted) {
+            yield { id: cid, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: {}, finish_reason: 'abort' }], usage: null };
+            return;
+          }
+          if (finished) {
+            if (failure) throw failure;
+            yield {
+              id: cid,
+              object: 'chat.completion.chunk',
+              created,
+              model,
+              choices: [{ index: 0, delta: {}, finish_reason: result.finish_reason }],
+              usage: usageOf(result),
+              timings: timingsOf(result),
+            };
+            return;
+          }
+          await new Promise((r) => (wake = r));
+          wake = null;
+        }
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+        // A consumer that breaks out early cancels generation.
+        if (!finished && flag) Atomics.store(flag, 0, 1);
+      }
+    }
+    return chunks();
+  }
+}
+
+function resolveUrl(url) {
+  try {
+    return new URL(url, globalThis.location?.href).href;
+  } catch {
+    return url;
+  }
+}

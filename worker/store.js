@@ -1,0 +1,481 @@
+// IndexedDB chunk store and resumable downloader (runs in the worker).
+//
+// One manifest per model URL: { url, size, etag, lastModified, chunkSize, done: [bool],
+// complete, name, updated }. Chunks are stored as they arrive under [url, index], so a reload or a
+// network failure resumes from the first missing chunk. A changed ETag/Last-Modified starts over.
+
+import { CODE, makeError } from './protocol.js';
+
+const DB_NAME = 'wasm-chord';
+const DB_VERSION = 1;
+export const DEFAULT_CHUNK = 16 * 1024 * 1024;
+const RETRIES = 4;
+
+let dbPromise = null;
+function db() {
+  if (!dbPromise) {
+    dbPromise = new Promise((resolve, reject) => {
+      const req = indexedDB.open(DB_NAME, DB_VERSION);
+      req.onupgradeneeded = () => {
+        const d = req.result;
+        if (!d.objectStoreNames.contains('manifests')) d.createObjectStore('manifests', { keyPath: 'url' });
+        if (!d.objectStoreNames.contains('chunks')) d.createObjectStore('chunks');
+      };
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(makeError('storage', `IndexedDB: ${req.error}`));
+    });
+  }
+  return dbPromise;
+}
+
+function txDone(tx) {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(storageError(tx.error));
+    tx.onabort = () => reject(storageError(tx.error));
+  });
+}
+
+function storageError(e) {
+  if (e && e.name === 'QuotaExceededError') {
+    return makeError(CODE.QUOTA, 'the browser ran out of storage for this model: delete cached models or free disk space');
+  }
+  return makeError('storage', `IndexedDB: ${e && e.message ? e.message : e}`);
+}
+
+function reqP(r) {
+  return new Promise((resolve, reject) => {
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(storageError(r.error));
+  });
+}
+
+export async function getManifest(url) {
+  const tx = (await db()).transaction('manifests', 'readonly');
+  return (await reqP(tx.objectStore('manifests').get(url))) || null;
+}
+
+async function putManifest(m) {
+  const tx = (await db()).transaction('manifests', 'readwrite');
+  tx.objectStore('manifests').put(m);
+  await txDone(tx);
+}
+
+/** Store one chunk and the updated manifest in one transaction. */
+async function putChunk(m, index, bytes) {
+  const tx = (await db()).transaction(['chunks', 'manifests'], 'readwrite');
+  tx.objectStore('chunks').put(bytes, [m.url, index]);
+  m.done[index] = true;
+  m.updated = Date.now();
+  tx.objectStore('manifests').put(m);
+  await txDone(tx);
+}
+
+export async function deleteModel(url) {
+  const tx = (await db()).transaction(['chunks', 'manifests'], 'readwrite');
+  const had = await reqP(tx.objectStore('manifests').count(url));
+  tx.objectStore('manifests').delete(url);
+  tx.objectStore('chunks').delete(IDBKeyRange.bound([url, 0], [url, Infinity]));
+  await txDone(tx);
+  return had > 0;
+}
+
+export async function listModels() {
+  const tx = (await db()).transaction('manifests', 'readonly');
+  const all = await reqP(tx.objectStore('manifests').getAll());
+  return all.map((m) => ({
+    url: m.url,
+    name: m.name,
+    size: m.size,
+    stored: storedBytes(m),
+    complete: !!m.complete,
+    etag: m.etag,
+    updated: m.updated,
+  }));
+}
+
+export async function usage() {
+  const est = navigator.storage && navigator.storage.estimate ? await navigator.storage.estimate() : {};
+  const models = await listModels();
+  return { usage: est.usage ?? null, quota: est.quota ?? null, models: models.reduce((a, m) => a + m.stored, 0) };
+}
+
+function storedBytes(m) {
+  let n = 0;
+  for (let i = 0; i < m.done.length; i++) if (m.done[i]) n += chunkLength(m, i);
+  return n;
+}
+
+function chunkLength(m, i) {
+  return Math.min(m.chunkSize, m.size - i * m.chunkSize);
+}
+
+/** All chunks of a complete model, in order. */
+export async function readChunks(m) {
+  const tx = (await db()).transaction('chunks', 'readonly');
+  const all = await reqP(tx.objectStore('chunks').getAll(IDBKeyRange.bound([m.url, 0], [m.url, Infinity])));
+  const n = m.done.length;
+  if (all.length !== n) {
+    throw makeError(CODE.BAD_RESPONSE, `the cache holds ${all.length} of ${n} chunks of ${m.url}: download it again`);
+  }
+  return all.map((c, i) => {
+    const u = c instanceof Uint8Array ? c : new Uint8Array(c);
+    if (u.length !== chunkLength(m, i)) {
+      throw makeError(CODE.BAD_RESPONSE, `cached chunk ${i} of ${m.url} has ${u.length} bytes, expected ${chunkLength(m, i)}`);
+    }
+    return u;
+  });
+}
+
+/** A synchronous read(offset, length) over in-order chunks of `chunkSize`. */
+export function chunkReader(chunks, chunkSize) {
+  return (offset, length) => {
+    const out = new Uint8Array(length);
+    let pos = 0;
+    while (pos < length) {
+      const at = offset + pos;
+      const ci = Math.floor(at / chunkSize);
+      const c = chunks[ci];
+      if (!c) throw makeError('io', `offset ${at} is past the end of the model`);
+      const from = at - ci * chunkSize;
+      const n = Math.min(length - pos, c.length - from);
+      out.set(c.subarray(from, from + n), pos);
+      pos += n;
+    }
+    return out;
+  };
+}
+
+function basename(url) {
+  try {
+    const p = new URL(url, self.location.href).pathname;
+    return decodeURIComponent(p.slice(p.lastIndexOf('/') + 1)) || url;
+  } catch {
+    return url;
+  }
+}
+
+function validator(res) {
+  return { etag: res.headers.get('ETag'), lastModified: res.headers.get('Last-Modified') };
+}
+
+function sameFile(m, v) {
+  if (m.etag && v.etag) return m.etag === v.etag;
+  if (m.lastModified && v.lastModified) return m.lastModified === v.lastModified;
+  return true;
+}
+
+function httpError(url, res) {
+  const what = res.status === 404 ? 'not found' : res.statusText || 'error';
+  return makeError(CODE.HTTP, `HTTP ${res.status} (${what}) fetching ${url}`);
+}
+
+const sleep = (ms, signal) =>
+  new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      reject(makeError(CODE.ABORTED, 'download aborted'));
+    });
+  });
+
+/** Progress reporter: at most 10 events a second, with speed and ETA. */
+function progressReporter(onProgress, total) {
+  let last = 0;
+  const t0 = performance.now();
+  let base = null;
+  return (loaded, phase = 'download', force = false) => {
+    const now = performance.now();
+    if (base === null) base = loaded; // bytes already cached do not count towards speed
+    if (!force && now - last < 100) return;
+    last = now;
+    const secs = (now - t0) / 1000;
+    const speed = secs > 0 ? (loaded - base) / secs : 0;
+    const eta = speed > 0 && total ? (total - loaded) / speed : null;
+    onProgress({ phase, loaded, total, speed, eta });
+  };
+}
+
+/**
+ * Make sure `url` is fully in IndexedDB. `check(bytes, total)` validates the first bytes
+ * (GGUF header): it returns {complete} or throws; on a throw the entry is removed.
+ * Returns the complete manifest.
+ */
+export async function download(url, { chunkSize = DEFAULT_CHUNK, onProgress = () => {}, signal, check }) {
+  let m = await getManifest(url);
+  if (m && m.complete) return m;
+  let restarts = 0;
+  for (;;) {
+    try {
+      return await downloadOnce(url, m, { chunkSize, onProgress, signal, check });
+    } catch (e) {
+      if (e && e.restart && restarts++ < 2) {
+        await deleteModel(url);
+        m = null;
+        continue;
+      }
+      throw e;
+    }
+  }
+}
+
+async function fetchRange(url, start, end, signal) {
+  const headers = { Range: `bytes=${start}-${end}` };
+  return fetch(url, { headers, signal, cache: 'no-store' });
+}
+
+async function downloadOnce(url, m, { chunkSize, onProgress, signal, check }) {
+  // First request: the first missing chunk (chunk 0 for a new download).
+  let first = 0;
+  if (m) {
+    first = m.done.findIndex((d) => !d);
+    if (first < 0) first = m.done.length;
+  }
+  const cs = m ? m.chunkSize : chunkSize;
+  const start = first * cs;
+  let res;
+  try {
+    res = await fetchRange(url, start, start + cs - 1, signal);
+  } catch (e) {
+    if (signal?.aborted) throw makeError(CODE.ABORTED, 'download aborted');
+    throw makeError(CODE.NETWORK, `could not fetch ${url}: ${e.message || e} (the download resumes where it stopped)`);
+  }
+  if (res.status === 416 && m) {
+    throw Object.assign(makeError(CODE.BAD_RESPONSE, 'the file changed on the server'), { restart: true });
+  }
+  if (!res.ok) {
+    await res.body?.cancel();
+    if (!m) await deleteModel(url);
+    throw httpError(url, res);
+  }
+  const v = validator(res);
+  if (m && !sameFile(m, v)) {
+    await res.body?.cancel();
+    throw Object.assign(makeError(CODE.BAD_RESPONSE, 'the file changed on the server'), { restart: true });
+  }
+  if (res.status === 200) {
+    if (m && first > 0) {
+      // The server stopped honouring Range: start over with one streamed response.
+      await res.body?.cancel();
+      throw Object.assign(makeError(CODE.BAD_RESPONSE, 'the server ignores Range'), { restart: true });
+    }
+    return streamWhole(url, res, v, chunkSize, onProgress, signal, check);
+  }
+  if (res.status !== 206) {
+    await res.body?.cancel();
+    throw makeError(CODE.BAD_RESPONSE, `unexpected HTTP ${res.status} for a range request to ${url}`);
+  }
+  const cr = /bytes (\d+)-(\d+)\/(\d+)/.exec(res.headers.get('Content-Range') || '');
+  if (!cr) {
+    await res.body?.cancel();
+    throw makeError(CODE.BAD_RESPONSE, `${url}: a 206 response without a usable Content-Range (is Content-Range exposed by CORS?)`);
+  }
+  const total = Number(cr[3]);
+  if (m && m.size !== total) {
+    await res.body?.cancel();
+    throw Object.assign(makeError(CODE.BAD_RESPONSE, 'the file size changed on the server'), { restart: true });
+  }
+  if (!m) {
+    await ensureQuota(total);
+    m = {
+      url,
+      name: basename(url),
+      size: total,
+      etag: v.etag,
+      lastModified: v.lastModified,
+      chunkSize: cs,
+      done: new Array(Math.max(1, Math.ceil(total / cs))).fill(false),
+      complete: false,
+      updated: Date.now(),
+    };
+  }
+  const report = progressReporter(onProgress, total);
+  let loaded = storedBytes(m);
+  report(loaded, 'download', true);
+  let headerOk = m.headerOk || false;
+  let pending = res;
+  for (let i = first; i < m.done.length; i++) {
+    if (m.done[i]) continue;
+    const want = chunkLength(m, i);
+    let bytes = null;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (!pending) pending = await fetchRange(url, i * cs, i * cs + want - 1, signal);
+        const r = pending;
+        pending = null;
+        if (r.status !== 206) {
+          await r.body?.cancel();
+          if (r.status === 200 || r.status === 416) throw Object.assign(makeError(CODE.BAD_RESPONSE, 'the server stopped honouring Range'), { restart: true });
+          throw httpError(url, r);
+        }
+        if (!sameFile(m, validator(r))) {
+          await r.body?.cancel();
+          throw Object.assign(makeError(CODE.BAD_RESPONSE, 'the file changed on the server'), { restart: true });
+        }
+        bytes = await readBody(r, want, (n) => report(loaded + n));
+        if (bytes.length !== want) {
+          throw makeError(CODE.NETWORK, `chunk ${i} of ${url}: got ${bytes.length} bytes, expected ${want}`);
+        }
+        break;
+      } catch (e) {
+        if (signal?.aborted) throw makeError(CODE.ABORTED, 'download aborted');
+        if (e && (e.restart || e.code === CODE.HTTP)) throw e;
+        if (attempt >= RETRIES) {
+          const msg = e && e.message ? e.message : String(e);
+          throw makeError(CODE.NETWORK, `downloading ${url} failed at ${loaded} of ${total} bytes: ${msg} (it resumes from there next time)`);
+        }
+        await sleep(250 * 2 ** attempt, signal);
+      }
+    }
+    if (!headerOk && check) {
+      headerOk = await runCheck(m, i, bytes, check);
+    }
+    await putChunk(m, i, bytes);
+    loaded += bytes.length;
+    report(loaded);
+  }
+  m.complete = true;
+  m.headerOk = true;
+  await putManifest(m);
+  report(loaded, 'download', true);
+  return m;
+}
+
+/** Validate the header from the chunks so far; throws (and removes the entry) on bad bytes. */
+async function runCheck(m, i, bytes, check) {
+  let prefix = bytes;
+  if (i > 0) {
+    const earlier = await readPrefix(m, i);
+    prefix = concat([...earlier, bytes]);
+  }
+  try {
+    const r = check(prefix, m.size);
+    if (r && r.complete) {
+      m.headerOk = true;
+      return true;
+    }
+    return false;
+  } catch (e) {
+    await deleteModel(m.url);
+    throw e;
+  }
+}
+
+async function readPrefix(m, n) {
+  const tx = (await db()).transaction('chunks', 'readonly');
+  return reqP(tx.objectStore('chunks').getAll(IDBKeyRange.bound([m.url, 0], [m.url, n - 1])));
+}
+
+function concat(parts) {
+  const n = parts.reduce((a, p) => a + p.length, 0);
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    const u = p instanceof Uint8Array ? p : new Uint8Array(p);
+    out.set(u, o);
+    o += u.length;
+  }
+  return out;
+}
+
+async function readBody(res, want, onBytes) {
+  const out = new Uint8Array(want);
+  let n = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (n + value.length > want) {
+      await reader.cancel();
+      throw makeError(CODE.BAD_RESPONSE, `the server sent more than the ${want} bytes asked for`);
+    }
+    out.set(value, n);
+    n += value.length;
+    onBytes(n);
+  }
+  return n === want ? out : out.subarray(0, n);
+}
+
+async function ensureQuota(total) {
+  if (!navigator.storage || !navigator.storage.estimate) return;
+  const { usage = 0, quota } = await navigator.storage.estimate();
+  if (quota && quota - usage < total) {
+    const mb = (b) => (b / 1048576).toFixed(0);
+    throw makeError(CODE.QUOTA, `this model needs ${mb(total)} MB but the browser allows only ${mb(quota - usage)} MB more for this site: delete cached models or free disk space`);
+  }
+}
+
+/** A server without Range: one streamed response, written chunk by chunk. */
+async function streamWhole(url, res, v, chunkSize, onProgress, signal, check) {
+  const lenHeader = res.headers.get('Content-Length');
+  const total = lenHeader ? Number(lenHeader) : null;
+  if (total !== null) await ensureQuota(total);
+  await deleteModel(url);
+  const m = {
+    url,
+    name: basename(url),
+    size: total ?? 0,
+    etag: v.etag,
+    lastModified: v.lastModified,
+    chunkSize,
+    done: total !== null ? new Array(Math.max(1, Math.ceil(total / chunkSize))).fill(false) : [],
+    complete: false,
+    updated: Date.now(),
+  };
+  const report = progressReporter(onProgress, total);
+  const reader = res.body.getReader();
+  let buf = new Uint8Array(chunkSize);
+  let fill = 0;
+  let index = 0;
+  let loaded = 0;
+  let headerOk = false;
+  const flush = async () => {
+    const bytes = buf.slice(0, fill);
+    if (!headerOk && check && total !== null) headerOk = await runCheck(m, index, bytes, check);
+    if (m.done.length <= index) m.done.push(false);
+    await putChunk(m, index, bytes);
+    index++;
+    fill = 0;
+  };
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      let off = 0;
+      while (off < value.length) {
+        const n = Math.min(value.length - off, chunkSize - fill);
+        buf.set(value.subarray(off, off + n), fill);
+        fill += n;
+        off += n;
+        loaded += n;
+        if (fill === chunkSize) await flush();
+      }
+      report(loaded);
+    }
+  } catch (e) {
+    // Without Range nothing can resume: drop the partial entry.
+    await deleteModel(url);
+    if (signal?.aborted) throw makeError(CODE.ABORTED, 'download aborted');
+    throw makeError(CODE.NETWORK, `downloading ${url} failed after ${loaded} bytes: ${e.message || e}`);
+  }
+  if (fill > 0) await flush();
+  if (total !== null && loaded !== total) {
+    await deleteModel(url);
+    throw makeError(CODE.BAD_RESPONSE, `${url}: received ${loaded} bytes, Content-Length said ${total}`);
+  }
+  m.size = loaded;
+  if (!headerOk && check) {
+    // Unknown length up front: check the header now that the size is known.
+    try {
+      check(concat(await readPrefix(m, index)), loaded);
+    } catch (e) {
+      await deleteModel(url);
+      throw e;
+    }
+  }
+  m.complete = true;
+  m.headerOk = true;
+  await putManifest(m);
+  report(loaded, 'download', true);
+  return m;
+}
