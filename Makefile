@@ -20,7 +20,9 @@ lint:
 wasm:
 	$(CARGO) build --target wasm32-unknown-unknown --lib
 
+## GPU tests run on Mesa's software Vulkan driver (lavapipe) unless told otherwise.
 unit:
+	WGPU_BACKEND=$${WGPU_BACKEND:-vulkan} VK_ICD_FILENAMES=$${VK_ICD_FILENAMES:-/usr/share/vulkan/icd.d/lvp_icd.x86_64.json} \
 	$(CARGO) test --release
 
 ## The engine compiled to wasm32, run in headless Chromium by wasm-bindgen-test (webdriver.json).

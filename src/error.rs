@@ -48,6 +48,10 @@ pub enum Error {
     #[error("metadata key `{key}`: {problem}")]
     Metadata { key: String, problem: String },
 
+    /// The GPU backend could not start or run (no adapter, a limit exceeded, a failed readback).
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
+
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -75,6 +79,7 @@ impl Error {
             Error::InvalidRequest(_) => "invalid_request",
             Error::TensorNotFound(_) => "tensor_not_found",
             Error::Metadata { .. } => "bad_metadata",
+            Error::Gpu(_) => "gpu",
             Error::Io { .. } => "io",
         }
     }

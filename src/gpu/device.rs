@@ -1,0 +1,245 @@
+//! Adapter and device set-up, buffer helpers and readbacks that never block the web's event loop.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use super::kernels::Kernels;
+use super::GpuError;
+use crate::Result;
+
+/// A device with the adapter's own limits and the optional features we use.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    /// Features enabled on the device (SHADER_F16 and SUBGROUP when the adapter has them).
+    pub features: wgpu::Features,
+    pub limits: wgpu::Limits,
+    /// Largest buffer that one binding may cover: min(maxStorageBufferBindingSize, maxBufferSize).
+    pub max_binding: u64,
+    pub(crate) kernels: Kernels,
+}
+
+impl GpuContext {
+    /// A high-performance adapter (WGPU_BACKEND selects the backend natively), with its limits and
+    /// optional features.
+    pub async fn new() -> Result<GpuContext> {
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let instance = wgpu::Instance::new(desc);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        let features = adapter.features() & wanted;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wasm-chord"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            features,
+            limits,
+            max_binding,
+            kernels: Kernels::default(),
+        })
+    }
+
+    /// Pretend that one binding holds at most `bytes` (tests the splitting of large tensors).
+    pub fn with_max_binding(mut self, bytes: u64) -> Self {
+        self.max_binding = self.max_binding.min(bytes);
+        self
+    }
+
+    /// One line for logs: adapter name, backend, device type, features.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {}), f16: {}, subgroups: {}, max binding {} MiB",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.features.contains(wgpu::Features::SHADER_F16),
+            self.features.contains(wgpu::Features::SUBGROUP),
+            self.max_binding >> 20
+        )
+    }
+
+    /// Fail with `TooLarge` when `bytes` cannot be one binding.
+    pub fn check_fits(&self, what: &str, bytes: u64) -> Result<()> {
+        if bytes > self.max_binding {
+            return Err(GpuError::TooLarge {
+                what: what.to_owned(),
+                needed: bytes,
+                limit: self.max_binding,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// A storage buffer holding `data` (padded to 4 bytes), also a copy source and destination.
+    pub fn storage_with(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        let size = (data.len().max(4)).next_multiple_of(4);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size as u64,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if data.len() == size {
+            self.queue.write_buffer(&buf, 0, data);
+        } else {
+            let mut padded = data.to_vec();
+            padded.resize(size, 0);
+            self.queue.write_buffer(&buf, 0, &padded);
+        }
+        buf
+    }
+
+    /// A zeroed storage buffer of `n` f32.
+    pub fn storage_f32(&self, label: &str, n: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (n.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A uniform buffer of kernel parameters (eight 32-bit words; f32 as bits).
+    pub fn params(&self, label: &str, words: &[u32]) -> wgpu::Buffer {
+        let mut w = [0u32; 12];
+        w[..words.len()].copy_from_slice(words);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: 48,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buf, 0, bytemuck::cast_slice(&w));
+        buf
+    }
+
+    /// A buffer to map for reading `size` bytes.
+    pub fn staging(&self, label: &str, size: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.next_multiple_of(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Map `staging` (already copied into by a submitted command buffer) and return its first
+    /// `len` bytes. Awaits the map callback: natively it polls the device, on the web the
+    /// browser's event loop completes it.
+    pub async fn map_read(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<u8>> {
+        let (tx, rx) = oneshot();
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        rx.await.map_err(|e| GpuError::Readback(e.to_string()))?;
+        let out = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| GpuError::Readback(e.to_string()))?[..len]
+            .to_vec();
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Copy `n` f32 from `src` back to the host (one submission).
+    pub async fn read_f32(&self, src: &wgpu::Buffer, n: usize) -> Result<Vec<f32>> {
+        let bytes = (n * 4) as u64;
+        let staging = self.staging("readback", bytes);
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
+        enc.copy_buffer_to_buffer(src, 0, &staging, 0, bytes);
+        self.queue.submit([enc.finish()]);
+        let b = self.map_read(&staging, n * 4).await?;
+        Ok(bytemuck::pod_collect_to_vec(&b))
+    }
+
+    /// Copy `n` u32 from `src` back to the host.
+    pub async fn read_u32(&self, src: &wgpu::Buffer, n: usize) -> Result<Vec<u32>> {
+        let f = self.read_f32(src, n).await?;
+        Ok(f.into_iter().map(f32::to_bits).collect())
+    }
+}
+
+/// A one-value channel whose receiver is a future: the map callback sends, the readback awaits.
+struct Slot<T> {
+    value: Option<T>,
+    waker: Option<Waker>,
+}
+
+struct Sender<T>(Arc<Mutex<Slot<T>>>);
+struct Receiver<T>(Arc<Mutex<Slot<T>>>);
+
+fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
+    let s = Arc::new(Mutex::new(Slot {
+        value: None,
+        waker: None,
+    }));
+    (Sender(s.clone()), Receiver(s))
+}
+
+impl<T> Sender<T> {
+    fn send(self, v: T) {
+        let waker = {
+            let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            s.value = Some(v);
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<T> Future for Receiver<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match s.value.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}

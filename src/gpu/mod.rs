@@ -1,0 +1,42 @@
+//! The WebGPU backend, on wgpu: Vulkan (or Metal/DX12) natively, the browser's WebGPU on wasm32.
+//!
+//! - [`device`]: adapter and device set-up with the adapter's own limits, buffer helpers and
+//!   never-blocking readbacks (`map_async` awaited through a future).
+//! - [`kernels`]: the WGSL kernels (`shaders/*.wgsl`, one kernel per file), their bind-group
+//!   layouts and a pipeline cache keyed by [`kernels::PipelineKey`].
+//! - [`weights`]: weight matrices uploaded still quantized, split into row ranges where a tensor
+//!   exceeds `maxStorageBufferBindingSize`.
+//! - [`model`]: the forward pass, one command submission per decode step.
+//!
+//! Every kernel has an f32 path and reduces in workgroup memory, so it runs where neither
+//! shader-f16 nor subgroups exist (Chromium on SwiftShader).
+
+pub mod device;
+pub mod kernels;
+pub mod model;
+pub mod weights;
+
+pub use device::GpuContext;
+pub use model::GpuModel;
+pub use weights::GpuMatrix;
+
+use crate::quant::GgmlType;
+
+/// Why the GPU backend could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("no WebGPU adapter found ({0}); natively install `mesa-vulkan-drivers` (or a GPU driver) and set WGPU_BACKEND=vulkan, in a browser enable WebGPU")]
+    NoAdapter(String),
+    #[error("the GPU device could not be created: {0}")]
+    Device(String),
+    #[error("`{what}` needs {needed} bytes in one GPU buffer but the device allows {limit} (maxStorageBufferBindingSize / maxBufferSize)")]
+    TooLarge {
+        what: String,
+        needed: u64,
+        limit: u64,
+    },
+    #[error("tensor `{tensor}`: type {ty} has no GPU kernel (supported: Q4_K, Q6_K, Q5_0, Q8_0, Q4_0, Q4_1, F16, F32)")]
+    UnsupportedType { tensor: String, ty: GgmlType },
+    #[error("reading a result back from the GPU failed: {0}")]
+    Readback(String),
+}

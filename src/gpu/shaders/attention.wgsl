@@ -1,0 +1,102 @@
+// attention.wgsl: one token's causal attention over the preallocated KV cache of one layer,
+// with grouped-query heads and an optional sliding window. out[h] = Σ_j softmax_j(q_h·k_j ·
+// kq_scale) · v_j over cache positions j in first..n_kv.
+//
+// Bindings (group 0):
+//   0 q: array<f32>         queries (n_head·head_dim), read-only
+//   1 kc: array<f32>        K cache (n_ctx, kv_dim), read-only
+//   2 vc: array<f32>        V cache (n_ctx, v_dim), read-only
+//   3 o: array<f32>         output (n_head·head_dim_v), read-write
+//   4 sc: array<f32>        scores scratch (n_head, n_ctx), read-write
+//   5 p: Params (uniform)   n_ctx, group (Q heads per KV head), head_dim, head_dim_v, kv_dim,
+//                           v_dim, first, n_kv, kq_scale
+// Geometry: workgroup_size(256), one workgroup per Q head: dispatch (n_head, 1, 1).
+//   Scores go to `sc`; max and sum reduce in a workgroup-memory tree; then invocation d
+//   (< head_dim_v) sums its output column.
+
+struct Params {
+    n_ctx: u32,
+    group: u32,
+    head_dim: u32,
+    head_dim_v: u32,
+    kv_dim: u32,
+    v_dim: u32,
+    first: u32,
+    n_kv: u32,
+    kq_scale: f32,
+}
+
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> kc: array<f32>;
+@group(0) @binding(2) var<storage, read> vc: array<f32>;
+@group(0) @binding(3) var<storage, read_write> o: array<f32>;
+@group(0) @binding(4) var<storage, read_write> sc: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+var<workgroup> red: array<f32, 256>;
+
+fn reduce_max(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var st = 128u; st > 0u; st >>= 1u) {
+        if (lid < st) {
+            red[lid] = max(red[lid], red[lid + st]);
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn reduce_sum(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var st = 128u; st > 0u; st >>= 1u) {
+        if (lid < st) {
+            red[lid] += red[lid + st];
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let h = wg.x;
+    let kvh = h / p.group;
+    let qo = h * p.head_dim;
+    let ko = kvh * p.head_dim;
+    let so = h * p.n_ctx;
+    var mx = -3.4e38;
+    for (var j = p.first + lid; j < p.n_kv; j += 256u) {
+        let kr = j * p.kv_dim + ko;
+        var s = 0.0;
+        for (var d = 0u; d < p.head_dim; d++) {
+            s += q[qo + d] * kc[kr + d];
+        }
+        s *= p.kq_scale;
+        sc[so + j] = s;
+        mx = max(mx, s);
+    }
+    mx = reduce_max(lid, mx);
+    var sum = 0.0;
+    for (var j = p.first + lid; j < p.n_kv; j += 256u) {
+        let e = exp(sc[so + j] - mx);
+        sc[so + j] = e;
+        sum += e;
+    }
+    sum = reduce_sum(lid, sum);
+    storageBarrier();
+    let inv = 1.0 / sum;
+    let vo = kvh * p.head_dim_v;
+    for (var d = lid; d < p.head_dim_v; d += 256u) {
+        var acc = 0.0;
+        for (var j = p.first; j < p.n_kv; j++) {
+            acc += sc[so + j] * vc[j * p.v_dim + vo + d];
+        }
+        o[h * p.head_dim_v + d] = acc * inv;
+    }
+}

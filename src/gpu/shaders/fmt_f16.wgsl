@@ -1,0 +1,13 @@
+// fmt_f16.wgsl: F16, four weights per unit (read as raw bits; no shader-f16 needed).
+
+const UNIT_W: u32 = 4u;
+const UNITS_PER_BLOCK: u32 = 1u;
+const BLOCK_BYTES: u32 = 8u;
+
+fn unit_scale(b: u32, j: u32) -> vec2<f32> {
+    return vec2<f32>(1.0, 0.0);
+}
+
+fn unit_q4(b: u32, j: u32, k: u32) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(u32_at(b)), unpack2x16float(u32_at(b + 4u)));
+}

@@ -1,0 +1,44 @@
+// gate.wgsl: gated activation of the feed-forward block, g[i] = act(g[i]) · u[i], with
+// act = SiLU (ACT = 0: llama, qwen2) or GELU, tanh approximation (ACT = 1: gemma3).
+//
+// Bindings (group 0):
+//   0 g: array<f32>         gate projection, overwritten with the result, read-write
+//   1 u: array<f32>         up projection, read-only
+//   2 p: Params (uniform)   n
+// Geometry: workgroup_size(64), one invocation per element: dispatch (ceil(n / 64), 1, 1).
+
+struct Params {
+    n: u32,
+}
+
+override ACT: u32 = 0u;
+
+@group(0) @binding(0) var<storage, read_write> g: array<f32>;
+@group(0) @binding(1) var<storage, read> u: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+fn silu(x: f32) -> f32 {
+    return x / (1.0 + exp(-x));
+}
+
+fn gelu_tanh(x: f32) -> f32 {
+    // tanh(t) = 1 − 2 / (exp(2t) + 1), stable for large |t| (WGSL's tanh may overflow).
+    let t = 0.7978846 * (x + 0.044715 * x * x * x);
+    let th = 1.0 - 2.0 / (exp(2.0 * t) + 1.0);
+    return 0.5 * x * (1.0 + th);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= p.n) {
+        return;
+    }
+    var a: f32;
+    if (ACT == 0u) {
+        a = silu(g[i]);
+    } else {
+        a = gelu_tanh(g[i]);
+    }
+    g[i] = a * u[i];
+}

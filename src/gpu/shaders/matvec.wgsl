@@ -1,0 +1,71 @@
+// matvec.wgsl: fused dequantize × vector, y[y_off + r] = Σ_c W[r, c]·x[c], for the rows of one
+// weight chunk. Prepended: quant.wgsl + one fmt_*.wgsl (the block format).
+//
+// Bindings (group 0):
+//   0 w: array<u32>         quantized rows of this chunk (row r at byte r·row_bytes), read-only
+//   1 x: array<f32>         activation (cols), read-only
+//   2 y: array<f32>         output, read-write
+//   3 p: Params (uniform)   rows (of this chunk), cols, row_bytes, y_off (first row's output index)
+// Geometry: workgroup_size(256); ROWS (override, a power of two dividing 256) rows per workgroup,
+//   256/ROWS invocations per row, each striding over the row's units. Per unit the integer
+//   parts are dotted with x and the offset term is folded in through Σx:
+//   Σ (s·q + m)·x = s·Σ q·x + m·Σ x. Rows reduce in a workgroup-memory tree.
+//   Dispatch (min(n, 32768), ceil(n / 32768)) workgroups for n = ceil(rows / ROWS).
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    row_bytes: u32,
+    y_off: u32,
+}
+
+override ROWS: u32 = 4u;
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<storage, read> w: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+var<workgroup> part: array<f32, WG>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let tpr = WG / ROWS;
+    let slot = lid / tpr;
+    let lane = lid % tpr;
+    let r = (wg.x + wg.y * nwg.x) * ROWS + slot;
+    var acc = 0.0;
+    if (r < p.rows) {
+        let n_units = p.cols / UNIT_W;
+        let row = r * p.row_bytes;
+        for (var u = lane; u < n_units; u += tpr) {
+            let b = row + (u / UNITS_PER_BLOCK) * BLOCK_BYTES;
+            let j = u % UNITS_PER_BLOCK;
+            let s = unit_scale(b, j);
+            let xo = u * UNIT_W;
+            var sq = vec4<f32>(0.0);
+            var sx = vec4<f32>(0.0);
+            for (var k = 0u; k < UNIT_W / 4u; k++) {
+                let o = xo + 4u * k;
+                let xv = vec4<f32>(x[o], x[o + 1u], x[o + 2u], x[o + 3u]);
+                sq += unit_q4(b, j, k) * xv;
+                sx += xv;
+            }
+            let t = s.x * sq + s.y * sx;
+            acc += (t.x + t.y) + (t.z + t.w);
+        }
+    }
+    part[lid] = acc;
+    workgroupBarrier();
+    for (var st = tpr / 2u; st > 0u; st >>= 1u) {
+        if (lane < st) {
+            part[lid] += part[lid + st];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u && r < p.rows) {
+        y[p.y_off + r] = part[lid];
+    }
+}

@@ -1,0 +1,50 @@
+// quant.wgsl: byte readers over the quantized weights, prepended (with one fmt_*.wgsl) to
+// dequant.wgsl and matvec.wgsl. GGUF blocks are packed back to back and several formats
+// (Q8_0 34 B, Q6_K 210 B, Q5_0 22 B, Q4_0 18 B, Q4_1 20 B) are not 4-byte aligned, so the weights
+// are uploaded unchanged (no repacking) as `array<u32>` (binding `w`, declared by the kernel)
+// and read here byte by byte, little-endian.
+
+fn u8_at(off: u32) -> u32 {
+    return (w[off >> 2u] >> ((off & 3u) << 3u)) & 0xffu;
+}
+
+fn i8_at(off: u32) -> i32 {
+    return (i32(u8_at(off)) << 24u) >> 24u;
+}
+
+fn u16_at(off: u32) -> u32 {
+    return u8_at(off) | (u8_at(off + 1u) << 8u);
+}
+
+// Four bytes from any offset: one load when aligned, else two words funnel-shifted (buffers
+// are padded to whole words, so the second word exists).
+fn u32_at(off: u32) -> u32 {
+    let i = off >> 2u;
+    let s = (off & 3u) << 3u;
+    if (s == 0u) {
+        return w[i];
+    }
+    return (w[i] >> s) | (w[i + 1u] << (32u - s));
+}
+
+// The four bytes of `v` as f32, low byte first.
+fn bytes4(v: u32) -> vec4<f32> {
+    return vec4<f32>(f32(v & 0xffu), f32((v >> 8u) & 0xffu), f32((v >> 16u) & 0xffu), f32(v >> 24u));
+}
+
+// The four bytes of `v` as signed integers (as f32), low byte first.
+fn sbytes4(v: u32) -> vec4<f32> {
+    let s = bitcast<i32>(v);
+    return vec4<f32>(f32((s << 24u) >> 24u), f32((s << 16u) >> 24u), f32((s << 8u) >> 24u),
+                     f32(s >> 24u));
+}
+
+// Bits k..k+4 of `bits` spread to bit 4 of each byte (the 5th bit of Q5 weights).
+fn hbits4(bits: u32, k: u32) -> u32 {
+    let b = bits >> k;
+    return ((b & 1u) << 4u) | ((b & 2u) << 11u) | ((b & 4u) << 18u) | ((b & 8u) << 25u);
+}
+
+fn f16_at(off: u32) -> f32 {
+    return unpack2x16float(u16_at(off)).x;
+}

@@ -1,0 +1,484 @@
+//! Every WGSL kernel: validated by naga (with and without shader-f16), then compared with the
+//! CPU reference on a real adapter (natively: Mesa's lavapipe, `WGPU_BACKEND=vulkan
+//! VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json`). Dequantization must be exact
+//! (≤ 1 ulp); everything else is compared by normalised mean squared error.
+
+use pollster::block_on;
+use wasm_chord::cpu::matmul::{matmul, Kernel as CpuKernel};
+use wasm_chord::cpu::ops;
+use wasm_chord::gpu::kernels::{
+    groups_2d, unit_weights, Kernel, PipelineKey, GPU_TYPES, SHADER_FILES,
+};
+use wasm_chord::gpu::model::matvec_once;
+use wasm_chord::gpu::{GpuContext, GpuMatrix};
+use wasm_chord::model::QMatrix;
+use wasm_chord::quant::{self, GgmlType};
+
+fn context() -> GpuContext {
+    match block_on(GpuContext::new()) {
+        Ok(c) => {
+            eprintln!("adapter: {}", c.describe());
+            c
+        }
+        Err(e) => panic!(
+            "{e}\nThe GPU tests need a WebGPU adapter: install `mesa-vulkan-drivers` and set \
+             WGPU_BACKEND=vulkan VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"
+        ),
+    }
+}
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+impl Rng {
+    fn u32(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 16) as u32
+    }
+    /// Uniform in [-1, 1).
+    fn f(&mut self) -> f32 {
+        (self.u32() % 2_000_000) as f32 / 1_000_000.0 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f()).collect()
+    }
+}
+
+fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        num += (f64::from(g) - f64::from(w)).powi(2);
+        den += f64::from(w).powi(2);
+    }
+    num / den.max(1e-30)
+}
+
+fn assert_nmse(what: &str, got: &[f32], want: &[f32], max: f64) {
+    let e = nmse(got, want);
+    eprintln!("{what}: NMSE {e:.3e}");
+    assert!(e <= max, "{what}: NMSE {e:.3e} > {max:.1e}");
+}
+
+fn f16_bytes(v: f32) -> [u8; 2] {
+    half::f16::from_f32(v).to_bits().to_le_bytes()
+}
+
+/// Random blocks of `ty` for `rows` × `cols`, with finite scales.
+fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
+    let mut r = Rng(seed);
+    let (bs, ts) = ty.block_geometry();
+    let row_bytes = cols / bs * ts;
+    let mut data: Vec<u8> = (0..rows * row_bytes).map(|_| r.u32() as u8).collect();
+    for b in data.chunks_exact_mut(ts) {
+        let mut put = |at: usize, v: f32| b[at..at + 2].copy_from_slice(&f16_bytes(v));
+        match ty {
+            GgmlType::Q4_K => {
+                put(0, 0.01 + r.f().abs() * 0.05);
+                put(2, 0.01 + r.f().abs() * 0.05);
+            }
+            GgmlType::Q6_K => put(208, r.f() * 0.05),
+            GgmlType::Q4_1 => {
+                put(0, r.f() * 0.1);
+                put(2, r.f() * 0.5);
+            }
+            GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_0 => put(0, r.f() * 0.1),
+            GgmlType::F16 => put(0, r.f() * 4.0),
+            GgmlType::F32 => b.copy_from_slice(&(r.f() * 4.0).to_le_bytes()),
+            _ => unreachable!(),
+        }
+    }
+    QMatrix {
+        name: format!("test {ty}"),
+        ty,
+        rows,
+        cols,
+        row_bytes,
+        data,
+    }
+}
+
+fn cols_for(ty: GgmlType) -> usize {
+    if ty.block_size() == 256 {
+        768
+    } else {
+        576
+    }
+}
+
+#[test]
+fn every_shader_is_valid_wgsl_with_and_without_f16() {
+    use wgpu::naga;
+    for (name, src) in SHADER_FILES {
+        assert!(
+            src.starts_with("// "),
+            "{name} must open with a header comment"
+        );
+    }
+    for k in Kernel::all() {
+        let src = k.source().expect("a source for every kernel");
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{k:?}: {}", e.emit_to_string(&src)));
+        // The baseline of every WebGPU device (unpack2x16float is core WGSL; wgpu grants it
+        // through the SHADER_F16_IN_F32 downlevel flag), then plus shader-f16.
+        let base = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        for caps in [base, base | naga::valid::Capabilities::SHADER_FLOAT16] {
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{k:?} ({caps:?}): {}", e.emit_to_string(&src)));
+        }
+    }
+}
+
+fn within_ulp(a: f32, b: f32) -> bool {
+    a == b || (a.to_bits() as i64 - b.to_bits() as i64).abs() <= 1
+}
+
+#[test]
+fn dequantize_matches_the_reference_exactly() {
+    let ctx = context();
+    for (i, &ty) in GPU_TYPES.iter().enumerate() {
+        let (rows, cols) = (3, cols_for(ty));
+        let m = random_matrix(ty, rows, cols, 11 + i as u64);
+        let mut want = vec![0f32; rows * cols];
+        quant::dequantize(ty, &m.data, &mut want).unwrap();
+        let w = ctx.storage_with("w", &m.data);
+        let y = ctx.storage_f32("y", rows * cols);
+        let n_units = rows * cols / unit_weights(ty);
+        let p = ctx.params("p", &[n_units as u32, 0, 0, 1f32.to_bits()]);
+        ctx.run_once(
+            PipelineKey::new(Kernel::Dequant(ty)),
+            &[&w, &y, &p],
+            groups_2d(n_units.div_ceil(64)),
+        )
+        .unwrap();
+        let got = block_on(ctx.read_f32(&y, rows * cols)).unwrap();
+        let bad = got.iter().zip(&want).position(|(&g, &w)| !within_ulp(g, w));
+        assert!(
+            bad.is_none(),
+            "{ty}: element {bad:?}: {} vs {}",
+            got[bad.unwrap()],
+            want[bad.unwrap()]
+        );
+        eprintln!("dequantize {ty}: {} values exact (≤ 1 ulp)", got.len());
+    }
+}
+
+#[test]
+fn embedding_row_lookup_with_scale() {
+    let ctx = context();
+    let ty = GgmlType::Q8_0;
+    let m = random_matrix(ty, 9, 64, 5);
+    let w = ctx.storage_with("w", &m.data);
+    let y = ctx.storage_f32("y", 64);
+    let row = 7;
+    let p = ctx.params("p", &[2, (row * m.row_bytes) as u32, 0, 2.5f32.to_bits()]);
+    ctx.run_once(
+        PipelineKey::new(Kernel::Dequant(ty)),
+        &[&w, &y, &p],
+        [1, 1, 1],
+    )
+    .unwrap();
+    let got = block_on(ctx.read_f32(&y, 64)).unwrap();
+    let mut want = vec![0f32; 64];
+    m.dequantize_row(row, &mut want).unwrap();
+    want.iter_mut().for_each(|v| *v *= 2.5);
+    assert_eq!(got, want);
+}
+
+fn check_matvec(ctx: &GpuContext, ty: GgmlType, rows: usize, seed: u64, what: &str) -> usize {
+    let cols = cols_for(ty);
+    let m = random_matrix(ty, rows, cols, seed);
+    let x = Rng(seed + 100).vec(cols);
+    let mut want = vec![0f32; rows];
+    matmul(&m, &x, &mut want, 1, CpuKernel::Reference).unwrap();
+    let g = GpuMatrix::upload(ctx, &m).unwrap();
+    let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
+    let y = ctx.storage_f32("y", rows);
+    matvec_once(ctx, &g, &xb, &y).unwrap();
+    let got = block_on(ctx.read_f32(&y, rows)).unwrap();
+    assert_nmse(&format!("matvec {ty}{what}"), &got, &want, 1e-10);
+    g.chunks.len()
+}
+
+#[test]
+fn matvec_matches_the_reference() {
+    let ctx = context();
+    for (i, &ty) in GPU_TYPES.iter().enumerate() {
+        // 37 rows: not a multiple of the rows per workgroup.
+        check_matvec(&ctx, ty, 37, 21 + i as u64, "");
+    }
+}
+
+#[test]
+fn matvec_over_a_matrix_split_into_row_ranges() {
+    // Pretend one binding holds 10 rows of Q6_K (and 10 of Q8_0): 37 rows become 4 buffers.
+    let ctx = context();
+    let ctx = ctx.with_max_binding(10 * 3 * 210 + 4);
+    assert_eq!(check_matvec(&ctx, GgmlType::Q6_K, 37, 3, " (split)"), 4);
+    assert!(check_matvec(&ctx, GgmlType::Q8_0, 37, 4, " (split)") > 1);
+}
+
+#[test]
+fn rmsnorm_matches_the_reference() {
+    let ctx = context();
+    let (n, rows) = (576, 3);
+    let mut r = Rng(7);
+    let x = r.vec(n * rows);
+    let w = r.vec(n);
+    let mut want = vec![0f32; n * rows];
+    for (o, xi) in want.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+        ops::rmsnorm(o, xi, &w, 1e-5);
+    }
+    let (xb, wb) = (
+        ctx.storage_with("x", bytemuck::cast_slice(&x)),
+        ctx.storage_with("w", bytemuck::cast_slice(&w)),
+    );
+    let y = ctx.storage_f32("y", n * rows);
+    let p = ctx.params("p", &[n as u32, 1e-5f32.to_bits()]);
+    ctx.run_once(
+        PipelineKey::new(Kernel::RmsNorm),
+        &[&xb, &wb, &y, &p],
+        [rows as u32, 1, 1],
+    )
+    .unwrap();
+    let got = block_on(ctx.read_f32(&y, n * rows)).unwrap();
+    assert_nmse("rmsnorm", &got, &want, 1e-12);
+}
+
+#[test]
+fn rope_matches_the_reference_in_both_conventions() {
+    let ctx = context();
+    let (heads, hd) = (3, 64);
+    for (neox, n_rot, scale) in [
+        (false, 64, 1.0),
+        (true, 64, 0.125),
+        (false, 32, 1.0),
+        (true, 48, 0.5),
+    ] {
+        let pos = 1234;
+        let inv = ops::rope_inv_freq(n_rot, 10000.0, 1.0, None);
+        let x = Rng(9).vec(heads * hd);
+        let mut want = x.clone();
+        for h in want.chunks_exact_mut(hd) {
+            ops::rope(h, pos, &inv, neox);
+            h.iter_mut().for_each(|v| *v *= scale);
+        }
+        let cs: Vec<f32> = inv
+            .iter()
+            .flat_map(|f| {
+                let t = pos as f64 * f;
+                [t.cos() as f32, t.sin() as f32]
+            })
+            .collect();
+        let v = ctx.storage_with("v", bytemuck::cast_slice(&x));
+        let csb = ctx.storage_with("cs", bytemuck::cast_slice(&cs));
+        let p = ctx.params(
+            "p",
+            &[
+                heads as u32,
+                hd as u32,
+                n_rot as u32,
+                u32::from(neox),
+                0,
+                f32::to_bits(scale),
+            ],
+        );
+        ctx.run_once(
+            PipelineKey::new(Kernel::Rope),
+            &[&v, &csb, &p],
+            [((heads * hd / 2).div_ceil(64)) as u32, 1, 1],
+        )
+        .unwrap();
+        let got = block_on(ctx.read_f32(&v, heads * hd)).unwrap();
+        assert_nmse(
+            &format!("rope neox={neox} n_rot={n_rot}"),
+            &got,
+            &want,
+            1e-12,
+        );
+    }
+}
+
+#[test]
+fn attention_matches_the_reference() {
+    let ctx = context();
+    // 6 Q heads over 2 KV heads, head_dim 64, 300 cached positions of a 512 context.
+    let (n_head, n_kv_head, hd, n_ctx) = (6, 2, 64, 512);
+    let group = n_head / n_kv_head;
+    let kv_dim = n_kv_head * hd;
+    let mut r = Rng(13);
+    let q = r.vec(n_head * hd);
+    let kc = r.vec(n_ctx * kv_dim);
+    let vc = r.vec(n_ctx * kv_dim);
+    for (n_kv, first, kq_scale) in [(300, 0, 0.125), (300, 300 - 128, 1.0), (1, 0, 0.125)] {
+        let mut want = vec![0f32; n_head * hd];
+        for h in 0..n_head {
+            let kvh = h / group;
+            let qh = &q[h * hd..(h + 1) * hd];
+            let mut s: Vec<f32> = (first..n_kv)
+                .map(|j| {
+                    let k = &kc[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
+                    qh.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * kq_scale
+                })
+                .collect();
+            ops::softmax(&mut s);
+            for (i, a) in s.iter().enumerate() {
+                let j = first + i;
+                for d in 0..hd {
+                    want[h * hd + d] += a * vc[j * kv_dim + kvh * hd + d];
+                }
+            }
+        }
+        let b = |l, v: &[f32]| ctx.storage_with(l, bytemuck::cast_slice(v));
+        let (qb, kb, vb) = (b("q", &q), b("k", &kc), b("v", &vc));
+        let o = ctx.storage_f32("o", n_head * hd);
+        let sc = ctx.storage_f32("scores", n_head * n_ctx);
+        let p = ctx.params(
+            "p",
+            &[
+                n_ctx as u32,
+                group as u32,
+                hd as u32,
+                hd as u32,
+                kv_dim as u32,
+                kv_dim as u32,
+                first as u32,
+                n_kv as u32,
+                f32::to_bits(kq_scale),
+            ],
+        );
+        ctx.run_once(
+            PipelineKey::new(Kernel::Attention),
+            &[&qb, &kb, &vb, &o, &sc, &p],
+            [n_head as u32, 1, 1],
+        )
+        .unwrap();
+        let got = block_on(ctx.read_f32(&o, n_head * hd)).unwrap();
+        assert_nmse(
+            &format!("attention n_kv={n_kv} first={first}"),
+            &got,
+            &want,
+            1e-10,
+        );
+    }
+}
+
+#[test]
+fn softmax_matches_the_reference() {
+    let ctx = context();
+    let (n, rows) = (1000, 2);
+    let x: Vec<f32> = Rng(17).vec(n * rows).iter().map(|v| v * 20.0).collect();
+    let mut want = x.clone();
+    want.chunks_exact_mut(n).for_each(ops::softmax);
+    let v = ctx.storage_with("v", bytemuck::cast_slice(&x));
+    let p = ctx.params("p", &[n as u32]);
+    ctx.run_once(
+        PipelineKey::new(Kernel::Softmax),
+        &[&v, &p],
+        [rows as u32, 1, 1],
+    )
+    .unwrap();
+    let got = block_on(ctx.read_f32(&v, n * rows)).unwrap();
+    assert_nmse("softmax", &got, &want, 1e-10);
+}
+
+#[test]
+fn gated_activations_and_add_match_the_reference() {
+    let ctx = context();
+    let n = 1500;
+    let mut r = Rng(19);
+    let g: Vec<f32> = r.vec(n).iter().map(|v| v * 12.0).collect();
+    let u = r.vec(n);
+    for (act, f) in [(0u32, ops::silu as fn(f32) -> f32), (1, ops::gelu_tanh)] {
+        let want: Vec<f32> = g.iter().zip(&u).map(|(&a, &b)| f(a) * b).collect();
+        let gb = ctx.storage_with("g", bytemuck::cast_slice(&g));
+        let ub = ctx.storage_with("u", bytemuck::cast_slice(&u));
+        let p = ctx.params("p", &[n as u32]);
+        let key = PipelineKey {
+            act,
+            ..PipelineKey::new(Kernel::Gate)
+        };
+        ctx.run_once(key, &[&gb, &ub, &p], [n.div_ceil(64) as u32, 1, 1])
+            .unwrap();
+        let got = block_on(ctx.read_f32(&gb, n)).unwrap();
+        assert_nmse(&format!("gate act={act}"), &got, &want, 1e-11);
+    }
+    let want: Vec<f32> = g.iter().zip(&u).map(|(a, b)| a + b).collect();
+    let gb = ctx.storage_with("g", bytemuck::cast_slice(&g));
+    let ub = ctx.storage_with("u", bytemuck::cast_slice(&u));
+    let p = ctx.params("p", &[n as u32]);
+    ctx.run_once(
+        PipelineKey::new(Kernel::Add),
+        &[&gb, &ub, &p],
+        [n.div_ceil(64) as u32, 1, 1],
+    )
+    .unwrap();
+    assert_eq!(block_on(ctx.read_f32(&gb, n)).unwrap(), want);
+}
+
+#[test]
+fn argmax_takes_the_first_maximum() {
+    let ctx = context();
+    for (n, at, tie) in [
+        (49152usize, 31337usize, Some(40000usize)),
+        (7, 6, None),
+        (151936, 3, Some(100)),
+    ] {
+        let mut v = Rng(n as u64).vec(n);
+        v[at] = 5.0;
+        if let Some(t) = tie {
+            v[t] = 5.0;
+        }
+        let vb = ctx.storage_with("v", bytemuck::cast_slice(&v));
+        let o = ctx.storage_f32("o", 1);
+        let p = ctx.params("p", &[n as u32]);
+        ctx.run_once(PipelineKey::new(Kernel::Argmax), &[&vb, &o, &p], [1, 1, 1])
+            .unwrap();
+        let got = block_on(ctx.read_u32(&o, 1)).unwrap()[0] as usize;
+        assert_eq!(got, wasm_chord::sampling::argmax(&v), "n={n}");
+    }
+}
+
+#[test]
+fn a_row_larger_than_one_binding_is_a_typed_error() {
+    let ctx = context().with_max_binding(256);
+    let m = random_matrix(GgmlType::Q4_K, 2, 768, 1);
+    let err = GpuMatrix::upload(&ctx, &m)
+        .err()
+        .expect("a 432-byte row cannot fit 256 bytes");
+    assert_eq!(err.code(), "gpu");
+    assert!(
+        err.to_string().contains("maxStorageBufferBindingSize"),
+        "{err}"
+    );
+    let m = random_matrix(GgmlType::Q4_K, 2, 768, 1);
+    let mut m2 = m.clone();
+    m2.ty = GgmlType::Q5_K;
+    let err = GpuMatrix::upload(&context(), &m2)
+        .err()
+        .expect("Q5_K has no GPU kernel");
+    assert!(err.to_string().contains("Q5_K"), "{err}");
+}
+
+#[test]
+fn kv_store_appends_at_the_step_position() {
+    let ctx = context();
+    let (n, n_ctx, pos) = (192, 8, 5);
+    let src = Rng(23).vec(n);
+    let s = ctx.storage_with("src", bytemuck::cast_slice(&src));
+    let dst = ctx.storage_f32("cache", n * n_ctx);
+    let p = ctx.params("p", &[n as u32]);
+    let step = ctx.params("step", &[pos as u32]);
+    ctx.run_once(
+        PipelineKey::new(Kernel::KvStore),
+        &[&s, &dst, &p, &step],
+        [n.div_ceil(64) as u32, 1, 1],
+    )
+    .unwrap();
+    let got = block_on(ctx.read_f32(&dst, n * n_ctx)).unwrap();
+    let mut want = vec![0f32; n * n_ctx];
+    want[pos * n..(pos + 1) * n].copy_from_slice(&src);
+    assert_eq!(got, want);
+}
