@@ -1,10 +1,12 @@
 //! The engine: load a model from any byte source → tokenize → generate with streaming → text.
 //!
-//! Backend-agnostic at the API: today the CPU forward pass runs it; the GPU backend plugs in
-//! beside it as another `Backend`.
+//! Backend-agnostic at the API: the CPU forward pass or the WebGPU one runs it. The core is
+//! async (`generate_async`) because GPU readbacks are awaited, never blocked on; natively
+//! `generate` drives it to completion on the calling thread.
 
 use crate::cpu::{CpuModel, Kernel, KvCache};
 use crate::gguf::GgufHeader;
+use crate::gpu::{GpuContext, GpuModel};
 use crate::sampling::{Sampler, SamplerConfig};
 use crate::source::ByteSource;
 use crate::tokenizer::chat_template::{ChatMessage, ChatTemplate, RenderOptions, TemplateError};
@@ -16,12 +18,18 @@ use crate::{Error, Result};
 pub enum Backend {
     #[default]
     Cpu,
+    /// WebGPU through wgpu (Vulkan/Metal/DX12 natively, the browser's WebGPU on wasm32).
+    Gpu,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
     pub backend: Backend,
+    /// CPU kernel (fast or the scalar reference).
     pub kernel: Kernel,
+    /// KV-cache size of the GPU backend, allocated once at load (default: the training
+    /// context, at most 4096). The CPU backend sizes its cache per request.
+    pub n_ctx: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -105,32 +113,110 @@ fn now_ms() -> f64 {
     }
 }
 
+/// The forward pass in use.
+enum Runner {
+    Cpu(Box<CpuModel>),
+    Gpu(Box<GpuModel>),
+}
+
 pub struct Engine {
     pub header: GgufHeader,
     pub tokenizer: Tokenizer,
     template: std::result::Result<ChatTemplate, TemplateError>,
-    model: CpuModel,
+    runner: Runner,
+    cfg: crate::model::Config,
+    /// Adapter description on the GPU backend.
+    adapter: Option<String>,
+}
+
+/// Drive a future to completion on this thread (natively: GPU readbacks poll the device).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
+}
+
+/// On wasm32 nothing may block: run a future that finishes without waiting (the CPU backend's
+/// never waits), or say that the caller needs the async API.
+#[cfg(target_arch = "wasm32")]
+fn run_now<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => Err(Error::InvalidRequest(
+            "the GPU backend is asynchronous in the browser: use the *_async methods".into(),
+        )),
+    }
 }
 
 impl Engine {
+    /// Load natively, blocking until the model is ready (the GPU backend included).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(src: &dyn ByteSource, opts: &LoadOptions) -> Result<Engine> {
+        block_on(Self::load_async(src, opts))
+    }
+
+    /// Load with the CPU backend (no await point: usable from synchronous code on wasm32).
+    #[cfg(target_arch = "wasm32")]
+    pub fn load(src: &dyn ByteSource, opts: &LoadOptions) -> Result<Engine> {
+        if opts.backend != Backend::Cpu {
+            return Err(Error::InvalidRequest(
+                "the GPU backend loads asynchronously: use Engine::load_async".into(),
+            ));
+        }
         let (header, model) = CpuModel::load(src, opts.kernel)?;
+        Self::assemble(header, Runner::Cpu(Box::new(model)), None)
+    }
+
+    pub async fn load_async(src: &dyn ByteSource, opts: &LoadOptions) -> Result<Engine> {
+        match opts.backend {
+            Backend::Cpu => {
+                let (header, model) = CpuModel::load(src, opts.kernel)?;
+                Self::assemble(header, Runner::Cpu(Box::new(model)), None)
+            }
+            Backend::Gpu => {
+                let header = crate::source::read_header(src)?;
+                let cfg = crate::model::Config::from_header(&header)?;
+                let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train.clamp(1, 4096));
+                let ctx = GpuContext::new().await?;
+                let adapter = ctx.describe();
+                let model = GpuModel::load(ctx, src, n_ctx)?;
+                Self::assemble(header, Runner::Gpu(Box::new(model)), Some(adapter))
+            }
+        }
+    }
+
+    fn assemble(header: GgufHeader, runner: Runner, adapter: Option<String>) -> Result<Engine> {
         let tokenizer = Tokenizer::from_gguf(&header)?;
         let template = ChatTemplate::from_gguf(&header);
+        let cfg = match &runner {
+            Runner::Cpu(m) => m.cfg.clone(),
+            Runner::Gpu(m) => m.cfg.clone(),
+        };
         Ok(Engine {
             header,
             tokenizer,
             template,
-            model,
+            runner,
+            cfg,
+            adapter,
         })
     }
 
     pub fn config(&self) -> &crate::model::Config {
-        &self.model.cfg
+        &self.cfg
     }
 
     pub fn backend(&self) -> Backend {
-        Backend::Cpu
+        match self.runner {
+            Runner::Cpu(_) => Backend::Cpu,
+            Runner::Gpu(_) => Backend::Gpu,
+        }
+    }
+
+    /// The GPU adapter in use (name, backend, features), if any.
+    pub fn adapter(&self) -> Option<&str> {
+        self.adapter.as_deref()
     }
 
     /// Token ids of `text`; `add_special` adds BOS/EOS per the metadata, `parse_special` turns
@@ -166,36 +252,124 @@ impl Engine {
     }
 
     /// Last-position logits of `prompt` (a fresh context).
-    pub fn logits(&self, prompt: &[u32]) -> Result<Vec<f32>> {
-        let mut cache = KvCache::new(&self.model.cfg, prompt.len().max(1));
-        self.model.forward(prompt, 0, &mut cache)
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>> {
+        block_on(self.logits_async(prompt))
     }
 
-    /// Generate after `prompt`, streaming each token through `on_token`.
+    #[cfg(target_arch = "wasm32")]
+    pub fn logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>> {
+        run_now(self.logits_async(prompt))
+    }
+
+    pub async fn logits_async(&mut self, prompt: &[u32]) -> Result<Vec<f32>> {
+        let mut cache = self.new_cache(prompt.len().max(1));
+        self.forward(prompt, 0, &mut cache).await
+    }
+
+    fn new_cache(&self, n_ctx: usize) -> Option<KvCache> {
+        match &self.runner {
+            Runner::Cpu(m) => Some(KvCache::new(&m.cfg, n_ctx)),
+            Runner::Gpu(_) => None,
+        }
+    }
+
+    /// Logits of the last of `tokens`, run at `pos..`.
+    async fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        cache: &mut Option<KvCache>,
+    ) -> Result<Vec<f32>> {
+        run_forward(&mut self.runner, tokens, pos, cache).await
+    }
+}
+
+async fn run_forward(
+    runner: &mut Runner,
+    tokens: &[u32],
+    pos: usize,
+    cache: &mut Option<KvCache>,
+) -> Result<Vec<f32>> {
+    match (runner, cache) {
+        (Runner::Cpu(m), Some(c)) => m.forward(tokens, pos, c),
+        (Runner::Gpu(m), _) => m.forward(tokens, pos).await,
+        (Runner::Cpu(_), None) => Err(Error::InvalidRequest("no KV cache".into())),
+    }
+}
+
+/// One decode step that returns the greedy token: on the GPU the arg-max is taken there and
+/// only 4 bytes come back.
+async fn step_greedy(
+    runner: &mut Runner,
+    token: u32,
+    pos: usize,
+    cache: &mut Option<KvCache>,
+) -> Result<u32> {
+    match runner {
+        Runner::Gpu(m) => m.step_argmax(token, pos).await,
+        Runner::Cpu(_) => {
+            let l = run_forward(runner, &[token], pos, cache).await?;
+            Ok(crate::sampling::argmax(&l) as u32)
+        }
+    }
+}
+
+impl Engine {
+    /// Generate after `prompt`, streaming each token through `on_token` (natively, blocking).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn generate(
-        &self,
+        &mut self,
         prompt: &[u32],
         opts: &GenerateOptions,
         on_token: &mut dyn FnMut(&TokenEvent) -> Control,
     ) -> Result<Generation> {
-        let cfg = &self.model.cfg;
+        block_on(self.generate_async(prompt, opts, on_token))
+    }
+
+    /// Generate with the CPU backend (wasm32: synchronous calls cannot wait for a GPU).
+    #[cfg(target_arch = "wasm32")]
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        on_token: &mut dyn FnMut(&TokenEvent) -> Control,
+    ) -> Result<Generation> {
+        run_now(self.generate_async(prompt, opts, on_token))
+    }
+
+    /// Generate after `prompt`, streaming each token through `on_token`.
+    pub async fn generate_async(
+        &mut self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        on_token: &mut dyn FnMut(&TokenEvent) -> Control,
+    ) -> Result<Generation> {
         if prompt.is_empty() {
             return Err(Error::InvalidRequest("the prompt is empty".into()));
         }
-        let n_ctx = opts.n_ctx.unwrap_or_else(|| {
-            (prompt.len() + opts.max_tokens).min(cfg.n_ctx_train.max(prompt.len() + 1))
-        });
+        let n_train = self.cfg.n_ctx_train.max(prompt.len() + 1);
+        let n_ctx = match &self.runner {
+            Runner::Gpu(m) => m.n_ctx,
+            Runner::Cpu(_) => opts
+                .n_ctx
+                .unwrap_or_else(|| (prompt.len() + opts.max_tokens).min(n_train)),
+        };
         if prompt.len() >= n_ctx {
             return Err(Error::ContextFull {
                 needed: prompt.len() + 1,
                 n_ctx,
             });
         }
-        let mut cache = KvCache::new(cfg, n_ctx);
+        let mut cache = self.new_cache(n_ctx);
         let mut sampler = Sampler::new(opts.sampler.clone());
+        // Greedy without penalties needs no logits on the host: on the GPU a step reads back 4 bytes.
+        let c = &opts.sampler;
+        let greedy = c.temperature <= 0.0
+            && c.repeat_penalty == 1.0
+            && c.presence_penalty == 0.0
+            && c.frequency_penalty == 0.0;
         let mut history = prompt.to_vec();
-        let mut decoder = self.tokenizer.stream_decoder(false);
-        let mut stops = StopMatcher::new(&opts.stop);
         let mut out = Generation {
             prompt_ids: prompt.to_vec(),
             ids: vec![],
@@ -205,14 +379,18 @@ impl Engine {
             gen_ms: 0.0,
         };
         let t0 = now_ms();
-        let mut logits = self.model.forward(prompt, 0, &mut cache)?;
+        let mut logits = self.forward(prompt, 0, &mut cache).await?;
         out.prompt_ms = now_ms() - t0;
         let t1 = now_ms();
+        let mut next = sampler.sample(&mut logits, &history);
+        let tokenizer = &self.tokenizer;
+        let mut decoder = tokenizer.stream_decoder(false);
+        let mut stops = StopMatcher::new(&opts.stop);
         for i in 0..opts.max_tokens {
-            let id = sampler.sample(&mut logits, &history);
+            let id = next;
             history.push(id);
             out.ids.push(id);
-            if opts.stop_at_eog && self.tokenizer.vocab().is_eog(id) {
+            if opts.stop_at_eog && tokenizer.vocab().is_eog(id) {
                 out.finish = FinishReason::Eog;
                 // Flush what was held back for stop strings: no stop string can complete now.
                 let tail = stops.flush(&decoder.finish());
@@ -240,7 +418,8 @@ impl Engine {
                 out.finish = FinishReason::Cancelled;
                 break;
             }
-            if i + 1 == opts.max_tokens {
+            let pos = prompt.len() + i;
+            if i + 1 == opts.max_tokens || pos + 1 > n_ctx {
                 let tail = stops.flush(&decoder.finish());
                 out.text.push_str(&tail);
                 if !tail.is_empty() {
@@ -252,12 +431,12 @@ impl Engine {
                 }
                 break;
             }
-            let pos = prompt.len() + i;
-            if pos + 1 > n_ctx {
-                out.finish = FinishReason::Length;
-                break;
-            }
-            logits = self.model.forward(&[id], pos, &mut cache)?;
+            next = if greedy {
+                step_greedy(&mut self.runner, id, pos, &mut cache).await?
+            } else {
+                let mut l = run_forward(&mut self.runner, &[id], pos, &mut cache).await?;
+                sampler.sample(&mut l, &history)
+            };
         }
         out.gen_ms = now_ms() - t1;
         Ok(out)

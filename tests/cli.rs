@@ -210,3 +210,28 @@ fn dequant_matches_gguf_package_on_every_type_in_the_models() {
         assert!(types.contains(t), "no real tensor of type {t} checked");
     }
 }
+
+/// `chord generate --backend gpu` gives the CPU's greedy tokens (GPU tests run on lavapipe:
+/// WGPU_BACKEND=vulkan VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json).
+#[test]
+fn generate_on_gpu_equals_cpu_greedy() {
+    let model = common::model_path("tiny-random-llama-q4_k_m.gguf");
+    let run = |backend: &str| {
+        stdout_json(&chord(&[
+            "generate",
+            model.to_str().unwrap(),
+            "--prompt",
+            "The capital of France is",
+            "-n",
+            "12",
+            "--backend",
+            backend,
+            "--json",
+        ]))
+    };
+    let (cpu, gpu) = (run("cpu"), run("gpu"));
+    assert_eq!(cpu["prompt_ids"], gpu["prompt_ids"]);
+    assert_eq!(cpu["ids"], gpu["ids"]);
+    assert_eq!(cpu["text"], gpu["text"]);
+    assert_eq!(cpu["ids"].as_array().unwrap().len(), 12);
+}

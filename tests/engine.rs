@@ -70,7 +70,7 @@ fn chat_prompt_ids_equal_llama_cpp() {
 #[test]
 fn greedy_generation_streams_reference_tokens() {
     let model = "smollm2-135m-instruct-q4_k_m.gguf";
-    let e = engine(model);
+    let mut e = engine(model);
     let g = golden(model);
     let case = g["cases"]
         .as_array()
@@ -119,7 +119,7 @@ fn greedy_generation_streams_reference_tokens() {
 
 #[test]
 fn stop_strings_cancellation_and_seeded_sampling() {
-    let e = engine("smollm2-135m-instruct-q4_k_m.gguf");
+    let mut e = engine("smollm2-135m-instruct-q4_k_m.gguf");
     let prompt = e.tokenize("The capital of France is", true, false).unwrap();
     // Greedy continuation is " Paris.\n\nThe answer is: ..."; stop at the first full stop.
     let out = e
@@ -150,7 +150,7 @@ fn stop_strings_cancellation_and_seeded_sampling() {
     assert_eq!(out.finish, FinishReason::Cancelled);
     assert_eq!(out.ids.len(), 3);
 
-    let sampled = |seed| {
+    let mut sampled = |seed| {
         let opts = GenerateOptions {
             max_tokens: 12,
             stop_at_eog: false,
@@ -172,7 +172,7 @@ fn stop_strings_cancellation_and_seeded_sampling() {
 
 #[test]
 fn prompt_longer_than_context_and_missing_template_are_clear_errors() {
-    let e = engine("tiny-random-llama-q4_k_m.gguf");
+    let mut e = engine("tiny-random-llama-q4_k_m.gguf");
     let long: Vec<u32> = (0..300).map(|i| 3 + i % 500).collect();
     let err = e
         .generate(

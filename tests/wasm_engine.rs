@@ -26,7 +26,7 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
 fn tokenize_and_greedy_match_native() {
     let g: serde_json::Value = serde_json::from_str(GOLDEN).unwrap();
     let case = &g["cases"][0];
-    let engine = Engine::load(&MODEL.to_vec(), &LoadOptions::default()).unwrap();
+    let mut engine = Engine::load(&MODEL.to_vec(), &LoadOptions::default()).unwrap();
     let prompt = engine
         .tokenize(case["text"].as_str().unwrap(), true, false)
         .unwrap();

@@ -8,7 +8,7 @@
 use serde_json::{json, Map, Value as Json};
 use std::io::Write;
 use std::process::ExitCode;
-use wasm_chord::engine::{Control, Engine, GenerateOptions, LoadOptions};
+use wasm_chord::engine::{block_on, Backend, Control, Engine, GenerateOptions, LoadOptions};
 use wasm_chord::gguf::{self, Array, GgufHeader, Value};
 use wasm_chord::sampling::SamplerConfig;
 use wasm_chord::tokenizer::chat_template::{messages_from_value, ChatMessage, RenderOptions};
@@ -25,9 +25,11 @@ const USAGE: &str = "usage:
   chord tokenize MODEL [--special] [--no-bos] (--text T | --file F) [--json]
   chord generate MODEL (--prompt P | --chat MSG [--system S] | --messages FILE.json) [-n N]
                  [--temp T] [--top-k K] [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S]
-                 [--stop STR] [--ctx N] [--threads N] [--kernel fast|reference] [--special] [--json]
-  chord logits MODEL (--prompt P [--special] | --ids 1,2,3) --out FILE [--kernel fast|reference]
-  chord bench MODEL [-p 128] [-n 64] [--reps 3] [--threads 1] [--kernel fast|reference]
+                 [--stop STR] [--ctx N] [--threads N] [--backend cpu|gpu] [--kernel fast|reference]
+                 [--special] [--json]
+  chord logits MODEL (--prompt P [--special] | --ids 1,2,3) --out FILE [--backend cpu|gpu]
+                 [--kernel fast|reference]
+  chord bench MODEL [-p 128] [-n 64] [--reps 3] [--threads 1] [--backend cpu|gpu] [--kernel fast|reference]
   chord serve [--port 8080] [--models models/] [--root .] [--no-coop-coep] [--no-range]";
 
 /// A command-line mistake (exit 2) or a failure (exit 1).
@@ -137,13 +139,13 @@ fn run(args: &[String]) -> Result<(), Fail> {
             let a = Args::parse(
                 rest,
                 &["special"],
-                &["ids", "prompt", "out", "kernel", "ctx"],
+                &["ids", "prompt", "out", "kernel", "ctx", "backend"],
             )?;
             a.exactly(1, "MODEL")?;
             let out = a
                 .value("out")
                 .ok_or_else(|| Fail::Usage("--out is required".into()))?;
-            let engine = load_engine(a.positional[0], kernel(a.value("kernel"))?)?;
+            let mut engine = load_engine(a.positional[0], &a)?;
             let ids = match (a.value("ids"), a.value("prompt")) {
                 (Some(ids), None) => parse_ids(ids)?,
                 (None, Some(p)) => engine.tokenize(p, true, a.has("special"))?,
@@ -185,16 +187,29 @@ fn run(args: &[String]) -> Result<(), Fail> {
                     "kernel",
                     "stop",
                     "ctx",
+                    "backend",
                 ],
             )?;
             a.exactly(1, "MODEL")?;
             generate(&a)
         }
         "bench" => {
-            let a = Args::parse(rest, &[], &["p", "n", "reps", "kernel", "threads"])?;
+            let a = Args::parse(
+                rest,
+                &[],
+                &["p", "n", "reps", "kernel", "threads", "backend"],
+            )?;
             a.exactly(1, "MODEL")?;
             // One thread unless asked: the numbers then compare with llama.cpp's -t 1.
             cpu::matmul::set_threads(parse_num(a.value("threads"), "threads")?.unwrap_or(1));
+            if backend(a.value("backend"))? == Backend::Gpu {
+                return bench_gpu(
+                    a.positional[0],
+                    parse_num(a.value("p"), "p")?.unwrap_or(128),
+                    parse_num(a.value("n"), "n")?.unwrap_or(64),
+                    parse_num(a.value("reps"), "reps")?.unwrap_or(3).max(1),
+                );
+            }
             bench(
                 a.positional[0],
                 parse_num(a.value("p"), "p")?.unwrap_or(128),
@@ -584,15 +599,27 @@ fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
-fn load_engine(path: &str, kernel: cpu::Kernel) -> Result<Engine, Fail> {
+fn backend(v: Option<&str>) -> Result<Backend, Fail> {
+    match v {
+        None | Some("cpu") => Ok(Backend::Cpu),
+        Some("gpu") => Ok(Backend::Gpu),
+        Some(o) => Err(Fail::Usage(format!("--backend is cpu or gpu, not `{o}`"))),
+    }
+}
+
+/// Load with `--backend`, `--kernel` and `--ctx` from the command line.
+fn load_engine(path: &str, a: &Args) -> Result<Engine, Fail> {
     let src = wasm_chord::source::FileSource::open(path)?;
-    Ok(Engine::load(
-        &src,
-        &LoadOptions {
-            kernel,
-            ..Default::default()
-        },
-    )?)
+    let opts = LoadOptions {
+        backend: backend(a.value("backend"))?,
+        kernel: kernel(a.value("kernel"))?,
+        n_ctx: parse_num(a.value("ctx"), "ctx")?,
+    };
+    let engine = Engine::load(&src, &opts)?;
+    if let Some(adapter) = engine.adapter() {
+        eprintln!("chord: GPU adapter: {adapter}");
+    }
+    Ok(engine)
 }
 
 fn text_arg(a: &Args) -> Result<String, Fail> {
@@ -656,7 +683,7 @@ fn parse_f32(a: &Args, name: &str) -> Result<Option<f32>, Fail> {
 fn generate(a: &Args) -> Result<(), Fail> {
     // 0 = one thread per core.
     cpu::matmul::set_threads(parse_num(a.value("threads"), "threads")?.unwrap_or(0));
-    let engine = load_engine(a.positional[0], kernel(a.value("kernel"))?)?;
+    let mut engine = load_engine(a.positional[0], a)?;
     let ids = match (a.value("prompt"), a.value("chat"), a.value("messages")) {
         (Some(p), None, None) => engine.tokenize(p, true, a.has("special"))?,
         (None, Some(msg), None) => {
@@ -735,4 +762,51 @@ fn generate(a: &Args) -> Result<(), Fail> {
     } else {
         write_stdout(b"\n")
     }
+}
+
+/// The GPU backend: prefill of `p` tokens, then `n` greedy decode steps (one submission and a
+/// 4-byte readback each), timed per step.
+fn bench_gpu(path: &str, p: usize, n: usize, reps: usize) -> Result<(), Fail> {
+    use std::time::Instant;
+    use wasm_chord::gpu::{GpuContext, GpuModel};
+    let src = wasm_chord::source::FileSource::open(path)?;
+    let t0 = Instant::now();
+    let ctx = block_on(GpuContext::new())?;
+    let adapter = ctx.describe();
+    let mut model = GpuModel::load(ctx, &src, p + n + 1)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let v = model.cfg.n_vocab as u32;
+    let prompt: Vec<u32> = (0..p as u32).map(|i| (i * 7919 + 13) % v).collect();
+    let (mut pp, mut tg, mut step_ms) = (vec![], vec![], vec![]);
+    for _ in 0..reps {
+        if p > 0 {
+            let t = Instant::now();
+            block_on(model.forward(&prompt, 0))?;
+            pp.push(p as f64 / t.elapsed().as_secs_f64());
+        }
+        let t = Instant::now();
+        let mut tok = 1 % v;
+        for i in 0..n {
+            let s = Instant::now();
+            tok = block_on(model.step_argmax(tok, i))?;
+            step_ms.push(s.elapsed().as_secs_f64() * 1e3);
+        }
+        if n > 0 {
+            tg.push(n as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    let out = json!({
+        "model": path,
+        "backend": "gpu",
+        "adapter": adapter,
+        "load_s": load_s,
+        "pp": {"tokens": p, "tok_s": if pp.is_empty() { Json::Null } else { stats(pp) }},
+        "tg": {"tokens": n, "tok_s": if tg.is_empty() { Json::Null } else { stats(tg) }},
+        "step_ms": if step_ms.is_empty() { Json::Null } else { stats(step_ms) },
+        "submissions_per_step": 1,
+        "readback_bytes_per_step": 4,
+        "reps": reps,
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(())
 }

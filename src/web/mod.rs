@@ -217,12 +217,15 @@ impl WasmEngine {
     /// `on_token(text, id)` gets each piece of final text; returning `false` cancels.
     /// Returns `{text, finish_reason, prompt_tokens, completion_tokens, prompt_ms, gen_ms}`.
     pub fn chat(
-        &self,
+        &mut self,
         messages_json: &str,
         options_json: &str,
         on_token: &js_sys::Function,
     ) -> Result<JsValue, JsValue> {
-        let e = self.get()?;
+        let e = self
+            .engine
+            .as_mut()
+            .ok_or_else(|| js_error("not_loaded", "no model is loaded"))?;
         let msgs: Json = serde_json::from_str(messages_json)
             .map_err(|err| invalid(format!("messages are not JSON: {err}")))?;
         let msgs = messages_from_value(&msgs).map_err(|err| to_js(err.into()))?;
