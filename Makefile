@@ -25,10 +25,13 @@ unit:
 	WGPU_BACKEND=$${WGPU_BACKEND:-vulkan} VK_ICD_FILENAMES=$${VK_ICD_FILENAMES:-/usr/share/vulkan/icd.d/lvp_icd.x86_64.json} \
 	$(CARGO) test --release
 
-## The engine compiled to wasm32, run in headless Chromium by wasm-bindgen-test (webdriver.json).
+## The engine compiled to wasm32 with SIMD128 (as scripts/build-web builds it), run in headless
+## Chromium by wasm-bindgen-test (webdriver.json): engine parity and the SIMD128 kernels.
 wasm-test:
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128" \
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=$${CHROMEDRIVER:-/usr/bin/chromedriver} \
-	WASM_BINDGEN_TEST_TIMEOUT=600 $(CARGO) test --release --no-default-features --target wasm32-unknown-unknown --test wasm_engine
+	WASM_BINDGEN_TEST_TIMEOUT=600 $(CARGO) test --release --no-default-features --target wasm32-unknown-unknown \
+	  --test wasm_engine --test wasm_kernels
 
 ## The browser app's wasm module into pkg/ (release, SIMD128, wasm-bindgen --target web).
 web:

@@ -13,12 +13,17 @@
 //!   Q8_0, Q4_K and Q6_K (`x86`; the same code is compiled a second time with AVX-512 VL for
 //!   its 32 vector registers where the CPU has it), and the portable kernels recompiled under
 //!   `target_feature(avx2,fma,f16c)` for the other formats;
-//! - everything else (wasm32, other CPUs): the portable kernels (`portable`).
+//! - wasm32 with SIMD128 (`-C target-feature=+simd128`, the web build): hand-written
+//!   `core::arch::wasm32` kernels for the same eight formats (`wasm`), the portable kernels
+//!   for the others;
+//! - everything else (wasm32 without SIMD128, other CPUs): the portable kernels (`portable`).
 //!
 //! Threads (feature `threads`, native only): chunks of rows run on a rayon pool of
 //! [`set_threads`] threads; wasm32 and `threads = 1` run on the calling thread.
 
 mod portable;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -150,6 +155,10 @@ fn select(w: &QMatrix) -> Option<RowsFn> {
             return Some(f);
         }
         return generic_avx2(w.ty);
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if let Some(f) = wasm::select(w.ty) {
+        return Some(f);
     }
     generic(w.ty)
 }

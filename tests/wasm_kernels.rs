@@ -1,0 +1,278 @@
+//! `Kernel::Fast` against `Kernel::Reference` compiled to wasm32, in headless Chromium
+//! (wasm-bindgen-test). With `-C target-feature=+simd128` this checks the SIMD128 kernels
+//! (`src/cpu/kernels/wasm.rs`); without it, the portable ones.
+//!
+//! - synthetic matrices of every type (random blocks, sane f16 scales), row and token counts
+//!   that exercise every tile shape and remainder: each output within 1e-5 of the reference,
+//!   relative to that output's Σ|w·x|;
+//! - the tiny model: last-position logits of Fast vs Reference with NMSE ≤ 1e-8;
+//! - `kernel_throughput_report`: no assertion, prints the Fast kernels' speed on
+//!   SmolLM2-135M's ffn_down shape (decode and an 8-token prefill tile) and the tiny model's
+//!   decode speed with `console_log!` (see it with `-- --nocapture`).
+//!
+//! Run (SIMD on; a separate target dir so the RUSTFLAGS change does not rebuild the shared one):
+//! `RUSTFLAGS="-C target-feature=+simd128" CARGO_TARGET_DIR=target-simd
+//! CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+//! CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 cargo test --release
+//! --no-default-features --target wasm32-unknown-unknown --test wasm_kernels -- --nocapture`
+#![cfg(target_arch = "wasm32")]
+
+use wasm_bindgen_test::*;
+use wasm_chord::cpu::matmul::{matmul, Kernel};
+use wasm_chord::cpu::{CpuModel, KvCache};
+use wasm_chord::model::QMatrix;
+use wasm_chord::quant::{dequantize, GgmlType};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+// `make models` (scripts/fetch-models) puts the model here; without it this file does not compile.
+static MODEL: &[u8] = include_bytes!("../models/tiny-random-llama-q4_k_m.gguf");
+
+/// xorshift64*: deterministic, no dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in [lo, hi).
+    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+}
+
+fn f16_bits(v: f32) -> [u8; 2] {
+    half::f16::from_f32(v).to_bits().to_le_bytes()
+}
+
+/// Byte offsets of the f16 scale fields (d, and dmin / m where the type has one) in a block.
+fn scale_fields(ty: GgmlType) -> &'static [usize] {
+    use GgmlType::*;
+    match ty {
+        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+/// A `rows × cols` matrix of `ty` with random blocks: random quants and sub-block scales, and
+/// f16 super-block scales of either sign in a sane range (float types: random values).
+fn random_matrix(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> QMatrix {
+    let (bs, ts) = ty.block_geometry();
+    assert_eq!(cols % bs, 0);
+    let row_bytes = cols / bs * ts;
+    let mut data = vec![0u8; rows * row_bytes];
+    match ty {
+        GgmlType::F32 => {
+            for c in data.chunks_exact_mut(4) {
+                c.copy_from_slice(&rng.uniform(-1.0, 1.0).to_le_bytes());
+            }
+        }
+        GgmlType::F16 => {
+            for c in data.chunks_exact_mut(2) {
+                c.copy_from_slice(&f16_bits(rng.uniform(-1.0, 1.0)));
+            }
+        }
+        GgmlType::BF16 => {
+            for c in data.chunks_exact_mut(2) {
+                let v = half::bf16::from_f32(rng.uniform(-1.0, 1.0));
+                c.copy_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+        _ => {
+            data.iter_mut().for_each(|b| *b = rng.next() as u8);
+            for blk in data.chunks_exact_mut(ts) {
+                for &at in scale_fields(ty) {
+                    let mag = rng.uniform(1e-3, 5e-2);
+                    let v = if rng.next() & 1 == 0 { mag } else { -mag };
+                    blk[at..at + 2].copy_from_slice(&f16_bits(v));
+                }
+            }
+        }
+    }
+    QMatrix {
+        name: format!("test.{ty}"),
+        ty,
+        rows,
+        cols,
+        row_bytes,
+        data,
+    }
+}
+
+/// Σ|w·x| per output (n_tok, rows), from the reference dequantizer in f64.
+fn magnitudes(w: &QMatrix, x: &[f32], n_tok: usize) -> Vec<f64> {
+    let mut row = vec![0f32; w.cols];
+    let mut m = vec![0f64; n_tok * w.rows];
+    for r in 0..w.rows {
+        dequantize(w.ty, w.row(r), &mut row).unwrap();
+        for t in 0..n_tok {
+            let xt = &x[t * w.cols..(t + 1) * w.cols];
+            m[t * w.rows + r] = row
+                .iter()
+                .zip(xt)
+                .map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs())
+                .sum();
+        }
+    }
+    m
+}
+
+/// Fast vs Reference on `w` for `n_tok` random tokens; panics naming the worst output.
+fn check(w: &QMatrix, n_tok: usize, rng: &mut Rng) {
+    let x: Vec<f32> = (0..n_tok * w.cols)
+        .map(|_| rng.uniform(-2.0, 2.0))
+        .collect();
+    let mut fast = vec![f32::NAN; n_tok * w.rows];
+    let mut reference = vec![f32::NAN; n_tok * w.rows];
+    matmul(w, &x, &mut fast, n_tok, Kernel::Fast).unwrap();
+    matmul(w, &x, &mut reference, n_tok, Kernel::Reference).unwrap();
+    let mag = magnitudes(w, &x, n_tok);
+    let mut worst = (0f64, 0usize);
+    for (i, ((&f, &r), &m)) in fast.iter().zip(&reference).zip(&mag).enumerate() {
+        let err = (f64::from(f) - f64::from(r)).abs() / m.max(1e-30);
+        assert!(
+            err.is_finite(),
+            "{} n_tok {n_tok}: output {i} is {f}",
+            w.name
+        );
+        if err > worst.0 {
+            worst = (err, i);
+        }
+    }
+    let (err, i) = worst;
+    assert!(
+        err <= 1e-5,
+        "{} ({}×{}) n_tok {n_tok}: output {i} (token {}, row {}) fast {} reference {} \
+         relative error {err:e}",
+        w.name,
+        w.rows,
+        w.cols,
+        i / w.rows,
+        i % w.rows,
+        fast[i],
+        reference[i]
+    );
+}
+
+const TYPES: [GgmlType; 13] = {
+    use GgmlType::*;
+    [
+        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+    ]
+};
+
+#[wasm_bindgen_test]
+fn fast_matches_reference_for_every_type() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for ty in TYPES {
+        let bs = ty.block_size();
+        // Float types also get rows that end in a partial 32-element group (the tail path).
+        let cols: &[usize] = if bs == 1 {
+            &[32, 45, 77, 96]
+        } else if bs == 32 {
+            &[32, 96, 224]
+        } else {
+            &[256, 512]
+        };
+        for &c in cols {
+            // Odd row counts leave a single row after the row pairs.
+            for rows in [1, 7] {
+                let w = random_matrix(ty, rows, c, &mut rng);
+                // 1: decode; 3: a 2-tile and a 1; 17: two 8-tiles and a 1; 7: 4 + 2 + 1.
+                for n_tok in [1, 3, 7, 17] {
+                    check(&w, n_tok, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+fn load(kernel: Kernel) -> CpuModel {
+    CpuModel::load(&MODEL.to_vec(), kernel).unwrap().1
+}
+
+#[wasm_bindgen_test]
+fn fast_forward_matches_reference_on_the_tiny_model() {
+    let ids = [1, 450, 96, 173, 17, 432];
+    let logits = |kernel| {
+        let model = load(kernel);
+        let mut cache = KvCache::new(&model.cfg, 16);
+        // A prefill (token tiles) then a decode step (one token).
+        model.forward(&ids[..5], 0, &mut cache).unwrap();
+        model.forward(&ids[5..], 5, &mut cache).unwrap()
+    };
+    let fast = logits(Kernel::Fast);
+    let reference = logits(Kernel::Reference);
+    assert_eq!(fast.len(), reference.len());
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&f, &r) in fast.iter().zip(&reference) {
+        num += (f64::from(f) - f64::from(r)).powi(2);
+        den += f64::from(r).powi(2);
+    }
+    let nmse = num / den;
+    console_log!("Fast vs Reference logits NMSE: {nmse:e}");
+    assert!(nmse <= 1e-8, "NMSE of Fast vs Reference logits: {nmse:e}");
+}
+
+/// Milliseconds per call of `f`, repeated for at least `budget_ms`.
+fn time_ms(budget_ms: f64, mut f: impl FnMut()) -> f64 {
+    f();
+    let t0 = js_sys::Date::now();
+    let mut n = 0u32;
+    loop {
+        f();
+        n += 1;
+        let el = js_sys::Date::now() - t0;
+        if el >= budget_ms {
+            return el / f64::from(n);
+        }
+    }
+}
+
+/// Not a check (nothing is asserted on timings): prints the Fast kernels' throughput on
+/// SmolLM2-135M's ffn_down shape (576×1536: its 576-column matrices are not whole K-quant
+/// blocks), for decode (1 token) and prefill (8 tokens), and the tiny model's decode speed.
+#[wasm_bindgen_test]
+fn kernel_throughput_report() {
+    use GgmlType::*;
+    let simd = cfg!(target_feature = "simd128");
+    console_log!("Kernel::Fast on wasm32 (simd128 {simd}), 576×1536 matrices (ffn_down):");
+    let mut rng = Rng(7);
+    for ty in [Q4_K, Q6_K, Q5_0, Q8_0, Q4_1, Q4_0, F32] {
+        let (rows, cols) = (576, 1536);
+        let w = random_matrix(ty, rows, cols, &mut rng);
+        let mut line = format!("  {ty:>5}:");
+        for n_tok in [1, 8] {
+            let x: Vec<f32> = (0..n_tok * cols).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            let mut y = vec![0f32; n_tok * rows];
+            let ms = time_ms(150.0, || {
+                matmul(&w, &x, &mut y, n_tok, Kernel::Fast).unwrap();
+            });
+            let gmacs = (rows * cols * n_tok) as f64 / ms / 1e6;
+            line += &format!("  n_tok {n_tok}: {ms:.3} ms ({gmacs:.2} GMAC/s)");
+        }
+        console_log!("{line}");
+    }
+    let model = load(Kernel::Fast);
+    let mut cache = KvCache::new(&model.cfg, 128);
+    model.forward(&[1, 450, 96], 0, &mut cache).unwrap();
+    let mut pos = 3;
+    let ms = time_ms(300.0, || {
+        if pos >= 120 {
+            cache = KvCache::new(&model.cfg, 128);
+            pos = 0;
+        }
+        model.forward(&[450], pos, &mut cache).unwrap();
+        pos += 1;
+    });
+    console_log!(
+        "  tiny model decode: {ms:.3} ms/token ({:.0} tok/s)",
+        1000.0 / ms
+    );
+}
