@@ -6,9 +6,6 @@
 //!   that exercise every tile shape and remainder: each output within 1e-5 of the reference,
 //!   relative to that output's Σ|w·x|;
 //! - the tiny model: last-position logits of Fast vs Reference with NMSE ≤ 1e-8;
-//! - `kernel_throughput_report`: no assertion, prints the Fast kernels' speed on
-//!   SmolLM2-135M's ffn_down shape (decode and an 8-token prefill tile) and the tiny model's
-//!   decode speed with `console_log!` (see it with `-- --nocapture`).
 //!
 //! Run (SIMD on; a separate target dir so the RUSTFLAGS change does not rebuild the shared one):
 //! `RUSTFLAGS="-C target-feature=+simd128" CARGO_TARGET_DIR=target-simd
@@ -218,61 +215,4 @@ fn fast_forward_matches_reference_on_the_tiny_model() {
     let nmse = num / den;
     console_log!("Fast vs Reference logits NMSE: {nmse:e}");
     assert!(nmse <= 1e-8, "NMSE of Fast vs Reference logits: {nmse:e}");
-}
-
-/// Milliseconds per call of `f`, repeated for at least `budget_ms`.
-fn time_ms(budget_ms: f64, mut f: impl FnMut()) -> f64 {
-    f();
-    let t0 = js_sys::Date::now();
-    let mut n = 0u32;
-    loop {
-        f();
-        n += 1;
-        let el = js_sys::Date::now() - t0;
-        if el >= budget_ms {
-            return el / f64::from(n);
-        }
-    }
-}
-
-/// Not a check (nothing is asserted on timings): prints the Fast kernels' throughput on
-/// SmolLM2-135M's ffn_down shape (576×1536: its 576-column matrices are not whole K-quant
-/// blocks), for decode (1 token) and prefill (8 tokens), and the tiny model's decode speed.
-#[wasm_bindgen_test]
-fn kernel_throughput_report() {
-    use GgmlType::*;
-    let simd = cfg!(target_feature = "simd128");
-    console_log!("Kernel::Fast on wasm32 (simd128 {simd}), 576×1536 matrices (ffn_down):");
-    let mut rng = Rng(7);
-    for ty in [Q4_K, Q6_K, Q5_0, Q8_0, Q4_1, Q4_0, F32] {
-        let (rows, cols) = (576, 1536);
-        let w = random_matrix(ty, rows, cols, &mut rng);
-        let mut line = format!("  {ty:>5}:");
-        for n_tok in [1, 8] {
-            let x: Vec<f32> = (0..n_tok * cols).map(|_| rng.uniform(-1.0, 1.0)).collect();
-            let mut y = vec![0f32; n_tok * rows];
-            let ms = time_ms(150.0, || {
-                matmul(&w, &x, &mut y, n_tok, Kernel::Fast).unwrap();
-            });
-            let gmacs = (rows * cols * n_tok) as f64 / ms / 1e6;
-            line += &format!("  n_tok {n_tok}: {ms:.3} ms ({gmacs:.2} GMAC/s)");
-        }
-        console_log!("{line}");
-    }
-    let model = load(Kernel::Fast);
-    let mut cache = KvCache::new(&model.cfg, 128);
-    model.forward(&[1, 450, 96], 0, &mut cache).unwrap();
-    let mut pos = 3;
-    let ms = time_ms(300.0, || {
-        if pos >= 120 {
-            cache = KvCache::new(&model.cfg, 128);
-            pos = 0;
-        }
-        model.forward(&[450], pos, &mut cache).unwrap();
-        pos += 1;
-    });
-    console_log!(
-        "  tiny model decode: {ms:.3} ms/token ({:.0} tok/s)",
-        1000.0 / ms
-    );
 }
