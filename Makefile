@@ -22,7 +22,7 @@ wasm:
 
 ## GPU tests run on Mesa's software Vulkan driver (lavapipe) unless told otherwise.
 unit:
-	WGPU_BACKEND=$${WGPU_BACKEND:-vulkan} VK_ICD_FILENAMES=$${VK_ICD_FILENAMES:-/usr/share/vulkan/icd.d/lvp_icd.x86_64.json} \
+	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-/tmp} WGPU_BACKEND=$${WGPU_BACKEND:-vulkan} VK_ICD_FILENAMES=$${VK_ICD_FILENAMES:-/usr/share/vulkan/icd.d/lvp_icd.x86_64.json} \
 	$(CARGO) test --release
 
 ## The engine compiled to wasm32 with SIMD128 (as scripts/build-web builds it), run in headless
@@ -31,7 +31,7 @@ wasm-test:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128" \
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=$${CHROMEDRIVER:-/usr/bin/chromedriver} \
 	WASM_BINDGEN_TEST_TIMEOUT=600 $(CARGO) test --release --no-default-features --target wasm32-unknown-unknown \
-	  --test wasm_engine --test wasm_kernels
+	  --test wasm_engine --test wasm_kernels --test wasm_gpu
 
 ## The browser app's wasm module into pkg/ (release, SIMD128, wasm-bindgen --target web).
 web:

@@ -9,10 +9,12 @@ use wasm_chord::cpu::ops;
 use wasm_chord::gpu::kernels::{
     groups_2d, unit_weights, Kernel, PipelineKey, GPU_TYPES, SHADER_FILES,
 };
-use wasm_chord::gpu::model::matvec_once;
+use wasm_chord::gpu::model::{matvec_once, sample_once};
+use wasm_chord::gpu::GpuSampling;
 use wasm_chord::gpu::{GpuContext, GpuMatrix};
 use wasm_chord::model::QMatrix;
 use wasm_chord::quant::{self, GgmlType};
+use wasm_chord::sampling::{Rng as SamplingRng, Sampler, SamplerConfig};
 
 fn context() -> GpuContext {
     match block_on(GpuContext::new()) {
@@ -481,4 +483,283 @@ fn kv_store_appends_at_the_step_position() {
     let mut want = vec![0f32; n * n_ctx];
     want[pos * n..(pos + 1) * n].copy_from_slice(&src);
     assert_eq!(got, want);
+}
+
+/// Sample `v` on the GPU (`sample.wgsl`) with `s`.
+fn gpu_sample(ctx: &GpuContext, vb: &wgpu::Buffer, n: usize, s: &GpuSampling) -> u32 {
+    block_on(sample_once(ctx, vb, n, s)).unwrap()
+}
+
+/// The CPU sampler's cumulative-probability boundaries for `cfg` over `v` (its candidate order,
+/// top-k, top-p at temperature 1, then probabilities at the temperature), to tell a choice that
+/// rounding may flip (u within `eps` of a boundary) from a real difference.
+fn near_boundary(v: &[f32], cfg: &SamplerConfig, u: f64, eps: f64) -> bool {
+    let mut cand: Vec<(usize, f32)> = v.iter().copied().enumerate().collect();
+    cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    cand.truncate(cfg.top_k.max(1));
+    let probs = |c: &[(usize, f32)], t: f64| {
+        let e: Vec<f64> = c
+            .iter()
+            .map(|&(_, l)| ((f64::from(l) - f64::from(c[0].1)) / t).exp())
+            .collect();
+        let s: f64 = e.iter().sum();
+        e.into_iter().map(|x| x / s).collect::<Vec<_>>()
+    };
+    let mut acc = 0.0;
+    for (i, p) in probs(&cand, 1.0).into_iter().enumerate() {
+        acc += p;
+        if (acc - f64::from(cfg.top_p)).abs() < eps {
+            return true;
+        }
+        if cfg.top_p < 1.0 && acc >= f64::from(cfg.top_p) {
+            cand.truncate(i + 1);
+            break;
+        }
+    }
+    let mut acc = 0.0;
+    for p in probs(&cand, f64::from(cfg.temperature)) {
+        acc += p;
+        if (acc - u).abs() < eps {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn sampling_with_top_k_one_is_the_argmax() {
+    let ctx = context();
+    for (n, at, tie) in [(49152usize, 31337usize, Some(40000usize)), (7, 6, None)] {
+        let mut v = Rng(n as u64 + 1).vec(n);
+        v[at] = 5.0;
+        if let Some(t) = tie {
+            v[t] = 5.0;
+        }
+        let vb = ctx.storage_with("v", bytemuck::cast_slice(&v));
+        for (temperature, u) in [(1.0, 0.999), (0.7, 0.0), (0.0, 0.5)] {
+            let s = GpuSampling {
+                temperature,
+                top_k: 1,
+                top_p: 1.0,
+                uniform: u,
+            };
+            let got = gpu_sample(&ctx, &vb, n, &s) as usize;
+            assert_eq!(got, wasm_chord::sampling::argmax(&v), "n={n} {s:?}");
+        }
+    }
+}
+
+#[test]
+fn sampling_matches_the_cpu_sampler_given_the_same_uniform() {
+    let ctx = context();
+    let n = 3000;
+    let mut v: Vec<f32> = Rng(77).vec(n).into_iter().map(|x| x * 6.0).collect();
+    // Ties (ordered by id on both sides), a NaN and infinities (never candidates).
+    v[10] = 5.5;
+    v[2500] = 5.5;
+    v[11] = 5.9;
+    v[12] = f32::NAN;
+    v[13] = f32::NEG_INFINITY;
+    let vb = ctx.storage_with("v", bytemuck::cast_slice(&v));
+    let (mut same, mut flipped) = (0, 0);
+    for (i, &(temperature, top_k, top_p)) in [
+        (0.8f32, 40usize, 0.9f32),
+        (1.0, 64, 1.0),
+        (1.5, 10, 0.5),
+        (0.3, 20, 0.95),
+        (2.0, 64, 0.99),
+        (1.0, 5, 1.0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let cfg = SamplerConfig {
+            temperature,
+            top_k,
+            top_p,
+            seed: 1000 + i as u64,
+            ..Default::default()
+        };
+        let mut cpu = Sampler::new(cfg.clone());
+        // The sampler draws one next_f64 per token: mirror its stream for the GPU.
+        let mut rng = SamplingRng::new(cfg.seed);
+        for _ in 0..150 {
+            let u = rng.next_f64();
+            let want = cpu.sample(&mut v.clone(), &[]);
+            let s = GpuSampling {
+                temperature,
+                top_k,
+                top_p,
+                uniform: u as f32,
+            };
+            let got = gpu_sample(&ctx, &vb, n, &s);
+            if got == want {
+                same += 1;
+            } else {
+                assert!(
+                    near_boundary(&v, &cfg, u, 1e-5),
+                    "{cfg:?} u={u}: GPU chose {got}, CPU {want}"
+                );
+                flipped += 1;
+            }
+        }
+    }
+    eprintln!("sampling vs CPU: {same} equal, {flipped} at a rounding boundary");
+    assert!(flipped <= 2);
+}
+
+#[test]
+fn sampled_frequencies_match_the_softmax() {
+    let ctx = context();
+    let n = 40;
+    let temperature = 0.8f32;
+    let v: Vec<f32> = Rng(5).vec(n).into_iter().map(|x| x * 3.0).collect();
+    let vb = ctx.storage_with("v", bytemuck::cast_slice(&v));
+    let mx = v.iter().copied().fold(f32::MIN, f32::max);
+    let e: Vec<f64> = v
+        .iter()
+        .map(|&l| (f64::from(l - mx) / f64::from(temperature)).exp())
+        .collect();
+    let sum: f64 = e.iter().sum();
+    // Stratified uniforms (i + ½)/N: each token's share is within 1/N of its probability;
+    // then seeded draws, within 5 standard deviations.
+    let draws = 1500usize;
+    let mut stratified = vec![0usize; n];
+    let mut seeded = vec![0usize; n];
+    let mut rng = SamplingRng::new(9);
+    for i in 0..draws {
+        for (u, counts) in [
+            ((i as f64 + 0.5) / draws as f64, &mut stratified),
+            (rng.next_f64(), &mut seeded),
+        ] {
+            let s = GpuSampling {
+                temperature,
+                top_k: 64,
+                top_p: 1.0,
+                uniform: u as f32,
+            };
+            counts[gpu_sample(&ctx, &vb, n, &s) as usize] += 1;
+        }
+    }
+    let mut worst = 0f64;
+    for t in 0..n {
+        let p = e[t] / sum;
+        let fs = stratified[t] as f64 / draws as f64;
+        assert!(
+            (fs - p).abs() <= 1.0 / draws as f64 + 1e-5,
+            "token {t}: stratified share {fs}, softmax {p}"
+        );
+        let fr = seeded[t] as f64 / draws as f64;
+        let sd = (p * (1.0 - p) / draws as f64).sqrt();
+        worst = worst.max((fr - p).abs() / sd.max(1e-12));
+        assert!(
+            (fr - p).abs() <= 5.0 * sd + 1e-9,
+            "token {t}: seeded share {fr}, softmax {p}"
+        );
+    }
+    eprintln!("sampled frequencies: seeded draws within {worst:.2} standard deviations");
+}
+
+#[test]
+fn split_k_attention_matches_the_single_pass_kernel() {
+    // A batch of 3 tokens at positions 599..602 of a 1024 context (4 chunks of 256), with and
+    // without a sliding window; 8 Q heads over 2 KV heads, head_dim 64.
+    let ctx = context();
+    let (n_head, n_kv_head, hd, n_ctx, nb) = (8usize, 2usize, 64usize, 1024usize, 3usize);
+    let group = n_head / n_kv_head;
+    let kv_dim = n_kv_head * hd;
+    let n_split = n_ctx.div_ceil(wasm_chord::gpu::kernels::SPLIT_CHUNK);
+    let mut r = Rng(21);
+    let q: Vec<f32> = r.vec(nb * n_head * hd).iter().map(|x| x * 4.0).collect();
+    let kc = r.vec(n_ctx * kv_dim);
+    let vc = r.vec(n_ctx * kv_dim);
+    let b = |l, v: &[f32]| ctx.storage_with(l, bytemuck::cast_slice(v));
+    let (qb, kb, vb) = (b("q", &q), b("k", &kc), b("v", &vc));
+    for (n_kv, window) in [(600usize, 0usize), (600, 300), (1, 0), (256, 0), (1022, 0)] {
+        let nb = nb.min(n_ctx + 1 - n_kv);
+        let p = ctx.params(
+            "p",
+            &[
+                n_ctx as u32,
+                group as u32,
+                hd as u32,
+                hd as u32,
+                kv_dim as u32,
+                kv_dim as u32,
+                0,
+                n_kv as u32,
+                f32::to_bits(0.125),
+                window as u32,
+                n_split as u32,
+            ],
+        );
+        let n_out = nb * n_head * hd;
+        let single = ctx.storage_f32("single", n_out);
+        let split = ctx.storage_f32("split", n_out);
+        let sc = ctx.storage_f32("scores", nb * n_head * n_ctx);
+        let part = ctx.storage_f32("part", nb * n_head * n_split * (2 + hd));
+        let (nh, ns) = (n_head as u32, n_split as u32);
+        ctx.run_once(
+            PipelineKey::new(Kernel::Attention),
+            &[&qb, &kb, &vb, &single, &sc, &p],
+            [nh, 1, nb as u32],
+        )
+        .unwrap();
+        ctx.run_once(
+            PipelineKey::new(Kernel::AttentionSplit),
+            &[&qb, &kb, &vb, &part, &p],
+            [nh, ns, nb as u32],
+        )
+        .unwrap();
+        ctx.run_once(
+            PipelineKey::new(Kernel::AttentionCombine),
+            &[&part, &split, &p],
+            [nh, 1, nb as u32],
+        )
+        .unwrap();
+        let got_single = block_on(ctx.read_f32(&single, n_out)).unwrap();
+        let got_split = block_on(ctx.read_f32(&split, n_out)).unwrap();
+        // CPU reference: token t attends to first..n_kv + t.
+        let mut want = vec![0f32; n_out];
+        for t in 0..nb {
+            let end = n_kv + t;
+            let first = if window > 0 {
+                end.saturating_sub(window)
+            } else {
+                0
+            };
+            for h in 0..n_head {
+                let kvh = h / group;
+                let row = t * n_head + h;
+                let qh = &q[row * hd..(row + 1) * hd];
+                let mut s: Vec<f32> = (first..end)
+                    .map(|j| {
+                        let k = &kc[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
+                        qh.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * 0.125
+                    })
+                    .collect();
+                ops::softmax(&mut s);
+                for (i, a) in s.iter().enumerate() {
+                    let j = first + i;
+                    for d in 0..hd {
+                        want[row * hd + d] += a * vc[j * kv_dim + kvh * hd + d];
+                    }
+                }
+            }
+        }
+        let what = format!("n_kv={n_kv} window={window} batch={nb}");
+        assert_nmse(
+            &format!("split-K vs single-pass, {what}"),
+            &got_split,
+            &got_single,
+            1e-10,
+        );
+        assert_nmse(&format!("split-K vs CPU, {what}"), &got_split, &want, 1e-10);
+        assert_nmse(
+            &format!("single-pass vs CPU, {what}"),
+            &got_single,
+            &want,
+            1e-10,
+        );
+    }
 }

@@ -31,10 +31,19 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("rmsnorm.wgsl", include_str!("shaders/rmsnorm.wgsl")),
     ("rope.wgsl", include_str!("shaders/rope.wgsl")),
     ("attention.wgsl", include_str!("shaders/attention.wgsl")),
+    (
+        "attention_split.wgsl",
+        include_str!("shaders/attention_split.wgsl"),
+    ),
+    (
+        "attention_combine.wgsl",
+        include_str!("shaders/attention_combine.wgsl"),
+    ),
     ("softmax.wgsl", include_str!("shaders/softmax.wgsl")),
     ("gate.wgsl", include_str!("shaders/gate.wgsl")),
     ("add.wgsl", include_str!("shaders/add.wgsl")),
     ("argmax.wgsl", include_str!("shaders/argmax.wgsl")),
+    ("sample.wgsl", include_str!("shaders/sample.wgsl")),
     ("kv_store.wgsl", include_str!("shaders/kv_store.wgsl")),
 ];
 
@@ -92,10 +101,15 @@ pub enum Kernel {
     RmsNorm,
     Rope,
     Attention,
+    /// Split-K attention, pass 1: partial softmax statistics per chunk of 256 positions.
+    AttentionSplit,
+    /// Split-K attention, pass 2: merge the chunks.
+    AttentionCombine,
     Softmax,
     Gate,
     Add,
     Argmax,
+    Sample,
     KvStore,
 }
 
@@ -107,6 +121,9 @@ pub struct PipelineKey {
     pub rows: u32,
     /// `ACT` of gate.wgsl: 0 SiLU, 1 GELU (tanh).
     pub act: u32,
+    /// `KV_F16` of kv_store.wgsl, attention.wgsl and attention_split.wgsl: 1 when the KV cache
+    /// holds f16 pairs, 0 for f32.
+    pub kv_f16: u32,
 }
 
 impl PipelineKey {
@@ -115,6 +132,7 @@ impl PipelineKey {
             kernel,
             rows: 4,
             act: 0,
+            kv_f16: 0,
         }
     }
 }
@@ -134,10 +152,13 @@ impl Kernel {
             Kernel::RmsNorm => "rmsnorm",
             Kernel::Rope => "rope",
             Kernel::Attention => "attention",
+            Kernel::AttentionSplit => "attention_split",
+            Kernel::AttentionCombine => "attention_combine",
             Kernel::Softmax => "softmax",
             Kernel::Gate => "gate",
             Kernel::Add => "add",
             Kernel::Argmax => "argmax",
+            Kernel::Sample => "sample",
             Kernel::KvStore => "kv_store",
         }
     }
@@ -160,9 +181,11 @@ impl Kernel {
             Kernel::Matvec(_) | Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
             Kernel::Rope => &[ReadWrite, Read, Uniform],
             Kernel::Attention => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::AttentionSplit => &[Read, Read, Read, ReadWrite, Uniform],
+            Kernel::AttentionCombine => &[Read, ReadWrite, Uniform],
             Kernel::Softmax => &[ReadWrite, Uniform],
             Kernel::Gate | Kernel::Add => &[ReadWrite, Read, Uniform],
-            Kernel::Argmax => &[Read, ReadWrite, Uniform],
+            Kernel::Argmax | Kernel::Sample => &[Read, ReadWrite, Uniform],
             Kernel::KvStore => &[Read, ReadWrite, Uniform, Uniform],
         }
     }
@@ -175,10 +198,13 @@ impl Kernel {
             Kernel::RmsNorm,
             Kernel::Rope,
             Kernel::Attention,
+            Kernel::AttentionSplit,
+            Kernel::AttentionCombine,
             Kernel::Softmax,
             Kernel::Gate,
             Kernel::Add,
             Kernel::Argmax,
+            Kernel::Sample,
             Kernel::KvStore,
         ]);
         v
@@ -263,6 +289,9 @@ impl GpuContext {
         let constants: Vec<(&str, f64)> = match k {
             Kernel::Matvec(_) => vec![("ROWS", f64::from(key.rows))],
             Kernel::Gate => vec![("ACT", f64::from(key.act))],
+            Kernel::KvStore | Kernel::Attention | Kernel::AttentionSplit => {
+                vec![("KV_F16", f64::from(key.kv_f16))]
+            }
             _ => vec![],
         };
         let pipeline = self
@@ -328,6 +357,9 @@ impl GpuContext {
         Ok(())
     }
 }
+
+/// Cache positions per workgroup of attention_split.wgsl.
+pub const SPLIT_CHUNK: usize = 256;
 
 /// Workgroups for `n` groups of work, spread over x and y (≤ 32768 along x).
 pub fn groups_2d(n: usize) -> [u32; 3] {

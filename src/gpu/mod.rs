@@ -6,7 +6,8 @@
 //!   layouts and a pipeline cache keyed by [`kernels::PipelineKey`].
 //! - [`weights`]: weight matrices uploaded still quantized, split into row ranges where a tensor
 //!   exceeds `maxStorageBufferBindingSize`.
-//! - [`model`]: the forward pass, one command submission per decode step.
+//! - [`model`]: the forward pass, one command submission per decode step or per batch of prompt
+//!   tokens; greedy and sampled decoding on the GPU (4-byte readbacks).
 //!
 //! Every kernel has an f32 path and reduces in workgroup memory, so it runs where neither
 //! shader-f16 nor subgroups exist (Chromium on SwiftShader).
@@ -17,7 +18,7 @@ pub mod model;
 pub mod weights;
 
 pub use device::GpuContext;
-pub use model::GpuModel;
+pub use model::{GpuModel, GpuSampling};
 pub use weights::GpuMatrix;
 
 use crate::quant::GgmlType;

@@ -1,12 +1,17 @@
-//! The forward pass on the GPU: one token per step, one command submission per step.
+//! The forward pass on the GPU: one command submission per step, a step being one decode token
+//! or a batch of up to `max_batch` prompt tokens (batched prefill: workgroup z of every layer
+//! kernel is the token, attention is causal within the batch).
 //!
-//! Everything is created once at load: weights (still quantized), activations, the KV cache,
-//! parameter buffers, pipelines and bind groups, and the list of dispatches of one step. A step
-//! only writes its few per-token parameters (`queue.write_buffer`: the token's embedding row,
-//! RoPE cos/sin, the attention span), encodes the recorded dispatches and submits once. Greedy
-//! decoding takes the argmax on the GPU and reads back 4 bytes.
+//! Everything is created once at load: weights (still quantized), activations (`max_batch` rows),
+//! the KV cache (f32, or f16 pairs with [`GpuContext::with_kv_f16`]), parameter buffers,
+//! pipelines and bind groups, and the list of dispatches of one step. A step only writes its few
+//! per-token parameters (`queue.write_buffer`: the tokens' embedding rows, RoPE cos/sin, the
+//! attention span), encodes the recorded dispatches and submits once. Attention is single-pass
+//! below `split_attention_from` cached positions and split-K above. Greedy decoding takes the
+//! argmax on the GPU and sampling (`sample.wgsl`: temperature, top-k, top-p) draws on the GPU,
+//! both reading back 4 bytes.
 
-use super::kernels::{groups_2d, unit_weights, Kernel, PipelineKey};
+use super::kernels::{groups_2d, unit_weights, Kernel, PipelineKey, SPLIT_CHUNK};
 use super::{GpuContext, GpuMatrix};
 use crate::cpu::ops::rope_inv_freq;
 use crate::gguf::GgufHeader;
@@ -14,11 +19,22 @@ use crate::model::{Activation, Arch, Config, ModelWeights};
 use crate::source::ByteSource;
 use crate::{Error, Result};
 
+/// When a recorded dispatch runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum When {
+    Always,
+    /// Single-pass attention: contexts up to `split_attention_from` positions.
+    Short,
+    /// Split-K attention: longer contexts.
+    Long,
+}
+
 /// One recorded dispatch.
 struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     group: wgpu::BindGroup,
     groups: [u32; 3],
+    when: When,
 }
 
 /// What a step reads back.
@@ -27,9 +43,60 @@ enum Readback {
     None,
     Logits,
     Argmax,
+    Sample,
 }
 
-/// Activation buffers of one token (f32).
+/// The most candidates `sample.wgsl` keeps (its top-k bound; `top_k` 0 or larger means this).
+pub const GPU_TOP_K_MAX: usize = 64;
+
+/// Sampling settings for [`GpuModel::step_sample`] (`sample.wgsl`): temperature, top-k, top-p and
+/// the uniform number in [0, 1) that picks the token, drawn on the host from the seeded RNG
+/// (`sampling::Rng::next_f64`, as `sampling::Sampler` draws once per token). Temperature ≤ 0 is
+/// greedy. top_k is clamped to 1..=[`GPU_TOP_K_MAX`] (0 means [`GPU_TOP_K_MAX`]); top_p ≥ 1 is
+/// off. Penalties and min-p are not applied on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GpuSampling {
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub uniform: f32,
+}
+
+impl GpuSampling {
+    /// The parameter words of `sample.wgsl` over `n` logits.
+    pub fn words(&self, n: usize) -> [u32; 5] {
+        let k = match self.top_k {
+            0 => GPU_TOP_K_MAX,
+            k => k.min(GPU_TOP_K_MAX),
+        };
+        [
+            n as u32,
+            k as u32,
+            self.temperature.to_bits(),
+            self.top_p.to_bits(),
+            self.uniform.to_bits(),
+        ]
+    }
+}
+
+/// Sample from `n` logits already in `logits` on the GPU (one submission, a 4-byte readback).
+pub async fn sample_once(
+    ctx: &GpuContext,
+    logits: &wgpu::Buffer,
+    n: usize,
+    s: &GpuSampling,
+) -> Result<u32> {
+    let p = ctx.params("sample", &s.words(n));
+    let out = ctx.storage_f32("sampled token", 1);
+    ctx.run_once(
+        PipelineKey::new(Kernel::Sample),
+        &[logits, &out, &p],
+        [1, 1, 1],
+    )?;
+    Ok(ctx.read_u32(&out, 1).await?[0])
+}
+
+/// Activation buffers (f32) of up to `max_batch` tokens, token-major: each row as listed.
 struct Acts {
     x: wgpu::Buffer,      // (n_embd) residual stream
     h: wgpu::Buffer,      // (n_embd) normed input of a block
@@ -44,7 +111,9 @@ struct Acts {
     gate: wgpu::Buffer,   // (n_ff)
     up: wgpu::Buffer,     // (n_ff)
     scores: wgpu::Buffer, // (n_head, n_ctx)
-    logits: wgpu::Buffer, // (n_vocab)
+    part: wgpu::Buffer,   // (n_head, n_split, 2 + head_dim_v) split-K partials
+    last: wgpu::Buffer,   // (n_embd) the residual stream of the batch's last token (1 row)
+    logits: wgpu::Buffer, // (n_vocab) (1 row)
     token: wgpu::Buffer,  // (1) argmax
 }
 
@@ -53,6 +122,15 @@ pub struct GpuModel {
     pub ctx: GpuContext,
     pub cfg: Config,
     pub n_ctx: usize,
+    /// Most tokens one submission runs (prompts are cut into batches of this size); see
+    /// [`GpuModel::limit_batch`].
+    pub max_batch: usize,
+    /// The batch the activation buffers hold.
+    alloc_batch: usize,
+    /// Attention runs split-K (attention_split + attention_combine) once a step's last position
+    /// reaches this many cached positions, single-pass (attention.wgsl) below.
+    pub split_attention_from: usize,
+    n_split: usize,
     token_embd: GpuMatrix,
     embd_pipeline: wgpu::ComputePipeline,
     embd_params: wgpu::Buffer,
@@ -62,6 +140,8 @@ pub struct GpuModel {
     /// Output norm and logits.
     head: Vec<Dispatch>,
     argmax: Dispatch,
+    sample: Dispatch,
+    sample_params: wgpu::Buffer,
     inv_freq: Vec<f64>,
     inv_freq_swa: Vec<f64>,
     rope_cs: wgpu::Buffer,
@@ -136,9 +216,9 @@ impl Recorder<'_> {
         )
     }
 
-    /// y += b.
-    fn add(&mut self, y: &wgpu::Buffer, b: &wgpu::Buffer, n: usize) -> Result<()> {
-        let p = self.params("add", &[n as u32]);
+    /// y += b per token; `b` has a row per token when `batched`, else one row (a bias).
+    fn add(&mut self, y: &wgpu::Buffer, b: &wgpu::Buffer, n: usize, batched: bool) -> Result<()> {
+        let p = self.params("add", &[n as u32, u32::from(batched)]);
         self.dispatch(
             PipelineKey::new(Kernel::Add),
             &[y, b, &p],
@@ -165,6 +245,7 @@ impl Recorder<'_> {
                 u32::from(c.rope_neox),
                 cs_off as u32,
                 scale.to_bits(),
+                (2 * c.n_rot) as u32,
             ],
         );
         let n = heads * c.head_dim / 2;
@@ -179,11 +260,11 @@ impl Recorder<'_> {
     fn store_kv(&mut self, src: &wgpu::Buffer, dst: &wgpu::Buffer, n: usize) -> Result<()> {
         let p = self.params("kv_store", &[n as u32]);
         let step = self.step_params.clone();
-        self.dispatch(
-            PipelineKey::new(Kernel::KvStore),
-            &[src, dst, &p, &step],
-            [n.div_ceil(64) as u32, 1, 1],
-        )
+        let key = PipelineKey {
+            kv_f16: u32::from(self.ctx.kv_f16),
+            ..PipelineKey::new(Kernel::KvStore)
+        };
+        self.dispatch(key, &[src, dst, &p, &step], [n.div_ceil(64) as u32, 1, 1])
     }
 }
 
@@ -197,6 +278,7 @@ fn make_dispatch(
         pipeline: ctx.pipeline(key)?.pipeline,
         group: ctx.bind(key, bufs)?,
         groups,
+        when: When::Always,
     })
 }
 
@@ -230,6 +312,7 @@ fn matvec_dispatches(
                     m.cols as u32,
                     m.row_bytes as u32,
                     c.row_start as u32,
+                    m.rows as u32,
                 ],
             );
             let groups = groups_2d(c.rows.div_ceil(key.rows as usize));
@@ -260,6 +343,24 @@ pub fn matvec_once(
     }
     ctx.queue.submit([enc.finish()]);
     Ok(())
+}
+
+/// The most tokens of one prefill submission (fewer when the attention scores of a batch would
+/// exceed one binding).
+pub const MAX_BATCH: usize = 64;
+
+/// Contexts from which attention runs split-K by default ([`GpuModel::split_attention_from`]).
+pub const SPLIT_ATTENTION_FROM: usize = 512;
+
+/// Encode `ds` over a batch of `nb` tokens (workgroup z is the token), with the split-K
+/// attention when `long`, else the single-pass one.
+fn encode_batch(pass: &mut wgpu::ComputePass<'_>, ds: &[Dispatch], nb: u32, long: bool) {
+    let skip = if long { When::Short } else { When::Long };
+    for d in ds.iter().filter(|d| d.when != skip) {
+        pass.set_pipeline(&d.pipeline);
+        pass.set_bind_group(0, &d.group, &[]);
+        pass.dispatch_workgroups(d.groups[0], d.groups[1], nb);
+    }
 }
 
 fn encode(pass: &mut wgpu::ComputePass<'_>, ds: &[Dispatch]) {
@@ -298,6 +399,15 @@ impl GpuModel {
         let (e, hd, hdv) = (c.n_embd, c.head_dim, c.head_dim_v);
         let (q_dim, kv_dim, v_dim) = (c.n_head * hd, c.kv_dim(), c.n_head_kv * hdv);
         let n_ctx = n_ctx.max(1);
+        let n_split = n_ctx.div_ceil(SPLIT_CHUNK);
+        let per_token = (c.n_head * n_ctx)
+            .max(c.n_head * n_split * (2 + hdv))
+            .max(c.n_ff)
+            .max(q_dim)
+            .max(c.n_head * hdv)
+            * 4;
+        let max_batch =
+            (ctx.max_binding as usize / per_token.max(1)).clamp(1, MAX_BATCH.min(n_ctx));
         ctx.check_fits(
             "the KV cache of one layer",
             (n_ctx * kv_dim.max(v_dim) * 4) as u64,
@@ -306,24 +416,27 @@ impl GpuModel {
         ctx.check_fits("the logits", (c.n_vocab * 4) as u64)?;
 
         let f = |l: &str, n: usize| ctx.storage_f32(l, n);
+        let b = |l: &str, n: usize| ctx.storage_f32(l, n * max_batch);
         let acts = Acts {
-            x: f("x", e),
-            h: f("h", e),
-            q_raw: f("q_raw", q_dim),
-            k_raw: f("k_raw", kv_dim),
-            q: f("q", q_dim),
-            k: f("k", kv_dim),
-            v: f("v", v_dim),
-            att: f("att", c.n_head * hdv),
-            proj: f("proj", e),
-            proj_n: f("proj_n", e),
-            gate: f("gate", c.n_ff),
-            up: f("up", c.n_ff),
-            scores: f("scores", c.n_head * n_ctx),
+            x: b("x", e),
+            h: b("h", e),
+            q_raw: b("q_raw", q_dim),
+            k_raw: b("k_raw", kv_dim),
+            q: b("q", q_dim),
+            k: b("k", kv_dim),
+            v: b("v", v_dim),
+            att: b("att", c.n_head * hdv),
+            proj: b("proj", e),
+            proj_n: b("proj_n", e),
+            gate: b("gate", c.n_ff),
+            up: b("up", c.n_ff),
+            scores: b("scores", c.n_head * n_ctx),
+            part: b("split-K partials", c.n_head * n_split * (2 + hdv)),
+            last: f("last", e),
             logits: f("logits", c.n_vocab),
             token: f("token", 1),
         };
-        let rope_cs = f("rope cos/sin", 2 * c.n_rot);
+        let rope_cs = b("rope cos/sin", 2 * c.n_rot);
         let attn_params = ctx.params("attention", &[]);
         let attn_params_swa = ctx.params("attention (sliding window)", &[]);
         let step_params = ctx.params("step", &[]);
@@ -347,8 +460,10 @@ impl GpuModel {
         for (l, lw) in layers.into_iter().enumerate() {
             let (wq, wk, wv, wo) = (lw.wq, lw.wk, lw.wv, lw.wo);
             let (wg, wu, wd) = (lw.w_gate, lw.w_up, lw.w_down);
-            let kc = f(&format!("blk.{l} K cache"), n_ctx * kv_dim);
-            let vc = f(&format!("blk.{l} V cache"), n_ctx * v_dim);
+            // f32 words: one value each, or two f16.
+            let words = |n: usize| if ctx.kv_f16 { n.div_ceil(2) } else { n };
+            let kc = f(&format!("blk.{l} K cache"), words(n_ctx * kv_dim));
+            let vc = f(&format!("blk.{l} V cache"), words(n_ctx * v_dim));
             let swa = c.swa_layers[l];
 
             // Attention block.
@@ -365,7 +480,7 @@ impl GpuModel {
             ] {
                 if let Some(b) = bias {
                     let bb = rec.vector("bias", b);
-                    rec.add(buf, &bb, n)?;
+                    rec.add(buf, &bb, n, false)?;
                 }
             }
             if let Some(wn) = &lw.q_norm {
@@ -379,18 +494,42 @@ impl GpuModel {
             rec.store_kv(&a.k, &kc, kv_dim)?;
             rec.store_kv(&a.v, &vc, v_dim)?;
             let ap = if swa { &attn_params_swa } else { &attn_params };
-            rec.dispatch(
-                PipelineKey::new(Kernel::Attention),
-                &[&a.q, &kc, &vc, &a.att, &a.scores, ap],
-                [c.n_head as u32, 1, 1],
-            )?;
+            let nh = c.n_head as u32;
+            for (key, bufs, groups, when) in [
+                (
+                    Kernel::Attention,
+                    &[&a.q, &kc, &vc, &a.att, &a.scores, ap][..],
+                    [nh, 1, 1],
+                    When::Short,
+                ),
+                (
+                    Kernel::AttentionSplit,
+                    &[&a.q, &kc, &vc, &a.part, ap][..],
+                    [nh, n_split as u32, 1],
+                    When::Long,
+                ),
+                (
+                    Kernel::AttentionCombine,
+                    &[&a.part, &a.att, ap][..],
+                    [nh, 1, 1],
+                    When::Long,
+                ),
+            ] {
+                let key = PipelineKey {
+                    kv_f16: u32::from(ctx.kv_f16),
+                    ..PipelineKey::new(key)
+                };
+                let mut d = make_dispatch(&ctx, key, bufs, groups)?;
+                d.when = when;
+                rec.dispatches.push(d);
+            }
             rec.matvec(&wo, &a.att, &a.proj)?;
             match &lw.post_attn_norm {
                 Some(wn) => {
                     rec.rmsnorm(&a.proj, wn, &a.proj_n, e, 1)?;
-                    rec.add(&a.x, &a.proj_n, e)?;
+                    rec.add(&a.x, &a.proj_n, e, true)?;
                 }
-                None => rec.add(&a.x, &a.proj, e)?,
+                None => rec.add(&a.x, &a.proj, e, true)?,
             }
 
             // Feed-forward block.
@@ -414,9 +553,9 @@ impl GpuModel {
             match &lw.post_ffn_norm {
                 Some(wn) => {
                     rec.rmsnorm(&a.proj, wn, &a.proj_n, e, 1)?;
-                    rec.add(&a.x, &a.proj_n, e)?;
+                    rec.add(&a.x, &a.proj_n, e, true)?;
                 }
-                None => rec.add(&a.x, &a.proj, e)?,
+                None => rec.add(&a.x, &a.proj, e, true)?,
             }
             keep.extend([wq, wk, wv, wo, wg, wu, wd]);
             rec.buffers.extend([kc, vc]);
@@ -424,7 +563,7 @@ impl GpuModel {
 
         // Output head: norm, then logits (the output matrix, or token_embd when tied).
         let layer_dispatches = std::mem::take(&mut rec.dispatches);
-        rec.rmsnorm(&a.x, &output_norm, &a.h, e, 1)?;
+        rec.rmsnorm(&a.last, &output_norm, &a.h, e, 1)?;
         let mut head = std::mem::take(&mut rec.dispatches);
         match output {
             Some(om) => {
@@ -438,6 +577,14 @@ impl GpuModel {
             &ctx,
             PipelineKey::new(Kernel::Argmax),
             &[&a.logits, &a.token, &ap],
+            [1, 1, 1],
+        )?;
+
+        let sample_params = ctx.params("sample", &[]);
+        let sample = make_dispatch(
+            &ctx,
+            PipelineKey::new(Kernel::Sample),
+            &[&a.logits, &a.token, &sample_params],
             [1, 1, 1],
         )?;
 
@@ -460,6 +607,10 @@ impl GpuModel {
         let stage_token = ctx.staging("token readback", 4);
         Ok(GpuModel {
             n_ctx,
+            max_batch,
+            alloc_batch: max_batch,
+            split_attention_from: SPLIT_ATTENTION_FROM,
+            n_split,
             token_embd,
             embd_pipeline,
             embd_params,
@@ -467,6 +618,8 @@ impl GpuModel {
             layers: layer_dispatches,
             head,
             argmax,
+            sample,
+            sample_params,
             inv_freq,
             inv_freq_swa,
             rope_cs,
@@ -483,27 +636,57 @@ impl GpuModel {
         })
     }
 
-    /// Run `tokens` at positions `pos..pos + n` (one step, one submission per token) and return
-    /// the last token's logits (n_vocab).
+    /// Run `tokens` at positions `pos..pos + n` and return the last token's logits (n_vocab).
+    /// The tokens go in batches of up to `max_batch`, one submission each (causal attention
+    /// within a batch).
     pub async fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
-        let Some((&last, rest)) = tokens.split_last() else {
+        if tokens.is_empty() {
             return Ok(vec![]);
-        };
-        self.check_span(pos, tokens.len())?;
-        for (i, &t) in rest.iter().enumerate() {
-            self.step(t, pos + i, Readback::None)?;
         }
-        self.step(last, pos + rest.len(), Readback::Logits)?;
+        self.check_span(pos, tokens.len())?;
+        let n_batches = tokens.len().div_ceil(self.max_batch);
+        for (i, batch) in tokens.chunks(self.max_batch).enumerate() {
+            let rb = if i + 1 == n_batches {
+                Readback::Logits
+            } else {
+                Readback::None
+            };
+            self.step(batch, pos + i * self.max_batch, rb)?;
+        }
         let n = self.cfg.n_vocab;
         let b = self.ctx.map_read(&self.stage_logits, n * 4).await?;
         Ok(bytemuck::pod_collect_to_vec(&b))
+    }
+
+    /// Run at most `n` (≥ 1, ≤ the allocated batch) tokens per submission; 1 is the
+    /// token-by-token path.
+    pub fn limit_batch(&mut self, n: usize) {
+        self.max_batch = n.clamp(1, self.alloc_batch);
     }
 
     /// Run one token at `pos` and return the greedy next token, taken on the GPU (a 4-byte
     /// readback).
     pub async fn step_argmax(&mut self, token: u32, pos: usize) -> Result<u32> {
         self.check_span(pos, 1)?;
-        self.step(token, pos, Readback::Argmax)?;
+        self.step(&[token], pos, Readback::Argmax)?;
+        let b = self.ctx.map_read(&self.stage_token, 4).await?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// Run one token at `pos` and return the next token sampled on the GPU with temperature,
+    /// top-k and top-p (`sample.wgsl`; see [`GpuSampling`]): one submission, a 4-byte readback.
+    pub async fn step_sample(
+        &mut self,
+        token: u32,
+        pos: usize,
+        params: &GpuSampling,
+    ) -> Result<u32> {
+        self.check_span(pos, 1)?;
+        let words = params.words(self.cfg.n_vocab);
+        self.ctx
+            .queue
+            .write_buffer(&self.sample_params, 0, bytemuck::cast_slice(&words));
+        self.step(&[token], pos, Readback::Sample)?;
         let b = self.ctx.map_read(&self.stage_token, 4).await?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
@@ -518,39 +701,57 @@ impl GpuModel {
         Ok(())
     }
 
-    /// Write the step's parameters, encode every dispatch and submit once.
-    fn step(&mut self, token: u32, pos: usize, readback: Readback) -> Result<()> {
+    /// Write the step's parameters for `tokens` (at most `max_batch`) at positions
+    /// `pos..pos + n`, encode every dispatch and submit once.
+    fn step(&mut self, tokens: &[u32], pos: usize, readback: Readback) -> Result<()> {
         let c = &self.cfg;
-        if token as usize >= c.n_vocab {
+        let nb = tokens.len();
+        debug_assert!(nb >= 1 && nb <= self.max_batch);
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
             return Err(Error::TokenOutOfRange {
-                id: token,
+                id,
                 n_vocab: c.n_vocab,
             });
         }
         let q = &self.ctx.queue;
         let te = &self.token_embd;
-        let (chunk, row) = te.chunk_of(token as usize);
         let n_units = te.cols / unit_weights(te.ty);
         let scale = c.embd_scale.unwrap_or(1.0);
-        let words = [
-            n_units as u32,
-            (row * te.row_bytes) as u32,
-            0,
-            scale.to_bits(),
-        ];
-        q.write_buffer(&self.embd_params, 0, bytemuck::cast_slice(&words));
+        let embd_key = PipelineKey::new(Kernel::Dequant(te.ty));
+        // The embedding rows: the first token through the recorded bind groups, the others
+        // (a prefill batch) through bind groups made here.
+        let mut embd = Vec::with_capacity(nb);
+        for (t, &token) in tokens.iter().enumerate() {
+            let (chunk, row) = te.chunk_of(token as usize);
+            let words = [
+                n_units as u32,
+                (row * te.row_bytes) as u32,
+                (t * c.n_embd) as u32,
+                scale.to_bits(),
+            ];
+            if t == 0 {
+                q.write_buffer(&self.embd_params, 0, bytemuck::cast_slice(&words));
+                embd.push(self.embd_groups[chunk].clone());
+            } else {
+                let p = self.ctx.params("embedding", &words);
+                let bufs = [&te.chunks[chunk].buffer, &self.acts.x, &p];
+                embd.push(self.ctx.bind(embd_key, &bufs)?);
+            }
+        }
 
-        // RoPE cos/sin of pos·inv_freq, in f64 as the CPU reference: global, then sliding-window.
-        let mut cs = Vec::with_capacity(2 * c.n_rot);
-        for f in self.inv_freq.iter().chain(&self.inv_freq_swa) {
-            let th = pos as f64 * f;
-            cs.extend([th.cos() as f32, th.sin() as f32]);
+        // RoPE cos/sin of pos·inv_freq, in f64 as the CPU reference: global, then sliding-window,
+        // for each token of the batch.
+        let mut cs = Vec::with_capacity(2 * c.n_rot * nb);
+        for t in 0..nb {
+            for f in self.inv_freq.iter().chain(&self.inv_freq_swa) {
+                let th = (pos + t) as f64 * f;
+                cs.extend([th.cos() as f32, th.sin() as f32]);
+            }
         }
         q.write_buffer(&self.rope_cs, 0, bytemuck::cast_slice(&cs));
         q.write_buffer(&self.step_params, 0, &(pos as u32).to_le_bytes());
 
-        let first_swa = (pos + 1).saturating_sub(c.n_swa) as u32;
-        for (buf, first) in [(&self.attn_params, 0), (&self.attn_params_swa, first_swa)] {
+        for (buf, window) in [(&self.attn_params, 0), (&self.attn_params_swa, c.n_swa)] {
             let words = [
                 self.n_ctx as u32,
                 c.group() as u32,
@@ -558,9 +759,11 @@ impl GpuModel {
                 c.head_dim_v as u32,
                 c.kv_dim() as u32,
                 (c.n_head_kv * c.head_dim_v) as u32,
-                first,
+                0,
                 (pos + 1) as u32,
                 c.kq_scale.to_bits(),
+                window as u32,
+                self.n_split as u32,
             ];
             q.write_buffer(buf, 0, bytemuck::cast_slice(&words));
         }
@@ -570,21 +773,33 @@ impl GpuModel {
             label: Some("decode step"),
         });
         {
-            // One compute pass: embedding, every layer, the head and the argmax.
+            // One compute pass: the embeddings and every layer, over the batch (z = token).
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("decode step"),
+                label: Some("layers"),
                 timestamp_writes: None,
             });
             pass.set_pipeline(&self.embd_pipeline);
-            pass.set_bind_group(0, &self.embd_groups[chunk], &[]);
             let g = groups_2d(n_units.div_ceil(64));
-            pass.dispatch_workgroups(g[0], g[1], g[2]);
-            encode(&mut pass, &self.layers);
-            if readback != Readback::None {
-                encode(&mut pass, &self.head);
+            for bg in &embd {
+                pass.set_bind_group(0, bg, &[]);
+                pass.dispatch_workgroups(g[0], g[1], g[2]);
             }
-            if readback == Readback::Argmax {
-                encode(&mut pass, std::slice::from_ref(&self.argmax));
+            let long = pos + nb >= self.split_attention_from;
+            encode_batch(&mut pass, &self.layers, nb as u32, long);
+        }
+        if readback != Readback::None {
+            // The last token's residual stream, then the head (and argmax or sampling).
+            let e4 = (c.n_embd * 4) as u64;
+            enc.copy_buffer_to_buffer(&self.acts.x, (nb as u64 - 1) * e4, &self.acts.last, 0, e4);
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("head"),
+                timestamp_writes: None,
+            });
+            encode(&mut pass, &self.head);
+            match readback {
+                Readback::Argmax => encode(&mut pass, std::slice::from_ref(&self.argmax)),
+                Readback::Sample => encode(&mut pass, std::slice::from_ref(&self.sample)),
+                Readback::None | Readback::Logits => {}
             }
         }
         match readback {
@@ -592,7 +807,7 @@ impl GpuModel {
                 let n = (c.n_vocab * 4) as u64;
                 enc.copy_buffer_to_buffer(&self.acts.logits, 0, &self.stage_logits, 0, n);
             }
-            Readback::Argmax => {
+            Readback::Argmax | Readback::Sample => {
                 enc.copy_buffer_to_buffer(&self.acts.token, 0, &self.stage_token, 0, 4)
             }
             Readback::None => {}

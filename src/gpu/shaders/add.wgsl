@@ -3,11 +3,13 @@
 // Bindings (group 0):
 //   0 y: array<f32>         read-write
 //   1 b: array<f32>         read-only
-//   2 p: Params (uniform)   n
-// Geometry: workgroup_size(64), one invocation per element: dispatch (ceil(n / 64), 1, 1).
+//   2 p: Params (uniform)   n, b_batched (1: b has a row per token; 0: one row, a bias)
+// Geometry: workgroup_size(64), one invocation per element: dispatch (ceil(n / 64), 1, batch);
+//   workgroup z is the token (row z of y).
 
 struct Params {
     n: u32,
+    b_batched: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;
@@ -17,6 +19,11 @@ struct Params {
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x < p.n) {
-        y[gid.x] += b[gid.x];
+        let i = gid.z * p.n + gid.x;
+        if (p.b_batched != 0u) {
+            y[i] += b[i];
+        } else {
+            y[i] += b[gid.x];
+        }
     }
 }

@@ -1,16 +1,19 @@
-// attention.wgsl: one token's causal attention over the preallocated KV cache of one layer,
-// with grouped-query heads and an optional sliding window. out[h] = Σ_j softmax_j(q_h·k_j ·
-// kq_scale) · v_j over cache positions j in first..n_kv.
+// attention.wgsl: causal attention of a batch of tokens over the preallocated KV cache of one
+// layer, with grouped-query heads and an optional sliding window. Token t of the batch (workgroup
+// z) sits at position n_kv − 1 + t: out[t, h] = Σ_j softmax_j(q_{t,h}·k_j · kq_scale) · v_j over
+// cache positions j in first_t..n_kv + t, where first_t = n_kv + t − window when window > 0 and
+// that is larger, else `first`. The single-pass kernel; attention_split.wgsl +
+// attention_combine.wgsl are the split-K pair for long contexts.
 //
 // Bindings (group 0):
-//   0 q: array<f32>         queries (n_head·head_dim), read-only
-//   1 kc: array<f32>        K cache (n_ctx, kv_dim), read-only
-//   2 vc: array<f32>        V cache (n_ctx, v_dim), read-only
-//   3 o: array<f32>         output (n_head·head_dim_v), read-write
-//   4 sc: array<f32>        scores scratch (n_head, n_ctx), read-write
+//   0 q: array<f32>         queries (batch, n_head·head_dim), read-only
+//   1 kc: array<u32>        K cache (n_ctx, kv_dim): f32 bits, or f16 pairs (KV_F16), read-only
+//   2 vc: array<u32>        V cache (n_ctx, v_dim), as kc, read-only
+//   3 o: array<f32>         output (batch, n_head·head_dim_v), read-write
+//   4 sc: array<f32>        scores scratch (batch, n_head, n_ctx), read-write
 //   5 p: Params (uniform)   n_ctx, group (Q heads per KV head), head_dim, head_dim_v, kv_dim,
-//                           v_dim, first, n_kv, kq_scale
-// Geometry: workgroup_size(256), one workgroup per Q head: dispatch (n_head, 1, 1).
+//                           v_dim, first, n_kv, kq_scale, window (0: none)
+// Geometry: workgroup_size(256), one workgroup per (Q head, token): dispatch (n_head, 1, batch).
 //   Scores go to `sc`; max and sum reduce in a workgroup-memory tree; then invocation d
 //   (< head_dim_v) sums its output column.
 
@@ -24,11 +27,30 @@ struct Params {
     first: u32,
     n_kv: u32,
     kq_scale: f32,
+    window: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
-@group(0) @binding(1) var<storage, read> kc: array<f32>;
-@group(0) @binding(2) var<storage, read> vc: array<f32>;
+@group(0) @binding(1) var<storage, read> kc: array<u32>;
+@group(0) @binding(2) var<storage, read> vc: array<u32>;
+
+// KV_F16 = 1: the caches hold f16 pairs (pack2x16float, core WGSL: no shader-f16 needed);
+// 0: f32 (as bits).
+override KV_F16: u32 = 0u;
+
+fn k_at(i: u32) -> f32 {
+    if (KV_F16 != 0u) {
+        return unpack2x16float(kc[i >> 1u])[i & 1u];
+    }
+    return bitcast<f32>(kc[i]);
+}
+
+fn v_at(i: u32) -> f32 {
+    if (KV_F16 != 0u) {
+        return unpack2x16float(vc[i >> 1u])[i & 1u];
+    }
+    return bitcast<f32>(vc[i]);
+}
 @group(0) @binding(3) var<storage, read_write> o: array<f32>;
 @group(0) @binding(4) var<storage, read_write> sc: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
@@ -64,18 +86,27 @@ fn reduce_sum(lid: u32, v: f32) -> f32 {
 }
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
     let h = wg.x;
+    // Token t of a batch: position n_kv - 1 + t, attending causally to 0..n_kv + t.
+    let t = wg.z;
+    let n_kv = p.n_kv + t;
+    var first = p.first;
+    if (p.window > 0u && n_kv > p.window) {
+        first = n_kv - p.window;
+    }
     let kvh = h / p.group;
-    let qo = h * p.head_dim;
+    let row = t * nwg.x + h;
+    let qo = row * p.head_dim;
     let ko = kvh * p.head_dim;
-    let so = h * p.n_ctx;
+    let so = row * p.n_ctx;
     var mx = -3.4e38;
-    for (var j = p.first + lid; j < p.n_kv; j += 256u) {
+    for (var j = first + lid; j < n_kv; j += 256u) {
         let kr = j * p.kv_dim + ko;
         var s = 0.0;
         for (var d = 0u; d < p.head_dim; d++) {
-            s += q[qo + d] * kc[kr + d];
+            s += q[qo + d] * k_at(kr + d);
         }
         s *= p.kq_scale;
         sc[so + j] = s;
@@ -83,7 +114,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     mx = reduce_max(lid, mx);
     var sum = 0.0;
-    for (var j = p.first + lid; j < p.n_kv; j += 256u) {
+    for (var j = first + lid; j < n_kv; j += 256u) {
         let e = exp(sc[so + j] - mx);
         sc[so + j] = e;
         sum += e;
@@ -94,9 +125,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let vo = kvh * p.head_dim_v;
     for (var d = lid; d < p.head_dim_v; d += 256u) {
         var acc = 0.0;
-        for (var j = p.first; j < p.n_kv; j++) {
-            acc += sc[so + j] * vc[j * p.v_dim + vo + d];
+        for (var j = first; j < n_kv; j++) {
+            acc += sc[so + j] * v_at(j * p.v_dim + vo + d);
         }
-        o[h * p.head_dim_v + d] = acc * inv;
+        o[row * p.head_dim_v + d] = acc * inv;
     }
 }

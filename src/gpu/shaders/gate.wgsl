@@ -5,7 +5,8 @@
 //   0 g: array<f32>         gate projection, overwritten with the result, read-write
 //   1 u: array<f32>         up projection, read-only
 //   2 p: Params (uniform)   n
-// Geometry: workgroup_size(64), one invocation per element: dispatch (ceil(n / 64), 1, 1).
+// Geometry: workgroup_size(64), one invocation per element: dispatch (ceil(n / 64), 1, batch);
+//   workgroup z is the token (row z).
 
 struct Params {
     n: u32,
@@ -30,10 +31,10 @@ fn gelu_tanh(x: f32) -> f32 {
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x;
-    if (i >= p.n) {
+    if (gid.x >= p.n) {
         return;
     }
+    let i = gid.z * p.n + gid.x;
     var a: f32;
     if (ACT == 0u) {
         a = silu(g[i]);

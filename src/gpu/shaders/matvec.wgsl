@@ -12,11 +12,14 @@
 //   Σ (s·q + m)·x = s·Σ q·x + m·Σ x. Rows reduce in a workgroup-memory tree.
 //   Dispatch (min(n, 32768), ceil(n / 32768)) workgroups for n = ceil(rows / ROWS).
 
+// Batches (prefill): workgroup z is the token: x row z (cols), y row z (stride y_stride).
+
 struct Params {
     rows: u32,
     cols: u32,
     row_bytes: u32,
     y_off: u32,
+    y_stride: u32,
 }
 
 override ROWS: u32 = 4u;
@@ -44,7 +47,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             let b = row + (u / UNITS_PER_BLOCK) * BLOCK_BYTES;
             let j = u % UNITS_PER_BLOCK;
             let s = unit_scale(b, j);
-            let xo = u * UNIT_W;
+            let xo = wg.z * p.cols + u * UNIT_W;
             var sq = vec4<f32>(0.0);
             var sx = vec4<f32>(0.0);
             for (var k = 0u; k < UNIT_W / 4u; k++) {
@@ -66,6 +69,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         workgroupBarrier();
     }
     if (lane == 0u && r < p.rows) {
-        y[p.y_off + r] = part[lid];
+        y[wg.z * p.y_stride + p.y_off + r] = part[lid];
     }
 }

@@ -9,6 +9,8 @@
 // Geometry: workgroup_size(256), one workgroup per row: dispatch (n_rows, 1, 1).
 //   The sum of squares reduces in a workgroup-memory tree.
 
+// Batches: workgroup z is the token; row (z·num_workgroups.x + x).
+
 struct Params {
     n: u32,
     eps: f32,
@@ -22,8 +24,9 @@ struct Params {
 var<workgroup> part: array<f32, 256>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let base = wg.x * p.n;
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let base = (wg.z * nwg.x + wg.x) * p.n;
     var ss = 0.0;
     for (var i = lid; i < p.n; i += 256u) {
         let v = x[base + i];

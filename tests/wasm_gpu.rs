@@ -1,0 +1,393 @@
+//! The WebGPU kernels compiled to wasm32, in headless Chromium (WebGPU on SwiftShader: no
+//! shader-f16 and no subgroups, so the f32 paths run): dequantization, matvec, rmsnorm, RoPE,
+//! attention (single-pass and split-K), argmax and sampling against the CPU reference, and the
+//! tiny model's 8 greedy tokens (batched prefill, then `step_argmax`) against the golden ids,
+//! plus `step_sample`, token-by-token prefill and the f16 KV cache on it.
+//!
+//! Run:
+//! `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+//! CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 cargo test --release
+//! --no-default-features --target wasm32-unknown-unknown --test wasm_gpu`
+#![cfg(target_arch = "wasm32")]
+
+use wasm_bindgen_test::*;
+use wasm_chord::cpu::matmul::{matmul, Kernel as CpuKernel};
+use wasm_chord::cpu::ops;
+use wasm_chord::gpu::kernels::{groups_2d, unit_weights, Kernel, PipelineKey, SPLIT_CHUNK};
+use wasm_chord::gpu::model::{matvec_once, sample_once};
+use wasm_chord::gpu::{GpuContext, GpuMatrix, GpuModel, GpuSampling};
+use wasm_chord::model::QMatrix;
+use wasm_chord::quant::{self, GgmlType};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+// `make models` (scripts/fetch-models) puts the model here; without it this file does not compile.
+static MODEL: &[u8] = include_bytes!("../models/tiny-random-llama-q4_k_m.gguf");
+static GOLDEN: &str = include_str!("goldens/forward/tiny-random-llama-q4_k_m.json");
+
+async fn context() -> GpuContext {
+    let c = GpuContext::new()
+        .await
+        .unwrap_or_else(|e| panic!("{e}: start Chromium with --enable-unsafe-webgpu"));
+    web_log(&format!("adapter: {}", c.describe()));
+    c
+}
+
+fn web_log(s: &str) {
+    wasm_bindgen_test::console_log!("{}", s);
+}
+
+/// A small deterministic generator (xorshift), as tests/gpu_kernels.rs.
+struct Rng(u64);
+impl Rng {
+    fn u32(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 16) as u32
+    }
+    fn f(&mut self) -> f32 {
+        (self.u32() % 2_000_000) as f32 / 1_000_000.0 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f()).collect()
+    }
+}
+
+fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        num += (f64::from(g) - f64::from(w)).powi(2);
+        den += f64::from(w).powi(2);
+    }
+    num / den.max(1e-30)
+}
+
+fn assert_nmse(what: &str, got: &[f32], want: &[f32], max: f64) {
+    let e = nmse(got, want);
+    web_log(&format!("{what}: NMSE {e:.3e}"));
+    assert!(e <= max, "{what}: NMSE {e:.3e} > {max:.1e}");
+}
+
+fn f16_bytes(v: f32) -> [u8; 2] {
+    half::f16::from_f32(v).to_bits().to_le_bytes()
+}
+
+/// Random blocks of `ty` for `rows` × `cols`, with finite scales (as tests/gpu_kernels.rs).
+fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
+    let mut r = Rng(seed);
+    let (bs, ts) = ty.block_geometry();
+    let row_bytes = cols / bs * ts;
+    let mut data: Vec<u8> = (0..rows * row_bytes).map(|_| r.u32() as u8).collect();
+    for b in data.chunks_exact_mut(ts) {
+        let mut put = |at: usize, v: f32| b[at..at + 2].copy_from_slice(&f16_bytes(v));
+        match ty {
+            GgmlType::Q4_K => {
+                put(0, 0.01 + r.f().abs() * 0.05);
+                put(2, 0.01 + r.f().abs() * 0.05);
+            }
+            GgmlType::Q6_K => put(208, r.f() * 0.05),
+            GgmlType::Q5_0 | GgmlType::Q8_0 => put(0, r.f() * 0.1),
+            _ => unreachable!(),
+        }
+    }
+    QMatrix {
+        name: format!("test {ty}"),
+        ty,
+        rows,
+        cols,
+        row_bytes,
+        data,
+    }
+}
+
+fn cols_for(ty: GgmlType) -> usize {
+    if ty.block_size() == 256 {
+        768
+    } else {
+        576
+    }
+}
+
+#[wasm_bindgen_test]
+async fn dequantize_matches_the_reference() {
+    let ctx = context().await;
+    for (i, ty) in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0]
+        .into_iter()
+        .enumerate()
+    {
+        let (rows, cols) = (3, cols_for(ty));
+        let m = random_matrix(ty, rows, cols, 11 + i as u64);
+        let mut want = vec![0f32; rows * cols];
+        quant::dequantize(ty, &m.data, &mut want).unwrap();
+        let w = ctx.storage_with("w", &m.data);
+        let y = ctx.storage_f32("y", rows * cols);
+        let n_units = rows * cols / unit_weights(ty);
+        let p = ctx.params("p", &[n_units as u32, 0, 0, 1f32.to_bits()]);
+        ctx.run_once(
+            PipelineKey::new(Kernel::Dequant(ty)),
+            &[&w, &y, &p],
+            groups_2d(n_units.div_ceil(64)),
+        )
+        .unwrap();
+        let got = ctx.read_f32(&y, rows * cols).await.unwrap();
+        // SwiftShader may flush or round differently from the CPU by an ulp: NMSE, tight.
+        assert_nmse(&format!("dequantize {ty}"), &got, &want, 1e-12);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn matvec_matches_the_reference() {
+    let ctx = context().await;
+    for (i, ty) in [
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (rows, cols) = (37, cols_for(ty));
+        let m = random_matrix(ty, rows, cols, 21 + i as u64);
+        let x = Rng(121 + i as u64).vec(cols);
+        let mut want = vec![0f32; rows];
+        matmul(&m, &x, &mut want, 1, CpuKernel::Reference).unwrap();
+        let g = GpuMatrix::upload(&ctx, &m).unwrap();
+        let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
+        let y = ctx.storage_f32("y", rows);
+        matvec_once(&ctx, &g, &xb, &y).unwrap();
+        let got = ctx.read_f32(&y, rows).await.unwrap();
+        assert_nmse(&format!("matvec {ty}"), &got, &want, 1e-10);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn rmsnorm_and_rope_match_the_reference() {
+    let ctx = context().await;
+    let (n, rows) = (576, 3);
+    let mut r = Rng(7);
+    let x = r.vec(n * rows);
+    let w = r.vec(n);
+    let mut want = vec![0f32; n * rows];
+    for (o, xi) in want.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+        ops::rmsnorm(o, xi, &w, 1e-5);
+    }
+    let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
+    let wb = ctx.storage_with("w", bytemuck::cast_slice(&w));
+    let y = ctx.storage_f32("y", n * rows);
+    let p = ctx.params("p", &[n as u32, 1e-5f32.to_bits()]);
+    ctx.run_once(
+        PipelineKey::new(Kernel::RmsNorm),
+        &[&xb, &wb, &y, &p],
+        [rows as u32, 1, 1],
+    )
+    .unwrap();
+    let got = ctx.read_f32(&y, n * rows).await.unwrap();
+    assert_nmse("rmsnorm", &got, &want, 1e-12);
+
+    let (heads, hd) = (3, 64);
+    for (neox, n_rot) in [(false, 64), (true, 48)] {
+        let pos = 1234;
+        let inv = ops::rope_inv_freq(n_rot, 10000.0, 1.0, None);
+        let x = Rng(9).vec(heads * hd);
+        let mut want = x.clone();
+        for h in want.chunks_exact_mut(hd) {
+            ops::rope(h, pos, &inv, neox);
+        }
+        let cs: Vec<f32> = inv
+            .iter()
+            .flat_map(|f| {
+                let t = pos as f64 * f;
+                [t.cos() as f32, t.sin() as f32]
+            })
+            .collect();
+        let v = ctx.storage_with("v", bytemuck::cast_slice(&x));
+        let csb = ctx.storage_with("cs", bytemuck::cast_slice(&cs));
+        let words = [
+            heads as u32,
+            hd as u32,
+            n_rot as u32,
+            u32::from(neox),
+            0,
+            1f32.to_bits(),
+        ];
+        let p = ctx.params("p", &words);
+        let groups = [((heads * hd / 2).div_ceil(64)) as u32, 1, 1];
+        ctx.run_once(PipelineKey::new(Kernel::Rope), &[&v, &csb, &p], groups)
+            .unwrap();
+        let got = ctx.read_f32(&v, heads * hd).await.unwrap();
+        assert_nmse(
+            &format!("rope neox={neox} n_rot={n_rot}"),
+            &got,
+            &want,
+            1e-12,
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn attention_single_pass_and_split_k_match_the_reference() {
+    let ctx = context().await;
+    let (n_head, n_kv_head, hd, n_ctx) = (6usize, 2usize, 64usize, 768usize);
+    let group = n_head / n_kv_head;
+    let kv_dim = n_kv_head * hd;
+    let n_split = n_ctx.div_ceil(SPLIT_CHUNK);
+    let mut r = Rng(13);
+    let q = r.vec(n_head * hd);
+    let kc = r.vec(n_ctx * kv_dim);
+    let vc = r.vec(n_ctx * kv_dim);
+    let b = |l, v: &[f32]| ctx.storage_with(l, bytemuck::cast_slice(v));
+    let (qb, kb, vb) = (b("q", &q), b("k", &kc), b("v", &vc));
+    for n_kv in [300usize, 600] {
+        let mut want = vec![0f32; n_head * hd];
+        for h in 0..n_head {
+            let kvh = h / group;
+            let qh = &q[h * hd..(h + 1) * hd];
+            let mut s: Vec<f32> = (0..n_kv)
+                .map(|j| {
+                    let k = &kc[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
+                    qh.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * 0.125
+                })
+                .collect();
+            ops::softmax(&mut s);
+            for (j, a) in s.iter().enumerate() {
+                for d in 0..hd {
+                    want[h * hd + d] += a * vc[j * kv_dim + kvh * hd + d];
+                }
+            }
+        }
+        let words = [
+            n_ctx as u32,
+            group as u32,
+            hd as u32,
+            hd as u32,
+            kv_dim as u32,
+            kv_dim as u32,
+            0,
+            n_kv as u32,
+            0.125f32.to_bits(),
+            0,
+            n_split as u32,
+        ];
+        let p = ctx.params("p", &words);
+        let o = ctx.storage_f32("o", n_head * hd);
+        let sc = ctx.storage_f32("scores", n_head * n_ctx);
+        let nh = n_head as u32;
+        ctx.run_once(
+            PipelineKey::new(Kernel::Attention),
+            &[&qb, &kb, &vb, &o, &sc, &p],
+            [nh, 1, 1],
+        )
+        .unwrap();
+        let got = ctx.read_f32(&o, n_head * hd).await.unwrap();
+        assert_nmse(&format!("attention n_kv={n_kv}"), &got, &want, 1e-10);
+
+        let part = ctx.storage_f32("part", n_head * n_split * (2 + hd));
+        let o2 = ctx.storage_f32("o2", n_head * hd);
+        ctx.run_once(
+            PipelineKey::new(Kernel::AttentionSplit),
+            &[&qb, &kb, &vb, &part, &p],
+            [nh, n_split as u32, 1],
+        )
+        .unwrap();
+        ctx.run_once(
+            PipelineKey::new(Kernel::AttentionCombine),
+            &[&part, &o2, &p],
+            [nh, 1, 1],
+        )
+        .unwrap();
+        let got = ctx.read_f32(&o2, n_head * hd).await.unwrap();
+        assert_nmse(
+            &format!("split-K attention n_kv={n_kv}"),
+            &got,
+            &want,
+            1e-10,
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn argmax_and_sampling_with_top_k_one() {
+    let ctx = context().await;
+    let n = 49152;
+    let mut v = Rng(3).vec(n);
+    v[31337] = 5.0;
+    v[40000] = 5.0;
+    let vb = ctx.storage_with("v", bytemuck::cast_slice(&v));
+    let o = ctx.storage_f32("o", 1);
+    let p = ctx.params("p", &[n as u32]);
+    ctx.run_once(PipelineKey::new(Kernel::Argmax), &[&vb, &o, &p], [1, 1, 1])
+        .unwrap();
+    assert_eq!(ctx.read_u32(&o, 1).await.unwrap()[0], 31337);
+    let s = GpuSampling {
+        temperature: 0.8,
+        top_k: 1,
+        top_p: 1.0,
+        uniform: 0.99,
+    };
+    assert_eq!(sample_once(&ctx, &vb, n, &s).await.unwrap(), 31337);
+    // Two candidates of equal logit: u below ½ takes the smaller id, above ½ the other.
+    for (u, want) in [(0.25f32, 31337u32), (0.75, 40000)] {
+        let s = GpuSampling {
+            temperature: 1.0,
+            top_k: 2,
+            top_p: 1.0,
+            uniform: u,
+        };
+        assert_eq!(sample_once(&ctx, &vb, n, &s).await.unwrap(), want);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn tiny_model_greedy_matches_the_golden_ids() {
+    let g: serde_json::Value = serde_json::from_str(GOLDEN).unwrap();
+    let case = &g["cases"][0];
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let prompt = ids(&case["prompt_ids"]);
+    let want = ids(&case["greedy_ids"])[..8].to_vec();
+    let mut gpu = GpuModel::load(context().await, &MODEL.to_vec(), 64).unwrap();
+    let logits = gpu.forward(&prompt, 0).await.unwrap();
+    let mut toks = vec![wasm_chord::sampling::argmax(&logits) as u32];
+    let mut pos = prompt.len();
+    while toks.len() < 8 {
+        toks.push(gpu.step_argmax(*toks.last().unwrap(), pos).await.unwrap());
+        pos += 1;
+    }
+    web_log(&format!("tiny greedy on WebGPU: {toks:?}"));
+    assert_eq!(toks, want);
+
+    // Sampling on the GPU with top_k = 1 is the greedy choice.
+    let s = GpuSampling {
+        temperature: 0.8,
+        top_k: 1,
+        top_p: 0.9,
+        uniform: 0.5,
+    };
+    let last = prompt[prompt.len() - 1];
+    let n = prompt.len() - 1;
+    assert_eq!(gpu.step_sample(last, n, &s).await.unwrap(), want[0]);
+
+    // Token by token (batches of 1) gives the batched prefill's logits.
+    gpu.limit_batch(1);
+    let one_by_one = gpu.forward(&prompt, 0).await.unwrap();
+    assert_nmse(
+        "tiny: batched prefill vs token by token",
+        &logits,
+        &one_by_one,
+        1e-10,
+    );
+
+    // An f16 KV cache (pack2x16float: no shader-f16 needed) stays close.
+    let ctx = context().await.with_kv_f16(true);
+    let mut half = GpuModel::load(ctx, &MODEL.to_vec(), 64).unwrap();
+    let l16 = half.forward(&prompt, 0).await.unwrap();
+    assert_nmse("tiny: f16 KV cache vs f32", &l16, &logits, 1e-3);
+}
