@@ -43,5 +43,5 @@ e2e: web
 	cd tests/e2e && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; } && node --test --test-concurrency=1 .
 
 ## The chat page on http://127.0.0.1:8080/ with the test models (default: SmolLM2-135M-Instruct Q4_K_M).
-serve: web
+serve: setup models web
 	$(CARGO) run --release --bin chord -- serve --port $${PORT:-8080} --models models
