@@ -7,7 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const CHORD = join(ROOT, 'target/release/chord');
+// The release `chord` that `make e2e` builds (CARGO_TARGET_DIR is honoured, as cargo does).
+const TARGET = process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, 'target');
+export const CHORD = join(TARGET, 'release', 'chord');
 export const MODEL = 'smollm2-135m-instruct-q4_k_m.gguf';
 export const MODEL_PATH = join(ROOT, 'models', MODEL);
 export const ARTIFACTS = join(ROOT, 'tests/e2e/artifacts');
