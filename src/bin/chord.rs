@@ -568,7 +568,7 @@ fn bench(path: &str, p: usize, n: usize, reps: usize, kernel: cpu::Kernel) -> Re
         let mut tok = 1 % v;
         for i in 0..n {
             let l = model.forward(&[tok], i, &mut cache)?;
-            tok = argmax(&l);
+            tok = wasm_chord::sampling::argmax(&l) as u32;
         }
         if n > 0 {
             tg.push(n as f64 / t.elapsed().as_secs_f64());
@@ -587,16 +587,6 @@ fn bench(path: &str, p: usize, n: usize, reps: usize, kernel: cpu::Kernel) -> Re
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())
-}
-
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 fn backend(v: Option<&str>) -> Result<Backend, Fail> {

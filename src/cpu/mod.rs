@@ -70,8 +70,7 @@ impl CpuModel {
     /// Run `tokens` at positions `pos..pos+n`, appending to `cache`; returns the logits of the
     /// last token (n_vocab).
     pub fn forward(&self, tokens: &[u32], pos: usize, cache: &mut KvCache) -> Result<Vec<f32>> {
-        let all = self.forward_all(tokens, pos, cache, false)?;
-        Ok(all)
+        self.forward_all(tokens, pos, cache, false)
     }
 
     /// As `forward`; with `all_logits` returns (n_tok, n_vocab) logits.
