@@ -43,7 +43,13 @@ pub struct GenerateOptions {
     pub stop_at_eog: bool,
     /// KV-cache size; default: prompt + max_tokens, capped by the training context.
     pub n_ctx: Option<usize>,
+    /// Awaited after every generated token. A browser worker passes a future that yields to its
+    /// event loop, so messages (a Stop) are handled between tokens even on the CPU backend.
+    pub pause: Option<Pause>,
 }
+
+/// Makes the future [`GenerateOptions::pause`] awaits.
+pub type Pause = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
 impl Default for GenerateOptions {
     fn default() -> Self {
@@ -53,6 +59,7 @@ impl Default for GenerateOptions {
             stop: vec![],
             stop_at_eog: true,
             n_ctx: None,
+            pause: None,
         }
     }
 }
@@ -403,6 +410,10 @@ impl Engine {
                 break;
             }
             let piece = decoder.push(id)?;
+            if let Some(pause) = opts.pause {
+                // Before the callback, so a Stop that arrived meanwhile is seen at once.
+                pause().await;
+            }
             let (emit, hit) = stops.push(&piece);
             out.text.push_str(&emit);
             let control = on_token(&TokenEvent {

@@ -48,6 +48,16 @@ pub enum Error {
     #[error("metadata key `{key}`: {problem}")]
     Metadata { key: String, problem: String },
 
+    /// The weights do not fit in the memory this process can use (wasm32: a 4 GiB address space).
+    #[error("{what} need {needed} bytes of memory, {}{hint}", available_text(.available))]
+    OutOfMemory {
+        what: String,
+        needed: u64,
+        /// What was left, when known (else the allocation itself failed).
+        available: Option<u64>,
+        hint: &'static str,
+    },
+
     /// The GPU backend could not start or run (no adapter, a limit exceeded, a failed readback).
     #[error(transparent)]
     Gpu(#[from] crate::gpu::GpuError),
@@ -60,6 +70,13 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn available_text(available: &Option<u64>) -> String {
+    match available {
+        Some(a) => format!("but only {a} bytes are available"),
+        None => "and allocating them failed".into(),
+    }
+}
 
 impl Error {
     /// A short, stable code for the error's kind; crosses into JS as `{code, message}`.
@@ -80,6 +97,7 @@ impl Error {
             Error::TensorNotFound(_) => "tensor_not_found",
             Error::Metadata { .. } => "bad_metadata",
             Error::Gpu(_) => "gpu",
+            Error::OutOfMemory { .. } => "out_of_memory",
             Error::Io { .. } => "io",
         }
     }

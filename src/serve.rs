@@ -1,14 +1,14 @@
 //! `chord serve`: a small std-only HTTP/1.1 dev server for the browser app.
 //!
-//! Serves `index.html`, `www/`, `pkg/`, `worker/` from the repository root and `/models/<file>`
+//! Serves `index.html`, `www/`, `pkg/`, `worker/`, `examples/` from the repository root and `/models/<file>`
 //! from the models folder, with Range (206), ETag, Last-Modified, Content-Length, the right MIME
 //! types and (by default) the COOP/COEP headers that cross-origin isolation needs. `/models/` is
 //! a JSON listing. Binds 127.0.0.1 only. Included into the CLI with `#[path]`; native only.
 //!
 //! Test controls (loopback only, like everything here): `GET /__control?models=off|on
-//! &range=off|on&rate=BYTES_PER_S&drop_after=BYTES` switch the model route off, Range support
-//! off, throttle model bodies, or cut the next model response after so many body bytes; it
-//! answers the current state as JSON.
+//! &range=off|on&rate=BYTES_PER_S&drop_after=BYTES&sent=0` switch the model route off, Range
+//! support off, throttle model bodies, cut the next model response after so many body bytes, or
+//! reset the count of model body bytes sent; it answers the current state (with `sent`) as JSON.
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 pub struct ServeOptions {
     /// 0 picks a free port (printed on stdout).
     pub port: u16,
-    /// Where index.html, www/, pkg/ and worker/ live.
+    /// Where index.html, www/, pkg/, worker/ and examples/ live.
     pub root: PathBuf,
     pub models: PathBuf,
     pub coop_coep: bool,
@@ -37,6 +37,8 @@ struct State {
     rate: AtomicU64,
     /// Cut the next model body after this many bytes (u64::MAX = never).
     drop_after: AtomicU64,
+    /// Model body bytes written since start (or the last `sent=0`): the resume tests count them.
+    model_bytes: AtomicU64,
 }
 
 /// Run until the process is killed. Prints `serving http://127.0.0.1:PORT/` once listening.
@@ -51,6 +53,7 @@ pub fn serve(opts: &ServeOptions) -> std::io::Result<()> {
         range_on: AtomicBool::new(opts.range),
         rate: AtomicU64::new(0),
         drop_after: AtomicU64::new(u64::MAX),
+        model_bytes: AtomicU64::new(0),
     });
     println!(
         "serving http://127.0.0.1:{port}/ (models from {})",
@@ -314,7 +317,7 @@ fn respond(req: &Request, out: &mut TcpStream, state: &State) -> std::io::Result
     };
     let allowed = rel == "index.html"
         || rel == "favicon.ico"
-        || ["www/", "pkg/", "worker/"]
+        || ["www/", "pkg/", "worker/", "examples/"]
             .iter()
             .any(|d| rel.starts_with(d));
     if !allowed {
@@ -337,14 +340,18 @@ fn control(req: &Request, out: &mut TcpStream, state: &State) -> std::io::Result
             "drop_after" => state
                 .drop_after
                 .store(v.parse().unwrap_or(u64::MAX), Ordering::SeqCst),
+            "sent" => state
+                .model_bytes
+                .store(v.parse().unwrap_or(0), Ordering::SeqCst),
             _ => return error(out, state, false, 400, &format!("unknown control `{k}`")),
         }
     }
     let body = format!(
-        "{{\"models\":{},\"range\":{},\"rate\":{}}}",
+        "{{\"models\":{},\"range\":{},\"rate\":{},\"sent\":{}}}",
         state.models_on.load(Ordering::SeqCst),
         state.range_on.load(Ordering::SeqCst),
-        state.rate.load(Ordering::SeqCst)
+        state.rate.load(Ordering::SeqCst),
+        state.model_bytes.load(Ordering::SeqCst)
     );
     simple(out, state, false, 200, "application/json", body.as_bytes())
 }
@@ -503,10 +510,14 @@ fn send_file(
             let keep = (drop_after - sent) as usize;
             out.write_all(&buf[..keep])?;
             out.flush()?;
+            state.model_bytes.fetch_add(keep as u64, Ordering::SeqCst);
             let _ = out.shutdown(std::net::Shutdown::Both);
             return Ok(false);
         }
         out.write_all(&buf[..n])?;
+        if is_model {
+            state.model_bytes.fetch_add(n as u64, Ordering::SeqCst);
+        }
         sent += n as u64;
         left -= n as u64;
         let rate = if is_model {

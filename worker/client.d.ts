@@ -23,11 +23,17 @@ export interface ModelInfo {
   n_layer: number;
   n_embd: number;
   backend: 'cpu' | 'webgpu';
+  /** The WebGPU adapter (name, backend, f16, subgroups, max binding), on the WebGPU backend. */
+  adapter: string | null;
+  /** Why 'auto' chose the CPU (no WebGPU, no adapter, the GPU refused the model), else null. */
+  fallback: string | null;
   chat_template: boolean;
   url: string | null;
   size: number;
   download_ms: number;
   load_ms: number;
+  /** Wasm memory the load added (wasm memory only grows, so this is the load's peak need). */
+  load_memory_bytes: number;
   memory_bytes: number;
 }
 
@@ -45,6 +51,8 @@ export interface CompletionParams {
   top_k?: number;
   min_p?: number;
   repeat_penalty?: number;
+  presence_penalty?: number;
+  frequency_penalty?: number;
   stop?: string | string[];
   seed?: number;
   n_ctx?: number;
@@ -99,8 +107,13 @@ export interface CachedModel {
 }
 
 export interface Engine {
+  /** Whether a Stop also interrupts a long prompt mid-prefill (needs cross-origin isolation). */
   readonly hardAbort: boolean;
-  load(source: string | Blob, opts?: { onProgress?: (p: Progress) => void; signal?: AbortSignal; chunkSize?: number }): Promise<ModelInfo>;
+  /** backend: 'auto' (default: WebGPU when the browser has an adapter, else the CPU), 'webgpu' or 'cpu'. */
+  load(
+    source: string | Blob,
+    opts?: { onProgress?: (p: Progress) => void; signal?: AbortSignal; chunkSize?: number; backend?: 'auto' | 'webgpu' | 'cpu' },
+  ): Promise<ModelInfo>;
   info(): Promise<ModelInfo | null>;
   tokenize(text: string, opts?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
   unload(): Promise<null>;

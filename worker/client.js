@@ -47,7 +47,10 @@ class Engine {
     };
   }
 
-  /** Whether an abort can stop generation inside the worker (needs cross-origin isolation). */
+  /**
+   * Whether an abort can also stop a long prompt mid-prefill (needs cross-origin isolation for
+   * shared memory). Without it a Stop still ends generation at the next token.
+   */
   get hardAbort() {
     return typeof SharedArrayBuffer !== 'undefined' && globalThis.crossOriginIsolated === true;
   }
@@ -92,7 +95,7 @@ class Engine {
   }
 
   /** Download (or reuse from IndexedDB) and load a model: a URL, or a File/Blob. */
-  async load(source, { onProgress, signal, chunkSize } = {}) {
+  async load(source, { onProgress, signal, chunkSize, backend = 'auto' } = {}) {
     if (signal?.aborted) throw asThrowable(makeError(CODE.ABORTED, 'load aborted'));
     if (typeof source === 'string') {
       source = resolveUrl(source);
@@ -103,7 +106,7 @@ class Engine {
         /* not granted: the cache still works */
       }
     }
-    const { id, promise } = this.#request(REQUEST.LOAD, { source, chunkSize }, (ev) => {
+    const { id, promise } = this.#request(REQUEST.LOAD, { source, chunkSize, backend }, (ev) => {
       if (ev.kind === EVENT.PROGRESS && onProgress) onProgress(ev.progress);
     });
     const onAbort = () => this.#worker.postMessage({ id: this.#nextId++, type: REQUEST.ABORT, target: id });
@@ -141,7 +144,7 @@ class Engine {
       throw asThrowable(makeError(CODE.INVALID, 'messages must be a non-empty array'));
     }
     const options = {};
-    for (const k of ['max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repeat_penalty', 'seed', 'stop', 'n_ctx']) {
+    for (const k of ['max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repeat_penalty', 'presence_penalty', 'frequency_penalty', 'seed', 'stop', 'n_ctx']) {
       if (params[k] !== undefined && params[k] !== null) options[k] = params[k];
     }
     const cid = `chatcmpl-${Date.now().toString(36)}-${++completionSeq}`;
@@ -166,12 +169,23 @@ class Engine {
       first = false;
       push({ id: cid, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: null }] });
     };
-    const { promise } = this.#request(REQUEST.CHAT, { messages, options, abortFlag: sab }, stream ? onEvent : null);
-    const onAbort = () => {
+    const { id: reqId, promise } = this.#request(REQUEST.CHAT, { messages, options, abortFlag: sab }, stream ? onEvent : null);
+    let abortSent = false;
+    const stopWorker = () => {
       if (flag) Atomics.store(flag, 0, 1);
-      // Without shared memory the worker runs on to max_tokens; the caller stops seeing tokens now.
-      else softAborted = true;
-      if (!flag && wake) wake();
+      if (!abortSent && !this.#dead) {
+        abortSent = true;
+        this.#worker.postMessage({ id: this.#nextId++, type: REQUEST.ABORT, target: reqId });
+      }
+    };
+    const onAbort = () => {
+      stopWorker();
+      // The worker stops at its next token; without shared memory (no hard stop mid-prefill)
+      // the caller stops seeing tokens now.
+      if (!flag) {
+        softAborted = true;
+        if (wake) wake();
+      }
     };
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
@@ -224,7 +238,16 @@ class Engine {
         for (;;) {
           while (queue.length) yield queue.shift();
           if (softAborted) {
-            yield { id: cid, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: {}, finish_reason: 'abort' }], usage: null };
+            // The worker stops at its next token: wait briefly for its count of what it generated.
+            if (!finished) await Promise.race([promise.catch(() => {}), new Promise((r) => setTimeout(r, 1000))]);
+            yield {
+              id: cid,
+              object: 'chat.completion.chunk',
+              created,
+              model,
+              choices: [{ index: 0, delta: {}, finish_reason: 'abort' }],
+              usage: finished && result ? usageOf(result) : null,
+            };
             return;
           }
           if (finished) {
@@ -246,7 +269,7 @@ class Engine {
       } finally {
         signal?.removeEventListener('abort', onAbort);
         // A consumer that breaks out early cancels generation.
-        if (!finished && flag) Atomics.store(flag, 0, 1);
+        if (!finished) stopWorker();
       }
     }
     return chunks();

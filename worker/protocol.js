@@ -11,9 +11,9 @@
 // Errors are always plain objects { code, message }.
 
 export const REQUEST = Object.freeze({
-  LOAD: 'load', // { source: url string | File | Blob, chunkSize?, abortFlag? } → info
+  LOAD: 'load', // { source: url string | File | Blob, chunkSize?, backend?: 'auto'|'webgpu'|'cpu' } → info
   CHAT: 'chat', // { messages, options, abortFlag?: SharedArrayBuffer } → tokens, then completion result
-  ABORT: 'abort', // { target: id } → aborts a pending load (chat aborts through abortFlag)
+  ABORT: 'abort', // { target: id } → aborts a pending load or chat (a chat stops at its next token)
   INFO: 'info', // {} → model info (or null)
   TOKENIZE: 'tokenize', // { text, addSpecial, parseSpecial } → ids
   UNLOAD: 'unload', // {} → null

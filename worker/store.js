@@ -3,6 +3,9 @@
 // One manifest per model URL: { url, size, etag, lastModified, chunkSize, done: [bool],
 // complete, name, updated }. Chunks are stored as they arrive under [url, index], so a reload or a
 // network failure resumes from the first missing chunk. A changed ETag/Last-Modified starts over.
+// Chunks are stored as Blobs: reading the cache back yields handles whose bytes stay on disk, and
+// the engine reads each tensor's bytes synchronously (FileReaderSync) when it needs them, so
+// neither the JS heap nor wasm memory ever holds the whole model.
 
 import { CODE, makeError } from './protocol.js';
 
@@ -64,7 +67,7 @@ async function putManifest(m) {
 /** Store one chunk and the updated manifest in one transaction. */
 async function putChunk(m, index, bytes) {
   const tx = (await db()).transaction(['chunks', 'manifests'], 'readwrite');
-  tx.objectStore('chunks').put(bytes, [m.url, index]);
+  tx.objectStore('chunks').put(new Blob([bytes]), [m.url, index]);
   m.done[index] = true;
   m.updated = Date.now();
   tx.objectStore('manifests').put(m);
@@ -110,7 +113,7 @@ function chunkLength(m, i) {
   return Math.min(m.chunkSize, m.size - i * m.chunkSize);
 }
 
-/** All chunks of a complete model, in order. */
+/** All chunks of a complete model, in order: Blob handles (or bytes, from older caches). */
 export async function readChunks(m) {
   const tx = (await db()).transaction('chunks', 'readonly');
   const all = await reqP(tx.objectStore('chunks').getAll(IDBKeyRange.bound([m.url, 0], [m.url, Infinity])));
@@ -119,16 +122,27 @@ export async function readChunks(m) {
     throw makeError(CODE.BAD_RESPONSE, `the cache holds ${all.length} of ${n} chunks of ${m.url}: download it again`);
   }
   return all.map((c, i) => {
-    const u = c instanceof Uint8Array ? c : new Uint8Array(c);
-    if (u.length !== chunkLength(m, i)) {
-      throw makeError(CODE.BAD_RESPONSE, `cached chunk ${i} of ${m.url} has ${u.length} bytes, expected ${chunkLength(m, i)}`);
+    const u = c instanceof Blob || c instanceof Uint8Array ? c : new Uint8Array(c);
+    const len = u instanceof Blob ? u.size : u.length;
+    if (len !== chunkLength(m, i)) {
+      throw makeError(CODE.BAD_RESPONSE, `cached chunk ${i} of ${m.url} has ${len} bytes, expected ${chunkLength(m, i)}: download it again`);
     }
     return u;
   });
 }
 
-/** A synchronous read(offset, length) over in-order chunks of `chunkSize`. */
+/** The bytes of one stored chunk (Blob or bytes). */
+async function chunkBytes(c) {
+  if (c instanceof Blob) return new Uint8Array(await c.arrayBuffer());
+  return c instanceof Uint8Array ? c : new Uint8Array(c);
+}
+
+/**
+ * A synchronous read(offset, length) over in-order chunks of `chunkSize` (Blobs or bytes).
+ * Blob slices are read with FileReaderSync (dedicated workers only), one slice per call.
+ */
 export function chunkReader(chunks, chunkSize) {
+  let fr = null;
   return (offset, length) => {
     const out = new Uint8Array(length);
     let pos = 0;
@@ -138,8 +152,21 @@ export function chunkReader(chunks, chunkSize) {
       const c = chunks[ci];
       if (!c) throw makeError('io', `offset ${at} is past the end of the model`);
       const from = at - ci * chunkSize;
-      const n = Math.min(length - pos, c.length - from);
-      out.set(c.subarray(from, from + n), pos);
+      const clen = c instanceof Blob ? c.size : c.length;
+      const n = Math.min(length - pos, clen - from);
+      if (c instanceof Blob) {
+        fr ??= new FileReaderSync();
+        let part;
+        try {
+          part = new Uint8Array(fr.readAsArrayBuffer(c.slice(from, from + n)));
+        } catch (e) {
+          throw makeError('io', `reading the cached model failed (has the site's storage been cleared?): ${e.message || e}`);
+        }
+        if (part.length !== n) throw makeError('io', `a cached chunk returned ${part.length} of ${n} bytes`);
+        out.set(part, pos);
+      } else {
+        out.set(c.subarray(from, from + n), pos);
+      }
       pos += n;
     }
     return out;
@@ -276,7 +303,12 @@ async function downloadOnce(url, m, { chunkSize, onProgress, signal, check }) {
     throw Object.assign(makeError(CODE.BAD_RESPONSE, 'the file size changed on the server'), { restart: true });
   }
   if (!m) {
-    await ensureQuota(total);
+    try {
+      await ensureQuota(total);
+    } catch (e) {
+      await res.body?.cancel();
+      throw e;
+    }
     m = {
       url,
       name: basename(url),
@@ -363,7 +395,8 @@ async function runCheck(m, i, bytes, check) {
 
 async function readPrefix(m, n) {
   const tx = (await db()).transaction('chunks', 'readonly');
-  return reqP(tx.objectStore('chunks').getAll(IDBKeyRange.bound([m.url, 0], [m.url, n - 1])));
+  const all = await reqP(tx.objectStore('chunks').getAll(IDBKeyRange.bound([m.url, 0], [m.url, n - 1])));
+  return Promise.all(all.map(chunkBytes));
 }
 
 function concat(parts) {

@@ -10,7 +10,7 @@ const post = (m) => self.postMessage(m);
 let engine = null;
 let modelInfo = null;
 let dead = null; // the fatal error, once the engine has crashed
-const loadAborts = new Map(); // request id → AbortController
+const aborts = new Map(); // request id → AbortController (loads and chats)
 let queue = Promise.resolve();
 
 const ready = init().then(
@@ -38,7 +38,7 @@ async function handle(msg) {
   try {
     switch (type) {
       case REQUEST.ABORT:
-        loadAborts.get(msg.target)?.abort();
+        aborts.get(msg.target)?.abort();
         return reply.done(post, id, true);
       case REQUEST.CACHE_LIST:
         return reply.done(post, id, await store.listModels());
@@ -74,7 +74,7 @@ async function run(msg) {
         result = await load(msg);
         break;
       case REQUEST.CHAT:
-        result = chat(msg);
+        result = await chat(msg);
         break;
       case REQUEST.UNLOAD:
         if (engine) engine.free();
@@ -99,16 +99,45 @@ async function run(msg) {
       const err = makeError(CODE.FATAL, `the engine crashed: ${why}`);
       reply.error(post, id, err);
       die(err);
+    } else if (msg.type === REQUEST.CHAT && e && e.code === 'gpu' && engine) {
+      // A lost GPU device (or a failed readback) leaves the GPU model unusable: unload it so
+      // the page loads it again (on the CPU if WebGPU stays unavailable); the cache is intact.
+      engine.free();
+      engine = null;
+      modelInfo = null;
+      reply.error(post, id, makeError('gpu', `${e.message}; the model was unloaded: load it again (the cached copy is intact)`));
     } else {
       reply.error(post, id, e);
     }
   }
 }
 
+/**
+ * The backend to load on: 'webgpu' when asked for (or 'auto' and the browser has an adapter),
+ * else 'cpu'. Returns [backend, why the CPU was chosen (or null)].
+ */
+async function pickBackend(wanted) {
+  if (wanted === 'cpu') return ['cpu', null];
+  if (wanted !== 'auto' && wanted !== 'webgpu' && wanted !== undefined) {
+    throw makeError(CODE.INVALID, `unknown backend ${JSON.stringify(wanted)}: use "auto", "webgpu" or "cpu"`);
+  }
+  if (!self.navigator?.gpu) {
+    if (wanted === 'webgpu') throw makeError('gpu', 'this browser has no WebGPU (navigator.gpu is missing)');
+    return ['cpu', 'this browser has no WebGPU'];
+  }
+  // Ask once here so 'auto' falls back quietly; the engine requests its own adapter again.
+  const adapter = await self.navigator.gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
+  if (!adapter) {
+    if (wanted === 'webgpu') throw makeError('gpu', 'WebGPU is present but no adapter was found');
+    return ['cpu', 'WebGPU has no adapter here'];
+  }
+  return ['webgpu', null];
+}
+
 async function load(msg) {
   const { id, source } = msg;
   const ac = new AbortController();
-  loadAborts.set(id, ac);
+  aborts.set(id, ac);
   const progress = (p) => reply.progress(post, id, p);
   try {
     const t0 = performance.now();
@@ -127,13 +156,13 @@ async function load(msg) {
       });
       downloadMs = performance.now() - t0;
       progress({ phase: 'read', loaded: 0, total: manifest.size });
+      // Blob handles: the bytes stay on disk until a tensor is read.
       const chunks = await store.readChunks(manifest);
       size = manifest.size;
       read = store.chunkReader(chunks, manifest.chunkSize);
     } else if (source instanceof Blob) {
       size = source.size;
-      const fr = new FileReaderSync();
-      read = (o, l) => new Uint8Array(fr.readAsArrayBuffer(source.slice(o, o + l)));
+      read = store.chunkReader([source], size);
       checkGgufHeader(read(0, Math.min(size, store.DEFAULT_CHUNK)), size);
     } else {
       throw makeError(CODE.INVALID, 'load needs a URL or a File');
@@ -143,10 +172,22 @@ async function load(msg) {
     if (engine) engine.free();
     engine = null;
     modelInfo = null;
+    let [backend, fallback] = await pickBackend(msg.backend ?? 'auto');
     const t1 = performance.now();
-    const e = new WasmEngine();
+    const memBefore = memoryBytes();
+    let e = new WasmEngine();
     try {
-      e.load(size, read);
+      try {
+        await e.loadAsync(size, read, backend);
+      } catch (err) {
+        // 'auto' falls back to the CPU when the GPU cannot take the model.
+        if (backend !== 'webgpu' || (msg.backend ?? 'auto') !== 'auto' || !err || err.code !== 'gpu') throw err;
+        fallback = `WebGPU failed: ${err.message}`;
+        backend = 'cpu';
+        e.free();
+        e = new WasmEngine();
+        await e.loadAsync(size, read, backend);
+      }
     } catch (err) {
       e.free();
       // A file the engine cannot use is not worth keeping in the cache.
@@ -157,41 +198,53 @@ async function load(msg) {
     engine = e;
     modelInfo = {
       ...e.info(),
+      fallback,
       url,
       file: url ? manifest.name : source.name || 'local file',
       size,
       download_ms: downloadMs,
       load_ms: performance.now() - t1,
+      // Wasm memory only grows: what the load added is its peak need.
+      load_memory_bytes: memoryBytes() - memBefore,
     };
     return { ...modelInfo, memory_bytes: memoryBytes() };
   } finally {
-    loadAborts.delete(id);
+    aborts.delete(id);
   }
 }
 
-function chat(msg) {
+async function chat(msg) {
   const { id } = msg;
   if (!engine) throw makeError(CODE.NOT_LOADED, 'no model is loaded');
+  // Two ways to stop: an ABORT message (handled between tokens, since generation yields to the
+  // event loop) and, with cross-origin isolation, a shared flag that is seen even mid-prefill.
+  const ac = new AbortController();
+  aborts.set(id, ac);
   const flag = msg.abortFlag ? new Int32Array(msg.abortFlag) : null;
-  const aborted = () => flag !== null && Atomics.load(flag, 0) !== 0;
-  if (aborted()) {
-    return { text: '', finish_reason: 'abort', prompt_tokens: 0, completion_tokens: 0, prompt_ms: 0, gen_ms: 0 };
+  const aborted = () => ac.signal.aborted || (flag !== null && Atomics.load(flag, 0) !== 0);
+  try {
+    if (aborted()) {
+      return { text: '', finish_reason: 'abort', prompt_tokens: 0, completion_tokens: 0, prompt_ms: 0, gen_ms: 0 };
+    }
+    const d = new Date();
+    const now = {
+      year: d.getFullYear(),
+      month: d.getMonth() + 1,
+      day: d.getDate(),
+      hour: d.getHours(),
+      minute: d.getMinutes(),
+      second: d.getSeconds(),
+    };
+    const options = { ...(msg.options || {}), now };
+    let index = 0;
+    const result = await engine.chatAsync(JSON.stringify(msg.messages || []), JSON.stringify(options), (text) => {
+      if (aborted()) return false;
+      if (text) reply.token(post, id, text, index);
+      index++;
+      return true;
+    });
+    return { ...result, memory_bytes: memoryBytes() };
+  } finally {
+    aborts.delete(id);
   }
-  const d = new Date();
-  const now = {
-    year: d.getFullYear(),
-    month: d.getMonth() + 1,
-    day: d.getDate(),
-    hour: d.getHours(),
-    minute: d.getMinutes(),
-    second: d.getSeconds(),
-  };
-  const options = { ...(msg.options || {}), now };
-  let index = 0;
-  const result = engine.chat(JSON.stringify(msg.messages || []), JSON.stringify(options), (text) => {
-    if (text) reply.token(post, id, text, index);
-    index++;
-    return !aborted();
-  });
-  return { ...result, backend: 'cpu', memory_bytes: memoryBytes() };
 }

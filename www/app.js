@@ -159,6 +159,7 @@ async function loadModel(source) {
   $('model-status').textContent = '';
   try {
     const info = await state.engine.load(source, {
+      backend: $('backend').value,
       signal: state.loadAbort.signal,
       onProgress: (p) => {
         if (p.phase === 'download' && p.total) {
@@ -173,7 +174,8 @@ async function loadModel(source) {
     $('progress-text').textContent = `Ready (load ${(info.load_ms / 1000).toFixed(1)} s)`;
     $('model-status').textContent =
       `${info.name || info.file} · ${info.architecture} · ${info.n_layer} layers · ctx ${info.n_ctx} · ` +
-      `backend ${info.backend} · wasm memory ${mb(info.memory_bytes)}`;
+      `backend ${info.backend === 'webgpu' ? `WebGPU (${info.adapter})` : 'CPU (wasm)'} · wasm memory ${mb(info.memory_bytes)}` +
+      (info.fallback ? ` · CPU because ${info.fallback}` : '');
     $('model-status').dataset.backend = info.backend;
     setState('ready');
     $('prompt').placeholder = 'Say something…';
@@ -244,6 +246,8 @@ async function send(text) {
     }
   } catch (e) {
     showError(e);
+    // The worker unloads a model whose GPU device was lost: load it again to go on.
+    if (e.code === 'gpu' || e.code === 'not_loaded') state.model = null;
   } finally {
     state.messages.push({ role: 'assistant', content });
     delete out.parentElement.dataset.streaming;
@@ -264,6 +268,8 @@ function newChat() {
 async function main() {
   setState('starting');
   $('model-select').onchange = onPick;
+  const wanted = new URLSearchParams(location.search).get('backend');
+  if (wanted && [...$('backend').options].some((o) => o.value === wanted)) $('backend').value = wanted;
   $('load-btn').onclick = () => {
     const v = $('model-select').value;
     if (v === 'custom') {

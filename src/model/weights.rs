@@ -113,7 +113,14 @@ impl Loader<'_> {
             tensor: t.name.clone(),
             problem: format!("{} bytes do not fit in memory", t.n_bytes),
         })?;
-        let mut buf = vec![0u8; len];
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(len).map_err(|_| Error::OutOfMemory {
+            what: format!("tensor `{}`", t.name),
+            needed: len as u64,
+            available: None,
+            hint: MEMORY_HINT,
+        })?;
+        buf.resize(len, 0);
         self.src
             .read_at(self.header.tensor_range(t).start, &mut buf)?;
         Ok(buf)
@@ -169,9 +176,47 @@ impl Loader<'_> {
     }
 }
 
+/// What to do when the weights do not fit.
+const MEMORY_HINT: &str = if cfg!(target_arch = "wasm32") {
+    " (wasm32 memory is at most 4 GiB): use a smaller model, or the WebGPU backend, which keeps \
+     the weights in GPU memory"
+} else {
+    ""
+};
+
+/// On wasm32, fail before reading anything when the tensors cannot fit in what is left of the
+/// 4 GiB address space, instead of trapping on an allocation half-way through the load.
+fn check_fits(header: &GgufHeader) -> Result<()> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let needed: u64 = header.tensors.iter().map(|t| t.n_bytes).sum();
+        let used = core::arch::wasm32::memory_size(0) as u64 * 65536;
+        check_budget(needed, used, 4 << 30)?;
+    }
+    let _ = header;
+    Ok(())
+}
+
+/// `needed` bytes of weights in an address space of `limit` bytes of which `used` are taken,
+/// keeping 64 MiB for the KV cache and activations.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn check_budget(needed: u64, used: u64, limit: u64) -> Result<()> {
+    let available = limit.saturating_sub(used + (64 << 20));
+    if needed > available {
+        return Err(Error::OutOfMemory {
+            what: "the model's weights".into(),
+            needed,
+            available: Some(available),
+            hint: MEMORY_HINT,
+        });
+    }
+    Ok(())
+}
+
 impl ModelWeights {
     /// Read every weight the architecture needs from `src`, checking shapes against `cfg`.
     pub fn load(header: &GgufHeader, src: &dyn ByteSource, cfg: &mut Config) -> Result<Self> {
+        check_fits(header)?;
         let ld = Loader { header, src };
         let e = cfg.n_embd;
         let embd = ld.info("token_embd.weight")?;
@@ -229,5 +274,23 @@ impl ModelWeights {
             rope_freqs: ld.optional_vector("rope_freqs.weight", cfg.n_rot / 2)?,
             layers,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_budget;
+
+    #[test]
+    fn weights_larger_than_the_address_space_are_refused_up_front() {
+        let gib = 1u64 << 30;
+        assert!(check_budget(3 * gib, 100 << 20, 4 * gib).is_ok());
+        let e = check_budget(4 * gib, 100 << 20, 4 * gib).unwrap_err();
+        assert_eq!(e.code(), "out_of_memory");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("the model's weights need 4294967296 bytes of memory, but only"),
+            "{msg}"
+        );
     }
 }

@@ -1,16 +1,20 @@
 //! wasm-only glue: the `WasmEngine` class the worker hosts.
 //!
-//! The model bytes stay in the JS heap (IndexedDB chunks, or a downloaded buffer); the engine
-//! reads them through a synchronous JS callback `read(offset, length) -> Uint8Array`, so wasm
-//! memory only ever holds the tensors, still quantized. Single-threaded: the worker calls one
-//! method at a time. Errors cross into JS as plain objects `{code, message}`.
+//! The model bytes stay outside wasm memory (IndexedDB chunks as Blobs, or a local File); the
+//! engine reads them through a synchronous JS callback `read(offset, length) -> Uint8Array`
+//! (`FileReaderSync` in the worker). On WebGPU each tensor goes from there straight into its GPU
+//! buffer, so wasm memory holds one tensor at a time; on the CPU backend wasm memory holds the
+//! quantized weights. Single-threaded: the worker calls one method at a time. Errors cross into
+//! JS as plain objects `{code, message}`.
 
-use crate::engine::{Control, Engine, FinishReason, GenerateOptions, LoadOptions};
+use crate::engine::{Backend, Control, Engine, FinishReason, GenerateOptions, LoadOptions};
 use crate::sampling::SamplerConfig;
 use crate::source::ByteSource;
-use crate::tokenizer::chat_template::{messages_from_value, ChatDate, RenderOptions};
+use crate::tokenizer::chat_template::{messages_from_value, ChatDate, ChatMessage, RenderOptions};
 use crate::{Error, Result};
 use serde_json::{json, Value as Json};
+use std::cell::RefCell;
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 /// A byte source over a synchronous JS function `read(offset, length) -> Uint8Array`.
@@ -114,9 +118,12 @@ pub fn last_panic() -> Option<String> {
     LAST_PANIC.lock().ok().and_then(|p| p.clone())
 }
 
+/// The engine the worker hosts. Shared behind `Rc<RefCell>` so the async methods (GPU load,
+/// generation that yields between tokens) can hold it across awaits; the worker runs one
+/// request at a time, and an overlapping call gets a `busy` error instead of a panic.
 #[wasm_bindgen]
 pub struct WasmEngine {
-    engine: Option<Engine>,
+    engine: Rc<RefCell<Option<Engine>>>,
 }
 
 impl Default for WasmEngine {
@@ -145,59 +152,244 @@ fn finish_name(f: &FinishReason) -> &'static str {
     }
 }
 
+fn busy() -> JsValue {
+    js_error("busy", "the engine is busy with another request")
+}
+
+fn not_loaded() -> JsValue {
+    js_error("not_loaded", "no model is loaded")
+}
+
+/// A chat request, parsed: the options and the rendering options.
+fn parse_chat(
+    messages_json: &str,
+    options_json: &str,
+) -> Result<(Vec<ChatMessage>, GenerateOptions, RenderOptions), JsValue> {
+    let msgs: Json = serde_json::from_str(messages_json)
+        .map_err(|err| invalid(format!("messages are not JSON: {err}")))?;
+    let msgs = messages_from_value(&msgs).map_err(|err| to_js(err.into()))?;
+    let o: Json = if options_json.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(options_json)
+            .map_err(|err| invalid(format!("options are not JSON: {err}")))?
+    };
+    let f = |k: &str| o.get(k).and_then(Json::as_f64);
+    let d = SamplerConfig::default();
+    let stop = match o.get("stop") {
+        None | Some(Json::Null) => vec![],
+        Some(Json::String(s)) => vec![s.clone()],
+        Some(Json::Array(a)) => a
+            .iter()
+            .map(|s| {
+                s.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| invalid("stop must be a string or an array of strings"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(invalid("stop must be a string or an array of strings")),
+    };
+    let opts = GenerateOptions {
+        max_tokens: f("max_tokens").map_or(256, |v| v.max(1.0) as usize),
+        sampler: SamplerConfig {
+            temperature: f("temperature").map_or(d.temperature, |v| v as f32),
+            top_k: f("top_k").map_or(d.top_k, |v| v.max(0.0) as usize),
+            top_p: f("top_p").map_or(d.top_p, |v| v as f32),
+            min_p: f("min_p").map_or(d.min_p, |v| v as f32),
+            repeat_penalty: f("repeat_penalty").map_or(d.repeat_penalty, |v| v as f32),
+            presence_penalty: f("presence_penalty").map_or(d.presence_penalty, |v| v as f32),
+            frequency_penalty: f("frequency_penalty").map_or(d.frequency_penalty, |v| v as f32),
+            seed: f("seed").map_or(d.seed, |v| v.max(0.0) as u64),
+            ..d
+        },
+        stop,
+        n_ctx: f("n_ctx").map(|v| v as usize),
+        ..Default::default()
+    };
+    let render = RenderOptions {
+        now: o.get("now").and_then(date_from),
+        ..Default::default()
+    };
+    Ok((msgs, opts, render))
+}
+
+/// The yield channel and the closure its port calls.
+type YieldChannel = (web_sys::MessageChannel, Closure<dyn FnMut()>);
+
+thread_local! {
+    /// One MessageChannel for the whole module (kept alive here, so the browser never collects
+    /// it under a pending yield) and the resolver of the yield in flight.
+    static YIELD: RefCell<Option<YieldChannel>> =
+        const { RefCell::new(None) };
+    static YIELD_WAKE: RefCell<Option<js_sys::Function>> = const { RefCell::new(None) };
+}
+
+/// A future that resolves in a later task of the event loop (a message to ourselves: no 4 ms
+/// timer clamp), so the worker handles its pending messages (a Stop) between two tokens.
+fn yield_to_event_loop() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    Box::pin(async {
+        let p = js_sys::Promise::new(&mut |resolve, _| {
+            let sent = YIELD.with(|y| {
+                let mut y = y.borrow_mut();
+                if y.is_none() {
+                    let ch = web_sys::MessageChannel::new().ok()?;
+                    let wake = Closure::<dyn FnMut()>::new(|| {
+                        if let Some(f) = YIELD_WAKE.with(|w| w.borrow_mut().take()) {
+                            let _ = f.call0(&JsValue::NULL);
+                        }
+                    });
+                    ch.port1()
+                        .set_onmessage(Some(wake.as_ref().unchecked_ref()));
+                    *y = Some((ch, wake));
+                }
+                let (ch, _) = y.as_ref()?;
+                YIELD_WAKE.with(|w| *w.borrow_mut() = Some(resolve.clone()));
+                ch.port2().post_message(&JsValue::NULL).ok()
+            });
+            if sent.is_none() {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+    })
+}
+
+/// Model and backend facts for `info()`.
+fn describe(e: &Engine) -> Json {
+    let cfg = e.config();
+    let h = &e.header;
+    json!({
+        "architecture": h.architecture().unwrap_or("?"),
+        "name": h.model_name().ok().flatten(),
+        "n_ctx": cfg.n_ctx_train,
+        "n_vocab": cfg.n_vocab,
+        "n_layer": cfg.n_layer,
+        "n_embd": cfg.n_embd,
+        "backend": match e.backend() { Backend::Cpu => "cpu", Backend::Gpu => "webgpu" },
+        "adapter": e.adapter(),
+        "chat_template": e.chat_template().is_ok(),
+    })
+}
+
+// Holding the engine's borrow across the awaits is the point: every other call on this engine
+// uses `try_borrow*` and gets a `busy` error meanwhile, never a panic.
+#[allow(clippy::await_holding_refcell_ref)]
+async fn chat_async(
+    cell: Rc<RefCell<Option<Engine>>>,
+    messages_json: String,
+    options_json: String,
+    on_token: js_sys::Function,
+) -> Result<JsValue, JsValue> {
+    let (msgs, mut opts, render) = parse_chat(&messages_json, &options_json)?;
+    opts.pause = Some(yield_to_event_loop);
+    let mut guard = cell.try_borrow_mut().map_err(|_| busy())?;
+    let e = guard.as_mut().ok_or_else(not_loaded)?;
+    let ids = e.chat_prompt_ids(&msgs, &render).map_err(to_js)?;
+    let t0 = js_sys::Date::now();
+    let mut t_first = None;
+    let mut cb_error = None;
+    let g = e
+        .generate_async(&ids, &opts, &mut |ev| {
+            t_first.get_or_insert_with(js_sys::Date::now);
+            match on_token.call2(
+                &JsValue::NULL,
+                &JsValue::from_str(ev.text),
+                &JsValue::from(ev.id),
+            ) {
+                Ok(r) if r == JsValue::FALSE => Control::Stop,
+                Ok(_) => Control::Continue,
+                Err(err) => {
+                    cb_error = Some(err);
+                    Control::Stop
+                }
+            }
+        })
+        .await
+        .map_err(to_js)?;
+    if let Some(err) = cb_error {
+        return Err(err);
+    }
+    let t_end = js_sys::Date::now();
+    let t_first = t_first.unwrap_or(t_end);
+    Ok(json_to_js(&json!({
+        "text": g.text,
+        "finish_reason": finish_name(&g.finish),
+        "prompt_tokens": g.prompt_ids.len(),
+        "completion_tokens": g.ids.len(),
+        "prompt_ms": t_first - t0,
+        "gen_ms": t_end - t_first,
+        "backend": match e.backend() { Backend::Cpu => "cpu", Backend::Gpu => "webgpu" },
+    })))
+}
+
 #[wasm_bindgen]
 impl WasmEngine {
     #[wasm_bindgen(constructor)]
     pub fn new() -> WasmEngine {
         install_panic_hook();
-        WasmEngine { engine: None }
+        WasmEngine {
+            engine: Rc::new(RefCell::new(None)),
+        }
     }
 
-    /// Load a model of `size` bytes read through `read(offset, length) -> Uint8Array`.
+    /// Load a model of `size` bytes read through `read(offset, length) -> Uint8Array` on the
+    /// CPU backend (synchronous).
     pub fn load(&mut self, size: f64, read: js_sys::Function) -> Result<(), JsValue> {
-        if !(size.is_finite() && size > 0.0) {
-            return Err(invalid(format!("bad model size {size}")));
-        }
-        self.engine = None;
-        let src = JsSource {
-            size: size as u64,
-            read,
-        };
-        let engine = Engine::load(&src, &LoadOptions::default()).map_err(to_js)?;
-        self.engine = Some(engine);
+        let src = source(size, read)?;
+        let mut slot = self.engine.try_borrow_mut().map_err(|_| busy())?;
+        *slot = None;
+        *slot = Some(Engine::load(&src, &LoadOptions::default()).map_err(to_js)?);
         Ok(())
     }
 
+    /// Load on `backend` (`"webgpu"` or `"cpu"`): a Promise that resolves once the model is
+    /// ready. On WebGPU the tensors go from `read` straight into GPU buffers one at a time, so
+    /// wasm memory never holds the file; the CPU backend keeps the quantized weights in wasm
+    /// memory. A missing adapter or a model too large for it rejects with `{code, message}`.
+    #[wasm_bindgen(js_name = loadAsync)]
+    pub fn load_async(
+        &mut self,
+        size: f64,
+        read: js_sys::Function,
+        backend: &str,
+    ) -> Result<js_sys::Promise, JsValue> {
+        let backend = match backend {
+            "webgpu" | "gpu" => Backend::Gpu,
+            "cpu" => Backend::Cpu,
+            b => {
+                return Err(invalid(format!(
+                    "unknown backend {b:?}: use \"webgpu\" or \"cpu\""
+                )))
+            }
+        };
+        let src = source(size, read)?;
+        let cell = self.engine.clone();
+        // Free the old model before the new one is read.
+        *cell.try_borrow_mut().map_err(|_| busy())? = None;
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let opts = LoadOptions {
+                backend,
+                ..Default::default()
+            };
+            let engine = Engine::load_async(&src, &opts).await.map_err(to_js)?;
+            *cell.try_borrow_mut().map_err(|_| busy())? = Some(engine);
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
     pub fn loaded(&self) -> bool {
-        self.engine.is_some()
+        self.engine.try_borrow().is_ok_and(|e| e.is_some())
     }
 
-    pub fn unload(&mut self) {
-        self.engine = None;
+    pub fn unload(&mut self) -> Result<(), JsValue> {
+        *self.engine.try_borrow_mut().map_err(|_| busy())? = None;
+        Ok(())
     }
 
-    fn get(&self) -> Result<&Engine, JsValue> {
-        self.engine
-            .as_ref()
-            .ok_or_else(|| js_error("not_loaded", "no model is loaded"))
-    }
-
-    /// `{architecture, name, n_ctx, n_vocab, n_layer, n_embd, backend, chat_template}`.
+    /// `{architecture, name, n_ctx, n_vocab, n_layer, n_embd, backend, adapter, chat_template}`.
     pub fn info(&self) -> Result<JsValue, JsValue> {
-        let e = self.get()?;
-        let cfg = e.config();
-        let h = &e.header;
-        let v = json!({
-            "architecture": h.architecture().unwrap_or("?"),
-            "name": h.model_name().ok().flatten(),
-            "n_ctx": cfg.n_ctx_train,
-            "n_vocab": cfg.n_vocab,
-            "n_layer": cfg.n_layer,
-            "n_embd": cfg.n_embd,
-            "backend": "cpu",
-            "chat_template": e.chat_template().is_ok(),
-        });
-        Ok(json_to_js(&v))
+        let e = self.engine.try_borrow().map_err(|_| busy())?;
+        Ok(json_to_js(&describe(e.as_ref().ok_or_else(not_loaded)?)))
     }
 
     pub fn tokenize(
@@ -206,105 +398,45 @@ impl WasmEngine {
         add_special: bool,
         parse_special: bool,
     ) -> Result<Vec<u32>, JsValue> {
-        self.get()?
+        let e = self.engine.try_borrow().map_err(|_| busy())?;
+        e.as_ref()
+            .ok_or_else(not_loaded)?
             .tokenize(text, add_special, parse_special)
             .map_err(to_js)
     }
 
     /// Chat: `messages_json` is an OpenAI-style message array; `options_json` holds
-    /// `max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, seed, stop, n_ctx, now`
-    /// (`now`: `{year, month, day, hour, minute, second}`, since wasm has no clock).
-    /// `on_token(text, id)` gets each piece of final text; returning `false` cancels.
-    /// Returns `{text, finish_reason, prompt_tokens, completion_tokens, prompt_ms, gen_ms}`.
-    pub fn chat(
-        &mut self,
-        messages_json: &str,
-        options_json: &str,
-        on_token: &js_sys::Function,
-    ) -> Result<JsValue, JsValue> {
-        let e = self
-            .engine
-            .as_mut()
-            .ok_or_else(|| js_error("not_loaded", "no model is loaded"))?;
-        let msgs: Json = serde_json::from_str(messages_json)
-            .map_err(|err| invalid(format!("messages are not JSON: {err}")))?;
-        let msgs = messages_from_value(&msgs).map_err(|err| to_js(err.into()))?;
-        let o: Json = if options_json.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(options_json)
-                .map_err(|err| invalid(format!("options are not JSON: {err}")))?
-        };
-        let f = |k: &str| o.get(k).and_then(Json::as_f64);
-        let d = SamplerConfig::default();
-        let stop = match o.get("stop") {
-            None | Some(Json::Null) => vec![],
-            Some(Json::String(s)) => vec![s.clone()],
-            Some(Json::Array(a)) => a
-                .iter()
-                .map(|s| {
-                    s.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| invalid("stop must be a string or an array of strings"))
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(invalid("stop must be a string or an array of strings")),
-        };
-        let opts = GenerateOptions {
-            max_tokens: f("max_tokens").map_or(256, |v| v.max(1.0) as usize),
-            sampler: SamplerConfig {
-                temperature: f("temperature").map_or(d.temperature, |v| v as f32),
-                top_k: f("top_k").map_or(d.top_k, |v| v.max(0.0) as usize),
-                top_p: f("top_p").map_or(d.top_p, |v| v as f32),
-                min_p: f("min_p").map_or(d.min_p, |v| v as f32),
-                repeat_penalty: f("repeat_penalty").map_or(d.repeat_penalty, |v| v as f32),
-                seed: f("seed").map_or(d.seed, |v| v.max(0.0) as u64),
-                ..d
-            },
-            stop,
-            n_ctx: f("n_ctx").map(|v| v as usize),
-            ..Default::default()
-        };
-        let render = RenderOptions {
-            now: o.get("now").and_then(date_from),
-            ..Default::default()
-        };
-        let ids = e.chat_prompt_ids(&msgs, &render).map_err(to_js)?;
-        let t0 = js_sys::Date::now();
-        let mut t_first = None;
-        let mut cb_error = None;
-        let g = e
-            .generate(&ids, &opts, &mut |ev| {
-                t_first.get_or_insert_with(js_sys::Date::now);
-                match on_token.call2(
-                    &JsValue::NULL,
-                    &JsValue::from_str(ev.text),
-                    &JsValue::from(ev.id),
-                ) {
-                    Ok(r) if r == JsValue::FALSE => Control::Stop,
-                    Ok(_) => Control::Continue,
-                    Err(err) => {
-                        cb_error = Some(err);
-                        Control::Stop
-                    }
-                }
-            })
-            .map_err(to_js)?;
-        if let Some(err) = cb_error {
-            return Err(err);
-        }
-        let t_end = js_sys::Date::now();
-        let t_first = t_first.unwrap_or(t_end);
-        let v = json!({
-            "text": g.text,
-            "finish_reason": finish_name(&g.finish),
-            "prompt_tokens": g.prompt_ids.len(),
-            "completion_tokens": g.ids.len(),
-            "prompt_ms": t_first - t0,
-            "gen_ms": t_end - t_first,
-        });
-        Ok(json_to_js(&v))
+    /// `max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, presence_penalty,
+    /// frequency_penalty, seed, stop, n_ctx, now` (`now`: `{year, month, day, hour, minute,
+    /// second}`, since wasm has no clock). `on_token(text, id)` gets each piece of final text;
+    /// returning `false` cancels. A Promise of `{text, finish_reason, prompt_tokens,
+    /// completion_tokens, prompt_ms, gen_ms, backend}`. It yields to the event loop between
+    /// tokens, so the worker sees a Stop message while it generates.
+    #[wasm_bindgen(js_name = chatAsync)]
+    pub fn chat_async(
+        &self,
+        messages_json: String,
+        options_json: String,
+        on_token: js_sys::Function,
+    ) -> js_sys::Promise {
+        let cell = self.engine.clone();
+        wasm_bindgen_futures::future_to_promise(chat_async(
+            cell,
+            messages_json,
+            options_json,
+            on_token,
+        ))
     }
+}
+
+fn source(size: f64, read: js_sys::Function) -> Result<JsSource, JsValue> {
+    if !(size.is_finite() && size > 0.0) {
+        return Err(invalid(format!("bad model size {size}")));
+    }
+    Ok(JsSource {
+        size: size as u64,
+        read,
+    })
 }
 
 /// Check the start of a GGUF file of `size` bytes as soon as it arrives: `{complete: true,

@@ -1,4 +1,4 @@
-// The chat page end to end, on the CPU path: download from the local server into IndexedDB,
+// The chat page end to end, on the CPU path (WebGPU disabled: the automatic fallback): download from the local server into IndexedDB,
 // greedy chat equal to the native engine, Stop, reload and chat offline from IndexedDB, and
 // clear errors (404, not GGUF, truncated) that leave no cache entry.
 import { test, before, after } from 'node:test';
@@ -79,7 +79,10 @@ test('download with progress, then greedy chat equals the native engine', T, asy
   for (let i = 1; i < seen.length; i++) assert.ok(seen[i] >= seen[i - 1] || seen[i] === 1, 'progress never goes back');
   const info = await page.evaluate(() => window.chord.model);
   log('model info:', JSON.stringify(info));
+  // This browser runs without --enable-unsafe-webgpu: 'auto' falls back to the CPU and says why.
   assert.equal(info.backend, 'cpu');
+  assert.ok(info.fallback, 'the fallback reason is reported');
+  assert.match(await page.textContent('#model-status'), /CPU \(wasm\)/);
   assert.deepEqual(await cachedUrls(), [url]);
 
   const msg = await chat(MESSAGE);

@@ -1,5 +1,7 @@
-// The IndexedDB downloader through the client API: resume after a reload, retry after a dropped
-// connection, start over when the ETag changes, a server without Range, non-streamed completions.
+// The IndexedDB downloader through the client API: resume after a reload and after the server was
+// killed (counting the bytes it sends), retry after a dropped connection, start over when the ETag
+// changes, a server without Range, too little storage (checked up front, and running out
+// mid-download), non-streamed completions.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, utimesSync } from 'node:fs';
@@ -75,6 +77,105 @@ test('an aborted download resumes from the first missing chunk, also after a rel
   log(`resumed at ${b.seen[0]} bytes; finished in ${Date.now() - t0} ms`);
   assert.equal(b.seen[0], partial.stored, 'the download resumes where it stopped');
   assert.equal((await cached(url)).complete, true);
+});
+
+test('the server killed mid-download and restarted: only the missing chunks are fetched again', T, async () => {
+  const url = `${server.base}/models/copy.gguf?killed`;
+  await server.control('rate=30000000&sent=0');
+  await page.evaluate((url) => {
+    window.__killed = window.chord.engine.load(url).then(
+      (info) => ({ info }),
+      (e) => ({ error: { code: e.code, message: e.message } }),
+    );
+  }, url);
+  for (let i = 0; ; i++) {
+    const c = await cached(url);
+    if (c && c.stored >= 32 * MiB) break;
+    assert.ok(i < 600, 'two chunks should arrive within a minute');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const port = server.port;
+  await server.stop();
+  const a = await page.evaluate(() => window.__killed);
+  log('with the server gone:', JSON.stringify(a.error));
+  assert.equal(a.error?.code, 'network', JSON.stringify(a));
+  const partial = await cached(url);
+  assert.ok(partial && !partial.complete && partial.stored >= 32 * MiB, JSON.stringify(partial));
+  server = await startServer(['--models', models.dir], { port });
+  const b = await load(url);
+  assert.ok(b.info, JSON.stringify(b.error));
+  const { sent } = await server.control('');
+  log(`cached before the restart: ${partial.stored} bytes; the new server sent ${sent} bytes`);
+  assert.equal(sent, SIZE - partial.stored, 'the server sends only the chunks that were missing');
+  assert.equal((await cached(url)).complete, true);
+  assert.equal(await page.evaluate((u) => window.chord.engine.cache.delete(u), url), true);
+});
+
+test('a quota smaller than the model: a clear error before any byte is downloaded', T, async () => {
+  // navigator.storage.estimate() is what the worker checks first. Chromium's estimate ignores
+  // quota overrides, so this worker is started with an estimate that reports 20 MiB free.
+  const url = `${server.base}/models/copy.gguf?smallquota`;
+  await server.control('sent=0');
+  const r = await page.evaluate(async (url) => {
+    const { createEngine } = await import('/worker/client.js');
+    const src = `navigator.storage.estimate = async () => ({ usage: 0, quota: ${20 * 1048576} });
+      await import(${JSON.stringify(new URL('/worker/worker.js', location.href).href)});`;
+    const workerUrl = URL.createObjectURL(new Blob([src], { type: 'text/javascript' }));
+    const engine = await createEngine({ workerUrl });
+    try {
+      await engine.load(url);
+      return { ok: true };
+    } catch (e) {
+      return { code: e.code, message: e.message, cached: (await engine.cache.list()).some((m) => m.url === url) };
+    } finally {
+      engine.terminate();
+    }
+  }, url);
+  log('quota error:', JSON.stringify(r));
+  assert.equal(r.code, 'quota', JSON.stringify(r));
+  assert.match(r.message, /needs 101 MB but the browser allows only 20 MB/);
+  assert.equal(r.cached, false, 'no cache entry is left');
+  const { sent } = await server.control('');
+  assert.ok(sent <= 16 * MiB, `at most the first chunk's response was started (${sent} bytes sent)`);
+});
+
+test('storage runs out mid-download: a quota error, the stored chunks kept, then it resumes', T, async () => {
+  // A fresh profile, so the quota below is all this model gets. Real enforcement: IndexedDB
+  // writes fail with QuotaExceededError past 40 MiB.
+  const b2 = await launchBrowser();
+  try {
+    const p2 = await b2.context.newPage();
+    await p2.goto(`${server.base}/?nosw`);
+    await p2.waitForSelector('body[data-state="idle"]', { timeout: 60_000 });
+    const url = `${server.base}/models/copy.gguf?quota`;
+    const cdp = await b2.context.newCDPSession(p2);
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.base, quotaSize: 40 * MiB });
+    const loadIn = (url) =>
+      p2.evaluate(async (url) => {
+        try {
+          return { info: await window.chord.engine.load(url) };
+        } catch (e) {
+          return { error: { code: e.code, message: e.message } };
+        }
+      }, url);
+    const entry = () => p2.evaluate(async (url) => (await window.chord.engine.cache.list()).find((m) => m.url === url) || null, url);
+    const a = await loadIn(url);
+    log('quota error:', JSON.stringify(a.error));
+    assert.equal(a.error?.code, 'quota', JSON.stringify(a));
+    assert.match(a.error.message, /ran out of storage/);
+    const partial = await entry();
+    log('kept:', JSON.stringify(partial));
+    assert.ok(partial && !partial.complete && partial.stored >= 16 * MiB && partial.stored < 40 * MiB, JSON.stringify(partial));
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.base });
+    await server.control('sent=0');
+    const b = await loadIn(url);
+    assert.ok(b.info, JSON.stringify(b.error));
+    const { sent } = await server.control('');
+    assert.equal(sent, SIZE - partial.stored, 'with space again it fetches only the missing chunks');
+    assert.equal((await entry()).complete, true);
+  } finally {
+    await b2.close();
+  }
 });
 
 test('a dropped connection is retried and the download completes', T, async () => {

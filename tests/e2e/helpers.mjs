@@ -27,11 +27,12 @@ export function makeModelsDir() {
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Start `chord serve` on a free port; resolves once it prints its address. */
-export function startServer(args = []) {
+/** Start `chord serve` (on a free port unless `port` is given); resolves once it prints its address. */
+export function startServer(args = [], { port = 0 } = {}) {
   return new Promise((resolveP, reject) => {
-    const p = spawn(CHORD, ['serve', '--port', '0', '--root', ROOT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(CHORD, ['serve', '--port', String(port), '--root', ROOT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
+    let exited = false;
     const timer = setTimeout(() => reject(new Error(`chord serve did not start: ${out}`)), 15000);
     p.stdout.on('data', (d) => {
       out += d;
@@ -41,13 +42,23 @@ export function startServer(args = []) {
         const base = `http://127.0.0.1:${m[1]}`;
         resolveP({
           base,
+          port: Number(m[1]),
           control: async (q) => (await fetch(`${base}/__control?${q}`)).json(),
-          stop: () => p.kill(),
+          /** Kill the server; resolves once the process has exited (its port is free again). */
+          stop: () =>
+            new Promise((r) => {
+              if (exited) return r();
+              p.once('exit', () => r());
+              p.kill('SIGKILL');
+            }),
         });
       }
     });
     p.stderr.on('data', (d) => (out += d));
-    p.on('exit', (code) => reject(new Error(`chord serve exited with ${code}: ${out}`)));
+    p.on('exit', (code) => {
+      exited = true;
+      reject(new Error(`chord serve exited with ${code}: ${out}`));
+    });
   });
 }
 
@@ -77,11 +88,29 @@ export async function launchBrowser({ webgpu = false } = {}) {
   };
 }
 
-/** The native engine's greedy reply: the oracle for the browser's text at temperature 0. */
-export function nativeReply(message, n) {
-  const out = execFileSync(CHORD, ['generate', MODEL_PATH, '--chat', message, '-n', String(n), '--json'], {
+/** Environment for the native GPU backend: Mesa's software Vulkan (lavapipe) unless set. */
+const GPU_ENV = {
+  XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR || '/tmp',
+  WGPU_BACKEND: process.env.WGPU_BACKEND || 'vulkan',
+  VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES || '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json',
+};
+
+/**
+ * The native engine's greedy reply: the oracle for the browser's text at temperature 0, on the
+ * same path (`cpu` for the wasm CPU backend, `gpu` for WebGPU).
+ */
+export function nativeReply(message, n, { backend = 'cpu', system = null } = {}) {
+  let input = ['--chat', message];
+  if (system !== null) {
+    const file = join(mkdtempSync(join(tmpdir(), 'chord-e2e-msgs-')), 'messages.json');
+    writeFileSync(file, JSON.stringify([{ role: 'system', content: system }, { role: 'user', content: message }]));
+    input = ['--messages', file];
+  }
+  const out = execFileSync(CHORD, ['generate', MODEL_PATH, ...input, '-n', String(n), '--json', '--backend', backend], {
     encoding: 'utf8',
     maxBuffer: 1 << 24,
+    env: backend === 'gpu' ? { ...process.env, ...GPU_ENV } : process.env,
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
   return JSON.parse(out).text;
 }

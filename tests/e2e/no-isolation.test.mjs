@@ -1,5 +1,6 @@
 // Without COOP/COEP (chord serve --no-coop-coep) there is no SharedArrayBuffer: the page still
-// works, and Stop ends the stream at once (the worker finishes the reply in the background).
+// works, and Stop still stops the worker at its next token (generation yields to the worker's
+// event loop between tokens, so the abort message is seen).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { MODEL, makeModelsDir, startServer, launchBrowser, nativeReply } from './helpers.mjs';
@@ -33,21 +34,24 @@ test('chat and Stop work without cross-origin isolation', { timeout: 240_000 }, 
     const stream = await window.chord.engine.chat.completions.create({
       messages: [{ role: 'user', content: 'Write a long story about a dragon.' }],
       stream: true,
-      max_tokens: 20,
+      max_tokens: 200,
       temperature: 0,
       signal: ac.signal,
     });
     let n = 0;
     let finish = null;
+    let usage = null;
     for await (const c of stream) {
       if (c.choices[0].delta.content) n++;
       if (n === 3) ac.abort();
       finish = c.choices[0].finish_reason ?? finish;
+      usage = c.usage ?? usage;
     }
-    return { n, finish };
+    return { n, finish, usage };
   });
   assert.equal(r.finish, 'abort');
   assert.ok(r.n <= 4, `tokens after Stop are not shown (${r.n})`);
+  assert.ok(r.usage && r.usage.completion_tokens <= 6, `the worker stopped generating (${JSON.stringify(r.usage)})`);
   const again = await page.evaluate(async () =>
     window.chord.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 12, temperature: 0 }),
   );

@@ -1,0 +1,110 @@
+// The chat page on the WebGPU path (headless Chromium's SwiftShader adapter: no shader-f16, so
+// the f32 kernels): the model streams from IndexedDB into GPU buffers without ever sitting whole
+// in wasm memory, greedy chat equals the native GPU backend, and Stop ends generation at once.
+// SwiftShader emulates the GPU on the CPU (seconds per token for SmolLM2 on two cores), so the
+// prompts here are short (a one-character system prompt instead of SmolLM2's default one) and
+// so are the replies.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { MODEL, makeModelsDir, startServer, launchBrowser, nativeReply, ensureArtifacts } from './helpers.mjs';
+
+const MESSAGE = 'Hi!';
+const SYSTEM = '.';
+const N = 4;
+const SIZE = 105454144;
+const T = { timeout: 900_000 };
+
+let models;
+let server;
+let browser;
+let page;
+let expected;
+const log = (...a) => console.log('#', ...a);
+
+before(async () => {
+  expected = nativeReply(MESSAGE, N, { backend: 'gpu', system: SYSTEM });
+  log('native GPU greedy reply:', JSON.stringify(expected));
+  models = makeModelsDir();
+  server = await startServer(['--models', models.dir]);
+  browser = await launchBrowser({ webgpu: true });
+  page = await browser.context.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error') log('page console error:', m.text());
+  });
+  page.on('pageerror', (e) => log('page error:', e.message));
+  await page.goto(`${server.base}/?nosw`);
+  await page.waitForSelector('body[data-state="idle"]', { timeout: 60_000 });
+  await page.fill('#system-prompt', SYSTEM);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.stop();
+  models?.cleanup();
+});
+
+async function chat(message, maxTokens) {
+  await page.fill('#temperature', '0');
+  await page.fill('#max-tokens', String(maxTokens));
+  const n = await page.locator('.msg.assistant').count();
+  await page.fill('#prompt', message);
+  await page.click('#send-btn');
+  const msg = page.locator('.msg.assistant').nth(n);
+  await msg.waitFor();
+  return msg;
+}
+
+test('WebGPU: load into GPU buffers, greedy chat equals the native GPU backend', T, async () => {
+  assert.equal(await page.$eval('#backend', (s) => s.value), 'auto');
+  await page.selectOption('#model-select', `${server.base}/models/${MODEL}`);
+  await page.click('#load-btn');
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 300_000 });
+  const info = await page.evaluate(() => window.chord.model);
+  log('model info:', JSON.stringify(info));
+  assert.equal(info.backend, 'webgpu', `auto should pick WebGPU here (fallback: ${info.fallback})`);
+  assert.match(info.adapter, /f16: false/, 'SwiftShader has no shader-f16: the f32 kernels run');
+  assert.equal(info.fallback, null);
+  // Tensors go from the IndexedDB chunks to the GPU one at a time: the load grows wasm memory by
+  // about the largest tensor, never by the file.
+  assert.ok(info.load_memory_bytes < SIZE / 2, `the load grew wasm memory by ${info.load_memory_bytes} bytes`);
+  assert.match(await page.textContent('#model-status'), /WebGPU/);
+
+  const msg = await chat(MESSAGE, N);
+  await msg.and(page.locator('[data-done]')).waitFor({ timeout: 600_000 });
+  const text = await msg.locator('.text').textContent();
+  log('browser reply:', JSON.stringify(text), '|', await page.textContent('#stats'));
+  assert.equal(text, expected);
+  assert.match(await page.textContent('#stats'), /backend webgpu/);
+});
+
+test('WebGPU: Stop ends generation at the next token', T, async () => {
+  const r = await page.evaluate(async () => {
+    const ac = new AbortController();
+    const stream = await window.chord.engine.chat.completions.create({
+      messages: [
+        { role: 'system', content: '.' },
+        { role: 'user', content: 'Hi!' },
+      ],
+      stream: true,
+      max_tokens: 200,
+      temperature: 0,
+      signal: ac.signal,
+    });
+    let n = 0;
+    let last = null;
+    for await (const c of stream) {
+      if (c.choices[0].delta.content) n++;
+      if (n === 1) ac.abort();
+      last = c;
+    }
+    return { n, finish: last.choices[0].finish_reason, usage: last.usage };
+  });
+  log('stopped:', JSON.stringify(r));
+  assert.equal(r.finish, 'abort');
+  assert.ok(r.usage, 'the abort chunk reports what the worker generated');
+  assert.ok(r.usage.completion_tokens <= 3, `the worker stopped within a token (${r.usage.completion_tokens})`);
+  const shot = join(ensureArtifacts(), 'webgpu-chat.png');
+  await page.screenshot({ path: shot });
+  log('screenshot:', shot);
+});
