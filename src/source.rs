@@ -81,24 +81,27 @@ impl ByteSource for FileSource {
     }
 }
 
-/// Parse the GGUF header from a source, reading only as far as the header goes.
+/// Parse the GGUF header from a source, reading only as far as the header goes (the one header
+/// loop, `gguf::read_header`, over a sequential reader on the source).
 pub fn read_header(src: &dyn ByteSource) -> Result<crate::gguf::GgufHeader> {
-    use crate::gguf::{parse_header, HeaderParse};
-    let size = src.size();
-    let mut want = (1u64 << 20).min(size);
-    loop {
-        let mut buf = vec![0u8; want as usize];
-        src.read_at(0, &mut buf)?;
-        match parse_header(&buf, Some(size))? {
-            HeaderParse::Complete(h) => return Ok(h),
-            // With the size known the parser only asks for bytes that exist.
-            HeaderParse::NeedBytes(n) => {
-                let next = n.max(want.saturating_mul(2)).min(size);
-                if next <= want {
-                    return Err(out_of_range(want, 0, size));
-                }
-                want = next;
-            }
-        }
+    let mut r = SourceReader { src, pos: 0 };
+    crate::gguf::read_header(&mut r, Some(src.size()))
+}
+
+/// `io::Read` over a [`ByteSource`], from offset 0 on.
+struct SourceReader<'a> {
+    src: &'a dyn ByteSource,
+    pos: u64,
+}
+
+impl std::io::Read for SourceReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.src.size().saturating_sub(self.pos);
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        self.src
+            .read_at(self.pos, &mut buf[..n])
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }

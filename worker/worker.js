@@ -114,24 +114,26 @@ async function run(msg) {
 
 /**
  * The backend to load on: 'webgpu' when asked for (or 'auto' and the browser has an adapter),
- * else 'cpu'. Returns [backend, why the CPU was chosen (or null)].
+ * else 'cpu'. Returns [backend, why the CPU was chosen (or null), the adapter's name (or null)].
  */
 async function pickBackend(wanted) {
-  if (wanted === 'cpu') return ['cpu', null];
+  if (wanted === 'cpu') return ['cpu', null, null];
   if (wanted !== 'auto' && wanted !== 'webgpu' && wanted !== undefined) {
     throw makeError(CODE.INVALID, `unknown backend ${JSON.stringify(wanted)}: use "auto", "webgpu" or "cpu"`);
   }
   if (!self.navigator?.gpu) {
     if (wanted === 'webgpu') throw makeError('gpu', 'this browser has no WebGPU (navigator.gpu is missing)');
-    return ['cpu', 'this browser has no WebGPU'];
+    return ['cpu', 'this browser has no WebGPU', null];
   }
   // Ask once here so 'auto' falls back quietly; the engine requests its own adapter again.
   const adapter = await self.navigator.gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
   if (!adapter) {
     if (wanted === 'webgpu') throw makeError('gpu', 'WebGPU is present but no adapter was found');
-    return ['cpu', 'WebGPU has no adapter here'];
+    return ['cpu', 'WebGPU has no adapter here', null];
   }
-  return ['webgpu', null];
+  const i = adapter.info || {};
+  const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ');
+  return ['webgpu', null, name || 'unnamed adapter'];
 }
 
 async function load(msg) {
@@ -172,7 +174,7 @@ async function load(msg) {
     if (engine) engine.free();
     engine = null;
     modelInfo = null;
-    let [backend, fallback] = await pickBackend(msg.backend ?? 'auto');
+    let [backend, fallback, adapterName] = await pickBackend(msg.backend ?? 'auto');
     const t1 = performance.now();
     const memBefore = memoryBytes();
     let e = new WasmEngine();
@@ -196,8 +198,11 @@ async function load(msg) {
     }
     read = null;
     engine = e;
+    const engineInfo = e.info();
     modelInfo = {
-      ...e.info(),
+      ...engineInfo,
+      // wgpu does not see the browser adapter's name: take it from navigator.gpu.
+      adapter: engineInfo.adapter && backend === 'webgpu' ? `${adapterName}: ${engineInfo.adapter.replace(/^.*?\), /, '')}` : engineInfo.adapter,
       fallback,
       url,
       file: url ? manifest.name : source.name || 'local file',
