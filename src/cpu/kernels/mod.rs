@@ -8,7 +8,16 @@
 //! several FMAs. Weights are decoded to exactly the reference dequantizer's f32 values and
 //! activations stay f32, so the only difference from `Kernel::Reference` is f32 accumulation.
 //!
-//! Code paths, chosen once per process:
+//! On x86_64 with AVX-512 BW (+ VNNI), the integer kernels of `x86_i16` replace these
+//! for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K: the activations are quantized once per
+//! call to i16 with one f32 scale per 32 values (256 for the K-quants, plus a residual plane
+//! for groups with outliers), and each block is an exact integer dot product (`vpdpwssd`)
+//! scaled once per block. Their error (~1e-5 of a group's largest activation, logits NMSE
+//! ~1e-7) stays far below llama.cpp's 8-bit activations (1e-3 and more); the i32 overflow
+//! bounds, tiles and measurements are in `x86_i16`.
+//!
+//! Code paths, chosen once per process ([`limit_isa`] narrows them for tests):
+//! - x86_64 with AVX-512 BW: the i16 kernels above (VNNI where the CPU has it);
 //! - x86_64 with AVX2 + FMA + F16C: hand-written intrinsics for F32, Q4_0, Q4_1, Q5_0, Q5_1,
 //!   Q8_0, Q4_K and Q6_K (`x86`; the same code is compiled a second time with AVX-512 VL for
 //!   its 32 vector registers where the CPU has it), and the portable kernels recompiled under
@@ -24,8 +33,13 @@
 mod portable;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
+// AVX-512 intrinsics and `target_feature` names are stable since Rust 1.89 (the AVX-512 VL
+// build of the f32 kernels already needed it): Cargo.toml's rust-version should say 1.89.
 #[cfg(target_arch = "x86_64")]
+#[clippy::msrv = "1.89"]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_i16;
 
 use crate::model::QMatrix;
 use crate::quant::GgmlType;
@@ -34,6 +48,78 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Computes rows `r0..r0 + out.len() / n_tok` of `W·xᵀ` into `out`, laid out (row, token).
 type RowsFn = fn(w: &QMatrix, x: &[f32], n_tok: usize, r0: usize, out: &mut [f32]);
+
+/// Computes rows `r0..r0 + out.len() / n_tok` of `W·xᵀ` into `out` (row, token), from
+/// activations quantized once per call (`QAct`).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+type IntRowsFn = fn(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f32]);
+
+/// Activations quantized for the integer kernels: per group of `g` values (32, or 256 for the
+/// K-quants) one scale `d` with `x ≈ q·d`, `|q| ≤ 32767`; per 32 values the exact sum `s`.
+/// For 256-value groups where some 32 values are much smaller than the group's largest (an
+/// outlier), `r` flags the group and `q2` holds the rounding residual: `x ≈ (q + q2/65534)·d`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) struct QAct {
+    pub(super) n_tok: usize,
+    pub(super) cols: usize,
+    pub(super) g: usize,
+    /// (n_tok, cols).
+    pub(super) q: Vec<i16>,
+    /// (n_tok, cols), zero outside flagged groups; empty for `g = 32`.
+    pub(super) q2: Vec<i16>,
+    /// (n_tok, cols / g): group has a residual plane; empty for `g = 32`.
+    pub(super) r: Vec<bool>,
+    /// (n_tok, cols / g).
+    pub(super) d: Vec<f32>,
+    /// (n_tok, cols / 32).
+    pub(super) s: Vec<f32>,
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+impl QAct {
+    fn new(n_tok: usize, cols: usize, g: usize) -> Self {
+        QAct {
+            n_tok,
+            cols,
+            g,
+            q: vec![0; n_tok * cols],
+            q2: if g > 32 {
+                vec![0; n_tok * cols]
+            } else {
+                vec![]
+            },
+            r: if g > 32 {
+                vec![false; n_tok * (cols / g)]
+            } else {
+                vec![]
+            },
+            d: vec![0.0; n_tok * (cols / g)],
+            s: vec![0.0; n_tok * (cols / 32)],
+        }
+    }
+}
+
+/// The kernel `select` found for a matrix.
+enum Kern {
+    /// f32 activations.
+    F32(RowsFn),
+    /// Activations quantized to i16 per this many values first.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    I16(IntRowsFn, usize),
+}
+
+std::thread_local! {
+    /// See [`limit_isa`].
+    static ISA_LIMIT: std::cell::Cell<u8> = const { std::cell::Cell::new(u8::MAX) };
+}
+
+/// Testing aid: the widest code path `Kernel::Fast` matmuls started from the calling thread
+/// may use. 0: portable kernels; 1: the f32 SIMD kernels (AVX2 on x86_64, SIMD128 on wasm32);
+/// 2: on x86_64 the i16 integer kernels with AVX-512 BW; 3 and above: also AVX-512 VNNI. Each
+/// is used only where the CPU has it. Every path meets the same accuracy bounds.
+pub fn limit_isa(level: u8) {
+    ISA_LIMIT.with(|l| l.set(level));
+}
 
 /// Threads requested with `set_threads` (0: one per available core).
 static THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -60,7 +146,9 @@ pub fn threads() -> usize {
 /// nothing) when the matrix's shape does not match its type's block geometry, so the caller
 /// can take the checked path that reports the error.
 pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> bool {
-    let Some(f) = select(w) else { return false };
+    let Some(kern) = select(w) else {
+        return false;
+    };
     let (rows, cols) = (w.rows, w.cols);
     if n_tok == 0 || rows == 0 {
         return true;
@@ -69,11 +157,23 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
         return false;
     }
     let x = &x[..n_tok * cols];
+    let run = |out: &mut [f32]| match kern {
+        Kern::F32(f) => run_rows(w, n_tok, out, |r0, o| f(w, x, n_tok, r0, o)),
+        Kern::I16(f, g) => {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(qa) = x86::quantize(x, n_tok, cols, g) {
+                return run_rows(w, n_tok, out, |r0, o| f(w, &qa, n_tok, r0, o));
+            }
+            // Unreachable: `select` hands these out only where the quantizer runs.
+            let _ = (f, g);
+            out.fill(f32::NAN);
+        }
+    };
     if n_tok == 1 {
-        run_rows(f, w, x, 1, &mut y[..rows]);
+        run(&mut y[..rows]);
     } else {
         let mut yt = vec![0f32; rows * n_tok];
-        run_rows(f, w, x, n_tok, &mut yt);
+        run(&mut yt);
         // Transpose (row, token) → (token, row) in blocks of 16 rows.
         for (rb, v) in yt.chunks(16 * n_tok).enumerate() {
             let nr = v.len() / n_tok;
@@ -88,8 +188,9 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
     true
 }
 
-/// Split the rows over threads (when enabled and worth it) and run `f` on each chunk.
-fn run_rows(f: RowsFn, w: &QMatrix, x: &[f32], n_tok: usize, out: &mut [f32]) {
+/// Split the rows over threads (when enabled and worth it) and run `f(r0, out_chunk)` on each
+/// chunk.
+fn run_rows(w: &QMatrix, n_tok: usize, out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
     #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
     {
         let n = threads();
@@ -102,13 +203,15 @@ fn run_rows(f: RowsFn, w: &QMatrix, x: &[f32], n_tok: usize, out: &mut [f32]) {
                 pool.install(|| {
                     out.par_chunks_mut(per * n_tok)
                         .enumerate()
-                        .for_each(|(i, o)| f(w, x, n_tok, i * per, o));
+                        .for_each(|(i, o)| f(i * per, o));
                 });
                 return;
             }
         }
     }
-    f(w, x, n_tok, 0, out);
+    #[cfg(not(all(feature = "threads", not(target_arch = "wasm32"))))]
+    let _ = (w, n_tok); // only the thread split needs them
+    f(0, out);
 }
 
 #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
@@ -138,7 +241,7 @@ mod pool {
 }
 
 /// The kernel for `w`'s type, or `None` when its shape is not whole blocks of that type.
-fn select(w: &QMatrix) -> Option<RowsFn> {
+fn select(w: &QMatrix) -> Option<Kern> {
     use GgmlType as G;
     let (bs, ts) = w.ty.block_geometry();
     let float = matches!(w.ty, G::F32 | G::F16 | G::BF16);
@@ -149,18 +252,28 @@ fn select(w: &QMatrix) -> Option<RowsFn> {
     if float && w.row_bytes != w.cols * ts {
         return None;
     }
+    let limit = ISA_LIMIT.with(|l| l.get());
     #[cfg(target_arch = "x86_64")]
-    if x86::available() {
-        if let Some(f) = x86::select(w.ty) {
-            return Some(f);
+    if limit >= 2 {
+        if let Some((f, g)) = x86::select_i16(w.ty, limit) {
+            return Some(Kern::I16(f, g));
         }
-        return generic_avx2(w.ty);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if limit >= 1 && x86::available() {
+        if let Some(f) = x86::select(w.ty) {
+            return Some(Kern::F32(f));
+        }
+        return generic_avx2(w.ty).map(Kern::F32);
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if let Some(f) = wasm::select(w.ty) {
-        return Some(f);
+    if limit >= 1 {
+        if let Some(f) = wasm::select(w.ty) {
+            return Some(Kern::F32(f));
+        }
     }
-    generic(w.ty)
+    let _ = limit; // unused where no SIMD path is compiled in
+    generic(w.ty).map(Kern::F32)
 }
 
 macro_rules! by_type {

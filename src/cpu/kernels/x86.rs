@@ -18,8 +18,28 @@ use crate::quant::GgmlType;
 use std::arch::x86_64::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// 0: not yet detected, 1: missing features, 2: AVX2 + FMA + F16C, 3: also AVX-512 F + VL.
+/// 0: not yet detected, 1: missing features, 2: AVX2 + FMA + F16C, 3: also AVX-512 F + VL,
+/// 4: also AVX-512 BW (the i16 kernels), 5: also AVX-512 VNNI.
 static LEVEL: AtomicU8 = AtomicU8::new(0);
+
+/// The detected level (see [`LEVEL`]), cached after the first call.
+fn level() -> u8 {
+    match LEVEL.load(Ordering::Relaxed) {
+        0 => {
+            let ok = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            let wide =
+                ok && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl");
+            let bw = wide && is_x86_feature_detected!("avx512bw");
+            let vnni = bw && is_x86_feature_detected!("avx512vnni");
+            let l = 1 + u8::from(ok) + u8::from(wide) + u8::from(bw) + u8::from(vnni);
+            LEVEL.store(l, Ordering::Relaxed);
+            l
+        }
+        l => l,
+    }
+}
 
 /// Whether this CPU has AVX2, FMA and F16C (detected once, then cached).
 pub(super) fn available() -> bool {
@@ -31,19 +51,16 @@ pub(super) fn available() -> bool {
 pub(super) struct Avx2(());
 
 fn token() -> Option<Avx2> {
-    let ok = match LEVEL.load(Ordering::Relaxed) {
-        0 => {
-            let ok = is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c");
-            let wide =
-                ok && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl");
-            LEVEL.store(1 + u8::from(ok) + u8::from(wide), Ordering::Relaxed);
-            ok
-        }
-        l => l >= 2,
-    };
-    ok.then_some(Avx2(()))
+    (level() >= 2).then_some(Avx2(()))
+}
+
+/// Proof that the CPU has AVX2, FMA, F16C and AVX-512 F, VL and BW, and with `VNNI` also
+/// AVX-512 VNNI: only [`token512`] makes one, after detection.
+#[derive(Clone, Copy)]
+pub(super) struct Avx512<const VNNI: bool>(());
+
+fn token512<const VNNI: bool>() -> Option<Avx512<VNNI>> {
+    (level() >= 4 + u8::from(VNNI)).then_some(Avx512(()))
 }
 
 // SAFETY (every `unsafe` block in this impl): the intrinsics need AVX2/FMA/F16C, which an
@@ -149,6 +166,367 @@ impl Avx2 {
             _mm_cvtss_f32(s)
         }
     }
+}
+
+// SAFETY (every `unsafe` block in this impl): the intrinsics need AVX2/FMA/F16C and AVX-512
+// F/VL/BW (and VNNI for `_mm512_dpwssd_epi32`, only reached when `VNNI`), which an `Avx512`
+// token proves; every pointer load or store touches exactly the bytes of an array reference.
+#[allow(clippy::undocumented_unsafe_blocks)]
+impl<const VNNI: bool> Avx512<VNNI> {
+    #[inline(always)]
+    pub(super) fn zero(self) -> __m512 {
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    pub(super) fn splat(self, v: f32) -> __m512 {
+        unsafe { _mm512_set1_ps(v) }
+    }
+    #[inline(always)]
+    pub(super) fn fmadd(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    pub(super) fn mul(self, a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_mul_ps(a, b) }
+    }
+    /// i32 lanes to f32 (exact below 2^24; above, rounded to nearest).
+    #[inline(always)]
+    pub(super) fn cvt(self, a: __m512i) -> __m512 {
+        unsafe { _mm512_cvtepi32_ps(a) }
+    }
+    #[inline(always)]
+    pub(super) fn hsum(self, a: __m512) -> f32 {
+        unsafe { _mm512_reduce_add_ps(a) }
+    }
+    /// i32 lanes `a + b`.
+    #[inline(always)]
+    pub(super) fn add32(self, a: __m512i, b: __m512i) -> __m512i {
+        unsafe { _mm512_add_epi32(a, b) }
+    }
+    /// `vpmaddwd`: i32 lane `k` is `a[2k]·b[2k] + a[2k+1]·b[2k+1]` (i16 lanes).
+    #[inline(always)]
+    pub(super) fn madd(self, a: __m512i, b: __m512i) -> __m512i {
+        unsafe { _mm512_madd_epi16(a, b) }
+    }
+    /// `acc + madd(a, b)`: one `vpdpwssd` with VNNI.
+    #[inline(always)]
+    pub(super) fn dp(self, acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+        if VNNI {
+            unsafe { _mm512_dpwssd_epi32(acc, a, b) }
+        } else {
+            self.add32(acc, self.madd(a, b))
+        }
+    }
+    #[inline(always)]
+    pub(super) fn and(self, a: __m512i, b: __m512i) -> __m512i {
+        unsafe { _mm512_and_si512(a, b) }
+    }
+    #[inline(always)]
+    pub(super) fn or(self, a: __m512i, b: __m512i) -> __m512i {
+        unsafe { _mm512_or_si512(a, b) }
+    }
+    #[inline(always)]
+    pub(super) fn splat16(self, v: i16) -> __m512i {
+        unsafe { _mm512_set1_epi16(v) }
+    }
+    #[inline(always)]
+    pub(super) fn sub16(self, a: __m512i, b: __m512i) -> __m512i {
+        unsafe { _mm512_sub_epi16(a, b) }
+    }
+    /// Low 16 bits of the i16 lane products.
+    #[inline(always)]
+    pub(super) fn mullo16(self, a: __m512i, b: __m512i) -> __m512i {
+        unsafe { _mm512_mullo_epi16(a, b) }
+    }
+    #[inline(always)]
+    pub(super) fn srli16<const N: u32>(self, a: __m512i) -> __m512i {
+        unsafe { _mm512_srli_epi16::<N>(a) }
+    }
+    #[inline(always)]
+    pub(super) fn slli16<const N: u32>(self, a: __m512i) -> __m512i {
+        unsafe { _mm512_slli_epi16::<N>(a) }
+    }
+    /// Lanes 0..16 of `a`, and lanes 16..32 shifted right by 4.
+    #[inline(always)]
+    pub(super) fn srl_hi_half4(self, a: __m512i) -> __m512i {
+        unsafe { _mm512_mask_srli_epi16::<4>(a, 0xffff_0000, a) }
+    }
+    /// `a - b` in the i16 lanes whose bit of `k` is set, `a` in the others.
+    #[inline(always)]
+    pub(super) fn mask_sub16(self, k: u32, a: __m512i, b: __m512i) -> __m512i {
+        unsafe { _mm512_mask_sub_epi16(a, k, a, b) }
+    }
+    /// `a + b` in the i16 lanes whose bit of `k` is set, `a` in the others.
+    #[inline(always)]
+    pub(super) fn mask_add16(self, k: u32, a: __m512i, b: __m512i) -> __m512i {
+        unsafe { _mm512_mask_add_epi16(a, k, a, b) }
+    }
+    /// i16 lane `i` is `a[idx[i] % 32]` (`vpermw`).
+    #[inline(always)]
+    pub(super) fn perm16(self, idx: __m512i, a: __m512i) -> __m512i {
+        unsafe { _mm512_permutexvar_epi16(idx, a) }
+    }
+    /// 32 bytes zero-extended to 32 i16 lanes (`vpmovzxbw`).
+    #[inline(always)]
+    pub(super) fn u8x32(self, b: &[u8; 32]) -> __m512i {
+        unsafe { _mm512_cvtepu8_epi16(_mm256_loadu_si256(b.as_ptr().cast())) }
+    }
+    /// 32 bytes as i8, sign-extended to 32 i16 lanes (`vpmovsxbw`).
+    #[inline(always)]
+    pub(super) fn i8x32(self, b: &[u8; 32]) -> __m512i {
+        unsafe { _mm512_cvtepi8_epi16(_mm256_loadu_si256(b.as_ptr().cast())) }
+    }
+    /// 16 bytes zero-extended to i16 lanes 0..16, and again to lanes 16..32.
+    #[inline(always)]
+    pub(super) fn u8x16x2(self, b: &[u8; 16]) -> __m512i {
+        unsafe {
+            let v = _mm_loadu_si128(b.as_ptr().cast());
+            _mm512_cvtepu8_epi16(_mm256_broadcastsi128_si256(v))
+        }
+    }
+    /// 16 bytes as i8, sign-extended to i16 lanes 0..16 (lanes 16..32 zero).
+    #[inline(always)]
+    pub(super) fn i8x16(self, b: &[u8; 16]) -> __m512i {
+        unsafe {
+            let v = _mm_loadu_si128(b.as_ptr().cast());
+            _mm512_cvtepi8_epi16(_mm256_zextsi128_si256(v))
+        }
+    }
+    /// 32 i16.
+    #[inline(always)]
+    pub(super) fn load16(self, x: &[i16; 32]) -> __m512i {
+        unsafe { _mm512_loadu_si512(x.as_ptr().cast()) }
+    }
+    /// 8 f32 in lanes 0..8, zeros above.
+    #[inline(always)]
+    pub(super) fn f32x8z(self, x: &[f32; 8]) -> __m512 {
+        unsafe { _mm512_zextps256_ps512(_mm256_loadu_ps(x.as_ptr())) }
+    }
+    /// 8 bytes zero-extended and converted to f32 lanes 0..8, zeros above.
+    #[inline(always)]
+    pub(super) fn u8x8_f32z(self, b: &[u8; 8]) -> __m512 {
+        unsafe {
+            let v = _mm_loadl_epi64(b.as_ptr().cast());
+            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v))
+        }
+    }
+    /// f16 bits at `b[at..at + 2]` to f32 (F16C; exact for every non-NaN value).
+    #[inline(always)]
+    pub(super) fn f16(self, b: &[u8], at: usize) -> f32 {
+        let h = u16::from_le_bytes([b[at], b[at + 1]]);
+        unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h)))) }
+    }
+    /// 16 f32.
+    #[inline(always)]
+    fn loadf(self, x: &[f32; 16]) -> __m512 {
+        unsafe { _mm512_loadu_ps(x.as_ptr()) }
+    }
+    #[inline(always)]
+    fn max_abs(self, m: __m512, v: __m512) -> __m512 {
+        unsafe { _mm512_max_ps(m, _mm512_abs_ps(v)) }
+    }
+    #[inline(always)]
+    fn hmax(self, a: __m512) -> f32 {
+        unsafe { _mm512_reduce_max_ps(a) }
+    }
+    #[inline(always)]
+    fn add(self, a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    /// `v` rounded to the nearest integer (ties to even).
+    #[inline(always)]
+    fn round(self, v: __m512) -> __m512 {
+        unsafe { _mm512_roundscale_ps::<0>(v) }
+    }
+    #[inline(always)]
+    fn sub(self, a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_sub_ps(a, b) }
+    }
+    /// Round `v` to the nearest integer (ties to even), saturate to i16 and store.
+    #[inline(always)]
+    fn store_i16(self, q: &mut [i16; 16], v: __m512) {
+        unsafe {
+            let i = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(v));
+            _mm256_storeu_si256(q.as_mut_ptr().cast(), i)
+        }
+    }
+
+    /// Quantize one token's activations `x` (a multiple of `g` values, `g` a multiple of 32):
+    /// per `g` values, `d = max|x| / 32767` and `q = round(x / d)` (so |q| ≤ 32767); per 32
+    /// values the exact f32 sum `s`. With `q2` (for `g = 256`): where some 32 values of a group
+    /// have a largest magnitude under [`RESIDUAL_BELOW`] of the group's, flag the group in `r`
+    /// and store the residual `round((x/d − q)·65534)` in `q2`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn quantize_row(
+        self,
+        x: &[f32],
+        g: usize,
+        q: &mut [i16],
+        q2: &mut [i16],
+        r: &mut [bool],
+        d: &mut [f32],
+        s: &mut [f32],
+    ) {
+        let mut s = s.iter_mut();
+        let mut r = r.iter_mut();
+        let mut q2 = q2.chunks_exact_mut(g);
+        for ((xg, qg), dg) in x.chunks_exact(g).zip(q.chunks_exact_mut(g)).zip(d) {
+            let (mut amax, mut amin32) = (0f32, f32::INFINITY);
+            for c in xg.chunks_exact(32) {
+                let (c0, c1) = c.split_at(16);
+                let m = self.max_abs(self.zero(), self.loadf(c0.try_into().unwrap_or(&[0.0; 16])));
+                let m = self.hmax(self.max_abs(m, self.loadf(c1.try_into().unwrap_or(&[0.0; 16]))));
+                amax = amax.max(m);
+                amin32 = amin32.min(m);
+            }
+            *dg = amax / 32767.0;
+            // A zero group stays zero; a non-finite one makes `d` non-finite (as the f32 path,
+            // the outputs then are not finite either).
+            let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
+            let id = self.splat(inv);
+            let q2g = q2.next();
+            let resid = q2g.is_some() && amin32 < RESIDUAL_BELOW * amax && inv.is_finite();
+            if let Some(f) = r.next() {
+                *f = resid;
+            }
+            let mut q2g = q2g.filter(|_| resid).map(|v| v.chunks_exact_mut(16));
+            for (xc, qc) in xg.chunks_exact(16).zip(qg.chunks_exact_mut(16)) {
+                let v = self.mul(self.loadf(xc.try_into().unwrap_or(&[0.0; 16])), id);
+                let qv = self.round(v);
+                if let Ok(qc) = qc.try_into() {
+                    self.store_i16(qc, qv);
+                }
+                if let Some(Ok(q2c)) = q2g.as_mut().and_then(|c| c.next()).map(|c| c.try_into()) {
+                    // |v − round(v)| ≤ 1/2, so the residual times 65534 fits in i16.
+                    self.store_i16(q2c, self.mul(self.sub(v, qv), self.splat(65534.0)));
+                }
+            }
+            for xc in xg.chunks_exact(32) {
+                let (x0, x1) = xc.split_at(16);
+                let v0 = self.loadf(x0.try_into().unwrap_or(&[0.0; 16]));
+                let v1 = self.loadf(x1.try_into().unwrap_or(&[0.0; 16]));
+                if let Some(s) = s.next() {
+                    *s = self.hsum(self.add(v0, v1));
+                }
+            }
+        }
+    }
+}
+
+/// A 256-value group gets a residual plane when some 32 of its values have a largest magnitude
+/// under this fraction of the group's: per-32 scales would have been 16× finer for them. Real
+/// activations have outlier channels, so the plane is what keeps the K-quant matmuls at the
+/// per-32 formats' accuracy (logits NMSE ~1e-7 rather than ~2e-6); it costs a second `dp`
+/// chain for the flagged groups only (about half of them).
+const RESIDUAL_BELOW: f32 = 1.0 / 16.0;
+
+/// Quantize `n_tok` rows of `cols` activations for the i16 kernels (see `super::QAct`).
+/// `None` without AVX-512 BW.
+pub(super) fn quantize(x: &[f32], n_tok: usize, cols: usize, g: usize) -> Option<super::QAct> {
+    let a = token512::<false>()?;
+    let mut qa = super::QAct::new(n_tok, cols, g);
+    // SAFETY: the token proves the CPU has the features `quantize_impl` is compiled for.
+    unsafe { quantize_impl(a, x, &mut qa) };
+    Some(qa)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw")]
+fn quantize_impl(a: Avx512<false>, x: &[f32], qa: &mut super::QAct) {
+    let (cols, g) = (qa.cols, qa.g);
+    for (t, xt) in x.chunks_exact(cols).enumerate().take(qa.n_tok) {
+        let (ng, ns) = (cols / g, cols / 32);
+        let (q2, r) = if g > 32 {
+            (
+                &mut qa.q2[t * cols..(t + 1) * cols],
+                &mut qa.r[t * ng..(t + 1) * ng],
+            )
+        } else {
+            (&mut [][..], &mut [][..])
+        };
+        a.quantize_row(
+            xt,
+            g,
+            &mut qa.q[t * cols..(t + 1) * cols],
+            q2,
+            r,
+            &mut qa.d[t * ng..(t + 1) * ng],
+            &mut qa.s[t * ns..(t + 1) * ns],
+        );
+    }
+}
+
+/// The i16 kernels for `ty` at `limit` (2: AVX-512 BW, 3: also VNNI), where the CPU has them.
+pub(super) fn select_i16(ty: GgmlType, limit: u8) -> Option<(super::IntRowsFn, usize)> {
+    use super::x86_i16 as k;
+    let l = level().min(limit.saturating_add(2));
+    if l < 4 {
+        return None;
+    }
+    macro_rules! pick {
+        ($b:ty) => {
+            if l >= 5 {
+                (rows_i16::<$b, true> as super::IntRowsFn, <$b as k::IBlk>::G)
+            } else {
+                (
+                    rows_i16::<$b, false> as super::IntRowsFn,
+                    <$b as k::IBlk>::G,
+                )
+            }
+        };
+    }
+    use GgmlType as G;
+    Some(match ty {
+        G::Q4_0 => pick!(k::Q4_0),
+        G::Q4_1 => pick!(k::Q4_1),
+        G::Q5_0 => pick!(k::Q5_0),
+        G::Q5_1 => pick!(k::Q5_1),
+        G::Q8_0 => pick!(k::Q8_0),
+        G::Q4_K => pick!(k::Q4K),
+        G::Q6_K => pick!(k::Q6K),
+        _ => return None,
+    })
+}
+
+fn rows_i16<B: super::x86_i16::IBlk, const VNNI: bool>(
+    w: &QMatrix,
+    x: &super::QAct,
+    n_tok: usize,
+    r0: usize,
+    out: &mut [f32],
+) {
+    match token512::<VNNI>() {
+        // SAFETY: the token proves the CPU has the features `rows_i16_*` are compiled for.
+        Some(a) if VNNI => unsafe { rows_i16_vnni::<B, VNNI>(a, w, x, n_tok, r0, out) },
+        // SAFETY: as above.
+        Some(a) => unsafe { rows_i16_bw::<B, VNNI>(a, w, x, n_tok, r0, out) },
+        // Unreachable: `select_i16` only hands these out after detection.
+        None => out.fill(f32::NAN),
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw")]
+fn rows_i16_bw<B: super::x86_i16::IBlk, const VNNI: bool>(
+    a: Avx512<VNNI>,
+    w: &QMatrix,
+    x: &super::QAct,
+    n_tok: usize,
+    r0: usize,
+    out: &mut [f32],
+) {
+    super::x86_i16::rows::<B, VNNI>(a, w, x, n_tok, r0, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+fn rows_i16_vnni<B: super::x86_i16::IBlk, const VNNI: bool>(
+    a: Avx512<VNNI>,
+    w: &QMatrix,
+    x: &super::QAct,
+    n_tok: usize,
+    r0: usize,
+    out: &mut [f32],
+) {
+    super::x86_i16::rows::<B, VNNI>(a, w, x, n_tok, r0, out)
 }
 
 /// A block format decoded to f32 weight vectors.
@@ -493,9 +871,7 @@ pub(super) fn select(ty: GgmlType) -> Option<RowsFn> {
 fn rows<B: Blk>(w: &QMatrix, x: &[f32], n_tok: usize, r0: usize, out: &mut [f32]) {
     match token() {
         // SAFETY: level 3 was detected: AVX-512 F + VL on top of the token's features.
-        Some(a) if LEVEL.load(Ordering::Relaxed) == 3 => unsafe {
-            rows_avx512::<B>(a, w, x, n_tok, r0, out)
-        },
+        Some(a) if level() >= 3 => unsafe { rows_avx512::<B>(a, w, x, n_tok, r0, out) },
         // SAFETY: the token proves the CPU has the features `rows_avx2` is compiled for.
         Some(a) => unsafe { rows_avx2::<B>(a, w, x, n_tok, r0, out) },
         None => portable_avx2::<B::P>(w, x, n_tok, r0, out),
