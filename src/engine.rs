@@ -444,6 +444,17 @@ impl Engine {
             }
             next = if greedy {
                 step_greedy(&mut self.runner, id, pos, &mut cache).await?
+            } else if let Runner::Gpu(m) = &mut self.runner {
+                // Penalties and sampling on the GPU, on the sampler's seeded stream (one
+                // uniform number per token when the temperature is above 0, as `Sampler`
+                // draws): a 4-byte readback.
+                let u = if c.temperature > 0.0 {
+                    sampler.next_uniform()
+                } else {
+                    0.0
+                };
+                let s = crate::gpu::GpuSampling::new(c, u);
+                m.step_sample(id, pos, &s, &history).await?
             } else {
                 let mut l = run_forward(&mut self.runner, &[id], pos, &mut cache).await?;
                 sampler.sample(&mut l, &history)

@@ -128,71 +128,85 @@ impl Sampler {
     /// Choose the next token from `logits` (modified in place by the penalties).
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         self.apply_penalties(logits, history);
-        let c = &self.cfg;
-        if c.temperature <= 0.0 || logits.len() < 2 {
-            return argmax(logits) as u32;
-        }
-        // Candidates sorted by logit, highest first (ties by id, for determinism).
-        let mut cand: Vec<(u32, f32)> = logits
+        let rng = &mut self.rng;
+        choose(&self.cfg, logits, || rng.next_f64())
+    }
+
+    /// The uniform number the next sampled token would draw (as [`Sampler::sample`] draws one
+    /// per token when the temperature is above 0): for a sampler that runs elsewhere (the GPU's
+    /// `sample.wgsl`) on this sampler's seeded stream.
+    pub fn next_uniform(&mut self) -> f64 {
+        self.rng.next_f64()
+    }
+}
+
+/// The chain after the penalties (top-k → top-p → min-p → temperature → draw) over `logits`,
+/// with `draw` giving the uniform number in [0, 1) (called once, only when the temperature is
+/// above 0 and some logit is finite).
+pub fn choose(c: &SamplerConfig, logits: &[f32], draw: impl FnOnce() -> f64) -> u32 {
+    if c.temperature <= 0.0 || logits.len() < 2 {
+        return argmax(logits) as u32;
+    }
+    // Candidates sorted by logit, highest first (ties by id, for determinism).
+    let mut cand: Vec<(u32, f32)> = logits
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.is_finite())
+        .map(|(i, &l)| (i as u32, l))
+        .collect();
+    if cand.is_empty() {
+        return argmax(logits) as u32;
+    }
+    let k = if c.top_k > 0 {
+        c.top_k.min(cand.len())
+    } else {
+        cand.len()
+    };
+    let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if k < cand.len() {
+        cand.select_nth_unstable_by(k - 1, by_logit);
+        cand.truncate(k);
+    }
+    cand.sort_by(by_logit);
+    // Probabilities at temperature 1 for top-p and min-p (as llama.cpp's chain does).
+    let probs = |cand: &[(u32, f32)], temp: f32| -> Vec<f64> {
+        let max = f64::from(cand[0].1);
+        let e: Vec<f64> = cand
             .iter()
-            .enumerate()
-            .filter(|(_, l)| l.is_finite())
-            .map(|(i, &l)| (i as u32, l))
+            .map(|&(_, l)| ((f64::from(l) - max) / f64::from(temp)).exp())
             .collect();
-        if cand.is_empty() {
-            return argmax(logits) as u32;
-        }
-        let k = if c.top_k > 0 {
-            c.top_k.min(cand.len())
-        } else {
-            cand.len()
-        };
-        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if k < cand.len() {
-            cand.select_nth_unstable_by(k - 1, by_logit);
-            cand.truncate(k);
-        }
-        cand.sort_by(by_logit);
-        // Probabilities at temperature 1 for top-p and min-p (as llama.cpp's chain does).
-        let probs = |cand: &[(u32, f32)], temp: f32| -> Vec<f64> {
-            let max = f64::from(cand[0].1);
-            let e: Vec<f64> = cand
-                .iter()
-                .map(|&(_, l)| ((f64::from(l) - max) / f64::from(temp)).exp())
-                .collect();
-            let s: f64 = e.iter().sum();
-            e.into_iter().map(|x| x / s).collect()
-        };
-        if c.top_p < 1.0 {
-            let p = probs(&cand, 1.0);
-            let mut acc = 0.0;
-            let mut keep = cand.len();
-            for (i, &pi) in p.iter().enumerate() {
-                acc += pi;
-                if acc >= f64::from(c.top_p) {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            cand.truncate(keep.max(1));
-        }
-        if c.min_p > 0.0 {
-            let p = probs(&cand, 1.0);
-            let floor = p[0] * f64::from(c.min_p);
-            let keep = p.iter().take_while(|&&x| x >= floor).count();
-            cand.truncate(keep.max(1));
-        }
-        let p = probs(&cand, c.temperature);
-        let r = self.rng.next_f64();
+        let s: f64 = e.iter().sum();
+        e.into_iter().map(|x| x / s).collect()
+    };
+    if c.top_p < 1.0 {
+        let p = probs(&cand, 1.0);
         let mut acc = 0.0;
+        let mut keep = cand.len();
         for (i, &pi) in p.iter().enumerate() {
             acc += pi;
-            if r < acc {
-                return cand[i].0;
+            if acc >= f64::from(c.top_p) {
+                keep = i + 1;
+                break;
             }
         }
-        cand[cand.len() - 1].0
+        cand.truncate(keep.max(1));
     }
+    if c.min_p > 0.0 {
+        let p = probs(&cand, 1.0);
+        let floor = p[0] * f64::from(c.min_p);
+        let keep = p.iter().take_while(|&&x| x >= floor).count();
+        cand.truncate(keep.max(1));
+    }
+    let p = probs(&cand, c.temperature);
+    let r = draw();
+    let mut acc = 0.0;
+    for (i, &pi) in p.iter().enumerate() {
+        acc += pi;
+        if r < acc {
+            return cand[i].0;
+        }
+    }
+    cand[cand.len() - 1].0
 }
 
 #[cfg(test)]

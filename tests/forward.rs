@@ -9,42 +9,11 @@
 
 mod common;
 
-use serde_json::Value as Json;
 use wasm_chord::cpu::{CpuModel, Kernel, KvCache};
 use wasm_chord::sampling::argmax;
 use wasm_chord::source::FileSource;
 
-fn golden(model: &str) -> Json {
-    let p = common::root()
-        .join("tests/goldens/forward")
-        .join(model.replace(".gguf", ".json"));
-    serde_json::from_str(&std::fs::read_to_string(&p).expect("forward golden")).unwrap()
-}
-
-fn ids(v: &Json) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn read_f32(name: &str) -> Vec<f32> {
-    let b = std::fs::read(common::root().join("tests/goldens/forward").join(name)).unwrap();
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-fn nmse(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        num += (f64::from(x) - f64::from(y)).powi(2);
-        den += f64::from(y).powi(2);
-    }
-    num / den
-}
+use common::{golden, golden_f32 as read_f32, ids, nmse};
 
 fn load(model: &str, kernel: Kernel) -> CpuModel {
     let src = FileSource::open(common::model_path(model)).unwrap();
@@ -89,20 +58,7 @@ fn check_model(model: &str) {
         }
 
         // Greedy tokens equal the reference's up to the first near-tie.
-        let want = ids(&case["greedy_ids"]);
-        let top2 = case["top2"].as_array().unwrap();
-        for i in 0..n {
-            let gap = top2[i][1].as_f64().unwrap() - top2[i][3].as_f64().unwrap();
-            if got[i] != want[i] {
-                assert!(
-                    gap < 0.25,
-                    "{name}: step {i} chose {} but the reference chose {} with a top-2 gap of {gap:.3}\n got {got:?}\nwant {want:?}",
-                    got[i],
-                    want[i]
-                );
-                break;
-            }
-        }
+        common::assert_greedy_matches(&name, &got[..n], case);
         greedy_cases += 1;
 
         // Sanity against llama.cpp where it is decisive.

@@ -9,7 +9,9 @@ use wasm_chord::cpu::ops;
 use wasm_chord::gpu::kernels::{
     groups_2d, unit_weights, Kernel, PipelineKey, GPU_TYPES, SHADER_FILES,
 };
-use wasm_chord::gpu::model::{matvec_once, sample_once};
+use wasm_chord::gpu::model::{
+    matmat_once, matvec_once, penalties_once, sample_once, GPU_TOP_K_MAX, SAMPLE_ON_HOST,
+};
 use wasm_chord::gpu::GpuSampling;
 use wasm_chord::gpu::{GpuContext, GpuMatrix};
 use wasm_chord::model::QMatrix;
@@ -220,6 +222,67 @@ fn matvec_over_a_matrix_split_into_row_ranges() {
     let ctx = ctx.with_max_binding(10 * 3 * 210 + 4);
     assert_eq!(check_matvec(&ctx, GgmlType::Q6_K, 37, 3, " (split)"), 4);
     assert!(check_matvec(&ctx, GgmlType::Q8_0, 37, 4, " (split)") > 1);
+}
+
+/// Y = W·X for `n_tok` tokens with matmat.wgsl against the CPU reference, and against
+/// matvec.wgsl run token by token (the same arithmetic: equal bit for bit). Returns the number
+/// of row ranges of the uploaded matrix.
+fn check_matmat(
+    ctx: &GpuContext,
+    ty: GgmlType,
+    rows: usize,
+    n_tok: usize,
+    seed: u64,
+    what: &str,
+) -> usize {
+    let cols = cols_for(ty);
+    let m = random_matrix(ty, rows, cols, seed);
+    let x = Rng(seed + 200).vec(cols * n_tok);
+    let mut want = vec![0f32; rows * n_tok];
+    matmul(&m, &x, &mut want, n_tok, CpuKernel::Reference).unwrap();
+    let g = GpuMatrix::upload(ctx, &m).unwrap();
+    let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
+    let y = ctx.storage_f32("y", rows * n_tok);
+    matmat_once(ctx, &g, &xb, &y, n_tok).unwrap();
+    let got = block_on(ctx.read_f32(&y, rows * n_tok)).unwrap();
+    assert_nmse(
+        &format!("matmat {ty} ({n_tok} tokens){what}"),
+        &got,
+        &want,
+        1e-10,
+    );
+    // Every token row against matvec.wgsl on that token alone.
+    for t in 0..n_tok {
+        let xt = ctx.storage_with("x", bytemuck::cast_slice(&x[t * cols..(t + 1) * cols]));
+        let yt = ctx.storage_f32("y", rows);
+        matvec_once(ctx, &g, &xt, &yt).unwrap();
+        let one = block_on(ctx.read_f32(&yt, rows)).unwrap();
+        assert_eq!(
+            one,
+            got[t * rows..(t + 1) * rows],
+            "matmat {ty}{what}: token {t} differs from matvec"
+        );
+    }
+    g.chunks.len()
+}
+
+#[test]
+fn matmat_matches_the_reference() {
+    let ctx = context();
+    for (i, &ty) in GPU_TYPES.iter().enumerate() {
+        // 37 rows and 13 tokens: neither a multiple of the workgroup's rows nor of its 8 tokens.
+        check_matmat(&ctx, ty, 37, 13, 31 + i as u64, "");
+    }
+    // Fewer tokens than a tile, and exactly two tiles.
+    check_matmat(&ctx, GgmlType::Q4_K, 19, 3, 5, "");
+    check_matmat(&ctx, GgmlType::Q6_K, 19, 16, 6, "");
+}
+
+#[test]
+fn matmat_over_a_matrix_split_into_row_ranges() {
+    let ctx = context().with_max_binding(10 * 3 * 210 + 4);
+    assert_eq!(check_matmat(&ctx, GgmlType::Q6_K, 37, 11, 7, " (split)"), 4);
+    assert!(check_matmat(&ctx, GgmlType::Q8_0, 37, 9, 8, " (split)") > 1);
 }
 
 #[test]
@@ -490,13 +553,20 @@ fn gpu_sample(ctx: &GpuContext, vb: &wgpu::Buffer, n: usize, s: &GpuSampling) ->
     block_on(sample_once(ctx, vb, n, s)).unwrap()
 }
 
-/// The CPU sampler's cumulative-probability boundaries for `cfg` over `v` (its candidate order,
-/// top-k, top-p at temperature 1, then probabilities at the temperature), to tell a choice that
-/// rounding may flip (u within `eps` of a boundary) from a real difference.
-fn near_boundary(v: &[f32], cfg: &SamplerConfig, u: f64, eps: f64) -> bool {
-    let mut cand: Vec<(usize, f32)> = v.iter().copied().enumerate().collect();
+/// The CPU sampler's candidates for `cfg` over `v`: its order, cut by top-k, top-p (at
+/// temperature 1) and min-p. Also whether a choice may flip by rounding: top_p, min_p or `u`
+/// within `eps` of a boundary.
+fn cpu_kept(v: &[f32], cfg: &SamplerConfig, u: f64, eps: f64) -> (Vec<(usize, f32)>, bool) {
+    let mut cand: Vec<(usize, f32)> = v
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, l)| l.is_finite())
+        .collect();
     cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    cand.truncate(cfg.top_k.max(1));
+    if cfg.top_k > 0 {
+        cand.truncate(cfg.top_k);
+    }
     let probs = |c: &[(usize, f32)], t: f64| {
         let e: Vec<f64> = c
             .iter()
@@ -505,25 +575,39 @@ fn near_boundary(v: &[f32], cfg: &SamplerConfig, u: f64, eps: f64) -> bool {
         let s: f64 = e.iter().sum();
         e.into_iter().map(|x| x / s).collect::<Vec<_>>()
     };
-    let mut acc = 0.0;
-    for (i, p) in probs(&cand, 1.0).into_iter().enumerate() {
-        acc += p;
-        if (acc - f64::from(cfg.top_p)).abs() < eps {
-            return true;
+    let mut near = false;
+    if cfg.top_p < 1.0 {
+        let mut acc = 0.0;
+        for (i, p) in probs(&cand, 1.0).into_iter().enumerate() {
+            acc += p;
+            near |= (acc - f64::from(cfg.top_p)).abs() < eps;
+            if acc >= f64::from(cfg.top_p) {
+                cand.truncate(i + 1);
+                break;
+            }
         }
-        if cfg.top_p < 1.0 && acc >= f64::from(cfg.top_p) {
-            cand.truncate(i + 1);
-            break;
-        }
+    }
+    if cfg.min_p > 0.0 {
+        let p = probs(&cand, 1.0);
+        near |= p
+            .iter()
+            .any(|&x| (x / p[0] - f64::from(cfg.min_p)).abs() < eps);
+        let keep = p
+            .iter()
+            .take_while(|&&x| x >= p[0] * f64::from(cfg.min_p))
+            .count();
+        cand.truncate(keep.max(1));
     }
     let mut acc = 0.0;
     for p in probs(&cand, f64::from(cfg.temperature)) {
         acc += p;
-        if (acc - u).abs() < eps {
-            return true;
-        }
+        near |= (acc - u).abs() < eps;
     }
-    false
+    (cand, near)
+}
+
+fn near_boundary(v: &[f32], cfg: &SamplerConfig, u: f64, eps: f64) -> bool {
+    cpu_kept(v, cfg, u, eps).1
 }
 
 #[test]
@@ -542,6 +626,7 @@ fn sampling_with_top_k_one_is_the_argmax() {
                 top_k: 1,
                 top_p: 1.0,
                 uniform: u,
+                ..Default::default()
             };
             let got = gpu_sample(&ctx, &vb, n, &s) as usize;
             assert_eq!(got, wasm_chord::sampling::argmax(&v), "n={n} {s:?}");
@@ -590,7 +675,8 @@ fn sampling_matches_the_cpu_sampler_given_the_same_uniform() {
                 temperature,
                 top_k,
                 top_p,
-                uniform: u as f32,
+                uniform: u,
+                ..Default::default()
             };
             let got = gpu_sample(&ctx, &vb, n, &s);
             if got == want {
@@ -606,6 +692,116 @@ fn sampling_matches_the_cpu_sampler_given_the_same_uniform() {
     }
     eprintln!("sampling vs CPU: {same} equal, {flipped} at a rounding boundary");
     assert!(flipped <= 2);
+}
+
+#[test]
+fn sampling_over_the_whole_vocabulary_and_min_p_match_the_cpu_sampler() {
+    // top_k 0 (every token) and min-p. sample.wgsl extracts 64 candidates and normalises over
+    // every logit, so it decides exactly whenever the top-p or min-p cut, or the draw, falls
+    // among them; otherwise (and for 64 < top_k < n) it answers SAMPLE_ON_HOST, which must only
+    // happen when the CPU's kept set is larger than the candidates.
+    let ctx = context();
+    let n = 3000;
+    let flat: Vec<f32> = Rng(41).vec(n).into_iter().map(|x| x * 2.0).collect();
+    let mut peaked = flat.clone();
+    for (i, id) in [7usize, 900, 901, 2999, 1500, 33].into_iter().enumerate() {
+        peaked[id] = 9.0 - i as f32 * 0.7;
+    }
+    peaked[44] = f32::NAN;
+    peaked[45] = f32::INFINITY;
+    peaked[46] = f32::NEG_INFINITY;
+    let (mut on_gpu, mut on_host, mut flipped) = (0, 0, 0);
+    for (i, &(v, temperature, top_k, top_p, min_p)) in [
+        (&peaked, 1.0f32, 0usize, 1.0f32, 0.0f32),
+        (&peaked, 0.7, 0, 0.9, 0.0),
+        (&peaked, 1.0, 0, 1.0, 0.05),
+        (&peaked, 1.3, 0, 0.97, 0.01),
+        (&flat, 1.0, 0, 0.95, 0.0),
+        (&flat, 0.9, 40, 1.0, 0.3),
+        (&flat, 1.0, 0, 1.0, 0.5),
+        (&peaked, 1.0, 100, 1.0, 0.0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let vb = ctx.storage_with("v", bytemuck::cast_slice(v));
+        let cfg = SamplerConfig {
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            seed: 2000 + i as u64,
+            ..Default::default()
+        };
+        let mut cpu = Sampler::new(cfg.clone());
+        let mut rng = SamplingRng::new(cfg.seed);
+        for _ in 0..60 {
+            let u = rng.next_f64();
+            let want = cpu.sample(&mut v.clone(), &[]);
+            let s = GpuSampling::new(&cfg, u);
+            let got = gpu_sample(&ctx, &vb, n, &s);
+            let (kept, near) = cpu_kept(v, &cfg, u, 1e-5);
+            if got == SAMPLE_ON_HOST {
+                assert!(
+                    kept.len() > GPU_TOP_K_MAX,
+                    "{cfg:?} u={u}: left to the host, but the CPU keeps {} tokens",
+                    kept.len()
+                );
+                on_host += 1;
+            } else if got == want {
+                on_gpu += 1;
+            } else {
+                assert!(near, "{cfg:?} u={u}: GPU chose {got}, CPU {want}");
+                flipped += 1;
+            }
+        }
+    }
+    eprintln!(
+        "whole vocabulary / min-p: {on_gpu} decided on the GPU, {on_host} left to the host, \
+         {flipped} at a rounding boundary"
+    );
+    assert!(on_gpu >= 200 && on_host >= 60 && flipped <= 2);
+}
+
+#[test]
+fn penalties_match_the_cpu_sampler() {
+    let ctx = context();
+    let n = 1000;
+    let v: Vec<f32> = Rng(43).vec(n).into_iter().map(|x| x * 5.0).collect();
+    // Repeats, an id past the vocabulary (skipped), and old tokens outside the window.
+    let history = [
+        11u32, 12, 13, 3, 5, 3, 999, 2000, 7, 3, 5, 42, 0, 3, 500, 501, 502,
+    ];
+    for (repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n) in [
+        (1.3f32, 0.5f32, 0.2f32, 14usize),
+        (0.8, 0.0, 0.0, 64),
+        (1.0, 0.0, 0.3, 5),
+        (1.1, 0.25, 0.0, 0),
+    ] {
+        let cfg = SamplerConfig {
+            repeat_penalty,
+            presence_penalty,
+            frequency_penalty,
+            penalty_last_n,
+            ..Default::default()
+        };
+        let mut want = v.clone();
+        Sampler::new(cfg.clone()).apply_penalties(&mut want, &history);
+        let vb = ctx.storage_with("v", bytemuck::cast_slice(&v));
+        let s = GpuSampling::new(&cfg, 0.0);
+        penalties_once(&ctx, &vb, n, &s, &history).unwrap();
+        let got = block_on(ctx.read_f32(&vb, n)).unwrap();
+        let bad = got.iter().zip(&want).position(|(&g, &w)| !within_ulp(g, w));
+        assert!(
+            bad.is_none(),
+            "{cfg:?}: logit {bad:?}: GPU {} CPU {}",
+            got[bad.unwrap()],
+            want[bad.unwrap()]
+        );
+        let changed = want.iter().zip(&v).filter(|(a, b)| a != b).count();
+        eprintln!("penalties {cfg:?}: {changed} logits changed, equal to the CPU (≤ 1 ulp)");
+        assert!(penalty_last_n == 0 || changed > 0);
+    }
 }
 
 #[test]
@@ -636,7 +832,8 @@ fn sampled_frequencies_match_the_softmax() {
                 temperature,
                 top_k: 64,
                 top_p: 1.0,
-                uniform: u as f32,
+                uniform: u,
+                ..Default::default()
             };
             counts[gpu_sample(&ctx, &vb, n, &s) as usize] += 1;
         }

@@ -1,8 +1,9 @@
 //! The WebGPU kernels compiled to wasm32, in headless Chromium (WebGPU on SwiftShader: no
-//! shader-f16 and no subgroups, so the f32 paths run): dequantization, matvec, rmsnorm, RoPE,
-//! attention (single-pass and split-K), argmax and sampling against the CPU reference, and the
-//! tiny model's 8 greedy tokens (batched prefill, then `step_argmax`) against the golden ids,
-//! plus `step_sample`, token-by-token prefill and the f16 KV cache on it.
+//! shader-f16 and no subgroups, so the f32 paths run): dequantization, matvec, matmat (every
+//! format), rmsnorm, RoPE, attention (single-pass and split-K), argmax, sampling, penalties and
+//! min-p against the CPU reference, and the tiny model's 8 greedy tokens (batched prefill
+//! through matmat, then `step_argmax`) against the golden ids, plus `step_sample`, token-by-token
+//! prefill and the f16 KV cache on it.
 //!
 //! Run:
 //! `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
@@ -13,11 +14,14 @@
 use wasm_bindgen_test::*;
 use wasm_chord::cpu::matmul::{matmul, Kernel as CpuKernel};
 use wasm_chord::cpu::ops;
-use wasm_chord::gpu::kernels::{groups_2d, unit_weights, Kernel, PipelineKey, SPLIT_CHUNK};
-use wasm_chord::gpu::model::{matvec_once, sample_once};
+use wasm_chord::gpu::kernels::{
+    groups_2d, unit_weights, Kernel, PipelineKey, GPU_TYPES, SPLIT_CHUNK,
+};
+use wasm_chord::gpu::model::{matmat_once, matvec_once, penalties_once, sample_once};
 use wasm_chord::gpu::{GpuContext, GpuMatrix, GpuModel, GpuSampling};
 use wasm_chord::model::QMatrix;
 use wasm_chord::quant::{self, GgmlType};
+use wasm_chord::sampling::{Rng as SamplingRng, Sampler, SamplerConfig};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -88,7 +92,13 @@ fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
                 put(2, 0.01 + r.f().abs() * 0.05);
             }
             GgmlType::Q6_K => put(208, r.f() * 0.05),
-            GgmlType::Q5_0 | GgmlType::Q8_0 => put(0, r.f() * 0.1),
+            GgmlType::Q4_1 => {
+                put(0, r.f() * 0.1);
+                put(2, r.f() * 0.5);
+            }
+            GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_0 => put(0, r.f() * 0.1),
+            GgmlType::F16 => put(0, r.f() * 4.0),
+            GgmlType::F32 => b.copy_from_slice(&(r.f() * 4.0).to_le_bytes()),
             _ => unreachable!(),
         }
     }
@@ -160,6 +170,63 @@ async fn matvec_matches_the_reference() {
         matvec_once(&ctx, &g, &xb, &y).unwrap();
         let got = ctx.read_f32(&y, rows).await.unwrap();
         assert_nmse(&format!("matvec {ty}"), &got, &want, 1e-10);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn matmat_matches_the_reference() {
+    // Every format, 37 rows × 13 tokens (neither a multiple of the workgroup's rows nor of its
+    // 8 tokens).
+    let ctx = context().await;
+    let (rows, n_tok) = (37, 13);
+    for (i, &ty) in GPU_TYPES.iter().enumerate() {
+        let cols = cols_for(ty);
+        let m = random_matrix(ty, rows, cols, 31 + i as u64);
+        let x = Rng(231 + i as u64).vec(cols * n_tok);
+        let mut want = vec![0f32; rows * n_tok];
+        matmul(&m, &x, &mut want, n_tok, CpuKernel::Reference).unwrap();
+        let g = GpuMatrix::upload(&ctx, &m).unwrap();
+        let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
+        let y = ctx.storage_f32("y", rows * n_tok);
+        matmat_once(&ctx, &g, &xb, &y, n_tok).unwrap();
+        let got = ctx.read_f32(&y, rows * n_tok).await.unwrap();
+        assert_nmse(&format!("matmat {ty} ({n_tok} tokens)"), &got, &want, 1e-10);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn penalties_and_min_p_match_the_cpu_sampler() {
+    let ctx = context().await;
+    let n = 1000;
+    let mut v: Vec<f32> = Rng(43).vec(n).into_iter().map(|x| x * 2.0).collect();
+    for (i, id) in [7usize, 900, 901, 33].into_iter().enumerate() {
+        v[id] = 9.0 - i as f32 * 0.5;
+    }
+    let history = [11u32, 7, 13, 3, 900, 3, 999, 2000, 7, 3];
+    let cfg = SamplerConfig {
+        temperature: 0.9,
+        min_p: 0.1,
+        repeat_penalty: 1.3,
+        presence_penalty: 0.5,
+        frequency_penalty: 0.2,
+        penalty_last_n: 8,
+        seed: 5,
+        ..Default::default()
+    };
+    let mut cpu = Sampler::new(cfg.clone());
+    let mut want_logits = v.clone();
+    cpu.apply_penalties(&mut want_logits, &history);
+    let vb = ctx.storage_with("v", bytemuck::cast_slice(&v));
+    let s = GpuSampling::new(&cfg, 0.0);
+    penalties_once(&ctx, &vb, n, &s, &history).unwrap();
+    let got = ctx.read_f32(&vb, n).await.unwrap();
+    assert_nmse("penalties", &got, &want_logits, 1e-12);
+    // min-p over every token (top_k 0): decided among the candidates.
+    let mut rng = SamplingRng::new(cfg.seed);
+    for _ in 0..20 {
+        let want = cpu.sample(&mut v.clone(), &history);
+        let s = GpuSampling::new(&cfg, rng.next_f64());
+        assert_eq!(sample_once(&ctx, &vb, n, &s).await.unwrap(), want);
     }
 }
 
@@ -326,15 +393,17 @@ async fn argmax_and_sampling_with_top_k_one() {
         top_k: 1,
         top_p: 1.0,
         uniform: 0.99,
+        ..Default::default()
     };
     assert_eq!(sample_once(&ctx, &vb, n, &s).await.unwrap(), 31337);
     // Two candidates of equal logit: u below ½ takes the smaller id, above ½ the other.
-    for (u, want) in [(0.25f32, 31337u32), (0.75, 40000)] {
+    for (u, want) in [(0.25f64, 31337u32), (0.75, 40000)] {
         let s = GpuSampling {
             temperature: 1.0,
             top_k: 2,
             top_p: 1.0,
             uniform: u,
+            ..Default::default()
         };
         assert_eq!(sample_once(&ctx, &vb, n, &s).await.unwrap(), want);
     }
@@ -370,10 +439,14 @@ async fn tiny_model_greedy_matches_the_golden_ids() {
         top_k: 1,
         top_p: 0.9,
         uniform: 0.5,
+        ..Default::default()
     };
     let last = prompt[prompt.len() - 1];
     let n = prompt.len() - 1;
-    assert_eq!(gpu.step_sample(last, n, &s).await.unwrap(), want[0]);
+    assert_eq!(
+        gpu.step_sample(last, n, &s, &prompt).await.unwrap(),
+        want[0]
+    );
 
     // Token by token (batches of 1) gives the batched prefill's logits.
     gpu.limit_batch(1);

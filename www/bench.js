@@ -52,14 +52,16 @@ async function run() {
     first_load_total_ms: downloadLoadMs,
     load_from_indexeddb_ms: cachedLoadMs,
     engine_load_ms: info.load_ms,
-    load_wasm_memory_growth_bytes: info.load_memory_bytes,
+    // Wasm memory only grows: the first load's growth is its peak need, and the final size the
+    // peak of the whole run.
+    first_load_wasm_memory_growth_bytes: first.load_memory_bytes,
     prompt_tokens: last.usage.prompt_tokens,
     completion_tokens: last.usage.completion_tokens,
     time_to_first_token_ms: ttft,
     prompt_ms: t.prompt_ms,
     prefill_tok_s: (last.usage.prompt_tokens * 1000) / t.prompt_ms,
     decode_tok_s: t.tokens_per_s,
-    wasm_memory_bytes: t.memory_bytes,
+    peak_wasm_memory_bytes: t.memory_bytes,
     text,
   };
 }

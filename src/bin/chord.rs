@@ -30,6 +30,7 @@ const USAGE: &str = "usage:
   chord logits MODEL (--prompt P [--special] | --ids 1,2,3) --out FILE [--backend cpu|gpu]
                  [--kernel fast|reference]
   chord bench MODEL [-p 128] [-n 64] [--reps 3] [--threads 1] [--backend cpu|gpu] [--kernel fast|reference]
+  chord bench MODEL --backend gpu --kernels [-p 64]
   chord serve [--port 8080] [--models models/] [--root .] [--no-coop-coep] [--no-range]";
 
 /// A command-line mistake (exit 2) or a failure (exit 1).
@@ -196,10 +197,19 @@ fn run(args: &[String]) -> Result<(), Fail> {
         "bench" => {
             let a = Args::parse(
                 rest,
-                &[],
+                &["kernels"],
                 &["p", "n", "reps", "kernel", "threads", "backend"],
             )?;
             a.exactly(1, "MODEL")?;
+            if a.has("kernels") {
+                if backend(a.value("backend"))? != Backend::Gpu {
+                    return Err(Fail::Usage("--kernels needs --backend gpu".into()));
+                }
+                return bench_gpu_kernels(
+                    a.positional[0],
+                    parse_num(a.value("p"), "p")?.unwrap_or(64).max(1),
+                );
+            }
             // One thread unless asked: the numbers then compare with llama.cpp's -t 1.
             cpu::matmul::set_threads(parse_num(a.value("threads"), "threads")?.unwrap_or(1));
             if backend(a.value("backend"))? == Backend::Gpu {
@@ -796,6 +806,103 @@ fn bench_gpu(path: &str, p: usize, n: usize, reps: usize) -> Result<(), Fail> {
         "submissions_per_step": 1,
         "readback_bytes_per_step": 4,
         "reps": reps,
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(())
+}
+
+/// `--kernels`: effective bandwidth of the matrix kernels. For the model's layer-0 matrices and
+/// its output matrix, then a 2048 × 2048 synthetic matrix of every GPU format: matvec.wgsl on
+/// one token (a decode step), matvec.wgsl over `p` tokens (workgroup z = token: the weights
+/// read once per token) and matmat.wgsl over `p` tokens (read once per 8 tokens). Each is many
+/// dispatches in one submission, wall-clock timed to the device going idle. GB/s is bytes of
+/// weights per product / time (`weights_gbs`), and for `p` tokens also as if each token read
+/// them (`per_token_gbs` = bytes · p / time). Prints JSON.
+fn bench_gpu_kernels(path: &str, p: usize) -> Result<(), Fail> {
+    use wasm_chord::gpu::bench::{synthetic_matrix, time_product, Product};
+    use wasm_chord::gpu::kernels::GPU_TYPES;
+    use wasm_chord::gpu::{GpuContext, GpuMatrix};
+    let src = wasm_chord::source::FileSource::open(path)?;
+    let header = wasm_chord::source::read_header(&src)?;
+    let ctx = block_on(GpuContext::new())?;
+    let budget = 0.3;
+    let mut mats = Vec::new();
+    let mut names: Vec<String> = [
+        "attn_q",
+        "attn_k",
+        "attn_v",
+        "attn_output",
+        "ffn_gate",
+        "ffn_up",
+        "ffn_down",
+    ]
+    .iter()
+    .map(|n| format!("blk.0.{n}.weight"))
+    .collect();
+    names.push(if header.tensor("output.weight").is_some() {
+        "output.weight".into()
+    } else {
+        "token_embd.weight".into()
+    });
+    for name in &names {
+        let Some(t) = header.tensor(name) else {
+            continue;
+        };
+        let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
+        let start = header.tensor_range(t).start;
+        mats.push(GpuMatrix::upload_from(
+            &ctx, name, t.ty, rows, cols, &src, start,
+        )?);
+    }
+    for (i, &ty) in GPU_TYPES.iter().enumerate() {
+        let q = synthetic_matrix(ty, 2048, 2048, 7 + i as u64);
+        mats.push(GpuMatrix::upload(&ctx, &q)?);
+    }
+    let mut rows = Vec::new();
+    for m in &mats {
+        let x = ctx.storage_f32("x", m.cols * p);
+        let y = ctx.storage_f32("y", m.rows * p);
+        let bytes = m.bytes() as f64;
+        let (t1, i1) = time_product(&ctx, m, &x, &y, 1, Product::Matvec, budget)?;
+        let (tv, iv) = time_product(&ctx, m, &x, &y, p, Product::Matvec, budget)?;
+        let (tm, im) = time_product(&ctx, m, &x, &y, p, Product::Matmat, budget)?;
+        let row = json!({
+            "matrix": m.name,
+            "type": m.ty.to_string(),
+            "rows": m.rows,
+            "cols": m.cols,
+            "bytes": m.bytes(),
+            "matvec_1": {"us": t1 * 1e6, "weights_gbs": bytes / t1 / 1e9, "dispatches": i1},
+            "matvec_z": {"tokens": p, "us": tv * 1e6, "weights_gbs": bytes / tv / 1e9,
+                         "per_token_gbs": bytes * p as f64 / tv / 1e9, "dispatches": iv},
+            "matmat": {"tokens": p, "us": tm * 1e6, "weights_gbs": bytes / tm / 1e9,
+                       "per_token_gbs": bytes * p as f64 / tm / 1e9, "dispatches": im},
+            "matmat_speedup": tv / tm,
+        });
+        eprintln!(
+            "{:<24} {:>5} {:>5}x{:<5} {:>9} B  matvec {:>8.1} us {:>6.2} GB/s | {p} tok: matvec(z) {:>9.1} us {:>6.2} GB/s/tok, matmat {:>9.1} us {:>6.2} GB/s/tok, x{:.2}",
+            m.name,
+            m.ty.to_string(),
+            m.rows,
+            m.cols,
+            m.bytes(),
+            t1 * 1e6,
+            bytes / t1 / 1e9,
+            tv * 1e6,
+            bytes * p as f64 / tv / 1e9,
+            tm * 1e6,
+            bytes * p as f64 / tm / 1e9,
+            tv / tm
+        );
+        rows.push(row);
+    }
+    let out = json!({
+        "model": path,
+        "backend": "gpu",
+        "adapter": ctx.describe(),
+        "timing": "wall clock of one submission of N back-to-back dispatches, to device idle; median of 3",
+        "tokens": p,
+        "kernels": rows,
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())

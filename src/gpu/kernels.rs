@@ -1,7 +1,7 @@
 //! The WGSL kernels, their bind-group layouts and the pipeline cache.
 //!
 //! Each kernel lives in its own file under `shaders/`. Kernels over quantized weights
-//! (`dequant.wgsl`, `matvec.wgsl`) are prefixed with `quant.wgsl` (byte readers) and one
+//! (`dequant.wgsl`, `matvec.wgsl`, `matmat.wgsl`) are prefixed with `quant.wgsl` (byte readers) and one
 //! `fmt_*.wgsl` (the block format's `unit_scale` / `unit_q4`), joined as plain text; variants are
 //! specialised with WGSL `override` constants (`ROWS`, `ACT`), and pipelines are cached by
 //! [`PipelineKey`].
@@ -28,6 +28,7 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("fmt_f32.wgsl", include_str!("shaders/fmt_f32.wgsl")),
     ("dequant.wgsl", include_str!("shaders/dequant.wgsl")),
     ("matvec.wgsl", include_str!("shaders/matvec.wgsl")),
+    ("matmat.wgsl", include_str!("shaders/matmat.wgsl")),
     ("rmsnorm.wgsl", include_str!("shaders/rmsnorm.wgsl")),
     ("rope.wgsl", include_str!("shaders/rope.wgsl")),
     ("attention.wgsl", include_str!("shaders/attention.wgsl")),
@@ -44,6 +45,7 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("add.wgsl", include_str!("shaders/add.wgsl")),
     ("argmax.wgsl", include_str!("shaders/argmax.wgsl")),
     ("sample.wgsl", include_str!("shaders/sample.wgsl")),
+    ("penalties.wgsl", include_str!("shaders/penalties.wgsl")),
     ("kv_store.wgsl", include_str!("shaders/kv_store.wgsl")),
 ];
 
@@ -98,6 +100,9 @@ pub fn unit_weights(ty: GgmlType) -> usize {
 pub enum Kernel {
     Dequant(GgmlType),
     Matvec(GgmlType),
+    /// Quantized matrix × a batch of activations (prefill): [`MATMAT_TOKENS`] tokens per
+    /// workgroup share each dequantized weight.
+    Matmat(GgmlType),
     RmsNorm,
     Rope,
     Attention,
@@ -110,6 +115,7 @@ pub enum Kernel {
     Add,
     Argmax,
     Sample,
+    Penalties,
     KvStore,
 }
 
@@ -117,7 +123,7 @@ pub enum Kernel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PipelineKey {
     pub kernel: Kernel,
-    /// `ROWS` of matvec.wgsl (rows per workgroup; a power of two ≤ 256).
+    /// `ROWS` of matvec.wgsl and matmat.wgsl (rows per workgroup; a power of two ≤ 256).
     pub rows: u32,
     /// `ACT` of gate.wgsl: 0 SiLU, 1 GELU (tanh).
     pub act: u32,
@@ -149,6 +155,7 @@ impl Kernel {
         match self {
             Kernel::Dequant(_) => "dequant",
             Kernel::Matvec(_) => "matvec",
+            Kernel::Matmat(_) => "matmat",
             Kernel::RmsNorm => "rmsnorm",
             Kernel::Rope => "rope",
             Kernel::Attention => "attention",
@@ -159,6 +166,7 @@ impl Kernel {
             Kernel::Add => "add",
             Kernel::Argmax => "argmax",
             Kernel::Sample => "sample",
+            Kernel::Penalties => "penalties",
             Kernel::KvStore => "kv_store",
         }
     }
@@ -167,7 +175,7 @@ impl Kernel {
     pub fn source(self) -> Option<String> {
         let main = file(&format!("{}.wgsl", self.name()));
         match self {
-            Kernel::Dequant(ty) | Kernel::Matvec(ty) => {
+            Kernel::Dequant(ty) | Kernel::Matvec(ty) | Kernel::Matmat(ty) => {
                 Some([QUANT, format_file(ty)?, main].join("\n"))
             }
             _ => Some(main.to_owned()),
@@ -179,6 +187,7 @@ impl Kernel {
         match self {
             Kernel::Dequant(_) => &[Read, ReadWrite, Uniform],
             Kernel::Matvec(_) | Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
+            Kernel::Matmat(_) => &[Read, Read, ReadWrite, Uniform, Uniform],
             Kernel::Rope => &[ReadWrite, Read, Uniform],
             Kernel::Attention => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
             Kernel::AttentionSplit => &[Read, Read, Read, ReadWrite, Uniform],
@@ -186,6 +195,7 @@ impl Kernel {
             Kernel::Softmax => &[ReadWrite, Uniform],
             Kernel::Gate | Kernel::Add => &[ReadWrite, Read, Uniform],
             Kernel::Argmax | Kernel::Sample => &[Read, ReadWrite, Uniform],
+            Kernel::Penalties => &[ReadWrite, Read, Uniform],
             Kernel::KvStore => &[Read, ReadWrite, Uniform, Uniform],
         }
     }
@@ -194,6 +204,7 @@ impl Kernel {
     pub fn all() -> Vec<Kernel> {
         let mut v: Vec<Kernel> = GPU_TYPES.iter().map(|&t| Kernel::Dequant(t)).collect();
         v.extend(GPU_TYPES.iter().map(|&t| Kernel::Matvec(t)));
+        v.extend(GPU_TYPES.iter().map(|&t| Kernel::Matmat(t)));
         v.extend([
             Kernel::RmsNorm,
             Kernel::Rope,
@@ -205,6 +216,7 @@ impl Kernel {
             Kernel::Add,
             Kernel::Argmax,
             Kernel::Sample,
+            Kernel::Penalties,
             Kernel::KvStore,
         ]);
         v
@@ -234,7 +246,7 @@ impl GpuContext {
         let k = key.kernel;
         let src = k.source().ok_or_else(|| {
             let ty = match k {
-                Kernel::Dequant(t) | Kernel::Matvec(t) => t,
+                Kernel::Dequant(t) | Kernel::Matvec(t) | Kernel::Matmat(t) => t,
                 _ => GgmlType::F32,
             };
             GpuError::UnsupportedType {
@@ -287,7 +299,7 @@ impl GpuContext {
                 immediate_size: 0,
             });
         let constants: Vec<(&str, f64)> = match k {
-            Kernel::Matvec(_) => vec![("ROWS", f64::from(key.rows))],
+            Kernel::Matvec(_) | Kernel::Matmat(_) => vec![("ROWS", f64::from(key.rows))],
             Kernel::Gate => vec![("ACT", f64::from(key.act))],
             Kernel::KvStore | Kernel::Attention | Kernel::AttentionSplit => {
                 vec![("KV_F16", f64::from(key.kv_f16))]
@@ -357,6 +369,9 @@ impl GpuContext {
         Ok(())
     }
 }
+
+/// Tokens per workgroup of matmat.wgsl (its `TOK`).
+pub const MATMAT_TOKENS: usize = 8;
 
 /// Cache positions per workgroup of attention_split.wgsl.
 pub const SPLIT_CHUNK: usize = 256;

@@ -6,12 +6,15 @@
 //!   layouts and a pipeline cache keyed by [`kernels::PipelineKey`].
 //! - [`weights`]: weight matrices uploaded still quantized, split into row ranges where a tensor
 //!   exceeds `maxStorageBufferBindingSize`.
+//! - `bench` (native): kernel timing for `chord bench --kernels`.
 //! - [`model`]: the forward pass, one command submission per decode step or per batch of prompt
 //!   tokens; greedy and sampled decoding on the GPU (4-byte readbacks).
 //!
 //! Every kernel has an f32 path and reduces in workgroup memory, so it runs where neither
 //! shader-f16 nor subgroups exist (Chromium on SwiftShader).
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod device;
 pub mod kernels;
 pub mod model;

@@ -8,10 +8,12 @@
 //! per-token parameters (`queue.write_buffer`: the tokens' embedding rows, RoPE cos/sin, the
 //! attention span), encodes the recorded dispatches and submits once. Attention is single-pass
 //! below `split_attention_from` cached positions and split-K above. Greedy decoding takes the
-//! argmax on the GPU and sampling (`sample.wgsl`: temperature, top-k, top-p) draws on the GPU,
-//! both reading back 4 bytes.
+//! argmax on the GPU and sampling (`penalties.wgsl` then `sample.wgsl`: penalties, top-k, top-p,
+//! min-p, temperature) draws on the GPU, both reading back 4 bytes. Matrix products run
+//! matvec.wgsl for a decode step and matmat.wgsl (each weight read once per tile of 8 tokens)
+//! for a prefill batch.
 
-use super::kernels::{groups_2d, unit_weights, Kernel, PipelineKey, SPLIT_CHUNK};
+use super::kernels::{groups_2d, unit_weights, Kernel, PipelineKey, MATMAT_TOKENS, SPLIT_CHUNK};
 use super::{GpuContext, GpuMatrix};
 use crate::cpu::ops::rope_inv_freq;
 use crate::gguf::GgufHeader;
@@ -29,12 +31,25 @@ enum When {
     Long,
 }
 
+/// Which batches a recorded dispatch runs for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    Any,
+    /// One token (a decode step): matvec.wgsl.
+    Single,
+    /// Several tokens (prefill): matmat.wgsl.
+    Multi,
+}
+
 /// One recorded dispatch.
-struct Dispatch {
+pub(crate) struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     group: wgpu::BindGroup,
     groups: [u32; 3],
     when: When,
+    batch: Batch,
+    /// Tokens per workgroup along z (1, or [`MATMAT_TOKENS`] for matmat.wgsl).
+    tile: u32,
 }
 
 /// What a step reads back.
@@ -46,40 +61,116 @@ enum Readback {
     Sample,
 }
 
-/// The most candidates `sample.wgsl` keeps (its top-k bound; `top_k` 0 or larger means this).
+/// The most candidates `sample.wgsl` extracts (a larger set is still sampled exactly when the
+/// choice falls among them, else on the host: see [`GpuModel::step_sample`]).
 pub const GPU_TOP_K_MAX: usize = 64;
 
-/// Sampling settings for [`GpuModel::step_sample`] (`sample.wgsl`): temperature, top-k, top-p and
-/// the uniform number in [0, 1) that picks the token, drawn on the host from the seeded RNG
-/// (`sampling::Rng::next_f64`, as `sampling::Sampler` draws once per token). Temperature ≤ 0 is
-/// greedy. top_k is clamped to 1..=[`GPU_TOP_K_MAX`] (0 means [`GPU_TOP_K_MAX`]); top_p ≥ 1 is
-/// off. Penalties and min-p are not applied on the GPU.
+/// What `sample.wgsl` writes when the host must decide (a top-p or min-p cut, or the draw, past
+/// its [`GPU_TOP_K_MAX`] candidates, or 64 < top_k < n).
+pub const SAMPLE_ON_HOST: u32 = u32::MAX;
+
+/// Sampling settings for [`GpuModel::step_sample`], `sampling::Sampler`'s chain on the GPU:
+/// penalties (`penalties.wgsl`) → top-k → top-p → min-p → temperature → draw (`sample.wgsl`),
+/// with `uniform`, the number in [0, 1) that picks the token, drawn on the host from the seeded
+/// RNG (`Sampler::next_uniform`, as `Sampler` draws once per token when the temperature is
+/// above 0). Temperature ≤ 0 is greedy after the penalties; top_k 0 is all tokens, top_p ≥ 1
+/// and min_p 0 are off, as in [`SamplerConfig`](crate::sampling::SamplerConfig).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GpuSampling {
     pub temperature: f32,
     pub top_k: usize,
     pub top_p: f32,
-    pub uniform: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    /// How many recent tokens of the history the penalties look at.
+    pub penalty_last_n: usize,
+    pub uniform: f64,
+}
+
+impl Default for GpuSampling {
+    /// `SamplerConfig::default()`'s settings (greedy, no penalties), uniform 0.
+    fn default() -> Self {
+        GpuSampling::new(&crate::sampling::SamplerConfig::default(), 0.0)
+    }
 }
 
 impl GpuSampling {
+    /// The settings of `cfg` with the uniform number `uniform`.
+    pub fn new(cfg: &crate::sampling::SamplerConfig, uniform: f64) -> Self {
+        GpuSampling {
+            temperature: cfg.temperature,
+            top_k: cfg.top_k,
+            top_p: cfg.top_p,
+            min_p: cfg.min_p,
+            repeat_penalty: cfg.repeat_penalty,
+            presence_penalty: cfg.presence_penalty,
+            frequency_penalty: cfg.frequency_penalty,
+            penalty_last_n: cfg.penalty_last_n,
+            uniform,
+        }
+    }
+
+    /// The same settings as a [`SamplerConfig`](crate::sampling::SamplerConfig) (seed 0).
+    pub fn config(&self) -> crate::sampling::SamplerConfig {
+        crate::sampling::SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            penalty_last_n: self.penalty_last_n,
+            seed: 0,
+        }
+    }
+
+    /// Whether any penalty is on.
+    pub fn has_penalties(&self) -> bool {
+        self.repeat_penalty != 1.0 || self.presence_penalty != 0.0 || self.frequency_penalty != 0.0
+    }
+
     /// The parameter words of `sample.wgsl` over `n` logits.
-    pub fn words(&self, n: usize) -> [u32; 5] {
-        let k = match self.top_k {
-            0 => GPU_TOP_K_MAX,
-            k => k.min(GPU_TOP_K_MAX),
-        };
+    pub fn words(&self, n: usize) -> [u32; 6] {
         [
             n as u32,
-            k as u32,
+            self.top_k.min(u32::MAX as usize) as u32,
             self.temperature.to_bits(),
             self.top_p.to_bits(),
-            self.uniform.to_bits(),
+            (self.uniform as f32).to_bits(),
+            self.min_p.to_bits(),
+        ]
+    }
+
+    /// The distinct tokens of the last `penalty_last_n` of `history` with their counts, as
+    /// `penalties.wgsl`'s (id, count) pairs (by id).
+    pub fn seen(&self, history: &[u32]) -> Vec<u32> {
+        let recent = &history[history.len().saturating_sub(self.penalty_last_n)..];
+        let mut ids = recent.to_vec();
+        ids.sort_unstable();
+        let mut pairs = Vec::new();
+        for run in ids.chunk_by(|a, b| a == b) {
+            pairs.extend([run[0], run.len() as u32]);
+        }
+        pairs
+    }
+
+    /// The parameter words of `penalties.wgsl` over `n` logits and `n_seen` pairs.
+    pub fn penalty_words(&self, n: usize, n_seen: usize) -> [u32; 5] {
+        [
+            n as u32,
+            n_seen as u32,
+            self.repeat_penalty.to_bits(),
+            self.presence_penalty.to_bits(),
+            self.frequency_penalty.to_bits(),
         ]
     }
 }
 
-/// Sample from `n` logits already in `logits` on the GPU (one submission, a 4-byte readback).
+/// Sample from `n` logits already in `logits` on the GPU with `sample.wgsl` (no penalties; one
+/// submission, a 4-byte readback): the id, or [`SAMPLE_ON_HOST`].
 pub async fn sample_once(
     ctx: &GpuContext,
     logits: &wgpu::Buffer,
@@ -94,6 +185,25 @@ pub async fn sample_once(
         [1, 1, 1],
     )?;
     Ok(ctx.read_u32(&out, 1).await?[0])
+}
+
+/// Apply `s`'s penalties for `history` to the `n` logits in `logits`, in place
+/// (`penalties.wgsl`, one submission).
+pub fn penalties_once(
+    ctx: &GpuContext,
+    logits: &wgpu::Buffer,
+    n: usize,
+    s: &GpuSampling,
+    history: &[u32],
+) -> Result<()> {
+    let seen = s.seen(history);
+    let sb = ctx.storage_with("seen tokens", bytemuck::cast_slice(&seen));
+    let p = ctx.params("penalties", &s.penalty_words(n, seen.len() / 2));
+    ctx.run_once(
+        PipelineKey::new(Kernel::Penalties),
+        &[logits, &sb, &p],
+        [1, 1, 1],
+    )
 }
 
 /// Activation buffers (f32) of up to `max_batch` tokens, token-major: each row as listed.
@@ -142,6 +252,13 @@ pub struct GpuModel {
     argmax: Dispatch,
     sample: Dispatch,
     sample_params: wgpu::Buffer,
+    /// Penalties before sampling: the dispatch, its (id, count) pairs buffer and its capacity
+    /// in pairs (grown on demand), its parameters, and whether the next sample step runs it.
+    penalties: Dispatch,
+    seen: wgpu::Buffer,
+    seen_cap: usize,
+    penalty_params: wgpu::Buffer,
+    penalize: bool,
     inv_freq: Vec<f64>,
     inv_freq_swa: Vec<f64>,
     rope_cs: wgpu::Buffer,
@@ -190,9 +307,16 @@ impl Recorder<'_> {
         b
     }
 
-    /// y = W·x, one dispatch per row range of W.
+    /// y = W·x per token, one dispatch per row range of W: matvec.wgsl for a single token,
+    /// matmat.wgsl (weights read once per tile of tokens) for a batch.
     fn matvec(&mut self, m: &GpuMatrix, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<()> {
-        for d in matvec_dispatches(self.ctx, m, x, y)? {
+        for mut d in matvec_dispatches(self.ctx, m, x, y)? {
+            d.batch = Batch::Single;
+            self.dispatches.push(d);
+        }
+        let step = self.step_params.clone();
+        for mut d in matmat_dispatches(self.ctx, m, x, y, &step)? {
+            d.batch = Batch::Multi;
             self.dispatches.push(d);
         }
         Ok(())
@@ -279,6 +403,8 @@ fn make_dispatch(
         group: ctx.bind(key, bufs)?,
         groups,
         when: When::Always,
+        batch: Batch::Any,
+        tile: 1,
     })
 }
 
@@ -292,7 +418,7 @@ pub fn matvec_rows(ty: crate::quant::GgmlType, cols: usize) -> u32 {
 }
 
 /// The dispatches of y = W·x, one per row range of W (each writes its rows of y).
-fn matvec_dispatches(
+pub(crate) fn matvec_dispatches(
     ctx: &GpuContext,
     m: &GpuMatrix,
     x: &wgpu::Buffer,
@@ -319,6 +445,68 @@ fn matvec_dispatches(
             make_dispatch(ctx, key, &[&c.buffer, x, y, &p], groups)
         })
         .collect()
+}
+
+/// The dispatches of Y = W·X over a batch of tokens (matmat.wgsl; X and Y token-major, `step`
+/// holds the step's position and its number of tokens), one per row range of W; workgroup z
+/// is a tile of [`MATMAT_TOKENS`] tokens.
+pub(crate) fn matmat_dispatches(
+    ctx: &GpuContext,
+    m: &GpuMatrix,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    let key = PipelineKey {
+        rows: matvec_rows(m.ty, m.cols),
+        ..PipelineKey::new(Kernel::Matmat(m.ty))
+    };
+    m.chunks
+        .iter()
+        .map(|c| {
+            let p = ctx.params(
+                &m.name,
+                &[
+                    c.rows as u32,
+                    m.cols as u32,
+                    m.row_bytes as u32,
+                    c.row_start as u32,
+                    m.rows as u32,
+                ],
+            );
+            let groups = groups_2d(c.rows.div_ceil(key.rows as usize));
+            let mut d = make_dispatch(ctx, key, &[&c.buffer, x, y, &p, step], groups)?;
+            d.tile = MATMAT_TOKENS as u32;
+            Ok(d)
+        })
+        .collect()
+}
+
+/// Run Y = W·X once for `n_tok` tokens (X: `n_tok` rows of `cols`, Y: `n_tok` rows of `rows`)
+/// with matmat.wgsl (for tests and benchmarks): one submission.
+pub fn matmat_once(
+    ctx: &GpuContext,
+    m: &GpuMatrix,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    n_tok: usize,
+) -> Result<()> {
+    let step = ctx.params("matmat batch", &[0, n_tok as u32]);
+    let ds = matmat_dispatches(ctx, m, x, y, &step)?;
+    let mut enc = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("matmat"),
+        });
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("matmat"),
+            timestamp_writes: None,
+        });
+        encode_batch(&mut pass, &ds, n_tok as u32, false);
+    }
+    ctx.queue.submit([enc.finish()]);
+    Ok(())
 }
 
 /// Run y = W·x once (for tests and one-off products): one submission.
@@ -352,14 +540,19 @@ pub const MAX_BATCH: usize = 64;
 /// Contexts from which attention runs split-K by default ([`GpuModel::split_attention_from`]).
 pub const SPLIT_ATTENTION_FROM: usize = 512;
 
-/// Encode `ds` over a batch of `nb` tokens (workgroup z is the token), with the split-K
-/// attention when `long`, else the single-pass one.
-fn encode_batch(pass: &mut wgpu::ComputePass<'_>, ds: &[Dispatch], nb: u32, long: bool) {
+/// Encode `ds` over a batch of `nb` tokens (workgroup z is the token, or a tile of tokens for
+/// matmat.wgsl), with the split-K attention when `long`, else the single-pass one, and the
+/// matrix products for one token (matvec) or for several (matmat).
+pub(crate) fn encode_batch(pass: &mut wgpu::ComputePass<'_>, ds: &[Dispatch], nb: u32, long: bool) {
     let skip = if long { When::Short } else { When::Long };
-    for d in ds.iter().filter(|d| d.when != skip) {
+    let skip_batch = if nb > 1 { Batch::Single } else { Batch::Multi };
+    for d in ds
+        .iter()
+        .filter(|d| d.when != skip && d.batch != skip_batch)
+    {
         pass.set_pipeline(&d.pipeline);
         pass.set_bind_group(0, &d.group, &[]);
-        pass.dispatch_workgroups(d.groups[0], d.groups[1], nb);
+        pass.dispatch_workgroups(d.groups[0], d.groups[1], nb.div_ceil(d.tile));
     }
 }
 
@@ -581,6 +774,15 @@ impl GpuModel {
         )?;
 
         let sample_params = ctx.params("sample", &[]);
+        let penalty_params = ctx.params("penalties", &[]);
+        let seen_cap = n_ctx.max(64);
+        let seen = ctx.storage_f32("seen tokens", 2 * seen_cap);
+        let penalties = make_dispatch(
+            &ctx,
+            PipelineKey::new(Kernel::Penalties),
+            &[&a.logits, &seen, &penalty_params],
+            [1, 1, 1],
+        )?;
         let sample = make_dispatch(
             &ctx,
             PipelineKey::new(Kernel::Sample),
@@ -620,6 +822,11 @@ impl GpuModel {
             argmax,
             sample,
             sample_params,
+            penalties,
+            seen,
+            seen_cap,
+            penalty_params,
+            penalize: false,
             inv_freq,
             inv_freq_swa,
             rope_cs,
@@ -673,22 +880,60 @@ impl GpuModel {
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    /// Run one token at `pos` and return the next token sampled on the GPU with temperature,
-    /// top-k and top-p (`sample.wgsl`; see [`GpuSampling`]): one submission, a 4-byte readback.
+    /// Run one token at `pos` and return the next token sampled on the GPU (see
+    /// [`GpuSampling`]): the penalties for `history` (its last `penalty_last_n` tokens), then
+    /// top-k, top-p, min-p and temperature with `params.uniform`, as `sampling::Sampler` does.
+    /// One submission and a 4-byte readback; only when `sample.wgsl` cannot decide among its
+    /// [`GPU_TOP_K_MAX`] candidates (top_k 0 with the cut or the draw past them, or
+    /// 64 < top_k < n_vocab) are the (penalised) logits read back and sampled on the host with
+    /// the same uniform number.
     pub async fn step_sample(
         &mut self,
         token: u32,
         pos: usize,
         params: &GpuSampling,
+        history: &[u32],
     ) -> Result<u32> {
         self.check_span(pos, 1)?;
-        let words = params.words(self.cfg.n_vocab);
-        self.ctx
-            .queue
-            .write_buffer(&self.sample_params, 0, bytemuck::cast_slice(&words));
+        let n = self.cfg.n_vocab;
+        let words = params.words(n);
+        let q = &self.ctx.queue;
+        q.write_buffer(&self.sample_params, 0, bytemuck::cast_slice(&words));
+        self.penalize = params.has_penalties();
+        if self.penalize {
+            let seen = params.seen(history);
+            let n_seen = seen.len() / 2;
+            if n_seen > self.seen_cap {
+                self.seen_cap = n_seen.next_power_of_two();
+                self.seen = self.ctx.storage_f32("seen tokens", 2 * self.seen_cap);
+                self.penalties = make_dispatch(
+                    &self.ctx,
+                    PipelineKey::new(Kernel::Penalties),
+                    &[&self.acts.logits, &self.seen, &self.penalty_params],
+                    [1, 1, 1],
+                )?;
+            }
+            let q = &self.ctx.queue;
+            if !seen.is_empty() {
+                q.write_buffer(&self.seen, 0, bytemuck::cast_slice(&seen));
+            }
+            let pw = params.penalty_words(n, n_seen);
+            q.write_buffer(&self.penalty_params, 0, bytemuck::cast_slice(&pw));
+        }
         self.step(&[token], pos, Readback::Sample)?;
         let b = self.ctx.map_read(&self.stage_token, 4).await?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        let id = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        if id != SAMPLE_ON_HOST {
+            return Ok(id);
+        }
+        let logits = self.ctx.read_f32(&self.acts.logits, n).await?;
+        let u = params.uniform;
+        Ok(crate::sampling::choose(&params.config(), &logits, || u))
+    }
+
+    /// The logits the last step left on the GPU (penalised when it sampled with penalties).
+    pub async fn last_logits(&self) -> Result<Vec<f32>> {
+        self.ctx.read_f32(&self.acts.logits, self.cfg.n_vocab).await
     }
 
     fn check_span(&self, pos: usize, n: usize) -> Result<()> {
@@ -749,7 +994,8 @@ impl GpuModel {
             }
         }
         q.write_buffer(&self.rope_cs, 0, bytemuck::cast_slice(&cs));
-        q.write_buffer(&self.step_params, 0, &(pos as u32).to_le_bytes());
+        let step_words = [pos as u32, nb as u32];
+        q.write_buffer(&self.step_params, 0, bytemuck::cast_slice(&step_words));
 
         for (buf, window) in [(&self.attn_params, 0), (&self.attn_params_swa, c.n_swa)] {
             let words = [
@@ -798,7 +1044,12 @@ impl GpuModel {
             encode(&mut pass, &self.head);
             match readback {
                 Readback::Argmax => encode(&mut pass, std::slice::from_ref(&self.argmax)),
-                Readback::Sample => encode(&mut pass, std::slice::from_ref(&self.sample)),
+                Readback::Sample => {
+                    if self.penalize {
+                        encode(&mut pass, std::slice::from_ref(&self.penalties));
+                    }
+                    encode(&mut pass, std::slice::from_ref(&self.sample));
+                }
                 Readback::None | Readback::Logits => {}
             }
         }

@@ -32,3 +32,68 @@ pub const TEST_MODELS: [&str; 6] = [
     "gemma-3-270m-q4_k_m.gguf",
     "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
 ];
+
+/// The forward golden of `model` (tests/goldens/forward/<model>.json, made by
+/// `scripts/gen-forward-goldens` from ref_forward.py: numpy f64, exact dequantization).
+pub fn golden(model: &str) -> serde_json::Value {
+    let p = root()
+        .join("tests/goldens/forward")
+        .join(model.replace(".gguf", ".json"));
+    serde_json::from_str(&std::fs::read_to_string(&p).expect("forward golden")).unwrap()
+}
+
+/// A JSON array of token ids.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// A golden logits file (little-endian f32) of tests/goldens/forward.
+pub fn golden_f32(name: &str) -> Vec<f32> {
+    let b = std::fs::read(root().join("tests/goldens/forward").join(name)).unwrap();
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Normalised mean squared error of `got` against `want`.
+pub fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        num += (f64::from(g) - f64::from(w)).powi(2);
+        den += f64::from(w).powi(2);
+    }
+    num / den.max(1e-30)
+}
+
+/// Greedy tokens `got` equal the golden case's `greedy_ids` up to the first step where they
+/// differ, and that step must be one where the reference's own top-2 logits are within 0.25
+/// (a near-tie that rounding may flip); from there on nothing is compared. Returns how many
+/// leading tokens matched.
+pub fn assert_greedy_matches(name: &str, got: &[u32], case: &serde_json::Value) -> usize {
+    let want = ids(&case["greedy_ids"]);
+    let top2 = case["top2"].as_array().unwrap();
+    assert!(
+        got.len() <= want.len(),
+        "{name}: {} tokens, the golden has {}",
+        got.len(),
+        want.len()
+    );
+    for i in 0..got.len() {
+        let gap = top2[i][1].as_f64().unwrap() - top2[i][3].as_f64().unwrap();
+        if got[i] != want[i] {
+            assert!(
+                gap < 0.25,
+                "{name}: step {i} chose {} but the reference chose {} with a top-2 gap of {gap:.3}\n got {got:?}\nwant {want:?}",
+                got[i],
+                want[i]
+            );
+            return i;
+        }
+    }
+    got.len()
+}

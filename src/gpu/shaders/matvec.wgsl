@@ -12,7 +12,9 @@
 //   Σ (s·q + m)·x = s·Σ q·x + m·Σ x. Rows reduce in a workgroup-memory tree.
 //   Dispatch (min(n, 32768), ceil(n / 32768)) workgroups for n = ceil(rows / ROWS).
 
-// Batches (prefill): workgroup z is the token: x row z (cols), y row z (stride y_stride).
+// Batches: workgroup z is the token: x row z (cols), y row z (stride y_stride); the weights are
+// then read once per token. The model runs this for a decode step (one token) and matmat.wgsl
+// for prefill batches (read once per tile of tokens); `chord bench --kernels` compares both.
 
 struct Params {
     rows: u32,
