@@ -49,15 +49,8 @@ impl Rng {
     }
 }
 
-fn nmse(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&g, &w) in got.iter().zip(want) {
-        num += (f64::from(g) - f64::from(w)).powi(2);
-        den += f64::from(w).powi(2);
-    }
-    num / den.max(1e-30)
-}
+mod common;
+use common::nmse;
 
 fn assert_nmse(what: &str, got: &[f32], want: &[f32], max: f64) {
     let e = nmse(got, want);

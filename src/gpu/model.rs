@@ -424,27 +424,7 @@ pub(crate) fn matvec_dispatches(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    let key = PipelineKey {
-        rows: matvec_rows(m.ty, m.cols),
-        ..PipelineKey::new(Kernel::Matvec(m.ty))
-    };
-    m.chunks
-        .iter()
-        .map(|c| {
-            let p = ctx.params(
-                &m.name,
-                &[
-                    c.rows as u32,
-                    m.cols as u32,
-                    m.row_bytes as u32,
-                    c.row_start as u32,
-                    m.rows as u32,
-                ],
-            );
-            let groups = groups_2d(c.rows.div_ceil(key.rows as usize));
-            make_dispatch(ctx, key, &[&c.buffer, x, y, &p], groups)
-        })
-        .collect()
+    row_dispatches(ctx, m, Kernel::Matvec(m.ty), &[x, y], 1)
 }
 
 /// The dispatches of Y = W·X over a batch of tokens (matmat.wgsl; X and Y token-major, `step`
@@ -457,9 +437,28 @@ pub(crate) fn matmat_dispatches(
     y: &wgpu::Buffer,
     step: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
+    row_dispatches(
+        ctx,
+        m,
+        Kernel::Matmat(m.ty),
+        &[x, y, step],
+        MATMAT_TOKENS as u32,
+    )
+}
+
+/// One dispatch of `kernel` (matvec.wgsl or matmat.wgsl) per row range of `m`: bindings
+/// (chunk, io[0], io[1], params, io[2..]), params (rows of the chunk, cols, row_bytes, first
+/// row, rows of W).
+fn row_dispatches(
+    ctx: &GpuContext,
+    m: &GpuMatrix,
+    kernel: Kernel,
+    io: &[&wgpu::Buffer],
+    tile: u32,
+) -> Result<Vec<Dispatch>> {
     let key = PipelineKey {
         rows: matvec_rows(m.ty, m.cols),
-        ..PipelineKey::new(Kernel::Matmat(m.ty))
+        ..PipelineKey::new(kernel)
     };
     m.chunks
         .iter()
@@ -475,8 +474,10 @@ pub(crate) fn matmat_dispatches(
                 ],
             );
             let groups = groups_2d(c.rows.div_ceil(key.rows as usize));
-            let mut d = make_dispatch(ctx, key, &[&c.buffer, x, y, &p, step], groups)?;
-            d.tile = MATMAT_TOKENS as u32;
+            let mut bindings = vec![&c.buffer, io[0], io[1], &p];
+            bindings.extend_from_slice(&io[2..]);
+            let mut d = make_dispatch(ctx, key, &bindings, groups)?;
+            d.tile = tile;
             Ok(d)
         })
         .collect()
