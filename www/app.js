@@ -237,7 +237,7 @@ async function send(text) {
         const t = chunk.timings;
         $('stats').textContent =
           `${chunk.usage ? chunk.usage.completion_tokens : '?'} tokens · ` +
-          `${t.tokens_per_s ? t.tokens_per_s.toFixed(1) : '?'} tok/s · prompt ${Math.round(t.prompt_ms)} ms · ` +
+          `${t.tokens_per_s ? t.tokens_per_s.toFixed(t.tokens_per_s < 10 ? 2 : 1) : '?'} tok/s · prompt ${Math.round(t.prompt_ms)} ms · ` +
           `backend ${t.backend} · wasm memory ${mb(t.memory_bytes)}`;
         $('stats').dataset.tokPerS = t.tokens_per_s ?? '';
       } else if (c?.finish_reason === 'abort') {
