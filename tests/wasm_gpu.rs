@@ -19,11 +19,14 @@ use wasm_chord::gpu::kernels::{
 };
 use wasm_chord::gpu::model::{matmat_once, matvec_once, penalties_once, sample_once};
 use wasm_chord::gpu::{GpuContext, GpuMatrix, GpuModel, GpuSampling};
-use wasm_chord::model::QMatrix;
 use wasm_chord::quant::{self, GgmlType};
 use wasm_chord::sampling::{Rng as SamplingRng, Sampler, SamplerConfig};
 
 wasm_bindgen_test_configure!(run_in_browser);
+
+#[path = "common/data.rs"]
+mod data;
+use data::{cols_for, nmse, random_matrix, Rng};
 
 // `make models` (scripts/fetch-models) puts the model here; without it this file does not compile.
 static MODEL: &[u8] = include_bytes!("../models/tiny-random-llama-q4_k_m.gguf");
@@ -41,83 +44,10 @@ fn web_log(s: &str) {
     wasm_bindgen_test::console_log!("{}", s);
 }
 
-/// A small deterministic generator (xorshift), as tests/gpu_kernels.rs.
-struct Rng(u64);
-impl Rng {
-    fn u32(&mut self) -> u32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 16) as u32
-    }
-    fn f(&mut self) -> f32 {
-        (self.u32() % 2_000_000) as f32 / 1_000_000.0 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.f()).collect()
-    }
-}
-
-fn nmse(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&g, &w) in got.iter().zip(want) {
-        num += (f64::from(g) - f64::from(w)).powi(2);
-        den += f64::from(w).powi(2);
-    }
-    num / den.max(1e-30)
-}
-
 fn assert_nmse(what: &str, got: &[f32], want: &[f32], max: f64) {
     let e = nmse(got, want);
     web_log(&format!("{what}: NMSE {e:.3e}"));
     assert!(e <= max, "{what}: NMSE {e:.3e} > {max:.1e}");
-}
-
-fn f16_bytes(v: f32) -> [u8; 2] {
-    half::f16::from_f32(v).to_bits().to_le_bytes()
-}
-
-/// Random blocks of `ty` for `rows` × `cols`, with finite scales (as tests/gpu_kernels.rs).
-fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
-    let mut r = Rng(seed);
-    let (bs, ts) = ty.block_geometry();
-    let row_bytes = cols / bs * ts;
-    let mut data: Vec<u8> = (0..rows * row_bytes).map(|_| r.u32() as u8).collect();
-    for b in data.chunks_exact_mut(ts) {
-        let mut put = |at: usize, v: f32| b[at..at + 2].copy_from_slice(&f16_bytes(v));
-        match ty {
-            GgmlType::Q4_K => {
-                put(0, 0.01 + r.f().abs() * 0.05);
-                put(2, 0.01 + r.f().abs() * 0.05);
-            }
-            GgmlType::Q6_K => put(208, r.f() * 0.05),
-            GgmlType::Q4_1 => {
-                put(0, r.f() * 0.1);
-                put(2, r.f() * 0.5);
-            }
-            GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_0 => put(0, r.f() * 0.1),
-            GgmlType::F16 => put(0, r.f() * 4.0),
-            GgmlType::F32 => b.copy_from_slice(&(r.f() * 4.0).to_le_bytes()),
-            _ => unreachable!(),
-        }
-    }
-    QMatrix {
-        name: format!("test {ty}"),
-        ty,
-        rows,
-        cols,
-        row_bytes,
-        data,
-    }
-}
-
-fn cols_for(ty: GgmlType) -> usize {
-    if ty.block_size() == 256 {
-        768
-    } else {
-        576
-    }
 }
 
 #[wasm_bindgen_test]

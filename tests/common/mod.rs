@@ -3,6 +3,10 @@
 
 use std::path::PathBuf;
 
+mod data;
+#[allow(unused_imports)] // each test binary uses a part
+pub use data::{cols_for, f16_bytes, nmse, random_matrix, Rng};
+
 /// Repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -57,17 +61,6 @@ pub fn golden_f32(name: &str) -> Vec<f32> {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
-}
-
-/// Normalised mean squared error of `got` against `want`.
-pub fn nmse(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&g, &w) in got.iter().zip(want) {
-        num += (f64::from(g) - f64::from(w)).powi(2);
-        den += f64::from(w).powi(2);
-    }
-    num / den.max(1e-30)
 }
 
 /// Greedy tokens `got` equal the golden case's `greedy_ids` up to the first step where they
