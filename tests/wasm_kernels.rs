@@ -24,84 +24,9 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 // `make models` (scripts/fetch-models) puts the model here; without it this file does not compile.
 static MODEL: &[u8] = include_bytes!("../models/tiny-random-llama-q4_k_m.gguf");
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in [lo, hi).
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-}
-
-fn f16_bits(v: f32) -> [u8; 2] {
-    half::f16::from_f32(v).to_bits().to_le_bytes()
-}
-
-/// Byte offsets of the f16 scale fields (d, and dmin / m where the type has one) in a block.
-fn scale_fields(ty: GgmlType) -> &'static [usize] {
-    use GgmlType::*;
-    match ty {
-        Q4_0 | Q5_0 | Q8_0 => &[0],
-        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
-        Q2_K => &[80, 82],
-        Q3_K => &[108],
-        Q6_K => &[208],
-        _ => &[],
-    }
-}
-
-/// A `rows × cols` matrix of `ty` with random blocks: random quants and sub-block scales, and
-/// f16 super-block scales of either sign in a sane range (float types: random values).
-fn random_matrix(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> QMatrix {
-    let (bs, ts) = ty.block_geometry();
-    assert_eq!(cols % bs, 0);
-    let row_bytes = cols / bs * ts;
-    let mut data = vec![0u8; rows * row_bytes];
-    match ty {
-        GgmlType::F32 => {
-            for c in data.chunks_exact_mut(4) {
-                c.copy_from_slice(&rng.uniform(-1.0, 1.0).to_le_bytes());
-            }
-        }
-        GgmlType::F16 => {
-            for c in data.chunks_exact_mut(2) {
-                c.copy_from_slice(&f16_bits(rng.uniform(-1.0, 1.0)));
-            }
-        }
-        GgmlType::BF16 => {
-            for c in data.chunks_exact_mut(2) {
-                let v = half::bf16::from_f32(rng.uniform(-1.0, 1.0));
-                c.copy_from_slice(&v.to_bits().to_le_bytes());
-            }
-        }
-        _ => {
-            data.iter_mut().for_each(|b| *b = rng.next() as u8);
-            for blk in data.chunks_exact_mut(ts) {
-                for &at in scale_fields(ty) {
-                    let mag = rng.uniform(1e-3, 5e-2);
-                    let v = if rng.next() & 1 == 0 { mag } else { -mag };
-                    blk[at..at + 2].copy_from_slice(&f16_bits(v));
-                }
-            }
-        }
-    }
-    QMatrix {
-        name: format!("test.{ty}"),
-        ty,
-        rows,
-        cols,
-        row_bytes,
-        data,
-    }
-}
-
+#[path = "common/cpu_data.rs"]
+mod cpu_data;
+use cpu_data::{random_matrix, Rng};
 /// Σ|w·x| per output (n_tok, rows), from the reference dequantizer in f64.
 fn magnitudes(w: &QMatrix, x: &[f32], n_tok: usize) -> Vec<f64> {
     let mut row = vec![0f32; w.cols];
