@@ -7,7 +7,7 @@ use pollster::block_on;
 use wasm_chord::cpu::matmul::{matmul, Kernel as CpuKernel};
 use wasm_chord::cpu::ops;
 use wasm_chord::gpu::kernels::{
-    groups_2d, unit_weights, Kernel, PipelineKey, GPU_TYPES, SHADER_FILES,
+    aligned_block, groups_2d, unit_weights, Kernel, Layout, PipelineKey, GPU_TYPES, SHADER_FILES,
 };
 use wasm_chord::gpu::model::{
     matmat_once, matvec_once, penalties_once, sample_once, GPU_TOP_K_MAX, SAMPLE_ON_HOST,
@@ -68,6 +68,15 @@ fn within_ulp(a: f32, b: f32) -> bool {
     a == b || (a.to_bits() as i64 - b.to_bits() as i64).abs() <= 1
 }
 
+/// The layouts a format can be uploaded in: packed, and aligned where its blocks are not.
+fn layouts(ty: GgmlType) -> Vec<Layout> {
+    let mut v = vec![Layout::Packed];
+    if aligned_block(ty).is_some() {
+        v.push(Layout::Aligned);
+    }
+    v
+}
+
 #[test]
 fn dequantize_matches_the_reference_exactly() {
     let ctx = context();
@@ -76,62 +85,75 @@ fn dequantize_matches_the_reference_exactly() {
         let m = random_matrix(ty, rows, cols, 11 + i as u64);
         let mut want = vec![0f32; rows * cols];
         quant::dequantize(ty, &m.data, &mut want).unwrap();
-        let w = ctx.storage_with("w", &m.data);
-        let y = ctx.storage_f32("y", rows * cols);
-        let n_units = rows * cols / unit_weights(ty);
-        let p = ctx.params("p", &[n_units as u32, 0, 0, 1f32.to_bits()]);
-        ctx.run_once(
-            PipelineKey::new(Kernel::Dequant(ty)),
-            &[&w, &y, &p],
-            groups_2d(n_units.div_ceil(64)),
-        )
-        .unwrap();
-        let got = block_on(ctx.read_f32(&y, rows * cols)).unwrap();
-        let bad = got.iter().zip(&want).position(|(&g, &w)| !within_ulp(g, w));
-        assert!(
-            bad.is_none(),
-            "{ty}: element {bad:?}: {} vs {}",
-            got[bad.unwrap()],
-            want[bad.unwrap()]
-        );
-        eprintln!("dequantize {ty}: {} values exact (≤ 1 ulp)", got.len());
+        for layout in layouts(ty) {
+            // Uploaded as the model uploads it (repacked for Layout::Aligned).
+            let g = GpuMatrix::upload_as(&ctx, &m, layout).unwrap();
+            assert_eq!(g.layout, layout);
+            let y = ctx.storage_f32("y", rows * cols);
+            let n_units = rows * cols / unit_weights(ty);
+            let p = ctx.params("p", &[n_units as u32, 0, 0, 1f32.to_bits()]);
+            ctx.run_once(
+                PipelineKey::new(Kernel::Dequant(ty, layout)),
+                &[&g.chunks[0].buffer, &y, &p],
+                groups_2d(n_units.div_ceil(64)),
+            )
+            .unwrap();
+            let got = block_on(ctx.read_f32(&y, rows * cols)).unwrap();
+            let bad = got.iter().zip(&want).position(|(&g, &w)| !within_ulp(g, w));
+            assert!(
+                bad.is_none(),
+                "{ty} {layout:?}: element {bad:?}: {} vs {}",
+                got[bad.unwrap()],
+                want[bad.unwrap()]
+            );
+            eprintln!(
+                "dequantize {ty} {layout:?}: {} values exact (≤ 1 ulp)",
+                got.len()
+            );
+        }
     }
 }
 
 #[test]
-fn embedding_row_lookup_with_scale() {
+fn repacked_blocks_are_word_aligned() {
+    // What the bytes hold is checked by dequantizing them (above); here the geometry.
     let ctx = context();
-    let ty = GgmlType::Q8_0;
-    let m = random_matrix(ty, 9, 64, 5);
-    let w = ctx.storage_with("w", &m.data);
-    let y = ctx.storage_f32("y", 64);
-    let row = 7;
-    let p = ctx.params("p", &[2, (row * m.row_bytes) as u32, 0, 2.5f32.to_bits()]);
-    ctx.run_once(
-        PipelineKey::new(Kernel::Dequant(ty)),
-        &[&w, &y, &p],
-        [1, 1, 1],
-    )
-    .unwrap();
-    let got = block_on(ctx.read_f32(&y, 64)).unwrap();
-    let mut want = vec![0f32; 64];
-    m.dequantize_row(row, &mut want).unwrap();
-    want.iter_mut().for_each(|v| *v *= 2.5);
-    assert_eq!(got, want);
+    for (i, &ty) in GPU_TYPES.iter().enumerate() {
+        let m = random_matrix(ty, 5, cols_for(ty), 41 + i as u64);
+        let g = GpuMatrix::upload_as(&ctx, &m, Layout::Aligned).unwrap();
+        let ts = ty.block_geometry().1;
+        match aligned_block(ty) {
+            Some((lead, stride)) => {
+                assert!(stride % 4 == 0 && stride >= lead + ts && stride < lead + ts + 4);
+                assert_eq!(
+                    (g.layout, g.row_bytes),
+                    (Layout::Aligned, m.row_bytes / ts * stride)
+                );
+            }
+            // Formats aligned already are uploaded unchanged.
+            None => assert_eq!((g.layout, g.row_bytes), (Layout::Packed, m.row_bytes)),
+        }
+    }
 }
 
-fn check_matvec(ctx: &GpuContext, ty: GgmlType, rows: usize, seed: u64, what: &str) -> usize {
+fn check_matvec(
+    ctx: &GpuContext,
+    (ty, layout): (GgmlType, Layout),
+    rows: usize,
+    seed: u64,
+    what: &str,
+) -> usize {
     let cols = cols_for(ty);
     let m = random_matrix(ty, rows, cols, seed);
     let x = Rng(seed + 100).vec(cols);
     let mut want = vec![0f32; rows];
     matmul(&m, &x, &mut want, 1, CpuKernel::Reference).unwrap();
-    let g = GpuMatrix::upload(ctx, &m).unwrap();
+    let g = GpuMatrix::upload_as(ctx, &m, layout).unwrap();
     let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
     let y = ctx.storage_f32("y", rows);
     matvec_once(ctx, &g, &xb, &y).unwrap();
     let got = block_on(ctx.read_f32(&y, rows)).unwrap();
-    assert_nmse(&format!("matvec {ty}{what}"), &got, &want, 1e-10);
+    assert_nmse(&format!("matvec {ty} {layout:?}{what}"), &got, &want, 1e-10);
     g.chunks.len()
 }
 
@@ -139,8 +161,24 @@ fn check_matvec(ctx: &GpuContext, ty: GgmlType, rows: usize, seed: u64, what: &s
 fn matvec_matches_the_reference() {
     let ctx = context();
     for (i, &ty) in GPU_TYPES.iter().enumerate() {
-        // 37 rows: not a multiple of the rows per workgroup.
-        check_matvec(&ctx, ty, 37, 21 + i as u64, "");
+        for layout in layouts(ty) {
+            // 37 rows: not a multiple of the rows per workgroup.
+            check_matvec(&ctx, (ty, layout), 37, 21 + i as u64, "");
+        }
+    }
+}
+
+#[test]
+fn matvec_is_the_same_with_and_without_shader_runtime_checks() {
+    // The default compiles our kernels without wgpu's bounds clamps and loop bounding (they
+    // cost ~13% of a decode step on an H200); a browser always checks. Same results either way.
+    let checked = context().with_shader_checks(true);
+    assert!(checked.shader_checks);
+    for (ty, layout) in [
+        (GgmlType::Q4_K, Layout::Aligned),
+        (GgmlType::Q8_0, Layout::Packed),
+    ] {
+        check_matvec(&checked, (ty, layout), 37, 51, " (checked)");
     }
 }
 
@@ -149,8 +187,17 @@ fn matvec_over_a_matrix_split_into_row_ranges() {
     // Pretend one binding holds 10 rows of Q6_K (and 10 of Q8_0): 37 rows become 4 buffers.
     let ctx = context();
     let ctx = ctx.with_max_binding(10 * 3 * 210 + 4);
-    assert_eq!(check_matvec(&ctx, GgmlType::Q6_K, 37, 3, " (split)"), 4);
-    assert!(check_matvec(&ctx, GgmlType::Q8_0, 37, 4, " (split)") > 1);
+    let (q6, q8) = (GgmlType::Q6_K, GgmlType::Q8_0);
+    assert_eq!(
+        check_matvec(&ctx, (q6, Layout::Packed), 37, 3, " (split)"),
+        4
+    );
+    assert!(check_matvec(&ctx, (q8, Layout::Packed), 37, 4, " (split)") > 1);
+    // Repacked rows are longer (3 · 212 bytes): 9 to a buffer.
+    assert_eq!(
+        check_matvec(&ctx, (q6, Layout::Aligned), 37, 3, " (split)"),
+        5
+    );
 }
 
 /// Y = W·X for `n_tok` tokens with matmat.wgsl against the CPU reference, and against
@@ -158,7 +205,7 @@ fn matvec_over_a_matrix_split_into_row_ranges() {
 /// of row ranges of the uploaded matrix.
 fn check_matmat(
     ctx: &GpuContext,
-    ty: GgmlType,
+    (ty, layout): (GgmlType, Layout),
     rows: usize,
     n_tok: usize,
     seed: u64,
@@ -169,13 +216,13 @@ fn check_matmat(
     let x = Rng(seed + 200).vec(cols * n_tok);
     let mut want = vec![0f32; rows * n_tok];
     matmul(&m, &x, &mut want, n_tok, CpuKernel::Reference).unwrap();
-    let g = GpuMatrix::upload(ctx, &m).unwrap();
+    let g = GpuMatrix::upload_as(ctx, &m, layout).unwrap();
     let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
     let y = ctx.storage_f32("y", rows * n_tok);
     matmat_once(ctx, &g, &xb, &y, n_tok).unwrap();
     let got = block_on(ctx.read_f32(&y, rows * n_tok)).unwrap();
     assert_nmse(
-        &format!("matmat {ty} ({n_tok} tokens){what}"),
+        &format!("matmat {ty} {layout:?} ({n_tok} tokens){what}"),
         &got,
         &want,
         1e-10,
@@ -189,7 +236,7 @@ fn check_matmat(
         assert_eq!(
             one,
             got[t * rows..(t + 1) * rows],
-            "matmat {ty}{what}: token {t} differs from matvec"
+            "matmat {ty} {layout:?}{what}: token {t} differs from matvec"
         );
     }
     g.chunks.len()
@@ -199,19 +246,26 @@ fn check_matmat(
 fn matmat_matches_the_reference() {
     let ctx = context();
     for (i, &ty) in GPU_TYPES.iter().enumerate() {
-        // 37 rows and 13 tokens: neither a multiple of the workgroup's rows nor of its 8 tokens.
-        check_matmat(&ctx, ty, 37, 13, 31 + i as u64, "");
+        for layout in layouts(ty) {
+            // 37 rows and 13 tokens: neither a multiple of the workgroup's rows nor of its 8
+            // tokens.
+            check_matmat(&ctx, (ty, layout), 37, 13, 31 + i as u64, "");
+        }
     }
     // Fewer tokens than a tile, and exactly two tiles.
-    check_matmat(&ctx, GgmlType::Q4_K, 19, 3, 5, "");
-    check_matmat(&ctx, GgmlType::Q6_K, 19, 16, 6, "");
+    check_matmat(&ctx, (GgmlType::Q4_K, Layout::Packed), 19, 3, 5, "");
+    check_matmat(&ctx, (GgmlType::Q6_K, Layout::Aligned), 19, 16, 6, "");
 }
 
 #[test]
 fn matmat_over_a_matrix_split_into_row_ranges() {
     let ctx = context().with_max_binding(10 * 3 * 210 + 4);
-    assert_eq!(check_matmat(&ctx, GgmlType::Q6_K, 37, 11, 7, " (split)"), 4);
-    assert!(check_matmat(&ctx, GgmlType::Q8_0, 37, 9, 8, " (split)") > 1);
+    let (q6, q8) = (GgmlType::Q6_K, GgmlType::Q8_0);
+    assert_eq!(
+        check_matmat(&ctx, (q6, Layout::Packed), 37, 11, 7, " (split)"),
+        4
+    );
+    assert!(check_matmat(&ctx, (q8, Layout::Aligned), 37, 9, 8, " (split)") > 1);
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! The WebGPU kernels compiled to wasm32, in headless Chromium (WebGPU on SwiftShader: no
-//! shader-f16 and no subgroups, so the f32 paths run): dequantization, matvec, matmat (every
-//! format), rmsnorm, RoPE, attention (single-pass and split-K), argmax, sampling, penalties and
-//! min-p against the CPU reference, and the tiny model's 8 greedy tokens (batched prefill
-//! through matmat, then `step_argmax`) against the golden ids, plus `step_sample`, token-by-token
-//! prefill and the f16 KV cache on it.
+//! shader-f16 and no subgroups, so the f32 paths run): dequantization, matvec (both block
+//! layouts), matmat (every format), rmsnorm, RoPE, attention (single-pass and split-K), argmax,
+//! sampling, penalties and min-p against the CPU reference, and the tiny model's 8 greedy
+//! tokens (batched prefill through matmat, then `step_argmax`) against the golden ids, plus
+//! `step_sample`, token-by-token prefill and the f16 KV cache on it.
 //!
 //! Run:
 //! `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
@@ -15,7 +15,7 @@ use wasm_bindgen_test::*;
 use wasm_chord::cpu::matmul::{matmul, Kernel as CpuKernel};
 use wasm_chord::cpu::ops;
 use wasm_chord::gpu::kernels::{
-    groups_2d, unit_weights, Kernel, PipelineKey, GPU_TYPES, SPLIT_CHUNK,
+    aligned_block, groups_2d, unit_weights, Kernel, Layout, PipelineKey, GPU_TYPES, SPLIT_CHUNK,
 };
 use wasm_chord::gpu::model::{matmat_once, matvec_once, penalties_once, sample_once};
 use wasm_chord::gpu::{GpuContext, GpuMatrix, GpuModel, GpuSampling};
@@ -66,7 +66,7 @@ async fn dequantize_matches_the_reference() {
         let n_units = rows * cols / unit_weights(ty);
         let p = ctx.params("p", &[n_units as u32, 0, 0, 1f32.to_bits()]);
         ctx.run_once(
-            PipelineKey::new(Kernel::Dequant(ty)),
+            PipelineKey::new(Kernel::Dequant(ty, Layout::Packed)),
             &[&w, &y, &p],
             groups_2d(n_units.div_ceil(64)),
         )
@@ -94,12 +94,17 @@ async fn matvec_matches_the_reference() {
         let x = Rng(121 + i as u64).vec(cols);
         let mut want = vec![0f32; rows];
         matmul(&m, &x, &mut want, 1, CpuKernel::Reference).unwrap();
-        let g = GpuMatrix::upload(&ctx, &m).unwrap();
-        let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
-        let y = ctx.storage_f32("y", rows);
-        matvec_once(&ctx, &g, &xb, &y).unwrap();
-        let got = ctx.read_f32(&y, rows).await.unwrap();
-        assert_nmse(&format!("matvec {ty}"), &got, &want, 1e-10);
+        // Both layouts of the formats whose blocks are not word-aligned.
+        let mut layouts = vec![Layout::Packed];
+        layouts.extend(aligned_block(ty).map(|_| Layout::Aligned));
+        for layout in layouts {
+            let g = GpuMatrix::upload_as(&ctx, &m, layout).unwrap();
+            let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
+            let y = ctx.storage_f32("y", rows);
+            matvec_once(&ctx, &g, &xb, &y).unwrap();
+            let got = ctx.read_f32(&y, rows).await.unwrap();
+            assert_nmse(&format!("matvec {ty} {layout:?}"), &got, &want, 1e-10);
+        }
     }
 }
 

@@ -30,7 +30,8 @@ const USAGE: &str = "usage:
   chord logits MODEL (--prompt P [--special] | --ids 1,2,3) --out FILE [--backend cpu|gpu]
                  [--kernel fast|reference]
   chord bench MODEL [-p 128] [-n 64] [--reps 3] [--threads 1] [--backend cpu|gpu] [--kernel fast|reference]
-  chord bench MODEL --backend gpu --kernels [-p 64]
+              [--layout default|packed|aligned] [--shader-checks on|off]   (gpu)
+  chord bench MODEL --backend gpu --kernels [-p 64] [--shader-checks on|off]
   chord serve [--port 8080] [--models models/] [--root .] [--no-coop-coep] [--no-range]";
 
 /// A command-line mistake (exit 2) or a failure (exit 1).
@@ -198,9 +199,33 @@ fn run(args: &[String]) -> Result<(), Fail> {
             let a = Args::parse(
                 rest,
                 &["kernels"],
-                &["p", "n", "reps", "kernel", "threads", "backend"],
+                &[
+                    "p",
+                    "n",
+                    "reps",
+                    "kernel",
+                    "threads",
+                    "backend",
+                    "layout",
+                    "shader-checks",
+                ],
             )?;
             a.exactly(1, "MODEL")?;
+            let checks = match a.value("shader-checks") {
+                None => None,
+                Some("on") => Some(true),
+                Some("off") => Some(false),
+                Some(o) => {
+                    let m = format!("--shader-checks is on or off, not `{o}`");
+                    return Err(Fail::Usage(m));
+                }
+            };
+            let gpu_only = a.value("layout").is_some() || checks.is_some();
+            if gpu_only && backend(a.value("backend"))? != Backend::Gpu {
+                return Err(Fail::Usage(
+                    "--layout and --shader-checks need --backend gpu".into(),
+                ));
+            }
             if a.has("kernels") {
                 if backend(a.value("backend"))? != Backend::Gpu {
                     return Err(Fail::Usage("--kernels needs --backend gpu".into()));
@@ -208,16 +233,27 @@ fn run(args: &[String]) -> Result<(), Fail> {
                 return bench_gpu_kernels(
                     a.positional[0],
                     parse_num(a.value("p"), "p")?.unwrap_or(64).max(1),
+                    checks,
                 );
             }
             // One thread unless asked: the numbers then compare with llama.cpp's -t 1.
             cpu::matmul::set_threads(parse_num(a.value("threads"), "threads")?.unwrap_or(1));
             if backend(a.value("backend"))? == Backend::Gpu {
+                let layout = match a.value("layout") {
+                    None | Some("default") => None,
+                    Some("packed") => Some(wasm_chord::gpu::kernels::Layout::Packed),
+                    Some("aligned") => Some(wasm_chord::gpu::kernels::Layout::Aligned),
+                    Some(o) => {
+                        let m = format!("--layout is default, packed or aligned, not `{o}`");
+                        return Err(Fail::Usage(m));
+                    }
+                };
                 return bench_gpu(
                     a.positional[0],
                     parse_num(a.value("p"), "p")?.unwrap_or(128),
                     parse_num(a.value("n"), "n")?.unwrap_or(64),
                     parse_num(a.value("reps"), "reps")?.unwrap_or(3).max(1),
+                    (layout, checks),
                 );
             }
             bench(
@@ -766,13 +802,23 @@ fn generate(a: &Args) -> Result<(), Fail> {
 
 /// The GPU backend: prefill of `p` tokens, then `n` greedy decode steps (one submission and a
 /// 4-byte readback each), timed per step.
-fn bench_gpu(path: &str, p: usize, n: usize, reps: usize) -> Result<(), Fail> {
+fn bench_gpu(
+    path: &str,
+    p: usize,
+    n: usize,
+    reps: usize,
+    (layout, checks): (Option<wasm_chord::gpu::kernels::Layout>, Option<bool>),
+) -> Result<(), Fail> {
     use std::time::Instant;
     use wasm_chord::gpu::{GpuContext, GpuModel};
     let src = wasm_chord::source::FileSource::open(path)?;
     let t0 = Instant::now();
-    let ctx = block_on(GpuContext::new())?;
+    let mut ctx = block_on(GpuContext::new())?.with_layout(layout);
+    if let Some(on) = checks {
+        ctx = ctx.with_shader_checks(on);
+    }
     let adapter = ctx.describe();
+    let shader_checks = ctx.shader_checks;
     let mut model = GpuModel::load(ctx, &src, p + n + 1)?;
     let load_s = t0.elapsed().as_secs_f64();
     let v = model.cfg.n_vocab as u32;
@@ -803,6 +849,9 @@ fn bench_gpu(path: &str, p: usize, n: usize, reps: usize) -> Result<(), Fail> {
         "pp": {"tokens": p, "tok_s": if pp.is_empty() { Json::Null } else { stats(pp) }},
         "tg": {"tokens": n, "tok_s": if tg.is_empty() { Json::Null } else { stats(tg) }},
         "step_ms": if step_ms.is_empty() { Json::Null } else { stats(step_ms) },
+        "layout": layout.map_or("default".into(), |l| format!("{l:?}").to_lowercase()),
+        "step_weight_bytes": model.step_weight_bytes(),
+        "shader_checks": shader_checks,
         "submissions_per_step": 1,
         "readback_bytes_per_step": 4,
         "reps": reps,
@@ -817,14 +866,27 @@ fn bench_gpu(path: &str, p: usize, n: usize, reps: usize) -> Result<(), Fail> {
 /// read once per token) and matmat.wgsl over `p` tokens (read once per 8 tokens). Each is many
 /// dispatches in one submission, wall-clock timed to the device going idle. GB/s is bytes of
 /// weights per product / time (`weights_gbs`), and for `p` tokens also as if each token read
-/// them (`per_token_gbs` = bytes · p / time). Prints JSON.
-fn bench_gpu_kernels(path: &str, p: usize) -> Result<(), Fail> {
+/// them (`per_token_gbs` = bytes · p / time). Formats whose blocks are not word-aligned are
+/// timed in both layouts (GGUF bytes through byte helpers, and repacked to whole words); the
+/// bytes counted are those uploaded. Prints JSON.
+fn bench_gpu_kernels(path: &str, p: usize, checks: Option<bool>) -> Result<(), Fail> {
     use wasm_chord::gpu::bench::{synthetic_matrix, time_product, Product};
-    use wasm_chord::gpu::kernels::GPU_TYPES;
+    use wasm_chord::gpu::kernels::{aligned_block, Layout, GPU_TYPES};
     use wasm_chord::gpu::{GpuContext, GpuMatrix};
+    // Both layouts of the formats whose blocks are not word-aligned.
+    let layouts = |ty| {
+        let mut v = vec![Layout::Packed];
+        if aligned_block(ty).is_some() {
+            v.push(Layout::Aligned);
+        }
+        v
+    };
     let src = wasm_chord::source::FileSource::open(path)?;
     let header = wasm_chord::source::read_header(&src)?;
-    let ctx = block_on(GpuContext::new())?;
+    let mut ctx = block_on(GpuContext::new())?;
+    if let Some(on) = checks {
+        ctx = ctx.with_shader_checks(on);
+    }
     let budget = 0.3;
     let mut mats = Vec::new();
     let mut names: Vec<String> = [
@@ -849,26 +911,40 @@ fn bench_gpu_kernels(path: &str, p: usize) -> Result<(), Fail> {
             continue;
         };
         let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
-        let start = header.tensor_range(t).start;
-        mats.push(GpuMatrix::upload_from(
-            &ctx, name, t.ty, rows, cols, &src, start,
-        )?);
+        let at = header.tensor_range(t).start;
+        for l in layouts(t.ty) {
+            let m = GpuMatrix::upload_from(&ctx, name, t.ty, (rows, cols), &src, at, l)?;
+            mats.push(m);
+        }
     }
     for (i, &ty) in GPU_TYPES.iter().enumerate() {
         let q = synthetic_matrix(ty, 2048, 2048, 7 + i as u64);
-        mats.push(GpuMatrix::upload(&ctx, &q)?);
+        for l in layouts(ty) {
+            mats.push(GpuMatrix::upload_as(&ctx, &q, l)?);
+        }
     }
     let mut rows = Vec::new();
     for m in &mats {
         let x = ctx.storage_f32("x", m.cols * p);
         let y = ctx.storage_f32("y", m.rows * p);
         let bytes = m.bytes() as f64;
-        let (t1, i1) = time_product(&ctx, m, &x, &y, 1, Product::Matvec, budget)?;
-        let (tv, iv) = time_product(&ctx, m, &x, &y, p, Product::Matvec, budget)?;
+        let (t1, i1) = time_product(&ctx, m, &x, &y, 1, Product::Matvec(None), budget)?;
+        let (tv, iv) = time_product(&ctx, m, &x, &y, p, Product::Matvec(None), budget)?;
+        // Decode matvec at other workgroup shapes: rows per workgroup → µs.
+        let mut sweep = serde_json::Map::new();
+        for rows in [1u32, 2, 4, 8, 16, 32] {
+            let (t, _) = time_product(&ctx, m, &x, &y, 1, Product::Matvec(Some(rows)), 0.05)?;
+            sweep.insert(rows.to_string(), json!(t * 1e6));
+        }
+        eprintln!(
+            "    matvec µs by rows per workgroup: {}",
+            Json::Object(sweep.clone())
+        );
         let (tm, im) = time_product(&ctx, m, &x, &y, p, Product::Matmat, budget)?;
         let row = json!({
             "matrix": m.name,
             "type": m.ty.to_string(),
+            "layout": format!("{:?}", m.layout).to_lowercase(),
             "rows": m.rows,
             "cols": m.cols,
             "bytes": m.bytes(),
@@ -878,11 +954,13 @@ fn bench_gpu_kernels(path: &str, p: usize) -> Result<(), Fail> {
             "matmat": {"tokens": p, "us": tm * 1e6, "weights_gbs": bytes / tm / 1e9,
                        "per_token_gbs": bytes * p as f64 / tm / 1e9, "dispatches": im},
             "matmat_speedup": tv / tm,
+            "matvec_1_us_by_rows": sweep,
         });
         eprintln!(
-            "{:<24} {:>5} {:>5}x{:<5} {:>9} B  matvec {:>8.1} us {:>6.2} GB/s | {p} tok: matvec(z) {:>9.1} us {:>6.2} GB/s/tok, matmat {:>9.1} us {:>6.2} GB/s/tok, x{:.2}",
+            "{:<24} {:>5} {:<7} {:>5}x{:<5} {:>9} B  matvec {:>8.1} us {:>6.2} GB/s | {p} tok: matvec(z) {:>9.1} us {:>6.2} GB/s/tok, matmat {:>9.1} us {:>6.2} GB/s/tok, x{:.2}",
             m.name,
             m.ty.to_string(),
+            format!("{:?}", m.layout).to_lowercase(),
             m.rows,
             m.cols,
             m.bytes(),
@@ -901,6 +979,7 @@ fn bench_gpu_kernels(path: &str, p: usize) -> Result<(), Fail> {
         "backend": "gpu",
         "adapter": ctx.describe(),
         "timing": "wall clock of one submission of N back-to-back dispatches, to device idle; median of 3",
+        "shader_checks": ctx.shader_checks,
         "tokens": p,
         "kernels": rows,
     });

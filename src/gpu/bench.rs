@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use super::model::{encode_batch, matmat_dispatches, matvec_dispatches};
+use super::model::{encode_batch, matmat_dispatches, matvec_dispatches_rows, matvec_rows};
 use super::{GpuContext, GpuError, GpuMatrix};
 use crate::model::QMatrix;
 use crate::quant::GgmlType;
@@ -16,8 +16,9 @@ use crate::Result;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Product {
     /// matvec.wgsl with workgroup z = token: the weights are read once per token (the decode
-    /// step for one token; how a prefill batch ran before matmat.wgsl).
-    Matvec,
+    /// step for one token; how a prefill batch ran before matmat.wgsl). With `Some(rows)` rows
+    /// per workgroup, else the model's choice.
+    Matvec(Option<u32>),
     /// matmat.wgsl: the weights are read once per tile of [`MATMAT_TOKENS`](super::kernels::MATMAT_TOKENS) tokens.
     Matmat,
 }
@@ -36,7 +37,10 @@ pub fn time_product(
 ) -> Result<(f64, usize)> {
     let step = ctx.params("bench batch", &[0, n_tok as u32]);
     let ds = match how {
-        Product::Matvec => matvec_dispatches(ctx, m, x, y)?,
+        Product::Matvec(rows) => {
+            let rows = rows.unwrap_or_else(|| matvec_rows(m.ty, m.cols));
+            matvec_dispatches_rows(ctx, m, x, y, rows)?
+        }
         Product::Matmat => matmat_dispatches(ctx, m, x, y, &step)?,
     };
     let run = |iters: usize| -> Result<f64> {

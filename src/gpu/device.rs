@@ -9,6 +9,9 @@ use super::kernels::Kernels;
 use super::GpuError;
 use crate::Result;
 
+/// Whether kernels are compiled with wgpu's runtime checks unless a context says otherwise.
+pub const SHADER_CHECKS: bool = false;
+
 /// A device with the adapter's own limits and the optional features we use.
 pub struct GpuContext {
     pub device: wgpu::Device,
@@ -22,6 +25,12 @@ pub struct GpuContext {
     /// Models built on this context keep their KV cache in f16 (half the memory and bandwidth;
     /// see [`GpuContext::with_kv_f16`]). Off by default: f32, exact against the CPU reference.
     pub kv_f16: bool,
+    /// Upload every matrix whose blocks are not word-aligned in this layout (`None`: the
+    /// measured default per format, [`default_layout`](super::weights::default_layout)).
+    pub layout: Option<super::kernels::Layout>,
+    /// Compile the kernels with wgpu's shader runtime checks (bounds clamps on every buffer
+    /// index, loop bounding, integer-division guards); see [`GpuContext::with_shader_checks`].
+    pub shader_checks: bool,
     pub(crate) kernels: Kernels,
 }
 
@@ -66,6 +75,8 @@ impl GpuContext {
             limits,
             max_binding,
             kv_f16: false,
+            layout: None,
+            shader_checks: SHADER_CHECKS,
             kernels: Kernels::default(),
         })
     }
@@ -82,6 +93,27 @@ impl GpuContext {
     pub fn with_kv_f16(mut self, on: bool) -> Self {
         self.kv_f16 = on;
         self
+    }
+
+    /// Upload weights in `layout` (benchmarks compare the layouts; `None`: the default).
+    pub fn with_layout(mut self, layout: Option<super::kernels::Layout>) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Compile kernels with (`true`) or without wgpu's shader runtime checks. Without, indices
+    /// are trusted to stay inside their bindings (they do by construction; every kernel is
+    /// tested against the CPU reference) and out-of-range reads are left to the driver's
+    /// robust buffer access. A browser checks every shader itself either way.
+    pub fn with_shader_checks(mut self, on: bool) -> Self {
+        self.shader_checks = on;
+        self
+    }
+
+    /// The layout matrices of `ty` are uploaded in.
+    pub fn layout_for(&self, ty: crate::quant::GgmlType) -> super::kernels::Layout {
+        self.layout
+            .unwrap_or_else(|| super::weights::default_layout(ty))
     }
 
     /// One line for logs: adapter name, backend, device type, features.

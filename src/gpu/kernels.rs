@@ -1,10 +1,10 @@
 //! The WGSL kernels, their bind-group layouts and the pipeline cache.
 //!
 //! Each kernel lives in its own file under `shaders/`. Kernels over quantized weights
-//! (`dequant.wgsl`, `matvec.wgsl`, `matmat.wgsl`) are prefixed with `quant.wgsl` (byte readers) and one
-//! `fmt_*.wgsl` (the block format's `unit_scale` / `unit_q4`), joined as plain text; variants are
-//! specialised with WGSL `override` constants (`ROWS`, `ACT`), and pipelines are cached by
-//! [`PipelineKey`].
+//! (`dequant.wgsl`, `matvec.wgsl`, `matmat.wgsl`) are prefixed with `quant.wgsl` (value helpers),
+//! one `layout_*.wgsl` (how blocks sit in the buffer: [`Layout`]) and one `fmt_*.wgsl` (the block
+//! format's `unit_scale` / `unit_q4`), joined as plain text; variants are specialised with WGSL
+//! `override` constants (`ROWS`, `ACT`), and pipelines are cached by [`PipelineKey`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,6 +18,14 @@ const QUANT: &str = include_str!("shaders/quant.wgsl");
 /// Every shader file, by name: kernels and the helper files they are built from.
 pub const SHADER_FILES: &[(&str, &str)] = &[
     ("quant.wgsl", QUANT),
+    (
+        "layout_packed.wgsl",
+        include_str!("shaders/layout_packed.wgsl"),
+    ),
+    (
+        "layout_aligned.wgsl",
+        include_str!("shaders/layout_aligned.wgsl"),
+    ),
     ("fmt_q4_k.wgsl", include_str!("shaders/fmt_q4_k.wgsl")),
     ("fmt_q6_k.wgsl", include_str!("shaders/fmt_q6_k.wgsl")),
     ("fmt_q5_0.wgsl", include_str!("shaders/fmt_q5_0.wgsl")),
@@ -86,6 +94,31 @@ pub fn format_file(ty: GgmlType) -> Option<&'static str> {
     Some(file(name))
 }
 
+/// How a matrix's blocks sit in its GPU buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// The GGUF bytes unchanged; unaligned fields are read through two-word funnel shifts
+    /// (`layout_packed.wgsl`).
+    Packed,
+    /// Word-aligned blocks read with single loads (`layout_aligned.wgsl`): Q4_K and Q4_1 as
+    /// they are, Q6_K, Q8_0, Q5_0 and Q4_0 repacked at upload, each block padded to whole
+    /// words (see [`aligned_block`]).
+    Aligned,
+}
+
+/// For a block format `layout_aligned.wgsl` reads: the zero bytes put before each block and the
+/// block size in the buffer (Q4_K and Q4_1: as in the file).
+pub fn aligned_block(ty: GgmlType) -> Option<(usize, usize)> {
+    use GgmlType::*;
+    let lead = match ty {
+        Q6_K | Q4_K | Q4_1 => 0,
+        Q8_0 | Q5_0 | Q4_0 => 2,
+        _ => return None,
+    };
+    let bytes = ty.block_geometry().1;
+    Some((lead, (lead + bytes).next_multiple_of(4)))
+}
+
 /// Weights per unit (the granularity of `dequant.wgsl`): 16 for Q6_K, 4 for F16/F32, else 32.
 /// Kernels read four weights at a time (`unit_q4`).
 pub fn unit_weights(ty: GgmlType) -> usize {
@@ -98,11 +131,11 @@ pub fn unit_weights(ty: GgmlType) -> usize {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    Dequant(GgmlType),
-    Matvec(GgmlType),
+    Dequant(GgmlType, Layout),
+    Matvec(GgmlType, Layout),
     /// Quantized matrix × a batch of activations (prefill): [`MATMAT_TOKENS`] tokens per
     /// workgroup share each dequantized weight.
-    Matmat(GgmlType),
+    Matmat(GgmlType, Layout),
     RmsNorm,
     Rope,
     Attention,
@@ -153,9 +186,9 @@ enum Bind {
 impl Kernel {
     fn name(self) -> &'static str {
         match self {
-            Kernel::Dequant(_) => "dequant",
-            Kernel::Matvec(_) => "matvec",
-            Kernel::Matmat(_) => "matmat",
+            Kernel::Dequant(..) => "dequant",
+            Kernel::Matvec(..) => "matvec",
+            Kernel::Matmat(..) => "matmat",
             Kernel::RmsNorm => "rmsnorm",
             Kernel::Rope => "rope",
             Kernel::Attention => "attention",
@@ -171,23 +204,39 @@ impl Kernel {
         }
     }
 
-    /// The complete WGSL source, or `None` for a format without GPU kernels.
+    /// The complete WGSL source, or `None` for a format without GPU kernels (or without an
+    /// aligned layout, for [`Layout::Aligned`]).
     pub fn source(self) -> Option<String> {
         let main = file(&format!("{}.wgsl", self.name()));
         match self {
-            Kernel::Dequant(ty) | Kernel::Matvec(ty) | Kernel::Matmat(ty) => {
-                Some([QUANT, format_file(ty)?, main].join("\n"))
+            Kernel::Dequant(ty, l) | Kernel::Matvec(ty, l) | Kernel::Matmat(ty, l) => {
+                let layout = match l {
+                    Layout::Packed => file("layout_packed.wgsl"),
+                    Layout::Aligned => {
+                        aligned_block(ty)?;
+                        file("layout_aligned.wgsl")
+                    }
+                };
+                Some([QUANT, layout, format_file(ty)?, main].join("\n"))
             }
             _ => Some(main.to_owned()),
+        }
+    }
+
+    /// The block format and layout a kernel over quantized weights reads.
+    pub fn weights(self) -> Option<(GgmlType, Layout)> {
+        match self {
+            Kernel::Dequant(t, l) | Kernel::Matvec(t, l) | Kernel::Matmat(t, l) => Some((t, l)),
+            _ => None,
         }
     }
 
     fn bindings(self) -> &'static [Bind] {
         use Bind::*;
         match self {
-            Kernel::Dequant(_) => &[Read, ReadWrite, Uniform],
-            Kernel::Matvec(_) | Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
-            Kernel::Matmat(_) => &[Read, Read, ReadWrite, Uniform, Uniform],
+            Kernel::Dequant(..) => &[Read, ReadWrite, Uniform],
+            Kernel::Matvec(..) | Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
+            Kernel::Matmat(..) => &[Read, Read, ReadWrite, Uniform, Uniform],
             Kernel::Rope => &[ReadWrite, Read, Uniform],
             Kernel::Attention => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
             Kernel::AttentionSplit => &[Read, Read, Read, ReadWrite, Uniform],
@@ -200,11 +249,20 @@ impl Kernel {
         }
     }
 
-    /// Every kernel, for every format with GPU kernels.
+    /// Every kernel, for every format with GPU kernels and each of its layouts.
     pub fn all() -> Vec<Kernel> {
-        let mut v: Vec<Kernel> = GPU_TYPES.iter().map(|&t| Kernel::Dequant(t)).collect();
-        v.extend(GPU_TYPES.iter().map(|&t| Kernel::Matvec(t)));
-        v.extend(GPU_TYPES.iter().map(|&t| Kernel::Matmat(t)));
+        let mut v = Vec::new();
+        for &t in &GPU_TYPES {
+            for l in [Layout::Packed, Layout::Aligned] {
+                if l == Layout::Packed || aligned_block(t).is_some() {
+                    v.extend([
+                        Kernel::Dequant(t, l),
+                        Kernel::Matvec(t, l),
+                        Kernel::Matmat(t, l),
+                    ]);
+                }
+            }
+        }
         v.extend([
             Kernel::RmsNorm,
             Kernel::Rope,
@@ -244,23 +302,26 @@ impl GpuContext {
             return Ok(p.clone());
         }
         let k = key.kernel;
-        let src = k.source().ok_or_else(|| {
-            let ty = match k {
-                Kernel::Dequant(t) | Kernel::Matvec(t) | Kernel::Matmat(t) => t,
-                _ => GgmlType::F32,
-            };
-            GpuError::UnsupportedType {
-                tensor: k.name().into(),
-                ty,
-            }
+        let src = k.source().ok_or_else(|| GpuError::UnsupportedType {
+            tensor: k.name().into(),
+            ty: k.weights().map_or(GgmlType::F32, |(t, _)| t),
         })?;
         let label = format!("{key:?}");
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&label),
-                source: wgpu::ShaderSource::Wgsl(src.into()),
-            });
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        };
+        let module = if self.shader_checks {
+            self.device.create_shader_module(desc)
+        } else {
+            // SAFETY: our own kernels, not user input: every index stays inside its binding by
+            // construction (tests compare each kernel with the CPU reference on every shape
+            // class) and every loop is bounded by its parameters.
+            unsafe {
+                let checks = wgpu::ShaderRuntimeChecks::unchecked();
+                self.device.create_shader_module_trusted(desc, checks)
+            }
+        };
         let entries: Vec<wgpu::BindGroupLayoutEntry> = k
             .bindings()
             .iter()
@@ -299,7 +360,7 @@ impl GpuContext {
                 immediate_size: 0,
             });
         let constants: Vec<(&str, f64)> = match k {
-            Kernel::Matvec(_) | Kernel::Matmat(_) => vec![("ROWS", f64::from(key.rows))],
+            Kernel::Matvec(..) | Kernel::Matmat(..) => vec![("ROWS", f64::from(key.rows))],
             Kernel::Gate => vec![("ACT", f64::from(key.act))],
             Kernel::KvStore | Kernel::Attention | Kernel::AttentionSplit => {
                 vec![("KV_F16", f64::from(key.kv_f16))]

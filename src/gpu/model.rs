@@ -271,6 +271,8 @@ pub struct GpuModel {
     stage_token: wgpu::Buffer,
     /// Weights, caches and parameter buffers the bind groups refer to.
     _keep: Vec<GpuMatrix>,
+    /// The output matrix is token_embd.
+    tied: bool,
     _buffers: Vec<wgpu::Buffer>,
 }
 
@@ -424,7 +426,19 @@ pub(crate) fn matvec_dispatches(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    row_dispatches(ctx, m, Kernel::Matvec(m.ty), &[x, y], 1)
+    matvec_dispatches_rows(ctx, m, x, y, matvec_rows(m.ty, m.cols))
+}
+
+/// [`matvec_dispatches`] with `rows` rows per workgroup (a power of two ≤ 256; benchmarks
+/// sweep it).
+pub(crate) fn matvec_dispatches_rows(
+    ctx: &GpuContext,
+    m: &GpuMatrix,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    rows: u32,
+) -> Result<Vec<Dispatch>> {
+    row_dispatches(ctx, m, (Kernel::Matvec(m.ty, m.layout), rows), &[x, y], 1)
 }
 
 /// The dispatches of Y = W·X over a batch of tokens (matmat.wgsl; X and Y token-major, `step`
@@ -437,27 +451,23 @@ pub(crate) fn matmat_dispatches(
     y: &wgpu::Buffer,
     step: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    row_dispatches(
-        ctx,
-        m,
-        Kernel::Matmat(m.ty),
-        &[x, y, step],
-        MATMAT_TOKENS as u32,
-    )
+    let rows = matvec_rows(m.ty, m.cols);
+    let kernel = (Kernel::Matmat(m.ty, m.layout), rows);
+    row_dispatches(ctx, m, kernel, &[x, y, step], MATMAT_TOKENS as u32)
 }
 
-/// One dispatch of `kernel` (matvec.wgsl or matmat.wgsl) per row range of `m`: bindings
-/// (chunk, io[0], io[1], params, io[2..]), params (rows of the chunk, cols, row_bytes, first
-/// row, rows of W).
+/// One dispatch of `kernel` (matvec.wgsl or matmat.wgsl, with its rows per workgroup) per row
+/// range of `m`: bindings (chunk, io[0], io[1], params, io[2..]), params (rows of the chunk,
+/// cols, row_bytes, first row, rows of W).
 fn row_dispatches(
     ctx: &GpuContext,
     m: &GpuMatrix,
-    kernel: Kernel,
+    (kernel, rows): (Kernel, u32),
     io: &[&wgpu::Buffer],
     tile: u32,
 ) -> Result<Vec<Dispatch>> {
     let key = PipelineKey {
-        rows: matvec_rows(m.ty, m.cols),
+        rows,
         ..PipelineKey::new(kernel)
     };
     m.chunks
@@ -759,6 +769,7 @@ impl GpuModel {
         let layer_dispatches = std::mem::take(&mut rec.dispatches);
         rec.rmsnorm(&a.last, &output_norm, &a.h, e, 1)?;
         let mut head = std::mem::take(&mut rec.dispatches);
+        let tied = output.is_none();
         match output {
             Some(om) => {
                 head.extend(matvec_dispatches(&ctx, &om, &a.h, &a.logits)?);
@@ -792,7 +803,7 @@ impl GpuModel {
         )?;
 
         // Embedding: dequantize the token's row of token_embd, times the embedding scale.
-        let embd_key = PipelineKey::new(Kernel::Dequant(token_embd.ty));
+        let embd_key = PipelineKey::new(Kernel::Dequant(token_embd.ty, token_embd.layout));
         let embd_params = ctx.params("embedding", &[]);
         let embd_groups = token_embd
             .chunks
@@ -838,10 +849,22 @@ impl GpuModel {
             stage_logits,
             stage_token,
             _keep: keep,
+            tied,
             _buffers: buffers,
             cfg,
             ctx,
         })
+    }
+
+    /// Bytes of weight matrices a decode step reads, as uploaded: every layer's, and the output
+    /// matrix (token_embd when tied; else one row of it, not counted, nor the f32 vectors).
+    pub fn step_weight_bytes(&self) -> usize {
+        let out = if self.tied {
+            self.token_embd.bytes()
+        } else {
+            0
+        };
+        self._keep.iter().map(|m| m.bytes()).sum::<usize>() + out
     }
 
     /// Run `tokens` at positions `pos..pos + n` and return the last token's logits (n_vocab).
@@ -963,7 +986,7 @@ impl GpuModel {
         let te = &self.token_embd;
         let n_units = te.cols / unit_weights(te.ty);
         let scale = c.embd_scale.unwrap_or(1.0);
-        let embd_key = PipelineKey::new(Kernel::Dequant(te.ty));
+        let embd_key = PipelineKey::new(Kernel::Dequant(te.ty, te.layout));
         // The embedding rows: the first token through the recorded bind groups, the others
         // (a prefill batch) through bind groups made here.
         let mut embd = Vec::with_capacity(nb);
@@ -1158,7 +1181,9 @@ impl GpuWeights {
             if t.dims != [cols as u64, rows as u64] {
                 return Err(shape_err(name, &t.dims, &[cols, rows]));
             }
-            GpuMatrix::upload_from(ctx, name, t.ty, rows, cols, src, h.tensor_range(t).start)
+            let at = h.tensor_range(t).start;
+            let layout = ctx.layout_for(t.ty);
+            GpuMatrix::upload_from(ctx, name, t.ty, (rows, cols), src, at, layout)
         };
         let vector = |name: &str, n: usize| -> Result<Vec<f32>> {
             let t = info(name)?;

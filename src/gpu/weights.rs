@@ -1,9 +1,12 @@
-//! Weight matrices on the GPU, still in their block formats (uploaded byte for byte, no
-//! repacking: the kernels read unaligned blocks through `quant.wgsl`'s byte helpers). A matrix
-//! larger than one binding (`maxStorageBufferBindingSize`) is split into row ranges, each its own
-//! buffer; a matrix-vector product then runs one dispatch per range.
+//! Weight matrices on the GPU, still in their block formats: byte for byte ([`Layout::Packed`]),
+//! or as word-aligned blocks read with single loads ([`Layout::Aligned`]: Q4_K and Q4_1 as they
+//! are, the formats whose blocks are not 4-byte aligned padded to whole words;
+//! [`default_layout`] picks by measurement). A matrix larger than one
+//! binding (`maxStorageBufferBindingSize`) is split into row ranges, each its own buffer; a
+//! matrix-vector product then runs one dispatch per range.
 
-use super::kernels::{format_file, unit_weights};
+pub use super::kernels::Layout;
+use super::kernels::{aligned_block, format_file, unit_weights};
 use super::{GpuContext, GpuError};
 use crate::model::QMatrix;
 use crate::quant::GgmlType;
@@ -17,10 +20,32 @@ pub struct WeightChunk {
     pub rows: usize,
 }
 
-/// A quantized matrix on the GPU: `rows` × `cols`, row-major, `row_bytes` per row.
+/// The layout the model uploads `ty` in. Aligned costs bytes where it pads (+1% Q6_K … +11%
+/// Q4_0) and saves the two-word reads of unaligned fields; docs/performance.md has the
+/// measurements (H200 and lavapipe) this choice follows.
+pub fn default_layout(ty: GgmlType) -> Layout {
+    match aligned_block(ty) {
+        Some(_) if ALIGNED.contains(&ty) => Layout::Aligned,
+        _ => Layout::Packed,
+    }
+}
+
+/// The formats [`default_layout`] uploads aligned: free for Q4_K and Q4_1; for Q6_K and Q5_0
+/// the faster reads outweigh the padding. Q8_0 and Q4_0 measured the same either way, so they
+/// keep the fewer bytes.
+const ALIGNED: [GgmlType; 4] = [
+    GgmlType::Q4_K,
+    GgmlType::Q4_1,
+    GgmlType::Q6_K,
+    GgmlType::Q5_0,
+];
+
+/// A quantized matrix on the GPU: `rows` × `cols`, row-major, `row_bytes` per row (of the
+/// uploaded layout).
 pub struct GpuMatrix {
     pub name: String,
     pub ty: GgmlType,
+    pub layout: Layout,
     pub rows: usize,
     pub cols: usize,
     pub row_bytes: usize,
@@ -28,21 +53,28 @@ pub struct GpuMatrix {
 }
 
 impl GpuMatrix {
-    /// Upload a matrix already in memory.
+    /// Upload a matrix already in memory, in the context's layout.
     pub fn upload(ctx: &GpuContext, q: &QMatrix) -> Result<GpuMatrix> {
-        Self::upload_from(ctx, &q.name, q.ty, q.rows, q.cols, &q.data, 0)
+        Self::upload_as(ctx, q, ctx.layout_for(q.ty))
+    }
+
+    /// Upload a matrix already in memory, in `layout`.
+    pub fn upload_as(ctx: &GpuContext, q: &QMatrix, layout: Layout) -> Result<GpuMatrix> {
+        Self::upload_from(ctx, &q.name, q.ty, (q.rows, q.cols), &q.data, 0, layout)
     }
 
     /// Upload `rows` × `cols` of `ty` read from `src` at `offset`, chunk by chunk, straight into
-    /// mapped GPU buffers (the whole tensor is never held in memory at once).
+    /// mapped GPU buffers (the whole tensor is never held in memory at once), repacking the
+    /// blocks on the way for [`Layout::Aligned`] (which falls back to packed for formats that
+    /// are aligned already).
     pub fn upload_from(
         ctx: &GpuContext,
         name: &str,
         ty: GgmlType,
-        rows: usize,
-        cols: usize,
+        (rows, cols): (usize, usize),
         src: &dyn ByteSource,
         offset: u64,
+        layout: Layout,
     ) -> Result<GpuMatrix> {
         if format_file(ty).is_none() {
             return Err(GpuError::UnsupportedType {
@@ -59,7 +91,13 @@ impl GpuMatrix {
                 problem: format!("{cols} columns are not whole {unit}-element units of {ty}"),
             });
         }
-        let row_bytes = cols / bs * ts;
+        // (zero bytes before each block, block stride) in the buffer.
+        let (layout, (lead, stride)) = match (layout, aligned_block(ty)) {
+            (Layout::Aligned, Some(g)) => (Layout::Aligned, g),
+            _ => (Layout::Packed, (0, ts)),
+        };
+        let file_row_bytes = cols / bs * ts;
+        let row_bytes = cols / bs * stride;
         ctx.check_fits(&format!("one row of tensor {name}"), row_bytes as u64 + 4)?;
         let per_chunk = ((ctx.max_binding - 4) / row_bytes as u64).max(1) as usize;
         let mut chunks = Vec::new();
@@ -78,15 +116,33 @@ impl GpuMatrix {
                     .slice(..)
                     .get_mapped_range_mut()
                     .map_err(|e| GpuError::Device(format!("mapping {name}: {e}")))?;
-                // Through an 8 MiB bounce buffer: mapped memory is write-only.
-                let start = offset + (row_start * row_bytes) as u64;
-                let mut tmp = vec![0u8; len.min(8 << 20)];
-                let mut at = 0;
-                while at < len {
-                    let n = tmp.len().min(len - at);
-                    src.read_at(start + at as u64, &mut tmp[..n])?;
-                    m.slice(at..at + n).copy_from_slice(&tmp[..n]);
-                    at += n;
+                // Through an 8 MiB bounce buffer of whole blocks: mapped memory is write-only.
+                let start = offset + (row_start * file_row_bytes) as u64;
+                let file_len = n * file_row_bytes;
+                let mut tmp = vec![0u8; file_len.min((8 << 20) / ts * ts)];
+                let mut out = vec![
+                    0u8;
+                    if stride == ts {
+                        0
+                    } else {
+                        tmp.len() / ts * stride
+                    }
+                ];
+                let (mut at, mut to) = (0, 0);
+                while at < file_len {
+                    let k = tmp.len().min(file_len - at);
+                    src.read_at(start + at as u64, &mut tmp[..k])?;
+                    if stride == ts {
+                        m.slice(at..at + k).copy_from_slice(&tmp[..k]);
+                    } else {
+                        let o = &mut out[..k / ts * stride];
+                        for (b, r) in tmp[..k].chunks_exact(ts).zip(o.chunks_exact_mut(stride)) {
+                            r[lead..lead + ts].copy_from_slice(b);
+                        }
+                        m.slice(to..to + o.len()).copy_from_slice(o);
+                        to += o.len();
+                    }
+                    at += k;
                 }
             }
             buffer.unmap();
@@ -100,6 +156,7 @@ impl GpuMatrix {
         Ok(GpuMatrix {
             name: name.to_owned(),
             ty,
+            layout,
             rows,
             cols,
             row_bytes,

@@ -1,5 +1,6 @@
 // dequant.wgsl: dequantize whole units of a quantized tensor to f32 (also the embedding lookup:
-// one row of token_embd, times the embedding scale). Prepended: quant.wgsl + one fmt_*.wgsl.
+// one row of token_embd, times the embedding scale). Prepended: quant.wgsl + one layout_*.wgsl +
+// one fmt_*.wgsl.
 //
 // Bindings (group 0):
 //   0 w: array<u32>         quantized bytes, read-only
@@ -26,7 +27,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (u >= p.n_units) {
         return;
     }
-    let b = p.w_off + (u / UNITS_PER_BLOCK) * BLOCK_BYTES;
+    let b = p.w_off + (u / UNITS_PER_BLOCK) * BLOCK_STRIDE + BLOCK_LEAD;
     let j = u % UNITS_PER_BLOCK;
     let s = unit_scale(b, j);
     let o = p.y_off + u * UNIT_W;

@@ -3,9 +3,11 @@
 const UNIT_W: u32 = 32u;
 const UNITS_PER_BLOCK: u32 = 1u;
 const BLOCK_BYTES: u32 = 20u;
+// Blocks are word-aligned as they are: layout_aligned.wgsl reads them with no padding.
+const ALIGN_LEAD: u32 = 0u;
 
 fn unit_scale(b: u32, j: u32) -> vec2<f32> {
-    return vec2<f32>(f16_at(b), f16_at(b + 2u));
+    return unpack2x16float(u32_at(b));
 }
 
 // q of weights 4k..4k+4: low nibbles of qs for the first 16, high for the last 16.

@@ -4,22 +4,22 @@
 const UNIT_W: u32 = 32u;
 const UNITS_PER_BLOCK: u32 = 8u;
 const BLOCK_BYTES: u32 = 144u;
+// Blocks are word-aligned as they are: layout_aligned.wgsl reads them with no padding.
+const ALIGN_LEAD: u32 = 0u;
 
-// (scale, offset) of unit j of the block at byte `b`: weight = scale·q + offset.
+// (scale, offset) of unit j of the block at byte `b`: weight = scale·q + offset. Branch-free
+// (the lanes of a row hold different j): d and dmin from one word, the 6-bit scale and min
+// from byte j % 4 of the three scale words.
 fn unit_scale(b: u32, j: u32) -> vec2<f32> {
-    let d = f16_at(b);
-    let dmin = f16_at(b + 2u);
-    let s = b + 4u;
-    var sc: u32;
-    var m: u32;
-    if (j < 4u) {
-        sc = u8_at(s + j) & 63u;
-        m = u8_at(s + j + 4u) & 63u;
-    } else {
-        sc = (u8_at(s + j + 4u) & 0xfu) | ((u8_at(s + j - 4u) >> 6u) << 4u);
-        m = (u8_at(s + j + 4u) >> 4u) | ((u8_at(s + j) >> 6u) << 4u);
-    }
-    return vec2<f32>(d * f32(sc), -(dmin * f32(m)));
+    let dm = unpack2x16float(u32_at(b));
+    let sh = (j & 3u) * 8u;
+    let b0 = (u32_at(b + 4u) >> sh) & 0xffu;
+    let b1 = (u32_at(b + 8u) >> sh) & 0xffu;
+    let b2 = (u32_at(b + 12u) >> sh) & 0xffu;
+    let lo = j < 4u;
+    let sc = select((b2 & 0xfu) | ((b0 >> 6u) << 4u), b0 & 63u, lo);
+    let m = select((b2 >> 4u) | ((b1 >> 6u) << 4u), b1 & 63u, lo);
+    return vec2<f32>(dm.x * f32(sc), -(dm.y * f32(m)));
 }
 
 // q of weights 4k..4k+4 of unit j (low nibbles for even j, high for odd).

@@ -3,6 +3,8 @@
 const UNIT_W: u32 = 32u;
 const UNITS_PER_BLOCK: u32 = 1u;
 const BLOCK_BYTES: u32 = 22u;
+// Zero bytes before each block when repacked (layout_aligned.wgsl).
+const ALIGN_LEAD: u32 = 2u;
 
 fn unit_scale(b: u32, j: u32) -> vec2<f32> {
     return vec2<f32>(f16_at(b), 0.0);

@@ -4,6 +4,8 @@
 const UNIT_W: u32 = 16u;
 const UNITS_PER_BLOCK: u32 = 16u;
 const BLOCK_BYTES: u32 = 210u;
+// Zero bytes before each block when repacked (layout_aligned.wgsl).
+const ALIGN_LEAD: u32 = 0u;
 
 fn unit_scale(b: u32, j: u32) -> vec2<f32> {
     return vec2<f32>(f16_at(b + 208u) * f32(i8_at(b + 192u + j)), 0.0);

@@ -1,10 +1,10 @@
 // matmat.wgsl: fused dequantize × matrix for batched prefill, Y[t, y_off + r] = Σ_c W[r, c]·X[t, c]
 // for the rows of one weight chunk and a batch of tokens t. Prepended: quant.wgsl + one
-// fmt_*.wgsl (the block format).
+// layout_*.wgsl + one fmt_*.wgsl (the block format).
 //
 // Bindings (group 0):
 //   0 w: array<u32>         quantized rows of this chunk (row r at byte r·row_bytes), read-only
-//   1 x: array<f32>         activations, token-major (token t at t·cols), read-only
+//   1 x: array<vec4<f32>>   activations, token-major (token t at t·cols / 4), read-only
 //   2 y: array<f32>         output, token-major (token t at t·y_stride + y_off), read-write
 //   3 p: Params (uniform)   rows (of this chunk), cols, row_bytes, y_off, y_stride
 //   4 batch: Step (uniform) pos, n_tok (tokens in the batch; the model's step parameters)
@@ -37,7 +37,7 @@ const WG: u32 = 256u;
 const TOK: u32 = 8u;
 
 @group(0) @binding(0) var<storage, read> w: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<uniform> batch: Step;
@@ -63,7 +63,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         let n_units = p.cols / UNIT_W;
         let row = r * p.row_bytes;
         for (var u = lane; u < n_units; u += tpr) {
-            let b = row + (u / UNITS_PER_BLOCK) * BLOCK_BYTES;
+            let b = row + (u / UNITS_PER_BLOCK) * BLOCK_STRIDE + BLOCK_LEAD;
             let j = u % UNITS_PER_BLOCK;
             let sc = unit_scale(b, j);
             var sq: array<vec4<f32>, TOK>;
@@ -74,10 +74,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             }
             for (var k = 0u; k < UNIT_W / 4u; k++) {
                 let q = unit_q4(b, j, k);
-                let xo = t0 * p.cols + u * UNIT_W + 4u * k;
+                let xo = (t0 * p.cols + u * UNIT_W) / 4u + k;
                 for (var t = 0u; t < TOK; t++) {
-                    let o = xo + min(t, last) * p.cols;
-                    let xv = vec4<f32>(x[o], x[o + 1u], x[o + 2u], x[o + 3u]);
+                    let xv = x[xo + min(t, last) * (p.cols / 4u)];
                     sq[t] += q * xv;
                     sx[t] += xv;
                 }

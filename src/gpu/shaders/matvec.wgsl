@@ -1,9 +1,10 @@
 // matvec.wgsl: fused dequantize × vector, y[y_off + r] = Σ_c W[r, c]·x[c], for the rows of one
-// weight chunk. Prepended: quant.wgsl + one fmt_*.wgsl (the block format).
+// weight chunk. Prepended: quant.wgsl + one layout_*.wgsl + one fmt_*.wgsl (the block format).
 //
 // Bindings (group 0):
 //   0 w: array<u32>         quantized rows of this chunk (row r at byte r·row_bytes), read-only
-//   1 x: array<f32>         activation (cols), read-only
+//   1 x: array<vec4<f32>>   activation (cols / 4; cols is whole units, so a multiple of 4),
+//                           read-only
 //   2 y: array<f32>         output, read-write
 //   3 p: Params (uniform)   rows (of this chunk), cols, row_bytes, y_off (first row's output index)
 // Geometry: workgroup_size(256); ROWS (override, a power of two dividing 256) rows per workgroup,
@@ -28,7 +29,7 @@ override ROWS: u32 = 4u;
 const WG: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read> w: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -46,15 +47,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         let n_units = p.cols / UNIT_W;
         let row = r * p.row_bytes;
         for (var u = lane; u < n_units; u += tpr) {
-            let b = row + (u / UNITS_PER_BLOCK) * BLOCK_BYTES;
+            let b = row + (u / UNITS_PER_BLOCK) * BLOCK_STRIDE + BLOCK_LEAD;
             let j = u % UNITS_PER_BLOCK;
             let s = unit_scale(b, j);
-            let xo = wg.z * p.cols + u * UNIT_W;
+            let xo = (wg.z * p.cols + u * UNIT_W) / 4u;
             var sq = vec4<f32>(0.0);
             var sx = vec4<f32>(0.0);
             for (var k = 0u; k < UNIT_W / 4u; k++) {
-                let o = xo + 4u * k;
-                let xv = vec4<f32>(x[o], x[o + 1u], x[o + 2u], x[o + 3u]);
+                let xv = x[xo + k];
                 sq += unit_q4(b, j, k) * xv;
                 sx += xv;
             }

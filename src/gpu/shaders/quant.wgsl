@@ -1,8 +1,7 @@
-// quant.wgsl: byte readers over the quantized weights, prepended (with one fmt_*.wgsl) to
-// dequant.wgsl and matvec.wgsl. GGUF blocks are packed back to back and several formats
-// (Q8_0 34 B, Q6_K 210 B, Q5_0 22 B, Q4_0 18 B, Q4_1 20 B) are not 4-byte aligned, so the weights
-// are uploaded unchanged (no repacking) as `array<u32>` (binding `w`, declared by the kernel)
-// and read here byte by byte, little-endian.
+// quant.wgsl: value helpers over the quantized weights, prepended (with one layout_*.wgsl and
+// one fmt_*.wgsl) to dequant.wgsl, matvec.wgsl and matmat.wgsl. The weights are bound as
+// `array<u32>` (binding `w`, declared by the kernel) and read little-endian; the layout file
+// gives `u16_at` / `u32_at` and where block `i` starts (`BLOCK_STRIDE`, `BLOCK_LEAD`).
 
 fn u8_at(off: u32) -> u32 {
     return (w[off >> 2u] >> ((off & 3u) << 3u)) & 0xffu;
@@ -10,21 +9,6 @@ fn u8_at(off: u32) -> u32 {
 
 fn i8_at(off: u32) -> i32 {
     return (i32(u8_at(off)) << 24u) >> 24u;
-}
-
-fn u16_at(off: u32) -> u32 {
-    return u8_at(off) | (u8_at(off + 1u) << 8u);
-}
-
-// Four bytes from any offset: one load when aligned, else two words funnel-shifted (buffers
-// are padded to whole words, so the second word exists).
-fn u32_at(off: u32) -> u32 {
-    let i = off >> 2u;
-    let s = (off & 3u) << 3u;
-    if (s == 0u) {
-        return w[i];
-    }
-    return (w[i] >> s) | (w[i + 1u] << (32u - s));
 }
 
 // The four bytes of `v` as f32, low byte first.
