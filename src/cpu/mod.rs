@@ -121,6 +121,7 @@ impl CpuModel {
         let mut gate = vec![0f32; n * c.n_ff];
         let mut up = vec![0f32; n * c.n_ff];
         let mut scores = vec![0f32; pos + n];
+        let mut angles = Vec::new();
 
         for (l, lw) in self.w.layers.iter().enumerate() {
             // Attention block.
@@ -152,11 +153,12 @@ impl CpuModel {
             };
             for t in 0..n {
                 let p = pos + t;
+                ops::rope_angles(&mut angles, p, inv_freq);
                 for head in q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(hd) {
                     if let Some(w) = &lw.q_norm {
                         ops::rmsnorm_inplace(head, w, c.rms_eps);
                     }
-                    ops::rope(head, p, inv_freq, c.rope_neox);
+                    ops::rope_with(head, &angles, c.rope_neox);
                     if let Some(s) = c.q_scale {
                         head.iter_mut().for_each(|v| *v *= s);
                     }
@@ -165,7 +167,7 @@ impl CpuModel {
                     if let Some(w) = &lw.k_norm {
                         ops::rmsnorm_inplace(head, w, c.rms_eps);
                     }
-                    ops::rope(head, p, inv_freq, c.rope_neox);
+                    ops::rope_with(head, &angles, c.rope_neox);
                 }
                 cache.k[l][p * kv_dim..(p + 1) * kv_dim]
                     .copy_from_slice(&kk[t * kv_dim..(t + 1) * kv_dim]);

@@ -22,10 +22,25 @@ pub fn rmsnorm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
 /// `neox`: pairs (i, i + n_rot/2); otherwise adjacent pairs (2i, 2i+1).
 /// `inv_freq[i] = base^(-2i/n_rot) · freq_scale / rope_freqs[i]`, precomputed in f64.
 pub fn rope(x: &mut [f32], pos: usize, inv_freq: &[f64], neox: bool) {
-    let half = inv_freq.len();
-    for (i, &f) in inv_freq.iter().enumerate() {
+    let mut sc = Vec::new();
+    rope_angles(&mut sc, pos, inv_freq);
+    rope_with(x, &sc, neox);
+}
+
+/// `(sin, cos)` of `pos · inv_freq[i]` for `rope_with`: computed once per position and shared
+/// by every head.
+pub fn rope_angles(sc: &mut Vec<(f32, f32)>, pos: usize, inv_freq: &[f64]) {
+    sc.clear();
+    sc.extend(inv_freq.iter().map(|&f| {
         let theta = pos as f64 * f;
-        let (sin, cos) = (theta.sin() as f32, theta.cos() as f32);
+        (theta.sin() as f32, theta.cos() as f32)
+    }));
+}
+
+/// `rope` with the angles from `rope_angles`.
+pub fn rope_with(x: &mut [f32], sc: &[(f32, f32)], neox: bool) {
+    let half = sc.len();
+    for (i, &(sin, cos)) in sc.iter().enumerate() {
         let (a, b) = if neox {
             (i, i + half)
         } else {

@@ -38,7 +38,7 @@ pub fn time_product(
     let step = ctx.params("bench batch", &[0, n_tok as u32]);
     let ds = match how {
         Product::Matvec(rows) => {
-            let rows = rows.unwrap_or_else(|| matvec_rows(m.ty, m.cols));
+            let rows = rows.unwrap_or_else(|| matvec_rows(m.cols));
             matvec_dispatches_rows(ctx, m, x, y, rows)?
         }
         Product::Matmat => matmat_dispatches(ctx, m, x, y, &step)?,

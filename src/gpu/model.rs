@@ -410,12 +410,11 @@ fn make_dispatch(
     })
 }
 
-/// Rows per workgroup of matvec.wgsl for a matrix of `cols` columns of `ty`: each row gets a
-/// power of two of invocations (8 to 64) close to its number of units, so short rows (a
-/// 576-wide Q4_K row has 18 units) do not leave most of the workgroup idle.
-pub fn matvec_rows(ty: crate::quant::GgmlType, cols: usize) -> u32 {
-    let units = cols / unit_weights(ty);
-    let per_row = units.next_power_of_two().clamp(8, 64);
+/// Rows per workgroup of matvec.wgsl (and matmat.wgsl) for a matrix of `cols` columns: each row
+/// gets a power of two of invocations (8 to 64) close to its number of quads (4 weights), so
+/// short rows do not leave most of the workgroup idle.
+pub fn matvec_rows(cols: usize) -> u32 {
+    let per_row = (cols / 4).next_power_of_two().clamp(8, 64);
     (256 / per_row) as u32
 }
 
@@ -426,7 +425,7 @@ pub(crate) fn matvec_dispatches(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    matvec_dispatches_rows(ctx, m, x, y, matvec_rows(m.ty, m.cols))
+    matvec_dispatches_rows(ctx, m, x, y, matvec_rows(m.cols))
 }
 
 /// [`matvec_dispatches`] with `rows` rows per workgroup (a power of two ≤ 256; benchmarks
@@ -451,7 +450,7 @@ pub(crate) fn matmat_dispatches(
     y: &wgpu::Buffer,
     step: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    let rows = matvec_rows(m.ty, m.cols);
+    let rows = matvec_rows(m.cols);
     let kernel = (Kernel::Matmat(m.ty, m.layout), rows);
     row_dispatches(ctx, m, kernel, &[x, y, step], MATMAT_TOKENS as u32)
 }

@@ -10,11 +10,11 @@
 //!
 //! On x86_64 with AVX-512 BW (+ VNNI), the integer kernels of `x86_i16` replace these
 //! for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K: the activations are quantized once per
-//! call to i16 with one f32 scale per 32 values (256 for the K-quants, plus a residual plane
-//! for groups with outliers), and each block is an exact integer dot product (`vpdpwssd`)
-//! scaled once per block. Their error (~1e-5 of a group's largest activation, logits NMSE
-//! ~1e-7) stays far below llama.cpp's 8-bit activations (1e-3 and more); the i32 overflow
-//! bounds, tiles and measurements are in `x86_i16`.
+//! call to i16 with one f32 scale per 32 values (256 for the K-quants, plus for Q6_K a
+//! residual plane for groups with outliers), and each block is an exact integer dot product
+//! (`vpdpwssds`) scaled once per block. Their error (~1e-5 of a group's largest activation,
+//! logits NMSE 1e-8–3e-6) stays far below llama.cpp's 8-bit activations (1e-3 and more); the
+//! i32 overflow bounds, tiles and measurements are in `x86_i16`.
 //!
 //! Code paths, chosen once per process ([`limit_isa`] narrows them for tests):
 //! - x86_64 with AVX-512 BW: the i16 kernels above (VNNI where the CPU has it);
@@ -56,18 +56,20 @@ type IntRowsFn = fn(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f
 
 /// Activations quantized for the integer kernels: per group of `g` values (32, or 256 for the
 /// K-quants) one scale `d` with `x ≈ q·d`, `|q| ≤ 32767`; per 32 values the exact sum `s`.
-/// For 256-value groups where some 32 values are much smaller than the group's largest (an
-/// outlier), `r` flags the group and `q2` holds the rounding residual: `x ≈ (q + q2/65534)·d`.
+/// With the residual plane (Q6_K), for 256-value groups where some 32 values are much smaller
+/// than the group's largest (an outlier), `r` flags the group and `q2` holds the rounding
+/// residual: `x ≈ (q + q2/65534)·d`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[derive(Default)]
 pub(super) struct QAct {
     pub(super) n_tok: usize,
     pub(super) cols: usize,
     pub(super) g: usize,
     /// (n_tok, cols).
     pub(super) q: Vec<i16>,
-    /// (n_tok, cols), zero outside flagged groups; empty for `g = 32`.
+    /// (n_tok, cols), zero outside flagged groups; empty without the residual plane.
     pub(super) q2: Vec<i16>,
-    /// (n_tok, cols / g): group has a residual plane; empty for `g = 32`.
+    /// (n_tok, cols / g): group has a residual plane; empty without it.
     pub(super) r: Vec<bool>,
     /// (n_tok, cols / g).
     pub(super) d: Vec<f32>,
@@ -77,26 +79,27 @@ pub(super) struct QAct {
 
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl QAct {
-    fn new(n_tok: usize, cols: usize, g: usize) -> Self {
-        QAct {
-            n_tok,
-            cols,
-            g,
-            q: vec![0; n_tok * cols],
-            q2: if g > 32 {
-                vec![0; n_tok * cols]
-            } else {
-                vec![]
-            },
-            r: if g > 32 {
-                vec![false; n_tok * (cols / g)]
-            } else {
-                vec![]
-            },
-            d: vec![0.0; n_tok * (cols / g)],
-            s: vec![0.0; n_tok * (cols / 32)],
+    /// Zeroed buffers for `n_tok` × `cols` (reusing `self`'s allocations).
+    fn reset(&mut self, n_tok: usize, cols: usize, g: usize, resid: bool) {
+        fn zero<T: Copy + Default>(v: &mut Vec<T>, n: usize) {
+            v.clear();
+            v.resize(n, T::default());
         }
+        let wide = usize::from(g > 32 && resid);
+        (self.n_tok, self.cols, self.g) = (n_tok, cols, g);
+        zero(&mut self.q, n_tok * cols);
+        zero(&mut self.q2, wide * n_tok * cols);
+        zero(&mut self.r, wide * n_tok * (cols / g));
+        zero(&mut self.d, n_tok * (cols / g));
+        zero(&mut self.s, n_tok * (cols / 32));
     }
+}
+
+std::thread_local! {
+    /// Per-thread buffers of `matmul` (quantized activations, prefill's (row, token) output),
+    /// kept between calls: fresh multi-100 KB allocations page-fault on every call.
+    static BUFS: std::cell::RefCell<(Option<QAct>, Vec<f32>)> =
+        const { std::cell::RefCell::new((None, Vec::new())) };
 }
 
 /// The kernel `select` found for a matrix.
@@ -105,7 +108,7 @@ enum Kern {
     F32(RowsFn),
     /// Activations quantized to i16 per this many values first.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    I16(IntRowsFn, usize),
+    I16(IntRowsFn, usize, bool),
 }
 
 std::thread_local! {
@@ -157,22 +160,32 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
         return false;
     }
     let x = &x[..n_tok * cols];
-    let run = |out: &mut [f32]| match kern {
+    // (Taken out of the thread-local for the call: a nested call would find them empty.
+    // Decode's few KB come fresh: prefill-sized buffers reused by decode measured slower.)
+    let (mut qa, mut yt) = if n_tok > 1 {
+        BUFS.with(|b| std::mem::take(&mut *b.borrow_mut()))
+    } else {
+        (None, Vec::new())
+    };
+    let mut run = |out: &mut [f32]| match kern {
         Kern::F32(f) => run_rows(w, n_tok, out, |r0, o| f(w, x, n_tok, r0, o)),
-        Kern::I16(f, g) => {
+        Kern::I16(f, g, resid) => {
+            let qa = qa.get_or_insert_with(QAct::default);
             #[cfg(target_arch = "x86_64")]
-            if let Some(qa) = x86::quantize(x, n_tok, cols, g) {
-                return run_rows(w, n_tok, out, |r0, o| f(w, &qa, n_tok, r0, o));
+            if x86::quantize(qa, x, n_tok, cols, g, resid) {
+                let qa = &*qa;
+                return run_rows(w, n_tok, out, |r0, o| f(w, qa, n_tok, r0, o));
             }
             // Unreachable: `select` hands these out only where the quantizer runs.
-            let _ = (f, g);
+            let _ = (f, g, resid, qa);
             out.fill(f32::NAN);
         }
     };
     if n_tok == 1 {
         run(&mut y[..rows]);
     } else {
-        let mut yt = vec![0f32; rows * n_tok];
+        yt.clear();
+        yt.resize(rows * n_tok, 0.0);
         run(&mut yt);
         // Transpose (row, token) → (token, row) in blocks of 16 rows.
         for (rb, v) in yt.chunks(16 * n_tok).enumerate() {
@@ -184,6 +197,9 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
                 }
             }
         }
+    }
+    if n_tok > 1 {
+        BUFS.with(|b| *b.borrow_mut() = (qa, yt));
     }
     true
 }
@@ -255,8 +271,8 @@ fn select(w: &QMatrix) -> Option<Kern> {
     let limit = ISA_LIMIT.with(|l| l.get());
     #[cfg(target_arch = "x86_64")]
     if limit >= 2 {
-        if let Some((f, g)) = x86::select_i16(w.ty, limit) {
-            return Some(Kern::I16(f, g));
+        if let Some((f, g, resid)) = x86::select_i16(w.ty, limit) {
+            return Some(Kern::I16(f, g, resid));
         }
     }
     #[cfg(target_arch = "x86_64")]

@@ -208,11 +208,13 @@ impl<const VNNI: bool> Avx512<VNNI> {
     pub(super) fn madd(self, a: __m512i, b: __m512i) -> __m512i {
         unsafe { _mm512_madd_epi16(a, b) }
     }
-    /// `acc + madd(a, b)`: one `vpdpwssd` with VNNI.
+    /// `acc + madd(a, b)`: one `vpdpwssds` with VNNI. The saturating form, because LLVM
+    /// splits `vpdpwssd` back into `vpmaddwd` + `vpaddd`; the callers' sums stay below 2^31,
+    /// so it never saturates.
     #[inline(always)]
     pub(super) fn dp(self, acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
         if VNNI {
-            unsafe { _mm512_dpwssd_epi32(acc, a, b) }
+            unsafe { _mm512_dpwssds_epi32(acc, a, b) }
         } else {
             self.add32(acc, self.madd(a, b))
         }
@@ -292,10 +294,22 @@ impl<const VNNI: bool> Avx512<VNNI> {
             _mm512_cvtepi8_epi16(_mm256_zextsi128_si256(v))
         }
     }
+    /// Hint that `b[at..]` will be read soon (no-op where `at` is out of range).
+    #[inline(always)]
+    pub(super) fn prefetch(self, b: &[u8], at: usize) {
+        if let Some(p) = b.get(at) {
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(p).cast()) }
+        }
+    }
     /// 32 i16.
     #[inline(always)]
     pub(super) fn load16(self, x: &[i16; 32]) -> __m512i {
         unsafe { _mm512_loadu_si512(x.as_ptr().cast()) }
+    }
+    /// 8 bytes zero-extended to i16 lanes 0..8, zeros above.
+    #[inline(always)]
+    pub(super) fn u8x8_16(self, b: &[u8; 8]) -> __m512i {
+        unsafe { _mm512_zextsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(b.as_ptr().cast()))) }
     }
     /// 8 f32 in lanes 0..8, zeros above.
     #[inline(always)]
@@ -414,21 +428,29 @@ impl<const VNNI: bool> Avx512<VNNI> {
     }
 }
 
-/// A 256-value group gets a residual plane when some 32 of its values have a largest magnitude
-/// under this fraction of the group's: per-32 scales would have been 16× finer for them. Real
-/// activations have outlier channels, so the plane is what keeps the K-quant matmuls at the
-/// per-32 formats' accuracy (logits NMSE ~1e-7 rather than ~2e-6); it costs a second `dp`
-/// chain for the flagged groups only (about half of them).
+/// A 256-value group gets a residual plane (for the formats with `IBlk::RESID`: Q6_K) when
+/// some 32 of its values have a largest magnitude under this fraction of the group's: per-32
+/// scales would have been 16× finer for them. Real activations have outlier channels (ratios
+/// beyond 1/256 are common); the plane costs a second `dp` chain for the flagged groups.
 const RESIDUAL_BELOW: f32 = 1.0 / 16.0;
 
-/// Quantize `n_tok` rows of `cols` activations for the i16 kernels (see `super::QAct`).
-/// `None` without AVX-512 BW.
-pub(super) fn quantize(x: &[f32], n_tok: usize, cols: usize, g: usize) -> Option<super::QAct> {
-    let a = token512::<false>()?;
-    let mut qa = super::QAct::new(n_tok, cols, g);
+/// Quantize `n_tok` rows of `cols` activations for the i16 kernels into `qa` (see
+/// `super::QAct`). `false` without AVX-512 BW.
+pub(super) fn quantize(
+    qa: &mut super::QAct,
+    x: &[f32],
+    n_tok: usize,
+    cols: usize,
+    g: usize,
+    resid: bool,
+) -> bool {
+    let Some(a) = token512::<false>() else {
+        return false;
+    };
+    qa.reset(n_tok, cols, g, resid);
     // SAFETY: the token proves the CPU has the features `quantize_impl` is compiled for.
-    unsafe { quantize_impl(a, x, &mut qa) };
-    Some(qa)
+    unsafe { quantize_impl(a, x, qa) };
+    true
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw")]
@@ -436,7 +458,7 @@ fn quantize_impl(a: Avx512<false>, x: &[f32], qa: &mut super::QAct) {
     let (cols, g) = (qa.cols, qa.g);
     for (t, xt) in x.chunks_exact(cols).enumerate().take(qa.n_tok) {
         let (ng, ns) = (cols / g, cols / 32);
-        let (q2, r) = if g > 32 {
+        let (q2, r) = if g > 32 && !qa.q2.is_empty() {
             (
                 &mut qa.q2[t * cols..(t + 1) * cols],
                 &mut qa.r[t * ng..(t + 1) * ng],
@@ -457,7 +479,7 @@ fn quantize_impl(a: Avx512<false>, x: &[f32], qa: &mut super::QAct) {
 }
 
 /// The i16 kernels for `ty` at `limit` (2: AVX-512 BW, 3: also VNNI), where the CPU has them.
-pub(super) fn select_i16(ty: GgmlType, limit: u8) -> Option<(super::IntRowsFn, usize)> {
+pub(super) fn select_i16(ty: GgmlType, limit: u8) -> Option<(super::IntRowsFn, usize, bool)> {
     use super::x86_i16 as k;
     let l = level().min(limit.saturating_add(2));
     if l < 4 {
@@ -465,14 +487,15 @@ pub(super) fn select_i16(ty: GgmlType, limit: u8) -> Option<(super::IntRowsFn, u
     }
     macro_rules! pick {
         ($b:ty) => {
-            if l >= 5 {
-                (rows_i16::<$b, true> as super::IntRowsFn, <$b as k::IBlk>::G)
-            } else {
-                (
-                    rows_i16::<$b, false> as super::IntRowsFn,
-                    <$b as k::IBlk>::G,
-                )
-            }
+            (
+                if l >= 5 {
+                    rows_i16::<$b, true> as super::IntRowsFn
+                } else {
+                    rows_i16::<$b, false>
+                },
+                <$b as k::IBlk>::G,
+                <$b as k::IBlk>::RESID,
+            )
         };
     }
     use GgmlType as G;

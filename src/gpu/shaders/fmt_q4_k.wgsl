@@ -4,6 +4,9 @@
 const UNIT_W: u32 = 32u;
 const UNITS_PER_BLOCK: u32 = 8u;
 const BLOCK_BYTES: u32 = 144u;
+// Consecutive quads (4 weights) one invocation takes per step of matvec/matmat (divides
+// UNIT_W / 4).
+const STEP_QUADS: u32 = 1u;
 // Blocks are word-aligned as they are: layout_aligned.wgsl reads them with no padding.
 const ALIGN_LEAD: u32 = 0u;
 

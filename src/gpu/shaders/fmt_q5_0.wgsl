@@ -3,6 +3,9 @@
 const UNIT_W: u32 = 32u;
 const UNITS_PER_BLOCK: u32 = 1u;
 const BLOCK_BYTES: u32 = 22u;
+// Consecutive quads (4 weights) one invocation takes per step of matvec/matmat (divides
+// UNIT_W / 4).
+const STEP_QUADS: u32 = 1u;
 // Zero bytes before each block when repacked (layout_aligned.wgsl).
 const ALIGN_LEAD: u32 = 2u;
 

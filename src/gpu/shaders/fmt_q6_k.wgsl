@@ -4,6 +4,9 @@
 const UNIT_W: u32 = 16u;
 const UNITS_PER_BLOCK: u32 = 16u;
 const BLOCK_BYTES: u32 = 210u;
+// Consecutive quads (4 weights) one invocation takes per step of matvec/matmat (divides
+// UNIT_W / 4).
+const STEP_QUADS: u32 = 4u;
 // Zero bytes before each block when repacked (layout_aligned.wgsl).
 const ALIGN_LEAD: u32 = 0u;
 

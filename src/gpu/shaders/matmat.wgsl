@@ -9,9 +9,9 @@
 //   3 p: Params (uniform)   rows (of this chunk), cols, row_bytes, y_off, y_stride
 //   4 batch: Step (uniform) pos, n_tok (tokens in the batch; the model's step parameters)
 // Geometry: workgroup_size(256); ROWS (override, a power of two dividing 256) rows × TOK tokens
-//   per workgroup, 256/ROWS invocations per row, each striding over the row's units as
-//   matvec.wgsl does. Each unit is dequantized once, four weights at a time (`unit_q4`), into
-//   registers and dotted with the TOK tokens' activations: the weights are read once per tile
+//   per workgroup, 256/ROWS invocations per row, each striding over the row's quads (4 weights,
+//   STEP_QUADS at a time) as matvec.wgsl does. Each quad is dequantized once (`unit_scale`, `unit_q4`) into registers
+//   and dotted with the TOK tokens' activations (`quad_dot`): the weights are read once per tile
 //   of TOK tokens instead of once per token. Per token the arithmetic (order included) is
 //   matvec.wgsl's, so a batched prefill gives the token-by-token results bit for bit. Rows
 //   reduce in a workgroup-memory tree, all TOK tokens at once.
@@ -60,30 +60,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         acc[t] = 0.0;
     }
     if (r < p.rows) {
-        let n_units = p.cols / UNIT_W;
+        let n_quads = p.cols / 4u;
         let row = r * p.row_bytes;
-        for (var u = lane; u < n_units; u += tpr) {
+        for (var g = lane; g < n_quads / STEP_QUADS; g += tpr) {
+            let u = g * STEP_QUADS / (UNIT_W / 4u);
             let b = row + (u / UNITS_PER_BLOCK) * BLOCK_STRIDE + BLOCK_LEAD;
             let j = u % UNITS_PER_BLOCK;
             let sc = unit_scale(b, j);
-            var sq: array<vec4<f32>, TOK>;
-            var sx: array<vec4<f32>, TOK>;
-            for (var t = 0u; t < TOK; t++) {
-                sq[t] = vec4<f32>(0.0);
-                sx[t] = vec4<f32>(0.0);
-            }
-            for (var k = 0u; k < UNIT_W / 4u; k++) {
-                let q = unit_q4(b, j, k);
-                let xo = (t0 * p.cols + u * UNIT_W) / 4u + k;
+            for (var i = 0u; i < STEP_QUADS; i++) {
+                let q = g * STEP_QUADS + i;
+                let qv = unit_q4(b, j, q % (UNIT_W / 4u));
                 for (var t = 0u; t < TOK; t++) {
-                    let xv = x[xo + min(t, last) * (p.cols / 4u)];
-                    sq[t] += q * xv;
-                    sx[t] += xv;
+                    acc[t] += quad_dot(sc, qv, x[(t0 + min(t, last)) * n_quads + q]);
                 }
-            }
-            for (var t = 0u; t < TOK; t++) {
-                let v = sc.x * sq[t] + sc.y * sx[t];
-                acc[t] += (v.x + v.y) + (v.z + v.w);
             }
         }
     }

@@ -8,8 +8,13 @@
 //   2 y: array<f32>         output, read-write
 //   3 p: Params (uniform)   rows (of this chunk), cols, row_bytes, y_off (first row's output index)
 // Geometry: workgroup_size(256); ROWS (override, a power of two dividing 256) rows per workgroup,
-//   256/ROWS invocations per row, each striding over the row's units. Per unit the integer
-//   parts are dotted with x and the offset term is folded in through Σx:
+//   256/ROWS invocations per row, each striding over the row's quads (4 weights; quad q of a row
+//   is quad q % (UNIT_W/4) of unit q / (UNIT_W/4)) STEP_QUADS at a time (from the fmt file), so
+//   that neighbouring invocations read nearby activations: one Q4_K unit (32 weights) per
+//   invocation put a warp's 16-byte loads 128 bytes apart, 8× the memory transactions, while a
+//   whole Q6_K unit (16 weights) per invocation measured best for Q6_K (its scale and bit
+//   planes cost more to decode than the looser loads). Per quad (`quad_dot`) the
+//   integer parts are dotted with x and the offset term is folded in through Σx:
 //   Σ (s·q + m)·x = s·Σ q·x + m·Σ x. Rows reduce in a workgroup-memory tree.
 //   Dispatch (min(n, 32768), ceil(n / 32768)) workgroups for n = ceil(rows / ROWS).
 
@@ -44,22 +49,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let r = (wg.x + wg.y * nwg.x) * ROWS + slot;
     var acc = 0.0;
     if (r < p.rows) {
-        let n_units = p.cols / UNIT_W;
+        let n_quads = p.cols / 4u;
         let row = r * p.row_bytes;
-        for (var u = lane; u < n_units; u += tpr) {
+        let xo = wg.z * n_quads;
+        for (var g = lane; g < n_quads / STEP_QUADS; g += tpr) {
+            let u = g * STEP_QUADS / (UNIT_W / 4u);
             let b = row + (u / UNITS_PER_BLOCK) * BLOCK_STRIDE + BLOCK_LEAD;
             let j = u % UNITS_PER_BLOCK;
             let s = unit_scale(b, j);
-            let xo = (wg.z * p.cols + u * UNIT_W) / 4u;
-            var sq = vec4<f32>(0.0);
-            var sx = vec4<f32>(0.0);
-            for (var k = 0u; k < UNIT_W / 4u; k++) {
-                let xv = x[xo + k];
-                sq += unit_q4(b, j, k) * xv;
-                sx += xv;
+            for (var i = 0u; i < STEP_QUADS; i++) {
+                let q = g * STEP_QUADS + i;
+                acc += quad_dot(s, unit_q4(b, j, q % (UNIT_W / 4u)), x[xo + q]);
             }
-            let t = s.x * sq + s.y * sx;
-            acc += (t.x + t.y) + (t.z + t.w);
         }
     }
     part[lid] = acc;

@@ -29,6 +29,13 @@ fn hbits4(bits: u32, k: u32) -> u32 {
     return ((b & 1u) << 4u) | ((b & 2u) << 11u) | ((b & 4u) << 18u) | ((b & 8u) << 25u);
 }
 
+// The dot product of four weights (scale `s.x`, offset `s.y`, integer parts `q`) with four
+// activations: s.x·(q·x) + s.y·Σx. matvec.wgsl and matmat.wgsl both sum through this, in the
+// same order, so batched and token-by-token products are equal bit for bit.
+fn quad_dot(s: vec2<f32>, q: vec4<f32>, xv: vec4<f32>) -> f32 {
+    return s.x * dot(q, xv) + s.y * ((xv.x + xv.y) + (xv.z + xv.w));
+}
+
 fn f16_at(off: u32) -> f32 {
     return unpack2x16float(u16_at(off)).x;
 }
