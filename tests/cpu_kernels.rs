@@ -260,13 +260,7 @@ fn fast_forward_matches_reference_on_a_real_model() {
             limit_isa(isa);
             let fast = logits(Kernel::Fast);
             limit_isa(u8::MAX);
-            assert_eq!(fast.len(), reference.len());
-            let (mut num, mut den) = (0f64, 0f64);
-            for (&f, &r) in fast.iter().zip(&reference) {
-                num += (f64::from(f) - f64::from(r)).powi(2);
-                den += f64::from(r).powi(2);
-            }
-            let nmse = num / den;
+            let nmse = common::nmse(&fast, &reference);
             eprintln!("{model} isa {isa}: Fast vs Reference logits NMSE {nmse:e}");
             // The i16 activations (levels 2 and 3): 1e-8–3e-6 (Q4_K without the residual
             // plane: ~2e-6 on pad768 here); f32 paths stay near 1e-12. llama.cpp: 1e-3 and more.

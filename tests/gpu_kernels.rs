@@ -7,7 +7,8 @@ use pollster::block_on;
 use wasm_chord::cpu::matmul::{matmul, Kernel as CpuKernel};
 use wasm_chord::cpu::ops;
 use wasm_chord::gpu::kernels::{
-    aligned_block, groups_2d, unit_weights, Kernel, Layout, PipelineKey, GPU_TYPES, SHADER_FILES,
+    aligned_block, groups_2d, layouts, unit_weights, Kernel, Layout, PipelineKey, GPU_TYPES,
+    SHADER_FILES,
 };
 use wasm_chord::gpu::model::{
     matmat_once, matvec_once, penalties_once, sample_once, GPU_TOP_K_MAX, SAMPLE_ON_HOST,
@@ -66,15 +67,6 @@ fn every_shader_is_valid_wgsl_with_and_without_f16() {
 
 fn within_ulp(a: f32, b: f32) -> bool {
     a == b || (a.to_bits() as i64 - b.to_bits() as i64).abs() <= 1
-}
-
-/// The layouts a format can be uploaded in: packed, and aligned where its blocks are not.
-fn layouts(ty: GgmlType) -> Vec<Layout> {
-    let mut v = vec![Layout::Packed];
-    if aligned_block(ty).is_some() {
-        v.push(Layout::Aligned);
-    }
-    v
 }
 
 #[test]

@@ -15,7 +15,7 @@ use wasm_bindgen_test::*;
 use wasm_chord::cpu::matmul::{matmul, Kernel as CpuKernel};
 use wasm_chord::cpu::ops;
 use wasm_chord::gpu::kernels::{
-    aligned_block, groups_2d, unit_weights, Kernel, Layout, PipelineKey, GPU_TYPES, SPLIT_CHUNK,
+    groups_2d, layouts, unit_weights, Kernel, Layout, PipelineKey, GPU_TYPES, SPLIT_CHUNK,
 };
 use wasm_chord::gpu::model::{matmat_once, matvec_once, penalties_once, sample_once};
 use wasm_chord::gpu::{GpuContext, GpuMatrix, GpuModel, GpuSampling};
@@ -94,10 +94,7 @@ async fn matvec_matches_the_reference() {
         let x = Rng(121 + i as u64).vec(cols);
         let mut want = vec![0f32; rows];
         matmul(&m, &x, &mut want, 1, CpuKernel::Reference).unwrap();
-        // Both layouts of the formats whose blocks are not word-aligned.
-        let mut layouts = vec![Layout::Packed];
-        layouts.extend(aligned_block(ty).map(|_| Layout::Aligned));
-        for layout in layouts {
+        for layout in layouts(ty) {
             let g = GpuMatrix::upload_as(&ctx, &m, layout).unwrap();
             let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
             let y = ctx.storage_f32("y", rows);

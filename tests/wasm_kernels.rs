@@ -27,6 +27,8 @@ static MODEL: &[u8] = include_bytes!("../models/tiny-random-llama-q4_k_m.gguf");
 #[path = "common/cpu_data.rs"]
 mod cpu_data;
 use cpu_data::{random_matrix, Rng};
+#[path = "common/data.rs"]
+mod data;
 /// Σ|w·x| per output (n_tok, rows), from the reference dequantizer in f64.
 fn magnitudes(w: &QMatrix, x: &[f32], n_tok: usize) -> Vec<f64> {
     let mut row = vec![0f32; w.cols];
@@ -131,13 +133,7 @@ fn fast_forward_matches_reference_on_the_tiny_model() {
     };
     let fast = logits(Kernel::Fast);
     let reference = logits(Kernel::Reference);
-    assert_eq!(fast.len(), reference.len());
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&f, &r) in fast.iter().zip(&reference) {
-        num += (f64::from(f) - f64::from(r)).powi(2);
-        den += f64::from(r).powi(2);
-    }
-    let nmse = num / den;
+    let nmse = data::nmse(&fast, &reference);
     console_log!("Fast vs Reference logits NMSE: {nmse:e}");
     assert!(nmse <= 1e-8, "NMSE of Fast vs Reference logits: {nmse:e}");
 }

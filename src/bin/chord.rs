@@ -871,16 +871,8 @@ fn bench_gpu(
 /// bytes counted are those uploaded. Prints JSON.
 fn bench_gpu_kernels(path: &str, p: usize, checks: Option<bool>) -> Result<(), Fail> {
     use wasm_chord::gpu::bench::{synthetic_matrix, time_product, Product};
-    use wasm_chord::gpu::kernels::{aligned_block, Layout, GPU_TYPES};
+    use wasm_chord::gpu::kernels::{layouts, GPU_TYPES};
     use wasm_chord::gpu::{GpuContext, GpuMatrix};
-    // Both layouts of the formats whose blocks are not word-aligned.
-    let layouts = |ty| {
-        let mut v = vec![Layout::Packed];
-        if aligned_block(ty).is_some() {
-            v.push(Layout::Aligned);
-        }
-        v
-    };
     let src = wasm_chord::source::FileSource::open(path)?;
     let header = wasm_chord::source::read_header(&src)?;
     let mut ctx = block_on(GpuContext::new())?;

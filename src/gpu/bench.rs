@@ -44,21 +44,11 @@ pub fn time_product(
         Product::Matmat => matmat_dispatches(ctx, m, x, y, &step)?,
     };
     let run = |iters: usize| -> Result<f64> {
-        let mut enc = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("bench"),
-            });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("bench"),
-                timestamp_writes: None,
-            });
+        let cmd = ctx.one_pass("bench", |pass| {
             for _ in 0..iters {
-                encode_batch(&mut pass, &ds, n_tok as u32, false);
+                encode_batch(pass, &ds, n_tok as u32, false);
             }
-        }
-        let cmd = enc.finish();
+        });
         let t = Instant::now();
         ctx.queue.submit([cmd]);
         ctx.device

@@ -119,6 +119,13 @@ pub fn aligned_block(ty: GgmlType) -> Option<(usize, usize)> {
     Some((lead, (lead + bytes).next_multiple_of(4)))
 }
 
+/// The layouts `ty` can be uploaded in: packed, and aligned where the format has it.
+pub fn layouts(ty: GgmlType) -> Vec<Layout> {
+    let mut v = vec![Layout::Packed];
+    v.extend(aligned_block(ty).map(|_| Layout::Aligned));
+    v
+}
+
 /// Weights per unit (the granularity of `dequant.wgsl`): 16 for Q6_K, 4 for F16/F32, else 32.
 /// Kernels read four weights at a time (`unit_q4`).
 pub fn unit_weights(ty: GgmlType) -> usize {
@@ -253,14 +260,12 @@ impl Kernel {
     pub fn all() -> Vec<Kernel> {
         let mut v = Vec::new();
         for &t in &GPU_TYPES {
-            for l in [Layout::Packed, Layout::Aligned] {
-                if l == Layout::Packed || aligned_block(t).is_some() {
-                    v.extend([
-                        Kernel::Dequant(t, l),
-                        Kernel::Matvec(t, l),
-                        Kernel::Matmat(t, l),
-                    ]);
-                }
+            for l in layouts(t) {
+                v.extend([
+                    Kernel::Dequant(t, l),
+                    Kernel::Matvec(t, l),
+                    Kernel::Matmat(t, l),
+                ]);
             }
         }
         v.extend([
@@ -412,22 +417,32 @@ impl GpuContext {
     ) -> Result<()> {
         let p = self.pipeline(key)?;
         let bg = self.bind(key, buffers)?;
-        let mut enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some(key.kernel.name()),
-            });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(key.kernel.name()),
-                timestamp_writes: None,
-            });
+        let cmd = self.one_pass(key.kernel.name(), |pass| {
             pass.set_pipeline(&p.pipeline);
             pass.set_bind_group(0, &bg, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        }
-        self.queue.submit([enc.finish()]);
+        });
+        self.queue.submit([cmd]);
         Ok(())
+    }
+
+    /// A command buffer holding one compute pass that `fill` records (one-off products, tests
+    /// and benchmarks; a model step records its own).
+    pub fn one_pass(
+        &self,
+        label: &str,
+        fill: impl FnOnce(&mut wgpu::ComputePass<'_>),
+    ) -> wgpu::CommandBuffer {
+        let desc = wgpu::CommandEncoderDescriptor { label: Some(label) };
+        let mut enc = self.device.create_command_encoder(&desc);
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(label),
+                timestamp_writes: None,
+            });
+            fill(&mut pass);
+        }
+        enc.finish()
     }
 }
 

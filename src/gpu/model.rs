@@ -503,19 +503,10 @@ pub fn matmat_once(
 ) -> Result<()> {
     let step = ctx.params("matmat batch", &[0, n_tok as u32]);
     let ds = matmat_dispatches(ctx, m, x, y, &step)?;
-    let mut enc = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("matmat"),
-        });
-    {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("matmat"),
-            timestamp_writes: None,
-        });
-        encode_batch(&mut pass, &ds, n_tok as u32, false);
-    }
-    ctx.queue.submit([enc.finish()]);
+    let cmd = ctx.one_pass("matmat", |pass| {
+        encode_batch(pass, &ds, n_tok as u32, false)
+    });
+    ctx.queue.submit([cmd]);
     Ok(())
 }
 
@@ -527,19 +518,8 @@ pub fn matvec_once(
     y: &wgpu::Buffer,
 ) -> Result<()> {
     let ds = matvec_dispatches(ctx, m, x, y)?;
-    let mut enc = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("matvec"),
-        });
-    {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("matvec"),
-            timestamp_writes: None,
-        });
-        encode(&mut pass, &ds);
-    }
-    ctx.queue.submit([enc.finish()]);
+    ctx.queue
+        .submit([ctx.one_pass("matvec", |pass| encode(pass, &ds))]);
     Ok(())
 }
 

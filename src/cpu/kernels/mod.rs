@@ -355,6 +355,17 @@ pub(super) trait Tiler: Copy {
 /// Scratch floats per row that `Tiler::tile` may use: one decoded block of the largest size.
 pub(super) const SCRATCH: usize = 256;
 
+/// Tokens in the next prefill tile when `left` remain: 8, 4, 2 or 1 (the tile kernels are
+/// instantiated for those widths).
+pub(super) fn token_tile(left: usize) -> usize {
+    match left {
+        8.. => 8,
+        4..=7 => 4,
+        2..=3 => 2,
+        _ => 1,
+    }
+}
+
 /// Store an `R×T` tile's results at tokens `t0..` of `out`'s first `R` rows (row, token).
 #[inline(always)]
 fn put<const R: usize, const T: usize>(out: &mut [f32], n_tok: usize, t0: usize, v: [[f32; T]; R]) {
@@ -383,12 +394,7 @@ pub(super) fn rows_impl<K: Tiler>(
     let mut scratch = Vec::new();
     let mut t0 = 0;
     while t0 < n_tok {
-        let tt = match n_tok - t0 {
-            8.. => 8,
-            4..=7 => 4,
-            2..=3 => 2,
-            _ => 1,
-        };
+        let tt = token_tile(n_tok - t0);
         let xr = |t: usize| &x[(t0 + t) * cols..(t0 + t + 1) * cols];
         if tt == 1 {
             let xt = &xr(0)[..body];

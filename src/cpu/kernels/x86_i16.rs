@@ -602,12 +602,7 @@ pub(super) fn rows<B: IBlk, const V: bool>(
     }
     let mut t0 = 0;
     while t0 < n_tok {
-        let tt = match n_tok - t0 {
-            8.. => 8,
-            4..=7 => 4,
-            2..=3 => 2,
-            _ => 1,
-        };
+        let tt = super::token_tile(n_tok - t0);
         let mut ri = 0;
         if tt == 1 {
             let x = tok(t0);
