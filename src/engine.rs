@@ -221,6 +221,14 @@ impl Engine {
         }
     }
 
+    /// The CPU forward pass, when that is the backend (the batched server steps it directly).
+    pub fn cpu_model(&self) -> Option<&CpuModel> {
+        match &self.runner {
+            Runner::Cpu(m) => Some(m),
+            Runner::Gpu(_) => None,
+        }
+    }
+
     /// The GPU adapter in use (name, backend, features), if any.
     pub fn adapter(&self) -> Option<&str> {
         self.adapter.as_deref()
@@ -467,21 +475,21 @@ impl Engine {
 
 /// Holds back text that could be the start of a stop string, so streamed text never shows
 /// part of one.
-struct StopMatcher<'a> {
-    stops: &'a [String],
+pub(crate) struct StopMatcher {
+    stops: Vec<String>,
     pending: String,
 }
 
-impl<'a> StopMatcher<'a> {
-    fn new(stops: &'a [String]) -> Self {
+impl StopMatcher {
+    pub(crate) fn new(stops: &[String]) -> Self {
         StopMatcher {
-            stops,
+            stops: stops.to_vec(),
             pending: String::new(),
         }
     }
 
     /// Add text; returns (text safe to emit, the stop string hit if any).
-    fn push(&mut self, text: &str) -> (String, Option<String>) {
+    pub(crate) fn push(&mut self, text: &str) -> (String, Option<String>) {
         self.pending.push_str(text);
         let stops = self.stops.iter().filter(|s| !s.is_empty());
         // The earliest complete stop string wins.
@@ -511,7 +519,7 @@ impl<'a> StopMatcher<'a> {
     }
 
     /// End of generation: everything pending (plus `more`) is final.
-    fn flush(&mut self, more: &str) -> String {
+    pub(crate) fn flush(&mut self, more: &str) -> String {
         let mut s = std::mem::take(&mut self.pending);
         s.push_str(more);
         s

@@ -4,6 +4,8 @@
 //! incremental header parse ([`gguf`]) → tensors kept in their block formats ([`quant`]) →
 //! forward pass on the CPU or on WebGPU → sampled tokens.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod batch;
 pub mod cpu;
 pub mod engine;
 pub mod error;

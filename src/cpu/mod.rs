@@ -4,6 +4,7 @@
 //! cache → output projection → residual → norm → gated FFN → residual) → norm → logits.
 //! A batch of tokens goes through as (n_tok, dim) matrices, so prefill reads each weight once.
 
+pub mod batch;
 pub mod matmul;
 pub mod ops;
 

@@ -17,6 +17,37 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+/// `chord serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// TCP port (0 picks a free one, printed on stdout).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The folder of GGUF files served under /models/.
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// Where index.html, www/, pkg/, worker/ and examples/ live.
+    #[arg(long, default_value = ".")]
+    pub root: PathBuf,
+    /// Leave out the cross-origin isolation headers (COOP/COEP).
+    #[arg(long)]
+    pub no_coop_coep: bool,
+    /// Answer model requests without Range support.
+    #[arg(long)]
+    pub no_range: bool,
+}
+
+pub fn run(a: &Args) -> Result<(), crate::Fail> {
+    serve(&ServeOptions {
+        port: a.port,
+        root: a.root.clone(),
+        models: a.models.clone(),
+        coop_coep: !a.no_coop_coep,
+        range: !a.no_range,
+    })
+    .map_err(|e| crate::Fail::Run(crate::io_err("serving HTTP on 127.0.0.1".into())(e)))
+}
+
 pub struct ServeOptions {
     /// 0 picks a free port (printed on stdout).
     pub port: u16,
