@@ -40,7 +40,7 @@ web:
 ## Browser tests: headless Chromium against `chord serve` (tests/e2e, node --test).
 e2e: web
 	$(CARGO) build --release --bin chord
-	cd tests/e2e && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; } && node --test --test-concurrency=1 .
+	cd tests/e2e && { [ -d node_modules/playwright-core ] && [ -d node_modules/openai ] || npm ci --no-audit --no-fund; } && node --test --test-concurrency=1 .
 
 ## The chat page on http://127.0.0.1:8080/ with the test models (default: SmolLM2-135M-Instruct Q4_K_M).
 serve: setup models web

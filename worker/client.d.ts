@@ -1,8 +1,11 @@
 // Types for worker/client.js.
 
 export interface EngineError extends Error {
-  /** Stable code: http, network, not_gguf, quota, aborted, bad_response, bad_gguf, io, fatal, ... */
+  /** Stable code: http, network, not_gguf, quota, aborted, bad_response, bad_gguf, io, fatal,
+   *  (remote mode) invalid_request, unauthorized, busy, ... */
   code: string;
+  /** The HTTP status, for errors a remote server answered. */
+  status?: number;
 }
 
 export interface Progress {
@@ -22,7 +25,10 @@ export interface ModelInfo {
   n_vocab: number;
   n_layer: number;
   n_embd: number;
-  backend: 'cpu' | 'webgpu';
+  /** 'remote': an OpenAI-compatible server (createEngine({ remote })); the sizes are then null. */
+  backend: 'cpu' | 'webgpu' | 'remote';
+  /** The server's base URL, in remote mode. */
+  remote?: string;
   /** The WebGPU adapter (name, backend, f16, subgroups, max binding), on the WebGPU backend. */
   adapter: string | null;
   /** Why 'auto' chose the CPU (no WebGPU, no adapter, the GPU refused the model), else null. */
@@ -131,4 +137,32 @@ export interface Engine {
   };
 }
 
+/** An OpenAI-compatible server: chord serve, vLLM, SGLang, llama-server, ... */
+export interface RemoteOptions {
+  /** Up to and including the API prefix, e.g. 'http://127.0.0.1:8080/v1'. */
+  baseURL: string;
+  /** Sent as `Authorization: Bearer ...`. */
+  apiKey?: string | null;
+  /** The model id (default: the one load() picks, else the server's first). */
+  model?: string | null;
+  /** A fetch implementation (default: globalThis.fetch). */
+  fetch?: typeof fetch;
+}
+
+export interface OpenAIModel {
+  id: string;
+  object: 'model';
+  created: number;
+  owned_by: string;
+}
+
+/** The same API against a server. load(id?) picks a model the server lists (nothing is
+ *  downloaded); tokenize() is not available; abort closes the connection, which stops the
+ *  server's generation; a non-streaming request that is aborted rejects with code 'aborted'. */
+export interface RemoteEngine extends Engine {
+  readonly remote: { baseURL: string; model: string | null };
+  models: { list(): Promise<OpenAIModel[]> };
+}
+
+export function createEngine(opts: { remote: RemoteOptions }): Promise<RemoteEngine>;
 export function createEngine(opts?: { workerUrl?: string | URL }): Promise<Engine>;

@@ -6,8 +6,12 @@
 //     out.textContent += chunk.choices[0]?.delta?.content ?? '';
 
 import { REQUEST, EVENT, CODE, asThrowable, makeError } from './protocol.js';
+import { RemoteEngine } from './remote.js';
 
-export async function createEngine({ workerUrl } = {}) {
+// With `remote: { baseURL, apiKey, model }` the same API talks to an OpenAI-compatible server
+// (./remote.js) instead of a local worker.
+export async function createEngine({ workerUrl, remote } = {}) {
+  if (remote) return new RemoteEngine(remote);
   const url = workerUrl || new URL('./worker.js', import.meta.url);
   const worker = new Worker(url, { type: 'module' });
   const engine = new Engine(worker);

@@ -17,6 +17,8 @@ const DEFAULT_LOCAL = 'smollm2-135m-instruct-q4_k_m.gguf';
 
 const state = {
   engine: null,
+  local: null, // the in-browser engine, kept while a remote endpoint is in use
+  remote: null,
   model: null,
   messages: [], // the conversation, OpenAI-style
   loadAbort: null,
@@ -171,8 +173,8 @@ async function loadModel(source) {
     });
     state.model = info;
     $('progress').value = 1;
-    $('progress-text').textContent = `Ready (load ${(info.load_ms / 1000).toFixed(1)} s)`;
-    $('model-status').textContent =
+    $('progress-text').textContent = info.backend === 'remote' ? 'Ready (remote)' : `Ready (load ${(info.load_ms / 1000).toFixed(1)} s)`;
+    $('model-status').textContent = info.backend === 'remote' ? `${info.name} · remote ${info.remote}` :
       `${info.name || info.file} · ${info.architecture} · ${info.n_layer} layers · ctx ${info.n_ctx} · ` +
       `backend ${info.backend === 'webgpu' ? `WebGPU (${info.adapter})` : 'CPU (wasm)'} · wasm memory ${mb(info.memory_bytes)}` +
       (info.fallback ? ` · CPU because ${info.fallback}` : '');
@@ -258,6 +260,27 @@ async function send(text) {
   }
 }
 
+/** Switch to an OpenAI-compatible endpoint (empty URL: back to the in-browser engine). */
+async function useRemote(baseURL, apiKey) {
+  if (state.genAbort) state.genAbort.abort();
+  showError(null);
+  state.model = null;
+  if (!baseURL) {
+    state.remote = null;
+    state.engine = state.local;
+    setState('idle');
+    $('model-status').textContent = '';
+    return;
+  }
+  try {
+    state.remote = await createEngine({ remote: { baseURL, apiKey: apiKey || null } });
+  } catch (e) {
+    return showError(e);
+  }
+  state.engine = state.remote;
+  await loadModel(null);
+}
+
 function newChat() {
   if (state.genAbort) state.genAbort.abort();
   state.messages = [];
@@ -285,6 +308,7 @@ async function main() {
     }
   };
   $('cancel-load-btn').onclick = () => state.loadAbort?.abort();
+  $('remote-btn').onclick = () => useRemote($('remote-url').value.trim(), $('remote-key').value.trim());
   $('stop-btn').onclick = () => state.genAbort?.abort();
   $('new-chat-btn').onclick = newChat;
   $('composer').onsubmit = (ev) => {
@@ -301,7 +325,7 @@ async function main() {
   };
   const picked = fillPicker();
   try {
-    state.engine = await createEngine();
+    state.engine = state.local = await createEngine();
   } catch (e) {
     showError(e);
     setState('failed');
@@ -310,6 +334,11 @@ async function main() {
   await picked;
   setState('idle');
   refreshCache();
+  const remote = new URLSearchParams(location.search).get('remote');
+  if (remote) {
+    $('remote-url').value = remote;
+    useRemote(remote, '');
+  }
   if ('serviceWorker' in navigator && !new URLSearchParams(location.search).has('nosw')) {
     navigator.serviceWorker.register('/www/sw.js', { scope: '/', type: 'module' }).catch(() => {});
   }

@@ -21,7 +21,7 @@ before(async () => {
   expected = nativeReply(MESSAGE, N);
   log('native greedy reply:', JSON.stringify(expected));
   models = makeModelsDir();
-  server = await startServer(['--models', models.dir]);
+  server = await startServer(['--models', models.dir], { testControls: true });
   browser = await launchBrowser();
   page = await browser.context.newPage();
   page.on('console', (m) => {

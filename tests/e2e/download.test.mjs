@@ -20,7 +20,7 @@ const log = (...a) => console.log('#', ...a);
 before(async () => {
   models = makeModelsDir();
   copyFileSync(MODEL_PATH, join(models.dir, 'copy.gguf'));
-  server = await startServer(['--models', models.dir]);
+  server = await startServer(['--models', models.dir], { testControls: true });
   browser = await launchBrowser();
   page = await browser.context.newPage();
   page.on('pageerror', (e) => log('page error:', e.message));
@@ -101,7 +101,7 @@ test('the server killed mid-download and restarted: only the missing chunks are 
   assert.equal(a.error?.code, 'network', JSON.stringify(a));
   const partial = await cached(url);
   assert.ok(partial && !partial.complete && partial.stored >= 32 * MiB, JSON.stringify(partial));
-  server = await startServer(['--models', models.dir], { port });
+  server = await startServer(['--models', models.dir], { port, testControls: true });
   const b = await load(url);
   assert.ok(b.info, JSON.stringify(b.error));
   const { sent } = await server.control('');

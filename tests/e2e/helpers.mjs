@@ -27,13 +27,17 @@ export function makeModelsDir() {
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Start `chord serve` (on a free port unless `port` is given); resolves once it prints its address. */
-export function startServer(args = [], { port = 0 } = {}) {
+/**
+ * Start `chord serve` (on a free port unless `port` is given, with the /__control test hooks
+ * when `testControls` is true); resolves once it prints its address.
+ */
+export function startServer(args = [], { port = 0, testControls = false } = {}) {
   return new Promise((resolveP, reject) => {
-    const p = spawn(CHORD, ['serve', '--port', String(port), '--root', ROOT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const extra = testControls ? ['--test-controls'] : [];
+    const p = spawn(CHORD, ['serve', '--port', String(port), '--root', ROOT, ...extra, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let exited = false;
-    const timer = setTimeout(() => reject(new Error(`chord serve did not start: ${out}`)), 15000);
+    const timer = setTimeout(() => reject(new Error(`chord serve did not start: ${out}`)), 60000);
     p.stdout.on('data', (d) => {
       out += d;
       const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);

@@ -1,0 +1,122 @@
+// The JS client's remote mode in headless Chromium against `chord serve --model ...`: the chat
+// page with a remote endpoint (greedy reply equal to the native engine's), and the client API
+// directly: model listing, info(), streaming with usage, abort, errors; and a second server on
+// another origin that the API's CORS allows (`--cors-origin`) or refuses.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { MODEL_PATH, startServer, launchBrowser, nativeReply } from './helpers.mjs';
+
+const MESSAGE = 'What is the capital of France?';
+const N = 24;
+const T = { timeout: 240_000 };
+const log = (...a) => console.log('#', ...a);
+
+let page;
+let browser;
+let server; // the page and the API on one origin
+let api; // the API alone, on another origin (CORS for `server`'s origin)
+
+before(async () => {
+  server = await startServer(['--model', `smol=${MODEL_PATH}`, '--ctx', '1024']);
+  const origin = server.base;
+  api = await startServer(['--model', `smol=${MODEL_PATH}`, '--ctx', '1024', '--cors-origin', origin, '--api-key', 'k1']);
+  browser = await launchBrowser();
+  page = await browser.context.newPage();
+  page.on('pageerror', (e) => log('page error:', e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error') log('page console error:', m.text());
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  await api?.stop();
+});
+
+test('the chat page chats through a remote endpoint', T, async () => {
+  const expected = nativeReply(MESSAGE, N);
+  await page.goto(`${server.base}/?nosw&remote=${encodeURIComponent(`${server.base}/v1`)}`);
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 60_000 });
+  const status = await page.textContent('#model-status');
+  assert.match(status, /remote/);
+  await page.fill('#temperature', '0');
+  await page.fill('#max-tokens', String(N));
+  await page.fill('#prompt', MESSAGE);
+  await page.click('#send-btn');
+  const msg = page.locator('.msg.assistant').first();
+  await page.waitForSelector('.msg.assistant[data-done="1"]', { timeout: 120_000 });
+  assert.equal(await msg.locator('.text').textContent(), expected);
+  assert.ok(['stop', 'length'].includes(await msg.getAttribute('data-finish')));
+});
+
+test('the client API in remote mode: models, info, stream, usage, abort, errors, CORS', T, async () => {
+  const r = await page.evaluate(
+    async ({ same, other }) => {
+      const { createEngine } = await import('/worker/client.js');
+      const out = {};
+      const e = await createEngine({ remote: { baseURL: same } });
+      out.models = (await e.models.list()).map((m) => m.id);
+      out.info = await e.load();
+      const messages = [{ role: 'user', content: 'What is the capital of France?' }];
+      let text = '';
+      let last = null;
+      for await (const c of await e.chat.completions.create({ messages, stream: true, max_tokens: 24 })) {
+        text += c.choices[0]?.delta?.content ?? '';
+        if (c.choices[0]?.finish_reason) last = c;
+      }
+      out.streamText = text;
+      out.last = last;
+      const whole = await e.chat.completions.create({ messages, max_tokens: 24 });
+      out.wholeText = whole.choices[0].message.content;
+      out.wholeUsage = whole.usage;
+      // Abort mid-stream: the iterator ends with finish_reason 'abort'.
+      const ctl = new AbortController();
+      let n = 0;
+      let finish = null;
+      for await (const c of await e.chat.completions.create({ messages: [{ role: 'user', content: 'Tell a long story.' }], stream: true, max_tokens: 500, signal: ctl.signal })) {
+        if (c.choices[0]?.delta?.content) n += 1;
+        if (n === 3 && !ctl.signal.aborted) ctl.abort();
+        if (c.choices[0]?.finish_reason) finish = c.choices[0].finish_reason;
+      }
+      out.abort = { n, finish };
+      const err = async (p) => {
+        try {
+          await p;
+          return null;
+        } catch (x) {
+          return { code: x.code, status: x.status, message: x.message };
+        }
+      };
+      out.badTemp = await err(e.chat.completions.create({ messages, temperature: 9 }));
+      out.noModel = await err(e.load('nope'));
+      // Another origin: allowed by --cors-origin, and it wants a key.
+      const o = await createEngine({ remote: { baseURL: other, apiKey: 'k1' } });
+      out.otherModels = (await o.models.list()).map((m) => m.id);
+      const other2 = await o.chat.completions.create({ messages, max_tokens: 24 });
+      out.otherText = other2.choices[0].message.content;
+      const noKey = await createEngine({ remote: { baseURL: other } });
+      out.noKey = await err(noKey.models.list());
+      return out;
+    },
+    { same: `${server.base}/v1`, other: `${api.base}/v1` },
+  );
+  const expected = nativeReply(MESSAGE, N);
+  assert.deepEqual(r.models, ['smol']);
+  assert.equal(r.info.backend, 'remote');
+  assert.equal(r.info.name, 'smol');
+  assert.equal(r.streamText, expected);
+  assert.equal(r.wholeText, expected);
+  assert.deepEqual(r.last.usage, r.wholeUsage);
+  assert.equal(r.abort.n, 3);
+  assert.equal(r.abort.finish, 'abort');
+  assert.equal(r.badTemp.code, 'invalid_request');
+  assert.equal(r.badTemp.status, 400);
+  assert.match(r.badTemp.message, /temperature/);
+  assert.equal(r.noModel.code, 'invalid_request');
+  assert.deepEqual(r.otherModels, ['smol']);
+  assert.equal(r.otherText, expected);
+  assert.equal(r.noKey.code, 'unauthorized');
+  const h = await (await fetch(`${server.base}/health`)).json();
+  assert.equal(h.models[0].active, 0, 'the aborted request stopped on the server');
+});
