@@ -1,0 +1,337 @@
+//! Continuous batching (`wasm_chord::batch`): every sequence's output in a shared batch equals
+//! its output alone on the same path, requests that arrive mid-run join, finished ones leave,
+//! and the batched step equals the single-sequence forward pass.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasm_chord::batch::{BatchOptions, Batcher, Event, Prompt};
+use wasm_chord::cpu::batch::BatchRow;
+use wasm_chord::cpu::{CpuModel, Kernel, KvCache};
+use wasm_chord::engine::{Control, Engine, FinishReason, GenerateOptions, Generation, LoadOptions};
+use wasm_chord::sampling::SamplerConfig;
+use wasm_chord::source::FileSource;
+use wasm_chord::tokenizer::chat_template::ChatMessage;
+
+const MODEL: &str = "smollm2-135m-instruct-q4_k_m.gguf";
+
+fn engine() -> Engine {
+    let src = FileSource::open(common::model_path(MODEL).to_str().unwrap()).unwrap();
+    Engine::load(&src, &LoadOptions::default()).unwrap()
+}
+
+/// Four different requests: greedy and sampled, with a stop string, of different lengths.
+fn requests() -> Vec<(Prompt, GenerateOptions)> {
+    let chat = |m: &str| Prompt::Chat(vec![ChatMessage::user(m)]);
+    let greedy = |n| GenerateOptions {
+        max_tokens: n,
+        ..Default::default()
+    };
+    let sampled = |n, seed| GenerateOptions {
+        max_tokens: n,
+        sampler: SamplerConfig {
+            temperature: 0.9,
+            top_k: 40,
+            top_p: 0.95,
+            repeat_penalty: 1.1,
+            seed,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    vec![
+        (chat("What is the capital of France?"), greedy(24)),
+        (chat("Write a haiku about the sea."), sampled(32, 7)),
+        (Prompt::Text("Once upon a time".into()), greedy(12)),
+        (
+            chat("Count from one to twenty in words."),
+            GenerateOptions {
+                stop: vec!["e".into()],
+                ..greedy(40)
+            },
+        ),
+        (chat("Name three colours."), sampled(20, 99)),
+    ]
+}
+
+/// Submit and wait for the result.
+fn run_one(b: &Batcher, prompt: Prompt, opts: GenerateOptions) -> Generation {
+    let (tx, rx) = mpsc::channel();
+    b.submit(
+        prompt,
+        opts,
+        Box::new(move |ev| {
+            if let Event::Done(g) = ev {
+                let _ = tx.send(Ok(g));
+            } else if let Event::Failed(e) = ev {
+                let _ = tx.send(Err(e));
+            }
+            Control::Continue
+        }),
+    )
+    .unwrap();
+    rx.recv_timeout(Duration::from_secs(300))
+        .unwrap()
+        .expect("generation")
+}
+
+fn solo_outputs() -> Vec<Generation> {
+    let b = Batcher::start(
+        engine(),
+        BatchOptions {
+            parallel: 1,
+            n_ctx: 512,
+        },
+    )
+    .unwrap();
+    requests()
+        .into_iter()
+        .map(|(p, o)| run_one(&b, p, o))
+        .collect()
+}
+
+#[test]
+fn batched_outputs_equal_solo_outputs() {
+    let solo = solo_outputs();
+    assert!(
+        solo.iter().any(|g| g.ids.len() >= 12),
+        "the requests generate something"
+    );
+    assert!(
+        matches!(
+            solo[3].finish,
+            FinishReason::StopString(_) | FinishReason::Eog
+        ),
+        "the stop-string request stops early: {:?}",
+        solo[3].finish
+    );
+
+    let b = Batcher::start(
+        engine(),
+        BatchOptions {
+            parallel: 4,
+            n_ctx: 512,
+        },
+    )
+    .unwrap();
+    let results: Arc<Mutex<Vec<Option<Generation>>>> = Arc::new(Mutex::new(vec![None; 5]));
+    let (done_tx, done_rx) = mpsc::channel::<usize>();
+    let reqs = requests();
+    // The fifth request is submitted from inside the first one's callback, at its third
+    // token: it arrives while the others run and must join the next decode step.
+    let late = Arc::new(Mutex::new(Some(reqs[4].clone())));
+    let handle = b.clone();
+    let mk = |i: usize| {
+        let results = Arc::clone(&results);
+        let done_tx = done_tx.clone();
+        let late = Arc::clone(&late);
+        let handle = handle.clone();
+        let done_tx2 = done_tx.clone();
+        let results2 = Arc::clone(&results);
+        let mut tokens = 0;
+        Box::new(move |ev: Event| {
+            match ev {
+                Event::Token { .. } => {
+                    tokens += 1;
+                    if i == 0 && tokens == 3 {
+                        if let Some((p, o)) = late.lock().unwrap().take() {
+                            let results = Arc::clone(&results2);
+                            let done_tx = done_tx2.clone();
+                            handle
+                                .submit(
+                                    p,
+                                    o,
+                                    Box::new(move |ev| {
+                                        if let Event::Done(g) = ev {
+                                            results.lock().unwrap()[4] = Some(g);
+                                            let _ = done_tx.send(4);
+                                        }
+                                        Control::Continue
+                                    }),
+                                )
+                                .unwrap();
+                        }
+                    }
+                }
+                Event::Done(g) => {
+                    results.lock().unwrap()[i] = Some(g);
+                    let _ = done_tx.send(i);
+                }
+                Event::Failed(e) => panic!("request {i} failed: {e}"),
+                Event::Started { .. } => {}
+            }
+            Control::Continue
+        }) as wasm_chord::batch::OnEvent
+    };
+    for (i, (p, o)) in reqs.into_iter().take(4).enumerate() {
+        b.submit(p, o, mk(i)).unwrap();
+    }
+    for _ in 0..5 {
+        done_rx
+            .recv_timeout(Duration::from_secs(300))
+            .expect("all five requests finish");
+    }
+    let results = results.lock().unwrap();
+    for (i, (g, s)) in results.iter().zip(&solo).enumerate() {
+        let g = g.as_ref().unwrap();
+        assert_eq!(g.ids, s.ids, "request {i}: batched tokens differ from solo");
+        assert_eq!(g.text, s.text, "request {i}");
+        assert_eq!(g.finish, s.finish, "request {i}");
+        assert_eq!(g.prompt_ids, s.prompt_ids, "request {i}");
+    }
+    let st = &b.stats;
+    assert_eq!(
+        st.max_batch.load(Ordering::SeqCst),
+        4,
+        "four sequences shared a step"
+    );
+    let (steps, rows) = (
+        st.steps.load(Ordering::SeqCst),
+        st.step_rows.load(Ordering::SeqCst),
+    );
+    let solo_steps: usize = solo.iter().map(|g| g.ids.len().saturating_sub(1)).sum();
+    assert!(
+        steps < solo_steps,
+        "batching takes fewer steps ({steps}) than one sequence at a time ({solo_steps})"
+    );
+    assert_eq!(
+        rows, solo_steps,
+        "every decode row belongs to some sequence's step"
+    );
+    // Finished sequences freed their slots.
+    assert_eq!(st.active.load(Ordering::SeqCst), 0);
+    assert_eq!(st.queued.load(Ordering::SeqCst), 0);
+}
+
+/// The batched step gives exactly the single-sequence forward pass's logits, row by row.
+#[test]
+fn forward_batch_equals_forward_per_sequence() {
+    let src = FileSource::open(common::model_path(MODEL).to_str().unwrap()).unwrap();
+    for kernel in [Kernel::Fast, Kernel::Reference] {
+        let (_, model) = CpuModel::load(&src, kernel).unwrap();
+        let prompts: [&[u32]; 3] = [&[1, 504, 3458], &[1, 2, 3, 4, 5, 6, 7], &[9000]];
+        let next = [42u32, 7, 1234];
+        let mut solo = vec![];
+        let mut caches = vec![];
+        for (p, &t) in prompts.iter().zip(&next) {
+            let mut c = KvCache::new(&model.cfg, 16);
+            model.forward(p, 0, &mut c).unwrap();
+            let mut c2 = KvCache::new(&model.cfg, 16);
+            model.forward(p, 0, &mut c2).unwrap();
+            solo.push(model.forward(&[t], p.len(), &mut c).unwrap());
+            caches.push(c2);
+        }
+        let mut rows: Vec<BatchRow> = caches
+            .iter_mut()
+            .zip(prompts.iter().zip(&next))
+            .map(|(cache, (p, &token))| BatchRow {
+                token,
+                pos: p.len(),
+                cache,
+            })
+            .collect();
+        let batched = model.forward_batch(&mut rows).unwrap();
+        let n_vocab = model.cfg.n_vocab;
+        for (i, s) in solo.iter().enumerate() {
+            assert_eq!(
+                &batched[i * n_vocab..(i + 1) * n_vocab],
+                &s[..],
+                "{kernel:?}: row {i} differs from the sequence's own forward pass"
+            );
+        }
+    }
+}
+
+/// The batcher's solo path is the engine's own generate loop: same tokens and text.
+#[test]
+fn solo_batcher_equals_engine_generate() {
+    let mut e = engine();
+    let solo = solo_outputs();
+    for ((p, o), s) in requests().into_iter().zip(&solo) {
+        let ids = match &p {
+            Prompt::Chat(m) => e.chat_prompt_ids(m, &Default::default()).unwrap(),
+            Prompt::Text(t) => e.tokenize(t, true, false).unwrap(),
+            Prompt::Ids(ids) => ids.clone(),
+        };
+        let g = e.generate(&ids, &o, &mut |_| Control::Continue).unwrap();
+        assert_eq!(g.ids, s.ids);
+        assert_eq!(g.text, s.text);
+        assert_eq!(g.finish, s.finish);
+    }
+}
+
+/// A callback that answers Stop cancels its sequence and frees the slot; bad requests fail
+/// with a typed error and do not disturb the others.
+#[test]
+fn cancel_and_bad_requests() {
+    let b = Batcher::start(
+        engine(),
+        BatchOptions {
+            parallel: 2,
+            n_ctx: 64,
+        },
+    )
+    .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let mut n = 0;
+    b.submit(
+        Prompt::Text("Hello".into()),
+        GenerateOptions {
+            max_tokens: 50,
+            stop_at_eog: false,
+            ..Default::default()
+        },
+        Box::new(move |ev| {
+            if let Event::Token { .. } = ev {
+                n += 1;
+                if n == 3 {
+                    return Control::Stop;
+                }
+            }
+            if let Event::Done(g) = ev {
+                let _ = tx.send(g);
+            }
+            Control::Continue
+        }),
+    )
+    .unwrap();
+    let g = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(g.finish, FinishReason::Cancelled);
+    assert_eq!(g.ids.len(), 3);
+
+    let fail = |prompt: Prompt, opts: GenerateOptions| {
+        let (tx, rx) = mpsc::channel();
+        b.submit(
+            prompt,
+            opts,
+            Box::new(move |ev| {
+                if let Event::Failed(e) = ev {
+                    let _ = tx.send(e.to_string());
+                }
+                Control::Continue
+            }),
+        )
+        .unwrap();
+        rx.recv_timeout(Duration::from_secs(60)).unwrap()
+    };
+    let long = Prompt::Text("word ".repeat(200));
+    assert!(fail(long, GenerateOptions::default()).contains("context"));
+    let e = fail(Prompt::Ids(vec![1, 999_999]), GenerateOptions::default());
+    assert!(e.contains("999999"), "{e}");
+    let e = fail(Prompt::Ids(vec![]), GenerateOptions::default());
+    assert!(e.contains("empty"), "{e}");
+    // Still serving.
+    let g = run_one(
+        &b,
+        Prompt::Text("Hi".into()),
+        GenerateOptions {
+            max_tokens: 2,
+            ..Default::default()
+        },
+    );
+    assert_eq!(g.ids.len(), 2);
+    assert_eq!(b.stats.active.load(Ordering::SeqCst), 0);
+}
