@@ -30,6 +30,11 @@ pub struct LoadOptions {
     /// KV-cache size of the GPU backend, allocated once at load (default: the training
     /// context, at most 4096). The CPU backend sizes its cache per request.
     pub n_ctx: Option<usize>,
+    /// What `backend: 'auto'` does before the GPU backend loads: decline software adapters,
+    /// run the known-answer self-test and the timed probe ([`crate::backend_choice::vet`]).
+    /// A declined adapter fails the load with a `gpu` error whose message is the reason, and
+    /// the caller loads on the CPU instead. Off: the GPU is forced.
+    pub vet_gpu: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -134,6 +139,8 @@ pub struct Engine {
     cfg: crate::model::Config,
     /// Adapter description on the GPU backend.
     adapter: Option<String>,
+    /// What vetting the adapter found (`LoadOptions::vet_gpu`).
+    gpu_vetting: Option<String>,
 }
 
 /// Drive a future to completion on this thread (natively: GPU readbacks poll the device).
@@ -187,8 +194,14 @@ impl Engine {
                 let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train.clamp(1, 4096));
                 let ctx = GpuContext::new().await?;
                 let adapter = ctx.describe();
+                let vetting = match opts.vet_gpu {
+                    true => Some(crate::backend_choice::vet(&ctx, &header).await?.summary()),
+                    false => None,
+                };
                 let model = GpuModel::load(ctx, src, n_ctx)?;
-                Self::assemble(header, Runner::Gpu(Box::new(model)), Some(adapter))
+                let mut e = Self::assemble(header, Runner::Gpu(Box::new(model)), Some(adapter))?;
+                e.gpu_vetting = vetting;
+                Ok(e)
             }
         }
     }
@@ -207,6 +220,7 @@ impl Engine {
             runner,
             cfg,
             adapter,
+            gpu_vetting: None,
         })
     }
 
@@ -219,6 +233,11 @@ impl Engine {
             Runner::Cpu(_) => Backend::Cpu,
             Runner::Gpu(_) => Backend::Gpu,
         }
+    }
+
+    /// What vetting the GPU adapter found before loading (`LoadOptions::vet_gpu`), if it ran.
+    pub fn gpu_vetting(&self) -> Option<&str> {
+        self.gpu_vetting.as_deref()
     }
 
     /// The GPU adapter in use (name, backend, features), if any.

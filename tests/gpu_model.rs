@@ -441,6 +441,7 @@ fn engine_sampling_on_the_gpu_follows_the_cpu_engine() {
                 backend,
                 kernel: Kernel::Reference,
                 n_ctx: Some(N_CTX),
+                ..Default::default()
             };
             let mut engine = Engine::load(&src, &load).unwrap();
             let g = engine

@@ -396,3 +396,23 @@ async fn tiny_model_greedy_matches_the_golden_ids() {
     let l16 = half.forward(&prompt, 0).await.unwrap();
     assert_nmse("tiny: f16 KV cache vs f32", &l16, &logits, 1e-3);
 }
+
+/// The adapter self-test `backend: 'auto'` runs (src/gpu/selftest.rs) passes on SwiftShader
+/// for every format with a GPU kernel: its known answers hold on a correct adapter.
+#[wasm_bindgen_test]
+async fn adapter_self_test_passes() {
+    let ctx = context().await;
+    let formats = wasm_chord::gpu::selftest::formats_to_test(GPU_TYPES.iter().copied());
+    assert_eq!(formats.len(), GPU_TYPES.len());
+    let report = wasm_chord::gpu::selftest::run(&ctx, &formats, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    web_log(&format!("self-test: {report:?}"));
+    for (ty, e) in &report.formats {
+        assert!(
+            *e <= wasm_chord::gpu::selftest::MAX_NMSE,
+            "{ty}: NMSE {e:e}"
+        );
+    }
+    assert_eq!(report.formats.len(), formats.len());
+}

@@ -112,9 +112,15 @@ async function run(msg) {
   }
 }
 
+/** Software renderers 'auto' never picks (their decode is ~100x slower than the CPU path's). */
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|basic render|\bwarp\b/i;
+
 /**
- * The backend to load on: 'webgpu' when asked for (or 'auto' and the browser has an adapter),
- * else 'cpu'. Returns [backend, why the CPU was chosen (or null), the adapter's name (or null)].
+ * The backend to load on. 'cpu' and 'webgpu' are taken as asked. 'auto' takes WebGPU when the
+ * browser has a hardware adapter: not a fallback adapter (`isFallbackAdapter`), not a software
+ * renderer by name; the engine then vets it further before loading (a known-answer self-test
+ * and a timed probe against the CPU: src/backend_choice.rs). Returns [backend, why the CPU was
+ * chosen (or null), the adapter's name (or null)].
  */
 async function pickBackend(wanted) {
   if (wanted === 'cpu') return ['cpu', null, null];
@@ -133,6 +139,13 @@ async function pickBackend(wanted) {
   }
   const i = adapter.info || {};
   const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ');
+  if (wanted === 'auto') {
+    const soft = name.match(SOFTWARE_ADAPTER);
+    if (i.isFallbackAdapter || adapter.isFallbackAdapter || soft) {
+      const what = soft ? soft[0] : 'a fallback adapter';
+      return ['cpu', `the only WebGPU adapter is a software renderer (${what}: ${name || 'unnamed'}), slower than the CPU path`, null];
+    }
+  }
   return ['webgpu', null, name || 'unnamed adapter'];
 }
 
@@ -174,21 +187,23 @@ async function load(msg) {
     if (engine) engine.free();
     engine = null;
     modelInfo = null;
-    let [backend, fallback, adapterName] = await pickBackend(msg.backend ?? 'auto');
+    const wanted = msg.backend ?? 'auto';
+    let [backend, fallback, adapterName] = await pickBackend(wanted);
     const t1 = performance.now();
     const memBefore = memoryBytes();
     let e = new WasmEngine();
     try {
       try {
-        await e.loadAsync(size, read, backend);
+        // 'auto' has the engine vet the adapter (self-test, timed probe); 'webgpu' forces it.
+        await e.loadAsync(size, read, backend, wanted === 'auto');
       } catch (err) {
-        // 'auto' falls back to the CPU when the GPU cannot take the model.
-        if (backend !== 'webgpu' || (msg.backend ?? 'auto') !== 'auto' || !err || err.code !== 'gpu') throw err;
-        fallback = `WebGPU failed: ${err.message}`;
+        // 'auto' falls back to the CPU when the GPU cannot take the model or was declined.
+        if (backend !== 'webgpu' || wanted !== 'auto' || !err || err.code !== 'gpu') throw err;
+        fallback = err.message;
         backend = 'cpu';
         e.free();
         e = new WasmEngine();
-        await e.loadAsync(size, read, backend);
+        await e.loadAsync(size, read, backend, false);
       }
     } catch (err) {
       e.free();

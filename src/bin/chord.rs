@@ -650,6 +650,7 @@ fn load_engine(path: &str, a: &Args) -> Result<Engine, Fail> {
         backend: backend(a.value("backend"))?,
         kernel: kernel(a.value("kernel"))?,
         n_ctx: parse_num(a.value("ctx"), "ctx")?,
+        ..Default::default()
     };
     let engine = Engine::load(&src, &opts)?;
     if let Some(adapter) = engine.adapter() {

@@ -7,6 +7,8 @@
 //! - [`weights`]: weight matrices uploaded still quantized, split into row ranges where a tensor
 //!   exceeds `maxStorageBufferBindingSize`.
 //! - `bench` (native): kernel timing for `chord bench --kernels`.
+//! - [`selftest`]: a known-answer test of the adapter (one small matrix product per block
+//!   format, argmax and sampling) that `auto` runs before trusting the GPU with a model.
 //! - [`model`]: the forward pass, one command submission per decode step or per batch of prompt
 //!   tokens; greedy and sampled decoding on the GPU (4-byte readbacks).
 //!
@@ -18,6 +20,7 @@ pub mod bench;
 pub mod device;
 pub mod kernels;
 pub mod model;
+pub mod selftest;
 pub mod weights;
 
 pub use device::GpuContext;
@@ -43,4 +46,10 @@ pub enum GpuError {
     UnsupportedType { tensor: String, ty: GgmlType },
     #[error("reading a result back from the GPU failed: {0}")]
     Readback(String),
+    /// The adapter computed a wrong answer in [`selftest::run`].
+    #[error("the GPU adapter failed its self-test: {0}")]
+    SelfTest(String),
+    /// `backend: 'auto'` declined the adapter (a software renderer, or slower than the CPU).
+    #[error("{0}")]
+    Unsuitable(String),
 }

@@ -267,6 +267,7 @@ fn describe(e: &Engine) -> Json {
         "n_embd": cfg.n_embd,
         "backend": match e.backend() { Backend::Cpu => "cpu", Backend::Gpu => "webgpu" },
         "adapter": e.adapter(),
+        "gpu_vetting": e.gpu_vetting(),
         "chat_template": e.chat_template().is_ok(),
     })
 }
@@ -346,12 +347,16 @@ impl WasmEngine {
     /// ready. On WebGPU the tensors go from `read` straight into GPU buffers one at a time, so
     /// wasm memory never holds the file; the CPU backend keeps the quantized weights in wasm
     /// memory. A missing adapter or a model too large for it rejects with `{code, message}`.
+    /// `vetGpu` (what `backend: 'auto'` passes): decline a software adapter, one that fails the
+    /// known-answer self-test, or one slower than the CPU, rejecting with a `gpu` error whose
+    /// message is the reason (`crate::backend_choice`).
     #[wasm_bindgen(js_name = loadAsync)]
     pub fn load_async(
         &mut self,
         size: f64,
         read: js_sys::Function,
         backend: &str,
+        vet_gpu: Option<bool>,
     ) -> Result<js_sys::Promise, JsValue> {
         let backend = match backend {
             "webgpu" | "gpu" => Backend::Gpu,
@@ -369,6 +374,7 @@ impl WasmEngine {
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let opts = LoadOptions {
                 backend,
+                vet_gpu: vet_gpu.unwrap_or(false),
                 ..Default::default()
             };
             let engine = Engine::load_async(&src, &opts).await.map_err(to_js)?;
