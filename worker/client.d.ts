@@ -25,8 +25,12 @@ export interface ModelInfo {
   backend: 'cpu' | 'webgpu';
   /** The WebGPU adapter (name, backend, f16, subgroups, max binding), on the WebGPU backend. */
   adapter: string | null;
-  /** Why 'auto' chose the CPU (no WebGPU, no adapter, the GPU refused the model), else null. */
+  /** Why 'auto' chose the CPU (no WebGPU, no adapter, a software renderer, a failed self-test,
+   *  a GPU slower than the CPU, the GPU refused the model), else null. */
   fallback: string | null;
+  /** What 'auto' checked on the adapter it took (self-test formats and time, the probe's
+   *  estimates), else null (CPU, or 'webgpu' forced). */
+  gpu_vetting: string | null;
   chat_template: boolean;
   url: string | null;
   size: number;
@@ -109,7 +113,7 @@ export interface CachedModel {
 export interface Engine {
   /** Whether a Stop also interrupts a long prompt mid-prefill (needs cross-origin isolation). */
   readonly hardAbort: boolean;
-  /** backend: 'auto' (default: WebGPU when the browser has an adapter, else the CPU), 'webgpu' or 'cpu'. */
+  /** backend: 'auto' (default: WebGPU on a hardware adapter that passes the self-test, else the CPU), 'webgpu' (forced) or 'cpu'. */
   load(
     source: string | Blob,
     opts?: { onProgress?: (p: Progress) => void; signal?: AbortSignal; chunkSize?: number; backend?: 'auto' | 'webgpu' | 'cpu' },
