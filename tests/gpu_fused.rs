@@ -212,10 +212,10 @@ fn check_qkv(c: &Qkv) {
     // Unfused: rmsnorm, the three products, biases, RoPE on Q and K, K and V stored.
     let h = rmsnorm(ctx, &xb, &wb, cols);
     let outs: Vec<wgpu::Buffer> = rows.iter().map(|&n| ctx.storage_f32("out", n)).collect();
-    for i in 0..3 {
-        matvec_once(ctx, &ms[i], &h, &outs[i]).unwrap();
+    for (i, (m, out)) in ms.iter().zip(&outs).enumerate() {
+        matvec_once(ctx, m, &h, out).unwrap();
         if c.bias {
-            add(ctx, &outs[i], &buf(ctx, &biases[i]), rows[i]);
+            add(ctx, out, &buf(ctx, &biases[i]), rows[i]);
         }
     }
     let csb = buf(ctx, &cs);
@@ -241,7 +241,7 @@ fn check_qkv(c: &Qkv) {
         .unwrap();
     }
     let ref_caches: Vec<wgpu::Buffer> = cache_init.iter().map(|v| buf(ctx, v)).collect();
-    for i in 0..2 {
+    for (i, cache) in ref_caches.iter().enumerate() {
         let n = rows[1 + i];
         let p = ctx.params("kv_store", &[n as u32]);
         let key = PipelineKey {
@@ -250,7 +250,7 @@ fn check_qkv(c: &Qkv) {
         };
         ctx.run_once(
             key,
-            &[&outs[1 + i], &ref_caches[i], &p, &step],
+            &[&outs[1 + i], cache, &p, &step],
             [n.div_ceil(64) as u32, 1, 1],
         )
         .unwrap();

@@ -153,9 +153,9 @@ pub struct QkvBuffers<'a> {
 /// whole head, heads of whole quads.
 pub fn qkv_fusable(m: [&GpuMatrix; 3], head_dim: usize, n_rot: usize) -> bool {
     m.iter()
-        .all(|w| w.chunks.len() == 1 && w.rows % 4 == 0 && w.cols == m[0].cols)
+        .all(|w| w.chunks.len() == 1 && w.rows.is_multiple_of(4) && w.cols == m[0].cols)
         && n_rot == head_dim
-        && head_dim % 4 == 0
+        && head_dim.is_multiple_of(4)
         && 2 * n_rot <= QKV_CS_FLOATS
 }
 
