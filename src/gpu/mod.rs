@@ -10,7 +10,9 @@
 //! - [`selftest`]: a known-answer test of the adapter (one small matrix product per block
 //!   format, argmax and sampling) that `auto` runs before trusting the GPU with a model.
 //! - [`model`]: the forward pass, one command submission per decode step or per batch of prompt
-//!   tokens; greedy and sampled decoding on the GPU (4-byte readbacks).
+//!   tokens; greedy and sampled decoding on the GPU (4-byte readbacks, the first token after
+//!   the prompt included). A decode step runs fused kernels ([`model::fused`]): 5 dispatches
+//!   per layer.
 //!
 //! Every kernel has an f32 path and reduces in workgroup memory, so it runs where neither
 //! shader-f16 nor subgroups exist (Chromium on SwiftShader).
@@ -24,7 +26,7 @@ pub mod selftest;
 pub mod weights;
 
 pub use device::GpuContext;
-pub use model::{GpuModel, GpuSampling};
+pub use model::{GpuModel, GpuSampling, StepStats};
 pub use weights::GpuMatrix;
 
 use crate::quant::GgmlType;
