@@ -7,8 +7,8 @@ use pollster::block_on;
 use wasm_chord::cpu::matmul::{matmul, Kernel as CpuKernel};
 use wasm_chord::cpu::ops;
 use wasm_chord::gpu::kernels::{
-    aligned_block, groups_2d, layouts, unit_weights, Kernel, Layout, PipelineKey, GPU_TYPES,
-    SHADER_FILES,
+    aligned_block, groups_2d, layouts, unit_weights, Kernel, Layout, PipelineKey, FORMATS,
+    GPU_TYPES, SHADER_FILES,
 };
 use wasm_chord::gpu::model::{
     matmat_once, matvec_once, penalties_once, sample_once, GPU_TOP_K_MAX, SAMPLE_ON_HOST,
@@ -62,6 +62,56 @@ fn every_shader_is_valid_wgsl_with_and_without_f16() {
                 .validate(&module)
                 .unwrap_or_else(|e| panic!("{k:?} ({caps:?}): {}", e.emit_to_string(&src)));
         }
+    }
+}
+
+/// The value of `const NAME: u32 = Nu;` in a reader, if it declares one.
+fn wgsl_const(src: &str, name: &str) -> Option<usize> {
+    let decl = format!("const {name}: u32 = ");
+    let at = src.find(&decl)? + decl.len();
+    let digits: String = src[at..].chars().take_while(char::is_ascii_digit).collect();
+    Some(digits.parse().expect("a decimal constant"))
+}
+
+#[test]
+fn the_format_table_agrees_with_the_readers() {
+    let readers: Vec<&str> = SHADER_FILES
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| n.starts_with("fmt_"))
+        .collect();
+    assert_eq!(readers.len(), FORMATS.len(), "one reader per format");
+    for f in FORMATS {
+        let src = SHADER_FILES
+            .iter()
+            .find(|(n, _)| *n == f.file)
+            .unwrap_or_else(|| panic!("{}: {} is not in SHADER_FILES", f.ty, f.file))
+            .1;
+        let c = |name| wgsl_const(src, name);
+        let (bs, ts) = f.ty.block_geometry();
+        let what = format!("{} ({})", f.ty, f.file);
+        assert_eq!(c("UNIT_W"), Some(f.unit_weights), "{what}: UNIT_W");
+        let units = c("UNITS_PER_BLOCK").expect("UNITS_PER_BLOCK");
+        let block_bytes = c("BLOCK_BYTES").expect("BLOCK_BYTES");
+        if bs == 1 {
+            // Plain floats: a "block" of the reader is one unit.
+            assert_eq!((units, block_bytes), (1, f.unit_weights * ts), "{what}");
+        } else {
+            assert_eq!((units * f.unit_weights, block_bytes), (bs, ts), "{what}");
+        }
+        let step = c("STEP_QUADS").expect("STEP_QUADS");
+        assert!(
+            step >= 1 && (f.unit_weights / 4) % step == 0,
+            "{what}: STEP_QUADS"
+        );
+        assert_eq!(c("ALIGN_LEAD"), f.align_lead, "{what}: ALIGN_LEAD");
+        let table_bytes = f.table.map_or(0, |t| 4 * t().len());
+        assert_eq!(
+            c("TABLE_BYTES").unwrap_or(0),
+            table_bytes,
+            "{what}: TABLE_BYTES"
+        );
+        assert_eq!(unit_weights(f.ty), f.unit_weights);
     }
 }
 
@@ -190,6 +240,35 @@ fn matvec_over_a_matrix_split_into_row_ranges() {
         check_matvec(&ctx, (q6, Layout::Aligned), 37, 3, " (split)"),
         5
     );
+}
+
+#[test]
+fn every_format_over_a_matrix_split_into_row_ranges() {
+    // One binding holds 10 rows of each format (as uploaded, after its lookup table if it has
+    // one): 37 rows become 4 buffers, for matvec and matmat alike, in every layout.
+    let mut ctx = context();
+    let limit = ctx.max_binding;
+    for (i, f) in FORMATS.iter().enumerate() {
+        let ty = f.ty;
+        let table = f.table.map_or(0, |t| 4 * t().len()) as u64;
+        for layout in layouts(ty) {
+            ctx.max_binding = limit;
+            let m = random_matrix(ty, 1, cols_for(ty), 1);
+            let one_row = GpuMatrix::upload_as(&ctx, &m, layout).unwrap();
+            ctx.max_binding = table + 10 * one_row.row_bytes as u64 + 4;
+            let seed = 61 + i as u64;
+            assert_eq!(
+                check_matvec(&ctx, (ty, layout), 37, seed, " (split)"),
+                4,
+                "{ty} {layout:?}"
+            );
+            assert_eq!(
+                check_matmat(&ctx, (ty, layout), 37, 9, seed, " (split)"),
+                4,
+                "{ty} {layout:?}"
+            );
+        }
+    }
 }
 
 /// Y = W·X for `n_tok` tokens with matmat.wgsl against the CPU reference, and against

@@ -34,6 +34,11 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("fmt_q4_1.wgsl", include_str!("shaders/fmt_q4_1.wgsl")),
     ("fmt_f16.wgsl", include_str!("shaders/fmt_f16.wgsl")),
     ("fmt_f32.wgsl", include_str!("shaders/fmt_f32.wgsl")),
+    ("fmt_q5_1.wgsl", include_str!("shaders/fmt_q5_1.wgsl")),
+    ("fmt_q2_k.wgsl", include_str!("shaders/fmt_q2_k.wgsl")),
+    ("fmt_q3_k.wgsl", include_str!("shaders/fmt_q3_k.wgsl")),
+    ("fmt_q5_k.wgsl", include_str!("shaders/fmt_q5_k.wgsl")),
+    ("fmt_bf16.wgsl", include_str!("shaders/fmt_bf16.wgsl")),
     ("dequant.wgsl", include_str!("shaders/dequant.wgsl")),
     ("matvec.wgsl", include_str!("shaders/matvec.wgsl")),
     ("matmat.wgsl", include_str!("shaders/matmat.wgsl")),
@@ -65,33 +70,86 @@ fn file(name: &str) -> &'static str {
         .unwrap_or("")
 }
 
-/// Block formats with GPU kernels.
-pub const GPU_TYPES: [GgmlType; 8] = [
-    GgmlType::Q4_K,
-    GgmlType::Q6_K,
-    GgmlType::Q5_0,
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::F16,
-    GgmlType::F32,
-];
+/// A block format the GPU reads: its reader (`fmt_*.wgsl`, giving `unit_scale` / `unit_q4` over
+/// units of `unit_weights`) and how its blocks may sit in a buffer. The reader's own constants
+/// (`UNIT_W`, `BLOCK_BYTES`, `ALIGN_LEAD`, `TABLE_BYTES`) must agree; tests/gpu_kernels.rs checks that they do.
+#[derive(Clone, Copy, Debug)]
+pub struct GpuFormat {
+    pub ty: GgmlType,
+    /// The reader, by its name in [`SHADER_FILES`].
+    pub file: &'static str,
+    /// Weights per unit (the reader's `UNIT_W`): the granularity of dequant.wgsl. Kernels read
+    /// four weights at a time (`unit_q4`).
+    pub unit_weights: usize,
+    /// For a format `layout_aligned.wgsl` reads: the zero bytes put before each block when it
+    /// is uploaded (the reader's `ALIGN_LEAD`; 0 also for blocks that are word-aligned as they
+    /// are). `None`: packed only.
+    pub align_lead: Option<usize>,
+    /// The lookup table the reader finds in the first `TABLE_BYTES` of every weight buffer,
+    /// ahead of the blocks (the grids of the IQ formats, as little-endian words; see
+    /// fmt_iq2_xxs.wgsl for why there), or `None`.
+    pub table: Option<fn() -> Vec<u32>>,
+}
+
+const fn fmt(
+    ty: GgmlType,
+    file: &'static str,
+    unit_weights: usize,
+    align_lead: Option<usize>,
+) -> GpuFormat {
+    GpuFormat {
+        ty,
+        file,
+        unit_weights,
+        align_lead,
+        table: None,
+    }
+}
+
+/// Every block format with GPU kernels.
+pub const FORMATS: [GpuFormat; 13] = {
+    use GgmlType::*;
+    [
+        fmt(Q4_K, "fmt_q4_k.wgsl", 32, Some(0)),
+        fmt(Q6_K, "fmt_q6_k.wgsl", 16, Some(0)),
+        fmt(Q5_0, "fmt_q5_0.wgsl", 32, Some(2)),
+        fmt(Q8_0, "fmt_q8_0.wgsl", 32, Some(2)),
+        fmt(Q4_0, "fmt_q4_0.wgsl", 32, Some(2)),
+        fmt(Q4_1, "fmt_q4_1.wgsl", 32, Some(0)),
+        fmt(F16, "fmt_f16.wgsl", 4, None),
+        fmt(F32, "fmt_f32.wgsl", 4, None),
+        fmt(Q5_1, "fmt_q5_1.wgsl", 32, Some(0)),
+        fmt(Q2_K, "fmt_q2_k.wgsl", 16, Some(0)),
+        fmt(Q3_K, "fmt_q3_k.wgsl", 16, Some(0)),
+        fmt(Q5_K, "fmt_q5_k.wgsl", 32, Some(0)),
+        fmt(BF16, "fmt_bf16.wgsl", 4, None),
+    ]
+};
+
+/// Block formats with GPU kernels (those of [`FORMATS`], in its order).
+pub const GPU_TYPES: [GgmlType; FORMATS.len()] = {
+    let mut v = [GgmlType::F32; FORMATS.len()];
+    let mut i = 0;
+    while i < v.len() {
+        v[i] = FORMATS[i].ty;
+        i += 1;
+    }
+    v
+};
+
+/// The GPU format of `ty`, or `None` when the GPU has no kernel for it.
+pub fn gpu_format(ty: GgmlType) -> Option<&'static GpuFormat> {
+    FORMATS.iter().find(|f| f.ty == ty)
+}
 
 /// The format helper file of `ty`, or `None` when the GPU has no kernel for it.
 pub fn format_file(ty: GgmlType) -> Option<&'static str> {
-    use GgmlType::*;
-    let name = match ty {
-        Q4_K => "fmt_q4_k.wgsl",
-        Q6_K => "fmt_q6_k.wgsl",
-        Q5_0 => "fmt_q5_0.wgsl",
-        Q8_0 => "fmt_q8_0.wgsl",
-        Q4_0 => "fmt_q4_0.wgsl",
-        Q4_1 => "fmt_q4_1.wgsl",
-        F16 => "fmt_f16.wgsl",
-        F32 => "fmt_f32.wgsl",
-        _ => return None,
-    };
-    Some(file(name))
+    gpu_format(ty).map(|f| file(f.file))
+}
+
+/// The GPU-supported types as a list for messages (`"Q4_K, Q6_K, ..."`).
+pub fn gpu_type_names() -> String {
+    GPU_TYPES.map(|t| t.name()).join(", ")
 }
 
 /// How a matrix's blocks sit in its GPU buffer.
@@ -100,21 +158,16 @@ pub enum Layout {
     /// The GGUF bytes unchanged; unaligned fields are read through two-word funnel shifts
     /// (`layout_packed.wgsl`).
     Packed,
-    /// Word-aligned blocks read with single loads (`layout_aligned.wgsl`): Q4_K and Q4_1 as
-    /// they are, Q6_K, Q8_0, Q5_0 and Q4_0 repacked at upload, each block padded to whole
-    /// words (see [`aligned_block`]).
+    /// Word-aligned blocks read with single loads (`layout_aligned.wgsl`): Q4_K, Q5_K, Q2_K,
+    /// Q4_1 and Q5_1 as they are, Q6_K, Q3_K, Q8_0, Q5_0 and Q4_0 repacked at upload, each
+    /// block padded to whole words (see [`aligned_block`]).
     Aligned,
 }
 
 /// For a block format `layout_aligned.wgsl` reads: the zero bytes put before each block and the
-/// block size in the buffer (Q4_K and Q4_1: as in the file).
+/// block size in the buffer (for blocks aligned already, such as Q4_K and Q4_1: as in the file).
 pub fn aligned_block(ty: GgmlType) -> Option<(usize, usize)> {
-    use GgmlType::*;
-    let lead = match ty {
-        Q6_K | Q4_K | Q4_1 => 0,
-        Q8_0 | Q5_0 | Q4_0 => 2,
-        _ => return None,
-    };
+    let lead = gpu_format(ty)?.align_lead?;
     let bytes = ty.block_geometry().1;
     Some((lead, (lead + bytes).next_multiple_of(4)))
 }
@@ -126,14 +179,10 @@ pub fn layouts(ty: GgmlType) -> Vec<Layout> {
     v
 }
 
-/// Weights per unit (the granularity of `dequant.wgsl`): 16 for Q6_K, 4 for F16/F32, else 32.
-/// Kernels read four weights at a time (`unit_q4`).
+/// Weights per unit (the granularity of `dequant.wgsl`; see [`GpuFormat::unit_weights`]), or
+/// the block size for a format without GPU kernels.
 pub fn unit_weights(ty: GgmlType) -> usize {
-    match ty {
-        GgmlType::Q6_K => 16,
-        GgmlType::F16 | GgmlType::F32 => 4,
-        _ => 32,
-    }
+    gpu_format(ty).map_or(ty.block_size(), |f| f.unit_weights)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

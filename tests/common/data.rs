@@ -60,7 +60,24 @@ pub fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatr
             GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_0 => put(0, r.f() * 0.1),
             GgmlType::F16 => put(0, r.f() * 4.0),
             GgmlType::F32 => b.copy_from_slice(&(r.f() * 4.0).to_le_bytes()),
-            _ => unreachable!(),
+            GgmlType::Q5_1 => {
+                put(0, r.f() * 0.1);
+                put(2, r.f() * 0.5);
+            }
+            GgmlType::Q5_K => {
+                put(0, 0.01 + r.f().abs() * 0.05);
+                put(2, 0.01 + r.f().abs() * 0.05);
+            }
+            GgmlType::Q2_K => {
+                put(80, 0.01 + r.f().abs() * 0.05);
+                put(82, 0.01 + r.f().abs() * 0.05);
+            }
+            GgmlType::Q3_K => put(108, r.f() * 0.05),
+            // bfloat16: the top half of the f32 (normal values: no subnormal to be flushed).
+            GgmlType::BF16 => {
+                b.copy_from_slice(&(((r.f() * 4.0).to_bits() >> 16) as u16).to_le_bytes())
+            }
+            _ => unreachable!("no test data for {ty}"),
         }
     }
     QMatrix {
