@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{GpuContext, GpuError};
-use crate::quant::GgmlType;
+use crate::quant::{grids, GgmlType};
 use crate::Result;
 
 const QUANT: &str = include_str!("shaders/quant.wgsl");
@@ -39,6 +39,16 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("fmt_q3_k.wgsl", include_str!("shaders/fmt_q3_k.wgsl")),
     ("fmt_q5_k.wgsl", include_str!("shaders/fmt_q5_k.wgsl")),
     ("fmt_bf16.wgsl", include_str!("shaders/fmt_bf16.wgsl")),
+    ("fmt_iq4_nl.wgsl", include_str!("shaders/fmt_iq4_nl.wgsl")),
+    ("fmt_iq4_xs.wgsl", include_str!("shaders/fmt_iq4_xs.wgsl")),
+    ("fmt_iq3_xxs.wgsl", include_str!("shaders/fmt_iq3_xxs.wgsl")),
+    ("fmt_iq3_s.wgsl", include_str!("shaders/fmt_iq3_s.wgsl")),
+    ("fmt_iq2_xxs.wgsl", include_str!("shaders/fmt_iq2_xxs.wgsl")),
+    ("fmt_iq2_xs.wgsl", include_str!("shaders/fmt_iq2_xs.wgsl")),
+    ("fmt_iq2_s.wgsl", include_str!("shaders/fmt_iq2_s.wgsl")),
+    ("fmt_iq1_s.wgsl", include_str!("shaders/fmt_iq1_s.wgsl")),
+    ("fmt_iq1_m.wgsl", include_str!("shaders/fmt_iq1_m.wgsl")),
+    ("fmt_mxfp4.wgsl", include_str!("shaders/fmt_mxfp4.wgsl")),
     ("dequant.wgsl", include_str!("shaders/dequant.wgsl")),
     ("matvec.wgsl", include_str!("shaders/matvec.wgsl")),
     ("matmat.wgsl", include_str!("shaders/matmat.wgsl")),
@@ -106,8 +116,48 @@ const fn fmt(
     }
 }
 
+/// [`fmt`] with a lookup table ahead of the blocks.
+const fn fmt_table(
+    ty: GgmlType,
+    file: &'static str,
+    unit_weights: usize,
+    align_lead: Option<usize>,
+    table: fn() -> Vec<u32>,
+) -> GpuFormat {
+    GpuFormat {
+        table: Some(table),
+        ..fmt(ty, file, unit_weights, align_lead)
+    }
+}
+
+/// A grid of u64 rows as little-endian words (low word first).
+fn grid64(g: &[u64]) -> Vec<u32> {
+    g.iter()
+        .flat_map(|&r| [r as u32, (r >> 32) as u32])
+        .collect()
+}
+
+fn iq2xxs_grid() -> Vec<u32> {
+    grid64(&grids::IQ2XXS_GRID)
+}
+fn iq2xs_grid() -> Vec<u32> {
+    grid64(&grids::IQ2XS_GRID)
+}
+fn iq2s_grid() -> Vec<u32> {
+    grid64(&grids::IQ2S_GRID)
+}
+fn iq3xxs_grid() -> Vec<u32> {
+    grids::IQ3XXS_GRID.to_vec()
+}
+fn iq3s_grid() -> Vec<u32> {
+    grids::IQ3S_GRID.to_vec()
+}
+fn iq1s_grid() -> Vec<u32> {
+    grid64(&grids::IQ1S_GRID)
+}
+
 /// Every block format with GPU kernels.
-pub const FORMATS: [GpuFormat; 13] = {
+pub const FORMATS: [GpuFormat; 23] = {
     use GgmlType::*;
     [
         fmt(Q4_K, "fmt_q4_k.wgsl", 32, Some(0)),
@@ -123,6 +173,16 @@ pub const FORMATS: [GpuFormat; 13] = {
         fmt(Q3_K, "fmt_q3_k.wgsl", 16, Some(0)),
         fmt(Q5_K, "fmt_q5_k.wgsl", 32, Some(0)),
         fmt(BF16, "fmt_bf16.wgsl", 4, None),
+        fmt(IQ4_NL, "fmt_iq4_nl.wgsl", 32, Some(2)),
+        fmt(IQ4_XS, "fmt_iq4_xs.wgsl", 32, Some(0)),
+        fmt_table(IQ3_XXS, "fmt_iq3_xxs.wgsl", 32, Some(2), iq3xxs_grid),
+        fmt_table(IQ3_S, "fmt_iq3_s.wgsl", 32, Some(2), iq3s_grid),
+        fmt_table(IQ2_XXS, "fmt_iq2_xxs.wgsl", 32, Some(2), iq2xxs_grid),
+        fmt_table(IQ2_XS, "fmt_iq2_xs.wgsl", 16, Some(2), iq2xs_grid),
+        fmt_table(IQ2_S, "fmt_iq2_s.wgsl", 16, Some(2), iq2s_grid),
+        fmt_table(IQ1_S, "fmt_iq1_s.wgsl", 32, Some(2), iq1s_grid),
+        fmt_table(IQ1_M, "fmt_iq1_m.wgsl", 8, Some(0), iq1s_grid),
+        fmt(MXFP4, "fmt_mxfp4.wgsl", 32, Some(3)),
     ]
 };
 
@@ -159,8 +219,9 @@ pub enum Layout {
     /// (`layout_packed.wgsl`).
     Packed,
     /// Word-aligned blocks read with single loads (`layout_aligned.wgsl`): Q4_K, Q5_K, Q2_K,
-    /// Q4_1 and Q5_1 as they are, Q6_K, Q3_K, Q8_0, Q5_0 and Q4_0 repacked at upload, each
-    /// block padded to whole words (see [`aligned_block`]).
+    /// Q4_1, Q5_1, IQ4_XS and IQ1_M as they are, the others (Q6_K, Q3_K, Q8_0, Q5_0, Q4_0, the
+    /// other IQ formats, MXFP4) repacked at upload, each block padded to whole words (see
+    /// [`aligned_block`]).
     Aligned,
 }
 
