@@ -386,10 +386,25 @@ impl Engine {
             gen_ms: 0.0,
         };
         let t0 = now_ms();
-        let mut logits = self.forward(prompt, 0, &mut cache).await?;
+        let mut next = match &mut self.runner {
+            // On the GPU the first token is taken there too: 4 bytes come back, not the logits.
+            Runner::Gpu(m) if greedy => m.forward_argmax(prompt, 0).await?,
+            Runner::Gpu(m) => {
+                let u = if c.temperature > 0.0 {
+                    sampler.next_uniform()
+                } else {
+                    0.0
+                };
+                let s = crate::gpu::GpuSampling::new(c, u);
+                m.forward_sample(prompt, 0, &s, &history).await?
+            }
+            Runner::Cpu(_) => {
+                let mut logits = self.forward(prompt, 0, &mut cache).await?;
+                sampler.sample(&mut logits, &history)
+            }
+        };
         out.prompt_ms = now_ms() - t0;
         let t1 = now_ms();
-        let mut next = sampler.sample(&mut logits, &history);
         let tokenizer = &self.tokenizer;
         let mut decoder = tokenizer.stream_decoder(false);
         let mut stops = StopMatcher::new(&opts.stop);

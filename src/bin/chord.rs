@@ -824,6 +824,7 @@ fn bench_gpu(
     let v = model.cfg.n_vocab as u32;
     let prompt: Vec<u32> = (0..p as u32).map(|i| (i * 7919 + 13) % v).collect();
     let (mut pp, mut tg, mut step_ms) = (vec![], vec![], vec![]);
+    let (mut decode_stats, mut created_per_step) = (None, 0);
     for _ in 0..reps {
         if p > 0 {
             let t = Instant::now();
@@ -834,12 +835,27 @@ fn bench_gpu(
         let mut tok = 1 % v;
         for i in 0..n {
             let s = Instant::now();
+            let before = model.ctx.created();
             tok = block_on(model.step_argmax(tok, i))?;
             step_ms.push(s.elapsed().as_secs_f64() * 1e3);
+            decode_stats = Some(model.last_step());
+            created_per_step = created_per_step.max(model.ctx.created() - before);
         }
         if n > 0 {
             tg.push(n as f64 / t.elapsed().as_secs_f64());
         }
+    }
+    if let Some(st) = decode_stats {
+        eprintln!(
+            "decode step: {} dispatches ({:.2} per layer over {} layers), {} submission, {} \
+             buffer copies, {:.1} MB of weights read, {created_per_step} objects created",
+            st.dispatches,
+            st.dispatches as f64 / model.cfg.n_layer as f64,
+            model.cfg.n_layer,
+            st.submissions,
+            st.copies,
+            model.step_weight_bytes() as f64 / 1e6
+        );
     }
     let out = json!({
         "model": path,
@@ -852,7 +868,12 @@ fn bench_gpu(
         "layout": layout.map_or("default".into(), |l| format!("{l:?}").to_lowercase()),
         "step_weight_bytes": model.step_weight_bytes(),
         "shader_checks": shader_checks,
-        "submissions_per_step": 1,
+        "dispatches_per_step": decode_stats.map(|s| s.dispatches),
+        "dispatches_per_layer": decode_stats.map(|s| s.dispatches as f64 / model.cfg.n_layer as f64),
+        "submissions_per_step": decode_stats.map(|s| s.submissions),
+        "copies_per_step": decode_stats.map(|s| s.copies),
+        "objects_created_per_step": created_per_step,
+        "n_layer": model.cfg.n_layer,
         "readback_bytes_per_step": 4,
         "reps": reps,
     });
@@ -915,6 +936,65 @@ fn bench_gpu_kernels(path: &str, p: usize, checks: Option<bool>) -> Result<(), F
             mats.push(GpuMatrix::upload_as(&ctx, &q, l)?);
         }
     }
+    // First (a timeout keeps what stderr has printed): the fused decode kernels of layer 0
+    // (default layouts) against their unfused chains.
+    let cfg = wasm_chord::model::Config::from_header(&header)?;
+    let mut layer = Vec::new();
+    for n in [
+        "attn_q",
+        "attn_k",
+        "attn_v",
+        "attn_output",
+        "ffn_gate",
+        "ffn_up",
+        "ffn_down",
+    ] {
+        let name = format!("blk.0.{n}.weight");
+        let t = header
+            .tensor(&name)
+            .ok_or_else(|| Fail::Usage(format!("{path}: no tensor {name}")))?;
+        let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
+        let at = header.tensor_range(t).start;
+        let l = ctx.layout_for(t.ty);
+        layer.push(GpuMatrix::upload_from(
+            &ctx,
+            &name,
+            t.ty,
+            (rows, cols),
+            &src,
+            at,
+            l,
+        )?);
+    }
+    let lm = wasm_chord::gpu::bench::LayerMatrices {
+        q: &layer[0],
+        k: &layer[1],
+        v: &layer[2],
+        o: &layer[3],
+        gate: &layer[4],
+        up: &layer[5],
+        down: &layer[6],
+    };
+    let mut fused_rows = Vec::new();
+    for t in wasm_chord::gpu::bench::time_fused(&ctx, &lm, cfg.head_dim, budget)? {
+        eprintln!(
+            "fused {:<28} {:>9.1} us ({} dispatches) vs unfused {:>9.1} us ({} dispatches), {:.2} GB/s fused",
+            t.what,
+            t.fused_s * 1e6,
+            t.fused_dispatches,
+            t.unfused_s * 1e6,
+            t.unfused_dispatches,
+            t.bytes as f64 / t.fused_s / 1e9
+        );
+        fused_rows.push(json!({
+            "what": t.what,
+            "bytes": t.bytes,
+            "fused_us": t.fused_s * 1e6,
+            "fused_dispatches": t.fused_dispatches,
+            "unfused_us": t.unfused_s * 1e6,
+            "unfused_dispatches": t.unfused_dispatches,
+        }));
+    }
     let mut rows = Vec::new();
     for m in &mats {
         let x = ctx.storage_f32("x", m.cols * p);
@@ -974,6 +1054,7 @@ fn bench_gpu_kernels(path: &str, p: usize, checks: Option<bool>) -> Result<(), F
         "shader_checks": ctx.shader_checks,
         "tokens": p,
         "kernels": rows,
+        "fused": fused_rows,
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())

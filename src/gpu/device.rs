@@ -32,6 +32,8 @@ pub struct GpuContext {
     /// index, loop bounding, integer-division guards); see [`GpuContext::with_shader_checks`].
     pub shader_checks: bool,
     pub(crate) kernels: Kernels,
+    /// Buffers and bind groups created through this context's helpers ([`GpuContext::created`]).
+    created: std::sync::atomic::AtomicUsize,
 }
 
 impl GpuContext {
@@ -78,6 +80,7 @@ impl GpuContext {
             layout: None,
             shader_checks: SHADER_CHECKS,
             kernels: Kernels::default(),
+            created: Default::default(),
         })
     }
 
@@ -130,6 +133,33 @@ impl GpuContext {
         )
     }
 
+    /// How many buffers and bind groups this context's helpers have created so far (every GPU
+    /// object the engine makes goes through them; a test checks a decode step makes none).
+    pub fn created(&self) -> usize {
+        self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_created(&self) {
+        self.created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A uniform buffer holding `data` (padded to 16 bytes), rewritable with `write_buffer`.
+    pub fn uniform_with(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        self.count_created();
+        let size = data.len().max(16).next_multiple_of(16);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut padded = data.to_vec();
+        padded.resize(size, 0);
+        self.queue.write_buffer(&buf, 0, &padded);
+        buf
+    }
+
     /// Fail with `TooLarge` when `bytes` cannot be one binding.
     pub fn check_fits(&self, what: &str, bytes: u64) -> Result<()> {
         if bytes > self.max_binding {
@@ -145,6 +175,7 @@ impl GpuContext {
 
     /// A storage buffer holding `data` (padded to 4 bytes), also a copy source and destination.
     pub fn storage_with(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        self.count_created();
         let size = (data.len().max(4)).next_multiple_of(4);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -166,6 +197,7 @@ impl GpuContext {
 
     /// A zeroed storage buffer of `n` f32.
     pub fn storage_f32(&self, label: &str, n: usize) -> wgpu::Buffer {
+        self.count_created();
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: (n.max(1) * 4) as u64,
@@ -178,6 +210,7 @@ impl GpuContext {
 
     /// A uniform buffer of kernel parameters (eight 32-bit words; f32 as bits).
     pub fn params(&self, label: &str, words: &[u32]) -> wgpu::Buffer {
+        self.count_created();
         let mut w = [0u32; 12];
         w[..words.len()].copy_from_slice(words);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -192,6 +225,7 @@ impl GpuContext {
 
     /// A buffer to map for reading `size` bytes.
     pub fn staging(&self, label: &str, size: u64) -> wgpu::Buffer {
+        self.count_created();
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: size.next_multiple_of(4),

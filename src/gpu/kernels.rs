@@ -70,6 +70,13 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("sample.wgsl", include_str!("shaders/sample.wgsl")),
     ("penalties.wgsl", include_str!("shaders/penalties.wgsl")),
     ("kv_store.wgsl", include_str!("shaders/kv_store.wgsl")),
+    ("matvec_row.wgsl", include_str!("shaders/matvec_row.wgsl")),
+    (
+        "matvec_fused.wgsl",
+        include_str!("shaders/matvec_fused.wgsl"),
+    ),
+    ("matvec_qkv.wgsl", include_str!("shaders/matvec_qkv.wgsl")),
+    ("matvec_glu.wgsl", include_str!("shaders/matvec_glu.wgsl")),
 ];
 
 fn file(name: &str) -> &'static str {
@@ -267,6 +274,14 @@ pub enum Kernel {
     Sample,
     Penalties,
     KvStore,
+    /// One token's y (+)= W·RMSNorm(x) (decode: the output projections with the residual add
+    /// fused, `PipelineKey::add`; the output head with the norm fused, `PipelineKey::norm`).
+    MatvecFused(GgmlType, Layout),
+    /// One decode token's RMSNorm + Q/K/V products + biases + RoPE + KV store, the three
+    /// matrices in their own formats.
+    MatvecQkv([(GgmlType, Layout); 3]),
+    /// One decode token's RMSNorm + gate and up products + activation.
+    MatvecGlu([(GgmlType, Layout); 2]),
 }
 
 /// A pipeline: the kernel plus its `override` constants.
@@ -275,8 +290,12 @@ pub struct PipelineKey {
     pub kernel: Kernel,
     /// `ROWS` of matvec.wgsl and matmat.wgsl (rows per workgroup; a power of two ≤ 256).
     pub rows: u32,
-    /// `ACT` of gate.wgsl: 0 SiLU, 1 GELU (tanh).
+    /// `ACT` of gate.wgsl and matvec_glu.wgsl: 0 SiLU, 1 GELU (tanh).
     pub act: u32,
+    /// `NORM` of matvec_fused.wgsl: 1 fuses the RMSNorm of the input.
+    pub norm: u32,
+    /// `ADD` of matvec_fused.wgsl: 1 adds the product to the output (the residual).
+    pub add: u32,
     /// `KV_F16` of kv_store.wgsl, attention.wgsl and attention_split.wgsl: 1 when the KV cache
     /// holds f16 pairs, 0 for f32.
     pub kv_f16: u32,
@@ -288,6 +307,8 @@ impl PipelineKey {
             kernel,
             rows: 4,
             act: 0,
+            norm: 0,
+            add: 0,
             kv_f16: 0,
         }
     }
@@ -318,6 +339,9 @@ impl Kernel {
             Kernel::Sample => "sample",
             Kernel::Penalties => "penalties",
             Kernel::KvStore => "kv_store",
+            Kernel::MatvecFused(..) => "matvec_fused",
+            Kernel::MatvecQkv(..) => "matvec_qkv",
+            Kernel::MatvecGlu(..) => "matvec_glu",
         }
     }
 
@@ -336,15 +360,34 @@ impl Kernel {
                 };
                 Some([QUANT, layout, format_file(ty)?, main].join("\n"))
             }
+            Kernel::MatvecFused(..) | Kernel::MatvecQkv(..) | Kernel::MatvecGlu(..) => {
+                let mut parts = Vec::new();
+                for (i, (ty, l)) in self.formats().into_iter().enumerate() {
+                    parts.push(suffixed(&reader_source(ty, l)?, i));
+                }
+                parts.push(main.to_owned());
+                Some(hoist_directives(&parts.join("\n")))
+            }
             _ => Some(main.to_owned()),
         }
     }
 
-    /// The block format and layout a kernel over quantized weights reads.
+    /// The block format and layout a kernel over quantized weights reads (the first, for the
+    /// fused kernels over several matrices).
     pub fn weights(self) -> Option<(GgmlType, Layout)> {
+        self.formats().first().copied()
+    }
+
+    /// The block format and layout of each weight matrix the kernel reads, in binding order.
+    pub fn formats(self) -> Vec<(GgmlType, Layout)> {
         match self {
-            Kernel::Dequant(t, l) | Kernel::Matvec(t, l) | Kernel::Matmat(t, l) => Some((t, l)),
-            _ => None,
+            Kernel::Dequant(t, l)
+            | Kernel::Matvec(t, l)
+            | Kernel::Matmat(t, l)
+            | Kernel::MatvecFused(t, l) => vec![(t, l)],
+            Kernel::MatvecQkv(f) => f.to_vec(),
+            Kernel::MatvecGlu(f) => f.to_vec(),
+            _ => vec![],
         }
     }
 
@@ -363,6 +406,12 @@ impl Kernel {
             Kernel::Argmax | Kernel::Sample => &[Read, ReadWrite, Uniform],
             Kernel::Penalties => &[ReadWrite, Read, Uniform],
             Kernel::KvStore => &[Read, ReadWrite, Uniform, Uniform],
+            Kernel::MatvecFused(..) => &[Read, Read, Read, ReadWrite, Uniform],
+            Kernel::MatvecQkv(..) => &[
+                Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Uniform,
+                Uniform,
+            ],
+            Kernel::MatvecGlu(..) => &[Read, Read, Read, Read, ReadWrite, Uniform],
         }
     }
 
@@ -375,6 +424,9 @@ impl Kernel {
                     Kernel::Dequant(t, l),
                     Kernel::Matvec(t, l),
                     Kernel::Matmat(t, l),
+                    Kernel::MatvecFused(t, l),
+                    Kernel::MatvecQkv([(t, l); 3]),
+                    Kernel::MatvecGlu([(t, l); 2]),
                 ]);
             }
         }
@@ -394,6 +446,109 @@ impl Kernel {
         ]);
         v
     }
+}
+
+/// The reader of one weight matrix for the fused kernels: quant.wgsl + the layout file + the
+/// format file + matvec_row.wgsl (`row_dot`), or `None` without a GPU kernel for `ty` / `l`.
+fn reader_source(ty: GgmlType, l: Layout) -> Option<String> {
+    let layout = match l {
+        Layout::Packed => file("layout_packed.wgsl"),
+        Layout::Aligned => {
+            aligned_block(ty)?;
+            file("layout_aligned.wgsl")
+        }
+    };
+    Some([QUANT, layout, format_file(ty)?, file("matvec_row.wgsl")].join("\n"))
+}
+
+/// `src` with every name it declares at the top level (a line starting with `fn`, `const`,
+/// `override`, `var`, `struct` or `alias`) and the weight binding `w` suffixed with `_{i}`, so
+/// that several matrices' readers (quant + layout + fmt + matvec_row) sit in one module without
+/// clashing. Member accesses (`.w`) are left alone. WGSL has no modules or namespaces; this is
+/// the textual equivalent, as ggml-webgpu assembles its shaders from templates
+/// (ggml/src/ggml-webgpu/wgsl-shaders/*.tmpl.wgsl, expanded by a Python preprocessor).
+pub fn suffixed(src: &str, i: usize) -> String {
+    let mut names = std::collections::HashSet::from(["w".to_owned()]);
+    for line in src.lines() {
+        let mut rest = line;
+        for kw in ["fn ", "const ", "override ", "struct ", "alias ", "var "] {
+            if let Some(r) = line.strip_prefix(kw) {
+                rest = r;
+            }
+        }
+        if let Some(r) = line.strip_prefix("var<") {
+            rest = r.split_once('>').map_or("", |(_, r)| r);
+        }
+        if rest.len() == line.len() {
+            continue;
+        }
+        let name: String = rest
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            names.insert(name);
+        }
+    }
+    let mut out = String::with_capacity(src.len() + src.len() / 8);
+    let mut chars = src.char_indices().peekable();
+    let mut prev = ' ';
+    while let Some((at, c)) = chars.next() {
+        if c.is_ascii_alphabetic() || c == '_' {
+            let mut end = at + c.len_utf8();
+            while let Some(&(j, d)) = chars.peek() {
+                if !(d.is_ascii_alphanumeric() || d == '_') {
+                    break;
+                }
+                end = j + d.len_utf8();
+                chars.next();
+            }
+            let word = &src[at..end];
+            out.push_str(word);
+            if prev != '.' && names.contains(word) {
+                out.push_str(&format!("_{i}"));
+            }
+            prev = 'a';
+        } else if c.is_ascii_digit() {
+            // A number (and any suffix such as `u`, `0x1f`) is no name.
+            out.push(c);
+            while let Some(&(_, d)) = chars.peek() {
+                if !(d.is_ascii_alphanumeric() || d == '_' || d == '.') {
+                    break;
+                }
+                out.push(d);
+                chars.next();
+            }
+            prev = '0';
+        } else {
+            out.push(c);
+            if !c.is_whitespace() {
+                prev = c;
+            }
+        }
+    }
+    out
+}
+
+/// `src` with its `enable` directives moved to the top, once each (WGSL wants them first).
+fn hoist_directives(src: &str) -> String {
+    let mut head = Vec::new();
+    let mut body = String::with_capacity(src.len());
+    for line in src.lines() {
+        if line.starts_with("enable ") {
+            if !head.contains(&line) {
+                head.push(line);
+            }
+        } else {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    head.into_iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + &body
 }
 
 /// A compiled pipeline with its explicit bind-group layout.
@@ -476,6 +631,18 @@ impl GpuContext {
             });
         let constants: Vec<(&str, f64)> = match k {
             Kernel::Matvec(..) | Kernel::Matmat(..) => vec![("ROWS", f64::from(key.rows))],
+            Kernel::MatvecFused(..) => vec![
+                ("ROWS", f64::from(key.rows)),
+                ("NORM", f64::from(key.norm)),
+                ("ADD", f64::from(key.add)),
+            ],
+            Kernel::MatvecQkv(..) => vec![
+                ("ROWS", f64::from(key.rows)),
+                ("KV_F16", f64::from(key.kv_f16)),
+            ],
+            Kernel::MatvecGlu(..) => {
+                vec![("ROWS", f64::from(key.rows)), ("ACT", f64::from(key.act))]
+            }
             Kernel::Gate => vec![("ACT", f64::from(key.act))],
             Kernel::KvStore | Kernel::Attention | Kernel::AttentionSplit => {
                 vec![("KV_F16", f64::from(key.kv_f16))]
@@ -503,6 +670,7 @@ impl GpuContext {
     /// A bind group for `key`'s layout over whole buffers, in binding order.
     pub fn bind(&self, key: PipelineKey, buffers: &[&wgpu::Buffer]) -> Result<wgpu::BindGroup> {
         let p = self.pipeline(key)?;
+        self.count_created();
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()

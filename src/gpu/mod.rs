@@ -8,7 +8,9 @@
 //!   exceeds `maxStorageBufferBindingSize`.
 //! - `bench` (native): kernel timing for `chord bench --kernels`.
 //! - [`model`]: the forward pass, one command submission per decode step or per batch of prompt
-//!   tokens; greedy and sampled decoding on the GPU (4-byte readbacks).
+//!   tokens; greedy and sampled decoding on the GPU (4-byte readbacks, the first token after
+//!   the prompt included). A decode step runs fused kernels ([`model::fused`]): 5 dispatches
+//!   per layer.
 //!
 //! Every kernel has an f32 path and reduces in workgroup memory, so it runs where neither
 //! shader-f16 nor subgroups exist (Chromium on SwiftShader).
@@ -21,7 +23,7 @@ pub mod model;
 pub mod weights;
 
 pub use device::GpuContext;
-pub use model::{GpuModel, GpuSampling};
+pub use model::{GpuModel, GpuSampling, StepStats};
 pub use weights::GpuMatrix;
 
 use crate::quant::GgmlType;

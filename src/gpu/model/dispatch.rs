@@ -25,8 +25,10 @@ pub(crate) enum Batch {
     Multi,
 }
 
-/// One recorded dispatch.
-pub(crate) struct Dispatch {
+/// One recorded dispatch: a pipeline, its bind group and workgroup counts (opaque outside the crate;
+/// tests run them with [`fused::run_dispatches`](super::fused::run_dispatches)).
+#[derive(Clone)]
+pub struct Dispatch {
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) group: wgpu::BindGroup,
     pub(crate) groups: [u32; 3],
@@ -146,7 +148,7 @@ pub fn matmat_once(
     let step = ctx.params("matmat batch", &[0, n_tok as u32]);
     let ds = matmat_dispatches(ctx, m, x, y, &step)?;
     let cmd = ctx.one_pass("matmat", |pass| {
-        encode_batch(pass, &ds, n_tok as u32, false)
+        encode_batch(pass, &ds, n_tok as u32, false);
     });
     ctx.queue.submit([cmd]);
     Ok(())
@@ -160,17 +162,25 @@ pub fn matvec_once(
     y: &wgpu::Buffer,
 ) -> Result<()> {
     let ds = matvec_dispatches(ctx, m, x, y)?;
-    ctx.queue
-        .submit([ctx.one_pass("matvec", |pass| encode(pass, &ds))]);
+    ctx.queue.submit([ctx.one_pass("matvec", |pass| {
+        encode(pass, &ds);
+    })]);
     Ok(())
 }
 
 /// Encode `ds` over a batch of `nb` tokens (workgroup z is the token, or a tile of tokens for
 /// matmat.wgsl), with the split-K attention when `long`, else the single-pass one, and the
 /// matrix products for one token (matvec) or for several (matmat).
-pub(crate) fn encode_batch(pass: &mut wgpu::ComputePass<'_>, ds: &[Dispatch], nb: u32, long: bool) {
+/// Returns how many dispatches it encoded.
+pub(crate) fn encode_batch(
+    pass: &mut wgpu::ComputePass<'_>,
+    ds: &[Dispatch],
+    nb: u32,
+    long: bool,
+) -> usize {
     let skip = if long { When::Short } else { When::Long };
     let skip_batch = if nb > 1 { Batch::Single } else { Batch::Multi };
+    let mut n = 0;
     for d in ds
         .iter()
         .filter(|d| d.when != skip && d.batch != skip_batch)
@@ -178,13 +188,17 @@ pub(crate) fn encode_batch(pass: &mut wgpu::ComputePass<'_>, ds: &[Dispatch], nb
         pass.set_pipeline(&d.pipeline);
         pass.set_bind_group(0, &d.group, &[]);
         pass.dispatch_workgroups(d.groups[0], d.groups[1], nb.div_ceil(d.tile));
+        n += 1;
     }
+    n
 }
 
-pub(crate) fn encode(pass: &mut wgpu::ComputePass<'_>, ds: &[Dispatch]) {
+/// Encode `ds` as recorded; returns how many.
+pub(crate) fn encode(pass: &mut wgpu::ComputePass<'_>, ds: &[Dispatch]) -> usize {
     for d in ds {
         pass.set_pipeline(&d.pipeline);
         pass.set_bind_group(0, &d.group, &[]);
         pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
     }
+    ds.len()
 }

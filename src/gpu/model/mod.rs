@@ -11,20 +11,24 @@
 //! argmax on the GPU and sampling (`penalties.wgsl` then `sample.wgsl`: penalties, top-k, top-p,
 //! min-p, temperature) draws on the GPU, both reading back 4 bytes. Matrix products run
 //! matvec.wgsl for a decode step and matmat.wgsl (each weight read once per tile of 8 tokens)
-//! for a prefill batch.
+//! for a prefill batch. A decode step runs the fused kernels of [`fused`] instead (5 dispatches a
+//! layer where the architecture allows), a prefill batch the unfused ones through matmat.wgsl.
 //!
 //! Files by concern: `sampling` (the sampling settings and one-off sampling runs), `dispatch`
-//! (recorded dispatches, matrix-product dispatch lists, encoding), `record` (building a model:
-//! buffers and the recorded dispatches), `step` (one submission), `loading` (weights uploaded
-//! or streamed from a GGUF source).
+//! (recorded dispatches, matrix-product dispatch lists, encoding), [`fused`] (the fused decode
+//! kernels' dispatches), `record` (building a model: buffers and the recorded dispatches),
+//! `step` (one submission), `loading` (weights uploaded or streamed from a GGUF source).
 
 mod dispatch;
+pub mod fused;
 mod loading;
 mod record;
 mod sampling;
 mod step;
 
-pub(crate) use dispatch::{encode_batch, matmat_dispatches, matvec_dispatches_rows};
+pub(crate) use dispatch::{
+    encode, encode_batch, matmat_dispatches, matvec_dispatches, matvec_dispatches_rows,
+};
 pub use dispatch::{matmat_once, matvec_once, matvec_rows};
 pub use sampling::{penalties_once, sample_once, GpuSampling, GPU_TOP_K_MAX, SAMPLE_ON_HOST};
 
@@ -32,7 +36,8 @@ use super::kernels::{Kernel, PipelineKey};
 use super::{GpuContext, GpuMatrix};
 use crate::model::{Config, ModelWeights};
 use crate::{Error, Result};
-use dispatch::{make_dispatch, Dispatch};
+pub(crate) use dispatch::make_dispatch;
+pub use dispatch::Dispatch;
 use loading::GpuWeights;
 
 /// What a step reads back.
@@ -42,6 +47,14 @@ enum Readback {
     Logits,
     Argmax,
     Sample,
+}
+
+/// What one step encoded: compute dispatches, command submissions and buffer copies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepStats {
+    pub dispatches: usize,
+    pub submissions: usize,
+    pub copies: usize,
 }
 
 /// Activation buffers (f32) of up to `max_batch` tokens, token-major: each row as listed.
@@ -81,8 +94,9 @@ pub struct GpuModel {
     n_split: usize,
     token_embd: GpuMatrix,
     embd_pipeline: wgpu::ComputePipeline,
-    embd_params: wgpu::Buffer,
-    embd_groups: Vec<wgpu::BindGroup>,
+    /// Per token of a batch: the embedding parameters, and a bind group per chunk.
+    embd_params: Vec<wgpu::Buffer>,
+    embd_groups: Vec<Vec<wgpu::BindGroup>>,
     /// The layers' dispatches, in order.
     layers: Vec<Dispatch>,
     /// Output norm and logits.
@@ -97,9 +111,12 @@ pub struct GpuModel {
     seen_cap: usize,
     penalty_params: wgpu::Buffer,
     penalize: bool,
+    last_step: StepStats,
     inv_freq: Vec<f64>,
     inv_freq_swa: Vec<f64>,
     rope_cs: wgpu::Buffer,
+    /// The first token's cos/sin as a uniform (matvec_qkv.wgsl).
+    rope_cs_token: wgpu::Buffer,
     attn_params: wgpu::Buffer,
     attn_params_swa: wgpu::Buffer,
     /// The step's position (kv_store.wgsl).
@@ -161,19 +178,26 @@ impl GpuModel {
         if tokens.is_empty() {
             return Ok(vec![]);
         }
+        self.run_batches(tokens, pos, Readback::Logits)?;
+        let n = self.cfg.n_vocab;
+        let b = self.ctx.map_read(&self.stage_logits, n * 4).await?;
+        Ok(bytemuck::pod_collect_to_vec(&b))
+    }
+
+    /// Run `tokens` (at least one) in batches of up to `max_batch`, the last batch with
+    /// `readback`.
+    fn run_batches(&mut self, tokens: &[u32], pos: usize, readback: Readback) -> Result<()> {
         self.check_span(pos, tokens.len())?;
         let n_batches = tokens.len().div_ceil(self.max_batch);
         for (i, batch) in tokens.chunks(self.max_batch).enumerate() {
             let rb = if i + 1 == n_batches {
-                Readback::Logits
+                readback
             } else {
                 Readback::None
             };
             self.step(batch, pos + i * self.max_batch, rb)?;
         }
-        let n = self.cfg.n_vocab;
-        let b = self.ctx.map_read(&self.stage_logits, n * 4).await?;
-        Ok(bytemuck::pod_collect_to_vec(&b))
+        Ok(())
     }
 
     /// Run at most `n` (≥ 1, ≤ the allocated batch) tokens per submission; 1 is the
@@ -185,8 +209,16 @@ impl GpuModel {
     /// Run one token at `pos` and return the greedy next token, taken on the GPU (a 4-byte
     /// readback).
     pub async fn step_argmax(&mut self, token: u32, pos: usize) -> Result<u32> {
-        self.check_span(pos, 1)?;
-        self.step(&[token], pos, Readback::Argmax)?;
+        self.forward_argmax(&[token], pos).await
+    }
+
+    /// Run `tokens` (a prompt, in batches as [`GpuModel::forward`]) and return the greedy next
+    /// token, taken on the GPU: 4 bytes come back, not the n_vocab logits.
+    pub async fn forward_argmax(&mut self, tokens: &[u32], pos: usize) -> Result<u32> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidRequest("no tokens to run".into()));
+        }
+        self.run_batches(tokens, pos, Readback::Argmax)?;
         let b = self.ctx.map_read(&self.stage_token, 4).await?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
@@ -205,7 +237,22 @@ impl GpuModel {
         params: &GpuSampling,
         history: &[u32],
     ) -> Result<u32> {
-        self.check_span(pos, 1)?;
+        self.forward_sample(&[token], pos, params, history).await
+    }
+
+    /// [`GpuModel::step_sample`] after a whole prompt (in batches as [`GpuModel::forward`]):
+    /// the first generated token sampled on the GPU too.
+    pub async fn forward_sample(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        params: &GpuSampling,
+        history: &[u32],
+    ) -> Result<u32> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidRequest("no tokens to run".into()));
+        }
+        self.check_span(pos, tokens.len())?;
         let n = self.cfg.n_vocab;
         let words = params.words(n);
         let q = &self.ctx.queue;
@@ -231,7 +278,7 @@ impl GpuModel {
             let pw = params.penalty_words(n, n_seen);
             q.write_buffer(&self.penalty_params, 0, bytemuck::cast_slice(&pw));
         }
-        self.step(&[token], pos, Readback::Sample)?;
+        self.run_batches(tokens, pos, Readback::Sample)?;
         let b = self.ctx.map_read(&self.stage_token, 4).await?;
         let id = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         if id != SAMPLE_ON_HOST {
@@ -240,6 +287,11 @@ impl GpuModel {
         let logits = self.ctx.read_f32(&self.acts.logits, n).await?;
         let u = params.uniform;
         Ok(crate::sampling::choose(&params.config(), &logits, || u))
+    }
+
+    /// What the last step encoded: see [`StepStats`].
+    pub fn last_step(&self) -> StepStats {
+        self.last_step
     }
 
     /// The logits the last step left on the GPU (penalised when it sampled with penalties).

@@ -4,6 +4,7 @@
 use super::super::kernels::{Kernel, PipelineKey, SPLIT_CHUNK};
 use super::super::{GpuContext, GpuMatrix};
 use super::dispatch::{make_dispatch, matmat_dispatches, matvec_dispatches, Batch, Dispatch, When};
+use super::fused::{self, QkvBuffers, QkvShape, QKV_CS_FLOATS};
 use super::loading::GpuWeights;
 use super::{Acts, GpuModel, MAX_BATCH, SPLIT_ATTENTION_FROM};
 use crate::cpu::ops::rope_inv_freq;
@@ -116,6 +117,25 @@ impl Recorder<'_> {
         )
     }
 
+    /// Make the dispatches recorded since `start` prefill-only and append `fused`, their
+    /// one-token replacement (one of the fused decode kernels), for decode steps.
+    fn fuse_from(&mut self, start: usize, fused: Vec<Dispatch>) {
+        let mut kept = Vec::with_capacity(self.dispatches.len() - start);
+        for mut d in self.dispatches.drain(start..) {
+            match d.batch {
+                Batch::Single => continue,
+                Batch::Any => d.batch = Batch::Multi,
+                Batch::Multi => {}
+            }
+            kept.push(d);
+        }
+        self.dispatches.extend(kept);
+        for mut d in fused {
+            d.batch = Batch::Single;
+            self.dispatches.push(d);
+        }
+    }
+
     /// Append `n` values of `src` to the cache `dst` at the step's position.
     fn store_kv(&mut self, src: &wgpu::Buffer, dst: &wgpu::Buffer, n: usize) -> Result<()> {
         let p = self.params("kv_store", &[n as u32]);
@@ -178,6 +198,8 @@ impl GpuModel {
             token: f("token", 1),
         };
         let rope_cs = b("rope cos/sin", 2 * c.n_rot);
+        // The first token's cos/sin again, as a uniform for matvec_qkv.wgsl.
+        let rope_cs_token = ctx.uniform_with("rope cos/sin (token 0)", &[0; QKV_CS_FLOATS * 4]);
         let attn_params = ctx.params("attention", &[]);
         let attn_params_swa = ctx.params("attention (sliding window)", &[]);
         let step_params = ctx.params("step", &[]);
@@ -207,7 +229,9 @@ impl GpuModel {
             let vc = f(&format!("blk.{l} V cache"), words(n_ctx * v_dim));
             let swa = c.swa_layers[l];
 
-            // Attention block.
+            // Attention block. Decode steps run the fused kernels where the layer allows
+            // (`fuse_from`): RMSNorm + Q/K/V + biases + RoPE + KV store in one dispatch.
+            let seg = rec.dispatches.len();
             rec.rmsnorm(&a.x, &lw.attn_norm, &a.h, e, 1)?;
             let qo = if lw.q_norm.is_some() { &a.q_raw } else { &a.q };
             let ko = if lw.k_norm.is_some() { &a.k_raw } else { &a.k };
@@ -234,6 +258,37 @@ impl GpuModel {
             rec.rope(&a.k, &rope_cs, c.n_head_kv, swa, 1.0)?;
             rec.store_kv(&a.k, &kc, kv_dim)?;
             rec.store_kv(&a.v, &vc, v_dim)?;
+            let norms = lw.q_norm.is_some() || lw.k_norm.is_some();
+            let biases = [&lw.bq, &lw.bk, &lw.bv];
+            let all_or_none =
+                biases.iter().all(|b| b.is_some()) || biases.iter().all(|b| b.is_none());
+            if !norms && all_or_none && fused::qkv_fusable([&wq, &wk, &wv], hd, c.n_rot) {
+                let mut vecs = lw.attn_norm.clone();
+                for b in biases.into_iter().flatten() {
+                    vecs.extend_from_slice(b);
+                }
+                let vecs = rec.vector("attn_norm and biases", &vecs);
+                let bufs = QkvBuffers {
+                    x: &a.x,
+                    vecs: &vecs,
+                    q: &a.q,
+                    k_cache: &kc,
+                    v_cache: &vc,
+                    step: &step_params,
+                    cos_sin: &rope_cs_token,
+                };
+                let shape = QkvShape {
+                    head_dim: hd,
+                    neox: c.rope_neox,
+                    cs_off: if swa { c.n_rot } else { 0 },
+                    q_scale: c.q_scale.unwrap_or(1.0),
+                    eps: c.rms_eps,
+                    has_bias: lw.bq.is_some(),
+                    kv_f16: ctx.kv_f16,
+                };
+                let d = fused::qkv_dispatch(&ctx, [&wq, &wk, &wv], &bufs, &shape)?;
+                rec.fuse_from(seg, vec![d]);
+            }
             let ap = if swa { &attn_params_swa } else { &attn_params };
             let nh = c.n_head as u32;
             for (key, bufs, groups, when) in [
@@ -264,16 +319,32 @@ impl GpuModel {
                 d.when = when;
                 rec.dispatches.push(d);
             }
+            // The output projection, with the residual add fused for a decode step.
+            let seg = rec.dispatches.len();
             rec.matvec(&wo, &a.att, &a.proj)?;
             match &lw.post_attn_norm {
                 Some(wn) => {
                     rec.rmsnorm(&a.proj, wn, &a.proj_n, e, 1)?;
                     rec.add(&a.x, &a.proj_n, e, true)?;
                 }
-                None => rec.add(&a.x, &a.proj, e, true)?,
+                None => {
+                    rec.add(&a.x, &a.proj, e, true)?;
+                    let ds = fused::fused_dispatches(
+                        &ctx,
+                        &wo,
+                        &a.att,
+                        &a.att,
+                        &a.x,
+                        (false, true),
+                        0.0,
+                    )?;
+                    rec.fuse_from(seg, ds);
+                }
             }
 
-            // Feed-forward block.
+            // Feed-forward block: RMSNorm + gate and up + activation in one dispatch for a
+            // decode step, then the down projection with the residual add.
+            let seg = rec.dispatches.len();
             rec.rmsnorm(&a.x, &lw.ffn_norm, &a.h, e, 1)?;
             rec.matvec(&wg, &a.h, &a.gate)?;
             rec.matvec(&wu, &a.h, &a.up)?;
@@ -290,30 +361,52 @@ impl GpuModel {
                 &[&a.gate, &a.up, &p],
                 [c.n_ff.div_ceil(64) as u32, 1, 1],
             )?;
+            if fused::glu_fusable(&wg, &wu) {
+                let wt = rec.vector("ffn_norm", &lw.ffn_norm);
+                let d = fused::glu_dispatch(&ctx, &wg, &wu, &a.x, &wt, &a.gate, act, c.rms_eps)?;
+                rec.fuse_from(seg, vec![d]);
+            }
+            let seg = rec.dispatches.len();
             rec.matvec(&wd, &a.gate, &a.proj)?;
             match &lw.post_ffn_norm {
                 Some(wn) => {
                     rec.rmsnorm(&a.proj, wn, &a.proj_n, e, 1)?;
                     rec.add(&a.x, &a.proj_n, e, true)?;
                 }
-                None => rec.add(&a.x, &a.proj, e, true)?,
+                None => {
+                    rec.add(&a.x, &a.proj, e, true)?;
+                    let ds = fused::fused_dispatches(
+                        &ctx,
+                        &wd,
+                        &a.gate,
+                        &a.gate,
+                        &a.x,
+                        (false, true),
+                        0.0,
+                    )?;
+                    rec.fuse_from(seg, ds);
+                }
             }
             keep.extend([wq, wk, wv, wo, wg, wu, wd]);
             rec.buffers.extend([kc, vc]);
         }
 
-        // Output head: norm, then logits (the output matrix, or token_embd when tied).
+        // Output head: the output norm fused into the logits product (the output matrix, or
+        // token_embd when tied).
         let layer_dispatches = std::mem::take(&mut rec.dispatches);
-        rec.rmsnorm(&a.last, &output_norm, &a.h, e, 1)?;
-        let mut head = std::mem::take(&mut rec.dispatches);
+        let norm = rec.vector("output_norm", &output_norm);
         let tied = output.is_none();
-        match output {
-            Some(om) => {
-                head.extend(matvec_dispatches(&ctx, &om, &a.h, &a.logits)?);
-                keep.push(om);
-            }
-            None => head.extend(matvec_dispatches(&ctx, &token_embd, &a.h, &a.logits)?),
-        }
+        let head_matrix = output.as_ref().unwrap_or(&token_embd);
+        let head = fused::fused_dispatches(
+            &ctx,
+            head_matrix,
+            &a.last,
+            &norm,
+            &a.logits,
+            (true, false),
+            c.rms_eps,
+        )?;
+        keep.extend(output);
         let ap = ctx.params("argmax", &[c.n_vocab as u32]);
         let argmax = make_dispatch(
             &ctx,
@@ -341,11 +434,20 @@ impl GpuModel {
 
         // Embedding: dequantize the token's row of token_embd, times the embedding scale.
         let embd_key = PipelineKey::new(Kernel::Dequant(token_embd.ty, token_embd.layout));
-        let embd_params = ctx.params("embedding", &[]);
-        let embd_groups = token_embd
-            .chunks
+        // One parameter buffer per token of a batch, and a bind group per (token, chunk):
+        // a step only writes the parameters.
+        let embd_params: Vec<wgpu::Buffer> = (0..max_batch)
+            .map(|_| ctx.params("embedding", &[]))
+            .collect();
+        let embd_groups = embd_params
             .iter()
-            .map(|ch| ctx.bind(embd_key, &[&ch.buffer, &a.x, &embd_params]))
+            .map(|p| {
+                token_embd
+                    .chunks
+                    .iter()
+                    .map(|ch| ctx.bind(embd_key, &[&ch.buffer, &a.x, p]))
+                    .collect::<Result<Vec<_>>>()
+            })
             .collect::<Result<Vec<_>>>()?;
         let embd_pipeline = ctx.pipeline(embd_key)?.pipeline;
 
@@ -376,12 +478,14 @@ impl GpuModel {
             seen_cap,
             penalty_params,
             penalize: false,
+            last_step: Default::default(),
             inv_freq,
             inv_freq_swa,
             rope_cs,
             attn_params,
             attn_params_swa,
             step_params,
+            rope_cs_token,
             acts,
             stage_logits,
             stage_token,

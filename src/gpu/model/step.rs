@@ -1,6 +1,6 @@
 //! One step: write the step's few parameters, encode the recorded dispatches, submit once.
 
-use super::super::kernels::{groups_2d, unit_weights, Kernel, PipelineKey};
+use super::super::kernels::{groups_2d, unit_weights};
 use super::dispatch::{encode, encode_batch};
 use super::{GpuModel, Readback};
 use crate::{Error, Result};
@@ -22,9 +22,7 @@ impl GpuModel {
         let te = &self.token_embd;
         let n_units = te.cols / unit_weights(te.ty);
         let scale = c.embd_scale.unwrap_or(1.0);
-        let embd_key = PipelineKey::new(Kernel::Dequant(te.ty, te.layout));
-        // The embedding rows: the first token through the recorded bind groups, the others
-        // (a prefill batch) through bind groups made here.
+        // The embedding rows, through the bind groups recorded per token of a batch.
         let mut embd = Vec::with_capacity(nb);
         for (t, &token) in tokens.iter().enumerate() {
             let (chunk, row) = te.chunk_of(token as usize);
@@ -34,14 +32,8 @@ impl GpuModel {
                 (t * c.n_embd) as u32,
                 scale.to_bits(),
             ];
-            if t == 0 {
-                q.write_buffer(&self.embd_params, 0, bytemuck::cast_slice(&words));
-                embd.push(self.embd_groups[chunk].clone());
-            } else {
-                let p = self.ctx.params("embedding", &words);
-                let bufs = [&te.chunks[chunk].buffer, &self.acts.x, &p];
-                embd.push(self.ctx.bind(embd_key, &bufs)?);
-            }
+            q.write_buffer(&self.embd_params[t], 0, bytemuck::cast_slice(&words));
+            embd.push(&self.embd_groups[t][chunk]);
         }
 
         // RoPE cos/sin of pos·inv_freq, in f64 as the CPU reference: global, then sliding-window,
@@ -54,6 +46,11 @@ impl GpuModel {
             }
         }
         q.write_buffer(&self.rope_cs, 0, bytemuck::cast_slice(&cs));
+        q.write_buffer(
+            &self.rope_cs_token,
+            0,
+            bytemuck::cast_slice(&cs[..2 * c.n_rot]),
+        );
         let step_words = [pos as u32, nb as u32];
         q.write_buffer(&self.step_params, 0, bytemuck::cast_slice(&step_words));
 
@@ -74,6 +71,10 @@ impl GpuModel {
             q.write_buffer(buf, 0, bytemuck::cast_slice(&words));
         }
 
+        let mut stats = super::StepStats {
+            submissions: 1,
+            ..Default::default()
+        };
         let dev = &self.ctx.device;
         let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("decode step"),
@@ -86,32 +87,35 @@ impl GpuModel {
             });
             pass.set_pipeline(&self.embd_pipeline);
             let g = groups_2d(n_units.div_ceil(64));
-            for bg in &embd {
+            for bg in embd {
                 pass.set_bind_group(0, bg, &[]);
                 pass.dispatch_workgroups(g[0], g[1], g[2]);
+                stats.dispatches += 1;
             }
             let long = pos + nb >= self.split_attention_from;
-            encode_batch(&mut pass, &self.layers, nb as u32, long);
+            stats.dispatches += encode_batch(&mut pass, &self.layers, nb as u32, long);
         }
         if readback != Readback::None {
             // The last token's residual stream, then the head (and argmax or sampling).
             let e4 = (c.n_embd * 4) as u64;
             enc.copy_buffer_to_buffer(&self.acts.x, (nb as u64 - 1) * e4, &self.acts.last, 0, e4);
+            stats.copies += 1;
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("head"),
                 timestamp_writes: None,
             });
-            encode(&mut pass, &self.head);
-            match readback {
+            stats.dispatches += encode(&mut pass, &self.head);
+            stats.dispatches += match readback {
                 Readback::Argmax => encode(&mut pass, std::slice::from_ref(&self.argmax)),
                 Readback::Sample => {
+                    let mut n = 0;
                     if self.penalize {
-                        encode(&mut pass, std::slice::from_ref(&self.penalties));
+                        n += encode(&mut pass, std::slice::from_ref(&self.penalties));
                     }
-                    encode(&mut pass, std::slice::from_ref(&self.sample));
+                    n + encode(&mut pass, std::slice::from_ref(&self.sample))
                 }
-                Readback::None | Readback::Logits => {}
-            }
+                Readback::None | Readback::Logits => 0,
+            };
         }
         match readback {
             Readback::Logits => {
@@ -123,7 +127,11 @@ impl GpuModel {
             }
             Readback::None => {}
         }
+        if readback != Readback::None {
+            stats.copies += 1;
+        }
         q.submit([enc.finish()]);
+        self.last_step = stats;
         Ok(())
     }
 }
