@@ -1,9 +1,9 @@
 //! The WebGPU kernels compiled to wasm32, in headless Chromium (WebGPU on SwiftShader: no
-//! shader-f16 and no subgroups, so the f32 paths run): dequantization, matvec (both block
-//! layouts), matmat (every format), rmsnorm, RoPE, attention (single-pass and split-K), argmax,
-//! sampling, penalties and min-p against the CPU reference, and the tiny model's 8 greedy
-//! tokens (batched prefill through matmat, then `step_argmax`) against the golden ids, plus
-//! `step_sample`, token-by-token prefill and the f16 KV cache on it.
+//! shader-f16 and no subgroups, so the f32 paths run): dequantization and matvec (every format,
+//! every block layout), matmat (every format), rmsnorm, RoPE, attention (single-pass and
+//! split-K), argmax, sampling, penalties and min-p against the CPU reference, and the tiny
+//! model's 8 greedy tokens (batched prefill through matmat, then `step_argmax`) against the
+//! golden ids, plus `step_sample`, token-by-token prefill and the f16 KV cache on it.
 //!
 //! Run:
 //! `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
@@ -15,11 +15,11 @@ use wasm_bindgen_test::*;
 use wasm_chord::cpu::matmul::{matmul, Kernel as CpuKernel};
 use wasm_chord::cpu::ops;
 use wasm_chord::gpu::kernels::{
-    groups_2d, layouts, unit_weights, Kernel, Layout, PipelineKey, GPU_TYPES, SPLIT_CHUNK,
+    groups_2d, layouts, unit_weights, Kernel, PipelineKey, GPU_TYPES, SPLIT_CHUNK,
 };
 use wasm_chord::gpu::model::{matmat_once, matvec_once, penalties_once, sample_once};
 use wasm_chord::gpu::{GpuContext, GpuMatrix, GpuModel, GpuSampling};
-use wasm_chord::quant::{self, GgmlType};
+use wasm_chord::quant;
 use wasm_chord::sampling::{Rng as SamplingRng, Sampler, SamplerConfig};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -52,43 +52,36 @@ fn assert_nmse(what: &str, got: &[f32], want: &[f32], max: f64) {
 
 #[wasm_bindgen_test]
 async fn dequantize_matches_the_reference() {
+    // Every format, in every layout it is uploaded in.
     let ctx = context().await;
-    for (i, ty) in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, &ty) in GPU_TYPES.iter().enumerate() {
         let (rows, cols) = (3, cols_for(ty));
         let m = random_matrix(ty, rows, cols, 11 + i as u64);
         let mut want = vec![0f32; rows * cols];
         quant::dequantize(ty, &m.data, &mut want).unwrap();
-        let w = ctx.storage_with("w", &m.data);
-        let y = ctx.storage_f32("y", rows * cols);
-        let n_units = rows * cols / unit_weights(ty);
-        let p = ctx.params("p", &[n_units as u32, 0, 0, 1f32.to_bits()]);
-        ctx.run_once(
-            PipelineKey::new(Kernel::Dequant(ty, Layout::Packed)),
-            &[&w, &y, &p],
-            groups_2d(n_units.div_ceil(64)),
-        )
-        .unwrap();
-        let got = ctx.read_f32(&y, rows * cols).await.unwrap();
-        // SwiftShader may flush or round differently from the CPU by an ulp: NMSE, tight.
-        assert_nmse(&format!("dequantize {ty}"), &got, &want, 1e-12);
+        for layout in layouts(ty) {
+            let g = GpuMatrix::upload_as(&ctx, &m, layout).unwrap();
+            let y = ctx.storage_f32("y", rows * cols);
+            let n_units = rows * cols / unit_weights(ty);
+            let p = ctx.params("p", &[n_units as u32, 0, 0, 1f32.to_bits()]);
+            ctx.run_once(
+                PipelineKey::new(Kernel::Dequant(ty, layout)),
+                &[&g.chunks[0].buffer, &y, &p],
+                groups_2d(n_units.div_ceil(64)),
+            )
+            .unwrap();
+            let got = ctx.read_f32(&y, rows * cols).await.unwrap();
+            // SwiftShader may flush or round differently from the CPU by an ulp: NMSE, tight.
+            assert_nmse(&format!("dequantize {ty} {layout:?}"), &got, &want, 1e-12);
+        }
     }
 }
 
 #[wasm_bindgen_test]
 async fn matvec_matches_the_reference() {
+    // Every format, in every layout it is uploaded in.
     let ctx = context().await;
-    for (i, ty) in [
-        GgmlType::Q4_K,
-        GgmlType::Q6_K,
-        GgmlType::Q5_0,
-        GgmlType::Q8_0,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, &ty) in GPU_TYPES.iter().enumerate() {
         let (rows, cols) = (37, cols_for(ty));
         let m = random_matrix(ty, rows, cols, 21 + i as u64);
         let x = Rng(121 + i as u64).vec(cols);

@@ -275,6 +275,27 @@ pub fn synthetic_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QM
                 put(2, 0.01);
             }
             GgmlType::Q6_K => put(208, 0.02),
+            GgmlType::Q5_K | GgmlType::Q5_1 => {
+                put(0, 0.02);
+                put(2, 0.01);
+            }
+            GgmlType::Q2_K => {
+                put(80, 0.02);
+                put(82, 0.01);
+            }
+            GgmlType::Q3_K => put(108, 0.02),
+            GgmlType::IQ1_M => {
+                // d = 0.02 in the top nibbles of the four scale words.
+                let d = half::f16::from_f32(0.02).to_bits();
+                for k in 0..4 {
+                    b[49 + 2 * k] = (b[49 + 2 * k] & 0x0f) | ((((d >> (4 * k)) & 0xf) as u8) << 4);
+                }
+            }
+            GgmlType::MXFP4 => b[0] = 122,
+            GgmlType::BF16 => {
+                let v = (next() % 1000) as f32 / 500.0 - 1.0;
+                b.copy_from_slice(&(((v.to_bits() >> 16) as u16).to_le_bytes()));
+            }
             GgmlType::F16 => put(0, (next() % 1000) as f32 / 500.0 - 1.0),
             GgmlType::F32 => {
                 let v = (next() % 1000) as f32 / 500.0 - 1.0;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{GpuContext, GpuError};
-use crate::quant::GgmlType;
+use crate::quant::{grids, GgmlType};
 use crate::Result;
 
 const QUANT: &str = include_str!("shaders/quant.wgsl");
@@ -34,6 +34,21 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("fmt_q4_1.wgsl", include_str!("shaders/fmt_q4_1.wgsl")),
     ("fmt_f16.wgsl", include_str!("shaders/fmt_f16.wgsl")),
     ("fmt_f32.wgsl", include_str!("shaders/fmt_f32.wgsl")),
+    ("fmt_q5_1.wgsl", include_str!("shaders/fmt_q5_1.wgsl")),
+    ("fmt_q2_k.wgsl", include_str!("shaders/fmt_q2_k.wgsl")),
+    ("fmt_q3_k.wgsl", include_str!("shaders/fmt_q3_k.wgsl")),
+    ("fmt_q5_k.wgsl", include_str!("shaders/fmt_q5_k.wgsl")),
+    ("fmt_bf16.wgsl", include_str!("shaders/fmt_bf16.wgsl")),
+    ("fmt_iq4_nl.wgsl", include_str!("shaders/fmt_iq4_nl.wgsl")),
+    ("fmt_iq4_xs.wgsl", include_str!("shaders/fmt_iq4_xs.wgsl")),
+    ("fmt_iq3_xxs.wgsl", include_str!("shaders/fmt_iq3_xxs.wgsl")),
+    ("fmt_iq3_s.wgsl", include_str!("shaders/fmt_iq3_s.wgsl")),
+    ("fmt_iq2_xxs.wgsl", include_str!("shaders/fmt_iq2_xxs.wgsl")),
+    ("fmt_iq2_xs.wgsl", include_str!("shaders/fmt_iq2_xs.wgsl")),
+    ("fmt_iq2_s.wgsl", include_str!("shaders/fmt_iq2_s.wgsl")),
+    ("fmt_iq1_s.wgsl", include_str!("shaders/fmt_iq1_s.wgsl")),
+    ("fmt_iq1_m.wgsl", include_str!("shaders/fmt_iq1_m.wgsl")),
+    ("fmt_mxfp4.wgsl", include_str!("shaders/fmt_mxfp4.wgsl")),
     ("dequant.wgsl", include_str!("shaders/dequant.wgsl")),
     ("matvec.wgsl", include_str!("shaders/matvec.wgsl")),
     ("matmat.wgsl", include_str!("shaders/matmat.wgsl")),
@@ -72,33 +87,136 @@ fn file(name: &str) -> &'static str {
         .unwrap_or("")
 }
 
-/// Block formats with GPU kernels.
-pub const GPU_TYPES: [GgmlType; 8] = [
-    GgmlType::Q4_K,
-    GgmlType::Q6_K,
-    GgmlType::Q5_0,
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::F16,
-    GgmlType::F32,
-];
+/// A block format the GPU reads: its reader (`fmt_*.wgsl`, giving `unit_scale` / `unit_q4` over
+/// units of `unit_weights`) and how its blocks may sit in a buffer. The reader's own constants
+/// (`UNIT_W`, `BLOCK_BYTES`, `ALIGN_LEAD`, `TABLE_BYTES`) must agree; tests/gpu_kernels.rs checks that they do.
+#[derive(Clone, Copy, Debug)]
+pub struct GpuFormat {
+    pub ty: GgmlType,
+    /// The reader, by its name in [`SHADER_FILES`].
+    pub file: &'static str,
+    /// Weights per unit (the reader's `UNIT_W`): the granularity of dequant.wgsl. Kernels read
+    /// four weights at a time (`unit_q4`).
+    pub unit_weights: usize,
+    /// For a format `layout_aligned.wgsl` reads: the zero bytes put before each block when it
+    /// is uploaded (the reader's `ALIGN_LEAD`; 0 also for blocks that are word-aligned as they
+    /// are). `None`: packed only.
+    pub align_lead: Option<usize>,
+    /// The lookup table the reader finds in the first `TABLE_BYTES` of every weight buffer,
+    /// ahead of the blocks (the grids of the IQ formats, as little-endian words; see
+    /// fmt_iq2_xxs.wgsl for why there), or `None`.
+    pub table: Option<fn() -> Vec<u32>>,
+}
+
+const fn fmt(
+    ty: GgmlType,
+    file: &'static str,
+    unit_weights: usize,
+    align_lead: Option<usize>,
+) -> GpuFormat {
+    GpuFormat {
+        ty,
+        file,
+        unit_weights,
+        align_lead,
+        table: None,
+    }
+}
+
+/// [`fmt`] with a lookup table ahead of the blocks.
+const fn fmt_table(
+    ty: GgmlType,
+    file: &'static str,
+    unit_weights: usize,
+    align_lead: Option<usize>,
+    table: fn() -> Vec<u32>,
+) -> GpuFormat {
+    GpuFormat {
+        table: Some(table),
+        ..fmt(ty, file, unit_weights, align_lead)
+    }
+}
+
+/// A grid of u64 rows as little-endian words (low word first).
+fn grid64(g: &[u64]) -> Vec<u32> {
+    g.iter()
+        .flat_map(|&r| [r as u32, (r >> 32) as u32])
+        .collect()
+}
+
+fn iq2xxs_grid() -> Vec<u32> {
+    grid64(&grids::IQ2XXS_GRID)
+}
+fn iq2xs_grid() -> Vec<u32> {
+    grid64(&grids::IQ2XS_GRID)
+}
+fn iq2s_grid() -> Vec<u32> {
+    grid64(&grids::IQ2S_GRID)
+}
+fn iq3xxs_grid() -> Vec<u32> {
+    grids::IQ3XXS_GRID.to_vec()
+}
+fn iq3s_grid() -> Vec<u32> {
+    grids::IQ3S_GRID.to_vec()
+}
+fn iq1s_grid() -> Vec<u32> {
+    grid64(&grids::IQ1S_GRID)
+}
+
+/// Every block format with GPU kernels.
+pub const FORMATS: [GpuFormat; 23] = {
+    use GgmlType::*;
+    [
+        fmt(Q4_K, "fmt_q4_k.wgsl", 32, Some(0)),
+        fmt(Q6_K, "fmt_q6_k.wgsl", 16, Some(0)),
+        fmt(Q5_0, "fmt_q5_0.wgsl", 32, Some(2)),
+        fmt(Q8_0, "fmt_q8_0.wgsl", 32, Some(2)),
+        fmt(Q4_0, "fmt_q4_0.wgsl", 32, Some(2)),
+        fmt(Q4_1, "fmt_q4_1.wgsl", 32, Some(0)),
+        fmt(F16, "fmt_f16.wgsl", 4, None),
+        fmt(F32, "fmt_f32.wgsl", 4, None),
+        fmt(Q5_1, "fmt_q5_1.wgsl", 32, Some(0)),
+        fmt(Q2_K, "fmt_q2_k.wgsl", 16, Some(0)),
+        fmt(Q3_K, "fmt_q3_k.wgsl", 16, Some(0)),
+        fmt(Q5_K, "fmt_q5_k.wgsl", 32, Some(0)),
+        fmt(BF16, "fmt_bf16.wgsl", 4, None),
+        fmt(IQ4_NL, "fmt_iq4_nl.wgsl", 32, Some(2)),
+        fmt(IQ4_XS, "fmt_iq4_xs.wgsl", 32, Some(0)),
+        fmt_table(IQ3_XXS, "fmt_iq3_xxs.wgsl", 32, Some(2), iq3xxs_grid),
+        fmt_table(IQ3_S, "fmt_iq3_s.wgsl", 32, Some(2), iq3s_grid),
+        fmt_table(IQ2_XXS, "fmt_iq2_xxs.wgsl", 32, Some(2), iq2xxs_grid),
+        fmt_table(IQ2_XS, "fmt_iq2_xs.wgsl", 16, Some(2), iq2xs_grid),
+        fmt_table(IQ2_S, "fmt_iq2_s.wgsl", 16, Some(2), iq2s_grid),
+        fmt_table(IQ1_S, "fmt_iq1_s.wgsl", 32, Some(2), iq1s_grid),
+        fmt_table(IQ1_M, "fmt_iq1_m.wgsl", 8, Some(0), iq1s_grid),
+        fmt(MXFP4, "fmt_mxfp4.wgsl", 32, Some(3)),
+    ]
+};
+
+/// Block formats with GPU kernels (those of [`FORMATS`], in its order).
+pub const GPU_TYPES: [GgmlType; FORMATS.len()] = {
+    let mut v = [GgmlType::F32; FORMATS.len()];
+    let mut i = 0;
+    while i < v.len() {
+        v[i] = FORMATS[i].ty;
+        i += 1;
+    }
+    v
+};
+
+/// The GPU format of `ty`, or `None` when the GPU has no kernel for it.
+pub fn gpu_format(ty: GgmlType) -> Option<&'static GpuFormat> {
+    FORMATS.iter().find(|f| f.ty == ty)
+}
 
 /// The format helper file of `ty`, or `None` when the GPU has no kernel for it.
 pub fn format_file(ty: GgmlType) -> Option<&'static str> {
-    use GgmlType::*;
-    let name = match ty {
-        Q4_K => "fmt_q4_k.wgsl",
-        Q6_K => "fmt_q6_k.wgsl",
-        Q5_0 => "fmt_q5_0.wgsl",
-        Q8_0 => "fmt_q8_0.wgsl",
-        Q4_0 => "fmt_q4_0.wgsl",
-        Q4_1 => "fmt_q4_1.wgsl",
-        F16 => "fmt_f16.wgsl",
-        F32 => "fmt_f32.wgsl",
-        _ => return None,
-    };
-    Some(file(name))
+    gpu_format(ty).map(|f| file(f.file))
+}
+
+/// The GPU-supported types as a list for messages (`"Q4_K, Q6_K, ..."`).
+pub fn gpu_type_names() -> String {
+    GPU_TYPES.map(|t| t.name()).join(", ")
 }
 
 /// How a matrix's blocks sit in its GPU buffer.
@@ -107,21 +225,17 @@ pub enum Layout {
     /// The GGUF bytes unchanged; unaligned fields are read through two-word funnel shifts
     /// (`layout_packed.wgsl`).
     Packed,
-    /// Word-aligned blocks read with single loads (`layout_aligned.wgsl`): Q4_K and Q4_1 as
-    /// they are, Q6_K, Q8_0, Q5_0 and Q4_0 repacked at upload, each block padded to whole
-    /// words (see [`aligned_block`]).
+    /// Word-aligned blocks read with single loads (`layout_aligned.wgsl`): Q4_K, Q5_K, Q2_K,
+    /// Q4_1, Q5_1, IQ4_XS and IQ1_M as they are, the others (Q6_K, Q3_K, Q8_0, Q5_0, Q4_0, the
+    /// other IQ formats, MXFP4) repacked at upload, each block padded to whole words (see
+    /// [`aligned_block`]).
     Aligned,
 }
 
 /// For a block format `layout_aligned.wgsl` reads: the zero bytes put before each block and the
-/// block size in the buffer (Q4_K and Q4_1: as in the file).
+/// block size in the buffer (for blocks aligned already, such as Q4_K and Q4_1: as in the file).
 pub fn aligned_block(ty: GgmlType) -> Option<(usize, usize)> {
-    use GgmlType::*;
-    let lead = match ty {
-        Q6_K | Q4_K | Q4_1 => 0,
-        Q8_0 | Q5_0 | Q4_0 => 2,
-        _ => return None,
-    };
+    let lead = gpu_format(ty)?.align_lead?;
     let bytes = ty.block_geometry().1;
     Some((lead, (lead + bytes).next_multiple_of(4)))
 }
@@ -133,14 +247,10 @@ pub fn layouts(ty: GgmlType) -> Vec<Layout> {
     v
 }
 
-/// Weights per unit (the granularity of `dequant.wgsl`): 16 for Q6_K, 4 for F16/F32, else 32.
-/// Kernels read four weights at a time (`unit_q4`).
+/// Weights per unit (the granularity of `dequant.wgsl`; see [`GpuFormat::unit_weights`]), or
+/// the block size for a format without GPU kernels.
 pub fn unit_weights(ty: GgmlType) -> usize {
-    match ty {
-        GgmlType::Q6_K => 16,
-        GgmlType::F16 | GgmlType::F32 => 4,
-        _ => 32,
-    }
+    gpu_format(ty).map_or(ty.block_size(), |f| f.unit_weights)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -44,7 +44,10 @@ pub enum GpuError {
         needed: u64,
         limit: u64,
     },
-    #[error("tensor `{tensor}`: type {ty} has no GPU kernel (supported: Q4_K, Q6_K, Q5_0, Q8_0, Q4_0, Q4_1, F16, F32)")]
+    #[error(
+        "tensor `{tensor}`: type {ty} has no GPU kernel (supported: {})",
+        kernels::gpu_type_names()
+    )]
     UnsupportedType { tensor: String, ty: GgmlType },
     #[error("reading a result back from the GPU failed: {0}")]
     Readback(String),
