@@ -176,14 +176,18 @@ impl Engine {
     }
 
     pub async fn load_async(src: &dyn ByteSource, opts: &LoadOptions) -> Result<Engine> {
+        // The header is parsed once here and passed down.
+        let header = crate::source::read_header(src)?;
+        let cfg = crate::model::Config::from_header(&header)?;
         match opts.backend {
             Backend::Cpu => {
-                let (header, model) = CpuModel::load(src, opts.kernel)?;
+                let model = CpuModel::load_parsed(&header, cfg, src, opts.kernel)?;
                 Self::assemble(header, Runner::Cpu(Box::new(model)), None)
             }
             Backend::Gpu => {
-                let header = crate::source::read_header(src)?;
-                let cfg = crate::model::Config::from_header(&header)?;
+                if let Some(gap) = cfg.gpu_unsupported() {
+                    return Err(Error::UnsupportedModel(gap));
+                }
                 let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train.clamp(1, 4096));
                 let ctx = GpuContext::new().await?;
                 let adapter = ctx.describe();
