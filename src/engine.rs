@@ -185,13 +185,14 @@ impl Engine {
                 Self::assemble(header, Runner::Cpu(Box::new(model)), None)
             }
             Backend::Gpu => {
+                // Before starting a device: what the GPU forward pass lacks, by name.
                 if let Some(gap) = cfg.gpu_unsupported() {
                     return Err(Error::UnsupportedModel(gap));
                 }
                 let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train.clamp(1, 4096));
                 let ctx = GpuContext::new().await?;
                 let adapter = ctx.describe();
-                let model = GpuModel::load(ctx, src, n_ctx)?;
+                let model = GpuModel::load_parsed(ctx, &header, cfg, src, n_ctx)?;
                 Self::assemble(header, Runner::Gpu(Box::new(model)), Some(adapter))
             }
         }

@@ -125,3 +125,58 @@ fn gpu_gaps_are_named() {
         }
     }
 }
+
+/// A WebGPU context (natively: Mesa's lavapipe, `WGPU_BACKEND=vulkan
+/// VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json`).
+fn gpu_context() -> wasm_chord::gpu::GpuContext {
+    pollster::block_on(wasm_chord::gpu::GpuContext::new()).unwrap_or_else(|e| {
+        panic!(
+            "{e}\nThe GPU tests need a WebGPU adapter: install `mesa-vulkan-drivers` and set \
+             WGPU_BACKEND=vulkan VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"
+        )
+    })
+}
+
+/// qwen3 on the GPU, loaded through the shared loader: logits within llama.cpp's noise and
+/// the same greedy tokens. Each prompt starts again at position 0 (causal attention never
+/// reads the positions a previous prompt left behind).
+#[test]
+fn gpu_qwen3_matches_llama_cpp() {
+    let src = FileSource::open(fixture("qwen3")).unwrap();
+    let mut gpu = wasm_chord::gpu::GpuModel::load(gpu_context(), &src, 64).unwrap();
+    for case in family_cases("qwen3") {
+        let first = pollster::block_on(gpu.forward(&case.prompt, 0)).unwrap();
+        let d = check::max_abs_diff(&first, &case.logits);
+        assert!(
+            d <= case.tol,
+            "{}: GPU logits differ from llama.cpp's by {d:.4} > {:.4}",
+            case.name,
+            case.tol
+        );
+        let p = case.prompt.len();
+        let got = check::greedy(first, case.ids.len(), |t, i| {
+            pollster::block_on(gpu.forward(&[t], p + i)).unwrap()
+        });
+        check::check_greedy(&case, &got);
+    }
+}
+
+/// The families whose maths the GPU forward pass lacks are refused before any upload, with
+/// the architecture and the missing features named.
+#[test]
+fn gpu_refuses_what_it_cannot_run_by_name() {
+    for (family, feature) in [
+        ("phi3", "attn_factor"),
+        ("smollm3", "without RoPE"),
+        ("gemma4", "soft-cap"),
+        ("granite", "multipliers"),
+    ] {
+        let src = FileSource::open(fixture(family)).unwrap();
+        let e = wasm_chord::gpu::GpuModel::load(gpu_context(), &src, 64)
+            .err()
+            .unwrap_or_else(|| panic!("{family} must be refused on the GPU"));
+        let msg = e.to_string();
+        assert_eq!(e.code(), "unsupported_model", "{msg}");
+        assert!(msg.contains(family) && msg.contains(feature), "{msg}");
+    }
+}

@@ -273,7 +273,7 @@ fn swa_pattern(h: &GgufHeader, n_layer: usize) -> Result<Option<Vec<bool>>> {
 }
 
 fn check_rot(n_rot: usize, head_dim: usize, key: &str) -> Result<()> {
-    if n_rot > head_dim || n_rot % 2 != 0 {
+    if n_rot > head_dim || !n_rot.is_multiple_of(2) {
         return Err(Error::Metadata {
             key: key.into(),
             problem: format!("{n_rot} must be even and at most the head size {head_dim}"),
@@ -437,7 +437,7 @@ impl Config {
             .get_bool(&format!("{name}.rope.scaling.finetuned"))?
             .unwrap_or(true);
         let rope_on = |l: usize| match arch {
-            Arch::SmolLm3 => (l + 1) % 4 != 0,
+            Arch::SmolLm3 => !(l + 1).is_multiple_of(4),
             Arch::Granite => granite_rope,
             _ => true,
         };

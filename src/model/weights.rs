@@ -407,10 +407,9 @@ pub fn load_weights<S: MatrixSink>(
                 ld.matrix(sink, &p("ffn_up.weight"), spec.n_ff, e)?,
             )
         };
-        let out_scale = match ld.optional_vector(&p("layer_output_scale.weight"), 1)? {
-            Some(v) => Some(v[0]),
-            None => None,
-        };
+        let out_scale = ld
+            .optional_vector(&p("layer_output_scale.weight"), 1)?
+            .map(|v| v[0]);
         layers.push(LayerWeights {
             attn_norm: norm("attn_norm.weight")?,
             wq,

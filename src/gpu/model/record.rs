@@ -6,7 +6,7 @@ use super::super::{GpuContext, GpuMatrix};
 use super::dispatch::{make_dispatch, matmat_dispatches, matvec_dispatches, Batch, Dispatch, When};
 use super::loading::GpuWeights;
 use super::{Acts, GpuModel, MAX_BATCH, SPLIT_ATTENTION_FROM};
-use crate::cpu::ops::rope_inv_freq;
+use crate::model::rope_inv_freq;
 use crate::model::{Activation, Config};
 use crate::Result;
 
