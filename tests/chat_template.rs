@@ -331,7 +331,6 @@ fn zoo_family_templates_match_llama_cpp() {
         "smollm2-135m-instruct-q4_k_m+smollm3",
         "smollm2-135m-instruct-q4_k_m+phi4-mini",
         "smollm2-135m-instruct-q4_k_m+phi3.5-mini",
-        "smollm2-135m-instruct-q4_k_m+granite3.3",
         "gemma-3-270m-q4_k_m+gemma4",
     ] {
         check_golden(name);
