@@ -31,7 +31,7 @@ wasm-test:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128" \
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=$${CHROMEDRIVER:-/usr/bin/chromedriver} \
 	WASM_BINDGEN_TEST_TIMEOUT=600 $(CARGO) test --release --no-default-features --target wasm32-unknown-unknown \
-	  --test wasm_engine --test wasm_kernels --test wasm_gpu
+	  --test wasm_engine --test wasm_kernels --test wasm_gpu --test wasm_zoo
 
 ## The browser app's wasm module into pkg/ (release, SIMD128, wasm-bindgen --target web).
 web:

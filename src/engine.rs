@@ -183,14 +183,19 @@ impl Engine {
     }
 
     pub async fn load_async(src: &dyn ByteSource, opts: &LoadOptions) -> Result<Engine> {
+        // The header is parsed once here and passed down.
+        let header = crate::source::read_header(src)?;
+        let cfg = crate::model::Config::from_header(&header)?;
         match opts.backend {
             Backend::Cpu => {
-                let (header, model) = CpuModel::load(src, opts.kernel)?;
+                let model = CpuModel::load_parsed(&header, cfg, src, opts.kernel)?;
                 Self::assemble(header, Runner::Cpu(Box::new(model)), None)
             }
             Backend::Gpu => {
-                let header = crate::source::read_header(src)?;
-                let cfg = crate::model::Config::from_header(&header)?;
+                // Before starting a device: what the GPU forward pass lacks, by name.
+                if let Some(gap) = cfg.gpu_unsupported() {
+                    return Err(Error::UnsupportedModel(gap));
+                }
                 let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train.clamp(1, 4096));
                 let ctx = GpuContext::new().await?;
                 let adapter = ctx.describe();
@@ -198,7 +203,7 @@ impl Engine {
                     true => Some(crate::backend_choice::vet(&ctx, &header).await?.summary()),
                     false => None,
                 };
-                let model = GpuModel::load(ctx, src, n_ctx)?;
+                let model = GpuModel::load_parsed(ctx, &header, cfg, src, n_ctx)?;
                 let mut e = Self::assemble(header, Runner::Gpu(Box::new(model)), Some(adapter))?;
                 e.gpu_vetting = vetting;
                 Ok(e)

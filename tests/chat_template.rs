@@ -321,3 +321,18 @@ fn runaway_template_runs_out_of_fuel() {
     );
     assert!(e.to_string().to_lowercase().contains("fuel"), "{e}");
 }
+
+/// The model zoo's families (issue 10): their real chat templates (llama.cpp's
+/// models/templates/, see scripts/gen-chat-goldens) render as llama.cpp renders them.
+#[test]
+fn zoo_family_templates_match_llama_cpp() {
+    for name in [
+        "qwen2.5-coder-0.5b-instruct-q4_k_m+qwen3",
+        "smollm2-135m-instruct-q4_k_m+smollm3",
+        "smollm2-135m-instruct-q4_k_m+phi4-mini",
+        "smollm2-135m-instruct-q4_k_m+phi3.5-mini",
+        "gemma-3-270m-q4_k_m+gemma4",
+    ] {
+        check_golden(name);
+    }
+}

@@ -5,13 +5,23 @@ import { createEngine } from '../worker/client.js';
 
 const $ = (id) => document.getElementById(id);
 
-// Public GGUF files (Q4_K_M). Sizes are approximate, for the picker only.
+// Public GGUF files. Sizes are approximate, for the picker only. `gpuOnly`: the weights do not
+// fit wasm32's 4 GiB memory next to the runtime, so only the WebGPU backend can load them.
+// Gemma 4's smallest checkpoints (E2B/E4B) need per-layer embeddings, which the engine does not
+// run yet (`chord inspect` says so), so none is listed.
 const CURATED = [
   { name: 'SmolLM2-360M-Instruct', size: 271e6, url: 'https://huggingface.co/bartowski/SmolLM2-360M-Instruct-GGUF/resolve/main/SmolLM2-360M-Instruct-Q4_K_M.gguf' },
   { name: 'Qwen2.5-0.5B-Instruct', size: 491e6, url: 'https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf' },
   { name: 'TinyLlama-1.1B-Chat', size: 669e6, url: 'https://huggingface.co/TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF/resolve/main/tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf' },
   { name: 'Gemma-3-1B-it', size: 806e6, url: 'https://huggingface.co/ggml-org/gemma-3-1b-it-GGUF/resolve/main/gemma-3-1b-it-Q4_K_M.gguf' },
   { name: 'Llama-3.2-1B-Instruct', size: 808e6, url: 'https://huggingface.co/bartowski/Llama-3.2-1B-Instruct-GGUF/resolve/main/Llama-3.2-1B-Instruct-Q4_K_M.gguf' },
+  { name: 'Qwen3-0.6B (Q8_0)', size: 639e6, url: 'https://huggingface.co/Qwen/Qwen3-0.6B-GGUF/resolve/main/Qwen3-0.6B-Q8_0.gguf' },
+  { name: 'Qwen3-1.7B (Q8_0)', size: 1.83e9, url: 'https://huggingface.co/Qwen/Qwen3-1.7B-GGUF/resolve/main/Qwen3-1.7B-Q8_0.gguf' },
+  { name: 'Granite-3.3-2B-Instruct', size: 1.55e9, url: 'https://huggingface.co/ibm-granite/granite-3.3-2b-instruct-GGUF/resolve/main/granite-3.3-2b-instruct-Q4_K_M.gguf' },
+  { name: 'SmolLM3-3B', size: 1.92e9, url: 'https://huggingface.co/ggml-org/SmolLM3-3B-GGUF/resolve/main/SmolLM3-Q4_K_M.gguf' },
+  { name: 'Phi-4-mini-instruct', size: 2.49e9, url: 'https://huggingface.co/unsloth/Phi-4-mini-instruct-GGUF/resolve/main/Phi-4-mini-instruct-Q4_K_M.gguf' },
+  { name: 'Qwen3-4B', size: 2.5e9, url: 'https://huggingface.co/Qwen/Qwen3-4B-GGUF/resolve/main/Qwen3-4B-Q4_K_M.gguf' },
+  { name: 'Qwen3-8B', size: 5.03e9, url: 'https://huggingface.co/Qwen/Qwen3-8B-GGUF/resolve/main/Qwen3-8B-Q4_K_M.gguf', gpuOnly: true },
 ];
 const DEFAULT_LOCAL = 'smollm2-135m-instruct-q4_k_m.gguf';
 
@@ -79,8 +89,8 @@ async function fillPicker() {
   } catch {
     /* offline or a static host without a listing */
   }
-  const pub = group('Public (Hugging Face, Q4_K_M)');
-  for (const m of CURATED) opt(pub, m.url, `${m.name} (≈${mb(m.size)})`);
+  const pub = group('Public (Hugging Face, Q4_K_M unless noted)');
+  for (const m of CURATED) opt(pub, m.url, `${m.name} (≈${mb(m.size)}${m.gpuOnly ? ', WebGPU only' : ''})`);
   const other = group('Other');
   opt(other, 'custom', 'Custom URL…');
   opt(other, 'file', 'Local file…');

@@ -9,11 +9,12 @@ pub mod ops;
 
 pub use matmul::Kernel;
 
-use crate::model::{Activation, Config, ModelWeights};
+use crate::model::{Activation, Config, ModelWeights, RopeTables};
 use crate::{Error, Result};
 use matmul::matmul;
 
-/// Preallocated K and V for every layer: (n_layer, n_ctx, n_head_kv·head_dim).
+/// Preallocated K and V for every layer: (n_layer, n_ctx, n_head_kv·head_dim) with each
+/// layer's own KV heads and head sizes.
 pub struct KvCache {
     pub n_ctx: usize,
     k: Vec<Vec<f32>>,
@@ -22,12 +23,18 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(cfg: &Config, n_ctx: usize) -> Self {
-        let kv = cfg.n_head_kv * cfg.head_dim;
-        let vv = cfg.n_head_kv * cfg.head_dim_v;
         KvCache {
             n_ctx,
-            k: (0..cfg.n_layer).map(|_| vec![0.0; n_ctx * kv]).collect(),
-            v: (0..cfg.n_layer).map(|_| vec![0.0; n_ctx * vv]).collect(),
+            k: cfg
+                .layers
+                .iter()
+                .map(|l| vec![0.0; n_ctx * l.kv_dim()])
+                .collect(),
+            v: cfg
+                .layers
+                .iter()
+                .map(|l| vec![0.0; n_ctx * l.v_dim()])
+                .collect(),
         }
     }
 }
@@ -37,8 +44,7 @@ pub struct CpuModel {
     pub cfg: Config,
     pub w: ModelWeights,
     pub kernel: Kernel,
-    inv_freq: Vec<f64>,
-    inv_freq_swa: Vec<f64>,
+    rope: RopeTables,
 }
 
 impl CpuModel {
@@ -48,22 +54,29 @@ impl CpuModel {
         kernel: Kernel,
     ) -> Result<(crate::gguf::GgufHeader, Self)> {
         let header = crate::source::read_header(src)?;
-        let mut cfg = Config::from_header(&header)?;
-        let w = ModelWeights::load(&header, src, &mut cfg)?;
-        Ok((header, CpuModel::new(cfg, w, kernel)))
+        let cfg = Config::from_header(&header)?;
+        let model = Self::load_parsed(&header, cfg, src, kernel)?;
+        Ok((header, model))
+    }
+
+    /// Read every weight from `src`, the header and description already parsed.
+    pub fn load_parsed(
+        header: &crate::gguf::GgufHeader,
+        mut cfg: Config,
+        src: &dyn crate::source::ByteSource,
+        kernel: Kernel,
+    ) -> Result<Self> {
+        let w = ModelWeights::load(header, src, &mut cfg)?;
+        Ok(CpuModel::new(cfg, w, kernel))
     }
 
     pub fn new(cfg: Config, w: ModelWeights, kernel: Kernel) -> Self {
-        let ff = w.rope_freqs.as_deref();
-        let inv_freq = ops::rope_inv_freq(cfg.n_rot, cfg.rope_base, cfg.rope_freq_scale, ff);
-        let inv_freq_swa =
-            ops::rope_inv_freq(cfg.n_rot, cfg.rope_base_swa, cfg.rope_freq_scale, ff);
+        let rope = RopeTables::new(&cfg, w.rope_freqs.as_deref());
         CpuModel {
             cfg,
             w,
             kernel,
-            inv_freq,
-            inv_freq_swa,
+            rope,
         }
     }
 
@@ -93,8 +106,6 @@ impl CpuModel {
             });
         }
         let e = c.n_embd;
-        let (hd, hdv) = (c.head_dim, c.head_dim_v);
-        let (q_dim, kv_dim, v_dim) = (c.n_head * hd, c.n_head_kv * hd, c.n_head_kv * hdv);
         let k = self.kernel;
 
         // x: (n, n_embd) residual stream.
@@ -112,18 +123,29 @@ impl CpuModel {
                 row.iter_mut().for_each(|v| *v *= s);
             }
         }
+        // Scratch sized for the widest layer.
+        let (max_q, max_kv, max_v, max_ff) = c.max_dims();
         let mut h = vec![0f32; n * e];
-        let mut q = vec![0f32; n * q_dim];
-        let mut kk = vec![0f32; n * kv_dim];
-        let mut vv = vec![0f32; n * v_dim];
-        let mut att = vec![0f32; n * c.n_head * hdv];
+        let mut q_buf = vec![0f32; n * max_q];
+        let mut k_buf = vec![0f32; n * max_kv];
+        let mut v_buf = vec![0f32; n * max_v];
+        let max_hdv = c.layers.iter().map(|l| l.head_dim_v).max().unwrap_or(0);
+        let mut att_buf = vec![0f32; n * c.n_head * max_hdv];
         let mut proj = vec![0f32; n * e];
-        let mut gate = vec![0f32; n * c.n_ff];
-        let mut up = vec![0f32; n * c.n_ff];
+        let mut gate_buf = vec![0f32; n * max_ff];
+        let mut up_buf = vec![0f32; n * max_ff];
         let mut scores = vec![0f32; pos + n];
         let mut angles = Vec::new();
 
         for (l, lw) in self.w.layers.iter().enumerate() {
+            let ls = &c.layers[l];
+            let (hd, hdv) = (ls.head_dim, ls.head_dim_v);
+            let (q_dim, kv_dim, v_dim) = (ls.q_dim(c.n_head), ls.kv_dim(), ls.v_dim());
+            let group = c.n_head / ls.n_head_kv;
+            let q = &mut q_buf[..n * q_dim];
+            let kk = &mut k_buf[..n * kv_dim];
+            let vv = &mut v_buf[..n * v_dim];
+            let att = &mut att_buf[..n * c.n_head * hdv];
             // Attention block.
             for t in 0..n {
                 ops::rmsnorm(
@@ -133,27 +155,23 @@ impl CpuModel {
                     c.rms_eps,
                 );
             }
-            matmul(&lw.wq, &h, &mut q, n, k)?;
-            matmul(&lw.wk, &h, &mut kk, n, k)?;
-            matmul(&lw.wv, &h, &mut vv, n, k)?;
+            matmul(&lw.wq, &h, q, n, k)?;
+            matmul(&lw.wk, &h, kk, n, k)?;
+            matmul(&lw.wv, &h, vv, n, k)?;
             for (buf, bias, dim) in [
-                (&mut q, &lw.bq, q_dim),
-                (&mut kk, &lw.bk, kv_dim),
-                (&mut vv, &lw.bv, v_dim),
+                (&mut *q, &lw.bq, q_dim),
+                (&mut *kk, &lw.bk, kv_dim),
+                (&mut *vv, &lw.bv, v_dim),
             ] {
                 if let Some(b) = bias {
                     buf.chunks_exact_mut(dim)
                         .for_each(|r| ops::add_inplace(r, b));
                 }
             }
-            let inv_freq = if c.swa_layers[l] {
-                &self.inv_freq_swa
-            } else {
-                &self.inv_freq
-            };
+            let inv_freq = &self.rope.layers[l];
             for t in 0..n {
                 let p = pos + t;
-                ops::rope_angles(&mut angles, p, inv_freq);
+                ops::rope_angles_scaled(&mut angles, p, inv_freq, c.rope_mscale);
                 for head in q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(hd) {
                     if let Some(w) = &lw.q_norm {
                         ops::rmsnorm_inplace(head, w, c.rms_eps);
@@ -169,6 +187,11 @@ impl CpuModel {
                     }
                     ops::rope_with(head, &angles, c.rope_neox);
                 }
+                if c.v_norm {
+                    for head in vv[t * v_dim..(t + 1) * v_dim].chunks_exact_mut(hdv) {
+                        ops::rmsnorm_plain(head, c.rms_eps);
+                    }
+                }
                 cache.k[l][p * kv_dim..(p + 1) * kv_dim]
                     .copy_from_slice(&kk[t * kv_dim..(t + 1) * kv_dim]);
                 cache.v[l][p * v_dim..(p + 1) * v_dim]
@@ -177,13 +200,13 @@ impl CpuModel {
             for t in 0..n {
                 let p = pos + t;
                 // Causal, and within the window on sliding-window layers.
-                let first = if c.swa_layers[l] {
+                let first = if ls.swa {
                     (p + 1).saturating_sub(c.n_swa)
                 } else {
                     0
                 };
                 for hh in 0..c.n_head {
-                    let kvh = hh / c.group();
+                    let kvh = hh / group;
                     let qh = &q[t * q_dim + hh * hd..t * q_dim + (hh + 1) * hd];
                     let s = &mut scores[first..=p];
                     for (j, sc) in s.iter_mut().enumerate() {
@@ -204,14 +227,19 @@ impl CpuModel {
                     }
                 }
             }
-            matmul(&lw.wo, &att, &mut proj, n, k)?;
+            matmul(&lw.wo, att, &mut proj, n, k)?;
             if let Some(w) = &lw.post_attn_norm {
                 proj.chunks_exact_mut(e)
                     .for_each(|r| ops::rmsnorm_inplace(r, w, c.rms_eps));
             }
+            if let Some(s) = c.residual_scale {
+                proj.iter_mut().for_each(|v| *v *= s);
+            }
             ops::add_inplace(&mut x, &proj);
 
             // Feed-forward block.
+            let gate = &mut gate_buf[..n * ls.n_ff];
+            let up = &mut up_buf[..n * ls.n_ff];
             for t in 0..n {
                 ops::rmsnorm(
                     &mut h[t * e..(t + 1) * e],
@@ -220,21 +248,27 @@ impl CpuModel {
                     c.rms_eps,
                 );
             }
-            matmul(&lw.w_gate, &h, &mut gate, n, k)?;
-            matmul(&lw.w_up, &h, &mut up, n, k)?;
+            matmul(&lw.w_gate, &h, gate, n, k)?;
+            matmul(&lw.w_up, &h, up, n, k)?;
             let act = match c.activation {
                 Activation::Silu => ops::silu,
                 Activation::GeluTanh => ops::gelu_tanh,
             };
-            for (g, &u) in gate.iter_mut().zip(&up) {
+            for (g, &u) in gate.iter_mut().zip(up.iter()) {
                 *g = act(*g) * u;
             }
-            matmul(&lw.w_down, &gate, &mut proj, n, k)?;
+            matmul(&lw.w_down, gate, &mut proj, n, k)?;
             if let Some(w) = &lw.post_ffn_norm {
                 proj.chunks_exact_mut(e)
                     .for_each(|r| ops::rmsnorm_inplace(r, w, c.rms_eps));
             }
+            if let Some(s) = c.residual_scale {
+                proj.iter_mut().for_each(|v| *v *= s);
+            }
             ops::add_inplace(&mut x, &proj);
+            if let Some(s) = lw.out_scale {
+                x.iter_mut().for_each(|v| *v *= s);
+            }
         }
 
         // Output head: all rows, or the last one only.
@@ -251,6 +285,12 @@ impl CpuModel {
         }
         let mut logits = vec![0f32; m * c.n_vocab];
         matmul(self.w.output(), &xn, &mut logits, m, k)?;
+        if let Some(s) = c.logit_scale {
+            logits.iter_mut().for_each(|v| *v /= s);
+        }
+        if let Some(cap) = c.final_softcap {
+            ops::softcap(&mut logits, cap);
+        }
         Ok(logits)
     }
 }

@@ -38,7 +38,7 @@ use crate::model::{Config, ModelWeights};
 use crate::{Error, Result};
 pub(crate) use dispatch::make_dispatch;
 pub use dispatch::Dispatch;
-use loading::GpuWeights;
+
 
 /// What a step reads back.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -143,7 +143,10 @@ impl GpuModel {
     /// positions. Fails with a typed error when a tensor type has no kernel or a buffer cannot
     /// fit the device's limits.
     pub fn new(ctx: GpuContext, cfg: Config, w: &ModelWeights, n_ctx: usize) -> Result<GpuModel> {
-        let gw = GpuWeights::upload(&ctx, w)?;
+        if let Some(gap) = cfg.gpu_unsupported() {
+            return Err(crate::Error::UnsupportedModel(gap));
+        }
+        let gw = loading::upload(&ctx, w)?;
         GpuModel::build(ctx, cfg, gw, n_ctx)
     }
 
@@ -155,8 +158,23 @@ impl GpuModel {
         n_ctx: usize,
     ) -> Result<GpuModel> {
         let header = crate::source::read_header(src)?;
-        let mut cfg = Config::from_header(&header)?;
-        let gw = GpuWeights::stream(&ctx, &header, src, &mut cfg)?;
+        let cfg = Config::from_header(&header)?;
+        Self::load_parsed(ctx, &header, cfg, src, n_ctx)
+    }
+
+    /// [`GpuModel::load`] with the header and description already parsed (once, by the
+    /// engine). Refuses, naming them, the model features the GPU forward pass lacks.
+    pub fn load_parsed(
+        ctx: GpuContext,
+        header: &crate::gguf::GgufHeader,
+        mut cfg: Config,
+        src: &dyn crate::source::ByteSource,
+        n_ctx: usize,
+    ) -> Result<GpuModel> {
+        if let Some(gap) = cfg.gpu_unsupported() {
+            return Err(crate::Error::UnsupportedModel(gap));
+        }
+        let gw = loading::stream(&ctx, header, src, &mut cfg)?;
         GpuModel::build(ctx, cfg, gw, n_ctx)
     }
 

@@ -7,7 +7,7 @@ use super::dispatch::{make_dispatch, matmat_dispatches, matvec_dispatches, Batch
 use super::fused::{self, QkvBuffers, QkvShape, QKV_CS_FLOATS};
 use super::loading::GpuWeights;
 use super::{Acts, GpuModel, MAX_BATCH, SPLIT_ATTENTION_FROM};
-use crate::cpu::ops::rope_inv_freq;
+use crate::model::rope_inv_freq;
 use crate::model::{Activation, Config};
 use crate::Result;
 
