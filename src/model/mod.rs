@@ -95,6 +95,14 @@ impl Config {
         }
         let head_dim = match h.key_length()? {
             Some(k) => count(h, k, "attention.key_length")?,
+            None if n_head > n_embd => {
+                return Err(Error::Metadata {
+                    key: format!("{}.attention.head_count", h.architecture()?),
+                    problem: format!(
+                        "{n_head} heads leave no dimensions of the {n_embd} embedding values                          (set attention.key_length)"
+                    ),
+                })
+            }
             None => n_embd / n_head,
         };
         let head_dim_v = match h.value_length()? {
@@ -111,6 +119,26 @@ impl Config {
                 problem: format!("{n_rot} must be even and at most the head size {head_dim}"),
             });
         }
+        // Q/K/V widths: beyond any real model (and beyond usize on wasm32) is a bad header.
+        for (heads, dim, what) in [
+            (
+                n_head,
+                head_dim,
+                "attention.head_count × attention.key_length",
+            ),
+            (
+                n_head,
+                head_dim_v,
+                "attention.head_count × attention.value_length",
+            ),
+        ] {
+            if heads.checked_mul(dim).is_none_or(|w| w > 1 << 24) {
+                return Err(Error::Metadata {
+                    key: format!("{}.attention.head_count", h.architecture()?),
+                    problem: format!("{what} = {heads} × {dim} is not a usable size"),
+                });
+            }
+        }
         let n_ff = count(h, h.feed_forward_length()?, "feed_forward_length")?;
         let n_vocab = h.tokenizer_tokens()?.map_or(0, |t| t.len());
         let rms_eps = h.rms_eps()?.unwrap_or(1e-5);
@@ -126,7 +154,15 @@ impl Config {
                 )))
             }
         };
-        let n_swa = h.sliding_window()?.unwrap_or(0) as usize;
+        let n_swa = usize::try_from(h.sliding_window()?.unwrap_or(0)).unwrap_or(usize::MAX);
+        let n_ctx_train = h.context_length()?;
+        let n_ctx_train = u32::try_from(n_ctx_train)
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| Error::Metadata {
+                key: format!("{}.context_length", h.architecture().unwrap_or("?")),
+                problem: format!("{n_ctx_train} is not a usable size"),
+            })?;
         let gemma = arch == Arch::Gemma3;
         // Gemma 3: five sliding-window layers, then one global layer.
         let swa_layers = (0..n_layer)
@@ -143,7 +179,7 @@ impl Config {
             head_dim_v,
             n_rot,
             n_ff,
-            n_ctx_train: h.context_length()? as usize,
+            n_ctx_train,
             rms_eps,
             rope_base,
             rope_base_swa: h.arch_f32("rope.freq_base_swa")?.unwrap_or(10_000.0),

@@ -139,6 +139,12 @@ impl Loader<'_> {
         if t.dims != [cols as u64, rows as u64] {
             return Err(Self::shape_err(t, &[cols, rows]));
         }
+        if rows == 0 || cols == 0 {
+            return Err(Error::BadModelTensor {
+                tensor: t.name.clone(),
+                problem: format!("shape {:?} has no elements", t.dims),
+            });
+        }
         if !t.ty.is_supported() {
             return Err(Error::Tensor {
                 tensor: t.name.clone(),
@@ -236,7 +242,8 @@ impl ModelWeights {
             cfg.n_head_kv * cfg.head_dim_v,
         );
         let gemma = cfg.arch == Arch::Gemma3;
-        let mut layers = Vec::with_capacity(cfg.n_layer);
+        // Not sized by the header's claim alone: a crafted block_count must not allocate.
+        let mut layers = Vec::with_capacity(cfg.n_layer.min(header.tensors.len()));
         for l in 0..cfg.n_layer {
             let p = |s: &str| format!("blk.{l}.{s}");
             let norm = |s: &str| ld.vector(&p(s), e);
