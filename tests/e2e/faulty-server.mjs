@@ -37,8 +37,12 @@ export function startFaultyServer({ root, models, changed = {}, chunk, changeAft
       res.writeHead(200, { 'Content-Type': 'text/html' });
       return res.end(`<!doctype html><meta charset="utf-8"><title>engine</title><script type="module">
 import { createEngine } from '/worker/client.js';
-window.engine = await createEngine({ workerUrl: new URL('/worker/worker.js', location.href) });
-document.body.dataset.ready = '1';
+try {
+  window.engine = await createEngine({ workerUrl: new URL('/worker/worker.js', location.href) });
+  document.body.dataset.ready = '1';
+} catch (e) {
+  document.body.dataset.ready = 'error: ' + e.message;
+}
 </script><body></body>`);
     }
     const m = /^\/faulty\/([^/]+)$/.exec(url.pathname);

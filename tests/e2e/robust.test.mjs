@@ -55,7 +55,8 @@ before(async () => {
   page = await browser.context.newPage();
   page.on('pageerror', (e) => log('page error:', e.message));
   await page.goto(`${server.base}/__engine.html`);
-  await page.waitForSelector('body[data-ready="1"]', { timeout: 60_000 });
+  await page.waitForFunction(() => document.body?.dataset.ready, null, { timeout: 60_000 });
+  assert.equal(await page.evaluate(() => document.body.dataset.ready), '1');
 });
 
 after(async () => {
