@@ -89,7 +89,7 @@ impl Gguf {
         }
         let mut seed = 0x9e37_79b9u32;
         for n in sizes {
-            while out.len() % 32 != 0 {
+            while !out.len().is_multiple_of(32) {
                 out.push(0);
             }
             for _ in 0..n / 4 {
@@ -98,7 +98,7 @@ impl Gguf {
                 out.extend_from_slice(&v.to_le_bytes());
             }
         }
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
         out
@@ -167,9 +167,7 @@ fn model(s: &Spec) -> Vec<u8> {
     g.u32("tokenizer.ggml.bos_token_id", 1);
     g.u32("tokenizer.ggml.eos_token_id", 2);
     let e = s.n_embd;
-    let hd = s
-        .key_length
-        .unwrap_or(if s.n_head == 0 { 0 } else { e / s.n_head });
+    let hd = s.key_length.unwrap_or(e.checked_div(s.n_head).unwrap_or(0));
     let q = s.q_rows.unwrap_or(s.n_head * hd);
     let kv = s.kv_rows.unwrap_or(s.n_head_kv * hd);
     g.tensor(

@@ -8,7 +8,10 @@ const HI: &str = r#"[{"role":"user","content":"hi"}]"#;
 fn rejects(messages: &str, options: &str, field: &str) {
     let e = parse_chat(messages, options).expect_err(options);
     assert_eq!(e.code(), "invalid", "{e}");
-    assert!(e.to_string().contains(field), "`{e}` does not name `{field}`");
+    assert!(
+        e.to_string().contains(field),
+        "`{e}` does not name `{field}`"
+    );
 }
 
 #[test]
