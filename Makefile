@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test setup models check lint wasm unit wasm-test serve web e2e
+.PHONY: test setup models check lint wasm unit wasm-test serve web e2e dist fuzz-ci
 
 ## Everything CI runs: install what is missing, fetch the test models, lint, build for wasm, test.
 test: setup models lint wasm unit wasm-test e2e
@@ -45,3 +45,22 @@ e2e: web
 ## The chat page on http://127.0.0.1:8080/ with the test models (default: SmolLM2-135M-Instruct Q4_K_M).
 serve: setup models web
 	$(CARGO) run --release --bin chord -- serve --port $${PORT:-8080} --models models
+
+## A static site in dist/ that any static host serves as it is (no special headers: the service
+## worker adds COOP/COEP): the chat page, the worker and the wasm module; models come from public
+## URLs or local files. Try it: python3 -m http.server -d dist
+dist: web
+	rm -rf dist
+	mkdir -p dist/www dist/worker dist/pkg
+	cp index.html dist/
+	cp www/app.js www/style.css www/sw.js dist/www/
+	cp www/sw.js dist/sw.js
+	cp worker/client.js worker/client.d.ts worker/protocol.js worker/store.js worker/worker.js dist/worker/
+	cp pkg/wasm_chord.js pkg/wasm_chord_bg.wasm dist/pkg/
+	touch dist/.nojekyll
+	@echo "dist/: $$(du -sh dist | cut -f1)"
+
+## Each fuzz target briefly (libFuzzer, stable Rust; docs/fuzzing.md), then the committed crashers.
+fuzz-ci:
+	scripts/fuzz regress
+	scripts/fuzz ci

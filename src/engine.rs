@@ -294,14 +294,14 @@ impl Engine {
     }
 
     pub async fn logits_async(&mut self, prompt: &[u32]) -> Result<Vec<f32>> {
-        let mut cache = self.new_cache(prompt.len().max(1));
+        let mut cache = self.new_cache(prompt.len().max(1))?;
         self.forward(prompt, 0, &mut cache).await
     }
 
-    fn new_cache(&self, n_ctx: usize) -> Option<KvCache> {
+    fn new_cache(&self, n_ctx: usize) -> Result<Option<KvCache>> {
         match &self.runner {
-            Runner::Cpu(m) => Some(KvCache::new(&m.cfg, n_ctx)),
-            Runner::Gpu(_) => None,
+            Runner::Cpu(m) => KvCache::try_new(&m.cfg, n_ctx).map(Some),
+            Runner::Gpu(_) => Ok(None),
         }
     }
 
@@ -384,7 +384,7 @@ impl Engine {
             Runner::Gpu(m) => m.n_ctx,
             Runner::Cpu(_) => opts
                 .n_ctx
-                .unwrap_or_else(|| (prompt.len() + opts.max_tokens).min(n_train)),
+                .unwrap_or_else(|| prompt.len().saturating_add(opts.max_tokens).min(n_train)),
         };
         if prompt.len() >= n_ctx {
             return Err(Error::ContextFull {
@@ -392,7 +392,7 @@ impl Engine {
                 n_ctx,
             });
         }
-        let mut cache = self.new_cache(n_ctx);
+        let mut cache = self.new_cache(n_ctx)?;
         let mut sampler = Sampler::new(opts.sampler.clone());
         // Greedy without penalties needs no logits on the host: on the GPU a step reads back 4 bytes.
         let c = &opts.sampler;

@@ -12,6 +12,8 @@ pub mod gguf;
 pub mod gpu;
 pub mod model;
 pub mod quant;
+#[cfg(any(target_arch = "wasm32", feature = "json"))]
+pub mod request;
 pub mod sampling;
 pub mod source;
 pub mod tokenizer;

@@ -1,9 +1,15 @@
 // Types for worker/client.js.
 
 export interface EngineError extends Error {
-  /** Stable code: http, network, not_gguf, quota, aborted, bad_response, bad_gguf, io, fatal, ... */
-  code: string;
+  /** One code of the closed list `CODE` in protocol.js (= `wasm_chord::error::Code`). */
+  code: ErrorCode;
 }
+
+export type ErrorCode =
+  | 'bad_gguf' | 'unsupported_type' | 'bad_tensor' | 'tokenizer' | 'chat_template' | 'unsupported_model'
+  | 'context_full' | 'bad_token' | 'invalid' | 'tensor_not_found' | 'bad_metadata' | 'gpu' | 'out_of_memory'
+  | 'io' | 'busy' | 'not_loaded' | 'http' | 'network' | 'not_gguf' | 'quota' | 'aborted' | 'bad_response'
+  | 'integrity' | 'unusable' | 'storage' | 'fatal' | 'internal';
 
 export interface Progress {
   phase: 'download' | 'read' | 'load';
@@ -108,15 +114,33 @@ export interface CachedModel {
   complete: boolean;
   etag: string | null;
   updated: number;
+  /** SHA-256 of the stored bytes (once complete). */
+  sha256: string | null;
+  /** The bytes matched a SHA-256 known before the download (the `sha256` option or the host's). */
+  verified: boolean;
+  /** False when the server sent neither ETag nor Last-Modified (see `warning`). */
+  canDetectChange: boolean;
+  warning: string | null;
+  /** Set when the engine failed on this file: it is not loaded again until deleted. */
+  unusable: { code: ErrorCode; message: string } | null;
 }
 
 export interface Engine {
   /** Whether a Stop also interrupts a long prompt mid-prefill (needs cross-origin isolation). */
   readonly hardAbort: boolean;
-  /** backend: 'auto' (default: WebGPU on a hardware adapter that passes the self-test, else the CPU), 'webgpu' (forced) or 'cpu'. */
+  /**
+   * backend: 'auto' (default: WebGPU on a hardware adapter that passes the self-test, else the CPU), 'webgpu' (forced) or 'cpu'.
+   * sha256: the file's expected SHA-256 (64 hex digits); a mismatch fails with `integrity` and caches nothing.
+   */
   load(
     source: string | Blob,
-    opts?: { onProgress?: (p: Progress) => void; signal?: AbortSignal; chunkSize?: number; backend?: 'auto' | 'webgpu' | 'cpu' },
+    opts?: {
+      onProgress?: (p: Progress) => void;
+      signal?: AbortSignal;
+      chunkSize?: number;
+      backend?: 'auto' | 'webgpu' | 'cpu';
+      sha256?: string;
+    },
   ): Promise<ModelInfo>;
   info(): Promise<ModelInfo | null>;
   tokenize(text: string, opts?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;

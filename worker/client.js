@@ -8,9 +8,16 @@
 import { REQUEST, EVENT, CODE, asThrowable, makeError } from './protocol.js';
 
 export async function createEngine({ workerUrl } = {}) {
-  const url = workerUrl || new URL('./worker.js', import.meta.url);
-  const worker = new Worker(url, { type: 'module' });
-  const engine = new Engine(worker);
+  // Written out as `new Worker(new URL('./worker.js', import.meta.url), …)` so that bundlers
+  // (Vite, webpack) find and bundle the worker.
+  return createEngineFrom(() =>
+    workerUrl ? new Worker(workerUrl, { type: 'module' }) : new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }),
+  );
+}
+
+/** An engine over workers made by `spawn()` (a fresh one after a crash); Node uses this. */
+export async function createEngineFrom(spawn) {
+  const engine = new Engine(spawn);
   await engine.ready;
   return engine;
 }
@@ -26,18 +33,14 @@ class Engine {
   #readyReject;
   #model = null;
 
-  constructor(worker) {
-    this.#worker = worker;
-    this.ready = new Promise((res, rej) => {
-      this.#readyResolve = res;
-      this.#readyReject = rej;
-    });
-    worker.onmessage = (ev) => this.#onMessage(ev.data);
-    worker.onerror = (ev) => {
-      ev.preventDefault?.();
-      this.#fatal(makeError(CODE.FATAL, `the engine worker failed: ${ev.message || 'script error'}`));
-    };
-    worker.onmessageerror = () => this.#fatal(makeError(CODE.FATAL, 'a message from the worker could not be read'));
+  #spawn;
+  #terminated = false;
+  #wasReady = false;
+
+  /** `spawn()` starts a worker; after a crash (a wasm trap) the engine starts a fresh one. */
+  constructor(spawn) {
+    this.#spawn = spawn;
+    this.#start();
     const self_ = this;
     this.chat = { completions: { create: (params) => self_.#create(params) } };
     this.cache = {
@@ -45,6 +48,24 @@ class Engine {
       delete: (url) => this.#call(REQUEST.CACHE_DELETE, { url: resolveUrl(url) }),
       usage: () => this.#call(REQUEST.CACHE_USAGE),
     };
+  }
+
+  #start() {
+    const worker = this.#spawn();
+    this.#worker = worker;
+    this.#dead = null;
+    this.#wasReady = false;
+    this.ready = new Promise((res, rej) => {
+      this.#readyResolve = res;
+      this.#readyReject = rej;
+    });
+    this.ready.catch(() => {});
+    worker.onmessage = (ev) => this.#onMessage(ev.data);
+    worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      this.#fatal(makeError(CODE.FATAL, `the engine worker failed: ${ev.message || 'script error'}`));
+    };
+    worker.onmessageerror = () => this.#fatal(makeError(CODE.FATAL, 'a message from the worker could not be read'));
   }
 
   /**
@@ -57,7 +78,10 @@ class Engine {
 
   #onMessage(msg) {
     if (!msg) return;
-    if (msg.kind === EVENT.READY) return this.#readyResolve();
+    if (msg.kind === EVENT.READY) {
+      this.#wasReady = true;
+      return this.#readyResolve();
+    }
     if (msg.kind === EVENT.FATAL) return this.#fatal(msg.error);
     const p = this.#pending.get(msg.id);
     if (!p) return;
@@ -78,6 +102,14 @@ class Engine {
     this.#readyReject(asThrowable(err));
     for (const p of this.#pending.values()) p.reject(asThrowable(err));
     this.#pending.clear();
+    this.#model = null;
+    // A trap leaves that wasm instance unusable: start a fresh worker (and module), so the
+    // engine stays usable; the requests in flight were rejected with the fatal error.
+    // (Not when the worker never started: that would only fail again.)
+    if (!this.#terminated && this.#wasReady) {
+      this.#worker.terminate();
+      this.#start();
+    }
   }
 
   #request(type, args = {}, onEvent = null) {
@@ -95,7 +127,8 @@ class Engine {
   }
 
   /** Download (or reuse from IndexedDB) and load a model: a URL, or a File/Blob. */
-  async load(source, { onProgress, signal, chunkSize, backend = 'auto' } = {}) {
+  async load(source, { onProgress, signal, chunkSize, backend = 'auto', sha256, __testTrap } = {}) {
+    await this.ready;
     if (signal?.aborted) throw asThrowable(makeError(CODE.ABORTED, 'load aborted'));
     if (typeof source === 'string') {
       source = resolveUrl(source);
@@ -106,7 +139,7 @@ class Engine {
         /* not granted: the cache still works */
       }
     }
-    const { id, promise } = this.#request(REQUEST.LOAD, { source, chunkSize, backend }, (ev) => {
+    const { id, promise } = this.#request(REQUEST.LOAD, { source, chunkSize, backend, sha256, testTrap: __testTrap === true }, (ev) => {
       if (ev.kind === EVENT.PROGRESS && onProgress) onProgress(ev.progress);
     });
     const onAbort = () => this.#worker.postMessage({ id: this.#nextId++, type: REQUEST.ABORT, target: id });
@@ -134,6 +167,7 @@ class Engine {
 
   /** Stop the worker for good; pending requests are rejected. */
   terminate() {
+    this.#terminated = true;
     this.#worker.terminate();
     this.#fatal(makeError(CODE.FATAL, 'the engine was terminated'));
   }

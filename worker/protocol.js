@@ -11,13 +11,13 @@
 // Errors are always plain objects { code, message }.
 
 export const REQUEST = Object.freeze({
-  LOAD: 'load', // { source: url string | File | Blob, chunkSize?, backend?: 'auto'|'webgpu'|'cpu' } → info
+  LOAD: 'load', // { source: url string | File | Blob, chunkSize?, backend?: 'auto'|'webgpu'|'cpu', sha256? } → info
   CHAT: 'chat', // { messages, options, abortFlag?: SharedArrayBuffer } → tokens, then completion result
   ABORT: 'abort', // { target: id } → aborts a pending load or chat (a chat stops at its next token)
   INFO: 'info', // {} → model info (or null)
   TOKENIZE: 'tokenize', // { text, addSpecial, parseSpecial } → ids
   UNLOAD: 'unload', // {} → null
-  CACHE_LIST: 'cache.list', // {} → [{ url, size, stored, complete, etag, name, updated }]
+  CACHE_LIST: 'cache.list', // {} → [{ url, size, stored, complete, etag, name, updated, sha256, verified, canDetectChange, warning, unusable }]
   CACHE_DELETE: 'cache.delete', // { url } → boolean
   CACHE_USAGE: 'cache.usage', // {} → { usage, quota, models }
 });
@@ -31,18 +31,36 @@ export const EVENT = Object.freeze({
   READY: 'ready',
 });
 
-// Stable error codes used by the JS side (the Rust engine adds its own: bad_gguf, io, ...).
+// Every error code, from the engine (Rust) and from the worker alike: one closed list, the
+// mirror of `wasm_chord::error::Code` (src/error.rs); tests/error_codes.rs checks that the two
+// lists are the same and that the worker and the client use no other code.
 export const CODE = Object.freeze({
+  BAD_GGUF: 'bad_gguf', // the file is not a well-formed GGUF
+  UNSUPPORTED_TYPE: 'unsupported_type', // a tensor's block format is not implemented
+  BAD_TENSOR: 'bad_tensor', // a tensor is missing or has the wrong shape
+  TOKENIZER: 'tokenizer', // the vocabulary is unusable
+  CHAT_TEMPLATE: 'chat_template', // the chat template failed to parse or render
+  UNSUPPORTED_MODEL: 'unsupported_model', // the architecture is not implemented
+  CONTEXT_FULL: 'context_full', // the prompt does not fit the context
+  BAD_TOKEN: 'bad_token', // a token id outside the vocabulary
+  INVALID: 'invalid', // a bad request: the message names the field
+  TENSOR_NOT_FOUND: 'tensor_not_found',
+  BAD_METADATA: 'bad_metadata', // a metadata key is missing or unusable
+  GPU: 'gpu', // the GPU backend could not start or run
+  OUT_OF_MEMORY: 'out_of_memory',
+  IO: 'io', // reading the model's bytes failed
+  BUSY: 'busy',
+  NOT_LOADED: 'not_loaded',
   HTTP: 'http', // the server answered with an error status
   NETWORK: 'network', // the connection failed (resumable)
   NOT_GGUF: 'not_gguf', // the bytes are not a GGUF file
   QUOTA: 'quota', // not enough storage for the model
   ABORTED: 'aborted', // cancelled by the caller
-  BAD_RESPONSE: 'bad_response', // wrong length, missing headers, changed file
-  NOT_LOADED: 'not_loaded',
-  BUSY: 'busy',
-  FATAL: 'fatal', // the wasm engine crashed; create a new engine
-  INVALID: 'invalid_request',
+  BAD_RESPONSE: 'bad_response', // wrong length or range, missing headers, changed file
+  INTEGRITY: 'integrity', // the bytes do not match the expected SHA-256
+  UNUSABLE: 'unusable', // a cached model the engine failed on: delete it to try again
+  STORAGE: 'storage', // IndexedDB or the cache directory failed
+  FATAL: 'fatal', // the wasm module trapped; the client starts a fresh worker
   INTERNAL: 'internal',
 });
 

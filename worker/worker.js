@@ -1,8 +1,10 @@
 // Module worker hosting the wasm engine (pkg/) and the IndexedDB model cache.
 // Protocol: ./protocol.js. Load, chat and unload run one at a time, in order; cache requests and
-// aborts are answered at once. A crash inside wasm is fatal: every later request gets the error.
+// aborts are answered at once. A crash inside wasm is fatal for this worker: it reports it (and
+// marks the cached model it was loading as unusable, so it is not loaded again in a loop), and the
+// client starts a fresh worker with a fresh module.
 
-import init, { WasmEngine, checkGgufHeader, memoryBytes, lastPanic } from '../pkg/wasm_chord.js';
+import init, { WasmEngine, Sha256Hasher, checkGgufHeader, memoryBytes, lastPanic, testTrap } from '../pkg/wasm_chord.js';
 import { REQUEST, CODE, reply, makeError, toError } from './protocol.js';
 import * as store from './store.js';
 
@@ -84,6 +86,7 @@ async function run(msg) {
         break;
       case REQUEST.TOKENIZE:
         if (!engine) throw makeError(CODE.NOT_LOADED, 'no model is loaded');
+        if (typeof msg.text !== 'string') throw makeError(CODE.INVALID, 'text must be a string');
         result = Array.from(engine.tokenize(msg.text, !!msg.addSpecial, !!msg.parseSpecial));
         break;
     }
@@ -97,15 +100,19 @@ async function run(msg) {
         /* the module may be too broken to ask */
       }
       const err = makeError(CODE.FATAL, `the engine crashed: ${why}`);
-      reply.error(post, id, err);
+      if (msg.type === REQUEST.LOAD && typeof msg.source === 'string') {
+        await store.markUnusable(msg.source, err).catch(() => {});
+      }
+      // Fatal first: the client starts a fresh worker before the caller sees the rejection.
       die(err);
+      reply.error(post, id, err);
     } else if (msg.type === REQUEST.CHAT && e && e.code === 'gpu' && engine) {
       // A lost GPU device (or a failed readback) leaves the GPU model unusable: unload it so
       // the page loads it again (on the CPU if WebGPU stays unavailable); the cache is intact.
       engine.free();
       engine = null;
       modelInfo = null;
-      reply.error(post, id, makeError('gpu', `${e.message}; the model was unloaded: load it again (the cached copy is intact)`));
+      reply.error(post, id, makeError(CODE.GPU, `${e.message}; the model was unloaded: load it again (the cached copy is intact)`));
     } else {
       reply.error(post, id, e);
     }
@@ -128,13 +135,13 @@ async function pickBackend(wanted) {
     throw makeError(CODE.INVALID, `unknown backend ${JSON.stringify(wanted)}: use "auto", "webgpu" or "cpu"`);
   }
   if (!self.navigator?.gpu) {
-    if (wanted === 'webgpu') throw makeError('gpu', 'this browser has no WebGPU (navigator.gpu is missing)');
+    if (wanted === 'webgpu') throw makeError(CODE.GPU, 'this browser has no WebGPU (navigator.gpu is missing)');
     return ['cpu', 'this browser has no WebGPU', null];
   }
   // Ask once here so 'auto' falls back quietly; the engine requests its own adapter again.
   const adapter = await self.navigator.gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
   if (!adapter) {
-    if (wanted === 'webgpu') throw makeError('gpu', 'WebGPU is present but no adapter was found');
+    if (wanted === 'webgpu') throw makeError(CODE.GPU, 'WebGPU is present but no adapter was found');
     return ['cpu', 'WebGPU has no adapter here', null];
   }
   const i = adapter.info || {};
@@ -149,7 +156,39 @@ async function pickBackend(wanted) {
   return ['webgpu', null, name || 'unnamed adapter'];
 }
 
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** The load request's fields, checked: `invalid` errors name the field. */
+function checkLoad(msg) {
+  const { source, chunkSize, sha256 } = msg;
+  if (typeof source === 'string') {
+    let u;
+    try {
+      u = new URL(source, self.location.href);
+    } catch {
+      throw makeError(CODE.INVALID, `source: ${JSON.stringify(source.slice(0, 200))} is not a URL`);
+    }
+    if (!['http:', 'https:', 'blob:'].includes(u.protocol) && !(u.protocol === 'file:' && store.canOpenFiles())) {
+      throw makeError(CODE.INVALID, `source: ${u.protocol} URLs cannot be downloaded (use http, https or a File)`);
+    }
+  } else if (!(source instanceof Blob)) {
+    throw makeError(CODE.INVALID, 'source: load needs a URL string or a File/Blob');
+  }
+  if (chunkSize !== undefined && chunkSize !== null) {
+    if (!Number.isInteger(chunkSize) || chunkSize < 65536 || chunkSize > 1 << 30) {
+      throw makeError(CODE.INVALID, `chunkSize must be an integer from 65536 to ${1 << 30}, got ${JSON.stringify(chunkSize)}`);
+    }
+  }
+  if (sha256 !== undefined && sha256 !== null && (typeof sha256 !== 'string' || !SHA256.test(sha256.toLowerCase()))) {
+    throw makeError(CODE.INVALID, 'sha256 must be 64 hex digits');
+  }
+}
+
+/** Engine errors that say the file itself is unusable (not the browser, memory or the GPU). */
+const FILE_ERRORS = new Set([CODE.BAD_TENSOR, CODE.BAD_METADATA, CODE.TOKENIZER, CODE.UNSUPPORTED_MODEL, CODE.UNSUPPORTED_TYPE, CODE.TENSOR_NOT_FOUND, CODE.CHAT_TEMPLATE]);
+
 async function load(msg) {
+  checkLoad(msg);
   const { id, source } = msg;
   const ac = new AbortController();
   aborts.set(id, ac);
@@ -161,13 +200,19 @@ async function load(msg) {
     let url = null;
     let downloadMs = 0;
     let manifest = null;
-    if (typeof source === 'string') {
+    if (typeof source === 'string' && source.startsWith('file:')) {
+      // Node: a local file, read in place (not cached).
+      ({ size, read } = store.openFile(source));
+      checkGgufHeader(read(0, Math.min(size, store.DEFAULT_CHUNK)), size);
+    } else if (typeof source === 'string') {
       url = source;
       manifest = await store.download(url, {
         chunkSize: msg.chunkSize || store.DEFAULT_CHUNK,
         signal: ac.signal,
         onProgress: progress,
         check: (bytes, total) => checkGgufHeader(bytes, total),
+        sha256: msg.sha256 ? msg.sha256.toLowerCase() : null,
+        newHasher: () => new Sha256Hasher(),
       });
       downloadMs = performance.now() - t0;
       progress({ phase: 'read', loaded: 0, total: manifest.size });
@@ -179,10 +224,11 @@ async function load(msg) {
       size = source.size;
       read = store.chunkReader([source], size);
       checkGgufHeader(read(0, Math.min(size, store.DEFAULT_CHUNK)), size);
-    } else {
-      throw makeError(CODE.INVALID, 'load needs a URL or a File');
     }
     if (ac.signal.aborted) throw makeError(CODE.ABORTED, 'load aborted');
+    // Test hook (tests/e2e/robust.test.mjs): a real trap inside the module, where a crafted
+    // model's would happen.
+    if (msg.testTrap === true) testTrap();
     progress({ phase: 'load', loaded: size, total: size });
     if (engine) engine.free();
     engine = null;
@@ -207,8 +253,10 @@ async function load(msg) {
       }
     } catch (err) {
       e.free();
-      // A file the engine cannot use is not worth keeping in the cache.
-      if (url && err && (err.code === 'bad_gguf' || err.code === 'io')) await store.deleteModel(url);
+      // A corrupt file is not worth keeping in the cache; one the engine cannot use is kept,
+      // marked with its error, so it is not loaded again until deleted.
+      if (url && err && (err.code === CODE.BAD_GGUF || err.code === CODE.IO)) await store.deleteModel(url);
+      else if (url && err && FILE_ERRORS.has(err.code)) await store.markUnusable(url, err);
       throw err;
     }
     read = null;
@@ -220,7 +268,7 @@ async function load(msg) {
       adapter: engineInfo.adapter && backend === 'webgpu' ? `${adapterName}: ${engineInfo.adapter.replace(/^.*?\), /, '')}` : engineInfo.adapter,
       fallback,
       url,
-      file: url ? manifest.name : source.name || 'local file',
+      file: url ? manifest.name : typeof source === 'string' ? decodeURIComponent(source.slice(source.lastIndexOf('/') + 1)) : source.name || 'local file',
       size,
       download_ms: downloadMs,
       load_ms: performance.now() - t1,
@@ -236,6 +284,10 @@ async function load(msg) {
 async function chat(msg) {
   const { id } = msg;
   if (!engine) throw makeError(CODE.NOT_LOADED, 'no model is loaded');
+  if (!Array.isArray(msg.messages)) throw makeError(CODE.INVALID, 'messages must be an array');
+  if (msg.options !== undefined && (msg.options === null || typeof msg.options !== 'object' || Array.isArray(msg.options))) {
+    throw makeError(CODE.INVALID, 'options must be an object');
+  }
   // Two ways to stop: an ABORT message (handled between tokens, since generation yields to the
   // event loop) and, with cross-origin isolation, a shared flag that is seen even mid-prefill.
   const ac = new AbortController();
@@ -257,7 +309,13 @@ async function chat(msg) {
     };
     const options = { ...(msg.options || {}), now };
     let index = 0;
-    const result = await engine.chatAsync(JSON.stringify(msg.messages || []), JSON.stringify(options), (text) => {
+    let json;
+    try {
+      json = [JSON.stringify(msg.messages), JSON.stringify(options)];
+    } catch (e) {
+      throw makeError(CODE.INVALID, `messages and options must be plain JSON data: ${e.message}`);
+    }
+    const result = await engine.chatAsync(json[0], json[1], (text) => {
       if (aborted()) return false;
       if (text) reply.token(post, id, text, index);
       index++;

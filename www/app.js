@@ -75,7 +75,7 @@ async function fillPicker() {
     return o;
   };
   try {
-    const res = await fetch('/models/', { cache: 'no-store' });
+    const res = await fetch(new URL('../models/', import.meta.url), { cache: 'no-store' });
     if (res.ok) {
       const local = await res.json();
       if (local.length) {
@@ -284,11 +284,11 @@ async function main() {
     const v = $('model-select').value;
     if (v === 'custom') {
       const u = $('custom-url').value.trim();
-      if (!u) return showError({ code: 'invalid_request', message: 'enter a model URL' });
+      if (!u) return showError({ code: 'invalid', message: 'enter a model URL' });
       loadModel(u);
     } else if (v === 'file') {
       const f = $('file-input').files[0];
-      if (!f) return showError({ code: 'invalid_request', message: 'choose a .gguf file' });
+      if (!f) return showError({ code: 'invalid', message: 'choose a .gguf file' });
       loadModel(f);
     } else {
       loadModel(v);
@@ -320,8 +320,47 @@ async function main() {
   await picked;
   setState('idle');
   refreshCache();
-  if ('serviceWorker' in navigator && !new URLSearchParams(location.search).has('nosw')) {
-    navigator.serviceWorker.register('/www/sw.js', { scope: '/', type: 'module' }).catch(() => {});
+  if ('serviceWorker' in navigator && !new URLSearchParams(location.search).has('nosw')) registerServiceWorker();
+}
+
+/**
+ * The service worker, scoped to the app's root (which may be a sub-path): `sw.js` beside
+ * index.html where the host has it (`make dist`), else `www/sw.js` (a dev server that allows the
+ * wider scope with Service-Worker-Allowed). Shell-caching failures it reports are shown; once it
+ * controls a page that is not cross-origin isolated yet, one reload makes it isolated.
+ */
+async function registerServiceWorker() {
+  const appRoot = new URL('../', import.meta.url);
+  const sw = navigator.serviceWorker;
+  sw.addEventListener('message', (ev) => {
+    const m = ev.data;
+    if (m?.type !== 'wasm-chord-sw') return;
+    state.swStatus = m;
+    if (m.failed?.length) {
+      showError({ code: 'storage', message: `offline use is incomplete: the service worker could not cache ${m.failed.map((f) => `${f.url} (${f.error})`).join(', ')}` });
+    }
+  });
+  let reg = null;
+  for (const script of ['sw.js', 'www/sw.js']) {
+    try {
+      reg = await sw.register(new URL(script, appRoot), { scope: appRoot.href });
+      break;
+    } catch (e) {
+      state.swError = String(e && e.message ? e.message : e);
+    }
+  }
+  if (!reg) return;
+  state.swError = null;
+  const ready = await sw.ready;
+  ready.active?.postMessage({ type: 'status' });
+  if (!globalThis.crossOriginIsolated && !sessionStorage.getItem('chord-coi-reload')) {
+    const reload = () => {
+      if (document.body.dataset.state !== 'idle') return;
+      sessionStorage.setItem('chord-coi-reload', '1');
+      location.reload();
+    };
+    if (sw.controller) reload();
+    else sw.addEventListener('controllerchange', reload, { once: true });
   }
 }
 

@@ -22,6 +22,42 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// As [`KvCache::new`], but an error instead of an abort when `n_ctx` positions cannot be
+    /// allocated (a request's context size comes from outside).
+    pub fn try_new(cfg: &Config, n_ctx: usize) -> crate::Result<Self> {
+        let per_pos = cfg.n_head_kv * (cfg.head_dim + cfg.head_dim_v);
+        let floats = n_ctx
+            .checked_mul(per_pos)
+            .and_then(|f| f.checked_mul(cfg.n_layer));
+        let too_big = |needed: u64| crate::Error::OutOfMemory {
+            what: format!("a KV cache of {n_ctx} positions"),
+            needed,
+            available: None,
+            hint: " (lower n_ctx)",
+        };
+        let Some(floats) = floats.filter(|f| f.checked_mul(4).is_some()) else {
+            return Err(too_big(u64::MAX));
+        };
+        let alloc = |n: usize| -> crate::Result<Vec<f32>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n)
+                .map_err(|_| too_big(floats as u64 * 4))?;
+            v.resize(n, 0.0);
+            Ok(v)
+        };
+        let kv = cfg.n_head_kv * cfg.head_dim;
+        let vv = cfg.n_head_kv * cfg.head_dim_v;
+        Ok(KvCache {
+            n_ctx,
+            k: (0..cfg.n_layer)
+                .map(|_| alloc(n_ctx * kv))
+                .collect::<crate::Result<_>>()?,
+            v: (0..cfg.n_layer)
+                .map(|_| alloc(n_ctx * vv))
+                .collect::<crate::Result<_>>()?,
+        })
+    }
+
     pub fn new(cfg: &Config, n_ctx: usize) -> Self {
         KvCache {
             n_ctx,

@@ -312,6 +312,14 @@ impl Config {
         }
         let head_dim = match h.key_length()? {
             Some(k) => count(h, k, "attention.key_length")?,
+            None if n_head > n_embd => {
+                return Err(Error::Metadata {
+                    key: format!("{}.attention.head_count", h.architecture()?),
+                    problem: format!(
+                        "{n_head} heads leave no dimensions of the {n_embd} embedding values                          (set attention.key_length)"
+                    ),
+                })
+            }
             None => n_embd / n_head,
         };
         if head_dim == 0 {
@@ -337,6 +345,26 @@ impl Config {
             .into_iter()
             .map(|n| count(h, n, "feed_forward_length"))
             .collect::<Result<Vec<_>>>()?;
+        // Q/K/V widths: beyond any real model (and beyond usize on wasm32) is a bad header.
+        for (heads, dim, what) in [
+            (
+                n_head,
+                head_dim,
+                "attention.head_count × attention.key_length",
+            ),
+            (
+                n_head,
+                head_dim_v,
+                "attention.head_count × attention.value_length",
+            ),
+        ] {
+            if heads.checked_mul(dim).is_none_or(|w| w > 1 << 24) {
+                return Err(Error::Metadata {
+                    key: format!("{}.attention.head_count", h.architecture()?),
+                    problem: format!("{what} = {heads} × {dim} is not a usable size"),
+                });
+            }
+        }
         let n_vocab = h.tokenizer_tokens()?.map_or(0, |t| t.len());
         let rms_eps = h.rms_eps()?.unwrap_or(1e-5);
         let rope_base = h.rope_freq_base()?;
@@ -353,6 +381,14 @@ impl Config {
                 )))
             }
         };
+        let n_ctx_train = h.context_length()?;
+        let n_ctx_train = u32::try_from(n_ctx_train)
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| Error::Metadata {
+                key: format!("{}.context_length", h.architecture().unwrap_or("?")),
+                problem: format!("{n_ctx_train} is not a usable size"),
+            })?;
         let rope_mscale = h.arch_f32("rope.scaling.attn_factor")?.unwrap_or(1.0);
         if !(rope_mscale.is_finite() && rope_mscale > 0.0) {
             return Err(Error::Metadata {
@@ -492,7 +528,7 @@ impl Config {
             head_dim_v,
             n_rot,
             n_ff: n_ffs.iter().copied().max().unwrap_or(0),
-            n_ctx_train: h.context_length()? as usize,
+            n_ctx_train,
             rms_eps,
             rope_base,
             rope_base_swa,

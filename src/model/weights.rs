@@ -238,6 +238,12 @@ impl<'a> Loader<'a> {
         if t.dims != [cols as u64, rows as u64] {
             return Err(Self::shape_err(t, &[cols, rows]));
         }
+        if rows == 0 || cols == 0 {
+            return Err(Error::BadModelTensor {
+                tensor: t.name.clone(),
+                problem: format!("shape {:?} has no elements", t.dims),
+            });
+        }
         if !t.ty.is_supported() {
             return Err(Error::Tensor {
                 tensor: t.name.clone(),
@@ -366,7 +372,7 @@ pub fn load_weights<S: MatrixSink>(
     };
     let fused = cfg.arch == Arch::Phi3;
     let gemma = matches!(cfg.arch, Arch::Gemma3 | Arch::Gemma4);
-    let mut layers = Vec::with_capacity(cfg.n_layer);
+    let mut layers = Vec::with_capacity(cfg.n_layer.min(header.tensors.len()));
     for l in 0..cfg.n_layer {
         let spec = cfg.layers[l].clone();
         let p = |s: &str| format!("blk.{l}.{s}");

@@ -8,9 +8,8 @@
 //! JS as plain objects `{code, message}`.
 
 use crate::engine::{Backend, Control, Engine, FinishReason, GenerateOptions, LoadOptions};
-use crate::sampling::SamplerConfig;
 use crate::source::ByteSource;
-use crate::tokenizer::chat_template::{messages_from_value, ChatDate, ChatMessage, RenderOptions};
+use crate::tokenizer::chat_template::{ChatMessage, RenderOptions};
 use crate::{Error, Result};
 use serde_json::{json, Value as Json};
 use std::cell::RefCell;
@@ -112,6 +111,13 @@ fn install_panic_hook() {
     });
 }
 
+/// Panics (a wasm trap): the worker's test hook for crash recovery (tests/e2e/robust.test.mjs).
+#[wasm_bindgen(js_name = testTrap)]
+pub fn test_trap() {
+    install_panic_hook();
+    panic!("test trap");
+}
+
 /// The message of the panic that trapped the module, if any.
 #[wasm_bindgen(js_name = lastPanic)]
 pub fn last_panic() -> Option<String> {
@@ -132,18 +138,6 @@ impl Default for WasmEngine {
     }
 }
 
-fn date_from(v: &Json) -> Option<ChatDate> {
-    let n = |k: &str| v.get(k).and_then(Json::as_i64);
-    Some(ChatDate {
-        year: n("year")? as i32,
-        month: n("month")?.clamp(1, 12) as u8,
-        day: n("day")?.clamp(1, 31) as u8,
-        hour: n("hour").unwrap_or(0).clamp(0, 23) as u8,
-        minute: n("minute").unwrap_or(0).clamp(0, 59) as u8,
-        second: n("second").unwrap_or(0).clamp(0, 59) as u8,
-    })
-}
-
 fn finish_name(f: &FinishReason) -> &'static str {
     match f {
         FinishReason::Eog | FinishReason::StopString(_) => "stop",
@@ -153,64 +147,23 @@ fn finish_name(f: &FinishReason) -> &'static str {
 }
 
 fn busy() -> JsValue {
-    js_error("busy", "the engine is busy with another request")
+    js_error(
+        crate::error::Code::Busy.as_str(),
+        "the engine is busy with another request",
+    )
 }
 
 fn not_loaded() -> JsValue {
-    js_error("not_loaded", "no model is loaded")
+    js_error(crate::error::Code::NotLoaded.as_str(), "no model is loaded")
 }
 
-/// A chat request, parsed: the options and the rendering options.
+/// A chat request, parsed and checked field by field (`crate::request`).
 fn parse_chat(
     messages_json: &str,
     options_json: &str,
 ) -> Result<(Vec<ChatMessage>, GenerateOptions, RenderOptions), JsValue> {
-    let msgs: Json = serde_json::from_str(messages_json)
-        .map_err(|err| invalid(format!("messages are not JSON: {err}")))?;
-    let msgs = messages_from_value(&msgs).map_err(|err| to_js(err.into()))?;
-    let o: Json = if options_json.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str(options_json)
-            .map_err(|err| invalid(format!("options are not JSON: {err}")))?
-    };
-    let f = |k: &str| o.get(k).and_then(Json::as_f64);
-    let d = SamplerConfig::default();
-    let stop = match o.get("stop") {
-        None | Some(Json::Null) => vec![],
-        Some(Json::String(s)) => vec![s.clone()],
-        Some(Json::Array(a)) => a
-            .iter()
-            .map(|s| {
-                s.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| invalid("stop must be a string or an array of strings"))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(invalid("stop must be a string or an array of strings")),
-    };
-    let opts = GenerateOptions {
-        max_tokens: f("max_tokens").map_or(256, |v| v.max(1.0) as usize),
-        sampler: SamplerConfig {
-            temperature: f("temperature").map_or(d.temperature, |v| v as f32),
-            top_k: f("top_k").map_or(d.top_k, |v| v.max(0.0) as usize),
-            top_p: f("top_p").map_or(d.top_p, |v| v as f32),
-            min_p: f("min_p").map_or(d.min_p, |v| v as f32),
-            repeat_penalty: f("repeat_penalty").map_or(d.repeat_penalty, |v| v as f32),
-            presence_penalty: f("presence_penalty").map_or(d.presence_penalty, |v| v as f32),
-            frequency_penalty: f("frequency_penalty").map_or(d.frequency_penalty, |v| v as f32),
-            seed: f("seed").map_or(d.seed, |v| v.max(0.0) as u64),
-            ..d
-        },
-        stop,
-        n_ctx: f("n_ctx").map(|v| v as usize),
-        ..Default::default()
-    };
-    let render = RenderOptions {
-        now: o.get("now").and_then(date_from),
-        ..Default::default()
-    };
-    Ok((msgs, opts, render))
+    let r = crate::request::parse_chat(messages_json, options_json).map_err(to_js)?;
+    Ok((r.messages, r.options, r.render))
 }
 
 /// The yield channel and the closure its port calls.
@@ -443,6 +396,51 @@ fn source(size: f64, read: js_sys::Function) -> Result<JsSource, JsValue> {
         size: size as u64,
         read,
     })
+}
+
+/// Incremental SHA-256 for verifying downloads in the worker: `update(bytes)` as chunks arrive,
+/// then `finish()` → lowercase hex.
+#[wasm_bindgen]
+pub struct Sha256Hasher {
+    inner: Option<sha2::Sha256>,
+}
+
+impl Default for Sha256Hasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[wasm_bindgen]
+impl Sha256Hasher {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Sha256Hasher {
+        use sha2::Digest;
+        Sha256Hasher {
+            inner: Some(sha2::Sha256::new()),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) -> Result<(), JsValue> {
+        use sha2::Digest;
+        match &mut self.inner {
+            Some(h) => {
+                h.update(bytes);
+                Ok(())
+            }
+            None => Err(invalid("update after finish")),
+        }
+    }
+
+    /// The digest as 64 lowercase hex digits; the hasher is spent afterwards.
+    pub fn finish(&mut self) -> Result<String, JsValue> {
+        use sha2::Digest;
+        let h = self
+            .inner
+            .take()
+            .ok_or_else(|| invalid("finish called twice"))?;
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
 }
 
 /// Check the start of a GGUF file of `size` bytes as soon as it arrives: `{complete: true,
