@@ -20,7 +20,11 @@ pub enum Error {
 
     /// The chat template failed to parse or render.
     #[error(transparent)]
-    Template(#[from] crate::tokenizer::chat_template::TemplateError),
+    Template(#[from] crate::chat::TemplateError),
+
+    /// A grammar or JSON schema for constrained decoding is unusable, or following it failed.
+    #[error(transparent)]
+    Constraint(#[from] crate::constrain::ConstraintError),
 
     /// The model's architecture (or a feature it uses) is not implemented.
     #[error("unsupported model: {0}")]
@@ -89,6 +93,8 @@ impl Error {
             },
             Error::Tokenizer(_) => "tokenizer",
             Error::Template(_) => "chat_template",
+            Error::Constraint(crate::constrain::ConstraintError::Compile { .. }) => "bad_grammar",
+            Error::Constraint(_) => "constraint",
             Error::UnsupportedModel(_) => "unsupported_model",
             Error::BadModelTensor { .. } => "bad_tensor",
             Error::ContextFull { .. } => "context_full",

@@ -4,6 +4,8 @@
 //! incremental header parse ([`gguf`]) → tensors kept in their block formats ([`quant`]) →
 //! forward pass on the CPU or on WebGPU → sampled tokens.
 
+pub mod chat;
+pub mod constrain;
 pub mod cpu;
 pub mod engine;
 pub mod error;

@@ -54,6 +54,7 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("argmax.wgsl", include_str!("shaders/argmax.wgsl")),
     ("sample.wgsl", include_str!("shaders/sample.wgsl")),
     ("penalties.wgsl", include_str!("shaders/penalties.wgsl")),
+    ("token_mask.wgsl", include_str!("shaders/token_mask.wgsl")),
     ("kv_store.wgsl", include_str!("shaders/kv_store.wgsl")),
 ];
 
@@ -156,6 +157,8 @@ pub enum Kernel {
     Argmax,
     Sample,
     Penalties,
+    /// Constrained decoding: the grammar's bitmask of allowed tokens applied to the logits.
+    TokenMask,
     KvStore,
 }
 
@@ -207,6 +210,7 @@ impl Kernel {
             Kernel::Argmax => "argmax",
             Kernel::Sample => "sample",
             Kernel::Penalties => "penalties",
+            Kernel::TokenMask => "token_mask",
             Kernel::KvStore => "kv_store",
         }
     }
@@ -251,7 +255,7 @@ impl Kernel {
             Kernel::Softmax => &[ReadWrite, Uniform],
             Kernel::Gate | Kernel::Add => &[ReadWrite, Read, Uniform],
             Kernel::Argmax | Kernel::Sample => &[Read, ReadWrite, Uniform],
-            Kernel::Penalties => &[ReadWrite, Read, Uniform],
+            Kernel::Penalties | Kernel::TokenMask => &[ReadWrite, Read, Uniform],
             Kernel::KvStore => &[Read, ReadWrite, Uniform, Uniform],
         }
     }
@@ -280,6 +284,7 @@ impl Kernel {
             Kernel::Argmax,
             Kernel::Sample,
             Kernel::Penalties,
+            Kernel::TokenMask,
             Kernel::KvStore,
         ]);
         v

@@ -7,6 +7,7 @@
 //! - [`weights`]: weight matrices uploaded still quantized, split into row ranges where a tensor
 //!   exceeds `maxStorageBufferBindingSize`.
 //! - `bench` (native): kernel timing for `chord bench --kernels`.
+//! - [`token_mask`]: constrained decoding's bitmask of allowed tokens applied before argmax/sampling.
 //! - [`model`]: the forward pass, one command submission per decode step or per batch of prompt
 //!   tokens; greedy and sampled decoding on the GPU (4-byte readbacks).
 //!
@@ -18,6 +19,7 @@ pub mod bench;
 pub mod device;
 pub mod kernels;
 pub mod model;
+pub mod token_mask;
 pub mod weights;
 
 pub use device::GpuContext;

@@ -14,6 +14,7 @@
 //! for a prefill batch.
 
 use super::kernels::{groups_2d, unit_weights, Kernel, PipelineKey, MATMAT_TOKENS, SPLIT_CHUNK};
+use super::token_mask::TokenMask;
 use super::{GpuContext, GpuMatrix};
 use crate::cpu::ops::rope_inv_freq;
 use crate::gguf::GgufHeader;
@@ -259,6 +260,8 @@ pub struct GpuModel {
     seen_cap: usize,
     penalty_params: wgpu::Buffer,
     penalize: bool,
+    /// Constrained decoding's mask before argmax/sample (created at the first constrained step).
+    token_mask: Option<TokenMask>,
     inv_freq: Vec<f64>,
     inv_freq_swa: Vec<f64>,
     rope_cs: wgpu::Buffer,
@@ -818,6 +821,7 @@ impl GpuModel {
             seen_cap,
             penalty_params,
             penalize: false,
+            token_mask: None,
             inv_freq,
             inv_freq_swa,
             rope_cs,
@@ -934,6 +938,23 @@ impl GpuModel {
         Ok(crate::sampling::choose(&params.config(), &logits, || u))
     }
 
+    /// Constrained decoding: the following argmax and sample steps apply `mask` (bit `i % 32` of
+    /// word `i / 32` set when token `i` is allowed) to the logits on the GPU before choosing;
+    /// `None` turns it off. See [`super::token_mask`].
+    pub fn set_token_mask(&mut self, mask: Option<&[u32]>) -> Result<()> {
+        match (mask, &mut self.token_mask) {
+            (None, Some(m)) => m.active = false,
+            (None, None) => {}
+            (Some(bits), Some(m)) => m.upload(&self.ctx.queue, bits),
+            (Some(bits), None) => {
+                let mut m = TokenMask::new(&self.ctx, &self.acts.logits, self.cfg.n_vocab)?;
+                m.upload(&self.ctx.queue, bits);
+                self.token_mask = Some(m);
+            }
+        }
+        Ok(())
+    }
+
     /// The logits the last step left on the GPU (penalised when it sampled with penalties).
     pub async fn last_logits(&self) -> Result<Vec<f32>> {
         self.ctx.read_f32(&self.acts.logits, self.cfg.n_vocab).await
@@ -1046,10 +1067,18 @@ impl GpuModel {
             });
             encode(&mut pass, &self.head);
             match readback {
-                Readback::Argmax => encode(&mut pass, std::slice::from_ref(&self.argmax)),
+                Readback::Argmax => {
+                    if let Some(m) = &self.token_mask {
+                        m.encode(&mut pass);
+                    }
+                    encode(&mut pass, std::slice::from_ref(&self.argmax))
+                }
                 Readback::Sample => {
                     if self.penalize {
                         encode(&mut pass, std::slice::from_ref(&self.penalties));
+                    }
+                    if let Some(m) = &self.token_mask {
+                        m.encode(&mut pass);
                     }
                     encode(&mut pass, std::slice::from_ref(&self.sample));
                 }
