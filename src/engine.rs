@@ -4,12 +4,13 @@
 //! async (`generate_async`) because GPU readbacks are awaited, never blocked on; natively
 //! `generate` drives it to completion on the calling thread.
 
+use crate::chat::{ChatMessage, ChatTemplate, RenderOptions, TemplateError};
+use crate::constrain::{Constrainer, ConstraintCompiler, Grammar};
 use crate::cpu::{CpuModel, Kernel, KvCache};
 use crate::gguf::GgufHeader;
 use crate::gpu::{GpuContext, GpuModel};
 use crate::sampling::{Sampler, SamplerConfig};
 use crate::source::ByteSource;
-use crate::tokenizer::chat_template::{ChatMessage, ChatTemplate, RenderOptions, TemplateError};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -51,6 +52,10 @@ pub struct GenerateOptions {
     /// Awaited after every generated token. A browser worker passes a future that yields to its
     /// event loop, so messages (a Stop) are handled between tokens even on the CPU backend.
     pub pause: Option<Pause>,
+    /// Constrained decoding: the output follows this JSON schema, grammar or regex (see
+    /// [`crate::constrain`]). The grammar is compiled before the prompt runs, so an unusable
+    /// one is an error before any token is generated. `None` costs nothing.
+    pub grammar: Option<Grammar>,
 }
 
 /// Makes the future [`GenerateOptions::pause`] awaits.
@@ -65,6 +70,7 @@ impl Default for GenerateOptions {
             stop_at_eog: true,
             n_ctx: None,
             pause: None,
+            grammar: None,
         }
     }
 }
@@ -88,7 +94,7 @@ pub enum Control {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FinishReason {
-    /// An end-of-generation token.
+    /// An end-of-generation token, or a constrained output whose grammar is complete.
     Eog,
     /// A stop string (given).
     StopString(String),
@@ -141,6 +147,8 @@ pub struct Engine {
     adapter: Option<String>,
     /// What vetting the adapter found (`LoadOptions::vet_gpu`).
     gpu_vetting: Option<String>,
+    /// llguidance's tables for this vocabulary, built at the first constrained request.
+    constraint_compiler: Option<ConstraintCompiler>,
 }
 
 /// Drive a future to completion on this thread (natively: GPU readbacks poll the device).
@@ -226,6 +234,7 @@ impl Engine {
             cfg,
             adapter,
             gpu_vetting: None,
+            constraint_compiler: None,
         })
     }
 
@@ -280,6 +289,21 @@ impl Engine {
     ) -> Result<Vec<u32>> {
         let text = self.render_chat(messages, opts)?;
         self.tokenize(&text, true, true)
+    }
+
+    /// Compiles a grammar for this model's vocabulary (errors name what is unusable). The
+    /// vocabulary tables are built on the first call and kept.
+    pub fn compile_grammar(&mut self, grammar: &Grammar) -> Result<Constrainer> {
+        let compiler = match self.constraint_compiler.take() {
+            Some(c) => c,
+            None => {
+                let env = crate::constrain::token_env(&self.tokenizer, self.cfg.n_vocab)?;
+                ConstraintCompiler::new(&env)?
+            }
+        };
+        let compiled = compiler.compile(grammar);
+        self.constraint_compiler = Some(compiler);
+        Ok(compiled?)
     }
 
     /// Last-position logits of `prompt` (a fresh context).
@@ -392,6 +416,13 @@ impl Engine {
                 n_ctx,
             });
         }
+        let mut constraint = match &opts.grammar {
+            Some(g) => Some(self.compile_grammar(g)?),
+            None => None,
+        };
+        if let Runner::Gpu(m) = &mut self.runner {
+            m.set_token_mask(None)?;
+        }
         let mut cache = self.new_cache(n_ctx)?;
         let mut sampler = Sampler::new(opts.sampler.clone());
         // Greedy without penalties needs no logits on the host: on the GPU a step reads back 4 bytes.
@@ -410,6 +441,15 @@ impl Engine {
             gen_ms: 0.0,
         };
         let t0 = now_ms();
+        // The first token obeys the constraint too: on the GPU through the mask kernel before
+        // argmax/sample, on the CPU on the logits.
+        let first_mask = match &mut constraint {
+            Some(c) => Some(c.mask()?),
+            None => None,
+        };
+        if let (Some(mask), Runner::Gpu(m)) = (first_mask, &mut self.runner) {
+            m.set_token_mask(Some(mask))?;
+        }
         let mut next = match &mut self.runner {
             // On the GPU the first token is taken there too: 4 bytes come back, not the logits.
             Runner::Gpu(m) if greedy => m.forward_argmax(prompt, 0).await?,
@@ -424,6 +464,9 @@ impl Engine {
             }
             Runner::Cpu(_) => {
                 let mut logits = self.forward(prompt, 0, &mut cache).await?;
+                if let Some(mask) = first_mask {
+                    crate::sampling::apply_token_mask(&mut logits, mask);
+                }
                 sampler.sample(&mut logits, &history)
             }
         };
@@ -448,6 +491,9 @@ impl Engine {
                 });
                 break;
             }
+            if let Some(c) = &mut constraint {
+                c.commit(id)?;
+            }
             let piece = decoder.push(id)?;
             if let Some(pause) = opts.pause {
                 // Before the callback, so a Stop that arrived meanwhile is seen at once.
@@ -469,7 +515,11 @@ impl Engine {
                 break;
             }
             let pos = prompt.len() + i;
-            if i + 1 == opts.max_tokens || pos + 1 > n_ctx {
+            let complete = constraint.as_ref().is_some_and(Constrainer::is_done);
+            if complete {
+                out.finish = FinishReason::Eog;
+            }
+            if complete || i + 1 == opts.max_tokens || pos + 1 > n_ctx {
                 let tail = stops.flush(&decoder.finish());
                 out.text.push_str(&tail);
                 if !tail.is_empty() {
@@ -481,7 +531,19 @@ impl Engine {
                 }
                 break;
             }
-            next = if greedy {
+            let mask = match &mut constraint {
+                Some(c) => Some(c.mask()?),
+                None => None,
+            };
+            if let (Some(mask), Runner::Gpu(m)) = (mask, &mut self.runner) {
+                // Applied on the GPU before argmax.wgsl / sample.wgsl (a 4-byte readback still).
+                m.set_token_mask(Some(mask))?;
+            }
+            next = if let (Some(mask), Runner::Cpu(_)) = (mask, &self.runner) {
+                let mut l = run_forward(&mut self.runner, &[id], pos, &mut cache).await?;
+                crate::sampling::apply_token_mask(&mut l, mask);
+                sampler.sample(&mut l, &history)
+            } else if greedy {
                 step_greedy(&mut self.runner, id, pos, &mut cache).await?
             } else if let Runner::Gpu(m) = &mut self.runner {
                 // Penalties and sampling on the GPU, on the sampler's seeded stream (one
@@ -500,6 +562,9 @@ impl Engine {
             };
         }
         out.gen_ms = now_ms() - t1;
+        if let Runner::Gpu(m) = &mut self.runner {
+            m.set_token_mask(None)?;
+        }
         Ok(out)
     }
 }

@@ -20,7 +20,11 @@ pub enum Error {
 
     /// The chat template failed to parse or render.
     #[error(transparent)]
-    Template(#[from] crate::tokenizer::chat_template::TemplateError),
+    Template(#[from] crate::chat::TemplateError),
+
+    /// A grammar or JSON schema for constrained decoding is unusable, or following it failed.
+    #[error(transparent)]
+    Constraint(#[from] crate::constrain::ConstraintError),
 
     /// The model's architecture (or a feature it uses) is not implemented.
     #[error("unsupported model: {0}")]
@@ -151,6 +155,11 @@ codes! {
     Storage = "storage",
     /// The wasm module trapped; the worker starts a fresh one.
     Fatal = "fatal",
+    /// A JSON schema, grammar or regex that cannot constrain decoding (unsupported feature,
+    /// syntax error): reported before generation starts.
+    BadGrammar = "bad_grammar",
+    /// Constrained decoding failed mid-generation (the grammar allowed no token).
+    Constraint = "constraint",
     /// A bug: anything not covered above.
     Internal = "internal",
 }
@@ -166,6 +175,8 @@ impl Error {
             },
             Error::Tokenizer(_) => Code::Tokenizer,
             Error::Template(_) => Code::ChatTemplate,
+            Error::Constraint(crate::constrain::ConstraintError::Compile { .. }) => Code::BadGrammar,
+            Error::Constraint(_) => Code::Constraint,
             Error::UnsupportedModel(_) => Code::UnsupportedModel,
             Error::BadModelTensor { .. } => Code::BadTensor,
             Error::ContextFull { .. } => Code::ContextFull,

@@ -5,6 +5,8 @@
 //! forward pass on the CPU or on WebGPU → sampled tokens.
 
 pub mod backend_choice;
+pub mod chat;
+pub mod constrain;
 pub mod cpu;
 pub mod engine;
 pub mod error;

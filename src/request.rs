@@ -27,6 +27,8 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub options: GenerateOptions,
     pub render: RenderOptions,
+    /// The options object as sent (`tools` and `tool_choice` need the model's template).
+    pub raw: Json,
 }
 
 fn invalid(msg: String) -> Error {
@@ -210,6 +212,7 @@ pub fn parse_chat(messages_json: &str, options_json: &str) -> Result<ChatRequest
         },
         stop: stop_strings(&o)?,
         n_ctx: integer(&o, "n_ctx", 1, MAX_N_CTX)?.map(|v| v as usize),
+        grammar: crate::constrain::Grammar::from_request(o.get("response_format"), o.get("grammar"))?,
         ..Default::default()
     };
     let render = RenderOptions {
@@ -220,5 +223,6 @@ pub fn parse_chat(messages_json: &str, options_json: &str) -> Result<ChatRequest
         messages,
         options,
         render,
+        raw: o,
     })
 }

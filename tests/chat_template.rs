@@ -12,11 +12,11 @@ mod common;
 
 use std::path::PathBuf;
 
-use wasm_chord::gguf::read_header_from_path;
-use wasm_chord::tokenizer::chat_template::{
+use wasm_chord::chat::{
     messages_from_value, special_token_texts, ChatDate, ChatMessage, ChatTemplate, JsonValue,
     RenderOptions, TemplateError, Value,
 };
+use wasm_chord::gguf::read_header_from_path;
 
 fn goldens_dir() -> PathBuf {
     common::root().join("tests/goldens/chat")
@@ -304,7 +304,7 @@ fn chatml_fallback_is_opt_in() {
 /// A template that loops without end is stopped by the fuel limit with an error, not a hang.
 #[test]
 fn runaway_template_runs_out_of_fuel() {
-    use wasm_chord::tokenizer::chat_template::{ChatMessage, ChatTemplate, RenderOptions};
+    use wasm_chord::chat::{ChatMessage, ChatTemplate, RenderOptions};
     let t = ChatTemplate::new(
         "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",
         "",

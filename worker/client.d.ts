@@ -47,10 +47,40 @@ export interface ModelInfo {
   memory_bytes: number;
 }
 
+export interface ToolCall {
+  /** `call_` and 24 hex digits. */
+  id: string;
+  type: 'function';
+  /** `arguments` is a JSON text that validates against the function's `parameters`. */
+  function: { name: string; arguments: string };
+}
+
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | 'tool' | 'developer' | string;
   content: string | null;
+  /** An assistant message's calls, passed back into the chat template. */
+  tool_calls?: ToolCall[];
+  /** A `tool` message: the call it answers. */
+  tool_call_id?: string;
+  name?: string;
 }
+
+/** A JSON schema (draft 2020-12 subset that llguidance supports; unsupported keywords are an error). */
+export type JsonSchema = Record<string, unknown> | boolean;
+
+export type ResponseFormat =
+  | { type: 'text' }
+  /** Any JSON object. */
+  | { type: 'json_object' }
+  /** JSON that validates against `schema`. */
+  | { type: 'json_schema'; json_schema: { name: string; schema: JsonSchema; strict?: boolean; description?: string } };
+
+export interface Tool {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: JsonSchema };
+}
+
+export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'function'; function: { name: string } };
 
 export interface CompletionParams {
   messages: ChatMessage[];
@@ -66,10 +96,21 @@ export interface CompletionParams {
   stop?: string | string[];
   seed?: number;
   n_ctx?: number;
+  /** Constrained decoding: the reply always parses (and validates against the schema). */
+  response_format?: ResponseFormat;
+  /**
+   * Extension: a Lark grammar (llguidance's dialect, https://github.com/guidance-ai/llguidance/blob/main/docs/syntax.md)
+   * the reply must match; not together with response_format.
+   */
+  grammar?: string;
+  /** Functions the model may call (rendered by the model's own chat template). */
+  tools?: Tool[];
+  /** 'required' and a named function force one call whose arguments validate. */
+  tool_choice?: ToolChoice;
   signal?: AbortSignal;
 }
 
-export type FinishReason = 'stop' | 'length' | 'abort';
+export type FinishReason = 'stop' | 'length' | 'abort' | 'tool_calls';
 
 export interface Usage {
   prompt_tokens: number;
@@ -90,7 +131,11 @@ export interface ChatCompletionChunk {
   object: 'chat.completion.chunk';
   created: number;
   model: string;
-  choices: { index: 0; delta: { role?: 'assistant'; content?: string }; finish_reason: FinishReason | null }[];
+  choices: {
+    index: 0;
+    delta: { role?: 'assistant'; content?: string; tool_calls?: (ToolCall & { index: number })[] };
+    finish_reason: FinishReason | null;
+  }[];
   /** On the last chunk only. */
   usage?: Usage | null;
   timings?: Timings;
@@ -101,7 +146,7 @@ export interface ChatCompletion {
   object: 'chat.completion';
   created: number;
   model: string;
-  choices: { index: 0; message: { role: 'assistant'; content: string }; finish_reason: FinishReason }[];
+  choices: { index: 0; message: { role: 'assistant'; content: string | null; tool_calls?: ToolCall[] }; finish_reason: FinishReason }[];
   usage: Usage;
   timings: Timings;
 }

@@ -178,7 +178,7 @@ class Engine {
       throw asThrowable(makeError(CODE.INVALID, 'messages must be a non-empty array'));
     }
     const options = {};
-    for (const k of ['max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repeat_penalty', 'presence_penalty', 'frequency_penalty', 'seed', 'stop', 'n_ctx']) {
+    for (const k of ['max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repeat_penalty', 'presence_penalty', 'frequency_penalty', 'seed', 'stop', 'n_ctx', 'response_format', 'grammar', 'tools', 'tool_choice']) {
       if (params[k] !== undefined && params[k] !== null) options[k] = params[k];
     }
     const cid = `chatcmpl-${Date.now().toString(36)}-${++completionSeq}`;
@@ -229,6 +229,21 @@ class Engine {
       completion_tokens: r.completion_tokens,
       total_tokens: r.prompt_tokens + r.completion_tokens,
     });
+    // The reply's message: tool calls as OpenAI's `tool_calls` (content null when only calls).
+    const messageOf = (r) => {
+      const calls = r.tool_calls || [];
+      if (!calls.length) return { role: 'assistant', content: r.text };
+      return { role: 'assistant', content: r.content ?? null, tool_calls: calls };
+    };
+    // Tool calls stream as one delta each, with their index (OpenAI's shape, whole arguments).
+    const toolCallDeltas = (r) =>
+      (r.tool_calls || []).map((c, index) => ({
+        id: cid,
+        object: 'chat.completion.chunk',
+        created,
+        model,
+        choices: [{ index: 0, delta: { ...(first && index === 0 ? { role: 'assistant' } : {}), tool_calls: [{ index, ...c }] }, finish_reason: null }],
+      }));
     const timingsOf = (r) => ({
       prompt_ms: r.prompt_ms,
       gen_ms: r.gen_ms,
@@ -245,7 +260,7 @@ class Engine {
           object: 'chat.completion',
           created,
           model,
-          choices: [{ index: 0, message: { role: 'assistant', content: r.text }, finish_reason: softAborted ? 'abort' : r.finish_reason }],
+          choices: [{ index: 0, message: messageOf(r), finish_reason: softAborted ? 'abort' : r.finish_reason }],
           usage: usageOf(r),
           timings: timingsOf(r),
         };
@@ -286,6 +301,7 @@ class Engine {
           }
           if (finished) {
             if (failure) throw failure;
+            yield* toolCallDeltas(result);
             yield {
               id: cid,
               object: 'chat.completion.chunk',

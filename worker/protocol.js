@@ -61,6 +61,8 @@ export const CODE = Object.freeze({
   UNUSABLE: 'unusable', // a cached model the engine failed on: delete it to try again
   STORAGE: 'storage', // IndexedDB or the cache directory failed
   FATAL: 'fatal', // the wasm module trapped; the client starts a fresh worker
+  BAD_GRAMMAR: 'bad_grammar', // a schema/grammar/regex that cannot constrain decoding
+  CONSTRAINT: 'constraint', // constrained decoding failed mid-generation
   INTERNAL: 'internal',
 });
 

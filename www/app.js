@@ -199,6 +199,29 @@ async function loadModel(source) {
   }
 }
 
+/** `response_format` from the JSON-mode toggle and its optional schema box. */
+function responseFormat() {
+  if (!$('json-mode').checked) return undefined;
+  const text = $('json-schema').value.trim();
+  if (!text) return { type: 'json_object' };
+  let schema;
+  try {
+    schema = JSON.parse(text);
+  } catch (e) {
+    throw Object.assign(new Error(`the JSON schema is not JSON: ${e.message}`), { code: 'invalid_request' });
+  }
+  return { type: 'json_schema', json_schema: { name: 'page_schema', schema, strict: true } };
+}
+
+/** A tool call, shown as such: the function's name and its arguments. */
+function addToolCall(parent, call) {
+  const div = document.createElement('div');
+  div.className = 'tool-call';
+  div.dataset.name = call.function.name;
+  div.textContent = `→ ${call.function.name}(${call.function.arguments})`;
+  parent.append(div);
+}
+
 function addMessage(role, text) {
   const div = document.createElement('div');
   div.className = `msg ${role}`;
@@ -227,16 +250,22 @@ async function send(text) {
   setState('generating');
   $('stats').textContent = 'generating…';
   let content = '';
+  const toolCalls = [];
   try {
     const stream = await state.engine.chat.completions.create({
       messages,
       stream: true,
       temperature: Number($('temperature').value),
       max_tokens: Number($('max-tokens').value),
+      response_format: responseFormat(),
       signal: state.genAbort.signal,
     });
     for await (const chunk of stream) {
       const c = chunk.choices[0];
+      for (const call of c?.delta?.tool_calls ?? []) {
+        toolCalls.push(call);
+        addToolCall(out.parentElement, call);
+      }
       if (c?.delta?.content) {
         content += c.delta.content;
         out.textContent = content;
@@ -259,7 +288,7 @@ async function send(text) {
     // The worker unloads a model whose GPU device was lost: load it again to go on.
     if (e.code === 'gpu' || e.code === 'not_loaded') state.model = null;
   } finally {
-    state.messages.push({ role: 'assistant', content });
+    state.messages.push(toolCalls.length ? { role: 'assistant', content: content || null, tool_calls: toolCalls.map(({ index, ...c }) => c) } : { role: 'assistant', content });
     delete out.parentElement.dataset.streaming;
     out.parentElement.dataset.done = '1';
     state.genAbort = null;
@@ -297,6 +326,7 @@ async function main() {
   $('cancel-load-btn').onclick = () => state.loadAbort?.abort();
   $('stop-btn').onclick = () => state.genAbort?.abort();
   $('new-chat-btn').onclick = newChat;
+  $('json-mode').onchange = () => ($('schema-row').hidden = !$('json-mode').checked);
   $('composer').onsubmit = (ev) => {
     ev.preventDefault();
     const t = $('prompt').value;

@@ -8,10 +8,10 @@
 use serde_json::{json, Map, Value as Json};
 use std::io::Write;
 use std::process::ExitCode;
+use wasm_chord::chat::{messages_from_value, ChatMessage, RenderOptions};
 use wasm_chord::engine::{block_on, Backend, Control, Engine, GenerateOptions, LoadOptions};
 use wasm_chord::gguf::{self, Array, GgufHeader, Value};
 use wasm_chord::sampling::SamplerConfig;
-use wasm_chord::tokenizer::chat_template::{messages_from_value, ChatMessage, RenderOptions};
 use wasm_chord::tokenizer::Tokenizer;
 use wasm_chord::{cpu, quant, Error};
 
@@ -26,11 +26,12 @@ const USAGE: &str = "usage:
   chord generate MODEL (--prompt P | --chat MSG [--system S] | --messages FILE.json) [-n N]
                  [--temp T] [--top-k K] [--top-p P] [--min-p M] [--repeat-penalty R] [--seed S]
                  [--stop STR] [--ctx N] [--threads N] [--backend cpu|gpu] [--kernel fast|reference]
-                 [--special] [--json]
+                 [--special] [--json] [--json-schema FILE | --grammar FILE]
   chord logits MODEL (--prompt P [--special] | --ids 1,2,3) --out FILE [--backend cpu|gpu]
                  [--kernel fast|reference]
   chord bench MODEL [-p 128] [-n 64] [--reps 3] [--threads 1] [--backend cpu|gpu] [--kernel fast|reference]
               [--layout default|packed|aligned] [--shader-checks on|off]   (gpu)
+  chord bench MODEL (--json-schema FILE | --grammar FILE) [-n 64] [--reps 3] [--backend cpu|gpu]
   chord bench MODEL --backend gpu --kernels [-p 64] [--shader-checks on|off]
   chord serve [--port 8080] [--models models/] [--root .] [--no-coop-coep] [--no-range]";
 
@@ -190,6 +191,8 @@ fn run(args: &[String]) -> Result<(), Fail> {
                     "stop",
                     "ctx",
                     "backend",
+                    "json-schema",
+                    "grammar",
                 ],
             )?;
             a.exactly(1, "MODEL")?;
@@ -208,9 +211,25 @@ fn run(args: &[String]) -> Result<(), Fail> {
                     "backend",
                     "layout",
                     "shader-checks",
+                    "json-schema",
+                    "grammar",
                 ],
             )?;
             a.exactly(1, "MODEL")?;
+            if let Some(g) = grammar_arg(&a)? {
+                // Constrained against unconstrained engine decode (docs/performance.md).
+                cpu::matmul::set_threads(parse_num(a.value("threads"), "threads")?.unwrap_or(1));
+                let mut engine = load_engine(a.positional[0], &a)?;
+                let out = wasm_chord::constrain::bench::bench_constrained(
+                    &mut engine,
+                    "Describe a fictional person as JSON.",
+                    &g,
+                    parse_num(a.value("n"), "n")?.unwrap_or(64).max(2),
+                    parse_num(a.value("reps"), "reps")?.unwrap_or(3).max(1),
+                )?;
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                return Ok(());
+            }
             let checks = match a.value("shader-checks") {
                 None => None,
                 Some("on") => Some(true),
@@ -742,6 +761,24 @@ fn parse_f32(a: &Args, name: &str) -> Result<Option<f32>, Fail> {
         .transpose()
 }
 
+/// `--json-schema FILE` or `--grammar FILE` (Lark): the constraint, if any.
+fn grammar_arg(a: &Args) -> Result<Option<wasm_chord::constrain::Grammar>, Fail> {
+    use wasm_chord::constrain::Grammar;
+    let read = |f: &str| {
+        std::fs::read_to_string(f).map_err(|e| Fail::Run(io_err(format!("reading {f}"))(e)))
+    };
+    match (a.value("json-schema"), a.value("grammar")) {
+        (None, None) => Ok(None),
+        (Some(f), None) => {
+            let schema: Json = serde_json::from_str(&read(f)?)
+                .map_err(|e| Fail::Run(Error::InvalidRequest(format!("{f} is not JSON: {e}"))))?;
+            Ok(Some(Grammar::JsonSchema(schema)))
+        }
+        (None, Some(f)) => Ok(Some(Grammar::Lark(read(f)?))),
+        (Some(_), Some(_)) => Err(Fail::Usage("give one of --json-schema or --grammar".into())),
+    }
+}
+
 fn generate(a: &Args) -> Result<(), Fail> {
     // 0 = one thread per core.
     cpu::matmul::set_threads(parse_num(a.value("threads"), "threads")?.unwrap_or(0));
@@ -788,6 +825,7 @@ fn generate(a: &Args) -> Result<(), Fail> {
             .map(|s| vec![s.to_owned()])
             .unwrap_or_default(),
         n_ctx: parse_num(a.value("ctx"), "ctx")?,
+        grammar: grammar_arg(a)?,
         ..Default::default()
     };
     let as_json = a.has("json");

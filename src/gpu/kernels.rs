@@ -69,6 +69,7 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("argmax.wgsl", include_str!("shaders/argmax.wgsl")),
     ("sample.wgsl", include_str!("shaders/sample.wgsl")),
     ("penalties.wgsl", include_str!("shaders/penalties.wgsl")),
+    ("token_mask.wgsl", include_str!("shaders/token_mask.wgsl")),
     ("kv_store.wgsl", include_str!("shaders/kv_store.wgsl")),
     ("matvec_row.wgsl", include_str!("shaders/matvec_row.wgsl")),
     (
@@ -273,6 +274,8 @@ pub enum Kernel {
     Argmax,
     Sample,
     Penalties,
+    /// Constrained decoding: the grammar's bitmask of allowed tokens applied to the logits.
+    TokenMask,
     KvStore,
     /// One token's y (+)= W·RMSNorm(x) (decode: the output projections with the residual add
     /// fused, `PipelineKey::add`; the output head with the norm fused, `PipelineKey::norm`).
@@ -338,6 +341,7 @@ impl Kernel {
             Kernel::Argmax => "argmax",
             Kernel::Sample => "sample",
             Kernel::Penalties => "penalties",
+            Kernel::TokenMask => "token_mask",
             Kernel::KvStore => "kv_store",
             Kernel::MatvecFused(..) => "matvec_fused",
             Kernel::MatvecQkv(..) => "matvec_qkv",
@@ -404,7 +408,7 @@ impl Kernel {
             Kernel::Softmax => &[ReadWrite, Uniform],
             Kernel::Gate | Kernel::Add => &[ReadWrite, Read, Uniform],
             Kernel::Argmax | Kernel::Sample => &[Read, ReadWrite, Uniform],
-            Kernel::Penalties => &[ReadWrite, Read, Uniform],
+            Kernel::Penalties | Kernel::TokenMask => &[ReadWrite, Read, Uniform],
             Kernel::KvStore => &[Read, ReadWrite, Uniform, Uniform],
             Kernel::MatvecFused(..) => &[Read, Read, Read, ReadWrite, Uniform],
             Kernel::MatvecQkv(..) => &[
@@ -442,6 +446,7 @@ impl Kernel {
             Kernel::Argmax,
             Kernel::Sample,
             Kernel::Penalties,
+            Kernel::TokenMask,
             Kernel::KvStore,
         ]);
         v

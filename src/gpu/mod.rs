@@ -9,6 +9,7 @@
 //! - `bench` (native): kernel timing for `chord bench --kernels`.
 //! - [`selftest`]: a known-answer test of the adapter (one small matrix product per block
 //!   format, argmax and sampling) that `auto` runs before trusting the GPU with a model.
+//! - [`token_mask`]: constrained decoding's bitmask of allowed tokens applied before argmax/sampling.
 //! - [`model`]: the forward pass, one command submission per decode step or per batch of prompt
 //!   tokens; greedy and sampled decoding on the GPU (4-byte readbacks, the first token after
 //!   the prompt included). A decode step runs fused kernels ([`model::fused`]): 5 dispatches
@@ -23,6 +24,7 @@ pub mod device;
 pub mod kernels;
 pub mod model;
 pub mod selftest;
+pub mod token_mask;
 pub mod weights;
 
 pub use device::GpuContext;

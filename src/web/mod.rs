@@ -7,6 +7,9 @@
 //! quantized weights. Single-threaded: the worker calls one method at a time. Errors cross into
 //! JS as plain objects `{code, message}`.
 
+use crate::chat::tools::Tools;
+use crate::chat::{messages_from_value, ChatDate, ChatMessage, RenderOptions};
+use crate::constrain::Grammar;
 use crate::engine::{Backend, Control, Engine, FinishReason, GenerateOptions, LoadOptions};
 use crate::source::ByteSource;
 use crate::tokenizer::chat_template::{ChatMessage, RenderOptions};
@@ -157,13 +160,15 @@ fn not_loaded() -> JsValue {
     js_error(crate::error::Code::NotLoaded.as_str(), "no model is loaded")
 }
 
-/// A chat request, parsed and checked field by field (`crate::request`).
+/// A chat request, parsed and checked field by field (`crate::request`): the messages, the
+/// options, the rendering options and the options object itself (for `tools`, which need the
+/// model's template).
 fn parse_chat(
     messages_json: &str,
     options_json: &str,
-) -> Result<(Vec<ChatMessage>, GenerateOptions, RenderOptions), JsValue> {
+) -> Result<(Vec<ChatMessage>, GenerateOptions, RenderOptions, Json), JsValue> {
     let r = crate::request::parse_chat(messages_json, options_json).map_err(to_js)?;
-    Ok((r.messages, r.options, r.render))
+    Ok((r.messages, r.options, r.render, r.raw))
 }
 
 /// The yield channel and the closure its port calls.
@@ -234,20 +239,43 @@ async fn chat_async(
     options_json: String,
     on_token: js_sys::Function,
 ) -> Result<JsValue, JsValue> {
-    let (msgs, mut opts, render) = parse_chat(&messages_json, &options_json)?;
+    let (msgs, mut opts, mut render, o) = parse_chat(&messages_json, &options_json)?;
     opts.pause = Some(yield_to_event_loop);
     let mut guard = cell.try_borrow_mut().map_err(|_| busy())?;
     let e = guard.as_mut().ok_or_else(not_loaded)?;
+    let tools = match (o.get("tools"), o.get("tool_choice")) {
+        (None, None) => None,
+        (t, c) => {
+            let source = e.chat_template().map_err(to_js)?.source();
+            Tools::from_request(t, c, source).map_err(to_js)?
+        }
+    };
+    if let Some(t) = &tools {
+        render.tools = t.template_tools();
+        if let Some(g) = t.grammar() {
+            if opts.grammar.is_some() {
+                return Err(invalid(
+                    "a forced tool call (tool_choice required or named) and response_format/grammar cannot be combined",
+                ));
+            }
+            opts.grammar = Some(g);
+        }
+    }
     let ids = e.chat_prompt_ids(&msgs, &render).map_err(to_js)?;
+    let mut filter = tools.as_ref().map(Tools::stream_filter);
     let t0 = js_sys::Date::now();
     let mut t_first = None;
     let mut cb_error = None;
     let g = e
         .generate_async(&ids, &opts, &mut |ev| {
             t_first.get_or_insert_with(js_sys::Date::now);
+            let shown = match &mut filter {
+                Some(f) => std::borrow::Cow::Owned(f.push(ev.text)),
+                None => std::borrow::Cow::Borrowed(ev.text),
+            };
             match on_token.call2(
                 &JsValue::NULL,
-                &JsValue::from_str(ev.text),
+                &JsValue::from_str(&shown),
                 &JsValue::from(ev.id),
             ) {
                 Ok(r) if r == JsValue::FALSE => Control::Stop,
@@ -265,9 +293,32 @@ async fn chat_async(
     }
     let t_end = js_sys::Date::now();
     let t_first = t_first.unwrap_or(t_end);
+    let parsed = tools.as_ref().map(|t| t.parse(&g.text));
+    let has_calls = parsed.as_ref().is_some_and(|p| !p.tool_calls.is_empty());
+    // Text the filter held back that turned out not to be a call is streamed now.
+    if let Some(f) = &mut filter {
+        let rest = f.finish(has_calls);
+        if !rest.is_empty() {
+            let _ = on_token.call2(&JsValue::NULL, &JsValue::from_str(&rest), &JsValue::NULL);
+        }
+    }
+    let (content, tool_calls) = match parsed {
+        Some(p) if has_calls => (
+            p.content,
+            p.tool_calls.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
+        ),
+        _ => (Some(g.text.clone()), Vec::new()),
+    };
+    let finish = if has_calls && g.finish == FinishReason::Eog {
+        "tool_calls"
+    } else {
+        finish_name(&g.finish)
+    };
     Ok(json_to_js(&json!({
         "text": g.text,
-        "finish_reason": finish_name(&g.finish),
+        "content": content,
+        "tool_calls": tool_calls,
+        "finish_reason": finish,
         "prompt_tokens": g.prompt_ids.len(),
         "completion_tokens": g.ids.len(),
         "prompt_ms": t_first - t0,
@@ -367,9 +418,13 @@ impl WasmEngine {
     /// Chat: `messages_json` is an OpenAI-style message array; `options_json` holds
     /// `max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, presence_penalty,
     /// frequency_penalty, seed, stop, n_ctx, now` (`now`: `{year, month, day, hour, minute,
-    /// second}`, since wasm has no clock). `on_token(text, id)` gets each piece of final text;
-    /// returning `false` cancels. A Promise of `{text, finish_reason, prompt_tokens,
-    /// completion_tokens, prompt_ms, gen_ms, backend}`. It yields to the event loop between
+    /// second}`, since wasm has no clock), `response_format` (`{type: "json_object"}` or
+    /// `{type: "json_schema", json_schema: {name, schema, strict}}`), `grammar` (Lark),
+    /// `tools` and `tool_choice`. `on_token(text, id)` gets each piece of final text (tool
+    /// calls are held back); returning `false` cancels. A Promise of `{text, content,
+    /// tool_calls, finish_reason, prompt_tokens, completion_tokens, prompt_ms, gen_ms,
+    /// backend}` (`tool_calls`: `[{id, type: "function", function: {name, arguments}}]`,
+    /// `finish_reason` `"tool_calls"` when there are some). It yields to the event loop between
     /// tokens, so the worker sees a Stop message while it generates.
     #[wasm_bindgen(js_name = chatAsync)]
     pub fn chat_async(

@@ -33,6 +33,7 @@ pub use dispatch::{matmat_once, matvec_once, matvec_rows};
 pub use sampling::{penalties_once, sample_once, GpuSampling, GPU_TOP_K_MAX, SAMPLE_ON_HOST};
 
 use super::kernels::{Kernel, PipelineKey};
+use super::token_mask::TokenMask;
 use super::{GpuContext, GpuMatrix};
 use crate::model::{Config, ModelWeights};
 use crate::{Error, Result};
@@ -112,6 +113,8 @@ pub struct GpuModel {
     penalty_params: wgpu::Buffer,
     penalize: bool,
     last_step: StepStats,
+    /// Constrained decoding's mask before argmax/sample (created at the first constrained step).
+    token_mask: Option<TokenMask>,
     inv_freq: Vec<f64>,
     inv_freq_swa: Vec<f64>,
     rope_cs: wgpu::Buffer,
@@ -310,6 +313,23 @@ impl GpuModel {
     /// What the last step encoded: see [`StepStats`].
     pub fn last_step(&self) -> StepStats {
         self.last_step
+    }
+
+    /// Constrained decoding: the following argmax and sample steps apply `mask` (bit `i % 32` of
+    /// word `i / 32` set when token `i` is allowed) to the logits on the GPU before choosing;
+    /// `None` turns it off. See [`super::token_mask`].
+    pub fn set_token_mask(&mut self, mask: Option<&[u32]>) -> Result<()> {
+        match (mask, &mut self.token_mask) {
+            (None, Some(m)) => m.active = false,
+            (None, None) => {}
+            (Some(bits), Some(m)) => m.upload(&self.ctx.queue, bits),
+            (Some(bits), None) => {
+                let mut m = TokenMask::new(&self.ctx, &self.acts.logits, self.cfg.n_vocab)?;
+                m.upload(&self.ctx.queue, bits);
+                self.token_mask = Some(m);
+            }
+        }
+        Ok(())
     }
 
     /// The logits the last step left on the GPU (penalised when it sampled with penalties).

@@ -479,6 +479,7 @@ impl GpuModel {
             penalty_params,
             penalize: false,
             last_step: Default::default(),
+            token_mask: None,
             inv_freq,
             inv_freq_swa,
             rope_cs,

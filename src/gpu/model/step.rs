@@ -106,11 +106,20 @@ impl GpuModel {
             });
             stats.dispatches += encode(&mut pass, &self.head);
             stats.dispatches += match readback {
-                Readback::Argmax => encode(&mut pass, std::slice::from_ref(&self.argmax)),
+                Readback::Argmax => {
+                    let mut n = 0;
+                    if let Some(m) = &self.token_mask {
+                        n += m.encode(&mut pass);
+                    }
+                    n + encode(&mut pass, std::slice::from_ref(&self.argmax))
+                }
                 Readback::Sample => {
                     let mut n = 0;
                     if self.penalize {
                         n += encode(&mut pass, std::slice::from_ref(&self.penalties));
+                    }
+                    if let Some(m) = &self.token_mask {
+                        n += m.encode(&mut pass);
                     }
                     n + encode(&mut pass, std::slice::from_ref(&self.sample))
                 }
