@@ -175,7 +175,9 @@ impl Error {
             },
             Error::Tokenizer(_) => Code::Tokenizer,
             Error::Template(_) => Code::ChatTemplate,
-            Error::Constraint(crate::constrain::ConstraintError::Compile { .. }) => Code::BadGrammar,
+            Error::Constraint(crate::constrain::ConstraintError::Compile { .. }) => {
+                Code::BadGrammar
+            }
             Error::Constraint(_) => Code::Constraint,
             Error::UnsupportedModel(_) => Code::UnsupportedModel,
             Error::BadModelTensor { .. } => Code::BadTensor,

@@ -212,7 +212,10 @@ pub fn parse_chat(messages_json: &str, options_json: &str) -> Result<ChatRequest
         },
         stop: stop_strings(&o)?,
         n_ctx: integer(&o, "n_ctx", 1, MAX_N_CTX)?.map(|v| v as usize),
-        grammar: crate::constrain::Grammar::from_request(o.get("response_format"), o.get("grammar"))?,
+        grammar: crate::constrain::Grammar::from_request(
+            o.get("response_format"),
+            o.get("grammar"),
+        )?,
         ..Default::default()
     };
     let render = RenderOptions {

@@ -40,7 +40,6 @@ use crate::{Error, Result};
 pub(crate) use dispatch::make_dispatch;
 pub use dispatch::Dispatch;
 
-
 /// What a step reads back.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Readback {
