@@ -8,11 +8,9 @@
 //! JS as plain objects `{code, message}`.
 
 use crate::chat::tools::Tools;
-use crate::chat::{messages_from_value, ChatDate, ChatMessage, RenderOptions};
-use crate::constrain::Grammar;
+use crate::chat::{ChatMessage, RenderOptions};
 use crate::engine::{Backend, Control, Engine, FinishReason, GenerateOptions, LoadOptions};
 use crate::source::ByteSource;
-use crate::tokenizer::chat_template::{ChatMessage, RenderOptions};
 use crate::{Error, Result};
 use serde_json::{json, Value as Json};
 use std::cell::RefCell;

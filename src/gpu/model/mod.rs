@@ -26,6 +26,8 @@ mod record;
 mod sampling;
 mod step;
 
+// The benchmarks and the native tests use these; the browser build does not.
+#[cfg_attr(target_arch = "wasm32", allow(unused_imports))]
 pub(crate) use dispatch::{
     encode, encode_batch, matmat_dispatches, matvec_dispatches, matvec_dispatches_rows,
 };
