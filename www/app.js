@@ -208,7 +208,7 @@ function responseFormat() {
   try {
     schema = JSON.parse(text);
   } catch (e) {
-    throw Object.assign(new Error(`the JSON schema is not JSON: ${e.message}`), { code: 'invalid_request' });
+    throw Object.assign(new Error(`the JSON schema is not JSON: ${e.message}`), { code: 'invalid' });
   }
   return { type: 'json_schema', json_schema: { name: 'page_schema', schema, strict: true } };
 }
