@@ -38,7 +38,7 @@ web:
 	scripts/build-web
 
 ## Browser tests: headless Chromium against `chord serve` (tests/e2e, node --test).
-e2e: web
+e2e: web dist
 	$(CARGO) build --release --bin chord
 	cd tests/e2e && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; } && node --test --test-concurrency=1 .
 

@@ -1,7 +1,7 @@
 // The npm package (pkg/, from scripts/build-web): `npm pack`, install the tarball into a fresh
 // Vite app, build it, serve the build and stream a chat in headless Chromium (the worker and the
 // wasm file must resolve through the bundler); then the same tarball on Node (node --test in
-// the app folder: tests/e2e/npm-node.test.mjs, run from there).
+// the app folder: tests/e2e/npm-node.in-app.mjs, copied there as npm-node.test.mjs and run from there).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -86,7 +86,7 @@ test('the tarball on Node: node --test in the installed app', T, async () => {
   const model = readModel(MODEL_PATH);
   const server = await startFaultyServer({ root: app, models: { 'model.gguf': model }, chunk: 1 << 24 });
   servers.push(server);
-  copyFileSync(join(ROOT, 'tests/e2e/npm-node.test.mjs'), join(app, 'npm-node.test.mjs'));
+  copyFileSync(join(ROOT, 'tests/e2e/npm-node.in-app.mjs'), join(app, 'npm-node.test.mjs'));
   // Not as a subtest of this run: the child reports in TAP, not to our test runner.
   const env = { ...process.env };
   delete env.NODE_TEST_CONTEXT;
