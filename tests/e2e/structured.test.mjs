@@ -158,7 +158,7 @@ test('CPU: json_schema replies validate, greedy and at temperature 0.9; json_obj
   // Unbounded strings can run to the token limit at a high temperature on a 135M model (the
   // reply is then cut, finish_reason 'length'): greedy and a moderate temperature here.
   for (const [temperature, seed] of [[0, 3], [0.5, 4]]) {
-    const r = await complete({ messages: [{ role: 'user', content: 'Describe a dog as JSON.' }], max_tokens: 200, temperature, seed, response_format: { type: 'json_object' } });
+    const r = await complete({ messages: [{ role: 'user', content: 'Give a JSON object for a dog named Max who is 3 years old, with the keys "name" and "age".' }], max_tokens: 200, temperature, seed, response_format: { type: 'json_object' } });
     cases.push([{ type: 'object' }, r.choices[0].message.content]);
   }
   validate(cases).forEach((v, i) => assert.equal(v, 'ok', `${cases[i][1]} against ${JSON.stringify(cases[i][0])}`));
