@@ -441,17 +441,19 @@ impl Engine {
             gen_ms: 0.0,
         };
         let t0 = now_ms();
-        // The first token obeys the constraint too: its mask is applied to the last prompt
-        // position's logits on the host (the GPU's mask kernel covers the decode steps, whose
-        // logits are one row; a prefill batch's last row is elsewhere).
+        // The first token obeys the constraint too: on the GPU its mask is applied after the
+        // prefill's head (whose logits are the last position's row), on the CPU to the logits.
         let first_mask = match &mut constraint {
             Some(c) => Some(c.mask()?),
             None => None,
         };
+        if let (Some(mask), Runner::Gpu(m)) = (first_mask, &mut self.runner) {
+            m.set_token_mask(Some(mask))?;
+        }
         let mut next = match &mut self.runner {
             // On the GPU the first token is taken there too: 4 bytes come back, not the logits.
-            Runner::Gpu(m) if greedy && first_mask.is_none() => m.forward_argmax(prompt, 0).await?,
-            Runner::Gpu(m) if first_mask.is_none() => {
+            Runner::Gpu(m) if greedy => m.forward_argmax(prompt, 0).await?,
+            Runner::Gpu(m) => {
                 let u = if c.temperature > 0.0 {
                     sampler.next_uniform()
                 } else {
@@ -460,7 +462,7 @@ impl Engine {
                 let s = crate::gpu::GpuSampling::new(c, u);
                 m.forward_sample(prompt, 0, &s, &history).await?
             }
-            _ => {
+            Runner::Cpu(_) => {
                 let mut logits = self.forward(prompt, 0, &mut cache).await?;
                 if let Some(mask) = first_mask {
                     crate::sampling::apply_token_mask(&mut logits, mask);

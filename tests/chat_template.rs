@@ -343,8 +343,7 @@ fn zoo_family_templates_match_llama_cpp() {
     ] {
         check_golden(name);
     }
-    // Open bug (issue 10): since the chat module split, Gemma 4's tool-response block gets `none`
-    // where llama.cpp's `follow.get('name') | default('unknown')` gives 'unknown' for a tool
-    // message without a name, and `'response:' + none` fails. Every other case matches.
-    check_golden_except("gemma-3-270m-q4_k_m+gemma4", &["11_tool_calls"]);
+    // Its tool-response block needs llama.cpp's `default`, which replaces `none` too:
+    // `follow.get('name') | default('unknown')` for a tool message without a name.
+    check_golden("gemma-3-270m-q4_k_m+gemma4");
 }

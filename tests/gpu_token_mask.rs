@@ -50,3 +50,19 @@ fn token_mask_matches_the_reference() {
         }
     }
 }
+
+/// A command the device rejects is a typed `gpu` error at the next readback (wgpu would panic
+/// natively; a browser would only log it and leave the results stale), and the context works on.
+#[test]
+fn a_rejected_command_is_a_typed_error_at_the_next_readback() {
+    let ctx = context();
+    let a = ctx.storage_with("a", bytemuck::cast_slice(&[1f32, 2.0, 3.0, 4.0]));
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    // Past the end of a 16-byte buffer: invalid.
+    enc.copy_buffer_to_buffer(&a, 0, &a, 8, 64);
+    ctx.queue.submit([enc.finish()]);
+    let e = block_on(ctx.read_f32(&a, 4)).unwrap_err();
+    assert_eq!(e.code(), "gpu", "{e}");
+    assert!(e.to_string().contains("rejected"), "{e}");
+    assert_eq!(block_on(ctx.read_f32(&a, 4)).unwrap(), [1.0, 2.0, 3.0, 4.0]);
+}

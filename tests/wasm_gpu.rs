@@ -18,9 +18,10 @@ use wasm_chord::gpu::kernels::{
     groups_2d, layouts, unit_weights, Kernel, PipelineKey, GPU_TYPES, SPLIT_CHUNK,
 };
 use wasm_chord::gpu::model::{matmat_once, matvec_once, penalties_once, sample_once};
+use wasm_chord::gpu::token_mask::token_mask_once;
 use wasm_chord::gpu::{GpuContext, GpuMatrix, GpuModel, GpuSampling};
 use wasm_chord::quant;
-use wasm_chord::sampling::{Rng as SamplingRng, Sampler, SamplerConfig};
+use wasm_chord::sampling::{apply_token_mask, Rng as SamplingRng, Sampler, SamplerConfig};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -332,6 +333,66 @@ async fn argmax_and_sampling_with_top_k_one() {
         };
         assert_eq!(sample_once(&ctx, &vb, n, &s).await.unwrap(), want);
     }
+}
+
+/// token_mask.wgsl in Chromium's shader compiler (Tint), which refuses what naga accepts: a
+/// constant expression that evaluates to −∞ once made the pipeline invalid, so every masked
+/// step did nothing and the stale token buffer ended constrained replies at once.
+#[wasm_bindgen_test]
+async fn token_mask_matches_the_reference() {
+    let ctx = context().await;
+    let mut rng = Rng(77);
+    for n in [33usize, 49_152] {
+        let words = n.div_ceil(32);
+        let mask: Vec<u32> = (0..words).map(|_| rng.u32() & rng.u32()).collect();
+        let logits = rng.vec(n);
+        let mut want = logits.clone();
+        apply_token_mask(&mut want, &mask);
+        let buf = ctx.storage_with("logits", bytemuck::cast_slice(&logits));
+        token_mask_once(&ctx, &buf, n, &mask).unwrap();
+        let got = ctx.read_f32(&buf, n).await.unwrap();
+        for i in 0..n {
+            assert_eq!(got[i].to_bits(), want[i].to_bits(), "n {n}, token {i}");
+        }
+    }
+}
+
+/// Every kernel that is not a weight format's compiles in Chromium (the format kernels are
+/// covered above): a shader Tint rejects is a typed error at the next readback, never a silent
+/// no-op.
+#[wasm_bindgen_test]
+async fn every_kernel_compiles_in_chromium() {
+    let ctx = context().await;
+    let kernels = [
+        Kernel::RmsNorm,
+        Kernel::Rope,
+        Kernel::Attention,
+        Kernel::AttentionSplit,
+        Kernel::AttentionCombine,
+        Kernel::Softmax,
+        Kernel::Gate,
+        Kernel::Add,
+        Kernel::Argmax,
+        Kernel::Sample,
+        Kernel::Penalties,
+        Kernel::TokenMask,
+        Kernel::KvStore,
+    ];
+    for k in kernels {
+        for kv_f16 in [0, 1] {
+            let key = PipelineKey {
+                kv_f16,
+                ..PipelineKey::new(k)
+            };
+            if let Err(e) = ctx.pipeline(key) {
+                panic!("{k:?} (kv_f16 {kv_f16}): {e}");
+            }
+        }
+    }
+    let b = ctx.storage_f32("probe", 1);
+    ctx.read_f32(&b, 1)
+        .await
+        .unwrap_or_else(|e| panic!("a kernel was rejected: {e}"));
 }
 
 #[wasm_bindgen_test]

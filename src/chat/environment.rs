@@ -4,7 +4,7 @@
 //! from minijinja's defaults (and from `minijinja-contrib`'s Python compatibility layer):
 //! lexer flags, how values print (`True`/`False`, `none` prints nothing, floats as C++
 //! `std::to_string` trimmed), ASCII-only case mapping filters, `raise_exception` and
-//! `strftime_now`.
+//! `strftime_now`, and `default`, which replaces `none` too.
 
 use std::fmt::Write as _;
 
@@ -39,6 +39,8 @@ pub(super) fn build_environment() -> Environment<'static> {
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_now);
     env.add_filter("tojson", tojson);
+    env.add_filter("default", default_filter);
+    env.add_filter("d", default_filter);
     env.add_function("tojson", tojson);
     // llama.cpp's versions of these filters (ASCII case mapping, C whitespace)
     env.add_filter("upper", |s: &str| s.to_ascii_uppercase());
@@ -49,6 +51,23 @@ pub(super) fn build_environment() -> Environment<'static> {
         pycompat::strip(s, chars, true, true).to_string()
     });
     env
+}
+
+/// llama.cpp's `default(value, default_value, boolean=false)`: unlike Jinja2's, it replaces
+/// `none` as well as undefined (`msg.get('name') | default('unknown')` gives 'unknown' for a
+/// message without a name, which Gemma 4's template relies on); with `boolean` true, any falsy
+/// value. (llama.cpp: common/jinja/runtime builtins, `default_value`.)
+fn default_filter(value: &Value, default: Option<Value>, boolean: Option<bool>) -> Value {
+    let missing = if boolean.unwrap_or(false) {
+        !value.is_true()
+    } else {
+        value.is_undefined() || value.is_none()
+    };
+    if missing {
+        default.unwrap_or_else(|| Value::from(""))
+    } else {
+        value.clone()
+    }
 }
 
 fn raise_exception(args: &[Value]) -> Result<Value, minijinja::Error> {

@@ -12,6 +12,13 @@ use crate::Result;
 /// Whether kernels are compiled with wgpu's runtime checks unless a context says otherwise.
 pub const SHADER_CHECKS: bool = false;
 
+/// Keeps the first fault: later ones are usually its consequences.
+fn record_fault(slot: &Mutex<Option<GpuError>>, e: GpuError) {
+    if let Ok(mut f) = slot.lock() {
+        f.get_or_insert(e);
+    }
+}
+
 /// A device with the adapter's own limits and the optional features we use.
 pub struct GpuContext {
     pub device: wgpu::Device,
@@ -34,6 +41,11 @@ pub struct GpuContext {
     pub(crate) kernels: Kernels,
     /// Buffers and bind groups created through this context's helpers ([`GpuContext::created`]).
     created: std::sync::atomic::AtomicUsize,
+    /// The first error the device reported outside any error scope (a rejected shader or
+    /// command), or its loss; [`GpuContext::check`] turns it into a typed error. Natively wgpu
+    /// would panic on such an error; in a browser it would only be logged to the console while
+    /// every later submission silently does nothing.
+    fault: Arc<Mutex<Option<GpuError>>>,
 }
 
 impl GpuContext {
@@ -69,6 +81,17 @@ impl GpuContext {
         let max_binding = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
+        let fault: Arc<Mutex<Option<GpuError>>> = Default::default();
+        let sink = fault.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            record_fault(&sink, GpuError::Rejected(e.to_string()))
+        }));
+        let sink = fault.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                record_fault(&sink, GpuError::Lost(format!("{reason:?}: {message}")))
+            }
+        });
         Ok(GpuContext {
             device,
             queue,
@@ -81,7 +104,19 @@ impl GpuContext {
             shader_checks: SHADER_CHECKS,
             kernels: Kernels::default(),
             created: Default::default(),
+            fault,
         })
+    }
+
+    /// The first error the device reported since the last check (a shader or command it
+    /// rejected, or the device's loss), as a typed error. Readbacks call it, so a step whose
+    /// submission the device refused never returns a stale result.
+    pub fn check(&self) -> Result<()> {
+        let fault = self.fault.lock().ok().and_then(|mut f| f.take());
+        match fault {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Pretend that one binding holds at most `bytes` (tests the splitting of large tensors).
@@ -246,7 +281,15 @@ impl GpuContext {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| GpuError::Readback(e.to_string()))?;
-        rx.await.map_err(|e| GpuError::Readback(e.to_string()))?;
+        let mapped = rx.await.map_err(|e| GpuError::Readback(e.to_string()));
+        // A rejected submission leaves the staging buffer as it was: report why instead.
+        if let Err(e) = self.check() {
+            if mapped.is_ok() {
+                staging.unmap();
+            }
+            return Err(e);
+        }
+        mapped?;
         let out = staging
             .slice(..)
             .get_mapped_range()

@@ -53,6 +53,12 @@ pub enum GpuError {
     UnsupportedType { tensor: String, ty: GgmlType },
     #[error("reading a result back from the GPU failed: {0}")]
     Readback(String),
+    /// The device refused a shader or a command (a validation error outside any error scope).
+    #[error("the GPU rejected a shader or command: {0}")]
+    Rejected(String),
+    /// The device was lost (driver reset, GPU process crash, too long a submission).
+    #[error("the GPU device was lost ({0}); reload the model to start a new device, or use the CPU backend")]
+    Lost(String),
     /// The adapter computed a wrong answer in [`selftest::run`].
     #[error("the GPU adapter failed its self-test: {0}")]
     SelfTest(String),
