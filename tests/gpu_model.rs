@@ -167,6 +167,8 @@ fn smollm2_matches_the_reference() {
     check_golden("smollm2-135m-instruct-q4_k_m.gguf", false, 1e-4);
 }
 
+/// The f16 KV cache on two models: its kernels do not depend on the architecture (lavapipe is
+/// slow, so Qwen2.5 and the padded SmolLM2 run with the f32 cache only).
 #[test]
 fn smollm2_kv_f16_is_close_to_the_reference() {
     check_golden("smollm2-135m-instruct-q4_k_m.gguf", true, 1e-3);
@@ -178,18 +180,8 @@ fn smollm2_pad768_matches_the_reference() {
 }
 
 #[test]
-fn smollm2_pad768_kv_f16_is_close_to_the_reference() {
-    check_golden("smollm2-135m-instruct-pad768-q4_k_m.gguf", true, 1e-3);
-}
-
-#[test]
 fn qwen2_5_matches_the_reference() {
     check_golden("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", false, 1e-4);
-}
-
-#[test]
-fn qwen2_5_kv_f16_is_close_to_the_reference() {
-    check_golden("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", true, 1e-3);
 }
 
 #[test]

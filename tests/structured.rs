@@ -233,7 +233,7 @@ fn check_schemas(model: &str, backend: Backend, seeds: &[u64], which: &[usize]) 
 
 #[test]
 fn qwen_outputs_validate_on_the_cpu() {
-    check_schemas(QWEN, Backend::Cpu, &[1, 2], &[0, 1, 2, 3, 4, 5]);
+    check_schemas(QWEN, Backend::Cpu, &[1], &[0, 1, 2, 3, 4, 5]);
 }
 
 #[test]
@@ -241,14 +241,16 @@ fn smollm2_outputs_validate_on_the_cpu() {
     check_schemas(SMOLLM, Backend::Cpu, &[1, 2, 3], &[0, 1, 2, 3, 4, 5]);
 }
 
+/// The GPU applies the CPU's masks (token_mask.wgsl): fewer runs than on the CPU, where the
+/// masks are computed (lavapipe is slow).
 #[test]
 fn smollm2_outputs_validate_on_the_gpu() {
-    check_schemas(SMOLLM, Backend::Gpu, &[1, 2], &[0, 1, 2, 3, 4, 5]);
+    check_schemas(SMOLLM, Backend::Gpu, &[1], &[0, 2, 4]);
 }
 
 #[test]
 fn qwen_outputs_validate_on_the_gpu() {
-    check_schemas(QWEN, Backend::Gpu, &[7], &[0, 3]);
+    check_schemas(QWEN, Backend::Gpu, &[7], &[3]);
 }
 
 /// The GPU applies the mask itself (greedy steps read back 4 bytes): its greedy constrained
@@ -412,20 +414,13 @@ fn weather_tools() -> Json {
 
 /// Qwen2.5 renders the tools with its own template; `required` and a named choice force a call
 /// whose arguments validate; the result goes back as a `tool` message and the model answers.
-fn tool_round_trip(backend: Backend) {
+/// Forced tool calls (`runs`: tool_choice, temperature, seed) through Qwen's template.
+fn tool_round_trip(backend: Backend, runs: &[(serde_json::Value, f32, u64)]) {
     let mut e = engine(QWEN, backend);
     let tools_json = weather_tools();
     let source = e.chat_template().unwrap().source().to_string();
     let mut cases = Vec::new();
-    for (choice, temp, seed) in [
-        (json!("required"), 0.0, 0),
-        (json!("required"), 0.9, 3),
-        (
-            json!({"type": "function", "function": {"name": "get_time"}}),
-            0.9,
-            4,
-        ),
-    ] {
+    for (choice, temp, seed) in runs.iter().map(|(c, t, s)| (c.clone(), *t, *s)) {
         let tools = Tools::from_request(Some(&tools_json), Some(&choice), &source)
             .unwrap()
             .unwrap();
@@ -517,12 +512,22 @@ fn tool_round_trip(backend: Backend) {
 
 #[test]
 fn forced_tool_calls_validate_and_round_trip_on_the_cpu() {
-    tool_round_trip(Backend::Cpu);
+    let named = json!({"type": "function", "function": {"name": "get_time"}});
+    tool_round_trip(
+        Backend::Cpu,
+        &[
+            (json!("required"), 0.0, 0),
+            (json!("required"), 0.9, 3),
+            (named, 0.9, 4),
+        ],
+    );
 }
 
+/// On the GPU (lavapipe runs Qwen 0.5B at a few tokens a second) one sampled call: the masks
+/// are the CPU's, applied by token_mask.wgsl.
 #[test]
 fn forced_tool_calls_validate_and_round_trip_on_the_gpu() {
-    tool_round_trip(Backend::Gpu);
+    tool_round_trip(Backend::Gpu, &[(json!("required"), 0.9, 3)]);
 }
 
 #[test]
