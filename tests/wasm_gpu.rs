@@ -363,22 +363,7 @@ async fn token_mask_matches_the_reference() {
 #[wasm_bindgen_test]
 async fn every_kernel_compiles_in_chromium() {
     let ctx = context().await;
-    let kernels = [
-        Kernel::RmsNorm,
-        Kernel::Rope,
-        Kernel::Attention,
-        Kernel::AttentionSplit,
-        Kernel::AttentionCombine,
-        Kernel::Softmax,
-        Kernel::Gate,
-        Kernel::Add,
-        Kernel::Argmax,
-        Kernel::Sample,
-        Kernel::Penalties,
-        Kernel::TokenMask,
-        Kernel::KvStore,
-    ];
-    for k in kernels {
+    for k in Kernel::FORMAT_FREE {
         for kv_f16 in [0, 1] {
             let key = PipelineKey {
                 kv_f16,

@@ -419,6 +419,23 @@ impl Kernel {
         }
     }
 
+    /// The kernels that read no weight format (norms, RoPE, attention, sampling, masks, KV).
+    pub const FORMAT_FREE: [Kernel; 13] = [
+        Kernel::RmsNorm,
+        Kernel::Rope,
+        Kernel::Attention,
+        Kernel::AttentionSplit,
+        Kernel::AttentionCombine,
+        Kernel::Softmax,
+        Kernel::Gate,
+        Kernel::Add,
+        Kernel::Argmax,
+        Kernel::Sample,
+        Kernel::Penalties,
+        Kernel::TokenMask,
+        Kernel::KvStore,
+    ];
+
     /// Every kernel, for every format with GPU kernels and each of its layouts.
     pub fn all() -> Vec<Kernel> {
         let mut v = Vec::new();
@@ -434,21 +451,7 @@ impl Kernel {
                 ]);
             }
         }
-        v.extend([
-            Kernel::RmsNorm,
-            Kernel::Rope,
-            Kernel::Attention,
-            Kernel::AttentionSplit,
-            Kernel::AttentionCombine,
-            Kernel::Softmax,
-            Kernel::Gate,
-            Kernel::Add,
-            Kernel::Argmax,
-            Kernel::Sample,
-            Kernel::Penalties,
-            Kernel::TokenMask,
-            Kernel::KvStore,
-        ]);
+        v.extend(Kernel::FORMAT_FREE);
         v
     }
 }

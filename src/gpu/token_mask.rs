@@ -1,6 +1,7 @@
 //! Constrained decoding on the GPU: `token_mask.wgsl` sets the logits of the tokens a grammar
-//! does not allow to −∞, inside the decode step's submission, after the head (and penalties)
-//! and before `argmax.wgsl` / `sample.wgsl`. The host computes the allowed set per step
+//! does not allow to −∞, inside the step's submission (a decode step's, or the prefill's for
+//! the first token), after the head (and penalties) and before `argmax.wgsl` / `sample.wgsl`.
+//! The host computes the allowed set per step
 //! (llguidance, [`crate::constrain`]) and uploads it as a bitmask of ⌈n/32⌉ words, so the step
 //! still reads back 4 bytes. Without a constraint nothing here is created or dispatched.
 //!

@@ -19,10 +19,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read_write> v: array<u32>;
-
-const NEG_INF_BITS: u32 = 0xff800000u;
 @group(0) @binding(1) var<storage, read> bits: array<u32>;
 @group(0) @binding(2) var<uniform> p: Params;
+
+const NEG_INF_BITS: u32 = 0xff800000u;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
