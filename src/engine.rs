@@ -3,6 +3,11 @@
 //! Backend-agnostic at the API: the CPU forward pass or the WebGPU one runs it. The core is
 //! async (`generate_async`) because GPU readbacks are awaited, never blocked on; natively
 //! `generate` drives it to completion on the calling thread.
+//!
+//! Conversations do not start over: the engine keeps the KV cache of the last sequence it ran
+//! (on the GPU it lives on the device; on the CPU the [`KvCache`] stays between calls) with
+//! the token ids it holds, and a new prompt prefills only what follows the longest common
+//! prefix ([`Generation::cached_tokens`]), as llama-server's `cache_prompt` does.
 
 use crate::chat::{ChatMessage, ChatTemplate, RenderOptions, TemplateError};
 use crate::constrain::{Constrainer, ConstraintCompiler, Grammar};
@@ -28,8 +33,8 @@ pub struct LoadOptions {
     pub backend: Backend,
     /// CPU kernel (fast or the scalar reference).
     pub kernel: Kernel,
-    /// KV-cache size of the GPU backend, allocated once at load (default: the training
-    /// context, at most 4096). The CPU backend sizes its cache per request.
+    /// Context size (default: the training context, at most 4096). The GPU backend allocates
+    /// its KV cache once at load; the CPU backend grows its cache per request up to it.
     pub n_ctx: Option<usize>,
     /// What `backend: 'auto'` does before the GPU backend loads: decline software adapters,
     /// run the known-answer self-test and the timed probe ([`crate::backend_choice::vet`]).
@@ -112,6 +117,9 @@ pub struct Generation {
     pub finish: FinishReason,
     pub prompt_ms: f64,
     pub gen_ms: f64,
+    /// Leading prompt tokens whose keys and values came from the previous request's cache
+    /// (not prefilled again).
+    pub cached_tokens: usize,
 }
 
 /// Milliseconds from an arbitrary origin (0 on wasm32 without a clock).
@@ -149,6 +157,26 @@ pub struct Engine {
     gpu_vetting: Option<String>,
     /// llguidance's tables for this vocabulary, built at the first constrained request.
     constraint_compiler: Option<ConstraintCompiler>,
+    /// The context size: the KV cache never holds more positions.
+    n_ctx: usize,
+    /// The last sequence's cache, reused by the next request's common prefix.
+    session: Session,
+    /// Reuse the common prefix (on by default; off, every request prefills its whole prompt).
+    prefix_reuse: bool,
+}
+
+/// What the KV cache holds between requests.
+#[derive(Default)]
+struct Session {
+    /// The ids at positions `0..ids.len()` of the cache, keys and values written.
+    ids: Vec<u32>,
+    /// The CPU backend's cache (the GPU backend's lives on the device).
+    cpu: Option<KvCache>,
+}
+
+/// Length of the common prefix of `a` and `b`.
+pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// Drive a future to completion on this thread (natively: GPU readbacks poll the device).
@@ -187,24 +215,26 @@ impl Engine {
             ));
         }
         let (header, model) = CpuModel::load(src, opts.kernel)?;
-        Self::assemble(header, Runner::Cpu(Box::new(model)), None)
+        Self::assemble(header, Runner::Cpu(Box::new(model)), None, opts.n_ctx)
     }
 
     pub async fn load_async(src: &dyn ByteSource, opts: &LoadOptions) -> Result<Engine> {
         // The header is parsed once here and passed down.
         let header = crate::source::read_header(src)?;
         let cfg = crate::model::Config::from_header(&header)?;
+        // A context size the model cannot take is an error before any weight is read.
+        context_size(&cfg, opts.n_ctx)?;
         match opts.backend {
             Backend::Cpu => {
                 let model = CpuModel::load_parsed(&header, cfg, src, opts.kernel)?;
-                Self::assemble(header, Runner::Cpu(Box::new(model)), None)
+                Self::assemble(header, Runner::Cpu(Box::new(model)), None, opts.n_ctx)
             }
             Backend::Gpu => {
                 // Before starting a device: what the GPU forward pass lacks, by name.
                 if let Some(gap) = cfg.gpu_unsupported() {
                     return Err(Error::UnsupportedModel(gap));
                 }
-                let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train.clamp(1, 4096));
+                let n_ctx = context_size(&cfg, opts.n_ctx)?;
                 let ctx = GpuContext::new().await?;
                 let adapter = ctx.describe();
                 let vetting = match opts.vet_gpu {
@@ -212,19 +242,29 @@ impl Engine {
                     false => None,
                 };
                 let model = GpuModel::load_parsed(ctx, &header, cfg, src, n_ctx)?;
-                let mut e = Self::assemble(header, Runner::Gpu(Box::new(model)), Some(adapter))?;
+                let runner = Runner::Gpu(Box::new(model));
+                let mut e = Self::assemble(header, runner, Some(adapter), None)?;
                 e.gpu_vetting = vetting;
                 Ok(e)
             }
         }
     }
 
-    fn assemble(header: GgufHeader, runner: Runner, adapter: Option<String>) -> Result<Engine> {
+    fn assemble(
+        header: GgufHeader,
+        runner: Runner,
+        adapter: Option<String>,
+        n_ctx: Option<usize>,
+    ) -> Result<Engine> {
         let tokenizer = Tokenizer::from_gguf(&header)?;
         let template = ChatTemplate::from_gguf(&header);
-        let cfg = match &runner {
-            Runner::Cpu(m) => m.cfg.clone(),
-            Runner::Gpu(m) => m.cfg.clone(),
+        let (cfg, n_ctx) = match &runner {
+            // The CPU cache grows per request: by default up to the training context.
+            Runner::Cpu(m) => (
+                m.cfg.clone(),
+                context_size(&m.cfg, n_ctx.or(Some(m.cfg.n_ctx_train.max(1))))?,
+            ),
+            Runner::Gpu(m) => (m.cfg.clone(), m.n_ctx),
         };
         Ok(Engine {
             header,
@@ -235,7 +275,43 @@ impl Engine {
             adapter,
             gpu_vetting: None,
             constraint_compiler: None,
+            n_ctx,
+            session: Session::default(),
+            prefix_reuse: true,
         })
+    }
+
+    /// The context size (positions the KV cache can hold), fixed at load.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// Switch reusing the previous request's common prefix on or off (off: every request
+    /// prefills its whole prompt, as a fresh engine would).
+    pub fn set_prefix_reuse(&mut self, on: bool) {
+        self.prefix_reuse = on;
+        if !on {
+            self.forget_prefix();
+        }
+    }
+
+    /// Drop what the cache holds: the next request prefills its whole prompt.
+    pub fn forget_prefix(&mut self) {
+        self.session.ids.clear();
+    }
+
+    /// The ids whose keys and values the cache holds (a later prompt that starts with them
+    /// prefills only the rest).
+    pub fn cached_ids(&self) -> &[u32] {
+        &self.session.ids
+    }
+
+    /// Bytes of the KV cache (the CPU's as allocated so far; the GPU's at load).
+    pub fn kv_bytes(&self) -> usize {
+        match &self.runner {
+            Runner::Cpu(_) => self.session.cpu.as_ref().map_or(0, KvCache::bytes),
+            Runner::Gpu(m) => m.kv_bytes(),
+        }
     }
 
     pub fn config(&self) -> &crate::model::Config {
@@ -318,6 +394,8 @@ impl Engine {
     }
 
     pub async fn logits_async(&mut self, prompt: &[u32]) -> Result<Vec<f32>> {
+        // On the GPU this overwrites the device's cache from position 0.
+        self.forget_prefix();
         let mut cache = self.new_cache(prompt.len().max(1))?;
         self.forward(prompt, 0, &mut cache).await
     }
@@ -337,6 +415,23 @@ impl Engine {
         cache: &mut Option<KvCache>,
     ) -> Result<Vec<f32>> {
         run_forward(&mut self.runner, tokens, pos, cache).await
+    }
+}
+
+/// The default context size cap: a GPU allocates the whole cache at load.
+const DEFAULT_N_CTX: usize = 4096;
+
+/// The context size for `requested` (default: the training context, at most 4096), checked
+/// against the model.
+fn context_size(cfg: &crate::model::Config, requested: Option<usize>) -> Result<usize> {
+    let n_train = cfg.n_ctx_train.max(1);
+    match requested {
+        None => Ok(n_train.min(DEFAULT_N_CTX)),
+        Some(0) => Err(Error::InvalidRequest("n_ctx must be at least 1".into())),
+        Some(n) if n > n_train => Err(Error::InvalidRequest(format!(
+            "n_ctx {n} is larger than the model's training context of {n_train} tokens"
+        ))),
+        Some(n) => Ok(n),
     }
 }
 
@@ -393,6 +488,17 @@ impl Engine {
         run_now(self.generate_async(prompt, opts, on_token))
     }
 
+    /// The context a request of `prompt_len` tokens runs in: the GPU's allocated cache; on the
+    /// CPU `opts.n_ctx`, by default prompt + `max_tokens`, within the load's context size.
+    pub fn request_n_ctx(&self, prompt_len: usize, opts: &GenerateOptions) -> usize {
+        match &self.runner {
+            Runner::Gpu(m) => m.n_ctx,
+            Runner::Cpu(_) => opts
+                .n_ctx
+                .unwrap_or(prompt_len.saturating_add(opts.max_tokens).min(self.n_ctx)),
+        }
+    }
+
     /// Generate after `prompt`, streaming each token through `on_token`.
     pub async fn generate_async(
         &mut self,
@@ -403,13 +509,7 @@ impl Engine {
         if prompt.is_empty() {
             return Err(Error::InvalidRequest("the prompt is empty".into()));
         }
-        let n_train = self.cfg.n_ctx_train.max(prompt.len() + 1);
-        let n_ctx = match &self.runner {
-            Runner::Gpu(m) => m.n_ctx,
-            Runner::Cpu(_) => opts
-                .n_ctx
-                .unwrap_or_else(|| prompt.len().saturating_add(opts.max_tokens).min(n_train)),
-        };
+        let n_ctx = self.request_n_ctx(prompt.len(), opts);
         if prompt.len() >= n_ctx {
             return Err(Error::ContextFull {
                 needed: prompt.len() + 1,
@@ -423,7 +523,23 @@ impl Engine {
         if let Runner::Gpu(m) = &mut self.runner {
             m.set_token_mask(None)?;
         }
-        let mut cache = self.new_cache(n_ctx)?;
+        // Keep the common prefix of what the cache holds (at least the last prompt token runs
+        // again: its logits start generation).
+        let session = &mut self.session;
+        let cached = if self.prefix_reuse {
+            common_prefix(&session.ids, prompt).min(prompt.len() - 1)
+        } else {
+            0
+        };
+        session.ids.truncate(cached);
+        if let Runner::Cpu(m) = &self.runner {
+            match &mut session.cpu {
+                Some(c) => c.try_grow(n_ctx)?,
+                None => session.cpu = Some(KvCache::try_new(&m.cfg, n_ctx)?),
+            }
+        }
+        let cache = &mut session.cpu;
+        let fresh = &prompt[cached..];
         let mut sampler = Sampler::new(opts.sampler.clone());
         // Greedy without penalties needs no logits on the host: on the GPU a step reads back 4 bytes.
         let c = &opts.sampler;
@@ -439,6 +555,7 @@ impl Engine {
             finish: FinishReason::Length,
             prompt_ms: 0.0,
             gen_ms: 0.0,
+            cached_tokens: cached,
         };
         let t0 = now_ms();
         // The first token obeys the constraint too: on the GPU its mask is applied after the
@@ -452,7 +569,7 @@ impl Engine {
         }
         let mut next = match &mut self.runner {
             // On the GPU the first token is taken there too: 4 bytes come back, not the logits.
-            Runner::Gpu(m) if greedy => m.forward_argmax(prompt, 0).await?,
+            Runner::Gpu(m) if greedy => m.forward_argmax(fresh, cached).await?,
             Runner::Gpu(m) => {
                 let u = if c.temperature > 0.0 {
                     sampler.next_uniform()
@@ -460,16 +577,17 @@ impl Engine {
                     0.0
                 };
                 let s = crate::gpu::GpuSampling::new(c, u);
-                m.forward_sample(prompt, 0, &s, &history).await?
+                m.forward_sample(fresh, cached, &s, &history).await?
             }
             Runner::Cpu(_) => {
-                let mut logits = self.forward(prompt, 0, &mut cache).await?;
+                let mut logits = run_forward(&mut self.runner, fresh, cached, cache).await?;
                 if let Some(mask) = first_mask {
                     crate::sampling::apply_token_mask(&mut logits, mask);
                 }
                 sampler.sample(&mut logits, &history)
             }
         };
+        session.ids = prompt.to_vec();
         out.prompt_ms = now_ms() - t0;
         let t1 = now_ms();
         let tokenizer = &self.tokenizer;
@@ -540,11 +658,11 @@ impl Engine {
                 m.set_token_mask(Some(mask))?;
             }
             next = if let (Some(mask), Runner::Cpu(_)) = (mask, &self.runner) {
-                let mut l = run_forward(&mut self.runner, &[id], pos, &mut cache).await?;
+                let mut l = run_forward(&mut self.runner, &[id], pos, cache).await?;
                 crate::sampling::apply_token_mask(&mut l, mask);
                 sampler.sample(&mut l, &history)
             } else if greedy {
-                step_greedy(&mut self.runner, id, pos, &mut cache).await?
+                step_greedy(&mut self.runner, id, pos, cache).await?
             } else if let Runner::Gpu(m) = &mut self.runner {
                 // Penalties and sampling on the GPU, on the sampler's seeded stream (one
                 // uniform number per token when the temperature is above 0, as `Sampler`
@@ -557,9 +675,11 @@ impl Engine {
                 let s = crate::gpu::GpuSampling::new(c, u);
                 m.step_sample(id, pos, &s, &history).await?
             } else {
-                let mut l = run_forward(&mut self.runner, &[id], pos, &mut cache).await?;
+                let mut l = run_forward(&mut self.runner, &[id], pos, cache).await?;
                 sampler.sample(&mut l, &history)
             };
+            // `id` is in the cache now (a Stop later leaves every such token valid).
+            session.ids.push(id);
         }
         out.gen_ms = now_ms() - t1;
         if let Runner::Gpu(m) = &mut self.runner {

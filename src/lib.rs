@@ -7,6 +7,7 @@
 pub mod backend_choice;
 pub mod chat;
 pub mod constrain;
+pub mod conversation;
 pub mod cpu;
 pub mod engine;
 pub mod error;

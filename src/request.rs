@@ -3,11 +3,10 @@
 //! size, a NaN sampler or a panic deeper in the engine. Native as well as wasm32, so it is
 //! tested and fuzzed natively (`fuzz/fuzz_targets/request.rs`).
 
+use crate::chat::{messages_from_value, ChatDate, ChatMessage, RenderOptions, TemplateError};
+use crate::conversation::Overflow;
 use crate::engine::GenerateOptions;
 use crate::sampling::SamplerConfig;
-use crate::tokenizer::chat_template::{
-    messages_from_value, ChatDate, ChatMessage, RenderOptions, TemplateError,
-};
 use crate::{Error, Result};
 use serde_json::Value as Json;
 
@@ -29,6 +28,10 @@ pub struct ChatRequest {
     pub render: RenderOptions,
     /// The options object as sent (`tools` and `tool_choice` need the model's template).
     pub raw: Json,
+    /// `cache_prompt` (default true): reuse the previous request's common prefix.
+    pub cache_prompt: bool,
+    /// `context_overflow` (default `"drop_oldest"`).
+    pub overflow: Overflow,
 }
 
 fn invalid(msg: String) -> Error {
@@ -222,10 +225,32 @@ pub fn parse_chat(messages_json: &str, options_json: &str) -> Result<ChatRequest
         now: o.get("now").and_then(date_from),
         ..Default::default()
     };
+    let cache_prompt = match o.get("cache_prompt") {
+        None | Some(Json::Null) => true,
+        Some(Json::Bool(b)) => *b,
+        Some(v) => {
+            return Err(invalid(format!(
+                "cache_prompt must be a boolean, got {}",
+                kind(v)
+            )))
+        }
+    };
+    let overflow = match o.get("context_overflow") {
+        None | Some(Json::Null) => Overflow::default(),
+        Some(Json::String(s)) => Overflow::parse(s)?,
+        Some(v) => {
+            return Err(invalid(format!(
+                "context_overflow must be \"drop_oldest\" or \"error\", got {}",
+                kind(v)
+            )))
+        }
+    };
     Ok(ChatRequest {
         messages,
         options,
         render,
         raw: o,
+        cache_prompt,
+        overflow,
     })
 }

@@ -1,6 +1,7 @@
 //! The chat request at the wasm boundary (`wasm_chord::request::parse_chat`): every bad field is
 //! an `invalid` error naming it; good requests parse to the options asked for.
 
+use wasm_chord::conversation::Overflow;
 use wasm_chord::request::parse_chat;
 
 const HI: &str = r#"[{"role":"user","content":"hi"}]"#;
@@ -34,6 +35,9 @@ fn bad_options_name_the_field() {
         (r#"{"stop":[1]}"#, "stop[0]"),
         (r#"{"stop":""}"#, "stop"),
         (r#"{"stop":{}}"#, "stop"),
+        (r#"{"cache_prompt":"no"}"#, "cache_prompt"),
+        (r#"{"context_overflow":"shift"}"#, "context_overflow"),
+        (r#"{"context_overflow":1}"#, "context_overflow"),
         (r#"[1]"#, "options"),
         ("{", "options"),
     ] {
@@ -66,4 +70,9 @@ fn good_requests_parse() {
     assert_eq!(r.options.n_ctx, Some(128));
     let d = parse_chat(HI, "").unwrap();
     assert_eq!(d.options.max_tokens, 256);
+    assert!(d.cache_prompt);
+    assert_eq!(d.overflow, Overflow::DropOldest);
+    let c = parse_chat(HI, r#"{"cache_prompt":false,"context_overflow":"error"}"#).unwrap();
+    assert!(!c.cache_prompt);
+    assert_eq!(c.overflow, Overflow::Error);
 }

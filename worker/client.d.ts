@@ -24,13 +24,22 @@ export interface Progress {
 export interface ModelInfo {
   architecture: string;
   name: string | null;
+  /** The context size in use (set at load with `n_ctx`). */
   n_ctx: number;
+  /** The model's training context. */
+  n_ctx_train: number;
+  /** Bytes of the KV cache. */
+  kv_bytes: number;
   n_vocab: number;
   n_layer: number;
   n_embd: number;
   backend: 'cpu' | 'webgpu';
   /** The WebGPU adapter (name, backend, f16, subgroups, max binding), on the WebGPU backend. */
   adapter: string | null;
+  /** The model's id (`load(url, {id})`; 'default' without one). */
+  id: string;
+  /** Every loaded model (in `info()` and `load()` results). */
+  models?: LoadedModel[];
   /** Why 'auto' chose the CPU (no WebGPU, no adapter, a software renderer, a failed self-test,
    *  a GPU slower than the CPU, the GPU refused the model), else null. */
   fallback: string | null;
@@ -53,6 +62,19 @@ export interface ToolCall {
   type: 'function';
   /** `arguments` is a JSON text that validates against the function's `parameters`. */
   function: { name: string; arguments: string };
+}
+
+export interface LoadedModel {
+  id: string;
+  name: string | null;
+  file: string;
+  backend: 'cpu' | 'webgpu';
+  n_ctx: number;
+  size: number;
+  load_memory_bytes: number;
+  kv_bytes: number;
+  /** Whether requests without `model` go to it (the most recently loaded). */
+  current: boolean;
 }
 
 export interface ChatMessage {
@@ -84,6 +106,8 @@ export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'function'; func
 
 export interface CompletionParams {
   messages: ChatMessage[];
+  /** The id of a loaded model (default: the most recently loaded). */
+  model?: string;
   stream?: boolean;
   max_tokens?: number;
   temperature?: number;
@@ -107,6 +131,11 @@ export interface CompletionParams {
   tools?: Tool[];
   /** 'required' and a named function force one call whose arguments validate. */
   tool_choice?: ToolChoice;
+  /** Reuse the previous request's common prefix from the KV cache (default true). */
+  cache_prompt?: boolean;
+  /** When prompt + max_tokens does not fit the context: drop the oldest whole turns (default)
+   * or keep every message ('error': a prompt longer than the context is a context_full error). */
+  context_overflow?: 'drop_oldest' | 'error';
   signal?: AbortSignal;
 }
 
@@ -116,6 +145,8 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** Leading prompt tokens taken from the previous request's KV cache, not prefilled again. */
+  prompt_tokens_details: { cached_tokens: number };
 }
 
 export interface Timings {
@@ -139,6 +170,8 @@ export interface ChatCompletionChunk {
   /** On the last chunk only. */
   usage?: Usage | null;
   timings?: Timings;
+  /** On the last chunk only. */
+  dropped_messages?: number;
 }
 
 export interface ChatCompletion {
@@ -149,6 +182,8 @@ export interface ChatCompletion {
   choices: { index: 0; message: { role: 'assistant'; content: string | null; tool_calls?: ToolCall[] }; finish_reason: FinishReason }[];
   usage: Usage;
   timings: Timings;
+  /** Messages left out (oldest turns) so the prompt fit the context. */
+  dropped_messages: number;
 }
 
 export interface CachedModel {
@@ -185,11 +220,16 @@ export interface Engine {
       chunkSize?: number;
       backend?: 'auto' | 'webgpu' | 'cpu';
       sha256?: string;
+      /** The context size, at most the training context (default: the training context; on WebGPU at most 4096). */
+      n_ctx?: number;
+      /** Load beside the models already loaded under this id (without: replace the model loaded without one). */
+      id?: string;
     },
   ): Promise<ModelInfo>;
   info(): Promise<ModelInfo | null>;
-  tokenize(text: string, opts?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
-  unload(): Promise<null>;
+  tokenize(text: string, opts?: { addSpecial?: boolean; parseSpecial?: boolean; model?: string }): Promise<number[]>;
+  /** Free the model `id`, or every model without it. */
+  unload(id?: string): Promise<null>;
   terminate(): void;
   chat: {
     completions: {

@@ -126,8 +126,12 @@ class Engine {
     return this.#request(type, args).promise;
   }
 
-  /** Download (or reuse from IndexedDB) and load a model: a URL, or a File/Blob. */
-  async load(source, { onProgress, signal, chunkSize, backend = 'auto', sha256, __testTrap } = {}) {
+  /**
+   * Download (or reuse from IndexedDB) and load a model: a URL, or a File/Blob. With `id`, the
+   * model joins those already loaded (requests choose it with `model: id`); without, it
+   * replaces the model loaded without an id. The last loaded is the default for requests.
+   */
+  async load(source, { onProgress, signal, chunkSize, backend = 'auto', sha256, n_ctx, id: modelId, __testTrap } = {}) {
     await this.ready;
     if (signal?.aborted) throw asThrowable(makeError(CODE.ABORTED, 'load aborted'));
     if (typeof source === 'string') {
@@ -139,7 +143,7 @@ class Engine {
         /* not granted: the cache still works */
       }
     }
-    const { id, promise } = this.#request(REQUEST.LOAD, { source, chunkSize, backend, sha256, testTrap: __testTrap === true }, (ev) => {
+    const { id, promise } = this.#request(REQUEST.LOAD, { source, chunkSize, backend, sha256, n_ctx, modelId, testTrap: __testTrap === true }, (ev) => {
       if (ev.kind === EVENT.PROGRESS && onProgress) onProgress(ev.progress);
     });
     const onAbort = () => this.#worker.postMessage({ id: this.#nextId++, type: REQUEST.ABORT, target: id });
@@ -156,13 +160,15 @@ class Engine {
     return this.#call(REQUEST.INFO);
   }
 
-  tokenize(text, { addSpecial = true, parseSpecial = false } = {}) {
-    return this.#call(REQUEST.TOKENIZE, { text, addSpecial, parseSpecial });
+  tokenize(text, { addSpecial = true, parseSpecial = false, model } = {}) {
+    return this.#call(REQUEST.TOKENIZE, { text, addSpecial, parseSpecial, model });
   }
 
-  async unload() {
-    this.#model = null;
-    return this.#call(REQUEST.UNLOAD);
+  /** Free the model `id`, or every model without it. */
+  async unload(id) {
+    const r = await this.#call(REQUEST.UNLOAD, id == null ? {} : { model: id });
+    this.#model = await this.info();
+    return r;
   }
 
   /** Stop the worker for good; pending requests are rejected. */
@@ -178,12 +184,14 @@ class Engine {
       throw asThrowable(makeError(CODE.INVALID, 'messages must be a non-empty array'));
     }
     const options = {};
-    for (const k of ['max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repeat_penalty', 'presence_penalty', 'frequency_penalty', 'seed', 'stop', 'n_ctx', 'response_format', 'grammar', 'tools', 'tool_choice']) {
+    for (const k of ['max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repeat_penalty', 'presence_penalty', 'frequency_penalty', 'seed', 'stop', 'n_ctx', 'response_format', 'grammar', 'tools', 'tool_choice', 'cache_prompt', 'context_overflow']) {
       if (params[k] !== undefined && params[k] !== null) options[k] = params[k];
     }
     const cid = `chatcmpl-${Date.now().toString(36)}-${++completionSeq}`;
     const created = Math.floor(Date.now() / 1000);
-    const model = this.#model?.name ?? 'wasm-chord';
+    // The id asked for, else the current model's id when it was loaded with one, else its name.
+    const current = this.#model?.id && this.#model.id !== 'default' ? this.#model.id : this.#model?.name;
+    const model = params.model ?? current ?? 'wasm-chord';
     const sab = this.hardAbort ? new SharedArrayBuffer(4) : null;
     const flag = sab ? new Int32Array(sab) : null;
 
@@ -203,7 +211,7 @@ class Engine {
       first = false;
       push({ id: cid, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: null }] });
     };
-    const { id: reqId, promise } = this.#request(REQUEST.CHAT, { messages, options, abortFlag: sab }, stream ? onEvent : null);
+    const { id: reqId, promise } = this.#request(REQUEST.CHAT, { messages, options, abortFlag: sab, model: params.model }, stream ? onEvent : null);
     let abortSent = false;
     const stopWorker = () => {
       if (flag) Atomics.store(flag, 0, 1);
@@ -228,6 +236,8 @@ class Engine {
       prompt_tokens: r.prompt_tokens,
       completion_tokens: r.completion_tokens,
       total_tokens: r.prompt_tokens + r.completion_tokens,
+      // What the previous request's cache held (not prefilled again), as OpenAI reports it.
+      prompt_tokens_details: { cached_tokens: r.cached_tokens ?? 0 },
     });
     // The reply's message: tool calls as OpenAI's `tool_calls` (content null when only calls).
     const messageOf = (r) => {
@@ -263,6 +273,8 @@ class Engine {
           choices: [{ index: 0, message: messageOf(r), finish_reason: softAborted ? 'abort' : r.finish_reason }],
           usage: usageOf(r),
           timings: timingsOf(r),
+          // Oldest whole turns left out so the prompt and max_tokens fit the context.
+          dropped_messages: r.dropped_messages ?? 0,
         };
       } finally {
         signal?.removeEventListener('abort', onAbort);
@@ -310,6 +322,7 @@ class Engine {
               choices: [{ index: 0, delta: {}, finish_reason: result.finish_reason }],
               usage: usageOf(result),
               timings: timingsOf(result),
+              dropped_messages: result.dropped_messages ?? 0,
             };
             return;
           }

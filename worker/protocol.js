@@ -11,12 +11,12 @@
 // Errors are always plain objects { code, message }.
 
 export const REQUEST = Object.freeze({
-  LOAD: 'load', // { source: url string | File | Blob, chunkSize?, backend?: 'auto'|'webgpu'|'cpu', sha256? } → info
-  CHAT: 'chat', // { messages, options, abortFlag?: SharedArrayBuffer } → tokens, then completion result
+  LOAD: 'load', // { source: url string | File | Blob, chunkSize?, backend?: 'auto'|'webgpu'|'cpu', sha256?, n_ctx?, modelId? } → info
+  CHAT: 'chat', // { messages, options, abortFlag?: SharedArrayBuffer, model? } → tokens, then completion result
   ABORT: 'abort', // { target: id } → aborts a pending load or chat (a chat stops at its next token)
-  INFO: 'info', // {} → model info (or null)
-  TOKENIZE: 'tokenize', // { text, addSpecial, parseSpecial } → ids
-  UNLOAD: 'unload', // {} → null
+  INFO: 'info', // {} → the current model's info with models: [every loaded model] (or null)
+  TOKENIZE: 'tokenize', // { text, addSpecial, parseSpecial, model? } → ids
+  UNLOAD: 'unload', // { model? } → null (without model: every model)
   CACHE_LIST: 'cache.list', // {} → [{ url, size, stored, complete, etag, name, updated, sha256, verified, canDetectChange, warning, unusable }]
   CACHE_DELETE: 'cache.delete', // { url } → boolean
   CACHE_USAGE: 'cache.usage', // {} → { usage, quota, models }

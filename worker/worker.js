@@ -9,8 +9,15 @@ import { REQUEST, CODE, reply, makeError, toError } from './protocol.js';
 import * as store from './store.js';
 
 const post = (m) => self.postMessage(m);
+// Several models at once: id → { engine: WasmEngine, info }. A request without `model` goes to
+// the most recently loaded one (`current`); a load without `id` replaces the model of id
+// 'default', so a page that loads one model at a time keeps doing so.
+const models = new Map();
+let current = null;
+// The current model's engine and info (what the single-model code paths use).
 let engine = null;
 let modelInfo = null;
+const DEFAULT_ID = 'default';
 let dead = null; // the fatal error, once the engine has crashed
 const aborts = new Map(); // request id → AbortController (loads and chats)
 let queue = Promise.resolve();
@@ -22,6 +29,8 @@ const ready = init().then(
 
 function die(err) {
   dead = toError(err, CODE.FATAL);
+  models.clear();
+  current = null;
   engine = null;
   modelInfo = null;
   reply.fatal(post, dead);
@@ -48,8 +57,13 @@ async function handle(msg) {
         return reply.done(post, id, await store.deleteModel(msg.url));
       case REQUEST.CACHE_USAGE:
         return reply.done(post, id, await store.usage());
-      case REQUEST.INFO:
-        return reply.done(post, id, modelInfo && { ...modelInfo, memory_bytes: memoryBytes() });
+      case REQUEST.INFO: {
+        if (!modelInfo) return reply.done(post, id, null);
+        // The KV cache grows with the conversation on the CPU: today's size, not the load's.
+        const list = listModels();
+        const kv = list.find((m) => m.current)?.kv_bytes ?? modelInfo.kv_bytes;
+        return reply.done(post, id, { ...modelInfo, kv_bytes: kv, memory_bytes: memoryBytes(), models: list });
+      }
       case REQUEST.LOAD:
       case REQUEST.CHAT:
       case REQUEST.UNLOAD:
@@ -79,15 +93,12 @@ async function run(msg) {
         result = await chat(msg);
         break;
       case REQUEST.UNLOAD:
-        if (engine) engine.free();
-        engine = null;
-        modelInfo = null;
+        unload(msg.model);
         result = null;
         break;
       case REQUEST.TOKENIZE:
-        if (!engine) throw makeError(CODE.NOT_LOADED, 'no model is loaded');
         if (typeof msg.text !== 'string') throw makeError(CODE.INVALID, 'text must be a string');
-        result = Array.from(engine.tokenize(msg.text, !!msg.addSpecial, !!msg.parseSpecial));
+        result = Array.from(pick(msg.model).engine.tokenize(msg.text, !!msg.addSpecial, !!msg.parseSpecial));
         break;
     }
     reply.done(post, id, result);
@@ -106,12 +117,10 @@ async function run(msg) {
       // Fatal first: the client starts a fresh worker before the caller sees the rejection.
       die(err);
       reply.error(post, id, err);
-    } else if (msg.type === REQUEST.CHAT && e && e.code === 'gpu' && engine) {
+    } else if (msg.type === REQUEST.CHAT && e && e.code === CODE.GPU && models.has(msg.model ?? current)) {
       // A lost GPU device (or a failed readback) leaves the GPU model unusable: unload it so
       // the page loads it again (on the CPU if WebGPU stays unavailable); the cache is intact.
-      engine.free();
-      engine = null;
-      modelInfo = null;
+      unload(msg.model ?? current);
       reply.error(post, id, makeError(CODE.GPU, `${e.message}; the model was unloaded: load it again (the cached copy is intact)`));
     } else {
       reply.error(post, id, e);
@@ -160,7 +169,7 @@ const SHA256 = /^[0-9a-f]{64}$/;
 
 /** The load request's fields, checked: `invalid` errors name the field. */
 function checkLoad(msg) {
-  const { source, chunkSize, sha256 } = msg;
+  const { source, chunkSize, sha256, modelId, n_ctx } = msg;
   if (typeof source === 'string') {
     let u;
     try {
@@ -181,6 +190,12 @@ function checkLoad(msg) {
   }
   if (sha256 !== undefined && sha256 !== null && (typeof sha256 !== 'string' || !SHA256.test(sha256.toLowerCase()))) {
     throw makeError(CODE.INVALID, 'sha256 must be 64 hex digits');
+  }
+  if (modelId !== undefined && modelId !== null && (typeof modelId !== 'string' || !modelId)) {
+    throw makeError(CODE.INVALID, `id must be a non-empty string, got ${JSON.stringify(modelId)}`);
+  }
+  if (n_ctx !== undefined && n_ctx !== null && (!Number.isInteger(n_ctx) || n_ctx < 1)) {
+    throw makeError(CODE.INVALID, `n_ctx must be a positive integer, got ${JSON.stringify(n_ctx)}`);
   }
 }
 
@@ -230,9 +245,9 @@ async function load(msg) {
     // model's would happen.
     if (msg.testTrap === true) testTrap();
     progress({ phase: 'load', loaded: size, total: size });
-    if (engine) engine.free();
-    engine = null;
-    modelInfo = null;
+    const modelId = msg.modelId ?? DEFAULT_ID;
+    // The model of the same id is replaced: free it first.
+    if (models.has(modelId)) unload(modelId);
     const wanted = msg.backend ?? 'auto';
     let [backend, fallback, adapterName] = await pickBackend(wanted);
     const t1 = performance.now();
@@ -241,7 +256,7 @@ async function load(msg) {
     try {
       try {
         // 'auto' has the engine vet the adapter (self-test, timed probe); 'webgpu' forces it.
-        await e.loadAsync(size, read, backend, wanted === 'auto');
+        await e.loadAsync(size, read, backend, wanted === 'auto', msg.n_ctx ?? undefined);
       } catch (err) {
         // 'auto' falls back to the CPU when the GPU cannot take the model or was declined.
         if (backend !== 'webgpu' || wanted !== 'auto' || !err || err.code !== 'gpu') throw err;
@@ -249,7 +264,7 @@ async function load(msg) {
         backend = 'cpu';
         e.free();
         e = new WasmEngine();
-        await e.loadAsync(size, read, backend, false);
+        await e.loadAsync(size, read, backend, false, msg.n_ctx ?? undefined);
       }
     } catch (err) {
       e.free();
@@ -257,12 +272,16 @@ async function load(msg) {
       // marked with its error, so it is not loaded again until deleted.
       if (url && err && (err.code === CODE.BAD_GGUF || err.code === CODE.IO)) await store.deleteModel(url);
       else if (url && err && FILE_ERRORS.has(err.code)) await store.markUnusable(url, err);
+      // Out of memory (wasm or device): say what else holds it.
+      if (err && (err.code === CODE.GPU || err.code === CODE.OUT_OF_MEMORY) && models.size) {
+        throw makeError(err.code, `${err.message}${loadedNames()} (unload one first)`);
+      }
       throw err;
     }
     read = null;
-    engine = e;
     const engineInfo = e.info();
-    modelInfo = {
+    const info = {
+      id: modelId,
       ...engineInfo,
       // wgpu does not see the browser adapter's name: take it from navigator.gpu.
       adapter: engineInfo.adapter && backend === 'webgpu' ? `${adapterName}: ${engineInfo.adapter.replace(/^.*?\), /, '')}` : engineInfo.adapter,
@@ -275,19 +294,68 @@ async function load(msg) {
       // Wasm memory only grows: what the load added is its peak need.
       load_memory_bytes: memoryBytes() - memBefore,
     };
-    return { ...modelInfo, memory_bytes: memoryBytes() };
+    models.set(modelId, { engine: e, info });
+    select(modelId);
+    return { ...modelInfo, memory_bytes: memoryBytes(), models: listModels() };
   } finally {
     aborts.delete(id);
   }
 }
 
+/** Make `modelId` the current model (the target of requests without `model`). */
+function select(modelId) {
+  const m = modelId != null ? models.get(modelId) : null;
+  current = m ? modelId : null;
+  engine = m ? m.engine : null;
+  modelInfo = m ? m.info : null;
+}
+
+/** The loaded model `modelId` (default: the current one), or a not_loaded error naming those loaded. */
+function pick(modelId) {
+  const m = models.get(modelId ?? current);
+  if (m) return m;
+  if (modelId == null || !models.size) throw makeError(CODE.NOT_LOADED, 'no model is loaded');
+  throw makeError(CODE.NOT_LOADED, `no model ${JSON.stringify(modelId)} is loaded${loadedNames()}`);
+}
+
+/** Free `modelId`, or every model when it is absent; the most recently loaded other model becomes current. */
+function unload(modelId) {
+  const ids = modelId == null ? [...models.keys()] : [modelId];
+  if (modelId != null && !models.has(modelId)) throw makeError(CODE.NOT_LOADED, `no model ${JSON.stringify(modelId)} is loaded${loadedNames()}`);
+  for (const k of ids) {
+    models.get(k).engine.free();
+    models.delete(k);
+  }
+  if (current === null || !models.has(current)) select([...models.keys()].pop() ?? null);
+}
+
+/** Every loaded model: id, name, backend, context and memory. */
+function listModels() {
+  return [...models.entries()].map(([id, { engine: e, info }]) => {
+    let kv = info.kv_bytes;
+    try {
+      kv = e.info().kv_bytes;
+    } catch {
+      /* busy generating: the load-time figure */
+    }
+    return { id, name: info.name, file: info.file, backend: info.backend, n_ctx: info.n_ctx, size: info.size, load_memory_bytes: info.load_memory_bytes, kv_bytes: kv, current: id === current };
+  });
+}
+
+/** "; loaded: a (name, cpu, 105 MB), b (...)" for error messages, or '' when nothing is loaded. */
+function loadedNames() {
+  if (!models.size) return '';
+  const list = [...models.entries()].map(([id, { info }]) => `${id} (${info.name || info.file}, ${info.backend}, ${Math.round(info.size / 1e6)} MB)`);
+  return `; loaded: ${list.join(', ')}`;
+}
+
 async function chat(msg) {
   const { id } = msg;
-  if (!engine) throw makeError(CODE.NOT_LOADED, 'no model is loaded');
   if (!Array.isArray(msg.messages)) throw makeError(CODE.INVALID, 'messages must be an array');
   if (msg.options !== undefined && (msg.options === null || typeof msg.options !== 'object' || Array.isArray(msg.options))) {
     throw makeError(CODE.INVALID, 'options must be an object');
   }
+  const { engine, info } = pick(msg.model);
   // Two ways to stop: an ABORT message (handled between tokens, since generation yields to the
   // event loop) and, with cross-origin isolation, a shared flag that is seen even mid-prefill.
   const ac = new AbortController();
@@ -321,7 +389,7 @@ async function chat(msg) {
       index++;
       return true;
     });
-    return { ...result, memory_bytes: memoryBytes() };
+    return { ...result, model: info.id, memory_bytes: memoryBytes() };
   } finally {
     aborts.delete(id);
   }

@@ -1,8 +1,10 @@
 //! `chord bench --json-schema FILE` / `--grammar FILE`: engine decode speed with and without a
 //! constraint, on the same prompt, backend and sampler (greedy), each repetition a fresh
 //! generation. The unconstrained run is the engine's ordinary path (no mask is computed,
-//! uploaded or applied); the constrained run adds llguidance's mask per token on the CPU and,
-//! on the GPU, token_mask.wgsl in the step's submission.
+//! uploaded or applied), as many tokens as the constrained one; the constrained run adds
+//! llguidance's mask per token on the CPU and, on the GPU, token_mask.wgsl in the step's
+//! submission. The two alternate, and the mask's own cost is timed apart (the constrained
+//! tokens replayed through a fresh constraint).
 
 use serde_json::{json, Value as Json};
 
@@ -37,31 +39,49 @@ pub fn bench_constrained(
     let t = std::time::Instant::now();
     engine.compile_grammar(grammar)?;
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
-    let mut run = |g: Option<&Grammar>| -> Result<(Vec<f64>, Vec<usize>)> {
+    let (mut free, mut constrained) = (Vec::new(), Vec::new());
+    let (mut free_n, mut constrained_n) = (Vec::new(), Vec::new());
+    let mut mask_us = Vec::new();
+    // Interleaved (this machine's speed drifts): each repetition runs the constrained
+    // generation, then an unconstrained one of the same length (EOG does not end it).
+    for _ in 0..reps {
         let opts = GenerateOptions {
             max_tokens: n,
-            // Unconstrained: the full n tokens (EOG does not end the run).
-            stop_at_eog: g.is_some(),
-            grammar: g.cloned(),
+            grammar: Some(grammar.clone()),
             ..Default::default()
         };
-        let (mut rates, mut counts) = (Vec::new(), Vec::new());
-        for _ in 0..reps {
-            let out = engine.generate(&ids, &opts, &mut |_| Control::Continue)?;
+        let out = engine.generate(&ids, &opts, &mut |_| Control::Continue)?;
+        let rate = |out: &crate::engine::Generation| {
             let decoded = out.ids.len().saturating_sub(1);
-            if decoded > 0 && out.gen_ms > 0.0 {
-                rates.push(decoded as f64 / (out.gen_ms / 1e3));
+            (decoded > 0 && out.gen_ms > 0.0).then(|| decoded as f64 / (out.gen_ms / 1e3))
+        };
+        constrained.extend(rate(&out));
+        constrained_n.push(out.ids.len());
+        // The mask alone: the same tokens replayed through a fresh constraint, timed per step.
+        let mut c = engine.compile_grammar(grammar)?;
+        let t = std::time::Instant::now();
+        for &id in &out.ids {
+            if c.is_done() {
+                break;
             }
-            counts.push(out.ids.len());
+            c.mask()?;
+            c.commit(id)?;
         }
-        Ok((rates, counts))
-    };
-    let (free, free_n) = run(None)?;
-    let (constrained, constrained_n) = run(Some(grammar))?;
+        mask_us.push(t.elapsed().as_secs_f64() * 1e6 / out.ids.len().max(1) as f64);
+        let opts = GenerateOptions {
+            max_tokens: out.ids.len().max(2),
+            stop_at_eog: false,
+            ..Default::default()
+        };
+        let free_out = engine.generate(&ids, &opts, &mut |_| Control::Continue)?;
+        free.extend(rate(&free_out));
+        free_n.push(free_out.ids.len());
+    }
     Ok(json!({
         "grammar": grammar.kind(),
         "compile_ms": {"first": first_compile_ms, "again": compile_ms},
         "unconstrained": {"tok_s": stats(free), "tokens": free_n},
         "constrained": {"tok_s": stats(constrained), "tokens": constrained_n},
+        "mask_us_per_token": stats(mask_us),
     }))
 }

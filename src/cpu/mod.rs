@@ -14,9 +14,12 @@ use crate::{Error, Result};
 use matmul::matmul;
 
 /// Preallocated K and V for every layer: (n_layer, n_ctx, n_head_kv·head_dim) with each
-/// layer's own KV heads and head sizes.
+/// layer's own KV heads and head sizes. It grows in place (a conversation's cache is kept
+/// between requests and extended as the conversation grows).
 pub struct KvCache {
     pub n_ctx: usize,
+    /// Floats per position of each layer: (keys, values).
+    widths: Vec<(usize, usize)>,
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
 }
@@ -25,42 +28,21 @@ impl KvCache {
     /// As [`KvCache::new`], but an error instead of an abort when `n_ctx` positions cannot be
     /// allocated (a request's context size comes from outside).
     pub fn try_new(cfg: &Config, n_ctx: usize) -> crate::Result<Self> {
-        let per_pos = cfg.n_head_kv * (cfg.head_dim + cfg.head_dim_v);
-        let floats = n_ctx
-            .checked_mul(per_pos)
-            .and_then(|f| f.checked_mul(cfg.n_layer));
-        let too_big = |needed: u64| crate::Error::OutOfMemory {
-            what: format!("a KV cache of {n_ctx} positions"),
-            needed,
-            available: None,
-            hint: " (lower n_ctx)",
+        let widths: Vec<_> = cfg.layers.iter().map(|l| (l.kv_dim(), l.v_dim())).collect();
+        let mut c = KvCache {
+            n_ctx: 0,
+            k: vec![Vec::new(); widths.len()],
+            v: vec![Vec::new(); widths.len()],
+            widths,
         };
-        let Some(floats) = floats.filter(|f| f.checked_mul(4).is_some()) else {
-            return Err(too_big(u64::MAX));
-        };
-        let alloc = |n: usize| -> crate::Result<Vec<f32>> {
-            let mut v = Vec::new();
-            v.try_reserve_exact(n)
-                .map_err(|_| too_big(floats as u64 * 4))?;
-            v.resize(n, 0.0);
-            Ok(v)
-        };
-        let kv = cfg.n_head_kv * cfg.head_dim;
-        let vv = cfg.n_head_kv * cfg.head_dim_v;
-        Ok(KvCache {
-            n_ctx,
-            k: (0..cfg.n_layer)
-                .map(|_| alloc(n_ctx * kv))
-                .collect::<crate::Result<_>>()?,
-            v: (0..cfg.n_layer)
-                .map(|_| alloc(n_ctx * vv))
-                .collect::<crate::Result<_>>()?,
-        })
+        c.try_grow(n_ctx)?;
+        Ok(c)
     }
 
     pub fn new(cfg: &Config, n_ctx: usize) -> Self {
         KvCache {
             n_ctx,
+            widths: cfg.layers.iter().map(|l| (l.kv_dim(), l.v_dim())).collect(),
             k: cfg
                 .layers
                 .iter()
@@ -72,6 +54,39 @@ impl KvCache {
                 .map(|l| vec![0.0; n_ctx * l.v_dim()])
                 .collect(),
         }
+    }
+
+    /// Room for `n_ctx` positions, keeping what the first positions hold (never shrinks); an
+    /// error, not an abort, when the memory cannot be had.
+    pub fn try_grow(&mut self, n_ctx: usize) -> crate::Result<()> {
+        if n_ctx <= self.n_ctx {
+            return Ok(());
+        }
+        let per_pos: usize = self.widths.iter().map(|(k, v)| k + v).sum();
+        let too_big = |needed: u64| crate::Error::OutOfMemory {
+            what: format!("a KV cache of {n_ctx} positions"),
+            needed,
+            available: None,
+            hint: " (lower n_ctx)",
+        };
+        let Some(bytes) = n_ctx.checked_mul(per_pos).and_then(|f| f.checked_mul(4)) else {
+            return Err(too_big(u64::MAX));
+        };
+        for (l, &(kw, vw)) in self.widths.iter().enumerate() {
+            for (buf, w) in [(&mut self.k[l], kw), (&mut self.v[l], vw)] {
+                let n = n_ctx * w;
+                buf.try_reserve_exact(n - buf.len())
+                    .map_err(|_| too_big(bytes as u64))?;
+                buf.resize(n, 0.0);
+            }
+        }
+        self.n_ctx = n_ctx;
+        Ok(())
+    }
+
+    /// Bytes the cache holds.
+    pub fn bytes(&self) -> usize {
+        self.k.iter().chain(&self.v).map(|l| l.len() * 4).sum()
     }
 }
 

@@ -8,8 +8,8 @@
 //! JS as plain objects `{code, message}`.
 
 use crate::chat::tools::Tools;
-use crate::chat::{ChatMessage, RenderOptions};
-use crate::engine::{Backend, Control, Engine, FinishReason, GenerateOptions, LoadOptions};
+use crate::conversation::fit_chat;
+use crate::engine::{Backend, Control, Engine, FinishReason, LoadOptions};
 use crate::source::ByteSource;
 use crate::{Error, Result};
 use serde_json::{json, Value as Json};
@@ -158,17 +158,6 @@ fn not_loaded() -> JsValue {
     js_error(crate::error::Code::NotLoaded.as_str(), "no model is loaded")
 }
 
-/// A chat request, parsed and checked field by field (`crate::request`): the messages, the
-/// options, the rendering options and the options object itself (for `tools`, which need the
-/// model's template).
-fn parse_chat(
-    messages_json: &str,
-    options_json: &str,
-) -> Result<(Vec<ChatMessage>, GenerateOptions, RenderOptions, Json), JsValue> {
-    let r = crate::request::parse_chat(messages_json, options_json).map_err(to_js)?;
-    Ok((r.messages, r.options, r.render, r.raw))
-}
-
 /// The yield channel and the closure its port calls.
 type YieldChannel = (web_sys::MessageChannel, Closure<dyn FnMut()>);
 
@@ -217,7 +206,9 @@ fn describe(e: &Engine) -> Json {
     json!({
         "architecture": h.architecture().unwrap_or("?"),
         "name": h.model_name().ok().flatten(),
-        "n_ctx": cfg.n_ctx_train,
+        "n_ctx": e.n_ctx(),
+        "n_ctx_train": cfg.n_ctx_train,
+        "kv_bytes": e.kv_bytes(),
         "n_vocab": cfg.n_vocab,
         "n_layer": cfg.n_layer,
         "n_embd": cfg.n_embd,
@@ -237,7 +228,9 @@ async fn chat_async(
     options_json: String,
     on_token: js_sys::Function,
 ) -> Result<JsValue, JsValue> {
-    let (msgs, mut opts, mut render, o) = parse_chat(&messages_json, &options_json)?;
+    let r = crate::request::parse_chat(&messages_json, &options_json).map_err(to_js)?;
+    let (msgs, mut opts, mut render, o) = (r.messages, r.options, r.render, r.raw);
+    let (cache_prompt, overflow) = (r.cache_prompt, r.overflow);
     opts.pause = Some(yield_to_event_loop);
     let mut guard = cell.try_borrow_mut().map_err(|_| busy())?;
     let e = guard.as_mut().ok_or_else(not_loaded)?;
@@ -259,7 +252,11 @@ async fn chat_async(
             opts.grammar = Some(g);
         }
     }
-    let ids = e.chat_prompt_ids(&msgs, &render).map_err(to_js)?;
+    if !cache_prompt {
+        e.forget_prefix();
+    }
+    let fitted = fit_chat(e, &msgs, &render, &opts, overflow).map_err(to_js)?;
+    let ids = fitted.ids;
     let mut filter = tools.as_ref().map(Tools::stream_filter);
     let t0 = js_sys::Date::now();
     let mut t_first = None;
@@ -318,6 +315,8 @@ async fn chat_async(
         "tool_calls": tool_calls,
         "finish_reason": finish,
         "prompt_tokens": g.prompt_ids.len(),
+        "cached_tokens": g.cached_tokens,
+        "dropped_messages": fitted.dropped_messages,
         "completion_tokens": g.ids.len(),
         "prompt_ms": t_first - t0,
         "gen_ms": t_end - t_first,
@@ -351,7 +350,8 @@ impl WasmEngine {
     /// memory. A missing adapter or a model too large for it rejects with `{code, message}`.
     /// `vetGpu` (what `backend: 'auto'` passes): decline a software adapter, one that fails the
     /// known-answer self-test, or one slower than the CPU, rejecting with a `gpu` error whose
-    /// message is the reason (`crate::backend_choice`).
+    /// message is the reason (`crate::backend_choice`). `n_ctx` (optional) sets the context
+    /// size, at most the model's training context.
     #[wasm_bindgen(js_name = loadAsync)]
     pub fn load_async(
         &mut self,
@@ -359,7 +359,17 @@ impl WasmEngine {
         read: js_sys::Function,
         backend: &str,
         vet_gpu: Option<bool>,
+        n_ctx: Option<f64>,
     ) -> Result<js_sys::Promise, JsValue> {
+        let n_ctx = match n_ctx {
+            None => None,
+            Some(n) if n.is_finite() && n >= 1.0 && n.fract() == 0.0 => Some(n as usize),
+            Some(n) => {
+                return Err(invalid(format!(
+                    "n_ctx must be a positive integer, not {n}"
+                )))
+            }
+        };
         let backend = match backend {
             "webgpu" | "gpu" => Backend::Gpu,
             "cpu" => Backend::Cpu,
@@ -377,6 +387,7 @@ impl WasmEngine {
             let opts = LoadOptions {
                 backend,
                 vet_gpu: vet_gpu.unwrap_or(false),
+                n_ctx,
                 ..Default::default()
             };
             let engine = Engine::load_async(&src, &opts).await.map_err(to_js)?;
@@ -394,7 +405,8 @@ impl WasmEngine {
         Ok(())
     }
 
-    /// `{architecture, name, n_ctx, n_vocab, n_layer, n_embd, backend, adapter, chat_template}`.
+    /// `{architecture, name, n_ctx, n_ctx_train, kv_bytes, n_vocab, n_layer, n_embd, backend,
+    /// adapter, gpu_vetting, chat_template}` (`n_ctx`: the context size in use).
     pub fn info(&self) -> Result<JsValue, JsValue> {
         let e = self.engine.try_borrow().map_err(|_| busy())?;
         Ok(json_to_js(&describe(e.as_ref().ok_or_else(not_loaded)?)))
@@ -418,12 +430,15 @@ impl WasmEngine {
     /// frequency_penalty, seed, stop, n_ctx, now` (`now`: `{year, month, day, hour, minute,
     /// second}`, since wasm has no clock), `response_format` (`{type: "json_object"}` or
     /// `{type: "json_schema", json_schema: {name, schema, strict}}`), `grammar` (Lark),
-    /// `tools` and `tool_choice`. `on_token(text, id)` gets each piece of final text (tool
-    /// calls are held back); returning `false` cancels. A Promise of `{text, content,
-    /// tool_calls, finish_reason, prompt_tokens, completion_tokens, prompt_ms, gen_ms,
-    /// backend}` (`tool_calls`: `[{id, type: "function", function: {name, arguments}}]`,
-    /// `finish_reason` `"tool_calls"` when there are some). It yields to the event loop between
-    /// tokens, so the worker sees a Stop message while it generates.
+    /// `tools`, `tool_choice`, `cache_prompt` (`false`: prefill the whole prompt instead of
+    /// reusing the previous request's common prefix) and `context_overflow` (`"drop_oldest"`,
+    /// the default, drops the oldest whole turns until prompt + max_tokens fits; `"error"`
+    /// keeps every message). `on_token(text, id)` gets each piece of final text (tool calls
+    /// are held back); returning `false` cancels. A Promise of `{text, content, tool_calls,
+    /// finish_reason, prompt_tokens, cached_tokens, dropped_messages, completion_tokens,
+    /// prompt_ms, gen_ms, backend}` (`tool_calls`: `[{id, type: "function", function: {name,
+    /// arguments}}]`, `finish_reason` `"tool_calls"` when there are some). It yields to the
+    /// event loop between tokens, so the worker sees a Stop message while it generates.
     #[wasm_bindgen(js_name = chatAsync)]
     pub fn chat_async(
         &self,

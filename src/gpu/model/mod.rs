@@ -311,6 +311,12 @@ impl GpuModel {
         Ok(crate::sampling::choose(&params.config(), &logits, || u))
     }
 
+    /// Bytes of the KV cache on the device (every layer's keys and values, f32 or f16).
+    pub fn kv_bytes(&self) -> usize {
+        let per_pos: usize = self.cfg.layers.iter().map(|l| l.kv_dim() + l.v_dim()).sum();
+        self.n_ctx * per_pos * if self.ctx.kv_f16 { 2 } else { 4 }
+    }
+
     /// What the last step encoded: see [`StepStats`].
     pub fn last_step(&self) -> StepStats {
         self.last_step
