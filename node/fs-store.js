@@ -3,6 +3,7 @@
 //
 //   DIR/<key>.json       the manifest (key: the first 32 hex digits of SHA-256(url))
 //   DIR/<key>/<i>.bin    chunk i
+//   DIR/sessions/<key>.bin and .json   saved sessions (the engine's saveSession)
 // Writes go to a temporary file renamed into place, a chunk before its manifest, so a crash
 // leaves at worst a chunk the manifest does not count yet.
 import { createHash } from 'node:crypto';
@@ -97,6 +98,49 @@ export function directoryBackend(dir) {
         .filter((i) => i >= first && i <= last)
         .sort((a, b) => a - b)
         .map((i) => fileChunk(join(chunkDir(url), `${i}.bin`)));
+    },
+    // Saved sessions: DIR/sessions/<key>.bin (the bytes) and <key>.json (the facts).
+    async putSession(rec) {
+      const d = join(dir, 'sessions');
+      mkdirSync(d, { recursive: true });
+      const { data, ...facts } = rec;
+      writeAtomic(join(d, `${keyOf(rec.key)}.bin`), data);
+      writeAtomic(join(d, `${keyOf(rec.key)}.json`), JSON.stringify(facts));
+    },
+    async getSession(key) {
+      const base = join(dir, 'sessions', keyOf(key));
+      try {
+        const facts = JSON.parse(readFileSync(`${base}.json`, 'utf8'));
+        return { ...facts, data: new Uint8Array(readFileSync(`${base}.bin`)) };
+      } catch {
+        return null;
+      }
+    },
+    async deleteSession(key) {
+      const base = join(dir, 'sessions', keyOf(key));
+      const had = (await this.getSession(key)) !== null;
+      rmSync(`${base}.json`, { force: true });
+      rmSync(`${base}.bin`, { force: true });
+      return had;
+    },
+    async allSessions() {
+      const d = join(dir, 'sessions');
+      const out = [];
+      let names = [];
+      try {
+        names = readdirSync(d);
+      } catch {
+        return out;
+      }
+      for (const f of names) {
+        if (!f.endsWith('.json')) continue;
+        try {
+          out.push(JSON.parse(readFileSync(join(d, f), 'utf8')));
+        } catch {
+          /* half-written */
+        }
+      }
+      return out;
     },
     async estimate() {
       try {

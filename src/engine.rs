@@ -15,6 +15,7 @@ use crate::cpu::{CpuModel, Kernel, KvCache};
 use crate::gguf::GgufHeader;
 use crate::gpu::{GpuContext, GpuModel};
 use crate::sampling::{Sampler, SamplerConfig};
+use crate::session::KvPrecision;
 use crate::source::ByteSource;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -304,6 +305,84 @@ impl Engine {
     /// prefills only the rest).
     pub fn cached_ids(&self) -> &[u32] {
         &self.session.ids
+    }
+
+    /// SHA-256 of the model's description: what a saved session is checked against.
+    pub fn model_fingerprint(&self) -> [u8; 32] {
+        crate::session::model_fingerprint(&self.header)
+    }
+
+    /// Values per position of each layer's cache: (keys, values).
+    fn kv_widths(&self) -> Vec<(usize, usize)> {
+        match &self.runner {
+            Runner::Cpu(m) => m
+                .cfg
+                .layers
+                .iter()
+                .map(|l| (l.kv_dim(), l.v_dim()))
+                .collect(),
+            Runner::Gpu(m) => m.kv_widths(),
+        }
+    }
+
+    /// The cache of the last sequence as a saved session ([`crate::session`]): the ids it
+    /// holds and their keys and values, in `precision`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save_session(&self, precision: KvPrecision) -> Result<Vec<u8>> {
+        block_on(self.save_session_async(precision))
+    }
+
+    /// As [`Engine::save_session`]; on the GPU the cache is read back from the device.
+    pub async fn save_session_async(&self, precision: KvPrecision) -> Result<Vec<u8>> {
+        let ids = &self.session.ids;
+        let n = ids.len();
+        let kv = match (&self.runner, &self.session.cpu) {
+            (Runner::Gpu(m), _) => m.read_kv(n).await?,
+            (Runner::Cpu(_), Some(c)) => c.snapshot(n),
+            (Runner::Cpu(_), None) => crate::session::KvLayers {
+                precision: KvPrecision::F32,
+                layers: vec![(Vec::new(), Vec::new()); self.cfg.layers.len()],
+            },
+        };
+        let widths = self.kv_widths();
+        let fp = self.model_fingerprint();
+        Ok(crate::session::encode(&fp, ids, &widths, kv, precision))
+    }
+
+    /// Restores a saved session: the cache holds its ids again, so the next prompt that
+    /// starts with them prefills only the rest. Everything is checked first (checksum, model,
+    /// sizes); a session that does not fit is an error that leaves the cache as it was.
+    /// Returns the number of positions restored.
+    pub fn restore_session(&mut self, bytes: &[u8]) -> Result<usize> {
+        let s = crate::session::decode(bytes, &self.model_fingerprint(), &self.kv_widths())?;
+        let n = s.ids.len();
+        if n > self.n_ctx {
+            return Err(Error::ContextFull {
+                needed: n,
+                n_ctx: self.n_ctx,
+            });
+        }
+        if let Some(&id) = s.ids.iter().find(|&&t| t as usize >= self.cfg.n_vocab) {
+            return Err(Error::TokenOutOfRange {
+                id,
+                n_vocab: self.cfg.n_vocab,
+            });
+        }
+        // What the cache held is overwritten from here on.
+        self.session.ids.clear();
+        match &self.runner {
+            Runner::Cpu(m) => match &mut self.session.cpu {
+                Some(c) => c.restore(&s.kv, n)?,
+                None => {
+                    let mut c = KvCache::try_new(&m.cfg, n.max(1))?;
+                    c.restore(&s.kv, n)?;
+                    self.session.cpu = Some(c);
+                }
+            },
+            Runner::Gpu(m) => m.write_kv(s.kv, n)?,
+        }
+        self.session.ids = s.ids;
+        Ok(n)
     }
 
     /// Bytes of the KV cache (the CPU's as allocated so far; the GPU's at load).

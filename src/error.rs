@@ -66,6 +66,11 @@ pub enum Error {
     #[error(transparent)]
     Gpu(#[from] crate::gpu::GpuError),
 
+    /// A saved session (the KV cache of a conversation) that is corrupt, truncated, or was
+    /// saved with another model.
+    #[error("saved session: {0}")]
+    BadSession(String),
+
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -160,6 +165,9 @@ codes! {
     BadGrammar = "bad_grammar",
     /// Constrained decoding failed mid-generation (the grammar allowed no token).
     Constraint = "constraint",
+    /// A saved session that is corrupt, truncated, or was saved with another model; also a
+    /// session key with nothing saved under it.
+    BadSession = "bad_session",
     /// A bug: anything not covered above.
     Internal = "internal",
 }
@@ -189,6 +197,7 @@ impl Error {
             Error::Gpu(_) => Code::Gpu,
             Error::OutOfMemory { .. } => Code::OutOfMemory,
             Error::Io { .. } => Code::Io,
+            Error::BadSession(_) => Code::BadSession,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod quant;
 #[cfg(any(target_arch = "wasm32", feature = "json"))]
 pub mod request;
 pub mod sampling;
+pub mod session;
 pub mod source;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]

@@ -9,7 +9,7 @@ export type ErrorCode =
   | 'bad_gguf' | 'unsupported_type' | 'bad_tensor' | 'tokenizer' | 'chat_template' | 'unsupported_model'
   | 'context_full' | 'bad_token' | 'invalid' | 'tensor_not_found' | 'bad_metadata' | 'gpu' | 'out_of_memory'
   | 'io' | 'busy' | 'not_loaded' | 'http' | 'network' | 'not_gguf' | 'quota' | 'aborted' | 'bad_response'
-  | 'integrity' | 'unusable' | 'storage' | 'fatal' | 'internal';
+  | 'integrity' | 'unusable' | 'storage' | 'fatal' | 'bad_grammar' | 'constraint' | 'bad_session' | 'internal';
 
 export interface Progress {
   phase: 'download' | 'read' | 'load';
@@ -30,6 +30,8 @@ export interface ModelInfo {
   n_ctx_train: number;
   /** Bytes of the KV cache. */
   kv_bytes: number;
+  /** Tokens the KV cache holds (the last conversation's), which a prompt starting with them reuses. */
+  cached_tokens: number;
   n_vocab: number;
   n_layer: number;
   n_embd: number;
@@ -205,6 +207,20 @@ export interface CachedModel {
   unusable: { code: ErrorCode; message: string } | null;
 }
 
+export interface SavedSession {
+  key: string;
+  /** The id of the model it was saved from, and that model's name and URL. */
+  model: string;
+  name: string | null;
+  url: string | null;
+  /** Tokens (positions) the session holds. */
+  tokens: number;
+  bytes: number;
+  precision: 'f16' | 'f32';
+  /** Date.now() when it was saved. */
+  saved: number;
+}
+
 export interface Engine {
   /** Whether a Stop also interrupts a long prompt mid-prefill (needs cross-origin isolation). */
   readonly hardAbort: boolean;
@@ -230,6 +246,12 @@ export interface Engine {
   tokenize(text: string, opts?: { addSpecial?: boolean; parseSpecial?: boolean; model?: string }): Promise<number[]>;
   /** Free the model `id`, or every model without it. */
   unload(id?: string): Promise<null>;
+  /** Save the model's KV cache (its last conversation) under `key`, in IndexedDB. */
+  saveSession(key: string, opts?: { model?: string; precision?: 'f16' | 'f32' }): Promise<SavedSession & { ms: number }>;
+  /** Restore the session saved under `key` into the model's cache (`bad_session` if it is corrupt, of another model, or missing). */
+  restoreSession(key: string, opts?: { model?: string }): Promise<{ key: string; tokens: number; bytes: number; ms: number }>;
+  deleteSession(key: string): Promise<boolean>;
+  listSessions(): Promise<SavedSession[]>;
   terminate(): void;
   chat: {
     completions: {
@@ -240,7 +262,7 @@ export interface Engine {
   cache: {
     list(): Promise<CachedModel[]>;
     delete(url: string): Promise<boolean>;
-    usage(): Promise<{ usage: number | null; quota: number | null; models: number }>;
+    usage(): Promise<{ usage: number | null; quota: number | null; models: number; sessions: number }>;
   };
 }
 

@@ -171,6 +171,34 @@ class Engine {
     return r;
   }
 
+  /**
+   * Save the KV cache of the model's last conversation under `key` (IndexedDB; Node: the cache
+   * directory), so that after a reload `restoreSession(key)` continues it without prefilling
+   * it again. `precision`: 'f16' (default: half the bytes) or 'f32' (restores bit for bit).
+   */
+  saveSession(key, { model, precision } = {}) {
+    return this.#call(REQUEST.SESSION_SAVE, { key, model, precision });
+  }
+
+  /**
+   * Load the session saved under `key` into the model's cache: the next request whose prompt
+   * starts with the saved tokens prefills only the rest (`cached_tokens` says how many were
+   * reused). A session of another model, a corrupt one or none under `key` is a `bad_session`
+   * error that leaves the cache as it was.
+   */
+  restoreSession(key, { model } = {}) {
+    return this.#call(REQUEST.SESSION_RESTORE, { key, model });
+  }
+
+  deleteSession(key) {
+    return this.#call(REQUEST.SESSION_DELETE, { key });
+  }
+
+  /** Every saved session: [{ key, model, name, tokens, bytes, precision, saved }], newest first. */
+  listSessions() {
+    return this.#call(REQUEST.SESSION_LIST);
+  }
+
   /** Stop the worker for good; pending requests are rejected. */
   terminate() {
     this.#terminated = true;

@@ -19,7 +19,12 @@ export const REQUEST = Object.freeze({
   UNLOAD: 'unload', // { model? } → null (without model: every model)
   CACHE_LIST: 'cache.list', // {} → [{ url, size, stored, complete, etag, name, updated, sha256, verified, canDetectChange, warning, unusable }]
   CACHE_DELETE: 'cache.delete', // { url } → boolean
-  CACHE_USAGE: 'cache.usage', // {} → { usage, quota, models }
+  CACHE_USAGE: 'cache.usage', // {} → { usage, quota, models, sessions }
+  // Saved sessions: a model's KV cache of its last conversation, kept in storage under a key.
+  SESSION_SAVE: 'session.save', // { key, model?, precision?: 'f16'|'f32' } → { key, model, name, tokens, bytes, precision, saved, ms }
+  SESSION_RESTORE: 'session.restore', // { key, model? } → { key, tokens, bytes, ms }
+  SESSION_DELETE: 'session.delete', // { key } → boolean
+  SESSION_LIST: 'session.list', // {} → [{ key, model, name, tokens, bytes, precision, saved }], newest first
 });
 
 export const EVENT = Object.freeze({
@@ -63,6 +68,7 @@ export const CODE = Object.freeze({
   FATAL: 'fatal', // the wasm module trapped; the client starts a fresh worker
   BAD_GRAMMAR: 'bad_grammar', // a schema/grammar/regex that cannot constrain decoding
   CONSTRAINT: 'constraint', // constrained decoding failed mid-generation
+  BAD_SESSION: 'bad_session', // a saved session that is corrupt or from another model, or none under that key
   INTERNAL: 'internal',
 });
 

@@ -17,7 +17,8 @@
 import { CODE, makeError } from './protocol.js';
 
 const DB_NAME = 'wasm-chord';
-const DB_VERSION = 1;
+// 2: the 'sessions' store (saved KV caches of conversations) was added.
+const DB_VERSION = 2;
 export const DEFAULT_CHUNK = 16 * 1024 * 1024;
 const RETRIES = 4;
 
@@ -30,6 +31,7 @@ function db() {
         const d = req.result;
         if (!d.objectStoreNames.contains('manifests')) d.createObjectStore('manifests', { keyPath: 'url' });
         if (!d.objectStoreNames.contains('chunks')) d.createObjectStore('chunks');
+        if (!d.objectStoreNames.contains('sessions')) d.createObjectStore('sessions', { keyPath: 'key' });
       };
       req.onsuccess = () => resolve(req.result);
       req.onerror = () => reject(makeError(CODE.STORAGE, `IndexedDB: ${req.error}`));
@@ -52,6 +54,8 @@ function storageError(e) {
   }
   return makeError(CODE.STORAGE, `IndexedDB: ${e && e.message ? e.message : e}`);
 }
+
+const mb = (b) => (b / 1048576).toFixed(b < 1048576 * 10 ? 1 : 0);
 
 function reqP(r) {
   return new Promise((resolve, reject) => {
@@ -100,6 +104,30 @@ const indexedDbBackend = {
   },
   async estimate() {
     return globalThis.navigator?.storage?.estimate ? navigator.storage.estimate() : {};
+  },
+  /** A saved session: { key, data: Blob, ...facts }, replacing the one of the same key. */
+  async putSession(rec) {
+    const tx = (await db()).transaction('sessions', 'readwrite');
+    tx.objectStore('sessions').put({ ...rec, data: new Blob([rec.data]) });
+    await txDone(tx);
+  },
+  /** The saved session of `key` with its bytes (a Uint8Array), or null. */
+  async getSession(key) {
+    const tx = (await db()).transaction('sessions', 'readonly');
+    const rec = await reqP(tx.objectStore('sessions').get(key));
+    if (!rec) return null;
+    return { ...rec, data: new Uint8Array(await rec.data.arrayBuffer()) };
+  },
+  async deleteSession(key) {
+    const tx = (await db()).transaction('sessions', 'readwrite');
+    const had = await reqP(tx.objectStore('sessions').count(key));
+    tx.objectStore('sessions').delete(key);
+    await txDone(tx);
+    return had > 0;
+  },
+  async allSessions() {
+    const tx = (await db()).transaction('sessions', 'readonly');
+    return reqP(tx.objectStore('sessions').getAll());
   },
 };
 
@@ -229,10 +257,51 @@ function checkRange(url, res, start, wantEnd, size) {
   return t;
 }
 
+// Saved sessions (the KV cache of a conversation, from the engine's saveSession): stored beside
+// the models, by the page's key. The engine checks the bytes (checksum, model) on restore.
+
+/** Store a session's bytes under `key` with its facts (model, tokens, precision). */
+export async function putSession(key, data, facts) {
+  const rec = { ...facts, key, bytes: data.byteLength, saved: Date.now(), data };
+  try {
+    await backend.putSession(rec);
+  } catch (e) {
+    if (e && e.code === CODE.QUOTA) {
+      throw makeError(CODE.QUOTA, `the browser has no room for this session (${mb(data.byteLength)} MB): delete saved sessions or cached models`);
+    }
+    throw e && e.code ? e : storageError(e);
+  }
+  const { data: _, ...listed } = rec;
+  return listed;
+}
+
+/** The session saved under `key` ({ ...facts, data: Uint8Array }), or a bad_session error. */
+export async function getSession(key) {
+  const rec = await backend.getSession(key);
+  if (!rec) throw makeError(CODE.BAD_SESSION, `no session is saved under ${JSON.stringify(key)}`);
+  return rec;
+}
+
+export function deleteSession(key) {
+  return backend.deleteSession(key);
+}
+
+/** Every saved session's facts (no bytes), newest first. */
+export async function listSessions() {
+  const all = await backend.allSessions();
+  return all.map(({ data: _, ...facts }) => facts).sort((a, b) => b.saved - a.saved);
+}
+
 export async function usage() {
   const est = await backend.estimate();
   const models = await listModels();
-  return { usage: est.usage ?? null, quota: est.quota ?? null, models: models.reduce((a, m) => a + m.stored, 0) };
+  const sessions = backend.allSessions ? await listSessions() : [];
+  return {
+    usage: est.usage ?? null,
+    quota: est.quota ?? null,
+    models: models.reduce((a, m) => a + m.stored, 0),
+    sessions: sessions.reduce((a, s) => a + s.bytes, 0),
+  };
 }
 
 function storedBytes(m) {
@@ -611,7 +680,6 @@ async function readBody(res, want, onBytes) {
 async function ensureQuota(total) {
   const { usage = 0, quota } = await backend.estimate();
   if (quota && quota - usage < total) {
-    const mb = (b) => (b / 1048576).toFixed(0);
     throw makeError(CODE.QUOTA, `this model needs ${mb(total)} MB but the browser allows only ${mb(quota - usage)} MB more for this site: delete cached models or free disk space`);
   }
 }

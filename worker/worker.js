@@ -57,6 +57,10 @@ async function handle(msg) {
         return reply.done(post, id, await store.deleteModel(msg.url));
       case REQUEST.CACHE_USAGE:
         return reply.done(post, id, await store.usage());
+      case REQUEST.SESSION_DELETE:
+        return reply.done(post, id, await store.deleteSession(checkKey(msg.key)));
+      case REQUEST.SESSION_LIST:
+        return reply.done(post, id, await store.listSessions());
       case REQUEST.INFO: {
         if (!modelInfo) return reply.done(post, id, null);
         // The KV cache grows with the conversation on the CPU: today's size, not the load's.
@@ -68,6 +72,8 @@ async function handle(msg) {
       case REQUEST.CHAT:
       case REQUEST.UNLOAD:
       case REQUEST.TOKENIZE:
+      case REQUEST.SESSION_SAVE:
+      case REQUEST.SESSION_RESTORE:
         queue = queue.then(() => run(msg));
         return;
       default:
@@ -99,6 +105,12 @@ async function run(msg) {
       case REQUEST.TOKENIZE:
         if (typeof msg.text !== 'string') throw makeError(CODE.INVALID, 'text must be a string');
         result = Array.from(pick(msg.model).engine.tokenize(msg.text, !!msg.addSpecial, !!msg.parseSpecial));
+        break;
+      case REQUEST.SESSION_SAVE:
+        result = await saveSession(msg);
+        break;
+      case REQUEST.SESSION_RESTORE:
+        result = await restoreSession(msg);
         break;
     }
     reply.done(post, id, result);
@@ -393,4 +405,37 @@ async function chat(msg) {
   } finally {
     aborts.delete(id);
   }
+}
+
+/** A session key: a non-empty string of at most 512 characters. */
+function checkKey(key) {
+  if (typeof key !== 'string' || !key || key.length > 512) {
+    throw makeError(CODE.INVALID, `key must be a non-empty string of at most 512 characters, got ${JSON.stringify(key)?.slice(0, 80)}`);
+  }
+  return key;
+}
+
+/** Save the model's cache (its last conversation) under `key`: f16 by default. */
+async function saveSession(msg) {
+  const key = checkKey(msg.key);
+  if (msg.precision !== undefined && msg.precision !== 'f16' && msg.precision !== 'f32') {
+    throw makeError(CODE.INVALID, `precision must be "f16" or "f32", got ${JSON.stringify(msg.precision)}`);
+  }
+  const { engine: e, info } = pick(msg.model);
+  const t0 = performance.now();
+  const tokens = e.info().cached_tokens;
+  const data = await e.saveSessionAsync(msg.precision ?? undefined);
+  const facts = { model: info.id, name: info.name || info.file, file: info.file, url: info.url, tokens, precision: msg.precision ?? 'f16' };
+  const saved = await store.putSession(key, data, facts);
+  return { ...saved, ms: performance.now() - t0 };
+}
+
+/** Restore the session saved under `key` into the model's cache. */
+async function restoreSession(msg) {
+  const key = checkKey(msg.key);
+  const { engine: e } = pick(msg.model);
+  const t0 = performance.now();
+  const rec = await store.getSession(key);
+  const tokens = e.restoreSession(rec.data);
+  return { key, tokens, bytes: rec.data.byteLength, ms: performance.now() - t0 };
 }

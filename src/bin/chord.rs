@@ -32,6 +32,7 @@ const USAGE: &str = "usage:
   chord bench MODEL [-p 128] [-n 64] [--reps 3] [--threads 1] [--backend cpu|gpu] [--kernel fast|reference]
               [--layout default|packed|aligned] [--shader-checks on|off]   (gpu)
   chord bench MODEL (--json-schema FILE | --grammar FILE) [-n 64] [--reps 3] [--backend cpu|gpu]
+  chord bench MODEL --turns 8 [--turn-tokens 150] [-n 32] [--threads 1] [--backend cpu|gpu]
   chord bench MODEL --backend gpu --kernels [-p 64] [--shader-checks on|off]
   chord serve [--port 8080] [--models models/] [--root .] [--no-coop-coep] [--no-range]";
 
@@ -213,9 +214,24 @@ fn run(args: &[String]) -> Result<(), Fail> {
                     "shader-checks",
                     "json-schema",
                     "grammar",
+                    "turns",
+                    "turn-tokens",
                 ],
             )?;
             a.exactly(1, "MODEL")?;
+            if let Some(turns) = parse_num(a.value("turns"), "turns")? {
+                // Time to first token per turn, with and without reuse (docs/performance.md).
+                cpu::matmul::set_threads(parse_num(a.value("threads"), "threads")?.unwrap_or(1));
+                let mut engine = load_engine(a.positional[0], &a)?;
+                let out = wasm_chord::conversation::bench::bench_turns(
+                    &mut engine,
+                    turns.max(1),
+                    parse_num(a.value("turn-tokens"), "turn-tokens")?.unwrap_or(150),
+                    parse_num(a.value("n"), "n")?.unwrap_or(32).max(1),
+                )?;
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                return Ok(());
+            }
             if let Some(g) = grammar_arg(&a)? {
                 // Constrained against unconstrained engine decode (docs/performance.md).
                 cpu::matmul::set_threads(parse_num(a.value("threads"), "threads")?.unwrap_or(1));

@@ -88,6 +88,45 @@ impl KvCache {
     pub fn bytes(&self) -> usize {
         self.k.iter().chain(&self.v).map(|l| l.len() * 4).sum()
     }
+
+    /// Values per position of each layer: (keys, values).
+    pub fn widths(&self) -> &[(usize, usize)] {
+        &self.widths
+    }
+
+    /// Keys and values of positions `0..n` (f32), for a saved session.
+    pub fn snapshot(&self, n: usize) -> crate::session::KvLayers {
+        let bytes = |x: &[f32]| bytemuck::cast_slice::<f32, u8>(x).to_vec();
+        let layers = self
+            .widths
+            .iter()
+            .enumerate()
+            .map(|(l, &(kw, vw))| (bytes(&self.k[l][..n * kw]), bytes(&self.v[l][..n * vw])))
+            .collect();
+        crate::session::KvLayers {
+            precision: crate::session::KvPrecision::F32,
+            layers,
+        }
+    }
+
+    /// Writes positions `0..n` from a saved session's values (room for them first).
+    pub fn restore(&mut self, kv: &crate::session::KvLayers, n: usize) -> crate::Result<()> {
+        if kv.layers.len() != self.widths.len() {
+            return Err(crate::Error::BadSession("the layer count differs".into()));
+        }
+        self.try_grow(n)?;
+        for (l, &(kw, vw)) in self.widths.iter().enumerate() {
+            let (k, v) = kv.f32_layer(l);
+            if k.len() != n * kw || v.len() != n * vw {
+                return Err(crate::Error::BadSession(format!(
+                    "layer {l} has the wrong size"
+                )));
+            }
+            self.k[l][..k.len()].copy_from_slice(&k);
+            self.v[l][..v.len()].copy_from_slice(&v);
+        }
+        Ok(())
+    }
 }
 
 /// A loaded model with precomputed RoPE tables.

@@ -10,6 +10,7 @@
 use crate::chat::tools::Tools;
 use crate::conversation::fit_chat;
 use crate::engine::{Backend, Control, Engine, FinishReason, LoadOptions};
+use crate::session::KvPrecision;
 use crate::source::ByteSource;
 use crate::{Error, Result};
 use serde_json::{json, Value as Json};
@@ -209,6 +210,7 @@ fn describe(e: &Engine) -> Json {
         "n_ctx": e.n_ctx(),
         "n_ctx_train": cfg.n_ctx_train,
         "kv_bytes": e.kv_bytes(),
+        "cached_tokens": e.cached_ids().len(),
         "n_vocab": cfg.n_vocab,
         "n_layer": cfg.n_layer,
         "n_embd": cfg.n_embd,
@@ -405,7 +407,7 @@ impl WasmEngine {
         Ok(())
     }
 
-    /// `{architecture, name, n_ctx, n_ctx_train, kv_bytes, n_vocab, n_layer, n_embd, backend,
+    /// `{architecture, name, n_ctx, n_ctx_train, kv_bytes, cached_tokens, n_vocab, n_layer, n_embd, backend,
     /// adapter, gpu_vetting, chat_template}` (`n_ctx`: the context size in use).
     pub fn info(&self) -> Result<JsValue, JsValue> {
         let e = self.engine.try_borrow().map_err(|_| busy())?;
@@ -423,6 +425,35 @@ impl WasmEngine {
             .ok_or_else(not_loaded)?
             .tokenize(text, add_special, parse_special)
             .map_err(to_js)
+    }
+
+    /// The cache of the last sequence as a saved session (`crate::session`): a Promise of its
+    /// bytes (a Uint8Array). `precision`: `"f16"` (the default: half the bytes of an f32
+    /// cache) or `"f32"` (restores bit for bit). On WebGPU the cache is read back from the
+    /// device.
+    #[wasm_bindgen(js_name = saveSessionAsync)]
+    pub fn save_session_async(
+        &self,
+        precision: Option<String>,
+    ) -> Result<js_sys::Promise, JsValue> {
+        let precision = match precision.as_deref() {
+            None => KvPrecision::default(),
+            Some(p) => KvPrecision::parse(p).map_err(to_js)?,
+        };
+        let cell = self.engine.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(save_session(
+            cell, precision,
+        )))
+    }
+
+    /// Restores a saved session's cache (checked whole first: a `bad_session` error for a
+    /// corrupt one or one of another model, leaving the cache as it was). Returns the number
+    /// of tokens the cache now holds: a chat whose prompt starts with them prefills the rest.
+    #[wasm_bindgen(js_name = restoreSession)]
+    pub fn restore_session(&self, bytes: &[u8]) -> Result<f64, JsValue> {
+        let mut e = self.engine.try_borrow_mut().map_err(|_| busy())?;
+        let e = e.as_mut().ok_or_else(not_loaded)?;
+        Ok(e.restore_session(bytes).map_err(to_js)? as f64)
     }
 
     /// Chat: `messages_json` is an OpenAI-style message array; `options_json` holds
@@ -454,6 +485,18 @@ impl WasmEngine {
             on_token,
         ))
     }
+}
+
+// As `chat_async`: the borrow is held across the readback, so other calls get `busy`.
+#[allow(clippy::await_holding_refcell_ref)]
+async fn save_session(
+    cell: Rc<RefCell<Option<Engine>>>,
+    precision: KvPrecision,
+) -> Result<JsValue, JsValue> {
+    let guard = cell.try_borrow().map_err(|_| busy())?;
+    let e = guard.as_ref().ok_or_else(not_loaded)?;
+    let bytes = e.save_session_async(precision).await.map_err(to_js)?;
+    Ok(js_sys::Uint8Array::from(&bytes[..]).into())
 }
 
 fn source(size: f64, read: js_sys::Function) -> Result<JsSource, JsValue> {

@@ -5,6 +5,7 @@
 // Then two models in one engine (SmolLM2 with a small n_ctx and the 1.6 MB tiny random Llama):
 // routing by `model`, the oldest turns dropped to fit the context (`dropped_messages`, the reply
 // equal to the native one for the messages kept), `context_overflow: 'error'`, `unload(id)`.
+// Last, a saved session (saveSession/restoreSession) continues a chat after a page reload.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -213,4 +214,80 @@ test('two models in one engine: routing by model, oldest turns dropped to fit n_
   assert.equal(r.badNctx.code, 'invalid');
   assert.match(r.badNctx.message, /training context/);
   assert.equal(r.empty, null);
+});
+
+test('a saved session restores after a page reload: the same greedy continuation, the prefix not prefilled again', T, async () => {
+  const url = `${server.base}/models/${MODEL}`;
+  const q1 = [SYSTEM, { role: 'user', content: 'What is the capital of France?' }];
+  const orig = await page.evaluate(
+    async ({ url, q1, N }) => {
+      const e = window.chord.engine;
+      await e.load(url, { backend: 'cpu' });
+      const r1 = await e.chat.completions.create({ messages: q1, temperature: 0, max_tokens: N });
+      const f16 = await e.saveSession('conv-a');
+      const f32 = await e.saveSession('conv-a32', { precision: 'f32' });
+      return { reply: r1.choices[0].message.content, f16, f32, info: await e.info() };
+    },
+    { url, q1, N },
+  );
+  log('saved:', JSON.stringify({ f16: orig.f16, f32: orig.f32 }));
+  assert.equal(orig.f16.tokens, orig.info.cached_tokens);
+  assert.ok(orig.f16.tokens > 20, 'the session holds the conversation');
+  assert.equal(orig.f16.precision, 'f16');
+  // f16 halves the values (the header, ids and checksum are the same size in both).
+  assert.ok(orig.f16.bytes < orig.f32.bytes * 0.55 && orig.f16.bytes > orig.f32.bytes * 0.45, `${orig.f16.bytes} vs ${orig.f32.bytes}`);
+  const q2 = [...q1, { role: 'assistant', content: orig.reply }, { role: 'user', content: 'And of Italy?' }];
+  // What the original engine replies next, reusing its cache (the reference).
+  const ref = await ask(q2);
+  const fresh = nativeReply(q2, N);
+  assert.equal(ref.text, fresh.text);
+  const refCached = ref.usage.prompt_tokens_details.cached_tokens;
+  assert.ok(refCached >= orig.f16.tokens - 1, `the original reused ${refCached}`);
+
+  await page.reload();
+  await page.waitForSelector('body[data-state="idle"]', { timeout: 60_000 });
+  const back = await page.evaluate(
+    async ({ url, q2, N, tiny }) => {
+      const e = window.chord.engine;
+      const settle = (p) => p.then((v) => ({ ok: v }), (err) => ({ code: err.code, message: err.message }));
+      const turn = async () => {
+        const r = await e.chat.completions.create({ messages: q2, temperature: 0, max_tokens: N });
+        return { text: r.choices[0].message.content, cached: r.usage.prompt_tokens_details.cached_tokens, prompt_ms: r.timings.prompt_ms };
+      };
+      const out = {};
+      await e.load(url, { backend: 'cpu' });
+      out.list = await e.listSessions();
+      out.restored16 = await e.restoreSession('conv-a');
+      out.turn16 = await turn();
+      out.restored32 = await e.restoreSession('conv-a32');
+      out.turn32 = await turn();
+      out.noReuse = await e.chat.completions.create({ messages: q2, temperature: 0, max_tokens: 1, cache_prompt: false }).then((r) => r.timings.prompt_ms);
+      out.deleted = await e.deleteSession('conv-a');
+      out.missing = await settle(e.restoreSession('conv-a'));
+      out.badKey = await settle(e.restoreSession(''));
+      await e.load(tiny, { backend: 'cpu', id: 'tiny' });
+      out.otherModel = await settle(e.restoreSession('conv-a32', { model: 'tiny' }));
+      out.usage = await e.cache.usage();
+      await e.deleteSession('conv-a32');
+      await e.unload();
+      return out;
+    },
+    { url, q2, N, tiny: `${server.base}/models/${TINY}` },
+  );
+  log('after reload:', JSON.stringify(back));
+  assert.deepEqual(back.list.map((s) => s.key).sort(), ['conv-a', 'conv-a32']);
+  assert.equal(back.restored16.tokens, orig.f16.tokens);
+  assert.equal(back.restored32.tokens, orig.f32.tokens);
+  for (const [what, t] of [['f16', back.turn16], ['f32', back.turn32]]) {
+    assert.equal(t.text, ref.text, `${what}: the restored session continues differently`);
+    assert.equal(t.cached, refCached, `${what}: cached tokens after restore`);
+  }
+  log(`restore ${back.restored16.ms.toFixed(1)} ms (f16) / ${back.restored32.ms.toFixed(1)} ms (f32), then ${back.turn16.prompt_ms.toFixed(0)} ms to the first token; without reuse ${back.noReuse.toFixed(0)} ms`);
+  assert.equal(back.deleted, true);
+  assert.equal(back.missing.code, 'bad_session');
+  assert.match(back.missing.message, /no session is saved under "conv-a"/);
+  assert.equal(back.badKey.code, 'invalid');
+  assert.equal(back.otherModel.code, 'bad_session');
+  assert.match(back.otherModel.message, /another model/);
+  assert.ok(back.usage.sessions >= orig.f32.bytes, JSON.stringify(back.usage));
 });

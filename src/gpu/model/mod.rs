@@ -17,10 +17,12 @@
 //! Files by concern: `sampling` (the sampling settings and one-off sampling runs), `dispatch`
 //! (recorded dispatches, matrix-product dispatch lists, encoding), [`fused`] (the fused decode
 //! kernels' dispatches), `record` (building a model: buffers and the recorded dispatches),
-//! `step` (one submission), `loading` (weights uploaded or streamed from a GGUF source).
+//! `step` (one submission), `kv` (the KV cache's contents out and in, for saved sessions),
+//! `loading` (weights uploaded or streamed from a GGUF source).
 
 mod dispatch;
 pub mod fused;
+mod kv;
 mod loading;
 mod record;
 mod sampling;
@@ -126,6 +128,10 @@ pub struct GpuModel {
     /// The step's position (kv_store.wgsl).
     step_params: wgpu::Buffer,
     acts: Acts,
+    /// Per layer: the K and V caches (also among the buffers kept alive), for saved sessions.
+    kv_cache: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    /// Values per position of every layer's K and V cache.
+    kv_widths: (usize, usize),
     stage_logits: wgpu::Buffer,
     stage_token: wgpu::Buffer,
     /// Weights, caches and parameter buffers the bind groups refer to.

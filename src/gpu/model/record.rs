@@ -220,6 +220,7 @@ impl GpuModel {
             rope_freqs,
             layers,
         } = w;
+        let mut kv_cache = Vec::with_capacity(layers.len());
         for (l, lw) in layers.into_iter().enumerate() {
             let (wq, wk, wv, wo) = (lw.wq, lw.wk, lw.wv, lw.wo);
             let (wg, wu, wd) = (lw.w_gate, lw.w_up, lw.w_down);
@@ -388,6 +389,7 @@ impl GpuModel {
                 }
             }
             keep.extend([wq, wk, wv, wo, wg, wu, wd]);
+            kv_cache.push((kc.clone(), vc.clone()));
             rec.buffers.extend([kc, vc]);
         }
 
@@ -490,6 +492,8 @@ impl GpuModel {
             acts,
             stage_logits,
             stage_token,
+            kv_cache,
+            kv_widths: (kv_dim, v_dim),
             _keep: keep,
             tied,
             _buffers: buffers,

@@ -7,6 +7,12 @@
 //! leaves the messages as they are: a prompt that does not fit is the engine's `context_full`
 //! error. Either way a generation that reaches the end of the context stops with
 //! [`crate::engine::FinishReason::Length`].
+//!
+//! [`bench`] times a multi-turn chat with and without the previous turn's cache
+//! (`chord bench MODEL --turns 8`).
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 
 use crate::chat::{ChatMessage, RenderOptions};
 use crate::engine::{Engine, GenerateOptions};
