@@ -75,6 +75,8 @@ export interface LoadedModel {
   size: number;
   load_memory_bytes: number;
   kv_bytes: number;
+  /** Tokens its KV cache holds (its last conversation). */
+  cached_tokens: number;
   /** Whether requests without `model` go to it (the most recently loaded). */
   current: boolean;
 }

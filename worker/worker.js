@@ -65,8 +65,8 @@ async function handle(msg) {
         if (!modelInfo) return reply.done(post, id, null);
         // The KV cache grows with the conversation on the CPU: today's size, not the load's.
         const list = listModels();
-        const kv = list.find((m) => m.current)?.kv_bytes ?? modelInfo.kv_bytes;
-        return reply.done(post, id, { ...modelInfo, kv_bytes: kv, memory_bytes: memoryBytes(), models: list });
+        const now = list.find((m) => m.current) ?? modelInfo;
+        return reply.done(post, id, { ...modelInfo, kv_bytes: now.kv_bytes, cached_tokens: now.cached_tokens, memory_bytes: memoryBytes(), models: list });
       }
       case REQUEST.LOAD:
       case REQUEST.CHAT:
@@ -341,16 +341,16 @@ function unload(modelId) {
   if (current === null || !models.has(current)) select([...models.keys()].pop() ?? null);
 }
 
-/** Every loaded model: id, name, backend, context and memory. */
+/** Every loaded model: id, name, backend, context, memory and the tokens its cache holds. */
 function listModels() {
   return [...models.entries()].map(([id, { engine: e, info }]) => {
-    let kv = info.kv_bytes;
+    let now = info;
     try {
-      kv = e.info().kv_bytes;
+      now = e.info();
     } catch {
-      /* busy generating: the load-time figure */
+      /* busy generating: the load-time figures */
     }
-    return { id, name: info.name, file: info.file, backend: info.backend, n_ctx: info.n_ctx, size: info.size, load_memory_bytes: info.load_memory_bytes, kv_bytes: kv, current: id === current };
+    return { id, name: info.name, file: info.file, backend: info.backend, n_ctx: info.n_ctx, size: info.size, load_memory_bytes: info.load_memory_bytes, kv_bytes: now.kv_bytes, cached_tokens: now.cached_tokens, current: id === current };
   });
 }
 
