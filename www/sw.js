@@ -8,12 +8,17 @@
 // engine gets shared memory. Failures to cache the shell are reported to the pages
 // ({type: 'wasm-chord-sw', failed: [{url, error}]}), on install and when a page asks ('status').
 
-const CACHE = 'wasm-chord-shell-v2';
+const CACHE = 'wasm-chord-shell-v3';
 const SHELL = [
   '',
   'index.html',
   'www/app.js',
+  'www/chats.js',
+  'www/device.js',
+  'www/markdown.js',
   'www/style.css',
+  'www/vendor/marked.esm.js',
+  'www/vendor/purify.es.js',
   'worker/client.js',
   'worker/protocol.js',
   'worker/store.js',

@@ -75,7 +75,7 @@ async function chat(page, text) {
   await page.click('#send-btn');
   const msg = page.locator('.msg.assistant[data-done]').last();
   await msg.waitFor({ timeout: 120_000 });
-  return msg.locator('.text').textContent();
+  return msg.locator('.text').getAttribute('data-raw');
 }
 
 async function loadFile(page) {

@@ -194,7 +194,7 @@ test('the page: JSON mode with a schema gives a reply that validates', T, async 
   await page.click('#send-btn');
   const msg = page.locator('.msg.assistant').last();
   await page.waitForSelector('.msg.assistant[data-done="1"]', { timeout: 240_000 });
-  const text = await msg.locator('.text').textContent();
+  const text = await msg.locator('.text').getAttribute('data-raw');
   log('page JSON-mode reply:', text);
   assert.deepEqual(validate([[schema, text]]), ['ok']);
   await page.uncheck('#json-mode');

@@ -88,7 +88,7 @@ test('WebGPU (forced): load into GPU buffers, greedy chat equals the native GPU 
 
   const msg = await chat(MESSAGE, N);
   await msg.and(page.locator('[data-done]')).waitFor({ timeout: 600_000 });
-  const text = await msg.locator('.text').textContent();
+  const text = await msg.locator('.text').getAttribute('data-raw');
   log('browser reply:', JSON.stringify(text), '|', await page.textContent('#stats'));
   assert.equal(text, expected);
   assert.match(await page.textContent('#stats'), /backend webgpu/);
