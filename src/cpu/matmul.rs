@@ -16,6 +16,8 @@ use crate::Result;
 mod kernels;
 
 pub use kernels::{limit_isa, set_threads, threads};
+#[cfg(target_arch = "x86_64")]
+pub(crate) use kernels::has_avx2_fma;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Kernel {

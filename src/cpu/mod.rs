@@ -4,6 +4,7 @@
 //! cache → output projection → residual → norm → gated FFN → residual) → norm → logits.
 //! A batch of tokens goes through as (n_tok, dim) matrices, so prefill reads each weight once.
 
+pub mod attention;
 pub mod matmul;
 pub mod ops;
 
@@ -298,23 +299,25 @@ impl CpuModel {
                 for hh in 0..c.n_head {
                     let kvh = hh / group;
                     let qh = &q[t * q_dim + hh * hd..t * q_dim + (hh + 1) * hd];
-                    let s = &mut scores[first..=p];
-                    for (j, sc) in s.iter_mut().enumerate() {
-                        let kp = first + j;
-                        let kr = &cache.k[l][kp * kv_dim + kvh * hd..kp * kv_dim + (kvh + 1) * hd];
-                        *sc = matmul::dot_fast(qh, kr) * c.kq_scale;
-                    }
-                    ops::softmax(s);
+                    let keys = attention::HeadRows {
+                        data: &cache.k[l],
+                        stride: kv_dim,
+                        offset: kvh * hd,
+                        width: hd,
+                    };
+                    let values = attention::HeadRows {
+                        data: &cache.v[l],
+                        stride: v_dim,
+                        offset: kvh * hdv,
+                        width: hdv,
+                    };
                     let out = &mut att
                         [t * c.n_head * hdv + hh * hdv..t * c.n_head * hdv + (hh + 1) * hdv];
-                    out.fill(0.0);
-                    for (j, &a) in s.iter().enumerate() {
-                        let kp = first + j;
-                        let vr = &cache.v[l][kp * v_dim + kvh * hdv..kp * v_dim + (kvh + 1) * hdv];
-                        for (o, &v) in out.iter_mut().zip(vr) {
-                            *o += a * v;
-                        }
-                    }
+                    let attend = match k {
+                        Kernel::Fast => attention::attend,
+                        Kernel::Reference => attention::attend_reference,
+                    };
+                    attend(qh, keys, values, first..p + 1, c.kq_scale, &mut scores, out);
                 }
             }
             matmul(&lw.wo, att, &mut proj, n, k)?;

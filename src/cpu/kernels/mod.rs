@@ -126,6 +126,12 @@ pub fn limit_isa(level: u8) {
     ISA_LIMIT.with(|l| l.set(level));
 }
 
+/// Whether the CPU has AVX2 and FMA (detected once); the attention loop's wider path.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2_fma() -> bool {
+    ISA_LIMIT.with(|l| l.get()) >= 1 && x86::available()
+}
+
 /// Threads requested with `set_threads` (0: one per available core).
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
