@@ -6,8 +6,11 @@
 //! are f32 rows in the cache (position-major, `stride` floats apart, this head's `width`
 //! floats at `offset`). [`attend_reference`] is the plain scalar loop; [`attend`] is the same
 //! arithmetic in 16 independent lanes, which the compiler vectorizes: for wasm32 with
-//! SIMD128, and on x86-64 once more with AVX2 and FMA when the CPU has them (detected at run
-//! time, as the matrix kernels are), since a default x86-64 build may only assume SSE2.
+//! SIMD128, and on x86-64 once more with AVX2 when the CPU has it (detected at run time, as
+//! the matrix kernels are), since a default x86-64 build may only assume SSE2. No fused
+//! multiply-add: wasm32 has none, and the paths then round alike. [`attend_many`] runs a tile
+//! of queries that share a KV head (the forward pass's tokens × a group's query heads) over
+//! each key and value row once, so a long prefill reads the cache once per tile, not per query.
 
 /// One head's rows in a KV cache: position `j`'s values are `data[j·stride + offset..][..width]`.
 #[derive(Clone, Copy)]
@@ -57,6 +60,87 @@ unsafe fn attend_avx2(
     out: &mut [f32],
 ) {
     attend_lanes(q, keys, values, span, scale, scores, out);
+}
+
+/// One query of a tile: its head's values and the positions it attends to.
+pub struct Query<'a> {
+    pub q: &'a [f32],
+    pub span: std::ops::Range<usize>,
+}
+
+/// [`attend`] for several queries that share one KV head (a tile of tokens × the query heads
+/// of a group): each key and value row is read once for all of them while it is in L1, instead
+/// of once per query. `out`: (queries, values.width); `scores`: scratch, resized as needed.
+pub fn attend_many(
+    queries: &[Query],
+    keys: HeadRows,
+    values: HeadRows,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::matmul::has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (detected above).
+        unsafe { attend_many_avx2(queries, keys, values, scale, scores, out) };
+        return;
+    }
+    attend_many_lanes(queries, keys, values, scale, scores, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_many_avx2(
+    queries: &[Query],
+    keys: HeadRows,
+    values: HeadRows,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    attend_many_lanes(queries, keys, values, scale, scores, out);
+}
+
+#[inline(always)]
+fn attend_many_lanes(
+    queries: &[Query],
+    keys: HeadRows,
+    values: HeadRows,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let lo = queries.iter().map(|q| q.span.start).min().unwrap_or(0);
+    let hi = queries.iter().map(|q| q.span.end).max().unwrap_or(0);
+    let w = hi.saturating_sub(lo);
+    scores.clear();
+    scores.resize(queries.len() * w, 0.0);
+    // Row i of `scores`: query i's scores at positions lo..hi (those outside its span unused).
+    for j in lo..hi {
+        let k = keys.row(j);
+        for (i, qy) in queries.iter().enumerate() {
+            if qy.span.contains(&j) {
+                scores[i * w + j - lo] = dot_lanes(qy.q, k) * scale;
+            }
+        }
+    }
+    for (i, qy) in queries.iter().enumerate() {
+        let row = &mut scores[i * w..(i + 1) * w];
+        super::ops::softmax(&mut row[qy.span.start - lo..qy.span.end - lo]);
+    }
+    let wv = values.width;
+    out[..queries.len() * wv].fill(0.0);
+    for j in lo..hi {
+        let v = values.row(j);
+        for (i, qy) in queries.iter().enumerate() {
+            if qy.span.contains(&j) {
+                let a = scores[i * w + j - lo];
+                for (o, &x) in out[i * wv..(i + 1) * wv].iter_mut().zip(v) {
+                    *o += a * x;
+                }
+            }
+        }
+    }
 }
 
 const L: usize = 16;
@@ -135,6 +219,96 @@ pub fn attend_reference(
     }
 }
 
+/// One layer's attention over a batch: its shapes and options.
+pub struct LayerShape {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub head_dim_v: usize,
+    /// Sliding window (positions a token sees, itself included), on sliding-window layers.
+    pub window: Option<usize>,
+    pub scale: f32,
+}
+
+/// Tokens per tile of [`attend_layer`]: with a group's query heads, the queries that share each
+/// key and value row read.
+const TILE: usize = 8;
+
+/// Attention of `n` tokens at positions `pos..pos + n` (their keys and values already in the
+/// cache): `q` is (n, n_head·head_dim), `att` (n, n_head·head_dim_v). `reference`: the scalar
+/// loop, one query at a time.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_layer(
+    s: &LayerShape,
+    q: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    n: usize,
+    pos: usize,
+    reference: bool,
+    att: &mut [f32],
+) {
+    let (hd, hdv) = (s.head_dim, s.head_dim_v);
+    let (q_dim, att_dim) = (s.n_head * hd, s.n_head * hdv);
+    let group = s.n_head / s.n_head_kv;
+    let span = |t: usize| {
+        let p = pos + t;
+        let first = s.window.map_or(0, |w| (p + 1).saturating_sub(w));
+        first..p + 1
+    };
+    let rows = |kvh: usize| {
+        let keys = HeadRows {
+            data: k_cache,
+            stride: s.n_head_kv * hd,
+            offset: kvh * hd,
+            width: hd,
+        };
+        let values = HeadRows {
+            data: v_cache,
+            stride: s.n_head_kv * hdv,
+            offset: kvh * hdv,
+            width: hdv,
+        };
+        (keys, values)
+    };
+    let mut scores = vec![0f32; pos + n];
+    if reference {
+        for t in 0..n {
+            for hh in 0..s.n_head {
+                let (keys, values) = rows(hh / group);
+                let qh = &q[t * q_dim + hh * hd..][..hd];
+                let out = &mut att[t * att_dim + hh * hdv..][..hdv];
+                attend_reference(qh, keys, values, span(t), s.scale, &mut scores, out);
+            }
+        }
+        return;
+    }
+    let mut tile_out = vec![0f32; TILE * group * hdv];
+    for kvh in 0..s.n_head_kv {
+        let (keys, values) = rows(kvh);
+        let heads = kvh * group..(kvh + 1) * group;
+        for t0 in (0..n).step_by(TILE) {
+            let tokens = t0..(t0 + TILE).min(n);
+            let queries: Vec<Query> = tokens
+                .clone()
+                .flat_map(|t| {
+                    heads.clone().map(move |hh| Query {
+                        q: &q[t * q_dim + hh * hd..][..hd],
+                        span: span(t),
+                    })
+                })
+                .collect();
+            attend_many(&queries, keys, values, s.scale, &mut scores, &mut tile_out);
+            for (i, t) in tokens.enumerate() {
+                for (g, hh) in heads.clone().enumerate() {
+                    let row = &tile_out[(i * group + g) * hdv..][..hdv];
+                    att[t * att_dim + hh * hdv..][..hdv].copy_from_slice(row);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +365,44 @@ mod tests {
                 err <= 1e-5 * scale,
                 "width {width}, {n_pos} positions: {err} (of {scale})"
             );
+
+            // A tile of queries with causal spans ending at different positions.
+            let qs: Vec<Vec<f32>> = (0..5)
+                .map(|_| (0..width).map(|_| rand() * 4.0).collect())
+                .collect();
+            let spans: Vec<_> = (0..5)
+                .map(|i| first..(n_pos + i).saturating_sub(4).max(first + 1))
+                .collect();
+            let tile: Vec<Query> = qs
+                .iter()
+                .zip(&spans)
+                .map(|(q, s)| Query { q, span: s.clone() })
+                .collect();
+            let mut many = vec![0f32; 5 * width];
+            let mut scratch = Vec::new();
+            attend_many(
+                &tile,
+                rows(&data),
+                rows(&vdata),
+                0.125,
+                &mut scratch,
+                &mut many,
+            );
+            for (i, (q, s)) in qs.iter().zip(&spans).enumerate() {
+                let (k, v) = (rows(&data), rows(&vdata));
+                attend_reference(q, k, v, s.clone(), 0.125, &mut scores, &mut slow);
+                let got = &many[i * width..(i + 1) * width];
+                let err: f32 = got
+                    .iter()
+                    .zip(&slow)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                let scale: f32 = slow.iter().map(|v| v.abs()).fold(1e-3, f32::max);
+                assert!(
+                    err <= 1e-5 * scale,
+                    "tile query {i}, width {width}: {err} (of {scale})"
+                );
+            }
         }
     }
 }

@@ -15,9 +15,9 @@ use crate::Result;
 #[path = "kernels/mod.rs"]
 mod kernels;
 
-pub use kernels::{limit_isa, set_threads, threads};
 #[cfg(target_arch = "x86_64")]
 pub(crate) use kernels::has_avx2_fma;
+pub use kernels::{limit_isa, set_threads, threads};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Kernel {

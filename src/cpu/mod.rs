@@ -225,14 +225,12 @@ impl CpuModel {
         let mut proj = vec![0f32; n * e];
         let mut gate_buf = vec![0f32; n * max_ff];
         let mut up_buf = vec![0f32; n * max_ff];
-        let mut scores = vec![0f32; pos + n];
         let mut angles = Vec::new();
 
         for (l, lw) in self.w.layers.iter().enumerate() {
             let ls = &c.layers[l];
             let (hd, hdv) = (ls.head_dim, ls.head_dim_v);
             let (q_dim, kv_dim, v_dim) = (ls.q_dim(c.n_head), ls.kv_dim(), ls.v_dim());
-            let group = c.n_head / ls.n_head_kv;
             let q = &mut q_buf[..n * q_dim];
             let kk = &mut k_buf[..n * kv_dim];
             let vv = &mut v_buf[..n * v_dim];
@@ -288,38 +286,17 @@ impl CpuModel {
                 cache.v[l][p * v_dim..(p + 1) * v_dim]
                     .copy_from_slice(&vv[t * v_dim..(t + 1) * v_dim]);
             }
-            for t in 0..n {
-                let p = pos + t;
-                // Causal, and within the window on sliding-window layers.
-                let first = if ls.swa {
-                    (p + 1).saturating_sub(c.n_swa)
-                } else {
-                    0
-                };
-                for hh in 0..c.n_head {
-                    let kvh = hh / group;
-                    let qh = &q[t * q_dim + hh * hd..t * q_dim + (hh + 1) * hd];
-                    let keys = attention::HeadRows {
-                        data: &cache.k[l],
-                        stride: kv_dim,
-                        offset: kvh * hd,
-                        width: hd,
-                    };
-                    let values = attention::HeadRows {
-                        data: &cache.v[l],
-                        stride: v_dim,
-                        offset: kvh * hdv,
-                        width: hdv,
-                    };
-                    let out = &mut att
-                        [t * c.n_head * hdv + hh * hdv..t * c.n_head * hdv + (hh + 1) * hdv];
-                    let attend = match k {
-                        Kernel::Fast => attention::attend,
-                        Kernel::Reference => attention::attend_reference,
-                    };
-                    attend(qh, keys, values, first..p + 1, c.kq_scale, &mut scores, out);
-                }
-            }
+            // Causal, and within the window on sliding-window layers.
+            let shape = attention::LayerShape {
+                n_head: c.n_head,
+                n_head_kv: ls.n_head_kv,
+                head_dim: hd,
+                head_dim_v: hdv,
+                window: ls.swa.then_some(c.n_swa),
+                scale: c.kq_scale,
+            };
+            let (kc, vc) = (&cache.k[l], &cache.v[l]);
+            attention::attend_layer(&shape, q, kc, vc, n, pos, k == Kernel::Reference, att);
             matmul(&lw.wo, att, &mut proj, n, k)?;
             if let Some(w) = &lw.post_attn_norm {
                 proj.chunks_exact_mut(e)
