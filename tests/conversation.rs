@@ -23,19 +23,7 @@ const TINY: &str = "tiny-random-llama-q4_k_m.gguf";
 const SMOL: &str = "smollm2-135m-instruct-q4_k_m.gguf";
 
 fn load(model: &str, backend: Backend, n_ctx: Option<usize>) -> Engine {
-    let src = FileSource::open(common::model_path(model)).unwrap();
-    let opts = LoadOptions {
-        backend,
-        n_ctx,
-        ..Default::default()
-    };
-    match Engine::load(&src, &opts) {
-        Ok(e) => e,
-        Err(e) => panic!(
-            "loading {model} on {backend:?}: {e} (GPU tests need an adapter: on CI Mesa lavapipe, \
-             WGPU_BACKEND=vulkan VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json)"
-        ),
-    }
+    common::load_engine(model, backend, n_ctx)
 }
 
 /// One request of the conversation: its prompt and, optionally, a Stop after that many

@@ -9,27 +9,15 @@
 
 mod common;
 
-use wasm_chord::engine::{Backend, Control, Engine, GenerateOptions, Generation, LoadOptions};
+use wasm_chord::engine::{Backend, Control, Engine, GenerateOptions, Generation};
 use wasm_chord::session::KvPrecision;
-use wasm_chord::source::FileSource;
 use wasm_chord::Error;
 
 const TINY: &str = "tiny-random-llama-q4_k_m.gguf";
 const SMOL: &str = "smollm2-135m-instruct-q4_k_m.gguf";
 
 fn load(model: &str, backend: Backend, n_ctx: Option<usize>) -> Engine {
-    let src = FileSource::open(common::model_path(model)).unwrap();
-    let opts = LoadOptions {
-        backend,
-        n_ctx,
-        ..Default::default()
-    };
-    Engine::load(&src, &opts).unwrap_or_else(|e| {
-        panic!(
-            "loading {model} on {backend:?}: {e} (GPU tests need an adapter: on CI Mesa lavapipe, \
-             WGPU_BACKEND=vulkan VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json)"
-        )
-    })
+    common::load_engine(model, backend, n_ctx)
 }
 
 fn greedy(e: &mut Engine, prompt: &[u32], max_tokens: usize) -> Generation {

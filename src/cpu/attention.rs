@@ -1,16 +1,17 @@
-//! Attention of one query head over the cached positions: scores `scale · q·k_j`, softmax,
+//! Attention over the cached positions: for each query head, scores `scale · q·k_j`, softmax,
 //! then the weighted sum of the values, for `j` in a causal (or sliding-window) span.
 //!
 //! This is the part of a forward pass that grows with the context: at 1,500 cached positions
-//! it costs SmolLM2-135M about as much per token as the weight products. The keys and values
-//! are f32 rows in the cache (position-major, `stride` floats apart, this head's `width`
-//! floats at `offset`). [`attend_reference`] is the plain scalar loop; [`attend`] is the same
-//! arithmetic in 16 independent lanes, which the compiler vectorizes: for wasm32 with
-//! SIMD128, and on x86-64 once more with AVX2 when the CPU has it (detected at run time, as
-//! the matrix kernels are), since a default x86-64 build may only assume SSE2. No fused
-//! multiply-add: wasm32 has none, and the paths then round alike. [`attend_many`] runs a tile
-//! of queries that share a KV head (the forward pass's tokens × a group's query heads) over
-//! each key and value row once, so a long prefill reads the cache once per tile, not per query.
+//! it costs SmolLM2-135M more per token than the weight products. The keys and values are f32
+//! rows in the cache (position-major, `stride` floats apart, this head's `width` floats at
+//! `offset`). [`attend_reference`] is the plain scalar loop, one query at a time.
+//! [`attend_many`] runs a tile of queries that share a KV head (the forward pass's tokens × a
+//! group's query heads) over each key and value row once, so a long prefill reads the cache
+//! once per tile, not once per query; its dots are `dot_fast`'s 16 independent lanes, which
+//! the compiler vectorizes: for wasm32 with SIMD128, and on x86-64 once more with AVX2 when
+//! the CPU has it (detected at run time, as the matrix kernels are), since a default x86-64
+//! build may only assume SSE2. No fused multiply-add: wasm32 has none, and the paths then
+//! round alike. [`attend_layer`] is a layer's attention over a batch, on either.
 
 /// One head's rows in a KV cache: position `j`'s values are `data[j·stride + offset..][..width]`.
 #[derive(Clone, Copy)]
@@ -28,49 +29,16 @@ impl<'a> HeadRows<'a> {
     }
 }
 
-/// `out = Σ_j softmax_j(scale · q·keys[j]) · values[j]` over `span`; `scores` holds at least
-/// `span.len()` floats of scratch.
-pub fn attend(
-    q: &[f32],
-    keys: HeadRows,
-    values: HeadRows,
-    span: std::ops::Range<usize>,
-    scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if super::matmul::has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA (detected above).
-        unsafe { attend_avx2(q, keys, values, span, scale, scores, out) };
-        return;
-    }
-    attend_lanes(q, keys, values, span, scale, scores, out);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn attend_avx2(
-    q: &[f32],
-    keys: HeadRows,
-    values: HeadRows,
-    span: std::ops::Range<usize>,
-    scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
-    attend_lanes(q, keys, values, span, scale, scores, out);
-}
-
 /// One query of a tile: its head's values and the positions it attends to.
 pub struct Query<'a> {
     pub q: &'a [f32],
     pub span: std::ops::Range<usize>,
 }
 
-/// [`attend`] for several queries that share one KV head (a tile of tokens × the query heads
-/// of a group): each key and value row is read once for all of them while it is in L1, instead
-/// of once per query. `out`: (queries, values.width); `scores`: scratch, resized as needed.
+/// `out[i] = Σ_j softmax_j(scale · q_i·keys[j]) · values[j]` over each query's span, for
+/// queries that share one KV head (a tile of tokens × the query heads of a group): each key
+/// and value row is read once for all of them while it is in L1, not once per query.
+/// `out`: (queries, values.width); `scores`: scratch, resized as needed.
 pub fn attend_many(
     queries: &[Query],
     keys: HeadRows,
@@ -120,7 +88,7 @@ fn attend_many_lanes(
         let k = keys.row(j);
         for (i, qy) in queries.iter().enumerate() {
             if qy.span.contains(&j) {
-                scores[i * w + j - lo] = dot_lanes(qy.q, k) * scale;
+                scores[i * w + j - lo] = super::matmul::dot_fast(qy.q, k) * scale;
             }
         }
     }
@@ -139,58 +107,6 @@ fn attend_many_lanes(
                     *o += a * x;
                 }
             }
-        }
-    }
-}
-
-const L: usize = 16;
-
-/// `a·b` in `L` lanes (then a tree sum), as `crate::cpu::matmul::dot_fast`.
-#[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; L];
-    let mut ca = a.chunks_exact(L);
-    let mut cb = b.chunks_exact(L);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for i in 0..L {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut tail = 0f32;
-    for (&x, &y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail += x * y;
-    }
-    let mut w = L;
-    while w > 1 {
-        w /= 2;
-        for i in 0..w {
-            acc[i] += acc[i + w];
-        }
-    }
-    acc[0] + tail
-}
-
-#[inline(always)]
-fn attend_lanes(
-    q: &[f32],
-    keys: HeadRows,
-    values: HeadRows,
-    span: std::ops::Range<usize>,
-    scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
-    let s = &mut scores[..span.len()];
-    for (sc, j) in s.iter_mut().zip(span.clone()) {
-        *sc = dot_lanes(q, keys.row(j)) * scale;
-    }
-    super::ops::softmax(s);
-    out.fill(0.0);
-    for (&a, j) in s.iter().zip(span) {
-        for (o, &v) in out.iter_mut().zip(values.row(j)) {
-            *o += a * v;
         }
     }
 }
@@ -335,15 +251,19 @@ mod tests {
                 width,
             };
             let mut scores = vec![0f32; n_pos];
+            let mut scratch = Vec::new();
             let (mut fast, mut slow) = (vec![0f32; width], vec![0f32; width]);
             let span = first..n_pos;
-            attend(
-                &q,
+            let one = [Query {
+                q: &q,
+                span: span.clone(),
+            }];
+            attend_many(
+                &one,
                 rows(&data),
                 rows(&vdata),
-                span.clone(),
                 0.125,
-                &mut scores,
+                &mut scratch,
                 &mut fast,
             );
             attend_reference(
@@ -379,7 +299,6 @@ mod tests {
                 .map(|(q, s)| Query { q, span: s.clone() })
                 .collect();
             let mut many = vec![0f32; 5 * width];
-            let mut scratch = Vec::new();
             attend_many(
                 &tile,
                 rows(&data),
