@@ -11,7 +11,8 @@
 //! the compiler vectorizes: for wasm32 with SIMD128, and on x86-64 once more with AVX2 when
 //! the CPU has it (detected at run time, as the matrix kernels are), since a default x86-64
 //! build may only assume SSE2. No fused multiply-add: wasm32 has none, and the paths then
-//! round alike. [`attend_layer`] is a layer's attention over a batch, on either.
+//! round alike; its softmax's exp is a polynomial that vectorizes too. [`attend_layer`] is a
+//! layer's attention over a batch, on either.
 
 /// One head's rows in a KV cache: position `j`'s values are `data[j·stride + offset..][..width]`.
 #[derive(Clone, Copy)]
@@ -94,7 +95,7 @@ fn attend_many_lanes(
     }
     for (i, qy) in queries.iter().enumerate() {
         let row = &mut scores[i * w..(i + 1) * w];
-        super::ops::softmax(&mut row[qy.span.start - lo..qy.span.end - lo]);
+        softmax_lanes(&mut row[qy.span.start - lo..qy.span.end - lo]);
     }
     let wv = values.width;
     out[..queries.len() * wv].fill(0.0);
@@ -109,6 +110,51 @@ fn attend_many_lanes(
             }
         }
     }
+}
+
+/// Lanes of the vectorized softmax.
+const L: usize = 16;
+
+/// `e^x` for `x <= 0` to about 1 ulp (Cephes' `expf`: `x = n·ln 2 + r`, a degree-6 polynomial
+/// in `r`, then `2^n` from the exponent bits), in plain arithmetic that vectorizes, unlike the
+/// library call. Below -87 it returns `e^-87` (1.6e-38): against the row's maximum, `e^0`, that
+/// is zero in any sum.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    let x = x.max(-87.0);
+    let n = (x * LOG2E + 0.5).floor();
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 0.166_666_65;
+    let p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// Softmax in place with [`exp_nonpositive`] over 16 lanes (the scores minus their maximum are
+/// never positive); `super::ops::softmax` is the exact one the reference uses.
+#[inline(always)]
+fn softmax_lanes(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut acc = [0f32; L];
+    let mut chunks = x.chunks_exact_mut(L);
+    for c in &mut chunks {
+        for i in 0..L {
+            c[i] = exp_nonpositive(c[i] - max);
+            acc[i] += c[i];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for v in chunks.into_remainder() {
+        *v = exp_nonpositive(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    x.iter_mut().for_each(|v| *v *= inv);
 }
 
 /// The scalar reference: one sum at a time, in position order.
@@ -228,6 +274,19 @@ pub fn attend_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vectorized_exp_is_within_two_ulp() {
+        for i in 0..=200_000 {
+            let x = -87.0 * i as f32 / 200_000.0;
+            let (got, want) = (exp_nonpositive(x), x.exp());
+            assert!(
+                (got - want).abs() <= 2.5e-7 * want,
+                "e^{x}: {got} vs {want}"
+            );
+        }
+        assert!(exp_nonpositive(-1e9) < 2e-38 && exp_nonpositive(f32::NEG_INFINITY) < 2e-38);
+    }
 
     #[test]
     fn the_fast_path_matches_the_reference() {
