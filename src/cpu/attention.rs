@@ -275,6 +275,17 @@ pub fn attend_layer(
 mod tests {
     use super::*;
 
+    /// The largest difference is at most 1e-5 of the largest reference value.
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        let err: f32 = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        let scale: f32 = want.iter().map(|v| v.abs()).fold(1e-3, f32::max);
+        assert!(err <= 1e-5 * scale, "{what}: {err} (of {scale})");
+    }
+
     #[test]
     fn the_vectorized_exp_is_within_two_ulp() {
         for i in 0..=200_000 {
@@ -334,16 +345,7 @@ mod tests {
                 &mut scores,
                 &mut slow,
             );
-            let err: f32 = fast
-                .iter()
-                .zip(&slow)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
-            let scale: f32 = slow.iter().map(|v| v.abs()).fold(1e-3, f32::max);
-            assert!(
-                err <= 1e-5 * scale,
-                "width {width}, {n_pos} positions: {err} (of {scale})"
-            );
+            assert_close(&fast, &slow, &format!("width {width}, {n_pos} positions"));
 
             // A tile of queries with causal spans ending at different positions.
             let qs: Vec<Vec<f32>> = (0..5)
@@ -370,16 +372,7 @@ mod tests {
                 let (k, v) = (rows(&data), rows(&vdata));
                 attend_reference(q, k, v, s.clone(), 0.125, &mut scores, &mut slow);
                 let got = &many[i * width..(i + 1) * width];
-                let err: f32 = got
-                    .iter()
-                    .zip(&slow)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f32::max);
-                let scale: f32 = slow.iter().map(|v| v.abs()).fold(1e-3, f32::max);
-                assert!(
-                    err <= 1e-5 * scale,
-                    "tile query {i}, width {width}: {err} (of {scale})"
-                );
+                assert_close(got, &slow, &format!("tile query {i}, width {width}"));
             }
         }
     }
