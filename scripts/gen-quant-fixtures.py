@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Writes the dequantization fixtures in tests/fixtures/quant/ (checked by tests/quant.rs).
 #
-# Made with (from the repository root, python3 with numpy and gguf==0.19.0, models in models/):
+# Made with (from the repository root, python3 with numpy and gguf==0.19.0, the eight models of
+# scripts/fetch-models in models/):
 #
 #     python3 scripts/gen-quant-fixtures.py models tests/fixtures/quant
 #
@@ -11,8 +12,9 @@
 #
 # Writes:
 #   synthetic.json, synthetic/<type>.bin + .f32
-#       For each of the 13 supported types: random blocks from a fixed seed (f16 scale fields
-#       replaced by finite values spanning subnormal to large, both signs) and their expected
+#       For each of the 23 supported types: random blocks from a fixed seed (f16 scale fields
+#       replaced by finite values spanning subnormal to large, both signs; MXFP4's E8M0 scale
+#       kept where 12·scale is finite) and their expected
 #       f32 values. For F16 and BF16 also the FNV-1a hash of all 65536 bit patterns.
 #   real.json, real/<model>.<type>.first.f32
 #       For every (model, tensor type in it): one tensor (the smallest 2-D one, else the
@@ -39,6 +41,8 @@ MODELS = [
     "smollm2-135m-instruct-q4_1.gguf",
     "gemma-3-270m-q4_k_m.gguf",
     "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    "smollm2-135m-instruct-iq4_xs.gguf",
+    "smollm2-135m-instruct-pad768-q5_k_m.gguf",
 ]
 
 SEED = 0x5EED_C40D
@@ -56,8 +60,20 @@ F16_FIELDS = {
     T.Q4_K: [0, 2],
     T.Q5_K: [0, 2],
     T.Q6_K: [208],
+    T.IQ4_NL: [0],
+    T.IQ4_XS: [0],
+    T.IQ3_XXS: [0],
+    T.IQ3_S: [0],
+    T.IQ2_XXS: [0],
+    T.IQ2_XS: [0],
+    T.IQ2_S: [0],
+    T.IQ1_S: [0],
+    T.IQ1_M: [],  # its f16 scale is spread over 4 nibbles: see synthetic()
+    T.MXFP4: [],  # an E8M0 byte: see synthetic()
 }
 MATRIX_TYPES = set(F16_FIELDS)
+IQ_TYPES = [T.IQ4_NL, T.IQ4_XS, T.IQ3_XXS, T.IQ3_S, T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ1_S,
+            T.IQ1_M, T.MXFP4]
 
 
 def fnv1a64(data: bytes) -> str:
@@ -143,6 +159,28 @@ def synthetic(out_dir: str) -> None:
         raw = rng.integers(0, 256, (n_blocks, size), dtype=np.uint16).astype(np.uint8)
         for off in F16_FIELDS[ty]:
             raw[:, off:off + 2] = sane_f16(rng, n_blocks).view(np.uint8).reshape(n_blocks, 2)
+        raw = raw.reshape(-1)
+        expected = dequant(raw, ty)
+        assert expected.size == n_blocks * block and np.isfinite(expected).all(), ty.name
+        write(ty, raw, expected)
+
+    # The IQ formats and MXFP4 (after the others, so their random streams are unchanged).
+    for ty in IQ_TYPES:
+        block, size = gguf.GGML_QUANT_SIZES[ty]
+        n_blocks = 32 if block == 32 else 8
+        raw = rng.integers(0, 256, (n_blocks, size), dtype=np.uint16).astype(np.uint8)
+        for off in F16_FIELDS[ty]:
+            raw[:, off:off + 2] = sane_f16(rng, n_blocks).view(np.uint8).reshape(n_blocks, 2)
+        if ty == T.IQ1_M:
+            # The f16 scale's 4 nibbles are the top nibbles of the 4 scale words (bytes 48..56).
+            d = sane_f16(rng, n_blocks).view(np.uint16)
+            for k in range(4):
+                nib = ((d >> (4 * k)) & 0xF).astype(np.uint8)
+                raw[:, 49 + 2 * k] = (raw[:, 49 + 2 * k] & 0x0F) | (nib << 4)
+        if ty == T.MXFP4:
+            # E8M0 exponents up to 252 (scale 2^124; 12·2^124 is finite), subnormal scales (0, 1) included.
+            raw[:, 0] = rng.integers(0, 253, n_blocks)
+            raw[:6, 0] = [0, 1, 2, 127, 128, 252]
         raw = raw.reshape(-1)
         expected = dequant(raw, ty)
         assert expected.size == n_blocks * block and np.isfinite(expected).all(), ty.name

@@ -7,23 +7,34 @@
 //! attending over its own KV cache); a sequence that finishes leaves at once and frees its slot
 //! for the next request in the queue. At most `parallel` sequences share a step.
 //!
-//! Each sequence samples, stops and decodes exactly as [`Engine::generate`] does (same sampler,
-//! stop strings, end-of-generation tokens and UTF-8-safe streaming), so its output does not
-//! depend on who else is in the batch.
+//! Each sequence samples, stops, follows its grammar and decodes exactly as
+//! [`Engine::generate`] does (same sampler, stop strings, end-of-generation tokens, constrained
+//! decoding and UTF-8-safe streaming), so its output does not depend on who else is in the
+//! batch.
+//!
+//! Every slot keeps its KV cache between requests, with the ids its positions hold. A new
+//! request takes the free slot whose cache shares the longest prefix with its prompt (else the
+//! one free longest), and prefills only what follows that prefix, as the engine's own prefix
+//! reuse does for one conversation (llama-server picks its slots the same way): a chat that
+//! sends its growing history again and again is prefilled by the turn, not from the start.
+//! [`Generation::cached_tokens`] says how many prompt tokens came from the cache.
 //!
 //! On the GPU backend the scheduler runs one request at a time through [`Engine::generate`]
-//! (queued requests wait their turn).
+//! (queued requests wait their turn; the engine's one cache gives the same prefix reuse).
 //!
 //! Requests report through a callback that runs on the scheduler thread: first
 //! [`Event::Started`] (or [`Event::Failed`] for a bad request), then [`Event::Token`]s, then
 //! [`Event::Done`]. Answering [`Control::Stop`] (a client that went away) cancels the request
 //! and frees its slot.
 
+use crate::chat::{ChatMessage, RenderOptions};
+use crate::constrain::{Constrainer, ConstraintCompiler};
 use crate::cpu::batch::BatchRow;
 use crate::cpu::{CpuModel, KvCache};
-use crate::engine::{Control, Engine, FinishReason, GenerateOptions, Generation, StopMatcher};
-use crate::sampling::Sampler;
-use crate::tokenizer::chat_template::{ChatMessage, RenderOptions};
+use crate::engine::{
+    common_prefix, Control, Engine, FinishReason, GenerateOptions, Generation, StopMatcher,
+};
+use crate::sampling::{apply_token_mask, Sampler};
 use crate::tokenizer::StreamDecoder;
 use crate::{Error, Result};
 use std::collections::VecDeque;
@@ -162,14 +173,25 @@ fn request_ctx(prompt: usize, opts: &GenerateOptions, n_ctx: usize) -> usize {
     want.min(n_ctx)
 }
 
-/// One sequence in the batch: its cache, sampler and text state, as `Engine::generate` keeps.
+/// A slot's KV cache, kept between requests: `ids` are the tokens whose keys and values
+/// positions `0..ids.len()` hold.
+struct Kept {
+    cache: KvCache,
+    ids: Vec<u32>,
+    /// The length of the last prompt run in this cache.
+    prompt_len: usize,
+}
+
+/// One sequence in the batch: its cache, sampler, grammar and text state, as
+/// `Engine::generate` keeps them.
 struct Slot<'t> {
     on_event: OnEvent,
     opts: GenerateOptions,
     prompt_len: usize,
     n_ctx: usize,
-    cache: KvCache,
+    kept: Kept,
     sampler: Sampler,
+    constraint: Option<Constrainer>,
     history: Vec<u32>,
     decoder: StreamDecoder<'t>,
     stops: StopMatcher,
@@ -188,13 +210,24 @@ impl<'t> Slot<'t> {
         (self.on_event)(Event::Done(g));
     }
 
+    fn fail(&mut self, e: Error) {
+        self.next = None;
+        (self.on_event)(Event::Failed(e));
+    }
+
     fn emit(&mut self, id: u32, text: String) -> Control {
         (self.on_event)(Event::Token { id, text })
     }
 
-    /// Sample from `logits` and handle the token (the body of `Engine::generate`'s loop):
-    /// afterwards either `next` holds the step to run, or the sequence has finished.
+    /// The body of `Engine::generate`'s loop: mask `logits` by the grammar, sample, and handle
+    /// the token; afterwards either `next` holds the step to run, or the sequence has finished.
     fn accept(&mut self, logits: &mut [f32], eog: &dyn Fn(u32) -> bool) {
+        if let Some(c) = &mut self.constraint {
+            match c.mask() {
+                Ok(mask) => apply_token_mask(logits, mask),
+                Err(e) => return self.fail(e.into()),
+            }
+        }
         let id = self.sampler.sample(logits, &self.history);
         let i = self.out.ids.len();
         self.history.push(id);
@@ -205,13 +238,14 @@ impl<'t> Slot<'t> {
             self.emit(id, tail);
             return self.finish(FinishReason::Eog);
         }
+        if let Some(c) = &mut self.constraint {
+            if let Err(e) = c.commit(id) {
+                return self.fail(e.into());
+            }
+        }
         let piece = match self.decoder.push(id) {
             Ok(p) => p,
-            Err(e) => {
-                self.next = None;
-                (self.on_event)(Event::Failed(e.into()));
-                return;
-            }
+            Err(e) => return self.fail(e.into()),
         };
         let (emit, hit) = self.stops.push(&piece);
         self.out.text.push_str(&emit);
@@ -223,86 +257,197 @@ impl<'t> Slot<'t> {
             return self.finish(FinishReason::Cancelled);
         }
         let pos = self.prompt_len + i;
-        if i + 1 == self.opts.max_tokens || pos + 1 > self.n_ctx {
+        let complete = self.constraint.as_ref().is_some_and(Constrainer::is_done);
+        if complete || i + 1 == self.opts.max_tokens || pos + 1 > self.n_ctx {
             let tail = self.stops.flush(&self.decoder.finish());
             self.out.text.push_str(&tail);
             if !tail.is_empty() {
                 self.emit(id, tail);
             }
-            return self.finish(FinishReason::Length);
+            let reason = if complete {
+                FinishReason::Eog
+            } else {
+                FinishReason::Length
+            };
+            return self.finish(reason);
         }
         self.next = Some((id, pos));
     }
 }
 
-/// Prefill a new request; None if it failed or was cancelled at once.
-fn admit<'t>(engine: &'t Engine, model: &CpuModel, job: Job, n_ctx: usize) -> Option<Slot<'t>> {
-    let Job {
-        prompt,
-        opts,
-        mut on_event,
-    } = job;
-    let ids = match prompt_ids(engine, &prompt) {
-        Ok(ids) => ids,
-        Err(e) => {
-            on_event(Event::Failed(e));
+/// What the batched scheduler keeps between steps.
+struct Scheduler<'e> {
+    engine: &'e Engine,
+    model: &'e CpuModel,
+    /// Context size per sequence at most.
+    n_ctx: usize,
+    /// The caches of the free slots, the longest free first.
+    free: VecDeque<Kept>,
+    /// Caches made so far (in use or free); at most `parallel`.
+    caches: usize,
+    parallel: usize,
+    /// llguidance's tables for this vocabulary, built at the first constrained request.
+    compiler: Option<ConstraintCompiler>,
+}
+
+impl<'e> Scheduler<'e> {
+    fn compile(&mut self, opts: &GenerateOptions) -> Result<Option<Constrainer>> {
+        let Some(g) = &opts.grammar else {
+            return Ok(None);
+        };
+        if self.compiler.is_none() {
+            let env = crate::constrain::token_env(&self.engine.tokenizer, self.model.cfg.n_vocab)?;
+            self.compiler = Some(ConstraintCompiler::new(&env)?);
+        }
+        match &self.compiler {
+            Some(c) => Ok(Some(c.compile(g)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The cache for a prompt of `ids`, with the length of the prefix it already holds:
+    /// a free cache this prompt extends (it starts with the cache's last prompt, or shares
+    /// more than half of what the cache holds: the same conversation, grown by a turn or
+    /// edited near its end), the longest such; else a new cache while fewer
+    /// than `parallel` exist (nothing is lost); else the free cache that shares the longest
+    /// prefix (the longest free on a tie), whose other tokens are overwritten.
+    fn take_cache(&mut self, ids: &[u32], n_ctx: usize) -> Result<(Kept, usize)> {
+        // At least the last prompt token runs again: its logits start generation.
+        let reuse = |k: &Kept| common_prefix(&k.ids, ids).min(ids.len() - 1);
+        let extends = |k: &Kept| {
+            let common = common_prefix(&k.ids, ids);
+            common > 0 && (common >= k.prompt_len || 2 * common > k.ids.len())
+        };
+        let longest = |only_extends: bool| {
+            (0..self.free.len())
+                .filter(|&i| !only_extends || extends(&self.free[i]))
+                .max_by_key(|&i| (reuse(&self.free[i]), usize::MAX - i))
+        };
+        let pick = match longest(true) {
+            Some(i) => Some(i),
+            None if self.caches < self.parallel => None,
+            None => longest(false),
+        };
+        let (mut kept, cached) = match pick.and_then(|i| self.free.remove(i)) {
+            Some(k) => {
+                let n = reuse(&k);
+                (k, n)
+            }
+            None => {
+                let k = Kept {
+                    cache: KvCache::try_new(&self.model.cfg, n_ctx)?,
+                    ids: vec![],
+                    prompt_len: 0,
+                };
+                self.caches += 1;
+                (k, 0)
+            }
+        };
+        kept.ids.truncate(cached);
+        if let Err(e) = kept.cache.try_grow(n_ctx) {
+            // Keep the slot's cache for later requests.
+            self.free.push_back(kept);
+            return Err(e);
+        }
+        Ok((kept, cached))
+    }
+
+    /// Prefill a new request (after the prefix its slot's cache holds); None if it failed or
+    /// was cancelled at once.
+    fn admit(&mut self, job: Job) -> Option<Slot<'e>> {
+        let Job {
+            prompt,
+            opts,
+            mut on_event,
+        } = job;
+        let ids = match prompt_ids(self.engine, &prompt) {
+            Ok(ids) => ids,
+            Err(e) => {
+                on_event(Event::Failed(e));
+                return None;
+            }
+        };
+        let n_ctx = request_ctx(ids.len(), &opts, self.n_ctx);
+        if ids.len() >= n_ctx {
+            on_event(Event::Failed(Error::ContextFull {
+                needed: ids.len() + 1,
+                n_ctx,
+            }));
             return None;
         }
-    };
-    let n_ctx = request_ctx(ids.len(), &opts, n_ctx);
-    if ids.len() >= n_ctx {
-        on_event(Event::Failed(Error::ContextFull {
-            needed: ids.len() + 1,
+        if opts.max_tokens == 0 {
+            on_event(Event::Failed(Error::InvalidRequest(
+                "max_tokens must be at least 1".into(),
+            )));
+            return None;
+        }
+        // An unusable grammar is an error before any token (as in `Engine::generate`).
+        let constraint = match self.compile(&opts) {
+            Ok(c) => c,
+            Err(e) => {
+                on_event(Event::Failed(e));
+                return None;
+            }
+        };
+        if on_event(Event::Started {
+            prompt_tokens: ids.len(),
+        }) == Control::Stop
+        {
+            return None;
+        }
+        let (mut kept, cached) = match self.take_cache(&ids, n_ctx) {
+            Ok(k) => k,
+            Err(e) => {
+                on_event(Event::Failed(e));
+                return None;
+            }
+        };
+        let t0 = Instant::now();
+        let mut logits = match self.model.forward(&ids[cached..], cached, &mut kept.cache) {
+            Ok(l) => l,
+            Err(e) => {
+                kept.ids.clear();
+                self.free.push_back(kept);
+                on_event(Event::Failed(e));
+                return None;
+            }
+        };
+        kept.ids = ids.clone();
+        kept.prompt_len = ids.len();
+        let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let engine = self.engine;
+        let mut slot = Slot {
+            on_event,
+            prompt_len: ids.len(),
             n_ctx,
-        }));
-        return None;
-    }
-    if opts.max_tokens == 0 {
-        on_event(Event::Failed(Error::InvalidRequest(
-            "max_tokens must be at least 1".into(),
-        )));
-        return None;
-    }
-    if on_event(Event::Started {
-        prompt_tokens: ids.len(),
-    }) == Control::Stop
-    {
-        return None;
-    }
-    let mut cache = KvCache::new(&model.cfg, n_ctx);
-    let t0 = Instant::now();
-    let mut logits = match model.forward(&ids, 0, &mut cache) {
-        Ok(l) => l,
-        Err(e) => {
-            on_event(Event::Failed(e));
-            return None;
+            kept,
+            sampler: Sampler::new(opts.sampler.clone()),
+            constraint,
+            history: ids.clone(),
+            decoder: engine.tokenizer.stream_decoder(false),
+            stops: StopMatcher::new(&opts.stop),
+            out: Generation {
+                prompt_ids: ids,
+                ids: vec![],
+                text: String::new(),
+                finish: FinishReason::Length,
+                prompt_ms,
+                gen_ms: 0.0,
+                cached_tokens: cached,
+            },
+            opts,
+            t_gen: Instant::now(),
+            next: None,
+        };
+        let vocab = engine.tokenizer.vocab();
+        slot.accept(&mut logits, &|id| vocab.is_eog(id));
+        if slot.next.is_some() {
+            Some(slot)
+        } else {
+            self.free.push_back(slot.kept);
+            None
         }
-    };
-    let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let mut slot = Slot {
-        on_event,
-        prompt_len: ids.len(),
-        n_ctx,
-        cache,
-        sampler: Sampler::new(opts.sampler.clone()),
-        history: ids.clone(),
-        decoder: engine.tokenizer.stream_decoder(false),
-        stops: StopMatcher::new(&opts.stop),
-        out: Generation {
-            prompt_ids: ids,
-            ids: vec![],
-            text: String::new(),
-            finish: FinishReason::Length,
-            prompt_ms,
-            gen_ms: 0.0,
-        },
-        opts,
-        t_gen: Instant::now(),
-        next: None,
-    };
-    let vocab = engine.tokenizer.vocab();
-    slot.accept(&mut logits, &|id| vocab.is_eog(id));
-    slot.next.is_some().then_some(slot)
+    }
 }
 
 fn run_batched(
@@ -318,6 +463,15 @@ fn run_batched(
     let vocab = engine.tokenizer.vocab();
     let eog = |id| vocab.is_eog(id);
     let n_vocab = model.cfg.n_vocab;
+    let mut sched = Scheduler {
+        engine,
+        model,
+        n_ctx,
+        free: VecDeque::new(),
+        caches: 0,
+        parallel,
+        compiler: None,
+    };
     let mut slots: Vec<Slot> = Vec::new();
     let mut queue: VecDeque<Job> = VecDeque::new();
     loop {
@@ -335,7 +489,7 @@ fn run_batched(
             let Some(job) = queue.pop_front() else { break };
             stats.queued.fetch_sub(1, Ordering::SeqCst);
             stats.active.fetch_add(1, Ordering::SeqCst);
-            match admit(engine, model, job, n_ctx) {
+            match sched.admit(job) {
                 Some(s) => slots.push(s),
                 None => {
                     stats.active.fetch_sub(1, Ordering::SeqCst);
@@ -352,7 +506,7 @@ fn run_batched(
                 Some(BatchRow {
                     token,
                     pos,
-                    cache: &mut s.cache,
+                    cache: &mut s.kept.cache,
                 })
             })
             .collect();
@@ -363,21 +517,31 @@ fn run_batched(
         match model.forward_batch(&mut rows) {
             Ok(mut logits) => {
                 for (s, l) in slots.iter_mut().zip(logits.chunks_exact_mut(n_vocab)) {
+                    // The token just run is in the cache now.
+                    if let Some((id, _)) = s.next {
+                        s.kept.ids.push(id);
+                    }
                     s.accept(l, &eog);
                 }
             }
             Err(e) => {
                 for s in slots.iter_mut() {
-                    s.next = None;
-                    (s.on_event)(Event::Failed(Error::InvalidRequest(format!(
-                        "decode step failed: {e}"
-                    ))));
+                    s.kept.ids.clear();
+                    s.fail(Error::InvalidRequest(format!("decode step failed: {e}")));
                 }
             }
         }
-        // Finished sequences free their slot at once.
+        // Finished sequences free their slot at once; their cache waits for the next request.
         let before = slots.len();
-        slots.retain(|s| s.next.is_some());
+        let mut i = 0;
+        while i < slots.len() {
+            if slots[i].next.is_some() {
+                i += 1;
+            } else {
+                let s = slots.swap_remove(i);
+                sched.free.push_back(s.kept);
+            }
+        }
         stats
             .active
             .fetch_sub(before - slots.len(), Ordering::SeqCst);

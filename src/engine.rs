@@ -3,13 +3,20 @@
 //! Backend-agnostic at the API: the CPU forward pass or the WebGPU one runs it. The core is
 //! async (`generate_async`) because GPU readbacks are awaited, never blocked on; natively
 //! `generate` drives it to completion on the calling thread.
+//!
+//! Conversations do not start over: the engine keeps the KV cache of the last sequence it ran
+//! (on the GPU it lives on the device; on the CPU the [`KvCache`] stays between calls) with
+//! the token ids it holds, and a new prompt prefills only what follows the longest common
+//! prefix ([`Generation::cached_tokens`]), as llama-server's `cache_prompt` does.
 
+use crate::chat::{ChatMessage, ChatTemplate, RenderOptions, TemplateError};
+use crate::constrain::{Constrainer, ConstraintCompiler, Grammar};
 use crate::cpu::{CpuModel, Kernel, KvCache};
 use crate::gguf::GgufHeader;
 use crate::gpu::{GpuContext, GpuModel};
 use crate::sampling::{Sampler, SamplerConfig};
+use crate::session::KvPrecision;
 use crate::source::ByteSource;
-use crate::tokenizer::chat_template::{ChatMessage, ChatTemplate, RenderOptions, TemplateError};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -27,9 +34,14 @@ pub struct LoadOptions {
     pub backend: Backend,
     /// CPU kernel (fast or the scalar reference).
     pub kernel: Kernel,
-    /// KV-cache size of the GPU backend, allocated once at load (default: the training
-    /// context, at most 4096). The CPU backend sizes its cache per request.
+    /// Context size (default: the training context, at most 4096). The GPU backend allocates
+    /// its KV cache once at load; the CPU backend grows its cache per request up to it.
     pub n_ctx: Option<usize>,
+    /// What `backend: 'auto'` does before the GPU backend loads: decline software adapters,
+    /// run the known-answer self-test and the timed probe ([`crate::backend_choice::vet`]).
+    /// A declined adapter fails the load with a `gpu` error whose message is the reason, and
+    /// the caller loads on the CPU instead. Off: the GPU is forced.
+    pub vet_gpu: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -46,6 +58,10 @@ pub struct GenerateOptions {
     /// Awaited after every generated token. A browser worker passes a future that yields to its
     /// event loop, so messages (a Stop) are handled between tokens even on the CPU backend.
     pub pause: Option<Pause>,
+    /// Constrained decoding: the output follows this JSON schema, grammar or regex (see
+    /// [`crate::constrain`]). The grammar is compiled before the prompt runs, so an unusable
+    /// one is an error before any token is generated. `None` costs nothing.
+    pub grammar: Option<Grammar>,
 }
 
 /// Makes the future [`GenerateOptions::pause`] awaits.
@@ -60,6 +76,7 @@ impl Default for GenerateOptions {
             stop_at_eog: true,
             n_ctx: None,
             pause: None,
+            grammar: None,
         }
     }
 }
@@ -83,7 +100,7 @@ pub enum Control {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FinishReason {
-    /// An end-of-generation token.
+    /// An end-of-generation token, or a constrained output whose grammar is complete.
     Eog,
     /// A stop string (given).
     StopString(String),
@@ -101,6 +118,9 @@ pub struct Generation {
     pub finish: FinishReason,
     pub prompt_ms: f64,
     pub gen_ms: f64,
+    /// Leading prompt tokens whose keys and values came from the previous request's cache
+    /// (not prefilled again).
+    pub cached_tokens: usize,
 }
 
 /// Milliseconds from an arbitrary origin (0 on wasm32 without a clock).
@@ -134,6 +154,30 @@ pub struct Engine {
     cfg: crate::model::Config,
     /// Adapter description on the GPU backend.
     adapter: Option<String>,
+    /// What vetting the adapter found (`LoadOptions::vet_gpu`).
+    gpu_vetting: Option<String>,
+    /// llguidance's tables for this vocabulary, built at the first constrained request.
+    constraint_compiler: Option<ConstraintCompiler>,
+    /// The context size: the KV cache never holds more positions.
+    n_ctx: usize,
+    /// The last sequence's cache, reused by the next request's common prefix.
+    session: Session,
+    /// Reuse the common prefix (on by default; off, every request prefills its whole prompt).
+    prefix_reuse: bool,
+}
+
+/// What the KV cache holds between requests.
+#[derive(Default)]
+struct Session {
+    /// The ids at positions `0..ids.len()` of the cache, keys and values written.
+    ids: Vec<u32>,
+    /// The CPU backend's cache (the GPU backend's lives on the device).
+    cpu: Option<KvCache>,
+}
+
+/// Length of the common prefix of `a` and `b`.
+pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// Drive a future to completion on this thread (natively: GPU readbacks poll the device).
@@ -172,33 +216,56 @@ impl Engine {
             ));
         }
         let (header, model) = CpuModel::load(src, opts.kernel)?;
-        Self::assemble(header, Runner::Cpu(Box::new(model)), None)
+        Self::assemble(header, Runner::Cpu(Box::new(model)), None, opts.n_ctx)
     }
 
     pub async fn load_async(src: &dyn ByteSource, opts: &LoadOptions) -> Result<Engine> {
+        // The header is parsed once here and passed down.
+        let header = crate::source::read_header(src)?;
+        let cfg = crate::model::Config::from_header(&header)?;
+        // A context size the model cannot take is an error before any weight is read.
+        context_size(&cfg, opts.n_ctx)?;
         match opts.backend {
             Backend::Cpu => {
-                let (header, model) = CpuModel::load(src, opts.kernel)?;
-                Self::assemble(header, Runner::Cpu(Box::new(model)), None)
+                let model = CpuModel::load_parsed(&header, cfg, src, opts.kernel)?;
+                Self::assemble(header, Runner::Cpu(Box::new(model)), None, opts.n_ctx)
             }
             Backend::Gpu => {
-                let header = crate::source::read_header(src)?;
-                let cfg = crate::model::Config::from_header(&header)?;
-                let n_ctx = opts.n_ctx.unwrap_or(cfg.n_ctx_train.clamp(1, 4096));
+                // Before starting a device: what the GPU forward pass lacks, by name.
+                if let Some(gap) = cfg.gpu_unsupported() {
+                    return Err(Error::UnsupportedModel(gap));
+                }
+                let n_ctx = context_size(&cfg, opts.n_ctx)?;
                 let ctx = GpuContext::new().await?;
                 let adapter = ctx.describe();
-                let model = GpuModel::load(ctx, src, n_ctx)?;
-                Self::assemble(header, Runner::Gpu(Box::new(model)), Some(adapter))
+                let vetting = match opts.vet_gpu {
+                    true => Some(crate::backend_choice::vet(&ctx, &header).await?.summary()),
+                    false => None,
+                };
+                let model = GpuModel::load_parsed(ctx, &header, cfg, src, n_ctx)?;
+                let runner = Runner::Gpu(Box::new(model));
+                let mut e = Self::assemble(header, runner, Some(adapter), None)?;
+                e.gpu_vetting = vetting;
+                Ok(e)
             }
         }
     }
 
-    fn assemble(header: GgufHeader, runner: Runner, adapter: Option<String>) -> Result<Engine> {
+    fn assemble(
+        header: GgufHeader,
+        runner: Runner,
+        adapter: Option<String>,
+        n_ctx: Option<usize>,
+    ) -> Result<Engine> {
         let tokenizer = Tokenizer::from_gguf(&header)?;
         let template = ChatTemplate::from_gguf(&header);
-        let cfg = match &runner {
-            Runner::Cpu(m) => m.cfg.clone(),
-            Runner::Gpu(m) => m.cfg.clone(),
+        let (cfg, n_ctx) = match &runner {
+            // The CPU cache grows per request: by default up to the training context.
+            Runner::Cpu(m) => (
+                m.cfg.clone(),
+                context_size(&m.cfg, n_ctx.or(Some(m.cfg.n_ctx_train.max(1))))?,
+            ),
+            Runner::Gpu(m) => (m.cfg.clone(), m.n_ctx),
         };
         Ok(Engine {
             header,
@@ -207,7 +274,123 @@ impl Engine {
             runner,
             cfg,
             adapter,
+            gpu_vetting: None,
+            constraint_compiler: None,
+            n_ctx,
+            session: Session::default(),
+            prefix_reuse: true,
         })
+    }
+
+    /// The context size (positions the KV cache can hold), fixed at load.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// Switch reusing the previous request's common prefix on or off (off: every request
+    /// prefills its whole prompt, as a fresh engine would).
+    pub fn set_prefix_reuse(&mut self, on: bool) {
+        self.prefix_reuse = on;
+        if !on {
+            self.forget_prefix();
+        }
+    }
+
+    /// Drop what the cache holds: the next request prefills its whole prompt.
+    pub fn forget_prefix(&mut self) {
+        self.session.ids.clear();
+    }
+
+    /// The ids whose keys and values the cache holds (a later prompt that starts with them
+    /// prefills only the rest).
+    pub fn cached_ids(&self) -> &[u32] {
+        &self.session.ids
+    }
+
+    /// SHA-256 of the model's description: what a saved session is checked against.
+    pub fn model_fingerprint(&self) -> [u8; 32] {
+        crate::session::model_fingerprint(&self.header)
+    }
+
+    /// Values per position of each layer's cache: (keys, values).
+    fn kv_widths(&self) -> Vec<(usize, usize)> {
+        match &self.runner {
+            Runner::Cpu(m) => m
+                .cfg
+                .layers
+                .iter()
+                .map(|l| (l.kv_dim(), l.v_dim()))
+                .collect(),
+            Runner::Gpu(m) => m.kv_widths(),
+        }
+    }
+
+    /// The cache of the last sequence as a saved session ([`crate::session`]): the ids it
+    /// holds and their keys and values, in `precision`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save_session(&self, precision: KvPrecision) -> Result<Vec<u8>> {
+        block_on(self.save_session_async(precision))
+    }
+
+    /// As [`Engine::save_session`]; on the GPU the cache is read back from the device.
+    pub async fn save_session_async(&self, precision: KvPrecision) -> Result<Vec<u8>> {
+        let ids = &self.session.ids;
+        let n = ids.len();
+        let kv = match (&self.runner, &self.session.cpu) {
+            (Runner::Gpu(m), _) => m.read_kv(n).await?,
+            (Runner::Cpu(_), Some(c)) => c.snapshot(n),
+            (Runner::Cpu(_), None) => crate::session::KvLayers {
+                precision: KvPrecision::F32,
+                layers: vec![(Vec::new(), Vec::new()); self.cfg.layers.len()],
+            },
+        };
+        let widths = self.kv_widths();
+        let fp = self.model_fingerprint();
+        Ok(crate::session::encode(&fp, ids, &widths, kv, precision))
+    }
+
+    /// Restores a saved session: the cache holds its ids again, so the next prompt that
+    /// starts with them prefills only the rest. Everything is checked first (checksum, model,
+    /// sizes); a session that does not fit is an error that leaves the cache as it was.
+    /// Returns the number of positions restored.
+    pub fn restore_session(&mut self, bytes: &[u8]) -> Result<usize> {
+        let s = crate::session::decode(bytes, &self.model_fingerprint(), &self.kv_widths())?;
+        let n = s.ids.len();
+        if n > self.n_ctx {
+            return Err(Error::ContextFull {
+                needed: n,
+                n_ctx: self.n_ctx,
+            });
+        }
+        if let Some(&id) = s.ids.iter().find(|&&t| t as usize >= self.cfg.n_vocab) {
+            return Err(Error::TokenOutOfRange {
+                id,
+                n_vocab: self.cfg.n_vocab,
+            });
+        }
+        // What the cache held is overwritten from here on.
+        self.session.ids.clear();
+        match &self.runner {
+            Runner::Cpu(m) => match &mut self.session.cpu {
+                Some(c) => c.restore(&s.kv, n)?,
+                None => {
+                    let mut c = KvCache::try_new(&m.cfg, n.max(1))?;
+                    c.restore(&s.kv, n)?;
+                    self.session.cpu = Some(c);
+                }
+            },
+            Runner::Gpu(m) => m.write_kv(s.kv, n)?,
+        }
+        self.session.ids = s.ids;
+        Ok(n)
+    }
+
+    /// Bytes of the KV cache (the CPU's as allocated so far; the GPU's at load).
+    pub fn kv_bytes(&self) -> usize {
+        match &self.runner {
+            Runner::Cpu(_) => self.session.cpu.as_ref().map_or(0, KvCache::bytes),
+            Runner::Gpu(m) => m.kv_bytes(),
+        }
     }
 
     pub fn config(&self) -> &crate::model::Config {
@@ -227,6 +410,11 @@ impl Engine {
             Runner::Cpu(m) => Some(m),
             Runner::Gpu(_) => None,
         }
+    }
+
+    /// What vetting the GPU adapter found before loading (`LoadOptions::vet_gpu`), if it ran.
+    pub fn gpu_vetting(&self) -> Option<&str> {
+        self.gpu_vetting.as_deref()
     }
 
     /// The GPU adapter in use (name, backend, features), if any.
@@ -266,6 +454,21 @@ impl Engine {
         self.tokenize(&text, true, true)
     }
 
+    /// Compiles a grammar for this model's vocabulary (errors name what is unusable). The
+    /// vocabulary tables are built on the first call and kept.
+    pub fn compile_grammar(&mut self, grammar: &Grammar) -> Result<Constrainer> {
+        let compiler = match self.constraint_compiler.take() {
+            Some(c) => c,
+            None => {
+                let env = crate::constrain::token_env(&self.tokenizer, self.cfg.n_vocab)?;
+                ConstraintCompiler::new(&env)?
+            }
+        };
+        let compiled = compiler.compile(grammar);
+        self.constraint_compiler = Some(compiler);
+        Ok(compiled?)
+    }
+
     /// Last-position logits of `prompt` (a fresh context).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>> {
@@ -278,14 +481,16 @@ impl Engine {
     }
 
     pub async fn logits_async(&mut self, prompt: &[u32]) -> Result<Vec<f32>> {
-        let mut cache = self.new_cache(prompt.len().max(1));
+        // On the GPU this overwrites the device's cache from position 0.
+        self.forget_prefix();
+        let mut cache = self.new_cache(prompt.len().max(1))?;
         self.forward(prompt, 0, &mut cache).await
     }
 
-    fn new_cache(&self, n_ctx: usize) -> Option<KvCache> {
+    fn new_cache(&self, n_ctx: usize) -> Result<Option<KvCache>> {
         match &self.runner {
-            Runner::Cpu(m) => Some(KvCache::new(&m.cfg, n_ctx)),
-            Runner::Gpu(_) => None,
+            Runner::Cpu(m) => KvCache::try_new(&m.cfg, n_ctx).map(Some),
+            Runner::Gpu(_) => Ok(None),
         }
     }
 
@@ -297,6 +502,23 @@ impl Engine {
         cache: &mut Option<KvCache>,
     ) -> Result<Vec<f32>> {
         run_forward(&mut self.runner, tokens, pos, cache).await
+    }
+}
+
+/// The default context size cap: a GPU allocates the whole cache at load.
+const DEFAULT_N_CTX: usize = 4096;
+
+/// The context size for `requested` (default: the training context, at most 4096), checked
+/// against the model.
+fn context_size(cfg: &crate::model::Config, requested: Option<usize>) -> Result<usize> {
+    let n_train = cfg.n_ctx_train.max(1);
+    match requested {
+        None => Ok(n_train.min(DEFAULT_N_CTX)),
+        Some(0) => Err(Error::InvalidRequest("n_ctx must be at least 1".into())),
+        Some(n) if n > n_train => Err(Error::InvalidRequest(format!(
+            "n_ctx {n} is larger than the model's training context of {n_train} tokens"
+        ))),
+        Some(n) => Ok(n),
     }
 }
 
@@ -353,6 +575,17 @@ impl Engine {
         run_now(self.generate_async(prompt, opts, on_token))
     }
 
+    /// The context a request of `prompt_len` tokens runs in: the GPU's allocated cache; on the
+    /// CPU `opts.n_ctx`, by default prompt + `max_tokens`, within the load's context size.
+    pub fn request_n_ctx(&self, prompt_len: usize, opts: &GenerateOptions) -> usize {
+        match &self.runner {
+            Runner::Gpu(m) => m.n_ctx,
+            Runner::Cpu(_) => opts
+                .n_ctx
+                .unwrap_or(prompt_len.saturating_add(opts.max_tokens).min(self.n_ctx)),
+        }
+    }
+
     /// Generate after `prompt`, streaming each token through `on_token`.
     pub async fn generate_async(
         &mut self,
@@ -363,20 +596,37 @@ impl Engine {
         if prompt.is_empty() {
             return Err(Error::InvalidRequest("the prompt is empty".into()));
         }
-        let n_train = self.cfg.n_ctx_train.max(prompt.len() + 1);
-        let n_ctx = match &self.runner {
-            Runner::Gpu(m) => m.n_ctx,
-            Runner::Cpu(_) => opts
-                .n_ctx
-                .unwrap_or_else(|| (prompt.len() + opts.max_tokens).min(n_train)),
-        };
+        let n_ctx = self.request_n_ctx(prompt.len(), opts);
         if prompt.len() >= n_ctx {
             return Err(Error::ContextFull {
                 needed: prompt.len() + 1,
                 n_ctx,
             });
         }
-        let mut cache = self.new_cache(n_ctx);
+        let mut constraint = match &opts.grammar {
+            Some(g) => Some(self.compile_grammar(g)?),
+            None => None,
+        };
+        if let Runner::Gpu(m) = &mut self.runner {
+            m.set_token_mask(None)?;
+        }
+        // Keep the common prefix of what the cache holds (at least the last prompt token runs
+        // again: its logits start generation).
+        let session = &mut self.session;
+        let cached = if self.prefix_reuse {
+            common_prefix(&session.ids, prompt).min(prompt.len() - 1)
+        } else {
+            0
+        };
+        session.ids.truncate(cached);
+        if let Runner::Cpu(m) = &self.runner {
+            match &mut session.cpu {
+                Some(c) => c.try_grow(n_ctx)?,
+                None => session.cpu = Some(KvCache::try_new(&m.cfg, n_ctx)?),
+            }
+        }
+        let cache = &mut session.cpu;
+        let fresh = &prompt[cached..];
         let mut sampler = Sampler::new(opts.sampler.clone());
         // Greedy without penalties needs no logits on the host: on the GPU a step reads back 4 bytes.
         let c = &opts.sampler;
@@ -392,12 +642,41 @@ impl Engine {
             finish: FinishReason::Length,
             prompt_ms: 0.0,
             gen_ms: 0.0,
+            cached_tokens: cached,
         };
         let t0 = now_ms();
-        let mut logits = self.forward(prompt, 0, &mut cache).await?;
+        // The first token obeys the constraint too: on the GPU its mask is applied after the
+        // prefill's head (whose logits are the last position's row), on the CPU to the logits.
+        let first_mask = match &mut constraint {
+            Some(c) => Some(c.mask()?),
+            None => None,
+        };
+        if let (Some(mask), Runner::Gpu(m)) = (first_mask, &mut self.runner) {
+            m.set_token_mask(Some(mask))?;
+        }
+        let mut next = match &mut self.runner {
+            // On the GPU the first token is taken there too: 4 bytes come back, not the logits.
+            Runner::Gpu(m) if greedy => m.forward_argmax(fresh, cached).await?,
+            Runner::Gpu(m) => {
+                let u = if c.temperature > 0.0 {
+                    sampler.next_uniform()
+                } else {
+                    0.0
+                };
+                let s = crate::gpu::GpuSampling::new(c, u);
+                m.forward_sample(fresh, cached, &s, &history).await?
+            }
+            Runner::Cpu(_) => {
+                let mut logits = run_forward(&mut self.runner, fresh, cached, cache).await?;
+                if let Some(mask) = first_mask {
+                    crate::sampling::apply_token_mask(&mut logits, mask);
+                }
+                sampler.sample(&mut logits, &history)
+            }
+        };
+        session.ids = prompt.to_vec();
         out.prompt_ms = now_ms() - t0;
         let t1 = now_ms();
-        let mut next = sampler.sample(&mut logits, &history);
         let tokenizer = &self.tokenizer;
         let mut decoder = tokenizer.stream_decoder(false);
         let mut stops = StopMatcher::new(&opts.stop);
@@ -416,6 +695,9 @@ impl Engine {
                     text: &tail,
                 });
                 break;
+            }
+            if let Some(c) = &mut constraint {
+                c.commit(id)?;
             }
             let piece = decoder.push(id)?;
             if let Some(pause) = opts.pause {
@@ -438,7 +720,11 @@ impl Engine {
                 break;
             }
             let pos = prompt.len() + i;
-            if i + 1 == opts.max_tokens || pos + 1 > n_ctx {
+            let complete = constraint.as_ref().is_some_and(Constrainer::is_done);
+            if complete {
+                out.finish = FinishReason::Eog;
+            }
+            if complete || i + 1 == opts.max_tokens || pos + 1 > n_ctx {
                 let tail = stops.flush(&decoder.finish());
                 out.text.push_str(&tail);
                 if !tail.is_empty() {
@@ -450,8 +736,20 @@ impl Engine {
                 }
                 break;
             }
-            next = if greedy {
-                step_greedy(&mut self.runner, id, pos, &mut cache).await?
+            let mask = match &mut constraint {
+                Some(c) => Some(c.mask()?),
+                None => None,
+            };
+            if let (Some(mask), Runner::Gpu(m)) = (mask, &mut self.runner) {
+                // Applied on the GPU before argmax.wgsl / sample.wgsl (a 4-byte readback still).
+                m.set_token_mask(Some(mask))?;
+            }
+            next = if let (Some(mask), Runner::Cpu(_)) = (mask, &self.runner) {
+                let mut l = run_forward(&mut self.runner, &[id], pos, cache).await?;
+                crate::sampling::apply_token_mask(&mut l, mask);
+                sampler.sample(&mut l, &history)
+            } else if greedy {
+                step_greedy(&mut self.runner, id, pos, cache).await?
             } else if let Runner::Gpu(m) = &mut self.runner {
                 // Penalties and sampling on the GPU, on the sampler's seeded stream (one
                 // uniform number per token when the temperature is above 0, as `Sampler`
@@ -464,11 +762,16 @@ impl Engine {
                 let s = crate::gpu::GpuSampling::new(c, u);
                 m.step_sample(id, pos, &s, &history).await?
             } else {
-                let mut l = run_forward(&mut self.runner, &[id], pos, &mut cache).await?;
+                let mut l = run_forward(&mut self.runner, &[id], pos, cache).await?;
                 sampler.sample(&mut l, &history)
             };
+            // `id` is in the cache now (a Stop later leaves every such token valid).
+            session.ids.push(id);
         }
         out.gen_ms = now_ms() - t1;
+        if let Runner::Gpu(m) = &mut self.runner {
+            m.set_token_mask(None)?;
+        }
         Ok(out)
     }
 }

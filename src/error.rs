@@ -20,7 +20,11 @@ pub enum Error {
 
     /// The chat template failed to parse or render.
     #[error(transparent)]
-    Template(#[from] crate::tokenizer::chat_template::TemplateError),
+    Template(#[from] crate::chat::TemplateError),
+
+    /// A grammar or JSON schema for constrained decoding is unusable, or following it failed.
+    #[error(transparent)]
+    Constraint(#[from] crate::constrain::ConstraintError),
 
     /// The model's architecture (or a feature it uses) is not implemented.
     #[error("unsupported model: {0}")]
@@ -62,6 +66,11 @@ pub enum Error {
     #[error(transparent)]
     Gpu(#[from] crate::gpu::GpuError),
 
+    /// A saved session (the KV cache of a conversation) that is corrupt, truncated, or was
+    /// saved with another model.
+    #[error("saved session: {0}")]
+    BadSession(String),
+
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -78,28 +87,123 @@ fn available_text(available: &Option<u64>) -> String {
     }
 }
 
+/// Declares [`Code`]: one variant per code, with its string and what it means.
+macro_rules! codes {
+    ($($(#[doc = $doc:literal])* $name:ident = $s:literal,)*) => {
+        /// Every error code that reaches JavaScript, from the engine and from the worker alike:
+        /// one closed list. `worker/protocol.js` (`CODE`) mirrors it exactly, which
+        /// `tests/error_codes.rs` checks.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $($(#[doc = $doc])* $name,)*
+        }
+
+        impl Code {
+            pub const ALL: &[Code] = &[$(Code::$name,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$name => $s,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The file is not a well-formed GGUF.
+    BadGguf = "bad_gguf",
+    /// A tensor's block format is not implemented.
+    UnsupportedType = "unsupported_type",
+    /// A tensor is missing, has the wrong shape or the wrong byte count.
+    BadTensor = "bad_tensor",
+    /// The vocabulary is unusable, or text could not be tokenized.
+    Tokenizer = "tokenizer",
+    /// The chat template failed to parse or render.
+    ChatTemplate = "chat_template",
+    /// The architecture (or a feature it uses) is not implemented.
+    UnsupportedModel = "unsupported_model",
+    /// The prompt does not fit the context.
+    ContextFull = "context_full",
+    /// A token id outside the vocabulary.
+    BadToken = "bad_token",
+    /// A request that cannot be served as given: the message names the field.
+    Invalid = "invalid",
+    TensorNotFound = "tensor_not_found",
+    /// A well-known metadata key is missing, has the wrong type or an unusable value.
+    BadMetadata = "bad_metadata",
+    /// The GPU backend could not start or run.
+    Gpu = "gpu",
+    OutOfMemory = "out_of_memory",
+    /// Reading the model's bytes failed.
+    Io = "io",
+    /// Another request holds the engine.
+    Busy = "busy",
+    NotLoaded = "not_loaded",
+    /// The server answered with an error status.
+    Http = "http",
+    /// The connection failed (the download resumes).
+    Network = "network",
+    /// The bytes are not a GGUF file.
+    NotGguf = "not_gguf",
+    /// Not enough storage for the model.
+    Quota = "quota",
+    /// Cancelled by the caller.
+    Aborted = "aborted",
+    /// Wrong length or range, missing headers, a file changed on the server.
+    BadResponse = "bad_response",
+    /// The downloaded bytes do not match the expected SHA-256.
+    Integrity = "integrity",
+    /// A cached model the engine failed on before: it is not loaded again until deleted.
+    Unusable = "unusable",
+    /// The storage (IndexedDB, the cache directory) failed.
+    Storage = "storage",
+    /// The wasm module trapped; the worker starts a fresh one.
+    Fatal = "fatal",
+    /// A JSON schema, grammar or regex that cannot constrain decoding (unsupported feature,
+    /// syntax error): reported before generation starts.
+    BadGrammar = "bad_grammar",
+    /// Constrained decoding failed mid-generation (the grammar allowed no token).
+    Constraint = "constraint",
+    /// A saved session that is corrupt, truncated, or was saved with another model; also a
+    /// session key with nothing saved under it.
+    BadSession = "bad_session",
+    /// A bug: anything not covered above.
+    Internal = "internal",
+}
+
 impl Error {
+    /// The error's kind, from the one closed list [`Code`].
+    pub fn kind(&self) -> Code {
+        match self {
+            Error::Gguf(_) => Code::BadGguf,
+            Error::Tensor { source, .. } => match source {
+                QuantError::Unsupported(_) => Code::UnsupportedType,
+                _ => Code::BadTensor,
+            },
+            Error::Tokenizer(_) => Code::Tokenizer,
+            Error::Template(_) => Code::ChatTemplate,
+            Error::Constraint(crate::constrain::ConstraintError::Compile { .. }) => {
+                Code::BadGrammar
+            }
+            Error::Constraint(_) => Code::Constraint,
+            Error::UnsupportedModel(_) => Code::UnsupportedModel,
+            Error::BadModelTensor { .. } => Code::BadTensor,
+            Error::ContextFull { .. } => Code::ContextFull,
+            Error::TokenOutOfRange { .. } => Code::BadToken,
+            Error::InvalidRequest(_) => Code::Invalid,
+            Error::TensorNotFound(_) => Code::TensorNotFound,
+            Error::Metadata { .. } => Code::BadMetadata,
+            Error::Gpu(_) => Code::Gpu,
+            Error::OutOfMemory { .. } => Code::OutOfMemory,
+            Error::Io { .. } => Code::Io,
+            Error::BadSession(_) => Code::BadSession,
+        }
+    }
+
     /// A short, stable code for the error's kind; crosses into JS as `{code, message}`.
     pub fn code(&self) -> &'static str {
-        match self {
-            Error::Gguf(_) => "bad_gguf",
-            Error::Tensor { source, .. } => match source {
-                QuantError::Unsupported(_) => "unsupported_type",
-                _ => "bad_tensor",
-            },
-            Error::Tokenizer(_) => "tokenizer",
-            Error::Template(_) => "chat_template",
-            Error::UnsupportedModel(_) => "unsupported_model",
-            Error::BadModelTensor { .. } => "bad_tensor",
-            Error::ContextFull { .. } => "context_full",
-            Error::TokenOutOfRange { .. } => "bad_token",
-            Error::InvalidRequest(_) => "invalid_request",
-            Error::TensorNotFound(_) => "tensor_not_found",
-            Error::Metadata { .. } => "bad_metadata",
-            Error::Gpu(_) => "gpu",
-            Error::OutOfMemory { .. } => "out_of_memory",
-            Error::Io { .. } => "io",
-        }
+        self.kind().as_str()
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {

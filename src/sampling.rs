@@ -209,9 +209,50 @@ pub fn choose(c: &SamplerConfig, logits: &[f32], draw: impl FnOnce() -> f64) -> 
     cand[cand.len() - 1].0
 }
 
+/// Constrained decoding on the CPU: sets the logit of every token whose bit is clear in `mask`
+/// (bit `i % 32` of word `i / 32` for token `i`, as [`crate::constrain::Constrainer::mask`]
+/// gives it) to −∞, so no sampler can choose it. Tokens past the mask's words are disallowed.
+pub fn apply_token_mask(logits: &mut [f32], mask: &[u32]) {
+    for (w, chunk) in logits.chunks_mut(32).enumerate() {
+        let word = mask.get(w).copied().unwrap_or(0);
+        if word == u32::MAX {
+            continue;
+        }
+        for (b, l) in chunk.iter_mut().enumerate() {
+            if word & (1 << b) == 0 {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_mask_leaves_only_allowed_tokens() {
+        let mut l: Vec<f32> = (0..70).map(|i| i as f32).collect();
+        // Allowed: 1, 33 and 64 (word 2 is bit 0); the highest logit (69) is masked.
+        apply_token_mask(&mut l, &[1 << 1, 1 << 1, 1]);
+        let allowed: Vec<usize> = (0..70).filter(|&i| l[i].is_finite()).collect();
+        assert_eq!(allowed, vec![1, 33, 64]);
+        assert_eq!(argmax(&l), 64);
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 2.0,
+            seed: 3,
+            ..Default::default()
+        });
+        for _ in 0..50 {
+            let mut m = l.clone();
+            assert!([1, 33, 64].contains(&s.sample(&mut m, &[])));
+        }
+        // A short mask disallows the rest.
+        let mut l = vec![0.0f32; 40];
+        apply_token_mask(&mut l, &[u32::MAX]);
+        assert!(l[..32].iter().all(|x| x.is_finite()));
+        assert!(l[32..].iter().all(|x| *x == f32::NEG_INFINITY));
+    }
 
     fn logits() -> Vec<f32> {
         vec![1.0, 3.0, 2.0, 0.5, 2.9]

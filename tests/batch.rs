@@ -9,12 +9,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasm_chord::batch::{BatchOptions, Batcher, Event, Prompt};
+use wasm_chord::chat::ChatMessage;
 use wasm_chord::cpu::batch::BatchRow;
 use wasm_chord::cpu::{CpuModel, Kernel, KvCache};
 use wasm_chord::engine::{Control, Engine, FinishReason, GenerateOptions, Generation, LoadOptions};
 use wasm_chord::sampling::SamplerConfig;
 use wasm_chord::source::FileSource;
-use wasm_chord::tokenizer::chat_template::ChatMessage;
 
 const MODEL: &str = "smollm2-135m-instruct-q4_k_m.gguf";
 
@@ -49,7 +49,7 @@ fn requests() -> Vec<(Prompt, GenerateOptions)> {
         (
             chat("Count from one to twenty in words."),
             GenerateOptions {
-                stop: vec!["e".into()],
+                stop: vec!["4.".into()],
                 ..greedy(40)
             },
         ),
@@ -334,4 +334,161 @@ fn cancel_and_bad_requests() {
     );
     assert_eq!(g.ids.len(), 2);
     assert_eq!(b.stats.active.load(Ordering::SeqCst), 0);
+}
+
+/// Each slot keeps its cache: a request that extends one of the conversations a slot served
+/// prefills only the new part (`cached_tokens`), picks that slot over the other one, and
+/// generates what an engine that prefills every prompt whole generates.
+#[test]
+fn slots_reuse_their_conversation_prefix() {
+    let b = Batcher::start(
+        engine(),
+        BatchOptions {
+            parallel: 2,
+            n_ctx: 512,
+        },
+    )
+    .unwrap();
+    let mut whole = engine();
+    whole.set_prefix_reuse(false);
+    let opts = GenerateOptions {
+        max_tokens: 12,
+        ..Default::default()
+    };
+    // Two conversations served by turns, alternating, while both slots stay warm.
+    let mut convs = [
+        vec![ChatMessage::user("What is the capital of France?")],
+        vec![ChatMessage::user("Name a large animal.")],
+    ];
+    let follow = ["And of Spain?", "And a small one?"];
+    let mut last_prompt = [0usize; 2];
+    for turn in 0..3 {
+        for c in 0..2 {
+            let g = run_one(&b, Prompt::Chat(convs[c].clone()), opts.clone());
+            let want = whole
+                .generate(&g.prompt_ids, &opts, &mut |_| Control::Continue)
+                .unwrap();
+            assert_eq!(want.cached_tokens, 0);
+            assert_eq!(g.ids, want.ids, "turn {turn}, conversation {c}: tokens");
+            assert_eq!(g.text, want.text, "turn {turn}, conversation {c}");
+            if turn == 0 {
+                // The other conversation's template prefix at most (system prompt and such).
+                assert!(g.cached_tokens < g.prompt_ids.len() / 2 + 8, "{turn} {c}");
+            } else {
+                // At least the previous turn's prompt came from this conversation's slot.
+                assert!(
+                    g.cached_tokens >= last_prompt[c],
+                    "turn {turn}, conversation {c}: {} cached of {}, previous prompt {}",
+                    g.cached_tokens,
+                    g.prompt_ids.len(),
+                    last_prompt[c]
+                );
+                assert!(g.cached_tokens < g.prompt_ids.len());
+            }
+            last_prompt[c] = g.prompt_ids.len();
+            convs[c].push(ChatMessage::assistant(g.text.as_str()));
+            convs[c].push(ChatMessage::user(follow[c]));
+        }
+    }
+}
+
+/// A constrained request in a shared batch follows its grammar exactly as `Engine::generate`
+/// does, next to an unconstrained one; an unusable schema fails before any token.
+#[test]
+fn constrained_requests_in_a_batch() {
+    use wasm_chord::constrain::Grammar;
+    let b = Batcher::start(
+        engine(),
+        BatchOptions {
+            parallel: 2,
+            n_ctx: 512,
+        },
+    )
+    .unwrap();
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "sunny": {"type": "boolean"}},
+        "required": ["city", "sunny"],
+        "additionalProperties": false
+    });
+    let constrained = GenerateOptions {
+        max_tokens: 40,
+        grammar: Some(Grammar::JsonSchema(schema)),
+        ..Default::default()
+    };
+    let free = GenerateOptions {
+        max_tokens: 30,
+        stop_at_eog: false,
+        ..Default::default()
+    };
+    let msgs = |m: &str| vec![ChatMessage::user(m)];
+    let reqs = [
+        (msgs("Describe the weather in Paris as JSON."), constrained),
+        (msgs("Tell me a story."), free),
+    ];
+    let (tx, rx) = mpsc::channel();
+    for (i, (m, o)) in reqs.iter().enumerate() {
+        let tx = tx.clone();
+        b.submit(
+            Prompt::Chat(m.clone()),
+            o.clone(),
+            Box::new(move |ev| {
+                match ev {
+                    Event::Done(g) => {
+                        let _ = tx.send((i, Ok(g)));
+                    }
+                    Event::Failed(e) => {
+                        let _ = tx.send((i, Err(e)));
+                    }
+                    _ => {}
+                }
+                Control::Continue
+            }),
+        )
+        .unwrap();
+    }
+    let mut got: Vec<Option<Generation>> = vec![None, None];
+    for _ in 0..2 {
+        let (i, g) = rx.recv_timeout(Duration::from_secs(300)).unwrap();
+        got[i] = Some(g.expect("generation"));
+    }
+    let mut e = engine();
+    for ((m, o), g) in reqs.iter().zip(&got) {
+        let g = g.as_ref().unwrap();
+        let ids = e.chat_prompt_ids(m, &Default::default()).unwrap();
+        let want = e.generate(&ids, o, &mut |_| Control::Continue).unwrap();
+        assert_eq!(g.ids, want.ids);
+        assert_eq!(g.text, want.text);
+        assert_eq!(g.finish, want.finish);
+    }
+    let json: serde_json::Value = serde_json::from_str(&got[0].as_ref().unwrap().text)
+        .expect("the constrained reply is JSON");
+    assert!(
+        json["city"].is_string() && json["sunny"].is_boolean(),
+        "{json}"
+    );
+    assert_eq!(got[0].as_ref().unwrap().finish, FinishReason::Eog);
+    assert!(
+        b.stats.max_batch.load(Ordering::SeqCst) >= 2,
+        "both shared a step"
+    );
+
+    // A schema llguidance cannot use: a typed error, and the batcher still serves.
+    let (tx, rx) = mpsc::channel();
+    b.submit(
+        Prompt::Text("Hi".into()),
+        GenerateOptions {
+            grammar: Some(Grammar::Lark("start: ???".into())),
+            ..Default::default()
+        },
+        Box::new(move |ev| {
+            if let Event::Failed(e) = ev {
+                let _ = tx.send(e);
+            }
+            Control::Continue
+        }),
+    )
+    .unwrap();
+    let err = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(err.code(), "bad_grammar", "{err}");
 }

@@ -12,11 +12,11 @@ mod common;
 
 use std::path::PathBuf;
 
-use wasm_chord::gguf::read_header_from_path;
-use wasm_chord::tokenizer::chat_template::{
+use wasm_chord::chat::{
     messages_from_value, special_token_texts, ChatDate, ChatMessage, ChatTemplate, JsonValue,
     RenderOptions, TemplateError, Value,
 };
+use wasm_chord::gguf::read_header_from_path;
 
 fn goldens_dir() -> PathBuf {
     common::root().join("tests/goldens/chat")
@@ -104,6 +104,12 @@ fn template_of(golden: &Value) -> ChatTemplate {
 /// Renders every case of a golden and compares with llama.cpp's `rendered_prompt` (or expects
 /// an error where llama.cpp refused). Returns the number of cases compared.
 fn check_golden(name: &str) -> usize {
+    check_golden_except(name, &[])
+}
+
+/// [`check_golden`] without the cases named in `known`: differences from llama.cpp that are
+/// recorded as open bugs (each named where it is passed).
+fn check_golden_except(name: &str, known: &[&str]) -> usize {
     let golden = load(name);
     let template = template_of(&golden);
     let opts = options(&golden);
@@ -113,6 +119,9 @@ fn check_golden(name: &str) -> usize {
     assert!(cases.len() >= 6, "{name}: only {} cases", cases.len());
     for case in &cases {
         let case_name = string(case, "name").unwrap();
+        if known.contains(&case_name.as_str()) {
+            continue;
+        }
         let messages = messages_from_value(&get(case, "messages"))
             .unwrap_or_else(|e| panic!("{name}/{case_name}: {e}"));
         let got = template.render_prompt(&messages, &opts, add_bos, add_eos);
@@ -304,7 +313,7 @@ fn chatml_fallback_is_opt_in() {
 /// A template that loops without end is stopped by the fuel limit with an error, not a hang.
 #[test]
 fn runaway_template_runs_out_of_fuel() {
-    use wasm_chord::tokenizer::chat_template::{ChatMessage, ChatTemplate, RenderOptions};
+    use wasm_chord::chat::{ChatMessage, ChatTemplate, RenderOptions};
     let t = ChatTemplate::new(
         "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",
         "",
@@ -320,4 +329,21 @@ fn runaway_template_runs_out_of_fuel() {
         "fuel did not stop the render"
     );
     assert!(e.to_string().to_lowercase().contains("fuel"), "{e}");
+}
+
+/// The model zoo's families (issue 10): their real chat templates (llama.cpp's
+/// models/templates/, see scripts/gen-chat-goldens) render as llama.cpp renders them.
+#[test]
+fn zoo_family_templates_match_llama_cpp() {
+    for name in [
+        "qwen2.5-coder-0.5b-instruct-q4_k_m+qwen3",
+        "smollm2-135m-instruct-q4_k_m+smollm3",
+        "smollm2-135m-instruct-q4_k_m+phi4-mini",
+        "smollm2-135m-instruct-q4_k_m+phi3.5-mini",
+    ] {
+        check_golden(name);
+    }
+    // Its tool-response block needs llama.cpp's `default`, which replaces `none` too:
+    // `follow.get('name') | default('unknown')` for a tool message without a name.
+    check_golden("gemma-3-270m-q4_k_m+gemma4");
 }

@@ -100,10 +100,11 @@ fn check(w: &QMatrix, n_tok: usize, rng: &mut Rng) -> f64 {
     check_x(w, &x, n_tok)
 }
 
-const TYPES: [GgmlType; 13] = {
+const TYPES: [GgmlType; 23] = {
     use GgmlType::*;
     [
-        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS,
+        IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M, MXFP4,
     ]
 };
 

@@ -5,10 +5,10 @@
 mod common;
 
 use serde_json::Value as Json;
+use wasm_chord::chat::{messages_from_value, ChatTemplate, RenderOptions};
 use wasm_chord::engine::{Control, Engine, FinishReason, GenerateOptions, LoadOptions};
 use wasm_chord::sampling::SamplerConfig;
 use wasm_chord::source::FileSource;
-use wasm_chord::tokenizer::chat_template::{messages_from_value, ChatTemplate, RenderOptions};
 
 fn engine(model: &str) -> Engine {
     let src = FileSource::open(common::model_path(model)).unwrap();

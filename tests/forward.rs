@@ -6,6 +6,9 @@
 //! - greedy: the first 16 tokens equal the reference's, except from a step where the
 //!   reference's own top-2 logits are within 0.25 of each other;
 //! - llama.cpp: same top-1 at the last prompt position wherever its top-2 gap is ≥ 0.5.
+//!
+//! The Q5_K_M and IQ4_XS models (llama.cpp's presets, `scripts/fetch-models`) are checked by
+//! their last-position logits only (`check_logits`).
 
 mod common;
 
@@ -109,6 +112,49 @@ fn gemma3_270m() {
 #[test]
 fn qwen2_5_coder_0_5b() {
     check_model("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+}
+
+/// llama.cpp's Q5_K_M and IQ4_XS presets (goldens: first raw and first chat prompt only, to keep
+/// CI short): last-position logits against the exact reference on the fast and the scalar
+/// reference paths, and llama.cpp's top-1 where it is decisive.
+fn check_logits(model: &str) {
+    let g = golden(model);
+    let fast = load(model, Kernel::Fast);
+    let reference = load(model, Kernel::Reference);
+    let mut checked = 0;
+    for case in g["cases"].as_array().unwrap() {
+        let name = format!("{model} {}", case["name"].as_str().unwrap());
+        let prompt = ids(&case["prompt_ids"]);
+        let want = read_f32(case["logits_file"].as_str().unwrap());
+        for (m, max, path) in [(&fast, 1e-5, "fast"), (&reference, 1e-8, "reference")] {
+            let mut cache = KvCache::new(&m.cfg, prompt.len());
+            let got = m.forward(&prompt, 0, &mut cache).unwrap();
+            let e = nmse(&got, &want);
+            eprintln!("{name}: {path}-path NMSE {e:e}");
+            assert!(e <= max, "{name}: {path}-path NMSE {e:e} > {max:e}");
+            let l5 = case["llama_top5"].as_array().unwrap();
+            let gap = l5[0][1].as_f64().unwrap() - l5[1][1].as_f64().unwrap();
+            if gap >= 0.5 {
+                assert_eq!(
+                    argmax(&got) as u32,
+                    l5[0][0].as_u64().unwrap() as u32,
+                    "{name}: top-1 differs from llama.cpp (gap {gap:.3})"
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "{model}: expected the raw0 and chat0 goldens");
+}
+
+#[test]
+fn smollm2_pad768_q5_k_m() {
+    check_logits("smollm2-135m-instruct-pad768-q5_k_m.gguf");
+}
+
+#[test]
+fn smollm2_iq4_xs() {
+    check_logits("smollm2-135m-instruct-iq4_xs.gguf");
 }
 
 /// Prefill in one batch and token by token give the same logits.

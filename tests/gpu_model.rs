@@ -167,6 +167,8 @@ fn smollm2_matches_the_reference() {
     check_golden("smollm2-135m-instruct-q4_k_m.gguf", false, 1e-4);
 }
 
+/// The f16 KV cache on two models: its kernels do not depend on the architecture (lavapipe is
+/// slow, so Qwen2.5 and the padded SmolLM2 run with the f32 cache only).
 #[test]
 fn smollm2_kv_f16_is_close_to_the_reference() {
     check_golden("smollm2-135m-instruct-q4_k_m.gguf", true, 1e-3);
@@ -178,18 +180,8 @@ fn smollm2_pad768_matches_the_reference() {
 }
 
 #[test]
-fn smollm2_pad768_kv_f16_is_close_to_the_reference() {
-    check_golden("smollm2-135m-instruct-pad768-q4_k_m.gguf", true, 1e-3);
-}
-
-#[test]
 fn qwen2_5_matches_the_reference() {
     check_golden("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", false, 1e-4);
-}
-
-#[test]
-fn qwen2_5_kv_f16_is_close_to_the_reference() {
-    check_golden("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", true, 1e-3);
 }
 
 #[test]
@@ -441,6 +433,7 @@ fn engine_sampling_on_the_gpu_follows_the_cpu_engine() {
                 backend,
                 kernel: Kernel::Reference,
                 n_ctx: Some(N_CTX),
+                ..Default::default()
             };
             let mut engine = Engine::load(&src, &load).unwrap();
             let g = engine
@@ -455,4 +448,57 @@ fn engine_sampling_on_the_gpu_follows_the_cpu_engine() {
         assert_eq!(ids[0].len(), 12);
         assert_eq!(ids[1], ids[0], "{sampler:?}");
     }
+}
+
+#[test]
+fn a_decode_step_is_one_submission_of_at_most_5_dispatches_a_layer_and_creates_nothing() {
+    // The fused decode kernels: embedding + 5 per layer (RMSNorm+QKV+RoPE+KV store, attention,
+    // o_proj+residual, RMSNorm+gate+up+SiLU, ffn_down+residual) + the head (norm fused into the
+    // logits) + argmax or penalties+sample. Every buffer and bind group is made at load: none
+    // per prefill batch or decode step.
+    let path = common::model_path("tiny-random-llama-q4_k_m.gguf");
+    let src = FileSource::open(&path).unwrap();
+    let mut gpu = GpuModel::load(context(), &src, N_CTX).unwrap();
+    let n_layer = gpu.cfg.n_layer;
+    let prompt = [1, 413, 410, 405, 411, 408];
+    // The first token after a prompt, taken on the GPU (4 bytes back), is the logits' argmax.
+    let logits = block_on(gpu.forward(&prompt, 0)).unwrap();
+    let created = gpu.ctx.created();
+    let first = block_on(gpu.forward_argmax(&prompt, 0)).unwrap();
+    assert_eq!(first, argmax(&logits) as u32);
+    let mut tok = first;
+    let mut pos = prompt.len();
+    for _ in 0..3 {
+        tok = block_on(gpu.step_argmax(tok, pos)).unwrap();
+        pos += 1;
+        let st = gpu.last_step();
+        eprintln!("greedy decode step: {st:?} over {n_layer} layers");
+        assert_eq!(st.submissions, 1);
+        assert!(
+            st.dispatches <= 5 * n_layer + 3,
+            "{} dispatches for {n_layer} layers",
+            st.dispatches
+        );
+    }
+    let cfg = SamplerConfig {
+        temperature: 0.8,
+        top_k: 40,
+        repeat_penalty: 1.1,
+        ..Default::default()
+    };
+    let mut history = prompt.to_vec();
+    for u in [0.3, 0.7] {
+        history.push(tok);
+        let s = GpuSampling::new(&cfg, u);
+        tok = block_on(gpu.step_sample(tok, pos, &s, &history)).unwrap();
+        pos += 1;
+        let st = gpu.last_step();
+        assert_eq!(st.submissions, 1);
+        assert!(st.dispatches <= 5 * n_layer + 4, "{st:?}");
+    }
+    assert_eq!(
+        gpu.ctx.created(),
+        created,
+        "prefill batches and decode steps must create no buffer or bind group"
+    );
 }

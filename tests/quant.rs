@@ -1,8 +1,10 @@
 //! Reference dequantizers against fixtures made by the `gguf` PyPI package 0.19.0
 //! (`scripts/gen-quant-fixtures.py`; see `tests/fixtures/quant/README.md`).
 //!
-//! Every supported type is checked bit for bit: synthetic blocks of all 13 types, all 65536
-//! F16 / BF16 bit patterns, and one real tensor per (model, type) read straight from the models.
+//! Every supported type is checked bit for bit: synthetic blocks of all 23 types, all 65536
+//! F16 / BF16 bit patterns, one real tensor per (model, type) read straight from the models, and
+//! real weights quantized to each IQ format and MXFP4 by llama.cpp's own quantizer
+//! (`scripts/gen-iq-real-fixtures.py`).
 
 mod common;
 
@@ -12,6 +14,12 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use wasm_chord::quant::{dequantize, dequantize_to_vec, GgmlType, QuantError};
+
+/// Models made with llama.cpp's quantizer presets for the Q5_K and IQ formats (fetch-models).
+const PRESET_MODELS: [&str; 2] = [
+    "smollm2-135m-instruct-iq4_xs.gguf",
+    "smollm2-135m-instruct-pad768-q5_k_m.gguf",
+];
 
 fn fixtures() -> PathBuf {
     common::root().join("tests/fixtures/quant")
@@ -88,7 +96,7 @@ fn synthetic_blocks_are_bit_exact() {
     for t in &supported {
         assert!(seen.contains(t), "no synthetic fixture for {t}");
     }
-    assert_eq!(seen.len(), 13);
+    assert_eq!(seen.len(), 23);
 }
 
 #[test]
@@ -153,15 +161,63 @@ fn real_tensors_are_bit_exact() {
             e["fnv1a64"].as_str().unwrap(),
             "{model} {name} {t}"
         );
-        // The sums are pairwise in numpy and sequential here: compare loosely.
-        let sum: f64 = got.iter().map(|&v| v as f64).sum();
-        let sum_sq: f64 = got.iter().map(|&v| (v as f64) * (v as f64)).sum();
-        let (want_sum, want_sq) = (e["sum"].as_f64().unwrap(), e["sum_sq"].as_f64().unwrap());
-        assert!((sum - want_sum).abs() <= 1e-9 * want_sq.sqrt() * (n as f64).sqrt() + 1e-9);
-        assert!((sum_sq - want_sq).abs() <= 1e-9 * want_sq);
+        check_sums(&got, e, &format!("{model} {name}"));
         models_seen.insert(model);
     }
-    assert_eq!(models_seen.len(), common::TEST_MODELS.len());
+    // The six test models and llama.cpp's Q5_K_M and IQ4_XS presets of SmolLM2.
+    for model in common::TEST_MODELS.iter().chain(&PRESET_MODELS) {
+        assert!(models_seen.contains(model), "no real tensor from {model}");
+    }
+    assert_eq!(
+        models_seen.len(),
+        common::TEST_MODELS.len() + PRESET_MODELS.len()
+    );
+}
+
+/// Compare the sums loosely: numpy's are pairwise, ours sequential.
+fn check_sums(got: &[f32], e: &Value, what: &str) {
+    let n = got.len() as f64;
+    let sum: f64 = got.iter().map(|&v| v as f64).sum();
+    let sum_sq: f64 = got.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let (want_sum, want_sq) = (e["sum"].as_f64().unwrap(), e["sum_sq"].as_f64().unwrap());
+    assert!(
+        (sum - want_sum).abs() <= 1e-9 * want_sq.sqrt() * n.sqrt() + 1e-9,
+        "{what}: sum {sum} vs {want_sum}"
+    );
+    assert!(
+        (sum_sq - want_sq).abs() <= 1e-9 * want_sq,
+        "{what}: sum of squares {sum_sq} vs {want_sq}"
+    );
+}
+
+#[test]
+fn llama_cpp_quantized_iq_tensors_are_bit_exact() {
+    let manifest = read_json("llama.json");
+    let tensors = manifest["tensors"].as_array().unwrap();
+    let mut seen = Vec::new();
+    for e in tensors {
+        let t = ty(e["type"].as_str().unwrap());
+        let data = std::fs::read(fixtures().join(e["input"].as_str().unwrap())).unwrap();
+        let n = e["elements"].as_u64().unwrap() as usize;
+        assert_eq!(data.len(), e["bytes"].as_u64().unwrap() as usize, "{t}");
+        let got = dequantize_to_vec(t, &data, n).unwrap_or_else(|err| panic!("{t}: {err}"));
+        let want_first = read_f32s(e["first"].as_str().unwrap());
+        assert_eq!(want_first.len(), 1024);
+        assert_eq!(
+            first_mismatch(&got, &want_first),
+            None,
+            "{t}: (index, got bits, want bits)"
+        );
+        assert_eq!(fnv1a64(&got), e["fnv1a64"].as_str().unwrap(), "{t}");
+        check_sums(&got, e, t.name());
+        seen.push(t);
+    }
+    use GgmlType::*;
+    for t in [
+        IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M, MXFP4,
+    ] {
+        assert!(seen.contains(&t), "no llama.cpp-quantized fixture for {t}");
+    }
 }
 
 #[test]
@@ -218,9 +274,9 @@ fn partial_blocks_are_errors() {
 #[test]
 fn unsupported_types_are_named() {
     for t in [
-        GgmlType::IQ2_XXS,
         GgmlType::TQ1_0,
-        GgmlType::MXFP4,
+        GgmlType::TQ2_0,
+        GgmlType::Q8_1,
         GgmlType::Q8_K,
     ] {
         let (bs, ts) = t.block_geometry();

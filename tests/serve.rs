@@ -5,7 +5,7 @@
 
 mod common;
 
-use serde_json::Value as Json;
+use serde_json::{json, Value as Json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -384,6 +384,49 @@ fn openai_api_shapes_and_errors() {
     if fin == "length" {
         assert_eq!(u["completion_tokens"], 5);
     }
+    // The next turn of that chat reuses the slot's cache: only the new turn is prefilled.
+    let reply = j["choices"][0]["message"]["content"].as_str().unwrap();
+    let turn2 = json!({
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": reply},
+            {"role": "user", "content": "And then?"}
+        ],
+        "max_tokens": 3
+    });
+    let r = post(&s, "/v1/chat/completions", "", &turn2.to_string());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let u2 = &r.json()["usage"];
+    let cached = u2["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        cached >= u["prompt_tokens"].as_u64().unwrap()
+            && cached < u2["prompt_tokens"].as_u64().unwrap(),
+        "turn 2 reuses turn 1's prompt: {u2}"
+    );
+
+    // Structured output: a JSON schema the reply must follow.
+    let schema = json!({
+        "messages": [{"role": "user", "content": "Pick a colour as JSON."}],
+        "max_tokens": 40,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": {
+            "type": "object",
+            "properties": {"colour": {"enum": ["red", "green", "blue"]}},
+            "required": ["colour"],
+            "additionalProperties": false
+        }}}
+    });
+    let r = post(&s, "/v1/chat/completions", "", &schema.to_string());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    let content = j["choices"][0]["message"]["content"].as_str().unwrap();
+    let v: Json = serde_json::from_str(content).unwrap_or_else(|e| panic!("{content:?}: {e}"));
+    assert!(
+        ["red", "green", "blue"].contains(&v["colour"].as_str().unwrap_or("")),
+        "{v}"
+    );
+    assert_eq!(j["choices"][0]["finish_reason"], "stop");
 
     let r = post(
         &s,
@@ -431,6 +474,20 @@ fn openai_api_shapes_and_errors() {
         400,
         Some("n"),
     );
+    err(
+        r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}"#,
+        400,
+        Some("response_format"),
+    );
+    // A grammar that cannot constrain decoding: 400 with the engine's code.
+    let r = post(
+        &s,
+        "/v1/chat/completions",
+        "",
+        r#"{"messages":[{"role":"user","content":"x"}],"grammar":"start: ???"}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "bad_grammar");
     let long = "word ".repeat(400);
     let r = post(
         &s,

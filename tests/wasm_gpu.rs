@@ -1,9 +1,9 @@
 //! The WebGPU kernels compiled to wasm32, in headless Chromium (WebGPU on SwiftShader: no
-//! shader-f16 and no subgroups, so the f32 paths run): dequantization, matvec (both block
-//! layouts), matmat (every format), rmsnorm, RoPE, attention (single-pass and split-K), argmax,
-//! sampling, penalties and min-p against the CPU reference, and the tiny model's 8 greedy
-//! tokens (batched prefill through matmat, then `step_argmax`) against the golden ids, plus
-//! `step_sample`, token-by-token prefill and the f16 KV cache on it.
+//! shader-f16 and no subgroups, so the f32 paths run): dequantization and matvec (every format,
+//! every block layout), matmat (every format), rmsnorm, RoPE, attention (single-pass and
+//! split-K), argmax, sampling, penalties and min-p against the CPU reference, and the tiny
+//! model's 8 greedy tokens (batched prefill through matmat, then `step_argmax`) against the
+//! golden ids, plus `step_sample`, token-by-token prefill and the f16 KV cache on it.
 //!
 //! Run:
 //! `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
@@ -15,12 +15,13 @@ use wasm_bindgen_test::*;
 use wasm_chord::cpu::matmul::{matmul, Kernel as CpuKernel};
 use wasm_chord::cpu::ops;
 use wasm_chord::gpu::kernels::{
-    groups_2d, layouts, unit_weights, Kernel, Layout, PipelineKey, GPU_TYPES, SPLIT_CHUNK,
+    groups_2d, layouts, unit_weights, Kernel, PipelineKey, GPU_TYPES, SPLIT_CHUNK,
 };
 use wasm_chord::gpu::model::{matmat_once, matvec_once, penalties_once, sample_once};
+use wasm_chord::gpu::token_mask::token_mask_once;
 use wasm_chord::gpu::{GpuContext, GpuMatrix, GpuModel, GpuSampling};
-use wasm_chord::quant::{self, GgmlType};
-use wasm_chord::sampling::{Rng as SamplingRng, Sampler, SamplerConfig};
+use wasm_chord::quant;
+use wasm_chord::sampling::{apply_token_mask, Rng as SamplingRng, Sampler, SamplerConfig};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -52,43 +53,36 @@ fn assert_nmse(what: &str, got: &[f32], want: &[f32], max: f64) {
 
 #[wasm_bindgen_test]
 async fn dequantize_matches_the_reference() {
+    // Every format, in every layout it is uploaded in.
     let ctx = context().await;
-    for (i, ty) in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, &ty) in GPU_TYPES.iter().enumerate() {
         let (rows, cols) = (3, cols_for(ty));
         let m = random_matrix(ty, rows, cols, 11 + i as u64);
         let mut want = vec![0f32; rows * cols];
         quant::dequantize(ty, &m.data, &mut want).unwrap();
-        let w = ctx.storage_with("w", &m.data);
-        let y = ctx.storage_f32("y", rows * cols);
-        let n_units = rows * cols / unit_weights(ty);
-        let p = ctx.params("p", &[n_units as u32, 0, 0, 1f32.to_bits()]);
-        ctx.run_once(
-            PipelineKey::new(Kernel::Dequant(ty, Layout::Packed)),
-            &[&w, &y, &p],
-            groups_2d(n_units.div_ceil(64)),
-        )
-        .unwrap();
-        let got = ctx.read_f32(&y, rows * cols).await.unwrap();
-        // SwiftShader may flush or round differently from the CPU by an ulp: NMSE, tight.
-        assert_nmse(&format!("dequantize {ty}"), &got, &want, 1e-12);
+        for layout in layouts(ty) {
+            let g = GpuMatrix::upload_as(&ctx, &m, layout).unwrap();
+            let y = ctx.storage_f32("y", rows * cols);
+            let n_units = rows * cols / unit_weights(ty);
+            let p = ctx.params("p", &[n_units as u32, 0, 0, 1f32.to_bits()]);
+            ctx.run_once(
+                PipelineKey::new(Kernel::Dequant(ty, layout)),
+                &[&g.chunks[0].buffer, &y, &p],
+                groups_2d(n_units.div_ceil(64)),
+            )
+            .unwrap();
+            let got = ctx.read_f32(&y, rows * cols).await.unwrap();
+            // SwiftShader may flush or round differently from the CPU by an ulp: NMSE, tight.
+            assert_nmse(&format!("dequantize {ty} {layout:?}"), &got, &want, 1e-12);
+        }
     }
 }
 
 #[wasm_bindgen_test]
 async fn matvec_matches_the_reference() {
+    // Every format, in every layout it is uploaded in.
     let ctx = context().await;
-    for (i, ty) in [
-        GgmlType::Q4_K,
-        GgmlType::Q6_K,
-        GgmlType::Q5_0,
-        GgmlType::Q8_0,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, &ty) in GPU_TYPES.iter().enumerate() {
         let (rows, cols) = (37, cols_for(ty));
         let m = random_matrix(ty, rows, cols, 21 + i as u64);
         let x = Rng(121 + i as u64).vec(cols);
@@ -341,6 +335,51 @@ async fn argmax_and_sampling_with_top_k_one() {
     }
 }
 
+/// token_mask.wgsl in Chromium's shader compiler (Tint), which refuses what naga accepts: a
+/// constant expression that evaluates to −∞ once made the pipeline invalid, so every masked
+/// step did nothing and the stale token buffer ended constrained replies at once.
+#[wasm_bindgen_test]
+async fn token_mask_matches_the_reference() {
+    let ctx = context().await;
+    let mut rng = Rng(77);
+    for n in [33usize, 49_152] {
+        let words = n.div_ceil(32);
+        let mask: Vec<u32> = (0..words).map(|_| rng.u32() & rng.u32()).collect();
+        let logits = rng.vec(n);
+        let mut want = logits.clone();
+        apply_token_mask(&mut want, &mask);
+        let buf = ctx.storage_with("logits", bytemuck::cast_slice(&logits));
+        token_mask_once(&ctx, &buf, n, &mask).unwrap();
+        let got = ctx.read_f32(&buf, n).await.unwrap();
+        for i in 0..n {
+            assert_eq!(got[i].to_bits(), want[i].to_bits(), "n {n}, token {i}");
+        }
+    }
+}
+
+/// Every kernel that is not a weight format's compiles in Chromium (the format kernels are
+/// covered above): a shader Tint rejects is a typed error at the next readback, never a silent
+/// no-op.
+#[wasm_bindgen_test]
+async fn every_kernel_compiles_in_chromium() {
+    let ctx = context().await;
+    for k in Kernel::FORMAT_FREE {
+        for kv_f16 in [0, 1] {
+            let key = PipelineKey {
+                kv_f16,
+                ..PipelineKey::new(k)
+            };
+            if let Err(e) = ctx.pipeline(key) {
+                panic!("{k:?} (kv_f16 {kv_f16}): {e}");
+            }
+        }
+    }
+    let b = ctx.storage_f32("probe", 1);
+    ctx.read_f32(&b, 1)
+        .await
+        .unwrap_or_else(|e| panic!("a kernel was rejected: {e}"));
+}
+
 #[wasm_bindgen_test]
 async fn tiny_model_greedy_matches_the_golden_ids() {
     let g: serde_json::Value = serde_json::from_str(GOLDEN).unwrap();
@@ -395,4 +434,24 @@ async fn tiny_model_greedy_matches_the_golden_ids() {
     let mut half = GpuModel::load(ctx, &MODEL.to_vec(), 64).unwrap();
     let l16 = half.forward(&prompt, 0).await.unwrap();
     assert_nmse("tiny: f16 KV cache vs f32", &l16, &logits, 1e-3);
+}
+
+/// The adapter self-test `backend: 'auto'` runs (src/gpu/selftest.rs) passes on SwiftShader
+/// for every format with a GPU kernel: its known answers hold on a correct adapter.
+#[wasm_bindgen_test]
+async fn adapter_self_test_passes() {
+    let ctx = context().await;
+    let formats = wasm_chord::gpu::selftest::formats_to_test(GPU_TYPES.iter().copied());
+    assert_eq!(formats.len(), GPU_TYPES.len());
+    let report = wasm_chord::gpu::selftest::run(&ctx, &formats, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    web_log(&format!("self-test: {report:?}"));
+    for (ty, e) in &report.formats {
+        assert!(
+            *e <= wasm_chord::gpu::selftest::MAX_NMSE,
+            "{ty}: NMSE {e:e}"
+        );
+    }
+    assert_eq!(report.formats.len(), formats.len());
 }

@@ -12,9 +12,16 @@ import { RemoteEngine } from './remote.js';
 // (./remote.js) instead of a local worker.
 export async function createEngine({ workerUrl, remote } = {}) {
   if (remote) return new RemoteEngine(remote);
-  const url = workerUrl || new URL('./worker.js', import.meta.url);
-  const worker = new Worker(url, { type: 'module' });
-  const engine = new Engine(worker);
+  // Written out as `new Worker(new URL('./worker.js', import.meta.url), …)` so that bundlers
+  // (Vite, webpack) find and bundle the worker.
+  return createEngineFrom(() =>
+    workerUrl ? new Worker(workerUrl, { type: 'module' }) : new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }),
+  );
+}
+
+/** An engine over workers made by `spawn()` (a fresh one after a crash); Node uses this. */
+export async function createEngineFrom(spawn) {
+  const engine = new Engine(spawn);
   await engine.ready;
   return engine;
 }
@@ -30,18 +37,14 @@ class Engine {
   #readyReject;
   #model = null;
 
-  constructor(worker) {
-    this.#worker = worker;
-    this.ready = new Promise((res, rej) => {
-      this.#readyResolve = res;
-      this.#readyReject = rej;
-    });
-    worker.onmessage = (ev) => this.#onMessage(ev.data);
-    worker.onerror = (ev) => {
-      ev.preventDefault?.();
-      this.#fatal(makeError(CODE.FATAL, `the engine worker failed: ${ev.message || 'script error'}`));
-    };
-    worker.onmessageerror = () => this.#fatal(makeError(CODE.FATAL, 'a message from the worker could not be read'));
+  #spawn;
+  #terminated = false;
+  #wasReady = false;
+
+  /** `spawn()` starts a worker; after a crash (a wasm trap) the engine starts a fresh one. */
+  constructor(spawn) {
+    this.#spawn = spawn;
+    this.#start();
     const self_ = this;
     this.chat = { completions: { create: (params) => self_.#create(params) } };
     this.cache = {
@@ -49,6 +52,24 @@ class Engine {
       delete: (url) => this.#call(REQUEST.CACHE_DELETE, { url: resolveUrl(url) }),
       usage: () => this.#call(REQUEST.CACHE_USAGE),
     };
+  }
+
+  #start() {
+    const worker = this.#spawn();
+    this.#worker = worker;
+    this.#dead = null;
+    this.#wasReady = false;
+    this.ready = new Promise((res, rej) => {
+      this.#readyResolve = res;
+      this.#readyReject = rej;
+    });
+    this.ready.catch(() => {});
+    worker.onmessage = (ev) => this.#onMessage(ev.data);
+    worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      this.#fatal(makeError(CODE.FATAL, `the engine worker failed: ${ev.message || 'script error'}`));
+    };
+    worker.onmessageerror = () => this.#fatal(makeError(CODE.FATAL, 'a message from the worker could not be read'));
   }
 
   /**
@@ -61,7 +82,10 @@ class Engine {
 
   #onMessage(msg) {
     if (!msg) return;
-    if (msg.kind === EVENT.READY) return this.#readyResolve();
+    if (msg.kind === EVENT.READY) {
+      this.#wasReady = true;
+      return this.#readyResolve();
+    }
     if (msg.kind === EVENT.FATAL) return this.#fatal(msg.error);
     const p = this.#pending.get(msg.id);
     if (!p) return;
@@ -82,6 +106,14 @@ class Engine {
     this.#readyReject(asThrowable(err));
     for (const p of this.#pending.values()) p.reject(asThrowable(err));
     this.#pending.clear();
+    this.#model = null;
+    // A trap leaves that wasm instance unusable: start a fresh worker (and module), so the
+    // engine stays usable; the requests in flight were rejected with the fatal error.
+    // (Not when the worker never started: that would only fail again.)
+    if (!this.#terminated && this.#wasReady) {
+      this.#worker.terminate();
+      this.#start();
+    }
   }
 
   #request(type, args = {}, onEvent = null) {
@@ -98,8 +130,13 @@ class Engine {
     return this.#request(type, args).promise;
   }
 
-  /** Download (or reuse from IndexedDB) and load a model: a URL, or a File/Blob. */
-  async load(source, { onProgress, signal, chunkSize, backend = 'auto' } = {}) {
+  /**
+   * Download (or reuse from IndexedDB) and load a model: a URL, or a File/Blob. With `id`, the
+   * model joins those already loaded (requests choose it with `model: id`); without, it
+   * replaces the model loaded without an id. The last loaded is the default for requests.
+   */
+  async load(source, { onProgress, signal, chunkSize, backend = 'auto', sha256, n_ctx, id: modelId, __testTrap } = {}) {
+    await this.ready;
     if (signal?.aborted) throw asThrowable(makeError(CODE.ABORTED, 'load aborted'));
     if (typeof source === 'string') {
       source = resolveUrl(source);
@@ -110,7 +147,7 @@ class Engine {
         /* not granted: the cache still works */
       }
     }
-    const { id, promise } = this.#request(REQUEST.LOAD, { source, chunkSize, backend }, (ev) => {
+    const { id, promise } = this.#request(REQUEST.LOAD, { source, chunkSize, backend, sha256, n_ctx, modelId, testTrap: __testTrap === true }, (ev) => {
       if (ev.kind === EVENT.PROGRESS && onProgress) onProgress(ev.progress);
     });
     const onAbort = () => this.#worker.postMessage({ id: this.#nextId++, type: REQUEST.ABORT, target: id });
@@ -127,17 +164,48 @@ class Engine {
     return this.#call(REQUEST.INFO);
   }
 
-  tokenize(text, { addSpecial = true, parseSpecial = false } = {}) {
-    return this.#call(REQUEST.TOKENIZE, { text, addSpecial, parseSpecial });
+  tokenize(text, { addSpecial = true, parseSpecial = false, model } = {}) {
+    return this.#call(REQUEST.TOKENIZE, { text, addSpecial, parseSpecial, model });
   }
 
-  async unload() {
-    this.#model = null;
-    return this.#call(REQUEST.UNLOAD);
+  /** Free the model `id`, or every model without it. */
+  async unload(id) {
+    const r = await this.#call(REQUEST.UNLOAD, id == null ? {} : { model: id });
+    this.#model = await this.info();
+    return r;
+  }
+
+  /**
+   * Save the KV cache of the model's last conversation under `key` (IndexedDB; Node: the cache
+   * directory), so that after a reload `restoreSession(key)` continues it without prefilling
+   * it again. `precision`: 'f16' (default: half the bytes) or 'f32' (restores bit for bit).
+   */
+  saveSession(key, { model, precision } = {}) {
+    return this.#call(REQUEST.SESSION_SAVE, { key, model, precision });
+  }
+
+  /**
+   * Load the session saved under `key` into the model's cache: the next request whose prompt
+   * starts with the saved tokens prefills only the rest (`cached_tokens` says how many were
+   * reused). A session of another model, a corrupt one or none under `key` is a `bad_session`
+   * error that leaves the cache as it was.
+   */
+  restoreSession(key, { model } = {}) {
+    return this.#call(REQUEST.SESSION_RESTORE, { key, model });
+  }
+
+  deleteSession(key) {
+    return this.#call(REQUEST.SESSION_DELETE, { key });
+  }
+
+  /** Every saved session: [{ key, model, name, tokens, bytes, precision, saved }], newest first. */
+  listSessions() {
+    return this.#call(REQUEST.SESSION_LIST);
   }
 
   /** Stop the worker for good; pending requests are rejected. */
   terminate() {
+    this.#terminated = true;
     this.#worker.terminate();
     this.#fatal(makeError(CODE.FATAL, 'the engine was terminated'));
   }
@@ -148,12 +216,14 @@ class Engine {
       throw asThrowable(makeError(CODE.INVALID, 'messages must be a non-empty array'));
     }
     const options = {};
-    for (const k of ['max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repeat_penalty', 'presence_penalty', 'frequency_penalty', 'seed', 'stop', 'n_ctx']) {
+    for (const k of ['max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repeat_penalty', 'presence_penalty', 'frequency_penalty', 'seed', 'stop', 'n_ctx', 'response_format', 'grammar', 'tools', 'tool_choice', 'cache_prompt', 'context_overflow']) {
       if (params[k] !== undefined && params[k] !== null) options[k] = params[k];
     }
     const cid = `chatcmpl-${Date.now().toString(36)}-${++completionSeq}`;
     const created = Math.floor(Date.now() / 1000);
-    const model = this.#model?.name ?? 'wasm-chord';
+    // The id asked for, else the current model's id when it was loaded with one, else its name.
+    const current = this.#model?.id && this.#model.id !== 'default' ? this.#model.id : this.#model?.name;
+    const model = params.model ?? current ?? 'wasm-chord';
     const sab = this.hardAbort ? new SharedArrayBuffer(4) : null;
     const flag = sab ? new Int32Array(sab) : null;
 
@@ -173,7 +243,7 @@ class Engine {
       first = false;
       push({ id: cid, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: null }] });
     };
-    const { id: reqId, promise } = this.#request(REQUEST.CHAT, { messages, options, abortFlag: sab }, stream ? onEvent : null);
+    const { id: reqId, promise } = this.#request(REQUEST.CHAT, { messages, options, abortFlag: sab, model: params.model }, stream ? onEvent : null);
     let abortSent = false;
     const stopWorker = () => {
       if (flag) Atomics.store(flag, 0, 1);
@@ -198,7 +268,24 @@ class Engine {
       prompt_tokens: r.prompt_tokens,
       completion_tokens: r.completion_tokens,
       total_tokens: r.prompt_tokens + r.completion_tokens,
+      // What the previous request's cache held (not prefilled again), as OpenAI reports it.
+      prompt_tokens_details: { cached_tokens: r.cached_tokens ?? 0 },
     });
+    // The reply's message: tool calls as OpenAI's `tool_calls` (content null when only calls).
+    const messageOf = (r) => {
+      const calls = r.tool_calls || [];
+      if (!calls.length) return { role: 'assistant', content: r.text };
+      return { role: 'assistant', content: r.content ?? null, tool_calls: calls };
+    };
+    // Tool calls stream as one delta each, with their index (OpenAI's shape, whole arguments).
+    const toolCallDeltas = (r) =>
+      (r.tool_calls || []).map((c, index) => ({
+        id: cid,
+        object: 'chat.completion.chunk',
+        created,
+        model,
+        choices: [{ index: 0, delta: { ...(first && index === 0 ? { role: 'assistant' } : {}), tool_calls: [{ index, ...c }] }, finish_reason: null }],
+      }));
     const timingsOf = (r) => ({
       prompt_ms: r.prompt_ms,
       gen_ms: r.gen_ms,
@@ -215,9 +302,11 @@ class Engine {
           object: 'chat.completion',
           created,
           model,
-          choices: [{ index: 0, message: { role: 'assistant', content: r.text }, finish_reason: softAborted ? 'abort' : r.finish_reason }],
+          choices: [{ index: 0, message: messageOf(r), finish_reason: softAborted ? 'abort' : r.finish_reason }],
           usage: usageOf(r),
           timings: timingsOf(r),
+          // Oldest whole turns left out so the prompt and max_tokens fit the context.
+          dropped_messages: r.dropped_messages ?? 0,
         };
       } finally {
         signal?.removeEventListener('abort', onAbort);
@@ -256,6 +345,7 @@ class Engine {
           }
           if (finished) {
             if (failure) throw failure;
+            yield* toolCallDeltas(result);
             yield {
               id: cid,
               object: 'chat.completion.chunk',
@@ -264,6 +354,7 @@ class Engine {
               choices: [{ index: 0, delta: {}, finish_reason: result.finish_reason }],
               usage: usageOf(result),
               timings: timingsOf(result),
+              dropped_messages: result.dropped_messages ?? 0,
             };
             return;
           }

@@ -11,15 +11,20 @@
 // Errors are always plain objects { code, message }.
 
 export const REQUEST = Object.freeze({
-  LOAD: 'load', // { source: url string | File | Blob, chunkSize?, backend?: 'auto'|'webgpu'|'cpu' } → info
-  CHAT: 'chat', // { messages, options, abortFlag?: SharedArrayBuffer } → tokens, then completion result
+  LOAD: 'load', // { source: url string | File | Blob, chunkSize?, backend?: 'auto'|'webgpu'|'cpu', sha256?, n_ctx?, modelId? } → info
+  CHAT: 'chat', // { messages, options, abortFlag?: SharedArrayBuffer, model? } → tokens, then completion result
   ABORT: 'abort', // { target: id } → aborts a pending load or chat (a chat stops at its next token)
-  INFO: 'info', // {} → model info (or null)
-  TOKENIZE: 'tokenize', // { text, addSpecial, parseSpecial } → ids
-  UNLOAD: 'unload', // {} → null
-  CACHE_LIST: 'cache.list', // {} → [{ url, size, stored, complete, etag, name, updated }]
+  INFO: 'info', // {} → the current model's info with models: [every loaded model] (or null)
+  TOKENIZE: 'tokenize', // { text, addSpecial, parseSpecial, model? } → ids
+  UNLOAD: 'unload', // { model? } → null (without model: every model)
+  CACHE_LIST: 'cache.list', // {} → [{ url, size, stored, complete, etag, name, updated, sha256, verified, canDetectChange, warning, unusable }]
   CACHE_DELETE: 'cache.delete', // { url } → boolean
-  CACHE_USAGE: 'cache.usage', // {} → { usage, quota, models }
+  CACHE_USAGE: 'cache.usage', // {} → { usage, quota, models, sessions }
+  // Saved sessions: a model's KV cache of its last conversation, kept in storage under a key.
+  SESSION_SAVE: 'session.save', // { key, model?, precision?: 'f16'|'f32' } → { key, model, name, tokens, bytes, precision, saved, ms }
+  SESSION_RESTORE: 'session.restore', // { key, model? } → { key, tokens, bytes, ms }
+  SESSION_DELETE: 'session.delete', // { key } → boolean
+  SESSION_LIST: 'session.list', // {} → [{ key, model, name, tokens, bytes, precision, saved }], newest first
 });
 
 export const EVENT = Object.freeze({
@@ -31,18 +36,39 @@ export const EVENT = Object.freeze({
   READY: 'ready',
 });
 
-// Stable error codes used by the JS side (the Rust engine adds its own: bad_gguf, io, ...).
+// Every error code, from the engine (Rust) and from the worker alike: one closed list, the
+// mirror of `wasm_chord::error::Code` (src/error.rs); tests/error_codes.rs checks that the two
+// lists are the same and that the worker and the client use no other code.
 export const CODE = Object.freeze({
+  BAD_GGUF: 'bad_gguf', // the file is not a well-formed GGUF
+  UNSUPPORTED_TYPE: 'unsupported_type', // a tensor's block format is not implemented
+  BAD_TENSOR: 'bad_tensor', // a tensor is missing or has the wrong shape
+  TOKENIZER: 'tokenizer', // the vocabulary is unusable
+  CHAT_TEMPLATE: 'chat_template', // the chat template failed to parse or render
+  UNSUPPORTED_MODEL: 'unsupported_model', // the architecture is not implemented
+  CONTEXT_FULL: 'context_full', // the prompt does not fit the context
+  BAD_TOKEN: 'bad_token', // a token id outside the vocabulary
+  INVALID: 'invalid', // a bad request: the message names the field
+  TENSOR_NOT_FOUND: 'tensor_not_found',
+  BAD_METADATA: 'bad_metadata', // a metadata key is missing or unusable
+  GPU: 'gpu', // the GPU backend could not start or run
+  OUT_OF_MEMORY: 'out_of_memory',
+  IO: 'io', // reading the model's bytes failed
+  BUSY: 'busy',
+  NOT_LOADED: 'not_loaded',
   HTTP: 'http', // the server answered with an error status
   NETWORK: 'network', // the connection failed (resumable)
   NOT_GGUF: 'not_gguf', // the bytes are not a GGUF file
   QUOTA: 'quota', // not enough storage for the model
   ABORTED: 'aborted', // cancelled by the caller
-  BAD_RESPONSE: 'bad_response', // wrong length, missing headers, changed file
-  NOT_LOADED: 'not_loaded',
-  BUSY: 'busy',
-  FATAL: 'fatal', // the wasm engine crashed; create a new engine
-  INVALID: 'invalid_request',
+  BAD_RESPONSE: 'bad_response', // wrong length or range, missing headers, changed file
+  INTEGRITY: 'integrity', // the bytes do not match the expected SHA-256
+  UNUSABLE: 'unusable', // a cached model the engine failed on: delete it to try again
+  STORAGE: 'storage', // IndexedDB or the cache directory failed
+  FATAL: 'fatal', // the wasm module trapped; the client starts a fresh worker
+  BAD_GRAMMAR: 'bad_grammar', // a schema/grammar/regex that cannot constrain decoding
+  CONSTRAINT: 'constraint', // constrained decoding failed mid-generation
+  BAD_SESSION: 'bad_session', // a saved session that is corrupt or from another model, or none under that key
   INTERNAL: 'internal',
 });
 

@@ -9,8 +9,8 @@
 // signal (or breaking out of the loop) closes the connection, which stops generation on the
 // server. As with the local engine, the last chunk carries finish_reason and usage (asked for
 // with `stream_options.include_usage` and merged into it). Errors are EngineErrors with a
-// code: invalid_request (400/404/413/422), unauthorized (401/403), busy (429/503), http
-// (other statuses, with `status`), network, aborted, bad_response.
+// code from protocol.js's closed list: invalid (400/404/413/422), busy (429/503), http (any
+// other status, 401/403 included), each with `status`; network, aborted, bad_response.
 
 import { CODE, asThrowable, makeError } from './protocol.js';
 
@@ -36,7 +36,6 @@ function engineError(code, message, extra = {}) {
 
 function codeForStatus(status) {
   if (status === 400 || status === 404 || status === 413 || status === 422) return CODE.INVALID;
-  if (status === 401 || status === 403) return 'unauthorized';
   if (status === 429 || status === 503) return CODE.BUSY;
   return CODE.HTTP;
 }

@@ -1,14 +1,23 @@
 // Module worker hosting the wasm engine (pkg/) and the IndexedDB model cache.
 // Protocol: ./protocol.js. Load, chat and unload run one at a time, in order; cache requests and
-// aborts are answered at once. A crash inside wasm is fatal: every later request gets the error.
+// aborts are answered at once. A crash inside wasm is fatal for this worker: it reports it (and
+// marks the cached model it was loading as unusable, so it is not loaded again in a loop), and the
+// client starts a fresh worker with a fresh module.
 
-import init, { WasmEngine, checkGgufHeader, memoryBytes, lastPanic } from '../pkg/wasm_chord.js';
+import init, { WasmEngine, Sha256Hasher, checkGgufHeader, memoryBytes, lastPanic, testTrap } from '../pkg/wasm_chord.js';
 import { REQUEST, CODE, reply, makeError, toError } from './protocol.js';
 import * as store from './store.js';
 
 const post = (m) => self.postMessage(m);
+// Several models at once: id → { engine: WasmEngine, info }. A request without `model` goes to
+// the most recently loaded one (`current`); a load without `id` replaces the model of id
+// 'default', so a page that loads one model at a time keeps doing so.
+const models = new Map();
+let current = null;
+// The current model's engine and info (what the single-model code paths use).
 let engine = null;
 let modelInfo = null;
+const DEFAULT_ID = 'default';
 let dead = null; // the fatal error, once the engine has crashed
 const aborts = new Map(); // request id → AbortController (loads and chats)
 let queue = Promise.resolve();
@@ -20,6 +29,8 @@ const ready = init().then(
 
 function die(err) {
   dead = toError(err, CODE.FATAL);
+  models.clear();
+  current = null;
   engine = null;
   modelInfo = null;
   reply.fatal(post, dead);
@@ -46,12 +57,23 @@ async function handle(msg) {
         return reply.done(post, id, await store.deleteModel(msg.url));
       case REQUEST.CACHE_USAGE:
         return reply.done(post, id, await store.usage());
-      case REQUEST.INFO:
-        return reply.done(post, id, modelInfo && { ...modelInfo, memory_bytes: memoryBytes() });
+      case REQUEST.SESSION_DELETE:
+        return reply.done(post, id, await store.deleteSession(checkKey(msg.key)));
+      case REQUEST.SESSION_LIST:
+        return reply.done(post, id, await store.listSessions());
+      case REQUEST.INFO: {
+        if (!modelInfo) return reply.done(post, id, null);
+        // The KV cache grows with the conversation on the CPU: today's size, not the load's.
+        const list = listModels();
+        const now = list.find((m) => m.current) ?? modelInfo;
+        return reply.done(post, id, { ...modelInfo, kv_bytes: now.kv_bytes, cached_tokens: now.cached_tokens, memory_bytes: memoryBytes(), models: list });
+      }
       case REQUEST.LOAD:
       case REQUEST.CHAT:
       case REQUEST.UNLOAD:
       case REQUEST.TOKENIZE:
+      case REQUEST.SESSION_SAVE:
+      case REQUEST.SESSION_RESTORE:
         queue = queue.then(() => run(msg));
         return;
       default:
@@ -77,14 +99,18 @@ async function run(msg) {
         result = await chat(msg);
         break;
       case REQUEST.UNLOAD:
-        if (engine) engine.free();
-        engine = null;
-        modelInfo = null;
+        unload(msg.model);
         result = null;
         break;
       case REQUEST.TOKENIZE:
-        if (!engine) throw makeError(CODE.NOT_LOADED, 'no model is loaded');
-        result = Array.from(engine.tokenize(msg.text, !!msg.addSpecial, !!msg.parseSpecial));
+        if (typeof msg.text !== 'string') throw makeError(CODE.INVALID, 'text must be a string');
+        result = Array.from(pick(msg.model).engine.tokenize(msg.text, !!msg.addSpecial, !!msg.parseSpecial));
+        break;
+      case REQUEST.SESSION_SAVE:
+        result = await saveSession(msg);
+        break;
+      case REQUEST.SESSION_RESTORE:
+        result = await restoreSession(msg);
         break;
     }
     reply.done(post, id, result);
@@ -97,24 +123,32 @@ async function run(msg) {
         /* the module may be too broken to ask */
       }
       const err = makeError(CODE.FATAL, `the engine crashed: ${why}`);
-      reply.error(post, id, err);
+      if (msg.type === REQUEST.LOAD && typeof msg.source === 'string') {
+        await store.markUnusable(msg.source, err).catch(() => {});
+      }
+      // Fatal first: the client starts a fresh worker before the caller sees the rejection.
       die(err);
-    } else if (msg.type === REQUEST.CHAT && e && e.code === 'gpu' && engine) {
+      reply.error(post, id, err);
+    } else if (msg.type === REQUEST.CHAT && e && e.code === CODE.GPU && models.has(msg.model ?? current)) {
       // A lost GPU device (or a failed readback) leaves the GPU model unusable: unload it so
       // the page loads it again (on the CPU if WebGPU stays unavailable); the cache is intact.
-      engine.free();
-      engine = null;
-      modelInfo = null;
-      reply.error(post, id, makeError('gpu', `${e.message}; the model was unloaded: load it again (the cached copy is intact)`));
+      unload(msg.model ?? current);
+      reply.error(post, id, makeError(CODE.GPU, `${e.message}; the model was unloaded: load it again (the cached copy is intact)`));
     } else {
       reply.error(post, id, e);
     }
   }
 }
 
+/** Software renderers 'auto' never picks (their decode is ~100x slower than the CPU path's). */
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|basic render|\bwarp\b/i;
+
 /**
- * The backend to load on: 'webgpu' when asked for (or 'auto' and the browser has an adapter),
- * else 'cpu'. Returns [backend, why the CPU was chosen (or null), the adapter's name (or null)].
+ * The backend to load on. 'cpu' and 'webgpu' are taken as asked. 'auto' takes WebGPU when the
+ * browser has a hardware adapter: not a fallback adapter (`isFallbackAdapter`), not a software
+ * renderer by name; the engine then vets it further before loading (a known-answer self-test
+ * and a timed probe against the CPU: src/backend_choice.rs). Returns [backend, why the CPU was
+ * chosen (or null), the adapter's name (or null)].
  */
 async function pickBackend(wanted) {
   if (wanted === 'cpu') return ['cpu', null, null];
@@ -122,21 +156,66 @@ async function pickBackend(wanted) {
     throw makeError(CODE.INVALID, `unknown backend ${JSON.stringify(wanted)}: use "auto", "webgpu" or "cpu"`);
   }
   if (!self.navigator?.gpu) {
-    if (wanted === 'webgpu') throw makeError('gpu', 'this browser has no WebGPU (navigator.gpu is missing)');
+    if (wanted === 'webgpu') throw makeError(CODE.GPU, 'this browser has no WebGPU (navigator.gpu is missing)');
     return ['cpu', 'this browser has no WebGPU', null];
   }
   // Ask once here so 'auto' falls back quietly; the engine requests its own adapter again.
   const adapter = await self.navigator.gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
   if (!adapter) {
-    if (wanted === 'webgpu') throw makeError('gpu', 'WebGPU is present but no adapter was found');
+    if (wanted === 'webgpu') throw makeError(CODE.GPU, 'WebGPU is present but no adapter was found');
     return ['cpu', 'WebGPU has no adapter here', null];
   }
   const i = adapter.info || {};
   const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ');
+  if (wanted === 'auto') {
+    const soft = name.match(SOFTWARE_ADAPTER);
+    if (i.isFallbackAdapter || adapter.isFallbackAdapter || soft) {
+      const what = soft ? soft[0] : 'a fallback adapter';
+      return ['cpu', `the only WebGPU adapter is a software renderer (${what}: ${name || 'unnamed'}), slower than the CPU path`, null];
+    }
+  }
   return ['webgpu', null, name || 'unnamed adapter'];
 }
 
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** The load request's fields, checked: `invalid` errors name the field. */
+function checkLoad(msg) {
+  const { source, chunkSize, sha256, modelId, n_ctx } = msg;
+  if (typeof source === 'string') {
+    let u;
+    try {
+      u = new URL(source, self.location.href);
+    } catch {
+      throw makeError(CODE.INVALID, `source: ${JSON.stringify(source.slice(0, 200))} is not a URL`);
+    }
+    if (!['http:', 'https:', 'blob:'].includes(u.protocol) && !(u.protocol === 'file:' && store.canOpenFiles())) {
+      throw makeError(CODE.INVALID, `source: ${u.protocol} URLs cannot be downloaded (use http, https or a File)`);
+    }
+  } else if (!(source instanceof Blob)) {
+    throw makeError(CODE.INVALID, 'source: load needs a URL string or a File/Blob');
+  }
+  if (chunkSize !== undefined && chunkSize !== null) {
+    if (!Number.isInteger(chunkSize) || chunkSize < 65536 || chunkSize > 1 << 30) {
+      throw makeError(CODE.INVALID, `chunkSize must be an integer from 65536 to ${1 << 30}, got ${JSON.stringify(chunkSize)}`);
+    }
+  }
+  if (sha256 !== undefined && sha256 !== null && (typeof sha256 !== 'string' || !SHA256.test(sha256.toLowerCase()))) {
+    throw makeError(CODE.INVALID, 'sha256 must be 64 hex digits');
+  }
+  if (modelId !== undefined && modelId !== null && (typeof modelId !== 'string' || !modelId)) {
+    throw makeError(CODE.INVALID, `id must be a non-empty string, got ${JSON.stringify(modelId)}`);
+  }
+  if (n_ctx !== undefined && n_ctx !== null && (!Number.isInteger(n_ctx) || n_ctx < 1)) {
+    throw makeError(CODE.INVALID, `n_ctx must be a positive integer, got ${JSON.stringify(n_ctx)}`);
+  }
+}
+
+/** Engine errors that say the file itself is unusable (not the browser, memory or the GPU). */
+const FILE_ERRORS = new Set([CODE.BAD_TENSOR, CODE.BAD_METADATA, CODE.TOKENIZER, CODE.UNSUPPORTED_MODEL, CODE.UNSUPPORTED_TYPE, CODE.TENSOR_NOT_FOUND, CODE.CHAT_TEMPLATE]);
+
 async function load(msg) {
+  checkLoad(msg);
   const { id, source } = msg;
   const ac = new AbortController();
   aborts.set(id, ac);
@@ -148,13 +227,19 @@ async function load(msg) {
     let url = null;
     let downloadMs = 0;
     let manifest = null;
-    if (typeof source === 'string') {
+    if (typeof source === 'string' && source.startsWith('file:')) {
+      // Node: a local file, read in place (not cached).
+      ({ size, read } = store.openFile(source));
+      checkGgufHeader(read(0, Math.min(size, store.DEFAULT_CHUNK)), size);
+    } else if (typeof source === 'string') {
       url = source;
       manifest = await store.download(url, {
         chunkSize: msg.chunkSize || store.DEFAULT_CHUNK,
         signal: ac.signal,
         onProgress: progress,
         check: (bytes, total) => checkGgufHeader(bytes, total),
+        sha256: msg.sha256 ? msg.sha256.toLowerCase() : null,
+        newHasher: () => new Sha256Hasher(),
       });
       downloadMs = performance.now() - t0;
       progress({ phase: 'read', loaded: 0, total: manifest.size });
@@ -166,61 +251,123 @@ async function load(msg) {
       size = source.size;
       read = store.chunkReader([source], size);
       checkGgufHeader(read(0, Math.min(size, store.DEFAULT_CHUNK)), size);
-    } else {
-      throw makeError(CODE.INVALID, 'load needs a URL or a File');
     }
     if (ac.signal.aborted) throw makeError(CODE.ABORTED, 'load aborted');
+    // Test hook (tests/e2e/robust.test.mjs): a real trap inside the module, where a crafted
+    // model's would happen.
+    if (msg.testTrap === true) testTrap();
     progress({ phase: 'load', loaded: size, total: size });
-    if (engine) engine.free();
-    engine = null;
-    modelInfo = null;
-    let [backend, fallback, adapterName] = await pickBackend(msg.backend ?? 'auto');
+    const modelId = msg.modelId ?? DEFAULT_ID;
+    // The model of the same id is replaced: free it first.
+    if (models.has(modelId)) unload(modelId);
+    const wanted = msg.backend ?? 'auto';
+    let [backend, fallback, adapterName] = await pickBackend(wanted);
     const t1 = performance.now();
     const memBefore = memoryBytes();
     let e = new WasmEngine();
     try {
       try {
-        await e.loadAsync(size, read, backend);
+        // 'auto' has the engine vet the adapter (self-test, timed probe); 'webgpu' forces it.
+        await e.loadAsync(size, read, backend, wanted === 'auto', msg.n_ctx ?? undefined);
       } catch (err) {
-        // 'auto' falls back to the CPU when the GPU cannot take the model.
-        if (backend !== 'webgpu' || (msg.backend ?? 'auto') !== 'auto' || !err || err.code !== 'gpu') throw err;
-        fallback = `WebGPU failed: ${err.message}`;
+        // 'auto' falls back to the CPU when the GPU cannot take the model or was declined.
+        if (backend !== 'webgpu' || wanted !== 'auto' || !err || err.code !== 'gpu') throw err;
+        fallback = err.message;
         backend = 'cpu';
         e.free();
         e = new WasmEngine();
-        await e.loadAsync(size, read, backend);
+        await e.loadAsync(size, read, backend, false, msg.n_ctx ?? undefined);
       }
     } catch (err) {
       e.free();
-      // A file the engine cannot use is not worth keeping in the cache.
-      if (url && err && (err.code === 'bad_gguf' || err.code === 'io')) await store.deleteModel(url);
+      // A corrupt file is not worth keeping in the cache; one the engine cannot use is kept,
+      // marked with its error, so it is not loaded again until deleted.
+      if (url && err && (err.code === CODE.BAD_GGUF || err.code === CODE.IO)) await store.deleteModel(url);
+      else if (url && err && FILE_ERRORS.has(err.code)) await store.markUnusable(url, err);
+      // Out of memory (wasm or device): say what else holds it.
+      if (err && (err.code === CODE.GPU || err.code === CODE.OUT_OF_MEMORY) && models.size) {
+        throw makeError(err.code, `${err.message}${loadedNames()} (unload one first)`);
+      }
       throw err;
     }
     read = null;
-    engine = e;
     const engineInfo = e.info();
-    modelInfo = {
+    const info = {
+      id: modelId,
       ...engineInfo,
       // wgpu does not see the browser adapter's name: take it from navigator.gpu.
       adapter: engineInfo.adapter && backend === 'webgpu' ? `${adapterName}: ${engineInfo.adapter.replace(/^.*?\), /, '')}` : engineInfo.adapter,
       fallback,
       url,
-      file: url ? manifest.name : source.name || 'local file',
+      file: url ? manifest.name : typeof source === 'string' ? decodeURIComponent(source.slice(source.lastIndexOf('/') + 1)) : source.name || 'local file',
       size,
       download_ms: downloadMs,
       load_ms: performance.now() - t1,
       // Wasm memory only grows: what the load added is its peak need.
       load_memory_bytes: memoryBytes() - memBefore,
     };
-    return { ...modelInfo, memory_bytes: memoryBytes() };
+    models.set(modelId, { engine: e, info });
+    select(modelId);
+    return { ...modelInfo, memory_bytes: memoryBytes(), models: listModels() };
   } finally {
     aborts.delete(id);
   }
 }
 
+/** Make `modelId` the current model (the target of requests without `model`). */
+function select(modelId) {
+  const m = modelId != null ? models.get(modelId) : null;
+  current = m ? modelId : null;
+  engine = m ? m.engine : null;
+  modelInfo = m ? m.info : null;
+}
+
+/** The loaded model `modelId` (default: the current one), or a not_loaded error naming those loaded. */
+function pick(modelId) {
+  const m = models.get(modelId ?? current);
+  if (m) return m;
+  if (modelId == null || !models.size) throw makeError(CODE.NOT_LOADED, 'no model is loaded');
+  throw makeError(CODE.NOT_LOADED, `no model ${JSON.stringify(modelId)} is loaded${loadedNames()}`);
+}
+
+/** Free `modelId`, or every model when it is absent; the most recently loaded other model becomes current. */
+function unload(modelId) {
+  const ids = modelId == null ? [...models.keys()] : [modelId];
+  if (modelId != null && !models.has(modelId)) throw makeError(CODE.NOT_LOADED, `no model ${JSON.stringify(modelId)} is loaded${loadedNames()}`);
+  for (const k of ids) {
+    models.get(k).engine.free();
+    models.delete(k);
+  }
+  if (current === null || !models.has(current)) select([...models.keys()].pop() ?? null);
+}
+
+/** Every loaded model: id, name, backend, context, memory and the tokens its cache holds. */
+function listModels() {
+  return [...models.entries()].map(([id, { engine: e, info }]) => {
+    let now = info;
+    try {
+      now = e.info();
+    } catch {
+      /* busy generating: the load-time figures */
+    }
+    return { id, name: info.name, file: info.file, backend: info.backend, n_ctx: info.n_ctx, size: info.size, load_memory_bytes: info.load_memory_bytes, kv_bytes: now.kv_bytes, cached_tokens: now.cached_tokens, current: id === current };
+  });
+}
+
+/** "; loaded: a (name, cpu, 105 MB), b (...)" for error messages, or '' when nothing is loaded. */
+function loadedNames() {
+  if (!models.size) return '';
+  const list = [...models.entries()].map(([id, { info }]) => `${id} (${info.name || info.file}, ${info.backend}, ${Math.round(info.size / 1e6)} MB)`);
+  return `; loaded: ${list.join(', ')}`;
+}
+
 async function chat(msg) {
   const { id } = msg;
-  if (!engine) throw makeError(CODE.NOT_LOADED, 'no model is loaded');
+  if (!Array.isArray(msg.messages)) throw makeError(CODE.INVALID, 'messages must be an array');
+  if (msg.options !== undefined && (msg.options === null || typeof msg.options !== 'object' || Array.isArray(msg.options))) {
+    throw makeError(CODE.INVALID, 'options must be an object');
+  }
+  const { engine, info } = pick(msg.model);
   // Two ways to stop: an ABORT message (handled between tokens, since generation yields to the
   // event loop) and, with cross-origin isolation, a shared flag that is seen even mid-prefill.
   const ac = new AbortController();
@@ -242,14 +389,53 @@ async function chat(msg) {
     };
     const options = { ...(msg.options || {}), now };
     let index = 0;
-    const result = await engine.chatAsync(JSON.stringify(msg.messages || []), JSON.stringify(options), (text) => {
+    let json;
+    try {
+      json = [JSON.stringify(msg.messages), JSON.stringify(options)];
+    } catch (e) {
+      throw makeError(CODE.INVALID, `messages and options must be plain JSON data: ${e.message}`);
+    }
+    const result = await engine.chatAsync(json[0], json[1], (text) => {
       if (aborted()) return false;
       if (text) reply.token(post, id, text, index);
       index++;
       return true;
     });
-    return { ...result, memory_bytes: memoryBytes() };
+    return { ...result, model: info.id, memory_bytes: memoryBytes() };
   } finally {
     aborts.delete(id);
   }
+}
+
+/** A session key: a non-empty string of at most 512 characters. */
+function checkKey(key) {
+  if (typeof key !== 'string' || !key || key.length > 512) {
+    throw makeError(CODE.INVALID, `key must be a non-empty string of at most 512 characters, got ${JSON.stringify(key)?.slice(0, 80)}`);
+  }
+  return key;
+}
+
+/** Save the model's cache (its last conversation) under `key`: f16 by default. */
+async function saveSession(msg) {
+  const key = checkKey(msg.key);
+  if (msg.precision !== undefined && msg.precision !== 'f16' && msg.precision !== 'f32') {
+    throw makeError(CODE.INVALID, `precision must be "f16" or "f32", got ${JSON.stringify(msg.precision)}`);
+  }
+  const { engine: e, info } = pick(msg.model);
+  const t0 = performance.now();
+  const tokens = e.info().cached_tokens;
+  const data = await e.saveSessionAsync(msg.precision ?? undefined);
+  const facts = { model: info.id, name: info.name || info.file, file: info.file, url: info.url, tokens, precision: msg.precision ?? 'f16' };
+  const saved = await store.putSession(key, data, facts);
+  return { ...saved, ms: performance.now() - t0 };
+}
+
+/** Restore the session saved under `key` into the model's cache. */
+async function restoreSession(msg) {
+  const key = checkKey(msg.key);
+  const { engine: e } = pick(msg.model);
+  const t0 = performance.now();
+  const rec = await store.getSession(key);
+  const tokens = e.restoreSession(rec.data);
+  return { key, tokens, bytes: rec.data.byteLength, ms: performance.now() - t0 };
 }

@@ -1,13 +1,87 @@
 // The browser benchmark (www/bench.html): download throughput, load time from IndexedDB, time to
 // first token, decode tokens/s and wasm memory, on the backend asked for. The result is left in
-// window.benchResult (and shown) for scripts/bench-browser.
+// window.benchResult (and shown) for scripts/bench-browser. With `?turns=8`: the multi-turn
+// benchmark instead, as `chord bench MODEL --turns 8` (src/conversation/bench.rs): time to first
+// token per turn with the previous turn's cache reused and with `cache_prompt: false`, then a
+// saved session's save and restore (IndexedDB included) against prefilling the conversation.
 import { createEngine } from '../worker/client.js';
 
 const q = new URLSearchParams(location.search);
 const out = document.getElementById('out');
 const show = (v) => (out.textContent = JSON.stringify(v, null, 2));
 
+// The same sentences as src/conversation/bench.rs, so the two benchmarks run the same chat.
+const SENTENCES = [
+  'The harbour town wakes early, and the fishing boats leave before the sun is up.',
+  'Our team is planning a two-week trip through the mountains next spring.',
+  'The library keeps its oldest maps in a cold room behind the reading hall.',
+  'A good sourdough needs patience: the starter, the dough and the oven all take time.',
+  "The committee asked for a summary of last quarter's numbers by Friday.",
+  'My grandmother grew tomatoes, beans and a row of sunflowers along the fence.',
+  'The new train line cuts the trip between the two cities to under an hour.',
+  'Astronomers measured the light of the distant star for three nights in a row.',
+  "The museum's east wing reopens after a long renovation of its glass roof.",
+  'Every Tuesday the market square fills with stalls selling cheese and honey.',
+  'The engineers tested the bridge with trucks full of sand before it opened.',
+  'She practised the violin piece slowly until every note was clean and even.',
+];
+
+async function userMessage(engine, t, tokens) {
+  let text = `Turn ${t + 1}. Here is some context.`;
+  let i = t * 5;
+  while ((await engine.tokenize(text, { addSpecial: false })).length < tokens - 12) {
+    text += ` ${SENTENCES[i % SENTENCES.length]}`;
+    i++;
+  }
+  return `${text} What is the main point of what I just wrote?`;
+}
+
+async function runTurns(engine, users, n, cachePrompt, replies = null) {
+  const messages = [{ role: 'system', content: 'You are a helpful assistant. Answer in one or two sentences.' }];
+  const rows = [];
+  const said = [];
+  for (const [t, user] of users.entries()) {
+    messages.push({ role: 'user', content: user });
+    const r = await engine.chat.completions.create({ messages, max_tokens: n, temperature: 0, cache_prompt: cachePrompt });
+    rows.push({ prompt_tokens: r.usage.prompt_tokens, cached_tokens: r.usage.prompt_tokens_details.cached_tokens, ttft_ms: r.timings.prompt_ms });
+    const reply = replies ? replies[t] : r.choices[0].message.content;
+    messages.push({ role: 'assistant', content: reply });
+    said.push(reply);
+  }
+  return { rows, said, messages };
+}
+
+async function runMultiTurn(model, backend, turns, turnTokens, n) {
+  const engine = await createEngine();
+  const info = await engine.load(model, { backend });
+  const users = [];
+  for (let t = 0; t < turns; t++) users.push(await userMessage(engine, t, turnTokens));
+  const reuse = await runTurns(engine, users, n, true);
+  const session = {};
+  for (const precision of ['f16', 'f32']) {
+    const saved = await engine.saveSession(`bench-${precision}`, { precision });
+    const restored = await engine.restoreSession(`bench-${precision}`);
+    session[precision] = { tokens: saved.tokens, bytes: saved.bytes, save_ms: saved.ms, restore_ms: restored.ms };
+    await engine.deleteSession(`bench-${precision}`);
+  }
+  const whole = await runTurns(engine, users, n, false, reuse.said);
+  const last = (v) => v[v.length - 1].ttft_ms / v[0].ttft_ms;
+  return {
+    userAgent: navigator.userAgent,
+    model: info.name,
+    backend: info.backend,
+    adapter: info.adapter,
+    turns: reuse.rows.map((r, t) => ({ turn: t + 1, ...r, ttft_ms_no_reuse: whole.rows[t].ttft_ms })),
+    last_over_first_ttft: { reuse: last(reuse.rows), no_reuse: last(whole.rows) },
+    session,
+  };
+}
+
 async function run() {
+  if (q.get('turns')) {
+    const model = new URL(q.get('model') || '/models/smollm2-135m-instruct-q4_k_m.gguf', location.href).href;
+    return runMultiTurn(model, q.get('backend') || 'auto', Number(q.get('turns')), Number(q.get('turn_tokens') || 150), Number(q.get('n') || 32));
+  }
   const model = new URL(q.get('model') || '/models/smollm2-135m-instruct-q4_k_m.gguf', location.href).href;
   const backend = q.get('backend') || 'auto';
   const n = Number(q.get('n') || 32);

@@ -15,6 +15,8 @@ use crate::Result;
 #[path = "kernels/mod.rs"]
 mod kernels;
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) use kernels::has_avx2_fma;
 pub use kernels::{limit_isa, set_threads, threads};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -36,6 +38,9 @@ pub fn dot_reference(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Dot product over 16 independent f32 lanes (vectorizes to AVX/SIMD128), summed pairwise.
+/// Always inlined, so that a caller compiled for wider vectors (the attention loop's AVX2
+/// build) vectorizes it for them.
+#[inline(always)]
 pub fn dot_fast(a: &[f32], b: &[f32]) -> f32 {
     const L: usize = 16;
     let n = a.len().min(b.len());

@@ -4,33 +4,139 @@
 //! cache → output projection → residual → norm → gated FFN → residual) → norm → logits.
 //! A batch of tokens goes through as (n_tok, dim) matrices, so prefill reads each weight once.
 
+pub mod attention;
 pub mod batch;
 pub mod matmul;
 pub mod ops;
 
 pub use matmul::Kernel;
 
-use crate::model::{Activation, Config, ModelWeights};
+use crate::model::{Activation, Config, ModelWeights, RopeTables};
 use crate::{Error, Result};
 use matmul::matmul;
 
-/// Preallocated K and V for every layer: (n_layer, n_ctx, n_head_kv·head_dim).
+/// Preallocated K and V for every layer: (n_layer, n_ctx, n_head_kv·head_dim) with each
+/// layer's own KV heads and head sizes. It grows in place (a conversation's cache is kept
+/// between requests and extended as the conversation grows).
 pub struct KvCache {
     pub n_ctx: usize,
+    /// Floats per position of each layer: (keys, values).
+    widths: Vec<(usize, usize)>,
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
 }
 
 impl KvCache {
+    /// As [`KvCache::new`], but an error instead of an abort when `n_ctx` positions cannot be
+    /// allocated (a request's context size comes from outside).
+    pub fn try_new(cfg: &Config, n_ctx: usize) -> crate::Result<Self> {
+        let widths: Vec<_> = cfg.layers.iter().map(|l| (l.kv_dim(), l.v_dim())).collect();
+        let mut c = KvCache {
+            n_ctx: 0,
+            k: vec![Vec::new(); widths.len()],
+            v: vec![Vec::new(); widths.len()],
+            widths,
+        };
+        c.try_grow(n_ctx)?;
+        Ok(c)
+    }
+
     pub fn new(cfg: &Config, n_ctx: usize) -> Self {
-        let kv = cfg.n_head_kv * cfg.head_dim;
-        let vv = cfg.n_head_kv * cfg.head_dim_v;
         KvCache {
             n_ctx,
-            k: (0..cfg.n_layer).map(|_| vec![0.0; n_ctx * kv]).collect(),
-            v: (0..cfg.n_layer).map(|_| vec![0.0; n_ctx * vv]).collect(),
+            widths: cfg.layers.iter().map(|l| (l.kv_dim(), l.v_dim())).collect(),
+            k: cfg
+                .layers
+                .iter()
+                .map(|l| vec![0.0; n_ctx * l.kv_dim()])
+                .collect(),
+            v: cfg
+                .layers
+                .iter()
+                .map(|l| vec![0.0; n_ctx * l.v_dim()])
+                .collect(),
         }
     }
+
+    /// Room for `n_ctx` positions, keeping what the first positions hold (never shrinks); an
+    /// error, not an abort, when the memory cannot be had.
+    pub fn try_grow(&mut self, n_ctx: usize) -> crate::Result<()> {
+        if n_ctx <= self.n_ctx {
+            return Ok(());
+        }
+        let per_pos: usize = self.widths.iter().map(|(k, v)| k + v).sum();
+        let too_big = |needed: u64| crate::Error::OutOfMemory {
+            what: format!("a KV cache of {n_ctx} positions"),
+            needed,
+            available: None,
+            hint: " (lower n_ctx)",
+        };
+        let Some(bytes) = n_ctx.checked_mul(per_pos).and_then(|f| f.checked_mul(4)) else {
+            return Err(too_big(u64::MAX));
+        };
+        for (l, &(kw, vw)) in self.widths.iter().enumerate() {
+            for (buf, w) in [(&mut self.k[l], kw), (&mut self.v[l], vw)] {
+                let n = n_ctx * w;
+                buf.try_reserve_exact(n - buf.len())
+                    .map_err(|_| too_big(bytes as u64))?;
+                buf.resize(n, 0.0);
+            }
+        }
+        self.n_ctx = n_ctx;
+        Ok(())
+    }
+
+    /// Bytes the cache holds.
+    pub fn bytes(&self) -> usize {
+        self.k.iter().chain(&self.v).map(|l| l.len() * 4).sum()
+    }
+
+    /// Values per position of each layer: (keys, values).
+    pub fn widths(&self) -> &[(usize, usize)] {
+        &self.widths
+    }
+
+    /// Keys and values of positions `0..n` (f32), for a saved session.
+    pub fn snapshot(&self, n: usize) -> crate::session::KvLayers {
+        let bytes = |x: &[f32]| bytemuck::cast_slice::<f32, u8>(x).to_vec();
+        let layers = self
+            .widths
+            .iter()
+            .enumerate()
+            .map(|(l, &(kw, vw))| (bytes(&self.k[l][..n * kw]), bytes(&self.v[l][..n * vw])))
+            .collect();
+        crate::session::KvLayers {
+            precision: crate::session::KvPrecision::F32,
+            layers,
+        }
+    }
+
+    /// Writes positions `0..n` from a saved session's values (room for them first).
+    pub fn restore(&mut self, kv: &crate::session::KvLayers, n: usize) -> crate::Result<()> {
+        if kv.layers.len() != self.widths.len() {
+            return Err(crate::Error::BadSession("the layer count differs".into()));
+        }
+        self.try_grow(n)?;
+        for (l, &(kw, vw)) in self.widths.iter().enumerate() {
+            let (k, v) = kv.f32_layer(l);
+            if k.len() != n * kw || v.len() != n * vw {
+                return Err(crate::Error::BadSession(format!(
+                    "layer {l} has the wrong size"
+                )));
+            }
+            self.k[l][..k.len()].copy_from_slice(&k);
+            self.v[l][..v.len()].copy_from_slice(&v);
+        }
+        Ok(())
+    }
+}
+
+/// A run of consecutive tokens of one sequence in a forward pass: `len` tokens at positions
+/// `pos..pos+len` of `cache` (see [`CpuModel::forward_segments`]).
+pub struct Segment<'a> {
+    pub pos: usize,
+    pub len: usize,
+    pub cache: &'a mut KvCache,
 }
 
 /// A loaded model with precomputed RoPE tables.
@@ -38,8 +144,7 @@ pub struct CpuModel {
     pub cfg: Config,
     pub w: ModelWeights,
     pub kernel: Kernel,
-    inv_freq: Vec<f64>,
-    inv_freq_swa: Vec<f64>,
+    rope: RopeTables,
 }
 
 impl CpuModel {
@@ -49,22 +154,29 @@ impl CpuModel {
         kernel: Kernel,
     ) -> Result<(crate::gguf::GgufHeader, Self)> {
         let header = crate::source::read_header(src)?;
-        let mut cfg = Config::from_header(&header)?;
-        let w = ModelWeights::load(&header, src, &mut cfg)?;
-        Ok((header, CpuModel::new(cfg, w, kernel)))
+        let cfg = Config::from_header(&header)?;
+        let model = Self::load_parsed(&header, cfg, src, kernel)?;
+        Ok((header, model))
+    }
+
+    /// Read every weight from `src`, the header and description already parsed.
+    pub fn load_parsed(
+        header: &crate::gguf::GgufHeader,
+        mut cfg: Config,
+        src: &dyn crate::source::ByteSource,
+        kernel: Kernel,
+    ) -> Result<Self> {
+        let w = ModelWeights::load(header, src, &mut cfg)?;
+        Ok(CpuModel::new(cfg, w, kernel))
     }
 
     pub fn new(cfg: Config, w: ModelWeights, kernel: Kernel) -> Self {
-        let ff = w.rope_freqs.as_deref();
-        let inv_freq = ops::rope_inv_freq(cfg.n_rot, cfg.rope_base, cfg.rope_freq_scale, ff);
-        let inv_freq_swa =
-            ops::rope_inv_freq(cfg.n_rot, cfg.rope_base_swa, cfg.rope_freq_scale, ff);
+        let rope = RopeTables::new(&cfg, w.rope_freqs.as_deref());
         CpuModel {
             cfg,
             w,
             kernel,
-            inv_freq,
-            inv_freq_swa,
+            rope,
         }
     }
 
@@ -82,20 +194,53 @@ impl CpuModel {
         cache: &mut KvCache,
         all_logits: bool,
     ) -> Result<Vec<f32>> {
+        let mut segs = [Segment {
+            pos,
+            len: tokens.len(),
+            cache,
+        }];
+        self.forward_segments(tokens, &mut segs, all_logits)
+    }
+
+    /// The forward pass over `tokens`, which are the runs of consecutive tokens of one or more
+    /// sequences: `segs[i]` takes the next `segs[i].len` tokens, at positions `pos..pos+len` of
+    /// its own cache. Every weight matrix is read once for all the tokens, as an
+    /// (n_tok, dim) × weightsᵀ product; RoPE, the cache writes and attention are per
+    /// segment. A prefill is one segment; a batched decode step ([`batch`]) one segment of one
+    /// token per sequence. Returns the logits of every token (`all_logits`), else of the last
+    /// token of each segment: (rows, n_vocab).
+    pub(crate) fn forward_segments(
+        &self,
+        tokens: &[u32],
+        segs: &mut [Segment<'_>],
+        all_logits: bool,
+    ) -> Result<Vec<f32>> {
         let c = &self.cfg;
         let n = tokens.len();
+        if segs.iter().map(|s| s.len).sum::<usize>() != n {
+            return Err(Error::InvalidRequest(
+                "the segments do not cover the tokens".into(),
+            ));
+        }
+        // Empty segments take no part (and have no logits row).
+        let mut segs: Vec<&mut Segment> = segs.iter_mut().filter(|s| s.len > 0).collect();
         if n == 0 {
             return Ok(vec![]);
         }
-        if pos + n > cache.n_ctx {
-            return Err(Error::ContextFull {
-                needed: pos + n,
-                n_ctx: cache.n_ctx,
-            });
+        for s in segs.iter() {
+            if s.pos + s.len > s.cache.n_ctx {
+                return Err(Error::ContextFull {
+                    needed: s.pos + s.len,
+                    n_ctx: s.cache.n_ctx,
+                });
+            }
+        }
+        // Token t: its segment and its position there.
+        let mut at = Vec::with_capacity(n);
+        for (i, s) in segs.iter().enumerate() {
+            at.extend((0..s.len).map(|j| (i, s.pos + j)));
         }
         let e = c.n_embd;
-        let (hd, hdv) = (c.head_dim, c.head_dim_v);
-        let (q_dim, kv_dim, v_dim) = (c.n_head * hd, c.n_head_kv * hd, c.n_head_kv * hdv);
         let k = self.kernel;
 
         // x: (n, n_embd) residual stream.
@@ -113,18 +258,27 @@ impl CpuModel {
                 row.iter_mut().for_each(|v| *v *= s);
             }
         }
+        // Scratch sized for the widest layer.
+        let (max_q, max_kv, max_v, max_ff) = c.max_dims();
         let mut h = vec![0f32; n * e];
-        let mut q = vec![0f32; n * q_dim];
-        let mut kk = vec![0f32; n * kv_dim];
-        let mut vv = vec![0f32; n * v_dim];
-        let mut att = vec![0f32; n * c.n_head * hdv];
+        let mut q_buf = vec![0f32; n * max_q];
+        let mut k_buf = vec![0f32; n * max_kv];
+        let mut v_buf = vec![0f32; n * max_v];
+        let max_hdv = c.layers.iter().map(|l| l.head_dim_v).max().unwrap_or(0);
+        let mut att_buf = vec![0f32; n * c.n_head * max_hdv];
         let mut proj = vec![0f32; n * e];
-        let mut gate = vec![0f32; n * c.n_ff];
-        let mut up = vec![0f32; n * c.n_ff];
-        let mut scores = vec![0f32; pos + n];
+        let mut gate_buf = vec![0f32; n * max_ff];
+        let mut up_buf = vec![0f32; n * max_ff];
         let mut angles = Vec::new();
 
         for (l, lw) in self.w.layers.iter().enumerate() {
+            let ls = &c.layers[l];
+            let (hd, hdv) = (ls.head_dim, ls.head_dim_v);
+            let (q_dim, kv_dim, v_dim) = (ls.q_dim(c.n_head), ls.kv_dim(), ls.v_dim());
+            let q = &mut q_buf[..n * q_dim];
+            let kk = &mut k_buf[..n * kv_dim];
+            let vv = &mut v_buf[..n * v_dim];
+            let att = &mut att_buf[..n * c.n_head * hdv];
             // Attention block.
             for t in 0..n {
                 ops::rmsnorm(
@@ -134,27 +288,22 @@ impl CpuModel {
                     c.rms_eps,
                 );
             }
-            matmul(&lw.wq, &h, &mut q, n, k)?;
-            matmul(&lw.wk, &h, &mut kk, n, k)?;
-            matmul(&lw.wv, &h, &mut vv, n, k)?;
+            matmul(&lw.wq, &h, q, n, k)?;
+            matmul(&lw.wk, &h, kk, n, k)?;
+            matmul(&lw.wv, &h, vv, n, k)?;
             for (buf, bias, dim) in [
-                (&mut q, &lw.bq, q_dim),
-                (&mut kk, &lw.bk, kv_dim),
-                (&mut vv, &lw.bv, v_dim),
+                (&mut *q, &lw.bq, q_dim),
+                (&mut *kk, &lw.bk, kv_dim),
+                (&mut *vv, &lw.bv, v_dim),
             ] {
                 if let Some(b) = bias {
                     buf.chunks_exact_mut(dim)
                         .for_each(|r| ops::add_inplace(r, b));
                 }
             }
-            let inv_freq = if c.swa_layers[l] {
-                &self.inv_freq_swa
-            } else {
-                &self.inv_freq
-            };
-            for t in 0..n {
-                let p = pos + t;
-                ops::rope_angles(&mut angles, p, inv_freq);
+            let inv_freq = &self.rope.layers[l];
+            for (t, &(si, p)) in at.iter().enumerate() {
+                ops::rope_angles_scaled(&mut angles, p, inv_freq, c.rope_mscale);
                 for head in q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(hd) {
                     if let Some(w) = &lw.q_norm {
                         ops::rmsnorm_inplace(head, w, c.rms_eps);
@@ -170,49 +319,56 @@ impl CpuModel {
                     }
                     ops::rope_with(head, &angles, c.rope_neox);
                 }
+                if c.v_norm {
+                    for head in vv[t * v_dim..(t + 1) * v_dim].chunks_exact_mut(hdv) {
+                        ops::rmsnorm_plain(head, c.rms_eps);
+                    }
+                }
+                let cache = &mut *segs[si].cache;
                 cache.k[l][p * kv_dim..(p + 1) * kv_dim]
                     .copy_from_slice(&kk[t * kv_dim..(t + 1) * kv_dim]);
                 cache.v[l][p * v_dim..(p + 1) * v_dim]
                     .copy_from_slice(&vv[t * v_dim..(t + 1) * v_dim]);
             }
-            for t in 0..n {
-                let p = pos + t;
-                // Causal, and within the window on sliding-window layers.
-                let first = if c.swa_layers[l] {
-                    (p + 1).saturating_sub(c.n_swa)
-                } else {
-                    0
-                };
-                for hh in 0..c.n_head {
-                    let kvh = hh / c.group();
-                    let qh = &q[t * q_dim + hh * hd..t * q_dim + (hh + 1) * hd];
-                    let s = &mut scores[first..=p];
-                    for (j, sc) in s.iter_mut().enumerate() {
-                        let kp = first + j;
-                        let kr = &cache.k[l][kp * kv_dim + kvh * hd..kp * kv_dim + (kvh + 1) * hd];
-                        *sc = matmul::dot_fast(qh, kr) * c.kq_scale;
-                    }
-                    ops::softmax(s);
-                    let out = &mut att
-                        [t * c.n_head * hdv + hh * hdv..t * c.n_head * hdv + (hh + 1) * hdv];
-                    out.fill(0.0);
-                    for (j, &a) in s.iter().enumerate() {
-                        let kp = first + j;
-                        let vr = &cache.v[l][kp * v_dim + kvh * hdv..kp * v_dim + (kvh + 1) * hdv];
-                        for (o, &v) in out.iter_mut().zip(vr) {
-                            *o += a * v;
-                        }
-                    }
-                }
+            // Causal, and within the window on sliding-window layers.
+            let shape = attention::LayerShape {
+                n_head: c.n_head,
+                n_head_kv: ls.n_head_kv,
+                head_dim: hd,
+                head_dim_v: hdv,
+                window: ls.swa.then_some(c.n_swa),
+                scale: c.kq_scale,
+            };
+            // Each segment attends over its own cache.
+            let att_dim = c.n_head * hdv;
+            let mut t0 = 0;
+            for s in segs.iter() {
+                let (kc, vc) = (&s.cache.k[l], &s.cache.v[l]);
+                attention::attend_layer(
+                    &shape,
+                    &q[t0 * q_dim..(t0 + s.len) * q_dim],
+                    kc,
+                    vc,
+                    s.len,
+                    s.pos,
+                    k == Kernel::Reference,
+                    &mut att[t0 * att_dim..(t0 + s.len) * att_dim],
+                );
+                t0 += s.len;
             }
-            matmul(&lw.wo, &att, &mut proj, n, k)?;
+            matmul(&lw.wo, att, &mut proj, n, k)?;
             if let Some(w) = &lw.post_attn_norm {
                 proj.chunks_exact_mut(e)
                     .for_each(|r| ops::rmsnorm_inplace(r, w, c.rms_eps));
             }
+            if let Some(s) = c.residual_scale {
+                proj.iter_mut().for_each(|v| *v *= s);
+            }
             ops::add_inplace(&mut x, &proj);
 
             // Feed-forward block.
+            let gate = &mut gate_buf[..n * ls.n_ff];
+            let up = &mut up_buf[..n * ls.n_ff];
             for t in 0..n {
                 ops::rmsnorm(
                     &mut h[t * e..(t + 1) * e],
@@ -221,28 +377,44 @@ impl CpuModel {
                     c.rms_eps,
                 );
             }
-            matmul(&lw.w_gate, &h, &mut gate, n, k)?;
-            matmul(&lw.w_up, &h, &mut up, n, k)?;
+            matmul(&lw.w_gate, &h, gate, n, k)?;
+            matmul(&lw.w_up, &h, up, n, k)?;
             let act = match c.activation {
                 Activation::Silu => ops::silu,
                 Activation::GeluTanh => ops::gelu_tanh,
             };
-            for (g, &u) in gate.iter_mut().zip(&up) {
+            for (g, &u) in gate.iter_mut().zip(up.iter()) {
                 *g = act(*g) * u;
             }
-            matmul(&lw.w_down, &gate, &mut proj, n, k)?;
+            matmul(&lw.w_down, gate, &mut proj, n, k)?;
             if let Some(w) = &lw.post_ffn_norm {
                 proj.chunks_exact_mut(e)
                     .for_each(|r| ops::rmsnorm_inplace(r, w, c.rms_eps));
             }
+            if let Some(s) = c.residual_scale {
+                proj.iter_mut().for_each(|v| *v *= s);
+            }
             ops::add_inplace(&mut x, &proj);
+            if let Some(s) = lw.out_scale {
+                x.iter_mut().for_each(|v| *v *= s);
+            }
         }
 
-        // Output head: all rows, or the last one only.
-        let rows = if all_logits { 0..n } else { n - 1..n };
+        // Output head: all rows, or the last one of each segment.
+        let rows: Vec<usize> = if all_logits {
+            (0..n).collect()
+        } else {
+            let mut end = 0;
+            segs.iter()
+                .map(|s| {
+                    end += s.len;
+                    end - 1
+                })
+                .collect()
+        };
         let m = rows.len();
         let mut xn = vec![0f32; m * e];
-        for (i, t) in rows.enumerate() {
+        for (i, &t) in rows.iter().enumerate() {
             ops::rmsnorm(
                 &mut xn[i * e..(i + 1) * e],
                 &x[t * e..(t + 1) * e],
@@ -252,6 +424,12 @@ impl CpuModel {
         }
         let mut logits = vec![0f32; m * c.n_vocab];
         matmul(self.w.output(), &xn, &mut logits, m, k)?;
+        if let Some(s) = c.logit_scale {
+            logits.iter_mut().for_each(|v| *v /= s);
+        }
+        if let Some(cap) = c.final_softcap {
+            ops::softcap(&mut logits, cap);
+        }
         Ok(logits)
     }
 }

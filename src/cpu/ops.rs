@@ -9,6 +9,18 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
 }
 
+/// In-place RMSNorm of one row without weight (Gemma 4's V).
+pub fn rmsnorm_plain(x: &mut [f32], eps: f32) {
+    let ss: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len() as f64;
+    let inv = (1.0 / (ss + f64::from(eps)).sqrt()) as f32;
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// `cap · tanh(x / cap)` in place (final logit soft-cap).
+pub fn softcap(x: &mut [f32], cap: f32) {
+    x.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+}
+
 /// In-place RMSNorm of one row.
 pub fn rmsnorm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     let ss: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len() as f64;
@@ -30,15 +42,23 @@ pub fn rope(x: &mut [f32], pos: usize, inv_freq: &[f64], neox: bool) {
 /// `(sin, cos)` of `pos · inv_freq[i]` for `rope_with`: computed once per position and shared
 /// by every head.
 pub fn rope_angles(sc: &mut Vec<(f32, f32)>, pos: usize, inv_freq: &[f64]) {
+    rope_angles_scaled(sc, pos, inv_freq, 1.0);
+}
+
+/// `rope_angles` with sin and cos multiplied by `mscale` (ggml's `attn_factor`).
+pub fn rope_angles_scaled(sc: &mut Vec<(f32, f32)>, pos: usize, inv_freq: &[f64], mscale: f32) {
     sc.clear();
     sc.extend(inv_freq.iter().map(|&f| {
         let theta = pos as f64 * f;
-        (theta.sin() as f32, theta.cos() as f32)
+        (theta.sin() as f32 * mscale, theta.cos() as f32 * mscale)
     }));
 }
 
 /// `rope` with the angles from `rope_angles`.
 pub fn rope_with(x: &mut [f32], sc: &[(f32, f32)], neox: bool) {
+    if sc.is_empty() {
+        return;
+    }
     let half = sc.len();
     for (i, &(sin, cos)) in sc.iter().enumerate() {
         let (a, b) = if neox {
@@ -52,23 +72,8 @@ pub fn rope_with(x: &mut [f32], sc: &[(f32, f32)], neox: bool) {
     }
 }
 
-/// Inverse frequencies for `rope`.
-pub fn rope_inv_freq(
-    n_rot: usize,
-    base: f32,
-    freq_scale: f32,
-    rope_freqs: Option<&[f32]>,
-) -> Vec<f64> {
-    (0..n_rot / 2)
-        .map(|i| {
-            let f = f64::from(base).powf(-2.0 * i as f64 / n_rot as f64) * f64::from(freq_scale);
-            match rope_freqs.and_then(|r| r.get(i)) {
-                Some(&d) => f / f64::from(d),
-                None => f,
-            }
-        })
-        .collect()
-}
+/// Inverse frequencies for `rope`: a model property, in `model::rope`.
+pub use crate::model::rope_inv_freq;
 
 /// Numerically stable softmax in place.
 pub fn softmax(x: &mut [f32]) {

@@ -12,6 +12,13 @@ use crate::Result;
 /// Whether kernels are compiled with wgpu's runtime checks unless a context says otherwise.
 pub const SHADER_CHECKS: bool = false;
 
+/// Keeps the first fault: later ones are usually its consequences.
+fn record_fault(slot: &Mutex<Option<GpuError>>, e: GpuError) {
+    if let Ok(mut f) = slot.lock() {
+        f.get_or_insert(e);
+    }
+}
+
 /// A device with the adapter's own limits and the optional features we use.
 pub struct GpuContext {
     pub device: wgpu::Device,
@@ -32,6 +39,13 @@ pub struct GpuContext {
     /// index, loop bounding, integer-division guards); see [`GpuContext::with_shader_checks`].
     pub shader_checks: bool,
     pub(crate) kernels: Kernels,
+    /// Buffers and bind groups created through this context's helpers ([`GpuContext::created`]).
+    created: std::sync::atomic::AtomicUsize,
+    /// The first error the device reported outside any error scope (a rejected shader or
+    /// command), or its loss; [`GpuContext::check`] turns it into a typed error. Natively wgpu
+    /// would panic on such an error; in a browser it would only be logged to the console while
+    /// every later submission silently does nothing.
+    fault: Arc<Mutex<Option<GpuError>>>,
 }
 
 impl GpuContext {
@@ -67,6 +81,17 @@ impl GpuContext {
         let max_binding = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
+        let fault: Arc<Mutex<Option<GpuError>>> = Default::default();
+        let sink = fault.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            record_fault(&sink, GpuError::Rejected(e.to_string()))
+        }));
+        let sink = fault.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                record_fault(&sink, GpuError::Lost(format!("{reason:?}: {message}")))
+            }
+        });
         Ok(GpuContext {
             device,
             queue,
@@ -78,7 +103,20 @@ impl GpuContext {
             layout: None,
             shader_checks: SHADER_CHECKS,
             kernels: Kernels::default(),
+            created: Default::default(),
+            fault,
         })
+    }
+
+    /// The first error the device reported since the last check (a shader or command it
+    /// rejected, or the device's loss), as a typed error. Readbacks call it, so a step whose
+    /// submission the device refused never returns a stale result.
+    pub fn check(&self) -> Result<()> {
+        let fault = self.fault.lock().ok().and_then(|mut f| f.take());
+        match fault {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Pretend that one binding holds at most `bytes` (tests the splitting of large tensors).
@@ -130,6 +168,33 @@ impl GpuContext {
         )
     }
 
+    /// How many buffers and bind groups this context's helpers have created so far (every GPU
+    /// object the engine makes goes through them; a test checks a decode step makes none).
+    pub fn created(&self) -> usize {
+        self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_created(&self) {
+        self.created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A uniform buffer holding `data` (padded to 16 bytes), rewritable with `write_buffer`.
+    pub fn uniform_with(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        self.count_created();
+        let size = data.len().max(16).next_multiple_of(16);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut padded = data.to_vec();
+        padded.resize(size, 0);
+        self.queue.write_buffer(&buf, 0, &padded);
+        buf
+    }
+
     /// Fail with `TooLarge` when `bytes` cannot be one binding.
     pub fn check_fits(&self, what: &str, bytes: u64) -> Result<()> {
         if bytes > self.max_binding {
@@ -145,6 +210,7 @@ impl GpuContext {
 
     /// A storage buffer holding `data` (padded to 4 bytes), also a copy source and destination.
     pub fn storage_with(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        self.count_created();
         let size = (data.len().max(4)).next_multiple_of(4);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -166,6 +232,7 @@ impl GpuContext {
 
     /// A zeroed storage buffer of `n` f32.
     pub fn storage_f32(&self, label: &str, n: usize) -> wgpu::Buffer {
+        self.count_created();
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: (n.max(1) * 4) as u64,
@@ -178,6 +245,7 @@ impl GpuContext {
 
     /// A uniform buffer of kernel parameters (eight 32-bit words; f32 as bits).
     pub fn params(&self, label: &str, words: &[u32]) -> wgpu::Buffer {
+        self.count_created();
         let mut w = [0u32; 12];
         w[..words.len()].copy_from_slice(words);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -192,6 +260,7 @@ impl GpuContext {
 
     /// A buffer to map for reading `size` bytes.
     pub fn staging(&self, label: &str, size: u64) -> wgpu::Buffer {
+        self.count_created();
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: size.next_multiple_of(4),
@@ -212,7 +281,15 @@ impl GpuContext {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| GpuError::Readback(e.to_string()))?;
-        rx.await.map_err(|e| GpuError::Readback(e.to_string()))?;
+        let mapped = rx.await.map_err(|e| GpuError::Readback(e.to_string()));
+        // A rejected submission leaves the staging buffer as it was: report why instead.
+        if let Err(e) = self.check() {
+            if mapped.is_ok() {
+                staging.unmap();
+            }
+            return Err(e);
+        }
+        mapped?;
         let out = staging
             .slice(..)
             .get_mapped_range()

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{GpuContext, GpuError};
-use crate::quant::GgmlType;
+use crate::quant::{grids, GgmlType};
 use crate::Result;
 
 const QUANT: &str = include_str!("shaders/quant.wgsl");
@@ -34,6 +34,21 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("fmt_q4_1.wgsl", include_str!("shaders/fmt_q4_1.wgsl")),
     ("fmt_f16.wgsl", include_str!("shaders/fmt_f16.wgsl")),
     ("fmt_f32.wgsl", include_str!("shaders/fmt_f32.wgsl")),
+    ("fmt_q5_1.wgsl", include_str!("shaders/fmt_q5_1.wgsl")),
+    ("fmt_q2_k.wgsl", include_str!("shaders/fmt_q2_k.wgsl")),
+    ("fmt_q3_k.wgsl", include_str!("shaders/fmt_q3_k.wgsl")),
+    ("fmt_q5_k.wgsl", include_str!("shaders/fmt_q5_k.wgsl")),
+    ("fmt_bf16.wgsl", include_str!("shaders/fmt_bf16.wgsl")),
+    ("fmt_iq4_nl.wgsl", include_str!("shaders/fmt_iq4_nl.wgsl")),
+    ("fmt_iq4_xs.wgsl", include_str!("shaders/fmt_iq4_xs.wgsl")),
+    ("fmt_iq3_xxs.wgsl", include_str!("shaders/fmt_iq3_xxs.wgsl")),
+    ("fmt_iq3_s.wgsl", include_str!("shaders/fmt_iq3_s.wgsl")),
+    ("fmt_iq2_xxs.wgsl", include_str!("shaders/fmt_iq2_xxs.wgsl")),
+    ("fmt_iq2_xs.wgsl", include_str!("shaders/fmt_iq2_xs.wgsl")),
+    ("fmt_iq2_s.wgsl", include_str!("shaders/fmt_iq2_s.wgsl")),
+    ("fmt_iq1_s.wgsl", include_str!("shaders/fmt_iq1_s.wgsl")),
+    ("fmt_iq1_m.wgsl", include_str!("shaders/fmt_iq1_m.wgsl")),
+    ("fmt_mxfp4.wgsl", include_str!("shaders/fmt_mxfp4.wgsl")),
     ("dequant.wgsl", include_str!("shaders/dequant.wgsl")),
     ("matvec.wgsl", include_str!("shaders/matvec.wgsl")),
     ("matmat.wgsl", include_str!("shaders/matmat.wgsl")),
@@ -54,7 +69,15 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("argmax.wgsl", include_str!("shaders/argmax.wgsl")),
     ("sample.wgsl", include_str!("shaders/sample.wgsl")),
     ("penalties.wgsl", include_str!("shaders/penalties.wgsl")),
+    ("token_mask.wgsl", include_str!("shaders/token_mask.wgsl")),
     ("kv_store.wgsl", include_str!("shaders/kv_store.wgsl")),
+    ("matvec_row.wgsl", include_str!("shaders/matvec_row.wgsl")),
+    (
+        "matvec_fused.wgsl",
+        include_str!("shaders/matvec_fused.wgsl"),
+    ),
+    ("matvec_qkv.wgsl", include_str!("shaders/matvec_qkv.wgsl")),
+    ("matvec_glu.wgsl", include_str!("shaders/matvec_glu.wgsl")),
 ];
 
 fn file(name: &str) -> &'static str {
@@ -65,33 +88,136 @@ fn file(name: &str) -> &'static str {
         .unwrap_or("")
 }
 
-/// Block formats with GPU kernels.
-pub const GPU_TYPES: [GgmlType; 8] = [
-    GgmlType::Q4_K,
-    GgmlType::Q6_K,
-    GgmlType::Q5_0,
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::F16,
-    GgmlType::F32,
-];
+/// A block format the GPU reads: its reader (`fmt_*.wgsl`, giving `unit_scale` / `unit_q4` over
+/// units of `unit_weights`) and how its blocks may sit in a buffer. The reader's own constants
+/// (`UNIT_W`, `BLOCK_BYTES`, `ALIGN_LEAD`, `TABLE_BYTES`) must agree; tests/gpu_kernels.rs checks that they do.
+#[derive(Clone, Copy, Debug)]
+pub struct GpuFormat {
+    pub ty: GgmlType,
+    /// The reader, by its name in [`SHADER_FILES`].
+    pub file: &'static str,
+    /// Weights per unit (the reader's `UNIT_W`): the granularity of dequant.wgsl. Kernels read
+    /// four weights at a time (`unit_q4`).
+    pub unit_weights: usize,
+    /// For a format `layout_aligned.wgsl` reads: the zero bytes put before each block when it
+    /// is uploaded (the reader's `ALIGN_LEAD`; 0 also for blocks that are word-aligned as they
+    /// are). `None`: packed only.
+    pub align_lead: Option<usize>,
+    /// The lookup table the reader finds in the first `TABLE_BYTES` of every weight buffer,
+    /// ahead of the blocks (the grids of the IQ formats, as little-endian words; see
+    /// fmt_iq2_xxs.wgsl for why there), or `None`.
+    pub table: Option<fn() -> Vec<u32>>,
+}
+
+const fn fmt(
+    ty: GgmlType,
+    file: &'static str,
+    unit_weights: usize,
+    align_lead: Option<usize>,
+) -> GpuFormat {
+    GpuFormat {
+        ty,
+        file,
+        unit_weights,
+        align_lead,
+        table: None,
+    }
+}
+
+/// [`fmt`] with a lookup table ahead of the blocks.
+const fn fmt_table(
+    ty: GgmlType,
+    file: &'static str,
+    unit_weights: usize,
+    align_lead: Option<usize>,
+    table: fn() -> Vec<u32>,
+) -> GpuFormat {
+    GpuFormat {
+        table: Some(table),
+        ..fmt(ty, file, unit_weights, align_lead)
+    }
+}
+
+/// A grid of u64 rows as little-endian words (low word first).
+fn grid64(g: &[u64]) -> Vec<u32> {
+    g.iter()
+        .flat_map(|&r| [r as u32, (r >> 32) as u32])
+        .collect()
+}
+
+fn iq2xxs_grid() -> Vec<u32> {
+    grid64(&grids::IQ2XXS_GRID)
+}
+fn iq2xs_grid() -> Vec<u32> {
+    grid64(&grids::IQ2XS_GRID)
+}
+fn iq2s_grid() -> Vec<u32> {
+    grid64(&grids::IQ2S_GRID)
+}
+fn iq3xxs_grid() -> Vec<u32> {
+    grids::IQ3XXS_GRID.to_vec()
+}
+fn iq3s_grid() -> Vec<u32> {
+    grids::IQ3S_GRID.to_vec()
+}
+fn iq1s_grid() -> Vec<u32> {
+    grid64(&grids::IQ1S_GRID)
+}
+
+/// Every block format with GPU kernels.
+pub const FORMATS: [GpuFormat; 23] = {
+    use GgmlType::*;
+    [
+        fmt(Q4_K, "fmt_q4_k.wgsl", 32, Some(0)),
+        fmt(Q6_K, "fmt_q6_k.wgsl", 16, Some(0)),
+        fmt(Q5_0, "fmt_q5_0.wgsl", 32, Some(2)),
+        fmt(Q8_0, "fmt_q8_0.wgsl", 32, Some(2)),
+        fmt(Q4_0, "fmt_q4_0.wgsl", 32, Some(2)),
+        fmt(Q4_1, "fmt_q4_1.wgsl", 32, Some(0)),
+        fmt(F16, "fmt_f16.wgsl", 4, None),
+        fmt(F32, "fmt_f32.wgsl", 4, None),
+        fmt(Q5_1, "fmt_q5_1.wgsl", 32, Some(0)),
+        fmt(Q2_K, "fmt_q2_k.wgsl", 16, Some(0)),
+        fmt(Q3_K, "fmt_q3_k.wgsl", 16, Some(0)),
+        fmt(Q5_K, "fmt_q5_k.wgsl", 32, Some(0)),
+        fmt(BF16, "fmt_bf16.wgsl", 4, None),
+        fmt(IQ4_NL, "fmt_iq4_nl.wgsl", 32, Some(2)),
+        fmt(IQ4_XS, "fmt_iq4_xs.wgsl", 32, Some(0)),
+        fmt_table(IQ3_XXS, "fmt_iq3_xxs.wgsl", 32, Some(2), iq3xxs_grid),
+        fmt_table(IQ3_S, "fmt_iq3_s.wgsl", 32, Some(2), iq3s_grid),
+        fmt_table(IQ2_XXS, "fmt_iq2_xxs.wgsl", 32, Some(2), iq2xxs_grid),
+        fmt_table(IQ2_XS, "fmt_iq2_xs.wgsl", 16, Some(2), iq2xs_grid),
+        fmt_table(IQ2_S, "fmt_iq2_s.wgsl", 16, Some(2), iq2s_grid),
+        fmt_table(IQ1_S, "fmt_iq1_s.wgsl", 32, Some(2), iq1s_grid),
+        fmt_table(IQ1_M, "fmt_iq1_m.wgsl", 8, Some(0), iq1s_grid),
+        fmt(MXFP4, "fmt_mxfp4.wgsl", 32, Some(3)),
+    ]
+};
+
+/// Block formats with GPU kernels (those of [`FORMATS`], in its order).
+pub const GPU_TYPES: [GgmlType; FORMATS.len()] = {
+    let mut v = [GgmlType::F32; FORMATS.len()];
+    let mut i = 0;
+    while i < v.len() {
+        v[i] = FORMATS[i].ty;
+        i += 1;
+    }
+    v
+};
+
+/// The GPU format of `ty`, or `None` when the GPU has no kernel for it.
+pub fn gpu_format(ty: GgmlType) -> Option<&'static GpuFormat> {
+    FORMATS.iter().find(|f| f.ty == ty)
+}
 
 /// The format helper file of `ty`, or `None` when the GPU has no kernel for it.
 pub fn format_file(ty: GgmlType) -> Option<&'static str> {
-    use GgmlType::*;
-    let name = match ty {
-        Q4_K => "fmt_q4_k.wgsl",
-        Q6_K => "fmt_q6_k.wgsl",
-        Q5_0 => "fmt_q5_0.wgsl",
-        Q8_0 => "fmt_q8_0.wgsl",
-        Q4_0 => "fmt_q4_0.wgsl",
-        Q4_1 => "fmt_q4_1.wgsl",
-        F16 => "fmt_f16.wgsl",
-        F32 => "fmt_f32.wgsl",
-        _ => return None,
-    };
-    Some(file(name))
+    gpu_format(ty).map(|f| file(f.file))
+}
+
+/// The GPU-supported types as a list for messages (`"Q4_K, Q6_K, ..."`).
+pub fn gpu_type_names() -> String {
+    GPU_TYPES.map(|t| t.name()).join(", ")
 }
 
 /// How a matrix's blocks sit in its GPU buffer.
@@ -100,21 +226,17 @@ pub enum Layout {
     /// The GGUF bytes unchanged; unaligned fields are read through two-word funnel shifts
     /// (`layout_packed.wgsl`).
     Packed,
-    /// Word-aligned blocks read with single loads (`layout_aligned.wgsl`): Q4_K and Q4_1 as
-    /// they are, Q6_K, Q8_0, Q5_0 and Q4_0 repacked at upload, each block padded to whole
-    /// words (see [`aligned_block`]).
+    /// Word-aligned blocks read with single loads (`layout_aligned.wgsl`): Q4_K, Q5_K, Q2_K,
+    /// Q4_1, Q5_1, IQ4_XS and IQ1_M as they are, the others (Q6_K, Q3_K, Q8_0, Q5_0, Q4_0, the
+    /// other IQ formats, MXFP4) repacked at upload, each block padded to whole words (see
+    /// [`aligned_block`]).
     Aligned,
 }
 
 /// For a block format `layout_aligned.wgsl` reads: the zero bytes put before each block and the
-/// block size in the buffer (Q4_K and Q4_1: as in the file).
+/// block size in the buffer (for blocks aligned already, such as Q4_K and Q4_1: as in the file).
 pub fn aligned_block(ty: GgmlType) -> Option<(usize, usize)> {
-    use GgmlType::*;
-    let lead = match ty {
-        Q6_K | Q4_K | Q4_1 => 0,
-        Q8_0 | Q5_0 | Q4_0 => 2,
-        _ => return None,
-    };
+    let lead = gpu_format(ty)?.align_lead?;
     let bytes = ty.block_geometry().1;
     Some((lead, (lead + bytes).next_multiple_of(4)))
 }
@@ -126,14 +248,10 @@ pub fn layouts(ty: GgmlType) -> Vec<Layout> {
     v
 }
 
-/// Weights per unit (the granularity of `dequant.wgsl`): 16 for Q6_K, 4 for F16/F32, else 32.
-/// Kernels read four weights at a time (`unit_q4`).
+/// Weights per unit (the granularity of `dequant.wgsl`; see [`GpuFormat::unit_weights`]), or
+/// the block size for a format without GPU kernels.
 pub fn unit_weights(ty: GgmlType) -> usize {
-    match ty {
-        GgmlType::Q6_K => 16,
-        GgmlType::F16 | GgmlType::F32 => 4,
-        _ => 32,
-    }
+    gpu_format(ty).map_or(ty.block_size(), |f| f.unit_weights)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -156,7 +274,17 @@ pub enum Kernel {
     Argmax,
     Sample,
     Penalties,
+    /// Constrained decoding: the grammar's bitmask of allowed tokens applied to the logits.
+    TokenMask,
     KvStore,
+    /// One token's y (+)= W·RMSNorm(x) (decode: the output projections with the residual add
+    /// fused, `PipelineKey::add`; the output head with the norm fused, `PipelineKey::norm`).
+    MatvecFused(GgmlType, Layout),
+    /// One decode token's RMSNorm + Q/K/V products + biases + RoPE + KV store, the three
+    /// matrices in their own formats.
+    MatvecQkv([(GgmlType, Layout); 3]),
+    /// One decode token's RMSNorm + gate and up products + activation.
+    MatvecGlu([(GgmlType, Layout); 2]),
 }
 
 /// A pipeline: the kernel plus its `override` constants.
@@ -165,8 +293,12 @@ pub struct PipelineKey {
     pub kernel: Kernel,
     /// `ROWS` of matvec.wgsl and matmat.wgsl (rows per workgroup; a power of two ≤ 256).
     pub rows: u32,
-    /// `ACT` of gate.wgsl: 0 SiLU, 1 GELU (tanh).
+    /// `ACT` of gate.wgsl and matvec_glu.wgsl: 0 SiLU, 1 GELU (tanh).
     pub act: u32,
+    /// `NORM` of matvec_fused.wgsl: 1 fuses the RMSNorm of the input.
+    pub norm: u32,
+    /// `ADD` of matvec_fused.wgsl: 1 adds the product to the output (the residual).
+    pub add: u32,
     /// `KV_F16` of kv_store.wgsl, attention.wgsl and attention_split.wgsl: 1 when the KV cache
     /// holds f16 pairs, 0 for f32.
     pub kv_f16: u32,
@@ -178,6 +310,8 @@ impl PipelineKey {
             kernel,
             rows: 4,
             act: 0,
+            norm: 0,
+            add: 0,
             kv_f16: 0,
         }
     }
@@ -207,7 +341,11 @@ impl Kernel {
             Kernel::Argmax => "argmax",
             Kernel::Sample => "sample",
             Kernel::Penalties => "penalties",
+            Kernel::TokenMask => "token_mask",
             Kernel::KvStore => "kv_store",
+            Kernel::MatvecFused(..) => "matvec_fused",
+            Kernel::MatvecQkv(..) => "matvec_qkv",
+            Kernel::MatvecGlu(..) => "matvec_glu",
         }
     }
 
@@ -226,15 +364,34 @@ impl Kernel {
                 };
                 Some([QUANT, layout, format_file(ty)?, main].join("\n"))
             }
+            Kernel::MatvecFused(..) | Kernel::MatvecQkv(..) | Kernel::MatvecGlu(..) => {
+                let mut parts = Vec::new();
+                for (i, (ty, l)) in self.formats().into_iter().enumerate() {
+                    parts.push(suffixed(&reader_source(ty, l)?, i));
+                }
+                parts.push(main.to_owned());
+                Some(hoist_directives(&parts.join("\n")))
+            }
             _ => Some(main.to_owned()),
         }
     }
 
-    /// The block format and layout a kernel over quantized weights reads.
+    /// The block format and layout a kernel over quantized weights reads (the first, for the
+    /// fused kernels over several matrices).
     pub fn weights(self) -> Option<(GgmlType, Layout)> {
+        self.formats().first().copied()
+    }
+
+    /// The block format and layout of each weight matrix the kernel reads, in binding order.
+    pub fn formats(self) -> Vec<(GgmlType, Layout)> {
         match self {
-            Kernel::Dequant(t, l) | Kernel::Matvec(t, l) | Kernel::Matmat(t, l) => Some((t, l)),
-            _ => None,
+            Kernel::Dequant(t, l)
+            | Kernel::Matvec(t, l)
+            | Kernel::Matmat(t, l)
+            | Kernel::MatvecFused(t, l) => vec![(t, l)],
+            Kernel::MatvecQkv(f) => f.to_vec(),
+            Kernel::MatvecGlu(f) => f.to_vec(),
+            _ => vec![],
         }
     }
 
@@ -251,10 +408,33 @@ impl Kernel {
             Kernel::Softmax => &[ReadWrite, Uniform],
             Kernel::Gate | Kernel::Add => &[ReadWrite, Read, Uniform],
             Kernel::Argmax | Kernel::Sample => &[Read, ReadWrite, Uniform],
-            Kernel::Penalties => &[ReadWrite, Read, Uniform],
+            Kernel::Penalties | Kernel::TokenMask => &[ReadWrite, Read, Uniform],
             Kernel::KvStore => &[Read, ReadWrite, Uniform, Uniform],
+            Kernel::MatvecFused(..) => &[Read, Read, Read, ReadWrite, Uniform],
+            Kernel::MatvecQkv(..) => &[
+                Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Uniform,
+                Uniform,
+            ],
+            Kernel::MatvecGlu(..) => &[Read, Read, Read, Read, ReadWrite, Uniform],
         }
     }
+
+    /// The kernels that read no weight format (norms, RoPE, attention, sampling, masks, KV).
+    pub const FORMAT_FREE: [Kernel; 13] = [
+        Kernel::RmsNorm,
+        Kernel::Rope,
+        Kernel::Attention,
+        Kernel::AttentionSplit,
+        Kernel::AttentionCombine,
+        Kernel::Softmax,
+        Kernel::Gate,
+        Kernel::Add,
+        Kernel::Argmax,
+        Kernel::Sample,
+        Kernel::Penalties,
+        Kernel::TokenMask,
+        Kernel::KvStore,
+    ];
 
     /// Every kernel, for every format with GPU kernels and each of its layouts.
     pub fn all() -> Vec<Kernel> {
@@ -265,25 +445,118 @@ impl Kernel {
                     Kernel::Dequant(t, l),
                     Kernel::Matvec(t, l),
                     Kernel::Matmat(t, l),
+                    Kernel::MatvecFused(t, l),
+                    Kernel::MatvecQkv([(t, l); 3]),
+                    Kernel::MatvecGlu([(t, l); 2]),
                 ]);
             }
         }
-        v.extend([
-            Kernel::RmsNorm,
-            Kernel::Rope,
-            Kernel::Attention,
-            Kernel::AttentionSplit,
-            Kernel::AttentionCombine,
-            Kernel::Softmax,
-            Kernel::Gate,
-            Kernel::Add,
-            Kernel::Argmax,
-            Kernel::Sample,
-            Kernel::Penalties,
-            Kernel::KvStore,
-        ]);
+        v.extend(Kernel::FORMAT_FREE);
         v
     }
+}
+
+/// The reader of one weight matrix for the fused kernels: quant.wgsl + the layout file + the
+/// format file + matvec_row.wgsl (`row_dot`), or `None` without a GPU kernel for `ty` / `l`.
+fn reader_source(ty: GgmlType, l: Layout) -> Option<String> {
+    let layout = match l {
+        Layout::Packed => file("layout_packed.wgsl"),
+        Layout::Aligned => {
+            aligned_block(ty)?;
+            file("layout_aligned.wgsl")
+        }
+    };
+    Some([QUANT, layout, format_file(ty)?, file("matvec_row.wgsl")].join("\n"))
+}
+
+/// `src` with every name it declares at the top level (a line starting with `fn`, `const`,
+/// `override`, `var`, `struct` or `alias`) and the weight binding `w` suffixed with `_{i}`, so
+/// that several matrices' readers (quant + layout + fmt + matvec_row) sit in one module without
+/// clashing. Member accesses (`.w`) are left alone. WGSL has no modules or namespaces; this is
+/// the textual equivalent, as ggml-webgpu assembles its shaders from templates
+/// (ggml/src/ggml-webgpu/wgsl-shaders/*.tmpl.wgsl, expanded by a Python preprocessor).
+pub fn suffixed(src: &str, i: usize) -> String {
+    let mut names = std::collections::HashSet::from(["w".to_owned()]);
+    for line in src.lines() {
+        let mut rest = line;
+        for kw in ["fn ", "const ", "override ", "struct ", "alias ", "var "] {
+            if let Some(r) = line.strip_prefix(kw) {
+                rest = r;
+            }
+        }
+        if let Some(r) = line.strip_prefix("var<") {
+            rest = r.split_once('>').map_or("", |(_, r)| r);
+        }
+        if rest.len() == line.len() {
+            continue;
+        }
+        let name: String = rest
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            names.insert(name);
+        }
+    }
+    let mut out = String::with_capacity(src.len() + src.len() / 8);
+    let mut chars = src.char_indices().peekable();
+    let mut prev = ' ';
+    while let Some((at, c)) = chars.next() {
+        if c.is_ascii_alphabetic() || c == '_' {
+            let mut end = at + c.len_utf8();
+            while let Some(&(j, d)) = chars.peek() {
+                if !(d.is_ascii_alphanumeric() || d == '_') {
+                    break;
+                }
+                end = j + d.len_utf8();
+                chars.next();
+            }
+            let word = &src[at..end];
+            out.push_str(word);
+            if prev != '.' && names.contains(word) {
+                out.push_str(&format!("_{i}"));
+            }
+            prev = 'a';
+        } else if c.is_ascii_digit() {
+            // A number (and any suffix such as `u`, `0x1f`) is no name.
+            out.push(c);
+            while let Some(&(_, d)) = chars.peek() {
+                if !(d.is_ascii_alphanumeric() || d == '_' || d == '.') {
+                    break;
+                }
+                out.push(d);
+                chars.next();
+            }
+            prev = '0';
+        } else {
+            out.push(c);
+            if !c.is_whitespace() {
+                prev = c;
+            }
+        }
+    }
+    out
+}
+
+/// `src` with its `enable` directives moved to the top, once each (WGSL wants them first).
+fn hoist_directives(src: &str) -> String {
+    let mut head = Vec::new();
+    let mut body = String::with_capacity(src.len());
+    for line in src.lines() {
+        if line.starts_with("enable ") {
+            if !head.contains(&line) {
+                head.push(line);
+            }
+        } else {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    head.into_iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + &body
 }
 
 /// A compiled pipeline with its explicit bind-group layout.
@@ -366,6 +639,18 @@ impl GpuContext {
             });
         let constants: Vec<(&str, f64)> = match k {
             Kernel::Matvec(..) | Kernel::Matmat(..) => vec![("ROWS", f64::from(key.rows))],
+            Kernel::MatvecFused(..) => vec![
+                ("ROWS", f64::from(key.rows)),
+                ("NORM", f64::from(key.norm)),
+                ("ADD", f64::from(key.add)),
+            ],
+            Kernel::MatvecQkv(..) => vec![
+                ("ROWS", f64::from(key.rows)),
+                ("KV_F16", f64::from(key.kv_f16)),
+            ],
+            Kernel::MatvecGlu(..) => {
+                vec![("ROWS", f64::from(key.rows)), ("ACT", f64::from(key.act))]
+            }
             Kernel::Gate => vec![("ACT", f64::from(key.act))],
             Kernel::KvStore | Kernel::Attention | Kernel::AttentionSplit => {
                 vec![("KV_F16", f64::from(key.kv_f16))]
@@ -393,6 +678,7 @@ impl GpuContext {
     /// A bind group for `key`'s layout over whole buffers, in binding order.
     pub fn bind(&self, key: PipelineKey, buffers: &[&wgpu::Buffer]) -> Result<wgpu::BindGroup> {
         let p = self.pipeline(key)?;
+        self.count_created();
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()

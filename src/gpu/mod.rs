@@ -7,8 +7,13 @@
 //! - [`weights`]: weight matrices uploaded still quantized, split into row ranges where a tensor
 //!   exceeds `maxStorageBufferBindingSize`.
 //! - `bench` (native): kernel timing for `chord bench --kernels`.
+//! - [`selftest`]: a known-answer test of the adapter (one small matrix product per block
+//!   format, argmax and sampling) that `auto` runs before trusting the GPU with a model.
+//! - [`token_mask`]: constrained decoding's bitmask of allowed tokens applied before argmax/sampling.
 //! - [`model`]: the forward pass, one command submission per decode step or per batch of prompt
-//!   tokens; greedy and sampled decoding on the GPU (4-byte readbacks).
+//!   tokens; greedy and sampled decoding on the GPU (4-byte readbacks, the first token after
+//!   the prompt included). A decode step runs fused kernels ([`model::fused`]): 5 dispatches
+//!   per layer.
 //!
 //! Every kernel has an f32 path and reduces in workgroup memory, so it runs where neither
 //! shader-f16 nor subgroups exist (Chromium on SwiftShader).
@@ -18,10 +23,12 @@ pub mod bench;
 pub mod device;
 pub mod kernels;
 pub mod model;
+pub mod selftest;
+pub mod token_mask;
 pub mod weights;
 
 pub use device::GpuContext;
-pub use model::{GpuModel, GpuSampling};
+pub use model::{GpuModel, GpuSampling, StepStats};
 pub use weights::GpuMatrix;
 
 use crate::quant::GgmlType;
@@ -39,8 +46,23 @@ pub enum GpuError {
         needed: u64,
         limit: u64,
     },
-    #[error("tensor `{tensor}`: type {ty} has no GPU kernel (supported: Q4_K, Q6_K, Q5_0, Q8_0, Q4_0, Q4_1, F16, F32)")]
+    #[error(
+        "tensor `{tensor}`: type {ty} has no GPU kernel (supported: {})",
+        kernels::gpu_type_names()
+    )]
     UnsupportedType { tensor: String, ty: GgmlType },
     #[error("reading a result back from the GPU failed: {0}")]
     Readback(String),
+    /// The device refused a shader or a command (a validation error outside any error scope).
+    #[error("the GPU rejected a shader or command: {0}")]
+    Rejected(String),
+    /// The device was lost (driver reset, GPU process crash, too long a submission).
+    #[error("the GPU device was lost ({0}); reload the model to start a new device, or use the CPU backend")]
+    Lost(String),
+    /// The adapter computed a wrong answer in [`selftest::run`].
+    #[error("the GPU adapter failed its self-test: {0}")]
+    SelfTest(String),
+    /// `backend: 'auto'` declined the adapter (a software renderer, or slower than the CPU).
+    #[error("{0}")]
+    Unsuitable(String),
 }

@@ -1,12 +1,14 @@
 //! Weight matrices on the GPU, still in their block formats: byte for byte ([`Layout::Packed`]),
-//! or as word-aligned blocks read with single loads ([`Layout::Aligned`]: Q4_K and Q4_1 as they
-//! are, the formats whose blocks are not 4-byte aligned padded to whole words;
-//! [`default_layout`] picks by measurement). A matrix larger than one
-//! binding (`maxStorageBufferBindingSize`) is split into row ranges, each its own buffer; a
-//! matrix-vector product then runs one dispatch per range.
+//! or as word-aligned blocks read with single loads ([`Layout::Aligned`]: Q4_K, Q4_1 and the
+//! other formats whose blocks are whole words already as they are, the others padded to whole
+//! words; [`default_layout`] picks by measurement). A matrix larger than one binding
+//! (`maxStorageBufferBindingSize`) is split into row ranges, each its own buffer; a matrix-vector
+//! product then runs one dispatch per range. Formats that look values up in a grid (the IQ
+//! formats) carry it in every buffer, ahead of the first row
+//! ([`GpuFormat::table`](super::kernels::GpuFormat::table); fmt_iq2_xxs.wgsl says why).
 
 pub use super::kernels::Layout;
-use super::kernels::{aligned_block, format_file, unit_weights};
+use super::kernels::{aligned_block, gpu_format, unit_weights};
 use super::{GpuContext, GpuError};
 use crate::model::QMatrix;
 use crate::quant::GgmlType;
@@ -66,13 +68,18 @@ impl GpuMatrix {
         offset: u64,
         layout: Layout,
     ) -> Result<GpuMatrix> {
-        if format_file(ty).is_none() {
+        let Some(format) = gpu_format(ty) else {
             return Err(GpuError::UnsupportedType {
                 tensor: name.to_owned(),
                 ty,
             }
             .into());
-        }
+        };
+        // The lookup table the reader finds before the first block (IQ grids), if any.
+        let table: Vec<u8> = format
+            .table
+            .map(|t| t().iter().flat_map(|w| w.to_le_bytes()).collect())
+            .unwrap_or_default();
         let (bs, ts) = ty.block_geometry();
         let unit = unit_weights(ty).max(bs);
         if !cols.is_multiple_of(unit) {
@@ -88,13 +95,17 @@ impl GpuMatrix {
         };
         let file_row_bytes = cols / bs * ts;
         let row_bytes = cols / bs * stride;
-        ctx.check_fits(&format!("one row of tensor {name}"), row_bytes as u64 + 4)?;
-        let per_chunk = ((ctx.max_binding - 4) / row_bytes as u64).max(1) as usize;
+        let fixed = table.len() as u64 + 4;
+        ctx.check_fits(
+            &format!("one row of tensor {name}"),
+            row_bytes as u64 + fixed,
+        )?;
+        let per_chunk = ((ctx.max_binding - fixed) / row_bytes as u64).max(1) as usize;
         let mut chunks = Vec::new();
         let mut row_start = 0;
         while row_start < rows {
             let n = per_chunk.min(rows - row_start);
-            let len = n * row_bytes;
+            let len = table.len() + n * row_bytes;
             let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(name),
                 size: (len as u64).next_multiple_of(4),
@@ -118,12 +129,14 @@ impl GpuMatrix {
                         tmp.len() / ts * stride
                     }
                 ];
-                let (mut at, mut to) = (0, 0);
+                m.slice(..table.len()).copy_from_slice(&table);
+                let (mut at, mut to) = (0, table.len());
                 while at < file_len {
                     let k = tmp.len().min(file_len - at);
                     src.read_at(start + at as u64, &mut tmp[..k])?;
                     if stride == ts {
-                        m.slice(at..at + k).copy_from_slice(&tmp[..k]);
+                        m.slice(to..to + k).copy_from_slice(&tmp[..k]);
+                        to += k;
                     } else {
                         let o = &mut out[..k / ts * stride];
                         for (b, r) in tmp[..k].chunks_exact(ts).zip(o.chunks_exact_mut(stride)) {

@@ -35,36 +35,84 @@ impl QMatrix {
     }
 }
 
-/// Per-layer weights. Shapes as (out, in).
+/// Per-layer weights in the backend's matrix type `M`. Shapes as (out, in).
 #[derive(Clone, Debug)]
-pub struct LayerWeights {
+pub struct LayerWeights<M = QMatrix> {
     pub attn_norm: Vec<f32>, // (n_embd)
-    pub wq: QMatrix,         // (n_head·head_dim, n_embd)
-    pub wk: QMatrix,         // (n_head_kv·head_dim, n_embd)
-    pub wv: QMatrix,         // (n_head_kv·head_dim_v, n_embd)
+    pub wq: M,               // (n_head·head_dim, n_embd)
+    pub wk: M,               // (n_head_kv·head_dim, n_embd)
+    /// Gemma 4 full layers without `attn_v`: the `attn_k` blocks again (V = the K projection,
+    /// before K's norm and RoPE), so that no backend needs a special case.
+    pub wv: M, // (n_head_kv·head_dim_v, n_embd)
     pub bq: Option<Vec<f32>>,
     pub bk: Option<Vec<f32>>,
     pub bv: Option<Vec<f32>>,
-    pub q_norm: Option<Vec<f32>>, // (head_dim), Gemma 3
+    pub q_norm: Option<Vec<f32>>, // (head_dim): Gemma 3/4, Qwen3
     pub k_norm: Option<Vec<f32>>,
-    pub wo: QMatrix, // (n_embd, n_head·head_dim_v)
+    pub wo: M, // (n_embd, n_head·head_dim_v)
     pub post_attn_norm: Option<Vec<f32>>,
     pub ffn_norm: Vec<f32>,
-    pub w_gate: QMatrix, // (n_ff, n_embd)
-    pub w_up: QMatrix,   // (n_ff, n_embd)
-    pub w_down: QMatrix, // (n_embd, n_ff)
+    pub w_gate: M, // (n_ff, n_embd)
+    pub w_up: M,   // (n_ff, n_embd)
+    pub w_down: M, // (n_embd, n_ff)
     pub post_ffn_norm: Option<Vec<f32>>,
+    /// Multiplies the layer's output (Gemma 4 `layer_output_scale`).
+    pub out_scale: Option<f32>,
 }
 
 #[derive(Clone, Debug)]
-pub struct ModelWeights {
-    pub token_embd: QMatrix, // (n_vocab, n_embd)
+pub struct ModelWeights<M = QMatrix> {
+    pub token_embd: M, // (n_vocab, n_embd)
     pub output_norm: Vec<f32>,
     /// `None` when the output matrix is tied to `token_embd`.
-    pub output: Option<QMatrix>,
-    /// Per-frequency RoPE divisors (`rope_freqs.weight`), (n_rot/2).
+    pub output: Option<M>,
+    /// Per-frequency RoPE divisors (`rope_freqs.weight`, or Phi-3's `rope_factors_short`),
+    /// (n_rot/2).
     pub rope_freqs: Option<Vec<f32>>,
-    pub layers: Vec<LayerWeights>,
+    pub layers: Vec<LayerWeights<M>>,
+}
+
+impl<M> ModelWeights<M> {
+    /// The output matrix: `output`, or the token embedding when tied.
+    pub fn output_matrix(&self) -> &M {
+        self.output.as_ref().unwrap_or(&self.token_embd)
+    }
+
+    /// The same weights with every matrix converted by `f` (e.g. uploaded to a GPU).
+    pub fn try_map<N>(&self, mut f: impl FnMut(&M) -> Result<N>) -> Result<ModelWeights<N>> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(LayerWeights {
+                    attn_norm: l.attn_norm.clone(),
+                    wq: f(&l.wq)?,
+                    wk: f(&l.wk)?,
+                    wv: f(&l.wv)?,
+                    bq: l.bq.clone(),
+                    bk: l.bk.clone(),
+                    bv: l.bv.clone(),
+                    q_norm: l.q_norm.clone(),
+                    k_norm: l.k_norm.clone(),
+                    wo: f(&l.wo)?,
+                    post_attn_norm: l.post_attn_norm.clone(),
+                    ffn_norm: l.ffn_norm.clone(),
+                    w_gate: f(&l.w_gate)?,
+                    w_up: f(&l.w_up)?,
+                    w_down: f(&l.w_down)?,
+                    post_ffn_norm: l.post_ffn_norm.clone(),
+                    out_scale: l.out_scale,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ModelWeights {
+            token_embd: f(&self.token_embd)?,
+            output_norm: self.output_norm.clone(),
+            output: self.output.as_ref().map(&mut f).transpose()?,
+            rope_freqs: self.rope_freqs.clone(),
+            layers,
+        })
+    }
 }
 
 impl ModelWeights {
@@ -93,13 +141,67 @@ impl ModelWeights {
     }
 }
 
+/// Rows `row_start..row_start + rows` of a matrix tensor (all of it, or one role of a fused
+/// tensor), `cols` wide, at byte `offset` of the file.
+#[derive(Clone, Debug)]
+pub struct TensorSlice<'a> {
+    /// The role's name: the tensor's, with `[q]`, `[gate]`, ... for a part of a fused one.
+    pub name: String,
+    pub info: &'a TensorInfo,
+    pub rows: usize,
+    pub cols: usize,
+    /// Absolute file offset of the first row.
+    pub offset: u64,
+    /// Bytes of one row in the file.
+    pub row_bytes: usize,
+}
+
+/// Where the loader puts matrices: the CPU keeps their blocks in memory ([`CpuSink`]), the GPU
+/// uploads them straight to buffers.
+pub trait MatrixSink {
+    type Matrix;
+    fn matrix(&mut self, t: &TensorSlice<'_>) -> Result<Self::Matrix>;
+}
+
+/// Reads each matrix's blocks into memory.
+pub struct CpuSink<'a> {
+    pub src: &'a dyn ByteSource,
+}
+
+impl MatrixSink for CpuSink<'_> {
+    type Matrix = QMatrix;
+    fn matrix(&mut self, t: &TensorSlice<'_>) -> Result<QMatrix> {
+        Ok(QMatrix {
+            name: t.name.clone(),
+            ty: t.info.ty,
+            rows: t.rows,
+            cols: t.cols,
+            row_bytes: t.row_bytes,
+            data: read_bytes(self.src, &t.name, t.offset, t.rows * t.row_bytes)?,
+        })
+    }
+}
+
+fn read_bytes(src: &dyn ByteSource, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len).map_err(|_| Error::OutOfMemory {
+        what: format!("tensor `{name}`"),
+        needed: len as u64,
+        available: None,
+        hint: MEMORY_HINT,
+    })?;
+    buf.resize(len, 0);
+    src.read_at(offset, &mut buf)?;
+    Ok(buf)
+}
+
 struct Loader<'a> {
     header: &'a GgufHeader,
     src: &'a dyn ByteSource,
 }
 
-impl Loader<'_> {
-    fn info(&self, name: &str) -> Result<&TensorInfo> {
+impl<'a> Loader<'a> {
+    fn info(&self, name: &str) -> Result<&'a TensorInfo> {
         self.header
             .tensor(name)
             .ok_or_else(|| Error::BadModelTensor {
@@ -113,17 +215,7 @@ impl Loader<'_> {
             tensor: t.name.clone(),
             problem: format!("{} bytes do not fit in memory", t.n_bytes),
         })?;
-        let mut buf = Vec::new();
-        buf.try_reserve_exact(len).map_err(|_| Error::OutOfMemory {
-            what: format!("tensor `{}`", t.name),
-            needed: len as u64,
-            available: None,
-            hint: MEMORY_HINT,
-        })?;
-        buf.resize(len, 0);
-        self.src
-            .read_at(self.header.tensor_range(t).start, &mut buf)?;
-        Ok(buf)
+        read_bytes(self.src, &t.name, self.header.tensor_range(t).start, len)
     }
 
     fn shape_err(t: &TensorInfo, want: &[usize]) -> Error {
@@ -133,11 +225,24 @@ impl Loader<'_> {
         }
     }
 
-    /// A matrix with ne = [cols, rows].
-    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<QMatrix> {
+    /// A matrix tensor with ne = [cols, rows], split into parts of `parts` rows each (one
+    /// part for an ordinary tensor; Q/K/V or gate/up for a fused one).
+    fn slices(
+        &self,
+        name: &str,
+        parts: &[(&str, usize)],
+        cols: usize,
+    ) -> Result<Vec<TensorSlice<'a>>> {
         let t = self.info(name)?;
+        let rows: usize = parts.iter().map(|p| p.1).sum();
         if t.dims != [cols as u64, rows as u64] {
             return Err(Self::shape_err(t, &[cols, rows]));
+        }
+        if rows == 0 || cols == 0 {
+            return Err(Error::BadModelTensor {
+                tensor: t.name.clone(),
+                problem: format!("shape {:?} has no elements", t.dims),
+            });
         }
         if !t.ty.is_supported() {
             return Err(Error::Tensor {
@@ -145,14 +250,35 @@ impl Loader<'_> {
                 source: quant::QuantError::Unsupported(t.ty),
             });
         }
-        Ok(QMatrix {
-            name: name.to_owned(),
-            ty: t.ty,
-            rows,
-            cols,
-            row_bytes: t.n_bytes as usize / rows,
-            data: self.bytes(t)?,
-        })
+        let row_bytes = t.n_bytes as usize / rows;
+        let mut at = self.header.tensor_range(t).start;
+        let mut out = Vec::new();
+        for &(role, n) in parts {
+            out.push(TensorSlice {
+                name: if role.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{name}[{role}]")
+                },
+                info: t,
+                rows: n,
+                cols,
+                offset: at,
+                row_bytes,
+            });
+            at += (n * row_bytes) as u64;
+        }
+        Ok(out)
+    }
+
+    fn matrix<S: MatrixSink>(
+        &self,
+        sink: &mut S,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<S::Matrix> {
+        sink.matrix(&self.slices(name, &[("", rows)], cols)?[0])
     }
 
     /// A vector of `n` values, expanded to f32.
@@ -214,67 +340,129 @@ fn check_budget(needed: u64, used: u64, limit: u64) -> Result<()> {
 }
 
 impl ModelWeights {
-    /// Read every weight the architecture needs from `src`, checking shapes against `cfg`.
+    /// Read every weight the architecture needs from `src` into memory, checking shapes
+    /// against `cfg`.
     pub fn load(header: &GgufHeader, src: &dyn ByteSource, cfg: &mut Config) -> Result<Self> {
         check_fits(header)?;
-        let ld = Loader { header, src };
-        let e = cfg.n_embd;
-        let embd = ld.info("token_embd.weight")?;
-        let n_vocab = embd.dims.get(1).copied().unwrap_or(0) as usize;
-        if cfg.n_vocab != 0 && cfg.n_vocab != n_vocab {
-            return Err(Loader::shape_err(embd, &[e, cfg.n_vocab]));
-        }
-        cfg.n_vocab = n_vocab;
-        let token_embd = ld.matrix("token_embd.weight", n_vocab, e)?;
-        let output = match header.tensor("output.weight") {
-            Some(_) => Some(ld.matrix("output.weight", n_vocab, e)?),
-            None => None,
-        };
-        let (q_dim, kv_dim, v_dim) = (
-            cfg.n_head * cfg.head_dim,
-            cfg.kv_dim(),
-            cfg.n_head_kv * cfg.head_dim_v,
-        );
-        let gemma = cfg.arch == Arch::Gemma3;
-        let mut layers = Vec::with_capacity(cfg.n_layer);
-        for l in 0..cfg.n_layer {
-            let p = |s: &str| format!("blk.{l}.{s}");
-            let norm = |s: &str| ld.vector(&p(s), e);
-            layers.push(LayerWeights {
-                attn_norm: norm("attn_norm.weight")?,
-                wq: ld.matrix(&p("attn_q.weight"), q_dim, e)?,
-                wk: ld.matrix(&p("attn_k.weight"), kv_dim, e)?,
-                wv: ld.matrix(&p("attn_v.weight"), v_dim, e)?,
-                bq: ld.optional_vector(&p("attn_q.bias"), q_dim)?,
-                bk: ld.optional_vector(&p("attn_k.bias"), kv_dim)?,
-                bv: ld.optional_vector(&p("attn_v.bias"), v_dim)?,
-                q_norm: ld.optional_vector(&p("attn_q_norm.weight"), cfg.head_dim)?,
-                k_norm: ld.optional_vector(&p("attn_k_norm.weight"), cfg.head_dim)?,
-                wo: ld.matrix(&p("attn_output.weight"), e, cfg.n_head * cfg.head_dim_v)?,
-                post_attn_norm: if gemma {
-                    Some(norm("post_attention_norm.weight")?)
-                } else {
-                    None
-                },
-                ffn_norm: norm("ffn_norm.weight")?,
-                w_gate: ld.matrix(&p("ffn_gate.weight"), cfg.n_ff, e)?,
-                w_up: ld.matrix(&p("ffn_up.weight"), cfg.n_ff, e)?,
-                w_down: ld.matrix(&p("ffn_down.weight"), e, cfg.n_ff)?,
-                post_ffn_norm: if gemma {
-                    Some(norm("post_ffw_norm.weight")?)
-                } else {
-                    None
-                },
-            });
-        }
-        Ok(ModelWeights {
-            token_embd,
-            output_norm: ld.vector("output_norm.weight", e)?,
-            output,
-            rope_freqs: ld.optional_vector("rope_freqs.weight", cfg.n_rot / 2)?,
-            layers,
-        })
+        load_weights(header, src, cfg, &mut CpuSink { src })
     }
+}
+
+/// The one loader: maps tensor names to roles (splitting fused tensors), checks every shape
+/// against `cfg` (setting `cfg.n_vocab` from the embedding), reads vectors into memory and
+/// hands each matrix to `sink`.
+pub fn load_weights<S: MatrixSink>(
+    header: &GgufHeader,
+    src: &dyn ByteSource,
+    cfg: &mut Config,
+    sink: &mut S,
+) -> Result<ModelWeights<S::Matrix>> {
+    let ld = Loader { header, src };
+    let e = cfg.n_embd;
+    let embd = ld.info("token_embd.weight")?;
+    let n_vocab = embd.dims.get(1).copied().unwrap_or(0) as usize;
+    if n_vocab == 0 || (cfg.n_vocab != 0 && cfg.n_vocab != n_vocab) {
+        return Err(Loader::shape_err(embd, &[e, cfg.n_vocab]));
+    }
+    cfg.n_vocab = n_vocab;
+    let token_embd = ld.matrix(sink, "token_embd.weight", n_vocab, e)?;
+    let output = match header.tensor("output.weight") {
+        Some(_) => Some(ld.matrix(sink, "output.weight", n_vocab, e)?),
+        None => None,
+    };
+    let fused = cfg.arch == Arch::Phi3;
+    let gemma = matches!(cfg.arch, Arch::Gemma3 | Arch::Gemma4);
+    let mut layers = Vec::with_capacity(cfg.n_layer.min(header.tensors.len()));
+    for l in 0..cfg.n_layer {
+        let spec = cfg.layers[l].clone();
+        let p = |s: &str| format!("blk.{l}.{s}");
+        let norm = |s: &str| ld.vector(&p(s), e);
+        let (q_dim, kv_dim, v_dim) = (spec.q_dim(cfg.n_head), spec.kv_dim(), spec.v_dim());
+        let (wq, wk, wv) = if fused && header.tensor(&p("attn_qkv.weight")).is_some() {
+            let s = ld.slices(
+                &p("attn_qkv.weight"),
+                &[("q", q_dim), ("k", kv_dim), ("v", v_dim)],
+                e,
+            )?;
+            (
+                sink.matrix(&s[0])?,
+                sink.matrix(&s[1])?,
+                sink.matrix(&s[2])?,
+            )
+        } else {
+            let wq = ld.matrix(sink, &p("attn_q.weight"), q_dim, e)?;
+            let wk = ld.matrix(sink, &p("attn_k.weight"), kv_dim, e)?;
+            let wv = match header.tensor(&p("attn_v.weight")) {
+                None if cfg.arch == Arch::Gemma4 && v_dim == kv_dim => {
+                    ld.matrix(sink, &p("attn_k.weight"), kv_dim, e)?
+                }
+                _ => ld.matrix(sink, &p("attn_v.weight"), v_dim, e)?,
+            };
+            (wq, wk, wv)
+        };
+        let (w_gate, w_up) = if fused && header.tensor(&p("ffn_gate.weight")).is_none() {
+            let s = ld.slices(
+                &p("ffn_up.weight"),
+                &[("gate", spec.n_ff), ("up", spec.n_ff)],
+                e,
+            )?;
+            (sink.matrix(&s[0])?, sink.matrix(&s[1])?)
+        } else {
+            (
+                ld.matrix(sink, &p("ffn_gate.weight"), spec.n_ff, e)?,
+                ld.matrix(sink, &p("ffn_up.weight"), spec.n_ff, e)?,
+            )
+        };
+        let out_scale = ld
+            .optional_vector(&p("layer_output_scale.weight"), 1)?
+            .map(|v| v[0]);
+        layers.push(LayerWeights {
+            attn_norm: norm("attn_norm.weight")?,
+            wq,
+            wk,
+            wv,
+            bq: ld.optional_vector(&p("attn_q.bias"), q_dim)?,
+            bk: ld.optional_vector(&p("attn_k.bias"), kv_dim)?,
+            bv: ld.optional_vector(&p("attn_v.bias"), v_dim)?,
+            q_norm: ld.optional_vector(&p("attn_q_norm.weight"), spec.head_dim)?,
+            k_norm: ld.optional_vector(&p("attn_k_norm.weight"), spec.head_dim)?,
+            wo: ld.matrix(
+                sink,
+                &p("attn_output.weight"),
+                e,
+                cfg.n_head * spec.head_dim_v,
+            )?,
+            post_attn_norm: if gemma {
+                Some(norm("post_attention_norm.weight")?)
+            } else {
+                None
+            },
+            ffn_norm: norm("ffn_norm.weight")?,
+            w_gate,
+            w_up,
+            w_down: ld.matrix(sink, &p("ffn_down.weight"), e, spec.n_ff)?,
+            post_ffn_norm: if gemma {
+                Some(norm("post_ffw_norm.weight")?)
+            } else {
+                None
+            },
+            out_scale,
+        });
+    }
+    // Rope factor tensors are (n_rot/2) of the full layers. Phi-3 LongRoPE: the short factors
+    // (see `Config::rope_factors_long`).
+    let n_freqs = cfg.n_rot / 2;
+    let rope_freqs = match ld.optional_vector("rope_freqs.weight", n_freqs)? {
+        Some(f) => Some(f),
+        None => ld.optional_vector("rope_factors_short.weight", n_freqs)?,
+    };
+    Ok(ModelWeights {
+        token_embd,
+        output_norm: ld.vector("output_norm.weight", e)?,
+        output,
+        rope_freqs,
+        layers,
+    })
 }
 
 #[cfg(test)]

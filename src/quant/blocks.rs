@@ -52,7 +52,7 @@ pub const fn bf16_to_f32(h: u16) -> f32 {
 /// `N` bytes of `b` starting at `at`. Callers pass constant offsets inside a fixed-size block,
 /// so the range is always in bounds (the unit tests read every block type).
 #[inline]
-fn field<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+pub(crate) fn field<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     let mut f = [0; N];
     f.copy_from_slice(&b[at..at + N]);
     f

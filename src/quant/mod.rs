@@ -4,10 +4,17 @@
 //! - [`dequant`]: scalar reference dequantizers, bit-exact with the `gguf` PyPI package 0.19.0
 //!   (and so with ggml) for every supported type; `tests/quant.rs` checks them against fixtures.
 //!
-//! Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+//! - [`iq_blocks`], [`iq_dequant`]: the same for the IQ formats and MXFP4, with their grids
+//!   and tables in [`grids`] (generated from the `gguf` package by `scripts/gen-iq-grids.py`).
+//!
+//! Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+//! IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M, MXFP4.
 
 pub mod blocks;
 pub mod dequant;
+pub mod grids;
+pub mod iq_blocks;
+pub mod iq_dequant;
 mod types;
 
 pub use blocks::{bf16_to_f32, f16_to_f32};
@@ -17,7 +24,7 @@ pub use types::{GgmlType, QK_K};
 /// Why a run of bytes could not be dequantized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantError {
-    #[error("type {0} is not supported by wasm-chord (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)")]
+    #[error("type {0} is not supported by wasm-chord (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M, MXFP4)")]
     Unsupported(GgmlType),
     #[error("{elements} elements of {ty} are not a whole number of {block}-element blocks")]
     PartialBlock {
@@ -41,6 +48,7 @@ pub enum QuantError {
 /// bytes of `out.len()` elements.
 pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
     use dequant::*;
+    use iq_dequant::*;
     use GgmlType::*;
     match ty {
         F32 => dequantize_row_f32(data, out),
@@ -56,6 +64,16 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(), Quan
         Q4_K => dequantize_row_q4_k(data, out),
         Q5_K => dequantize_row_q5_k(data, out),
         Q6_K => dequantize_row_q6_k(data, out),
+        IQ4_NL => dequantize_row_iq4_nl(data, out),
+        IQ4_XS => dequantize_row_iq4_xs(data, out),
+        IQ3_XXS => dequantize_row_iq3_xxs(data, out),
+        IQ3_S => dequantize_row_iq3_s(data, out),
+        IQ2_XXS => dequantize_row_iq2_xxs(data, out),
+        IQ2_XS => dequantize_row_iq2_xs(data, out),
+        IQ2_S => dequantize_row_iq2_s(data, out),
+        IQ1_S => dequantize_row_iq1_s(data, out),
+        IQ1_M => dequantize_row_iq1_m(data, out),
+        MXFP4 => dequantize_row_mxfp4(data, out),
         _ => Err(QuantError::Unsupported(ty)),
     }
 }

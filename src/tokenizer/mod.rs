@@ -8,7 +8,9 @@
 //! * Decoding: [`Tokenizer::token_to_piece`], [`Tokenizer::decode`] (llama.cpp's
 //!   `llama_detokenize`) and [`StreamDecoder`], which never splits a UTF-8 character.
 
-pub mod chat_template;
+/// Chat moved to [`crate::chat`] (it is not a tokenizer concern); this path stays so that code
+/// written against it keeps building.
+pub use crate::chat as chat_template;
 
 mod bpe;
 mod index;

@@ -7,10 +7,11 @@
 //! quantized weights. Single-threaded: the worker calls one method at a time. Errors cross into
 //! JS as plain objects `{code, message}`.
 
-use crate::engine::{Backend, Control, Engine, FinishReason, GenerateOptions, LoadOptions};
-use crate::sampling::SamplerConfig;
+use crate::chat::tools::Tools;
+use crate::conversation::fit_chat;
+use crate::engine::{Backend, Control, Engine, FinishReason, LoadOptions};
+use crate::session::KvPrecision;
 use crate::source::ByteSource;
-use crate::tokenizer::chat_template::{messages_from_value, ChatDate, ChatMessage, RenderOptions};
 use crate::{Error, Result};
 use serde_json::{json, Value as Json};
 use std::cell::RefCell;
@@ -112,6 +113,13 @@ fn install_panic_hook() {
     });
 }
 
+/// Panics (a wasm trap): the worker's test hook for crash recovery (tests/e2e/robust.test.mjs).
+#[wasm_bindgen(js_name = testTrap)]
+pub fn test_trap() {
+    install_panic_hook();
+    panic!("test trap");
+}
+
 /// The message of the panic that trapped the module, if any.
 #[wasm_bindgen(js_name = lastPanic)]
 pub fn last_panic() -> Option<String> {
@@ -132,18 +140,6 @@ impl Default for WasmEngine {
     }
 }
 
-fn date_from(v: &Json) -> Option<ChatDate> {
-    let n = |k: &str| v.get(k).and_then(Json::as_i64);
-    Some(ChatDate {
-        year: n("year")? as i32,
-        month: n("month")?.clamp(1, 12) as u8,
-        day: n("day")?.clamp(1, 31) as u8,
-        hour: n("hour").unwrap_or(0).clamp(0, 23) as u8,
-        minute: n("minute").unwrap_or(0).clamp(0, 59) as u8,
-        second: n("second").unwrap_or(0).clamp(0, 59) as u8,
-    })
-}
-
 fn finish_name(f: &FinishReason) -> &'static str {
     match f {
         FinishReason::Eog | FinishReason::StopString(_) => "stop",
@@ -153,64 +149,14 @@ fn finish_name(f: &FinishReason) -> &'static str {
 }
 
 fn busy() -> JsValue {
-    js_error("busy", "the engine is busy with another request")
+    js_error(
+        crate::error::Code::Busy.as_str(),
+        "the engine is busy with another request",
+    )
 }
 
 fn not_loaded() -> JsValue {
-    js_error("not_loaded", "no model is loaded")
-}
-
-/// A chat request, parsed: the options and the rendering options.
-fn parse_chat(
-    messages_json: &str,
-    options_json: &str,
-) -> Result<(Vec<ChatMessage>, GenerateOptions, RenderOptions), JsValue> {
-    let msgs: Json = serde_json::from_str(messages_json)
-        .map_err(|err| invalid(format!("messages are not JSON: {err}")))?;
-    let msgs = messages_from_value(&msgs).map_err(|err| to_js(err.into()))?;
-    let o: Json = if options_json.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str(options_json)
-            .map_err(|err| invalid(format!("options are not JSON: {err}")))?
-    };
-    let f = |k: &str| o.get(k).and_then(Json::as_f64);
-    let d = SamplerConfig::default();
-    let stop = match o.get("stop") {
-        None | Some(Json::Null) => vec![],
-        Some(Json::String(s)) => vec![s.clone()],
-        Some(Json::Array(a)) => a
-            .iter()
-            .map(|s| {
-                s.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| invalid("stop must be a string or an array of strings"))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(invalid("stop must be a string or an array of strings")),
-    };
-    let opts = GenerateOptions {
-        max_tokens: f("max_tokens").map_or(256, |v| v.max(1.0) as usize),
-        sampler: SamplerConfig {
-            temperature: f("temperature").map_or(d.temperature, |v| v as f32),
-            top_k: f("top_k").map_or(d.top_k, |v| v.max(0.0) as usize),
-            top_p: f("top_p").map_or(d.top_p, |v| v as f32),
-            min_p: f("min_p").map_or(d.min_p, |v| v as f32),
-            repeat_penalty: f("repeat_penalty").map_or(d.repeat_penalty, |v| v as f32),
-            presence_penalty: f("presence_penalty").map_or(d.presence_penalty, |v| v as f32),
-            frequency_penalty: f("frequency_penalty").map_or(d.frequency_penalty, |v| v as f32),
-            seed: f("seed").map_or(d.seed, |v| v.max(0.0) as u64),
-            ..d
-        },
-        stop,
-        n_ctx: f("n_ctx").map(|v| v as usize),
-        ..Default::default()
-    };
-    let render = RenderOptions {
-        now: o.get("now").and_then(date_from),
-        ..Default::default()
-    };
-    Ok((msgs, opts, render))
+    js_error(crate::error::Code::NotLoaded.as_str(), "no model is loaded")
 }
 
 /// The yield channel and the closure its port calls.
@@ -261,12 +207,16 @@ fn describe(e: &Engine) -> Json {
     json!({
         "architecture": h.architecture().unwrap_or("?"),
         "name": h.model_name().ok().flatten(),
-        "n_ctx": cfg.n_ctx_train,
+        "n_ctx": e.n_ctx(),
+        "n_ctx_train": cfg.n_ctx_train,
+        "kv_bytes": e.kv_bytes(),
+        "cached_tokens": e.cached_ids().len(),
         "n_vocab": cfg.n_vocab,
         "n_layer": cfg.n_layer,
         "n_embd": cfg.n_embd,
         "backend": match e.backend() { Backend::Cpu => "cpu", Backend::Gpu => "webgpu" },
         "adapter": e.adapter(),
+        "gpu_vetting": e.gpu_vetting(),
         "chat_template": e.chat_template().is_ok(),
     })
 }
@@ -280,20 +230,49 @@ async fn chat_async(
     options_json: String,
     on_token: js_sys::Function,
 ) -> Result<JsValue, JsValue> {
-    let (msgs, mut opts, render) = parse_chat(&messages_json, &options_json)?;
+    let r = crate::request::parse_chat(&messages_json, &options_json).map_err(to_js)?;
+    let (msgs, mut opts, mut render, o) = (r.messages, r.options, r.render, r.raw);
+    let (cache_prompt, overflow) = (r.cache_prompt, r.overflow);
     opts.pause = Some(yield_to_event_loop);
     let mut guard = cell.try_borrow_mut().map_err(|_| busy())?;
     let e = guard.as_mut().ok_or_else(not_loaded)?;
-    let ids = e.chat_prompt_ids(&msgs, &render).map_err(to_js)?;
+    let tools = match (o.get("tools"), o.get("tool_choice")) {
+        (None, None) => None,
+        (t, c) => {
+            let source = e.chat_template().map_err(to_js)?.source();
+            Tools::from_request(t, c, source).map_err(to_js)?
+        }
+    };
+    if let Some(t) = &tools {
+        render.tools = t.template_tools();
+        if let Some(g) = t.grammar() {
+            if opts.grammar.is_some() {
+                return Err(invalid(
+                    "a forced tool call (tool_choice required or named) and response_format/grammar cannot be combined",
+                ));
+            }
+            opts.grammar = Some(g);
+        }
+    }
+    if !cache_prompt {
+        e.forget_prefix();
+    }
+    let fitted = fit_chat(e, &msgs, &render, &opts, overflow).map_err(to_js)?;
+    let ids = fitted.ids;
+    let mut filter = tools.as_ref().map(Tools::stream_filter);
     let t0 = js_sys::Date::now();
     let mut t_first = None;
     let mut cb_error = None;
     let g = e
         .generate_async(&ids, &opts, &mut |ev| {
             t_first.get_or_insert_with(js_sys::Date::now);
+            let shown = match &mut filter {
+                Some(f) => std::borrow::Cow::Owned(f.push(ev.text)),
+                None => std::borrow::Cow::Borrowed(ev.text),
+            };
             match on_token.call2(
                 &JsValue::NULL,
-                &JsValue::from_str(ev.text),
+                &JsValue::from_str(&shown),
                 &JsValue::from(ev.id),
             ) {
                 Ok(r) if r == JsValue::FALSE => Control::Stop,
@@ -311,10 +290,35 @@ async fn chat_async(
     }
     let t_end = js_sys::Date::now();
     let t_first = t_first.unwrap_or(t_end);
+    let parsed = tools.as_ref().map(|t| t.parse(&g.text));
+    let has_calls = parsed.as_ref().is_some_and(|p| !p.tool_calls.is_empty());
+    // Text the filter held back that turned out not to be a call is streamed now.
+    if let Some(f) = &mut filter {
+        let rest = f.finish(has_calls);
+        if !rest.is_empty() {
+            let _ = on_token.call2(&JsValue::NULL, &JsValue::from_str(&rest), &JsValue::NULL);
+        }
+    }
+    let (content, tool_calls) = match parsed {
+        Some(p) if has_calls => (
+            p.content,
+            p.tool_calls.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
+        ),
+        _ => (Some(g.text.clone()), Vec::new()),
+    };
+    let finish = if has_calls && g.finish == FinishReason::Eog {
+        "tool_calls"
+    } else {
+        finish_name(&g.finish)
+    };
     Ok(json_to_js(&json!({
         "text": g.text,
-        "finish_reason": finish_name(&g.finish),
+        "content": content,
+        "tool_calls": tool_calls,
+        "finish_reason": finish,
         "prompt_tokens": g.prompt_ids.len(),
+        "cached_tokens": g.cached_tokens,
+        "dropped_messages": fitted.dropped_messages,
         "completion_tokens": g.ids.len(),
         "prompt_ms": t_first - t0,
         "gen_ms": t_end - t_first,
@@ -346,13 +350,28 @@ impl WasmEngine {
     /// ready. On WebGPU the tensors go from `read` straight into GPU buffers one at a time, so
     /// wasm memory never holds the file; the CPU backend keeps the quantized weights in wasm
     /// memory. A missing adapter or a model too large for it rejects with `{code, message}`.
+    /// `vetGpu` (what `backend: 'auto'` passes): decline a software adapter, one that fails the
+    /// known-answer self-test, or one slower than the CPU, rejecting with a `gpu` error whose
+    /// message is the reason (`crate::backend_choice`). `n_ctx` (optional) sets the context
+    /// size, at most the model's training context.
     #[wasm_bindgen(js_name = loadAsync)]
     pub fn load_async(
         &mut self,
         size: f64,
         read: js_sys::Function,
         backend: &str,
+        vet_gpu: Option<bool>,
+        n_ctx: Option<f64>,
     ) -> Result<js_sys::Promise, JsValue> {
+        let n_ctx = match n_ctx {
+            None => None,
+            Some(n) if n.is_finite() && n >= 1.0 && n.fract() == 0.0 => Some(n as usize),
+            Some(n) => {
+                return Err(invalid(format!(
+                    "n_ctx must be a positive integer, not {n}"
+                )))
+            }
+        };
         let backend = match backend {
             "webgpu" | "gpu" => Backend::Gpu,
             "cpu" => Backend::Cpu,
@@ -369,6 +388,8 @@ impl WasmEngine {
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let opts = LoadOptions {
                 backend,
+                vet_gpu: vet_gpu.unwrap_or(false),
+                n_ctx,
                 ..Default::default()
             };
             let engine = Engine::load_async(&src, &opts).await.map_err(to_js)?;
@@ -386,7 +407,8 @@ impl WasmEngine {
         Ok(())
     }
 
-    /// `{architecture, name, n_ctx, n_vocab, n_layer, n_embd, backend, adapter, chat_template}`.
+    /// `{architecture, name, n_ctx, n_ctx_train, kv_bytes, cached_tokens, n_vocab, n_layer, n_embd, backend,
+    /// adapter, gpu_vetting, chat_template}` (`n_ctx`: the context size in use).
     pub fn info(&self) -> Result<JsValue, JsValue> {
         let e = self.engine.try_borrow().map_err(|_| busy())?;
         Ok(json_to_js(&describe(e.as_ref().ok_or_else(not_loaded)?)))
@@ -405,13 +427,49 @@ impl WasmEngine {
             .map_err(to_js)
     }
 
+    /// The cache of the last sequence as a saved session (`crate::session`): a Promise of its
+    /// bytes (a Uint8Array). `precision`: `"f16"` (the default: half the bytes of an f32
+    /// cache) or `"f32"` (restores bit for bit). On WebGPU the cache is read back from the
+    /// device.
+    #[wasm_bindgen(js_name = saveSessionAsync)]
+    pub fn save_session_async(
+        &self,
+        precision: Option<String>,
+    ) -> Result<js_sys::Promise, JsValue> {
+        let precision = match precision.as_deref() {
+            None => KvPrecision::default(),
+            Some(p) => KvPrecision::parse(p).map_err(to_js)?,
+        };
+        let cell = self.engine.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(save_session(
+            cell, precision,
+        )))
+    }
+
+    /// Restores a saved session's cache (checked whole first: a `bad_session` error for a
+    /// corrupt one or one of another model, leaving the cache as it was). Returns the number
+    /// of tokens the cache now holds: a chat whose prompt starts with them prefills the rest.
+    #[wasm_bindgen(js_name = restoreSession)]
+    pub fn restore_session(&self, bytes: &[u8]) -> Result<f64, JsValue> {
+        let mut e = self.engine.try_borrow_mut().map_err(|_| busy())?;
+        let e = e.as_mut().ok_or_else(not_loaded)?;
+        Ok(e.restore_session(bytes).map_err(to_js)? as f64)
+    }
+
     /// Chat: `messages_json` is an OpenAI-style message array; `options_json` holds
     /// `max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, presence_penalty,
     /// frequency_penalty, seed, stop, n_ctx, now` (`now`: `{year, month, day, hour, minute,
-    /// second}`, since wasm has no clock). `on_token(text, id)` gets each piece of final text;
-    /// returning `false` cancels. A Promise of `{text, finish_reason, prompt_tokens,
-    /// completion_tokens, prompt_ms, gen_ms, backend}`. It yields to the event loop between
-    /// tokens, so the worker sees a Stop message while it generates.
+    /// second}`, since wasm has no clock), `response_format` (`{type: "json_object"}` or
+    /// `{type: "json_schema", json_schema: {name, schema, strict}}`), `grammar` (Lark),
+    /// `tools`, `tool_choice`, `cache_prompt` (`false`: prefill the whole prompt instead of
+    /// reusing the previous request's common prefix) and `context_overflow` (`"drop_oldest"`,
+    /// the default, drops the oldest whole turns until prompt + max_tokens fits; `"error"`
+    /// keeps every message). `on_token(text, id)` gets each piece of final text (tool calls
+    /// are held back); returning `false` cancels. A Promise of `{text, content, tool_calls,
+    /// finish_reason, prompt_tokens, cached_tokens, dropped_messages, completion_tokens,
+    /// prompt_ms, gen_ms, backend}` (`tool_calls`: `[{id, type: "function", function: {name,
+    /// arguments}}]`, `finish_reason` `"tool_calls"` when there are some). It yields to the
+    /// event loop between tokens, so the worker sees a Stop message while it generates.
     #[wasm_bindgen(js_name = chatAsync)]
     pub fn chat_async(
         &self,
@@ -429,6 +487,18 @@ impl WasmEngine {
     }
 }
 
+// As `chat_async`: the borrow is held across the readback, so other calls get `busy`.
+#[allow(clippy::await_holding_refcell_ref)]
+async fn save_session(
+    cell: Rc<RefCell<Option<Engine>>>,
+    precision: KvPrecision,
+) -> Result<JsValue, JsValue> {
+    let guard = cell.try_borrow().map_err(|_| busy())?;
+    let e = guard.as_ref().ok_or_else(not_loaded)?;
+    let bytes = e.save_session_async(precision).await.map_err(to_js)?;
+    Ok(js_sys::Uint8Array::from(&bytes[..]).into())
+}
+
 fn source(size: f64, read: js_sys::Function) -> Result<JsSource, JsValue> {
     if !(size.is_finite() && size > 0.0) {
         return Err(invalid(format!("bad model size {size}")));
@@ -437,6 +507,51 @@ fn source(size: f64, read: js_sys::Function) -> Result<JsSource, JsValue> {
         size: size as u64,
         read,
     })
+}
+
+/// Incremental SHA-256 for verifying downloads in the worker: `update(bytes)` as chunks arrive,
+/// then `finish()` → lowercase hex.
+#[wasm_bindgen]
+pub struct Sha256Hasher {
+    inner: Option<sha2::Sha256>,
+}
+
+impl Default for Sha256Hasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[wasm_bindgen]
+impl Sha256Hasher {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Sha256Hasher {
+        use sha2::Digest;
+        Sha256Hasher {
+            inner: Some(sha2::Sha256::new()),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) -> Result<(), JsValue> {
+        use sha2::Digest;
+        match &mut self.inner {
+            Some(h) => {
+                h.update(bytes);
+                Ok(())
+            }
+            None => Err(invalid("update after finish")),
+        }
+    }
+
+    /// The digest as 64 lowercase hex digits; the hasher is spent afterwards.
+    pub fn finish(&mut self) -> Result<String, JsValue> {
+        use sha2::Digest;
+        let h = self
+            .inner
+            .take()
+            .ok_or_else(|| invalid("finish called twice"))?;
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
 }
 
 /// Check the start of a GGUF file of `size` bytes as soon as it arrives: `{complete: true,

@@ -33,6 +33,7 @@ pub fn scale_fields(ty: GgmlType) -> &'static [usize] {
         Q2_K => &[80, 82],
         Q3_K => &[108],
         Q6_K => &[208],
+        IQ4_NL | IQ4_XS | IQ3_XXS | IQ3_S | IQ2_XXS | IQ2_XS | IQ2_S | IQ1_S => &[0],
         _ => &[],
     }
 }
@@ -68,6 +69,21 @@ pub fn random_matrix(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Q
                     let mag = rng.uniform(1e-3, 5e-2);
                     let v = if rng.next() & 1 == 0 { mag } else { -mag };
                     blk[at..at + 2].copy_from_slice(&f16_bits(v));
+                }
+                match ty {
+                    // MXFP4: an E8M0 scale 2^(e − 128), here 2^−10 .. 2^1.
+                    GgmlType::MXFP4 => blk[0] = 118 + (rng.next() % 12) as u8,
+                    // IQ1_M: the f16 scale's nibbles are the top nibbles of 4 scale words.
+                    GgmlType::IQ1_M => {
+                        let mag = rng.uniform(1e-3, 5e-2);
+                        let v = if rng.next() & 1 == 0 { mag } else { -mag };
+                        let d = half::f16::from_f32(v).to_bits();
+                        for k in 0..4 {
+                            let nib = ((d >> (4 * k)) & 15) as u8;
+                            blk[49 + 2 * k] = (blk[49 + 2 * k] & 0x0f) | (nib << 4);
+                        }
+                    }
+                    _ => {}
                 }
             }
         }

@@ -60,7 +60,44 @@ pub fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatr
             GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_0 => put(0, r.f() * 0.1),
             GgmlType::F16 => put(0, r.f() * 4.0),
             GgmlType::F32 => b.copy_from_slice(&(r.f() * 4.0).to_le_bytes()),
-            _ => unreachable!(),
+            GgmlType::Q5_1 => {
+                put(0, r.f() * 0.1);
+                put(2, r.f() * 0.5);
+            }
+            GgmlType::Q5_K => {
+                put(0, 0.01 + r.f().abs() * 0.05);
+                put(2, 0.01 + r.f().abs() * 0.05);
+            }
+            GgmlType::Q2_K => {
+                put(80, 0.01 + r.f().abs() * 0.05);
+                put(82, 0.01 + r.f().abs() * 0.05);
+            }
+            GgmlType::Q3_K => put(108, r.f() * 0.05),
+            // bfloat16: the top half of the f32 (normal values: no subnormal to be flushed).
+            GgmlType::BF16 => {
+                b.copy_from_slice(&(((r.f() * 4.0).to_bits() >> 16) as u16).to_le_bytes())
+            }
+            // The IQ formats led by an f16 d (IQ4_XS's scales and every grid index are valid
+            // as random bytes).
+            GgmlType::IQ4_NL
+            | GgmlType::IQ4_XS
+            | GgmlType::IQ3_XXS
+            | GgmlType::IQ3_S
+            | GgmlType::IQ2_XXS
+            | GgmlType::IQ2_XS
+            | GgmlType::IQ2_S
+            | GgmlType::IQ1_S => put(0, 0.01 + r.f().abs() * 0.05),
+            // IQ1_M's d is the top nibbles of its four scale words (bytes 48..56).
+            GgmlType::IQ1_M => {
+                let d = half::f16::from_f32(0.01 + r.f().abs() * 0.05).to_bits();
+                for k in 0..4 {
+                    let nibble = ((d >> (4 * k)) & 0xf) as u8;
+                    b[49 + 2 * k] = (b[49 + 2 * k] & 0x0f) | (nibble << 4);
+                }
+            }
+            // MXFP4's E8M0 scale: d = 2^(e − 128), here 2^-10..2^2 (normal, not flushed).
+            GgmlType::MXFP4 => b[0] = 118 + (r.u32() % 13) as u8,
+            _ => unreachable!("no test data for {ty}"),
         }
     }
     QMatrix {

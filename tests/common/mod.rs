@@ -90,3 +90,24 @@ pub fn assert_greedy_matches(name: &str, got: &[u32], case: &serde_json::Value) 
     }
     got.len()
 }
+
+/// Loads `model` from `models/` on `backend` (with `n_ctx`, if given), or fails saying how a
+/// GPU test gets an adapter.
+pub fn load_engine(
+    model: &str,
+    backend: wasm_chord::engine::Backend,
+    n_ctx: Option<usize>,
+) -> wasm_chord::engine::Engine {
+    let src = wasm_chord::source::FileSource::open(model_path(model)).unwrap();
+    let opts = wasm_chord::engine::LoadOptions {
+        backend,
+        n_ctx,
+        ..Default::default()
+    };
+    wasm_chord::engine::Engine::load(&src, &opts).unwrap_or_else(|e| {
+        panic!(
+            "loading {model} on {backend:?}: {e} (GPU tests need an adapter: on CI Mesa lavapipe, \
+             WGPU_BACKEND=vulkan VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json)"
+        )
+    })
+}

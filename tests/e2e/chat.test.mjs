@@ -87,14 +87,14 @@ test('download with progress, then greedy chat equals the native engine', T, asy
 
   const msg = await chat(MESSAGE);
   await msg.and(page.locator('[data-done]')).waitFor({ timeout: 120_000 });
-  const text = await msg.locator('.text').textContent();
+  const text = await msg.locator('.text').getAttribute('data-raw');
   log('browser reply:', JSON.stringify(text), '|', await page.textContent('#stats'));
   assert.equal(text, expected);
 });
 
 test('Stop during generation, then chat again', T, async () => {
   const msg = await chat('Write a long story about a dragon who learns to bake bread.', { temperature: 0, maxTokens: 400 });
-  await page.waitForFunction((el) => el.querySelector('.text').textContent.length > 40, await msg.elementHandle(), { timeout: 60_000 });
+  await page.waitForFunction((el) => el.querySelector('.text').dataset.raw.length > 40, await msg.elementHandle(), { timeout: 60_000 });
   const shot = join(ensureArtifacts(), 'mid-chat.png');
   await page.screenshot({ path: shot });
   log('screenshot:', shot);
@@ -107,7 +107,7 @@ test('Stop during generation, then chat again', T, async () => {
   await page.click('#new-chat-btn');
   const again = await chat(MESSAGE);
   await again.and(page.locator('[data-done]')).waitFor({ timeout: 120_000 });
-  assert.equal(await again.locator('.text').textContent(), expected);
+  assert.equal(await again.locator('.text').getAttribute('data-raw'), expected);
 });
 
 test('reload with the model route off: chat from IndexedDB', T, async () => {
@@ -126,7 +126,7 @@ test('reload with the model route off: chat from IndexedDB', T, async () => {
     log(`loaded from IndexedDB in ${Date.now() - t0} ms`);
     const msg = await chat(MESSAGE);
     await msg.and(page.locator('[data-done]')).waitFor({ timeout: 120_000 });
-    assert.equal(await msg.locator('.text').textContent(), expected);
+    assert.equal(await msg.locator('.text').getAttribute('data-raw'), expected);
   } finally {
     await server.control('models=on');
   }

@@ -7,9 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-// The release `chord` that `make e2e` builds (CARGO_TARGET_DIR is honoured, as cargo does).
+// The `chord` that `make e2e` builds (cargo profile `ci`: release without LTO) or, run by hand,
+// the release one; CARGO_TARGET_DIR is honoured, as cargo does, and CHORD_PROFILE overrides.
 const TARGET = process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, 'target');
-export const CHORD = join(TARGET, 'release', 'chord');
+export const CHORD = join(TARGET, process.env.CHORD_PROFILE ?? 'release', 'chord');
 export const MODEL = 'smollm2-135m-instruct-q4_k_m.gguf';
 export const MODEL_PATH = join(ROOT, 'models', MODEL);
 export const ARTIFACTS = join(ROOT, 'tests/e2e/artifacts');

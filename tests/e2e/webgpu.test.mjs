@@ -1,5 +1,6 @@
 // The chat page on the WebGPU path (headless Chromium's SwiftShader adapter: no shader-f16, so
-// the f32 kernels): the model streams from IndexedDB into GPU buffers without ever sitting whole
+// the f32 kernels). 'auto' declines SwiftShader (a software renderer) for the CPU path and says
+// why; 'webgpu' forces it, and then the model streams from IndexedDB into GPU buffers without ever sitting whole
 // in wasm memory, greedy chat equals the native GPU backend, and Stop ends generation at once.
 // SwiftShader emulates the GPU on the CPU (seconds per token for SmolLM2 on two cores), so the
 // prompts here are short (a one-character system prompt instead of SmolLM2's default one) and
@@ -55,14 +56,29 @@ async function chat(message, maxTokens) {
   return msg;
 }
 
-test('WebGPU: load into GPU buffers, greedy chat equals the native GPU backend', T, async () => {
+test("auto declines SwiftShader (a software renderer) and says why", T, async () => {
   assert.equal(await page.$eval('#backend', (s) => s.value), 'auto');
   await page.selectOption('#model-select', `${server.base}/models/${MODEL}`);
   await page.click('#load-btn');
   await page.waitForSelector('body[data-state="ready"]', { timeout: 300_000 });
   const info = await page.evaluate(() => window.chord.model);
+  log('model info (auto):', JSON.stringify(info));
+  // The browser has a WebGPU adapter, but it is SwiftShader: the CPU path is ~100x faster.
+  assert.equal(await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter())), true, 'this browser has a WebGPU adapter');
+  assert.equal(info.backend, 'cpu');
+  assert.match(info.fallback, /software renderer/i);
+  assert.match(await page.textContent('#model-status'), /CPU \(wasm\)/);
+});
+
+test('WebGPU (forced): load into GPU buffers, greedy chat equals the native GPU backend', T, async () => {
+  await page.selectOption('#backend', 'webgpu');
+  await page.selectOption('#model-select', `${server.base}/models/${MODEL}`);
+  await page.click('#load-btn');
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 300_000 });
+  const info = await page.evaluate(() => window.chord.model);
   log('model info:', JSON.stringify(info));
-  assert.equal(info.backend, 'webgpu', `auto should pick WebGPU here (fallback: ${info.fallback})`);
+  assert.equal(info.backend, 'webgpu', `an explicit 'webgpu' forces the GPU (fallback: ${info.fallback})`);
+  assert.equal(info.gpu_vetting, null, 'a forced GPU is not vetted');
   assert.match(info.adapter, /f16: false/, 'SwiftShader has no shader-f16: the f32 kernels run');
   assert.equal(info.fallback, null);
   // Tensors go from the IndexedDB chunks to the GPU one at a time: the load grows wasm memory by
@@ -72,7 +88,7 @@ test('WebGPU: load into GPU buffers, greedy chat equals the native GPU backend',
 
   const msg = await chat(MESSAGE, N);
   await msg.and(page.locator('[data-done]')).waitFor({ timeout: 600_000 });
-  const text = await msg.locator('.text').textContent();
+  const text = await msg.locator('.text').getAttribute('data-raw');
   log('browser reply:', JSON.stringify(text), '|', await page.textContent('#stats'));
   assert.equal(text, expected);
   assert.match(await page.textContent('#stats'), /backend webgpu/);

@@ -27,9 +27,9 @@ pub struct Args {
     /// Prompt tokens (prefill); with --kernels, tokens per product (default 64).
     #[arg(short = 'p', long = "p", value_name = "N")]
     pub p: Option<usize>,
-    /// Decode steps.
-    #[arg(short = 'n', long = "n", value_name = "N", default_value_t = 64)]
-    pub n: usize,
+    /// Decode steps (default 64; 32 per turn with --turns).
+    #[arg(short = 'n', long = "n", value_name = "N")]
+    pub n: Option<usize>,
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
     /// CPU threads (default 1, to compare with llama.cpp's -t 1).
@@ -53,9 +53,54 @@ pub struct Args {
     /// (default 32).
     #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
     pub streams: Vec<usize>,
+    /// Constrained against unconstrained decode, under this JSON schema.
+    #[arg(long, value_name = "FILE")]
+    pub json_schema: Option<String>,
+    /// Constrained against unconstrained decode, under this Lark grammar.
+    #[arg(long, value_name = "FILE")]
+    pub grammar: Option<String>,
+    /// Time to first token per chat turn over this many turns, with and without prefix reuse.
+    #[arg(long, value_name = "N")]
+    pub turns: Option<usize>,
+    /// Tokens of each user turn (with --turns).
+    #[arg(long, value_name = "N", default_value_t = 150)]
+    pub turn_tokens: usize,
 }
 
 pub fn run(a: &Args) -> Result<(), Fail> {
+    let load = crate::LoadArgs {
+        backend: a.backend,
+        kernel: a.kernel,
+        ctx: None,
+    };
+    if let Some(turns) = a.turns {
+        // Time to first token per turn, with and without reuse (docs/performance.md).
+        cpu::matmul::set_threads(a.threads);
+        let mut engine = crate::load_engine(&a.model, &load)?;
+        let out = wasm_chord::conversation::bench::bench_turns(
+            &mut engine,
+            turns.max(1),
+            a.turn_tokens,
+            a.n.unwrap_or(32).max(1),
+        )?;
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    if let Some(g) = crate::grammar_arg(a.json_schema.as_deref(), a.grammar.as_deref())? {
+        // Constrained against unconstrained engine decode (docs/performance.md).
+        cpu::matmul::set_threads(a.threads);
+        let mut engine = crate::load_engine(&a.model, &load)?;
+        let out = wasm_chord::constrain::bench::bench_constrained(
+            &mut engine,
+            "Describe a fictional person as JSON.",
+            &g,
+            a.n.unwrap_or(64).max(2),
+            a.reps.max(1),
+        )?;
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    let n = a.n.unwrap_or(64);
     let checks = a.shader_checks.map(|c| matches!(c, OnOff::On));
     let gpu_only = a.layout.is_some() || checks.is_some();
     let backend = Backend::from(a.backend);
@@ -72,16 +117,11 @@ pub fn run(a: &Args) -> Result<(), Fail> {
     }
     cpu::matmul::set_threads(a.threads);
     if !a.streams.is_empty() {
-        let load = crate::LoadArgs {
-            backend: a.backend,
-            kernel: a.kernel,
-            ctx: None,
-        };
         return bench_streams(
             &a.model,
             &load,
             a.p.unwrap_or(32),
-            a.n,
+            n,
             a.reps.max(1),
             &a.streams,
         );
@@ -93,9 +133,9 @@ pub fn run(a: &Args) -> Result<(), Fail> {
             Some(LayoutArg::Packed) => Some(gpu::kernels::Layout::Packed),
             Some(LayoutArg::Aligned) => Some(gpu::kernels::Layout::Aligned),
         };
-        return bench_gpu(&a.model, p, a.n, a.reps.max(1), (layout, checks));
+        return bench_gpu(&a.model, p, n, a.reps.max(1), (layout, checks));
     }
-    bench(&a.model, p, a.n, a.reps.max(1), a.kernel.into())
+    bench(&a.model, p, n, a.reps.max(1), a.kernel.into())
 }
 
 /// `--streams`: `k` requests at once through [`Batcher`] (parallel `k`), greedy, end-of-text
@@ -285,6 +325,7 @@ fn bench_gpu(
     let v = model.cfg.n_vocab as u32;
     let prompt: Vec<u32> = (0..p as u32).map(|i| (i * 7919 + 13) % v).collect();
     let (mut pp, mut tg, mut step_ms) = (vec![], vec![], vec![]);
+    let (mut decode_stats, mut created_per_step) = (None, 0);
     for _ in 0..reps {
         if p > 0 {
             let t = Instant::now();
@@ -295,12 +336,27 @@ fn bench_gpu(
         let mut tok = 1 % v;
         for i in 0..n {
             let s = Instant::now();
+            let before = model.ctx.created();
             tok = block_on(model.step_argmax(tok, i))?;
             step_ms.push(s.elapsed().as_secs_f64() * 1e3);
+            decode_stats = Some(model.last_step());
+            created_per_step = created_per_step.max(model.ctx.created() - before);
         }
         if n > 0 {
             tg.push(n as f64 / t.elapsed().as_secs_f64());
         }
+    }
+    if let Some(st) = decode_stats {
+        eprintln!(
+            "decode step: {} dispatches ({:.2} per layer over {} layers), {} submission, {} \
+             buffer copies, {:.1} MB of weights read, {created_per_step} objects created",
+            st.dispatches,
+            st.dispatches as f64 / model.cfg.n_layer as f64,
+            model.cfg.n_layer,
+            st.submissions,
+            st.copies,
+            model.step_weight_bytes() as f64 / 1e6
+        );
     }
     let out = json!({
         "model": path,
@@ -313,7 +369,12 @@ fn bench_gpu(
         "layout": layout.map_or("default".into(), |l| format!("{l:?}").to_lowercase()),
         "step_weight_bytes": model.step_weight_bytes(),
         "shader_checks": shader_checks,
-        "submissions_per_step": 1,
+        "dispatches_per_step": decode_stats.map(|s| s.dispatches),
+        "dispatches_per_layer": decode_stats.map(|s| s.dispatches as f64 / model.cfg.n_layer as f64),
+        "submissions_per_step": decode_stats.map(|s| s.submissions),
+        "copies_per_step": decode_stats.map(|s| s.copies),
+        "objects_created_per_step": created_per_step,
+        "n_layer": model.cfg.n_layer,
         "readback_bytes_per_step": 4,
         "reps": reps,
     });
@@ -376,6 +437,65 @@ fn bench_gpu_kernels(path: &str, p: usize, checks: Option<bool>) -> Result<(), F
             mats.push(GpuMatrix::upload_as(&ctx, &q, l)?);
         }
     }
+    // First (a timeout keeps what stderr has printed): the fused decode kernels of layer 0
+    // (default layouts) against their unfused chains.
+    let cfg = wasm_chord::model::Config::from_header(&header)?;
+    let mut layer = Vec::new();
+    for n in [
+        "attn_q",
+        "attn_k",
+        "attn_v",
+        "attn_output",
+        "ffn_gate",
+        "ffn_up",
+        "ffn_down",
+    ] {
+        let name = format!("blk.0.{n}.weight");
+        let t = header
+            .tensor(&name)
+            .ok_or_else(|| Fail::Usage(format!("{path}: no tensor {name}")))?;
+        let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
+        let at = header.tensor_range(t).start;
+        let l = ctx.layout_for(t.ty);
+        layer.push(GpuMatrix::upload_from(
+            &ctx,
+            &name,
+            t.ty,
+            (rows, cols),
+            &src,
+            at,
+            l,
+        )?);
+    }
+    let lm = wasm_chord::gpu::bench::LayerMatrices {
+        q: &layer[0],
+        k: &layer[1],
+        v: &layer[2],
+        o: &layer[3],
+        gate: &layer[4],
+        up: &layer[5],
+        down: &layer[6],
+    };
+    let mut fused_rows = Vec::new();
+    for t in wasm_chord::gpu::bench::time_fused(&ctx, &lm, cfg.head_dim, budget)? {
+        eprintln!(
+            "fused {:<28} {:>9.1} us ({} dispatches) vs unfused {:>9.1} us ({} dispatches), {:.2} GB/s fused",
+            t.what,
+            t.fused_s * 1e6,
+            t.fused_dispatches,
+            t.unfused_s * 1e6,
+            t.unfused_dispatches,
+            t.bytes as f64 / t.fused_s / 1e9
+        );
+        fused_rows.push(json!({
+            "what": t.what,
+            "bytes": t.bytes,
+            "fused_us": t.fused_s * 1e6,
+            "fused_dispatches": t.fused_dispatches,
+            "unfused_us": t.unfused_s * 1e6,
+            "unfused_dispatches": t.unfused_dispatches,
+        }));
+    }
     let mut rows = Vec::new();
     for m in &mats {
         let x = ctx.storage_f32("x", m.cols * p);
@@ -435,6 +555,7 @@ fn bench_gpu_kernels(path: &str, p: usize, checks: Option<bool>) -> Result<(), F
         "shader_checks": ctx.shader_checks,
         "tokens": p,
         "kernels": rows,
+        "fused": fused_rows,
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())

@@ -1,12 +1,12 @@
 //! `chord generate MODEL (--prompt P | --chat MSG [--system S] | --messages FILE.json)`: sample
 //! text, streamed to stdout (or one JSON object with `--json`).
 
-use crate::{io_err, load_engine, write_stdout, Fail, LoadArgs};
+use crate::{grammar_arg, io_err, load_engine, write_stdout, Fail, LoadArgs};
 use serde_json::{json, Value as Json};
 use std::io::Write;
+use wasm_chord::chat::{messages_from_value, ChatMessage, RenderOptions};
 use wasm_chord::engine::{Control, GenerateOptions};
 use wasm_chord::sampling::SamplerConfig;
-use wasm_chord::tokenizer::chat_template::{messages_from_value, ChatMessage, RenderOptions};
 use wasm_chord::{cpu, Error};
 
 /// `chord generate`.
@@ -54,6 +54,12 @@ pub struct Args {
     /// Print one JSON object (ids, text, finish, timings) instead of streaming text.
     #[arg(long)]
     pub json: bool,
+    /// Constrain the output to this JSON schema.
+    #[arg(long, value_name = "FILE")]
+    pub json_schema: Option<String>,
+    /// Constrain the output to this Lark grammar.
+    #[arg(long, value_name = "FILE")]
+    pub grammar: Option<String>,
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -105,6 +111,7 @@ pub fn run(a: &Args) -> Result<(), Fail> {
         },
         stop: a.stop.iter().cloned().collect(),
         n_ctx: a.load.ctx,
+        grammar: grammar_arg(a.json_schema.as_deref(), a.grammar.as_deref())?,
         ..Default::default()
     };
     let as_json = a.json;

@@ -140,12 +140,35 @@ fn tokenizer_summary(h: &GgufHeader) -> Result<Map<String, Json>, Error> {
     Ok(m)
 }
 
+/// What the engine can do with this model: `{cpu, gpu, problem}` from the model description
+/// (`Config::from_header` and `Config::gpu_unsupported`).
+fn engine_support(h: &gguf::GgufHeader) -> Json {
+    match wasm_chord::model::Config::from_header(h) {
+        Ok(cfg) => json!({
+            "cpu": true,
+            "gpu": cfg.gpu_unsupported().is_none(),
+            "problem": cfg.gpu_unsupported(),
+        }),
+        Err(e) => json!({"cpu": false, "gpu": false, "problem": e.to_string()}),
+    }
+}
+
+fn support_line(s: &Json) -> String {
+    let problem = s["problem"].as_str().unwrap_or("");
+    match (s["cpu"].as_bool(), s["gpu"].as_bool()) {
+        (Some(true), Some(true)) => "runs on the CPU and GPU backends".into(),
+        (Some(true), _) => format!("runs on the CPU backend only ({problem})"),
+        _ => format!("CANNOT RUN this model: {problem}"),
+    }
+}
+
 fn inspect(path: &str, as_json: bool) -> Result<(), Fail> {
     let size = file_size(path)?;
     let h = gguf::read_header_from_path(path)?;
     let arch = h.architecture()?;
     let hyper = hyperparameters(&h)?;
     let tok = tokenizer_summary(&h)?;
+    let support = engine_support(&h);
     let tensors: Vec<Json> = h
         .tensors
         .iter()
@@ -172,6 +195,7 @@ fn inspect(path: &str, as_json: bool) -> Result<(), Fail> {
             "alignment": h.alignment,
             "data_offset": h.data_offset,
             "architecture": arch,
+            "engine": support,
             "name": h.model_name()?,
             "hyperparameters": hyper,
             "tokenizer": tok,
@@ -190,6 +214,7 @@ fn inspect(path: &str, as_json: bool) -> Result<(), Fail> {
         h.version
     );
     let _ = writeln!(o, "architecture  {arch}");
+    let _ = writeln!(o, "engine        {}", support_line(&support));
     if let Some(n) = h.model_name()? {
         let _ = writeln!(o, "name          {n}");
     }

@@ -111,6 +111,7 @@ impl LoadArgs {
             backend: self.backend.into(),
             kernel: self.kernel.into(),
             n_ctx: self.ctx,
+            ..Default::default()
         }
     }
 }
@@ -191,6 +192,27 @@ pub fn file_size(path: &str) -> Result<u64, Error> {
     Ok(std::fs::metadata(path)
         .map_err(io_err(format!("opening {path}")))?
         .len())
+}
+
+/// `--json-schema FILE` or `--grammar FILE` (Lark): the constraint, if any.
+pub fn grammar_arg(
+    json_schema: Option<&str>,
+    grammar: Option<&str>,
+) -> Result<Option<wasm_chord::constrain::Grammar>, Fail> {
+    use wasm_chord::constrain::Grammar;
+    let read = |f: &str| {
+        std::fs::read_to_string(f).map_err(|e| Fail::Run(io_err(format!("reading {f}"))(e)))
+    };
+    match (json_schema, grammar) {
+        (None, None) => Ok(None),
+        (Some(f), None) => {
+            let schema: serde_json::Value = serde_json::from_str(&read(f)?)
+                .map_err(|e| Fail::Run(Error::InvalidRequest(format!("{f} is not JSON: {e}"))))?;
+            Ok(Some(Grammar::JsonSchema(schema)))
+        }
+        (None, Some(f)) => Ok(Some(Grammar::Lark(read(f)?))),
+        (Some(_), Some(_)) => Err(Fail::Usage("give one of --json-schema or --grammar".into())),
+    }
 }
 
 pub fn write_stdout(bytes: &[u8]) -> Result<(), Fail> {

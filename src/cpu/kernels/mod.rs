@@ -19,12 +19,14 @@
 //! Code paths, chosen once per process ([`limit_isa`] narrows them for tests):
 //! - x86_64 with AVX-512 BW: the i16 kernels above (VNNI where the CPU has it);
 //! - x86_64 with AVX2 + FMA + F16C: hand-written intrinsics for F32, Q4_0, Q4_1, Q5_0, Q5_1,
-//!   Q8_0, Q4_K and Q6_K (`x86`; the same code is compiled a second time with AVX-512 VL for
-//!   its 32 vector registers where the CPU has it), and the portable kernels recompiled under
-//!   `target_feature(avx2,fma,f16c)` for the other formats;
+//!   Q8_0, Q4_K, Q6_K (`x86`) and the IQ formats and MXFP4 (`x86_iq`: `pshufb` level lookups,
+//!   grid rows with XOR-ed signs); the same code is compiled a second time with AVX-512 VL for
+//!   its 32 vector registers where the CPU has it; the portable kernels recompiled under
+//!   `target_feature(avx2,fma,f16c)` for the other formats (F16, BF16, Q2_K, Q3_K, Q5_K);
 //! - wasm32 with SIMD128 (`-C target-feature=+simd128`, the web build): hand-written
-//!   `core::arch::wasm32` kernels for the same eight formats (`wasm`), the portable kernels
-//!   for the others;
+//!   `core::arch::wasm32` kernels for F32, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K
+//!   (`wasm`), the portable kernels (autovectorized for SIMD128) for the others, the IQ
+//!   formats and MXFP4 included;
 //! - everything else (wasm32 without SIMD128, other CPUs): the portable kernels (`portable`).
 //!
 //! Threads (feature `threads`, native only): chunks of rows run on a rayon pool of
@@ -122,6 +124,12 @@ std::thread_local! {
 /// is used only where the CPU has it. Every path meets the same accuracy bounds.
 pub fn limit_isa(level: u8) {
     ISA_LIMIT.with(|l| l.set(level));
+}
+
+/// Whether the CPU has AVX2 and FMA (detected once); the attention loop's wider path.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2_fma() -> bool {
+    ISA_LIMIT.with(|l| l.get()) >= 1 && x86::available()
 }
 
 /// Threads requested with `set_threads` (0: one per available core).
@@ -309,6 +317,16 @@ macro_rules! by_type {
             G::Q4_K => $f::<portable::Q4K>,
             G::Q5_K => $f::<portable::Q5K>,
             G::Q6_K => $f::<portable::Q6K>,
+            G::IQ4_NL => $f::<portable::Iq4Nl>,
+            G::IQ4_XS => $f::<portable::Iq4Xs>,
+            G::IQ3_XXS => $f::<portable::Iq3Xxs>,
+            G::IQ3_S => $f::<portable::Iq3S>,
+            G::IQ2_XXS => $f::<portable::Iq2Xxs>,
+            G::IQ2_XS => $f::<portable::Iq2Xs>,
+            G::IQ2_S => $f::<portable::Iq2S>,
+            G::IQ1_S => $f::<portable::Iq1S>,
+            G::IQ1_M => $f::<portable::Iq1M>,
+            G::MXFP4 => $f::<portable::Mxfp4>,
             _ => return None,
         })
     }};

@@ -362,3 +362,261 @@ pub(super) fn hsum<const L: usize>(a: &[f32; L]) -> f32 {
     }
     a[0]
 }
+
+// ---- IQ formats and MXFP4 (see quant::iq_dequant for why every product is exact) ----
+
+use crate::quant::grids::{
+    IQ1S_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID,
+    KSIGNS_IQ2XS, KVALUES_IQ4NL, KVALUES_MXFP4,
+};
+use crate::quant::iq_blocks::e8m0_to_f32_half;
+
+/// Weight `j` of grid row `row`, signed by bit `j` of `signs`.
+#[inline(always)]
+fn signed(row: u64, signs: u8, j: usize) -> f32 {
+    let v = ((row >> (8 * j)) & 0xff) as f32;
+    if (signs >> j) & 1 == 1 {
+        -v
+    } else {
+        v
+    }
+}
+
+#[inline(always)]
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+pub(super) struct Iq4Nl;
+impl Dec for Iq4Nl {
+    const BS: usize = 32;
+    const TS: usize = 18;
+    #[inline(always)]
+    fn group(b: &[u8], _: usize, w: &mut [f32; 32]) {
+        let b = blk::<18>(b);
+        let d = h(&b, 0);
+        for j in 0..16 {
+            let q = b[2 + j];
+            w[j] = d * KVALUES_IQ4NL[(q & 15) as usize] as f32;
+            w[j + 16] = d * KVALUES_IQ4NL[(q >> 4) as usize] as f32;
+        }
+    }
+}
+
+pub(super) struct Iq4Xs;
+impl Dec for Iq4Xs {
+    const BS: usize = 256;
+    const TS: usize = 136;
+    #[inline(always)]
+    fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
+        let b = blk::<136>(b);
+        let g = g % 8;
+        let sh = u16::from_le_bytes([b[2], b[3]]);
+        let ls = ((b[4 + g / 2] >> (4 * (g % 2))) & 15) | ((((sh >> (2 * g)) & 3) as u8) << 4);
+        let dl = h(&b, 0) * (ls as i32 - 32) as f32;
+        for j in 0..16 {
+            let q = b[8 + 16 * g + j];
+            w[j] = dl * KVALUES_IQ4NL[(q & 15) as usize] as f32;
+            w[j + 16] = dl * KVALUES_IQ4NL[(q >> 4) as usize] as f32;
+        }
+    }
+}
+
+pub(super) struct Iq3Xxs;
+impl Dec for Iq3Xxs {
+    const BS: usize = 256;
+    const TS: usize = 98;
+    #[inline(always)]
+    fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
+        let b = blk::<98>(b);
+        let g = g % 8;
+        let aux = u32_at(&b, 66 + 4 * g);
+        let db = h(&b, 0) * (0.5 + (aux >> 28) as f32) * 0.5;
+        for l in 0..4 {
+            let signs = KSIGNS_IQ2XS[((aux >> (7 * l)) & 127) as usize];
+            let row = IQ3XXS_GRID[b[2 + 8 * g + 2 * l] as usize] as u64
+                | (IQ3XXS_GRID[b[2 + 8 * g + 2 * l + 1] as usize] as u64) << 32;
+            for j in 0..8 {
+                w[8 * l + j] = db * signed(row, signs, j);
+            }
+        }
+    }
+}
+
+pub(super) struct Iq3S;
+impl Dec for Iq3S {
+    const BS: usize = 256;
+    const TS: usize = 110;
+    #[inline(always)]
+    fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
+        let b = blk::<110>(b);
+        let g = g % 8;
+        let ls = (b[106 + g / 2] >> (4 * (g % 2))) & 15;
+        let db = h(&b, 0) * (1 + 2 * ls) as f32;
+        let qh = b[66 + g];
+        for l in 0..4 {
+            // Indices 8g + 2l and 8g + 2l + 1, 4 weights each.
+            let i0 = b[2 + 8 * g + 2 * l] as usize | ((((qh >> (2 * l)) & 1) as usize) << 8);
+            let i1 =
+                b[2 + 8 * g + 2 * l + 1] as usize | ((((qh >> (2 * l + 1)) & 1) as usize) << 8);
+            let row = IQ3S_GRID[i0] as u64 | (IQ3S_GRID[i1] as u64) << 32;
+            let signs = b[74 + 4 * g + l];
+            for j in 0..8 {
+                w[8 * l + j] = db * signed(row, signs, j);
+            }
+        }
+    }
+}
+
+pub(super) struct Iq2Xxs;
+impl Dec for Iq2Xxs {
+    const BS: usize = 256;
+    const TS: usize = 66;
+    #[inline(always)]
+    fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
+        let b = blk::<66>(b);
+        let g = g % 8;
+        let aux = u32_at(&b, 2 + 8 * g + 4);
+        let db = h(&b, 0) * (0.5 + (aux >> 28) as f32) * 0.25;
+        for l in 0..4 {
+            let row = IQ2XXS_GRID[b[2 + 8 * g + l] as usize];
+            let signs = KSIGNS_IQ2XS[((aux >> (7 * l)) & 127) as usize];
+            for j in 0..8 {
+                w[8 * l + j] = db * signed(row, signs, j);
+            }
+        }
+    }
+}
+
+/// `d·(0.5 + ls)·0.25` for the scale nibble of 16-weight sub-block `s` in `scales` (IQ2_XS/S).
+#[inline(always)]
+fn iq2_db(d: f32, scales: &[u8], s: usize) -> f32 {
+    d * (0.5 + ((scales[s / 2] >> (4 * (s % 2))) & 15) as f32) * 0.25
+}
+
+pub(super) struct Iq2Xs;
+impl Dec for Iq2Xs {
+    const BS: usize = 256;
+    const TS: usize = 74;
+    #[inline(always)]
+    fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
+        let b = blk::<74>(b);
+        let g = g % 8;
+        let d = h(&b, 0);
+        for l in 0..4 {
+            let db = iq2_db(d, &b[66..74], 2 * g + l / 2);
+            let gi = 4 * g + l;
+            let q = u16::from_le_bytes([b[2 + 2 * gi], b[3 + 2 * gi]]);
+            let row = IQ2XS_GRID[(q & 511) as usize];
+            let signs = KSIGNS_IQ2XS[(q >> 9) as usize];
+            for j in 0..8 {
+                w[8 * l + j] = db * signed(row, signs, j);
+            }
+        }
+    }
+}
+
+pub(super) struct Iq2S;
+impl Dec for Iq2S {
+    const BS: usize = 256;
+    const TS: usize = 82;
+    #[inline(always)]
+    fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
+        let b = blk::<82>(b);
+        let g = g % 8;
+        let d = h(&b, 0);
+        let qh = b[66 + g];
+        for l in 0..4 {
+            let db = iq2_db(d, &b[74..82], 2 * g + l / 2);
+            let gi = 4 * g + l;
+            let idx = b[2 + gi] as usize | ((((qh >> (2 * l)) & 3) as usize) << 8);
+            let row = IQ2S_GRID[idx];
+            let signs = b[34 + gi];
+            for j in 0..8 {
+                w[8 * l + j] = db * signed(row, signs, j);
+            }
+        }
+    }
+}
+
+/// Weight `j` of IQ1 grid row `row` (−1, 0 or 1) plus `delta`.
+#[inline(always)]
+fn iq1(row: u64, delta: f32, j: usize) -> f32 {
+    ((row >> (8 * j)) as u8 as i8) as f32 + delta
+}
+
+pub(super) struct Iq1S;
+impl Dec for Iq1S {
+    const BS: usize = 256;
+    const TS: usize = 50;
+    #[inline(always)]
+    fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
+        let b = blk::<50>(b);
+        let g = g % 8;
+        let qh = u16::from_le_bytes([b[34 + 2 * g], b[35 + 2 * g]]);
+        let dl = h(&b, 0) * (2 * ((qh >> 12) & 7) + 1) as f32;
+        let delta = if qh & 0x8000 != 0 {
+            -IQ1S_DELTA
+        } else {
+            IQ1S_DELTA
+        };
+        for l in 0..4 {
+            let idx = b[2 + 4 * g + l] as usize | ((((qh >> (3 * l)) & 7) as usize) << 8);
+            let row = IQ1S_GRID[idx];
+            for j in 0..8 {
+                w[8 * l + j] = dl * iq1(row, delta, j);
+            }
+        }
+    }
+}
+
+pub(super) struct Iq1M;
+impl Dec for Iq1M {
+    const BS: usize = 256;
+    const TS: usize = 56;
+    #[inline(always)]
+    fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
+        let b = blk::<56>(b);
+        let g = g % 8;
+        let word = |k: usize| u16::from_le_bytes([b[48 + 2 * k], b[49 + 2 * k]]);
+        let dbits = (word(0) >> 12)
+            | ((word(1) >> 8) & 0x00f0)
+            | ((word(2) >> 4) & 0x0f00)
+            | (word(3) & 0xf000);
+        let d = f16_to_f32(dbits);
+        // 16-weight sub-blocks 2g and 2g + 1: word g / 2, bits 6(g % 2) and 6(g % 2) + 3.
+        let sw = word(g / 2) >> (6 * (g % 2));
+        for l in 0..4 {
+            let ls = (sw >> (3 * (l / 2))) & 7;
+            let dl = d * (2 * ls + 1) as f32;
+            let gi = 4 * g + l;
+            let nib = (b[32 + gi / 2] >> (4 * (gi % 2))) & 15;
+            let idx = b[gi] as usize | (((nib & 7) as usize) << 8);
+            let delta = if nib & 8 != 0 {
+                -IQ1S_DELTA
+            } else {
+                IQ1S_DELTA
+            };
+            let row = IQ1S_GRID[idx];
+            for j in 0..8 {
+                w[8 * l + j] = dl * iq1(row, delta, j);
+            }
+        }
+    }
+}
+
+pub(super) struct Mxfp4;
+impl Dec for Mxfp4 {
+    const BS: usize = 32;
+    const TS: usize = 17;
+    #[inline(always)]
+    fn group(b: &[u8], _: usize, w: &mut [f32; 32]) {
+        let b = blk::<17>(b);
+        let d = e8m0_to_f32_half(b[0]);
+        for j in 0..16 {
+            let q = b[1 + j];
+            w[j] = d * KVALUES_MXFP4[(q & 15) as usize] as f32;
+            w[j + 16] = d * KVALUES_MXFP4[(q >> 4) as usize] as f32;
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! x86_64: AVX2 + FMA (+ F16C) kernels, detected at run time.
 //!
-//! All of the CPU kernels' `unsafe` lives in this file, in two places: the [`Avx2`] token's
+//! All of the CPU kernels' `unsafe` lives in this file (and its child `x86_iq`, the IQ formats
+//! and MXFP4, under the same rules), in two places: the [`Avx2`] token's
 //! one-line wrappers around `std::arch` intrinsics (sound because a token only exists once the
 //! features have been detected, and every load reads a bounds-checked slice of exactly the
 //! bytes it loads), and the calls into the `#[target_feature]` entry points.
@@ -12,6 +13,9 @@
 //! tokens' activations.
 
 use super::portable::{self, Dec};
+
+#[path = "x86_iq.rs"]
+mod iq;
 use super::{RowsFn, Tiler};
 use crate::model::QMatrix;
 use crate::quant::GgmlType;
@@ -887,6 +891,16 @@ pub(super) fn select(ty: GgmlType) -> Option<RowsFn> {
         G::Q8_0 => rows::<Q8_0>,
         G::Q4_K => rows::<Q4K>,
         G::Q6_K => rows::<Q6K>,
+        G::IQ4_NL => rows::<iq::Iq4Nl>,
+        G::IQ4_XS => rows::<iq::Iq4Xs>,
+        G::IQ3_XXS => rows::<iq::Iq3Xxs>,
+        G::IQ3_S => rows::<iq::Iq3S>,
+        G::IQ2_XXS => rows::<iq::Iq2Xxs>,
+        G::IQ2_XS => rows::<iq::Iq2Xs>,
+        G::IQ2_S => rows::<iq::Iq2S>,
+        G::IQ1_S => rows::<iq::Iq1S>,
+        G::IQ1_M => rows::<iq::Iq1M>,
+        G::MXFP4 => rows::<iq::Mxfp4>,
         _ => return None,
     })
 }

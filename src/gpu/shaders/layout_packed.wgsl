@@ -1,6 +1,7 @@
 // layout_packed.wgsl: the GGUF blocks as they are in the file, back to back. Q8_0 (34 B), Q6_K
-// (210 B), Q5_0 (22 B) and Q4_0 (18 B) blocks then start at any byte, so multi-byte fields are
-// read from arbitrary offsets. Block i of a row starts at i·BLOCK_STRIDE + BLOCK_LEAD.
+// (210 B), Q3_K (110 B), Q5_0 (22 B) and Q4_0 (18 B) blocks then start at any byte, so
+// multi-byte fields are read from arbitrary offsets. Block i of a row starts at
+// i·BLOCK_STRIDE + BLOCK_LEAD.
 
 const BLOCK_STRIDE: u32 = BLOCK_BYTES;
 const BLOCK_LEAD: u32 = 0u;

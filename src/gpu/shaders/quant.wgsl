@@ -39,3 +39,24 @@ fn quad_dot(s: vec2<f32>, q: vec4<f32>, xv: vec4<f32>) -> f32 {
 fn f16_at(off: u32) -> f32 {
     return unpack2x16float(u16_at(off)).x;
 }
+
+// ±1 for bits 0..4 of `s`, low bit first (a set bit is −1): the signs of IQ grid values.
+fn signs4(s: u32) -> vec4<f32> {
+    let bits = (vec4<u32>(s) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u);
+    return vec4<f32>(1.0) - 2.0 * vec4<f32>(bits);
+}
+
+// ggml's ksigns_iq2xs[i] (i < 128): the 7 sign bits of `i` and an 8th that makes the number of
+// set bits even, computed instead of looked up.
+fn ksigns(i: u32) -> u32 {
+    return i | ((countOneBits(i) & 1u) << 7u);
+}
+
+// The i8 entries of a 16-entry table packed four to a word (`tab`), looked up by the four bytes
+// of `n` (each < 16), as f32 (IQ4_NL / IQ4_XS / MXFP4 values).
+fn lut16(tab: vec4<u32>, n: u32) -> vec4<f32> {
+    let i = (vec4<u32>(n) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+    let words = vec4<u32>(tab[i.x >> 2u], tab[i.y >> 2u], tab[i.z >> 2u], tab[i.w >> 2u]);
+    let s = bitcast<vec4<i32>>(words << (vec4<u32>(24u) - (i & vec4<u32>(3u)) * 8u)) >> vec4<u32>(24u);
+    return vec4<f32>(s);
+}

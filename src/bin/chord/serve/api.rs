@@ -24,9 +24,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use wasm_chord::batch::{Batcher, Event, Prompt};
+use wasm_chord::chat::messages_from_value;
+use wasm_chord::constrain::Grammar;
 use wasm_chord::engine::{Control, FinishReason, GenerateOptions, Generation};
 use wasm_chord::sampling::SamplerConfig;
-use wasm_chord::tokenizer::chat_template::messages_from_value;
 use wasm_chord::Error;
 
 /// One model the API serves.
@@ -100,6 +101,12 @@ fn engine_error(e: Error) -> ApiError {
         Error::InvalidRequest(_) | Error::TokenOutOfRange { .. } | Error::Template(_) => {
             (StatusCode::BAD_REQUEST, "invalid_request_error", None)
         }
+        // A schema or grammar that cannot constrain decoding.
+        Error::Constraint(_) if e.code() == "bad_grammar" => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("bad_grammar"),
+        ),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
     };
     ApiError {
@@ -338,14 +345,17 @@ fn parse_common(st: &ApiState, v: &Json) -> Result<Parsed, ApiError> {
             ));
         }
     }
-    if let Some(rf) = v.get("response_format").filter(|r| !r.is_null()) {
-        if rf.get("type").and_then(Json::as_str) != Some("text") {
-            return Err(ApiError::invalid(
-                "only `response_format: {\"type\": \"text\"}` is supported by this server yet",
-                Some("response_format"),
-            ));
-        }
-    }
+    // Structured output: `response_format` (text, json_object, json_schema) or our `grammar`
+    // extension (Lark), as the JS API takes them.
+    let grammar =
+        Grammar::from_request(v.get("response_format"), v.get("grammar")).map_err(|e| {
+            let param = if v.get("grammar").is_some_and(|g| !g.is_null()) {
+                "grammar"
+            } else {
+                "response_format"
+            };
+            ApiError::invalid(e.to_string(), Some(param))
+        })?;
     let stop = match v.get("stop") {
         None | Some(Json::Null) => vec![],
         Some(Json::String(s)) => vec![s.clone()],
@@ -399,6 +409,7 @@ fn parse_common(st: &ApiState, v: &Json) -> Result<Parsed, ApiError> {
             ..d
         },
         stop,
+        grammar,
         ..Default::default()
     };
     Ok(Parsed {
@@ -422,6 +433,8 @@ fn usage(g: &Generation) -> Json {
         "prompt_tokens": g.prompt_ids.len(),
         "completion_tokens": g.ids.len(),
         "total_tokens": g.prompt_ids.len() + g.ids.len(),
+        // Prompt tokens whose keys and values came from the slot's cache (prefix reuse).
+        "prompt_tokens_details": {"cached_tokens": g.cached_tokens},
     })
 }
 

@@ -142,10 +142,14 @@ fn load_models(a: &Args) -> Result<Vec<api::ApiModel>, Fail> {
             return Err(Fail::Usage(format!("two --model flags give the id `{id}`")));
         }
         let src = wasm_chord::source::FileSource::open(&path)?;
+        // --ctx, within the model's training context (the engine refuses more).
+        let header = wasm_chord::source::read_header(&src)?;
+        let n_train = wasm_chord::model::Config::from_header(&header)?.n_ctx_train;
         let opts = LoadOptions {
             backend: a.backend.into(),
             kernel: a.kernel.into(),
-            n_ctx: Some(a.ctx),
+            n_ctx: Some(a.ctx.min(n_train.max(2))),
+            ..Default::default()
         };
         let engine = Engine::load(&src, &opts)?;
         let backend = match engine.adapter() {

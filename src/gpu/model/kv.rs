@@ -1,0 +1,84 @@
+//! The KV cache's contents out and in: what a saved session holds ([`crate::session`]).
+//!
+//! Each layer's cache is position-major: position `p`'s keys are values `p·width..(p+1)·width`,
+//! f32 or, with `kv_f16`, f16 pairs (pack2x16float: the first of a pair in the low half, so
+//! the bytes are plain little-endian halves in order). Positions `0..n` are therefore the
+//! first `n·width` values: one copy per buffer out, one `write_buffer` per buffer in.
+
+use super::GpuModel;
+use crate::session::{KvLayers, KvPrecision};
+use crate::{Error, Result};
+
+impl GpuModel {
+    fn kv_precision(&self) -> KvPrecision {
+        match self.ctx.kv_f16 {
+            true => KvPrecision::F16,
+            false => KvPrecision::F32,
+        }
+    }
+
+    /// Values per position of each layer: (keys, values).
+    pub fn kv_widths(&self) -> Vec<(usize, usize)> {
+        vec![self.kv_widths; self.kv_cache.len()]
+    }
+
+    /// Keys and values of positions `0..n` of every layer, in the cache's own precision.
+    pub async fn read_kv(&self, n: usize) -> Result<KvLayers> {
+        let precision = self.kv_precision();
+        let el = if precision == KvPrecision::F16 { 2 } else { 4 };
+        let (kw, vw) = self.kv_widths;
+        let mut layers = Vec::with_capacity(self.kv_cache.len());
+        for (kc, vc) in &self.kv_cache {
+            let k = self.read_prefix(kc, n * kw * el).await?;
+            let v = self.read_prefix(vc, n * vw * el).await?;
+            layers.push((k, v));
+        }
+        Ok(KvLayers { precision, layers })
+    }
+
+    /// The first `bytes` bytes of `buf` (copies move whole words: round up, then cut).
+    async fn read_prefix(&self, buf: &wgpu::Buffer, bytes: usize) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let words = self.ctx.read_u32(buf, bytes.div_ceil(4)).await?;
+        let mut b: Vec<u8> = bytemuck::cast_slice(&words).to_vec();
+        b.truncate(bytes);
+        Ok(b)
+    }
+
+    /// Writes positions `0..n` of every layer from `kv` (converted to the cache's precision).
+    pub fn write_kv(&self, kv: KvLayers, n: usize) -> Result<()> {
+        if n > self.n_ctx {
+            return Err(Error::ContextFull {
+                needed: n,
+                n_ctx: self.n_ctx,
+            });
+        }
+        if kv.layers.len() != self.kv_cache.len() {
+            return Err(Error::BadSession("the layer count differs".into()));
+        }
+        let kv = kv.to_precision(self.kv_precision());
+        let el = if kv.precision == KvPrecision::F16 {
+            2
+        } else {
+            4
+        };
+        let (kw, vw) = self.kv_widths;
+        for (l, ((kc, vc), (k, v))) in self.kv_cache.iter().zip(&kv.layers).enumerate() {
+            if k.len() != n * kw * el || v.len() != n * vw * el {
+                return Err(Error::BadSession(format!("layer {l} has the wrong size")));
+            }
+            for (buf, data) in [(kc, k), (vc, v)] {
+                // write_buffer takes whole words: pad the last (the half after position n-1
+                // is not in use yet).
+                let mut bytes = data.clone();
+                bytes.resize(bytes.len().next_multiple_of(4), 0);
+                if !bytes.is_empty() {
+                    self.ctx.queue.write_buffer(buf, 0, &bytes);
+                }
+            }
+        }
+        self.ctx.check()
+    }
+}

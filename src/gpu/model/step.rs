@@ -1,0 +1,146 @@
+//! One step: write the step's few parameters, encode the recorded dispatches, submit once.
+
+use super::super::kernels::{groups_2d, unit_weights};
+use super::dispatch::{encode, encode_batch};
+use super::{GpuModel, Readback};
+use crate::{Error, Result};
+
+impl GpuModel {
+    /// Write the step's parameters for `tokens` (at most `max_batch`) at positions
+    /// `pos..pos + n`, encode every dispatch and submit once.
+    pub(super) fn step(&mut self, tokens: &[u32], pos: usize, readback: Readback) -> Result<()> {
+        let c = &self.cfg;
+        let nb = tokens.len();
+        debug_assert!(nb >= 1 && nb <= self.max_batch);
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+            return Err(Error::TokenOutOfRange {
+                id,
+                n_vocab: c.n_vocab,
+            });
+        }
+        let q = &self.ctx.queue;
+        let te = &self.token_embd;
+        let n_units = te.cols / unit_weights(te.ty);
+        let scale = c.embd_scale.unwrap_or(1.0);
+        // The embedding rows, through the bind groups recorded per token of a batch.
+        let mut embd = Vec::with_capacity(nb);
+        for (t, &token) in tokens.iter().enumerate() {
+            let (chunk, row) = te.chunk_of(token as usize);
+            let words = [
+                n_units as u32,
+                (row * te.row_bytes) as u32,
+                (t * c.n_embd) as u32,
+                scale.to_bits(),
+            ];
+            q.write_buffer(&self.embd_params[t], 0, bytemuck::cast_slice(&words));
+            embd.push(&self.embd_groups[t][chunk]);
+        }
+
+        // RoPE cos/sin of pos·inv_freq, in f64 as the CPU reference: global, then sliding-window,
+        // for each token of the batch.
+        let mut cs = Vec::with_capacity(2 * c.n_rot * nb);
+        for t in 0..nb {
+            for f in self.inv_freq.iter().chain(&self.inv_freq_swa) {
+                let th = (pos + t) as f64 * f;
+                cs.extend([th.cos() as f32, th.sin() as f32]);
+            }
+        }
+        q.write_buffer(&self.rope_cs, 0, bytemuck::cast_slice(&cs));
+        q.write_buffer(
+            &self.rope_cs_token,
+            0,
+            bytemuck::cast_slice(&cs[..2 * c.n_rot]),
+        );
+        let step_words = [pos as u32, nb as u32];
+        q.write_buffer(&self.step_params, 0, bytemuck::cast_slice(&step_words));
+
+        for (buf, window) in [(&self.attn_params, 0), (&self.attn_params_swa, c.n_swa)] {
+            let words = [
+                self.n_ctx as u32,
+                c.group() as u32,
+                c.head_dim as u32,
+                c.head_dim_v as u32,
+                c.kv_dim() as u32,
+                (c.n_head_kv * c.head_dim_v) as u32,
+                0,
+                (pos + 1) as u32,
+                c.kq_scale.to_bits(),
+                window as u32,
+                self.n_split as u32,
+            ];
+            q.write_buffer(buf, 0, bytemuck::cast_slice(&words));
+        }
+
+        let mut stats = super::StepStats {
+            submissions: 1,
+            ..Default::default()
+        };
+        let dev = &self.ctx.device;
+        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("decode step"),
+        });
+        {
+            // One compute pass: the embeddings and every layer, over the batch (z = token).
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("layers"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.embd_pipeline);
+            let g = groups_2d(n_units.div_ceil(64));
+            for bg in embd {
+                pass.set_bind_group(0, bg, &[]);
+                pass.dispatch_workgroups(g[0], g[1], g[2]);
+                stats.dispatches += 1;
+            }
+            let long = pos + nb >= self.split_attention_from;
+            stats.dispatches += encode_batch(&mut pass, &self.layers, nb as u32, long);
+        }
+        if readback != Readback::None {
+            // The last token's residual stream, then the head (and argmax or sampling).
+            let e4 = (c.n_embd * 4) as u64;
+            enc.copy_buffer_to_buffer(&self.acts.x, (nb as u64 - 1) * e4, &self.acts.last, 0, e4);
+            stats.copies += 1;
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("head"),
+                timestamp_writes: None,
+            });
+            stats.dispatches += encode(&mut pass, &self.head);
+            stats.dispatches += match readback {
+                Readback::Argmax => {
+                    let mut n = 0;
+                    if let Some(m) = &self.token_mask {
+                        n += m.encode(&mut pass);
+                    }
+                    n + encode(&mut pass, std::slice::from_ref(&self.argmax))
+                }
+                Readback::Sample => {
+                    let mut n = 0;
+                    if self.penalize {
+                        n += encode(&mut pass, std::slice::from_ref(&self.penalties));
+                    }
+                    if let Some(m) = &self.token_mask {
+                        n += m.encode(&mut pass);
+                    }
+                    n + encode(&mut pass, std::slice::from_ref(&self.sample))
+                }
+                Readback::None | Readback::Logits => 0,
+            };
+        }
+        match readback {
+            Readback::Logits => {
+                let n = (c.n_vocab * 4) as u64;
+                enc.copy_buffer_to_buffer(&self.acts.logits, 0, &self.stage_logits, 0, n);
+            }
+            Readback::Argmax | Readback::Sample => {
+                enc.copy_buffer_to_buffer(&self.acts.token, 0, &self.stage_token, 0, 4)
+            }
+            Readback::None => {}
+        }
+        if readback != Readback::None {
+            stats.copies += 1;
+        }
+        q.submit([enc.finish()]);
+        self.last_step = stats;
+        Ok(())
+    }
+}

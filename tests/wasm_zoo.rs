@@ -1,0 +1,44 @@
+//! The model zoo on the CPU compiled to wasm32 (SIMD128), in headless Chromium: the same checks
+//! as tests/zoo.rs (logits within llama.cpp's noise, ≥ 8 greedy tokens per prompt, prefill =
+//! decode) on the tiny family models, whose files and goldens are compiled in.
+//!
+//! Run: `make wasm-test` (wasm-bindgen-test-runner with chromedriver; see webdriver.json).
+#![cfg(target_arch = "wasm32")]
+
+#[path = "zoo/check.rs"]
+mod check;
+
+use wasm_bindgen_test::*;
+use wasm_chord::cpu::{CpuModel, Kernel};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+macro_rules! family {
+    ($test:ident, $fam:literal) => {
+        #[wasm_bindgen_test]
+        fn $test() {
+            let model: &[u8] = include_bytes!(concat!("fixtures/zoo/tiny-", $fam, ".gguf"));
+            let golden = include_str!(concat!("goldens/zoo/", $fam, ".json"));
+            let logits: [&[u8]; 3] = [
+                include_bytes!(concat!("goldens/zoo/", $fam, ".p0.last.f32")),
+                include_bytes!(concat!("goldens/zoo/", $fam, ".p1.last.f32")),
+                include_bytes!(concat!("goldens/zoo/", $fam, ".p2.last.f32")),
+            ];
+            let cases = check::cases($fam, golden, |file| {
+                let i = ["p0", "p1", "p2"]
+                    .iter()
+                    .position(|p| file.ends_with(&format!(".{p}.last.f32")))
+                    .expect("a golden logits file");
+                logits[i].to_vec()
+            });
+            let (_, m) = CpuModel::load(&model.to_vec(), Kernel::Fast).unwrap();
+            check::check_cpu(&m, &cases);
+        }
+    };
+}
+
+family!(qwen3_matches_llama_cpp, "qwen3");
+family!(phi3_matches_llama_cpp, "phi3");
+family!(smollm3_matches_llama_cpp, "smollm3");
+family!(gemma4_matches_llama_cpp, "gemma4");
+family!(granite_matches_llama_cpp, "granite");
