@@ -207,6 +207,10 @@ export class RemoteEngine {
   async info() {
     if (!this.#model) return null;
     return {
+      id: this.#model,
+      // The model requests go to (the page's model list); the server's others: models.list().
+      models: [{ id: this.#model, name: this.#model, file: null, backend: 'remote', n_ctx: null, size: 0, kv_bytes: 0, current: true }],
+      gpu_vetting: null,
       architecture: null,
       name: this.#model,
       n_ctx: null,
@@ -231,8 +235,9 @@ export class RemoteEngine {
     throw engineError(CODE.INVALID, 'tokenize is not part of the OpenAI API: it needs a local engine');
   }
 
-  async unload() {
-    this.#model = null;
+  /** Forget the chosen model (`id`: only if it is that one). Nothing is freed on the server. */
+  async unload(id = null) {
+    if (!id || id === this.#model) this.#model = null;
     return null;
   }
 
@@ -248,7 +253,7 @@ export class RemoteEngine {
     if (!Array.isArray(messages) || messages.length === 0) {
       throw engineError(CODE.INVALID, 'messages must be a non-empty array');
     }
-    const body = { model: this.#model ?? undefined, messages, stream };
+    const body = { model: params.model ?? this.#model ?? undefined, messages, stream };
     for (const k of PARAMS) if (params[k] !== undefined && params[k] !== null) body[k] = params[k];
     if (stream) body.stream_options = { include_usage: true };
     if (!stream) {
@@ -263,7 +268,24 @@ export class RemoteEngine {
       }
     }
     const { res, done, ctl } = await this.#request('/chat/completions', { method: 'POST', body, signal });
-    const meta = { id: null, created: Math.floor(Date.now() / 1000), model: this.#model };
+    const meta = { id: null, created: Math.floor(Date.now() / 1000), model: body.model ?? null };
+    // Timings as the local engine reports them, measured here when the server sends none.
+    const t0 = performance.now();
+    let tFirst = null;
+    let n = 0;
+    const withTimings = (c) => {
+      if (!c.timings) {
+        const genMs = tFirst == null ? 0 : performance.now() - tFirst;
+        c.timings = {
+          prompt_ms: (tFirst ?? performance.now()) - t0,
+          gen_ms: genMs,
+          tokens_per_s: n > 1 && genMs > 0 ? ((n - 1) * 1000) / genMs : null,
+          backend: 'remote',
+          memory_bytes: null,
+        };
+      }
+      return c;
+    };
     async function* chunks() {
       let held = null; // the chunk with finish_reason, until usage and [DONE] arrive
       try {
@@ -281,6 +303,10 @@ export class RemoteEngine {
           }
           meta.id ??= c.id;
           meta.model = c.model ?? meta.model;
+          if (c.choices?.[0]?.delta?.content) {
+            tFirst ??= performance.now();
+            n += 1;
+          }
           if (!c.choices?.length) {
             // stream_options.include_usage: usage after the last choice.
             if (c.usage && held) held.usage = c.usage;
@@ -299,7 +325,7 @@ export class RemoteEngine {
           return;
         }
         if (!held) throw engineError(CODE.BAD_RESPONSE, 'the stream ended without a finish_reason');
-        yield held;
+        yield withTimings(held);
       } finally {
         // A consumer that breaks out early closes the connection: the server stops.
         if (!ctl.signal.aborted) ctl.abort();

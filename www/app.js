@@ -36,7 +36,12 @@ const SUGGESTIONS = [
 ];
 
 const state = {
+  /** Where requests go: the in-browser engine, or a remote endpoint's (`state.remote`). */
   engine: null,
+  /** The in-browser engine, kept while a remote endpoint is in use. */
+  localEngine: null,
+  /** The remote endpoint in use (a RemoteEngine from `createEngine({ remote })`), else null. */
+  remote: null,
   /** The info of the model requests go to (a `load()` result). */
   model: null,
   /** Every loaded model (`info().models`). */
@@ -190,9 +195,11 @@ function onPick() {
 }
 
 async function refreshCache() {
-  if (!state.engine) return;
+  // The downloads are this browser's, whichever engine answers.
+  const engine = state.localEngine ?? state.engine;
+  if (!engine) return;
   try {
-    const [list, use] = await Promise.all([state.engine.cache.list(), state.engine.cache.usage()]);
+    const [list, use] = await Promise.all([engine.cache.list(), engine.cache.usage()]);
     state.cached = list;
     const ul = $('cache-list');
     ul.replaceChildren();
@@ -222,7 +229,7 @@ async function refreshCache() {
       del.className = 'delete';
       del.setAttribute('aria-label', `Delete the downloaded ${m.name}`);
       del.onclick = async () => {
-        await state.engine.cache.delete(m.url);
+        await engine.cache.delete(m.url);
         refreshCache();
       };
       li.append(name, size, use_, del);
@@ -323,6 +330,8 @@ function idFor(source) {
  * an id of its own, and the header gets a switcher.
  */
 async function loadModel(source) {
+  // A model of this device (a URL or a file) leaves the remote endpoint.
+  if (source != null && state.remote) await useRemote('');
   if (!state.engine) return;
   showError(null);
   if (state.genAbort) state.genAbort.abort();
@@ -356,7 +365,7 @@ async function loadModel(source) {
       }
     }
     $('progress').value = 1;
-    $('progress-text').textContent = `Ready (load ${(info.load_ms / 1000).toFixed(1)} s)`;
+    $('progress-text').textContent = info.backend === 'remote' ? 'Ready (remote)' : `Ready (load ${(info.load_ms / 1000).toFixed(1)} s)`;
     await refreshModels(info.id);
     setState('ready');
     $('prompt').placeholder = 'Say something…';
@@ -391,10 +400,16 @@ async function refreshModels(prefer) {
   return state.models;
 }
 
+/** Where a model runs, in a few words. */
+const backendName = (m) => (m.backend === 'webgpu' ? 'WebGPU' : m.backend === 'remote' ? 'remote' : 'CPU');
+
 function renderModelStatus() {
   const info = state.model;
   const status = $('model-status');
-  if (info) {
+  if (info?.backend === 'remote') {
+    status.textContent = `${info.name} · remote ${info.remote}`;
+    status.dataset.backend = info.backend;
+  } else if (info) {
     status.textContent =
       `${info.name || info.file} · ${info.architecture ?? '?'} · ${info.n_layer ?? '?'} layers · ctx ${info.n_ctx} · ` +
       `backend ${info.backend === 'webgpu' ? `WebGPU (${info.adapter})` : 'CPU (wasm)'}` +
@@ -411,14 +426,14 @@ function renderModelStatus() {
   for (const m of state.models) {
     const o = document.createElement('option');
     o.value = m.id;
-    o.textContent = `${m.name || m.file} · ${m.backend === 'webgpu' ? 'WebGPU' : 'CPU'}`;
+    o.textContent = `${m.name || m.file} · ${backendName(m)}`;
     o.selected = m.id === info?.id;
     sw.append(o);
   }
   $('switch-row').hidden = state.models.length < 2;
   const badge = $('model-badge');
   badge.hidden = state.models.length !== 1;
-  badge.textContent = info ? `${info.name || info.file} · ${info.backend === 'webgpu' ? 'WebGPU' : 'CPU'}` : '';
+  badge.textContent = info ? `${info.name || info.file} · ${backendName(info)}` : '';
   // The loaded models, each with an Unload button.
   const ul = $('loaded-list');
   ul.replaceChildren();
@@ -467,6 +482,45 @@ async function unloadModel(id) {
   await refreshModels();
   if (!state.model) setState('idle');
   renderEmpty();
+}
+
+/**
+ * Send the chat to an OpenAI-compatible endpoint (`chord serve`, vLLM, SGLang, llama-server)
+ * instead of this device; an empty URL goes back to the in-browser engine, whose loaded models
+ * stay loaded meanwhile.
+ */
+async function useRemote(baseURL, apiKey = '') {
+  if (state.genAbort) state.genAbort.abort();
+  showError(null);
+  $('local-btn').hidden = true;
+  if (!baseURL) {
+    state.remote?.terminate();
+    state.remote = null;
+    state.engine = state.localEngine;
+    await refreshModels().catch(() => {});
+    setState(state.model ? 'ready' : 'idle');
+    renderEmpty();
+    return;
+  }
+  let remote;
+  try {
+    remote = await createEngine({ remote: { baseURL, apiKey: apiKey || null } });
+  } catch (e) {
+    return showError(e);
+  }
+  state.remote?.terminate();
+  state.remote = remote;
+  state.engine = remote;
+  $('local-btn').hidden = false;
+  await loadModel(null);
+  if (!state.model) {
+    // The endpoint could not be used (the error is shown): back to this device.
+    state.remote = null;
+    state.engine = state.localEngine;
+    $('local-btn').hidden = true;
+    await refreshModels().catch(() => {});
+    setState(state.model ? 'ready' : 'idle');
+  }
 }
 
 // ---- Conversations --------------------------------------------------------------------------------
@@ -710,7 +764,10 @@ function renderEmpty() {
   const sug = $('suggestions');
   if (state.model) {
     $('empty-title').textContent = 'What can I help with?';
-    $('empty-lead').textContent = `${state.model.name || state.model.file} is loaded and runs on ${state.model.backend === 'webgpu' ? 'the GPU' : 'the CPU'} of this device. Ask anything, or try one of these:`;
+    $('empty-lead').textContent =
+      state.model.backend === 'remote'
+        ? `${state.model.name} answers from ${state.model.remote}: what you type is sent there. Ask anything, or try one of these:`
+        : `${state.model.name || state.model.file} is loaded and runs on ${state.model.backend === 'webgpu' ? 'the GPU' : 'the CPU'} of this device. Ask anything, or try one of these:`;
     sug.hidden = false;
     if (!sug.childElementCount) {
       for (const s of SUGGESTIONS) {
@@ -1004,7 +1061,8 @@ async function generate(chat) {
           `${chunk.usage ? chunk.usage.completion_tokens : '?'} tokens · ` +
           `${t.tokens_per_s ? t.tokens_per_s.toFixed(t.tokens_per_s < 10 ? 2 : 1) : '?'} tok/s · prompt ${Math.round(t.prompt_ms)} ms` +
           (chunk.usage ? ` (${meta.cached} of ${chunk.usage.prompt_tokens} tokens cached)` : '') +
-          ` · backend ${t.backend} · wasm memory ${mb(t.memory_bytes)}`;
+          ` · backend ${t.backend}` +
+          (t.memory_bytes != null ? ` · wasm memory ${mb(t.memory_bytes)}` : '');
         $('stats').dataset.tokPerS = t.tokens_per_s ?? '';
       } else if (c?.finish_reason === 'abort') {
         $('stats').textContent = 'stopped';
@@ -1085,6 +1143,8 @@ async function main() {
     }
   };
   $('cancel-load-btn').onclick = () => state.loadAbort?.abort();
+  $('remote-btn').onclick = () => useRemote($('remote-url').value.trim(), $('remote-key').value.trim());
+  $('local-btn').onclick = () => useRemote('');
   $('stop-btn').onclick = () => state.genAbort?.abort();
   $('new-chat-btn').onclick = startNewChat;
   $('new-chat-top').onclick = startNewChat;
@@ -1130,7 +1190,7 @@ async function main() {
     renderCards();
   });
   try {
-    state.engine = await createEngine();
+    state.engine = state.localEngine = await createEngine();
   } catch (e) {
     showError(e);
     setState('failed');
@@ -1140,6 +1200,13 @@ async function main() {
   setState('idle');
   renderEmpty();
   refreshCache();
+  // ?remote=URL: start on that endpoint (the remote-mode e2e test, or a link to share).
+  const remote = new URLSearchParams(location.search).get('remote');
+  if (remote) {
+    $('remote-url').value = remote;
+    $('remote-panel').open = true;
+    await useRemote(remote);
+  }
   if ('serviceWorker' in navigator && !new URLSearchParams(location.search).has('nosw')) registerServiceWorker();
 }
 

@@ -46,8 +46,23 @@ test('the chat page chats through a remote endpoint', T, async () => {
   await page.click('#send-btn');
   const msg = page.locator('.msg.assistant').first();
   await page.waitForSelector('.msg.assistant[data-done="1"]', { timeout: 120_000 });
-  assert.equal(await msg.locator('.text').textContent(), expected);
+  assert.equal(await msg.locator('.text').getAttribute('data-raw'), expected);
   assert.ok(['stop', 'length'].includes(await msg.getAttribute('data-finish')));
+  assert.match(await page.textContent('#stats'), /tokens · .* · backend cpu/, 'the server\'s timings');
+  assert.match(await page.textContent('#empty-lead'), /sent there/);
+  // The second turn comes from the server slot's cache.
+  await page.fill('#prompt', 'And of Spain?');
+  await page.click('#send-btn');
+  await page.waitForSelector('.msg.assistant >> nth=1', { timeout: 30_000 });
+  await page.locator('.msg.assistant').nth(1).and(page.locator('[data-done]')).waitFor({ timeout: 120_000 });
+  const stats = await page.textContent('#stats');
+  const m = /\((\d+) of (\d+) tokens cached\)/.exec(stats);
+  assert.ok(m && Number(m[1]) > 0 && Number(m[1]) < Number(m[2]), stats);
+  // Back to this device: the remote model is gone from the page, nothing is loaded locally.
+  await page.click('#local-btn');
+  await page.waitForSelector('body[data-state="idle"]', { timeout: 30_000 });
+  assert.equal(await page.textContent('#model-status'), '');
+  assert.equal(await page.isHidden('#local-btn'), true);
 });
 
 test('the client API in remote mode: models, info, stream, usage, abort, errors, CORS', T, async () => {
@@ -107,16 +122,20 @@ test('the client API in remote mode: models, info, stream, usage, abort, errors,
   assert.equal(r.info.name, 'smol');
   assert.equal(r.streamText, expected);
   assert.equal(r.wholeText, expected);
-  assert.deepEqual(r.last.usage, r.wholeUsage);
+  for (const k of ['prompt_tokens', 'completion_tokens', 'total_tokens']) assert.equal(r.last.usage[k], r.wholeUsage[k], k);
+  // The same prompt again: all but its last token come from the slot's cache.
+  assert.equal(r.wholeUsage.prompt_tokens_details.cached_tokens, r.wholeUsage.prompt_tokens - 1);
+  assert.equal(r.last.timings.backend, 'cpu');
   assert.equal(r.abort.n, 3);
   assert.equal(r.abort.finish, 'abort');
-  assert.equal(r.badTemp.code, 'invalid_request');
+  assert.equal(r.badTemp.code, 'invalid');
   assert.equal(r.badTemp.status, 400);
   assert.match(r.badTemp.message, /temperature/);
-  assert.equal(r.noModel.code, 'invalid_request');
+  assert.equal(r.noModel.code, 'invalid');
   assert.deepEqual(r.otherModels, ['smol']);
   assert.equal(r.otherText, expected);
-  assert.equal(r.noKey.code, 'unauthorized');
+  assert.equal(r.noKey.code, 'http');
+  assert.equal(r.noKey.status, 401);
   const h = await (await fetch(`${server.base}/health`)).json();
   assert.equal(h.models[0].active, 0, 'the aborted request stopped on the server');
 });

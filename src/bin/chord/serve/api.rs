@@ -603,7 +603,7 @@ async fn complete_inner(st: Shared, req: Request, kind: Kind) -> Result<Response
         Kind::Chat => "chat.completion.chunk",
         Kind::Text => "text_completion",
     };
-    let chunk = move |choices: Json, extra: Option<(&str, Json)>| {
+    let chunk = move |choices: Json, extra: Vec<(&str, Json)>| {
         let mut c = json!({
             "id": id,
             "object": chunk_object,
@@ -611,7 +611,7 @@ async fn complete_inner(st: Shared, req: Request, kind: Kind) -> Result<Response
             "model": model_id,
             "choices": choices,
         });
-        if let Some((k, v)) = extra {
+        for (k, v) in extra {
             c[k] = v;
         }
         SseEvent::default().data(c.to_string())
@@ -657,7 +657,7 @@ async fn complete_inner(st: Shared, req: Request, kind: Kind) -> Result<Response
                         if text.is_empty() && !s.first {
                             continue;
                         }
-                        let c = chunk(json!([delta(s.first, &text, None)]), None);
+                        let c = chunk(json!([delta(s.first, &text, None)]), vec![]);
                         s.first = false;
                         return Some((Ok(c), s));
                     }
@@ -667,11 +667,12 @@ async fn complete_inner(st: Shared, req: Request, kind: Kind) -> Result<Response
                         s.pending.push(SseEvent::default().data("[DONE]"));
                         if include_usage {
                             // OpenAI's `stream_options.include_usage`: one more chunk, no choices.
-                            s.pending.push(chunk(json!([]), Some(("usage", usage(&g)))));
+                            s.pending.push(chunk(json!([]), vec![("usage", usage(&g))]));
                         }
+                        // The last choice carries usage and timings, as the JS API's does.
                         let fin = chunk(
                             json!([delta(false, "", Some(finish_name(&g.finish)))]),
-                            Some(("usage", usage(&g))),
+                            vec![("usage", usage(&g)), ("timings", timings(&g, backend))],
                         );
                         s.pending.push(fin);
                     }
