@@ -484,6 +484,8 @@ async function unloadModel(id) {
   renderEmpty();
 }
 
+const HINT_LOCAL = 'Enter sends, Shift+Enter adds a line. The model runs on this device; it can be wrong.';
+
 /**
  * Send the chat to an OpenAI-compatible endpoint (`chord serve`, vLLM, SGLang, llama-server)
  * instead of this device; an empty URL goes back to the in-browser engine, whose loaded models
@@ -493,6 +495,7 @@ async function useRemote(baseURL, apiKey = '') {
   if (state.genAbort) state.genAbort.abort();
   showError(null);
   $('local-btn').hidden = true;
+  $('hint').textContent = HINT_LOCAL;
   if (!baseURL) {
     state.remote?.terminate();
     state.remote = null;
@@ -512,12 +515,14 @@ async function useRemote(baseURL, apiKey = '') {
   state.remote = remote;
   state.engine = remote;
   $('local-btn').hidden = false;
+  $('hint').textContent = `Enter sends, Shift+Enter adds a line. Replies come from ${baseURL}; they can be wrong.`;
   await loadModel(null);
   if (!state.model) {
     // The endpoint could not be used (the error is shown): back to this device.
     state.remote = null;
     state.engine = state.localEngine;
     $('local-btn').hidden = true;
+    $('hint').textContent = HINT_LOCAL;
     await refreshModels().catch(() => {});
     setState(state.model ? 'ready' : 'idle');
   }

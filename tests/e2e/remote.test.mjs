@@ -4,7 +4,8 @@
 // another origin that the API's CORS allows (`--cors-origin`) or refuses.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { MODEL_PATH, startServer, launchBrowser, nativeReply } from './helpers.mjs';
+import { join } from 'node:path';
+import { MODEL_PATH, startServer, launchBrowser, nativeReply, ensureArtifacts } from './helpers.mjs';
 
 const MESSAGE = 'What is the capital of France?';
 const N = 24;
@@ -58,11 +59,17 @@ test('the chat page chats through a remote endpoint', T, async () => {
   const stats = await page.textContent('#stats');
   const m = /\((\d+) of (\d+) tokens cached\)/.exec(stats);
   assert.ok(m && Number(m[1]) > 0 && Number(m[1]) < Number(m[2]), stats);
+  assert.match(await page.textContent('#hint'), /Replies come from http/);
+  assert.equal(await page.isVisible('#remote-url'), true, 'the endpoint setting is open');
+  const path = join(ensureArtifacts(), 'remote-desktop-chat.png');
+  await page.screenshot({ path });
+  log('screenshot:', path);
   // Back to this device: the remote model is gone from the page, nothing is loaded locally.
   await page.click('#local-btn');
   await page.waitForSelector('body[data-state="idle"]', { timeout: 30_000 });
   assert.equal(await page.textContent('#model-status'), '');
   assert.equal(await page.isHidden('#local-btn'), true);
+  assert.match(await page.textContent('#hint'), /runs on this device/);
 });
 
 test('the client API in remote mode: models, info, stream, usage, abort, errors, CORS', T, async () => {
