@@ -10,7 +10,8 @@
 //! Each sequence samples, stops, follows its grammar and decodes exactly as
 //! [`Engine::generate`] does (same sampler, stop strings, end-of-generation tokens, constrained
 //! decoding and UTF-8-safe streaming), so its output does not depend on who else is in the
-//! batch.
+//! batch (to the bit where the matrix kernels give every token's row in one order whatever the
+//! batch; see [`crate::cpu::batch`]).
 //!
 //! Every slot keeps its KV cache between requests, with the ids its positions hold. A new
 //! request takes the free slot whose cache shares the longest prefix with its prompt (else the

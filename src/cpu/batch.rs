@@ -5,9 +5,13 @@
 //! sequence: the batch goes through the layers as an (n_seq, dim) matrix, so every weight
 //! matrix is read once per step for the whole batch (the same fused quantized `matmul` over
 //! several rows that prefill uses), while RoPE, the cache writes and attention
-//! ([`super::attention::attend_layer`]) run per sequence over that sequence's cache. Row `i` of
-//! the result is what [`CpuModel::forward`] gives for sequence `i` alone: the same operations
-//! in the same order, and the matrix kernels compute every row on its own.
+//! ([`super::attention::attend_layer`]) run per sequence over that sequence's cache (on the
+//! matmul threads, a sequence each). Row `i` of the result is what [`CpuModel::forward`] gives
+//! for sequence `i` alone: the same operations in the same order. It is the same to the bit
+//! where the matrix kernels compute every token's row in one order whatever the batch (the
+//! reference kernel; the quantized formats on the i16 integer kernels, AVX-512 BW); the f32
+//! kernels' token tiles (float weights, or quantized ones without AVX-512 BW) sum in another
+//! order than their one-token dot product, a difference in the last bits (tests/batch.rs).
 //!
 //! Like llama-server's parallel slots and vLLM's continuous batching, sequences at different
 //! positions share a step; the caller decides who joins and who leaves between steps.

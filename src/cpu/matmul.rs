@@ -17,7 +17,7 @@ mod kernels;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) use kernels::has_avx2_fma;
-pub use kernels::{limit_isa, set_threads, threads};
+pub use kernels::{for_each_parallel, limit_isa, set_threads, threads};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Kernel {

@@ -339,23 +339,22 @@ impl CpuModel {
                 window: ls.swa.then_some(c.n_swa),
                 scale: c.kq_scale,
             };
-            // Each segment attends over its own cache.
+            // Each segment attends over its own cache; several segments (a batched step) on
+            // the matmul threads at once.
             let att_dim = c.n_head * hdv;
-            let mut t0 = 0;
+            let mut parts = Vec::with_capacity(segs.len());
+            let (mut q_rest, mut att_rest) = (&q[..], &mut att[..]);
             for s in segs.iter() {
-                let (kc, vc) = (&s.cache.k[l], &s.cache.v[l]);
-                attention::attend_layer(
-                    &shape,
-                    &q[t0 * q_dim..(t0 + s.len) * q_dim],
-                    kc,
-                    vc,
-                    s.len,
-                    s.pos,
-                    k == Kernel::Reference,
-                    &mut att[t0 * att_dim..(t0 + s.len) * att_dim],
-                );
-                t0 += s.len;
+                let (qs, qr) = q_rest.split_at(s.len * q_dim);
+                let (atts, ar) = std::mem::take(&mut att_rest).split_at_mut(s.len * att_dim);
+                (q_rest, att_rest) = (qr, ar);
+                parts.push((&**s, qs, atts));
             }
+            let reference = k == Kernel::Reference;
+            matmul::for_each_parallel(parts, |(s, qs, atts)| {
+                let (kc, vc) = (&s.cache.k[l], &s.cache.v[l]);
+                attention::attend_layer(&shape, qs, kc, vc, s.len, s.pos, reference, atts);
+            });
             matmul(&lw.wo, att, &mut proj, n, k)?;
             if let Some(w) = &lw.post_attn_norm {
                 proj.chunks_exact_mut(e)
