@@ -8,7 +8,7 @@
 // engine gets shared memory. Failures to cache the shell are reported to the pages
 // ({type: 'wasm-chord-sw', failed: [{url, error}]}), on install and when a page asks ('status').
 
-const CACHE = 'wasm-chord-shell-v3';
+const CACHE = 'wasm-chord-shell-v4';
 const SHELL = [
   '',
   'index.html',
@@ -21,6 +21,7 @@ const SHELL = [
   'www/vendor/purify.es.js',
   'worker/client.js',
   'worker/protocol.js',
+  'worker/remote.js',
   'worker/store.js',
   'worker/worker.js',
   'pkg/wasm_chord.js',
