@@ -235,3 +235,112 @@ fn generate_on_gpu_equals_cpu_greedy() {
     assert_eq!(cpu["text"], gpu["text"]);
     assert_eq!(cpu["ids"].as_array().unwrap().len(), 12);
 }
+
+/// The flags main's CLI gained before the move to clap: constrained `generate`
+/// (`--json-schema`, `--grammar`, not both), `bench --turns`, and `inspect`'s engine line.
+#[test]
+fn constrained_generate_turns_bench_and_engine_line() {
+    let dir = std::env::temp_dir().join(format!("chord-cli-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let schema = dir.join("schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"type":"object","properties":{"colour":{"enum":["red","green"]}},"required":["colour"],"additionalProperties":false}"#,
+    )
+    .unwrap();
+    let lark = dir.join("g.lark");
+    std::fs::write(&lark, "start: \"yes\" | \"no\"\n").unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{not json").unwrap();
+    let smol = common::model_path("smollm2-135m-instruct-q4_k_m.gguf");
+    let smol = smol.to_str().unwrap();
+    let (s, l) = (schema.to_str().unwrap(), lark.to_str().unwrap());
+
+    let o = chord(&[
+        "generate",
+        smol,
+        "--chat",
+        "Pick a colour.",
+        "-n",
+        "20",
+        "--json-schema",
+        s,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout_json(&o)["text"].as_str().unwrap().to_owned();
+    let v: Json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    assert!(
+        ["red", "green"].contains(&v["colour"].as_str().unwrap()),
+        "{v}"
+    );
+
+    let o = chord(&[
+        "generate",
+        smol,
+        "--prompt",
+        "Is it?",
+        "-n",
+        "5",
+        "--grammar",
+        l,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout_json(&o)["text"].as_str().unwrap().to_owned();
+    assert!(text == "yes" || text == "no", "{text:?}");
+
+    let o = chord(&[
+        "generate",
+        smol,
+        "--prompt",
+        "x",
+        "--json-schema",
+        s,
+        "--grammar",
+        l,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("give one of --json-schema or --grammar"));
+    let o = chord(&[
+        "generate",
+        smol,
+        "--prompt",
+        "x",
+        "--json-schema",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not JSON"));
+
+    let o = chord(&[
+        "bench",
+        smol,
+        "--turns",
+        "2",
+        "--turn-tokens",
+        "20",
+        "-n",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = stdout_json(&o);
+    assert!(j.is_object() && !j.as_object().unwrap().is_empty(), "{j}");
+    assert!(
+        j.to_string().contains("ttft"),
+        "time to first token per turn: {j}"
+    );
+
+    let o = chord(&["inspect", smol]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("engine        runs on the CPU and GPU backends"),
+        "{out}"
+    );
+    assert_eq!(
+        stdout_json(&chord(&["inspect", smol, "--json"]))["engine"]["cpu"],
+        true
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
