@@ -2,17 +2,24 @@
 //! then the weighted sum of the values, for `j` in a causal (or sliding-window) span.
 //!
 //! This is the part of a forward pass that grows with the context: at 1,500 cached positions
-//! it costs SmolLM2-135M more per token than the weight products. The keys and values are f32
-//! rows in the cache (position-major, `stride` floats apart, this head's `width` floats at
+//! it costs SmolLM2-135M about what the weight products cost per token. The keys and values are
+//! f32 rows in the cache (position-major, `stride` floats apart, this head's `width` floats at
 //! `offset`). [`attend_reference`] is the plain scalar loop, one query at a time.
 //! [`attend_many`] runs a tile of queries that share a KV head (the forward pass's tokens × a
-//! group's query heads) over each key and value row once, so a long prefill reads the cache
-//! once per tile, not once per query; its dots are `dot_fast`'s 16 independent lanes, which
-//! the compiler vectorizes: for wasm32 with SIMD128, and on x86-64 once more with AVX2 when
-//! the CPU has it (detected at run time, as the matrix kernels are), since a default x86-64
-//! build may only assume SSE2. No fused multiply-add: wasm32 has none, and the paths then
-//! round alike; its softmax's exp is a polynomial that vectorizes too. [`attend_layer`] is a
-//! layer's attention over a batch, on either.
+//! group's query heads), so a long prefill reads the cache once per tile, not once per query:
+//! - scores: for a prefill, each head's keys are transposed once per layer into
+//!   [`KeyColumns`], blocks of 32 positions, and two queries' elements times a block row
+//!   update 64 scores at once: a small matrix product with no horizontal sum per dot (as
+//!   ggml's and llama.cpp's flash-attention tiles do). A decode step has too few queries to
+//!   pay for the transpose and dots the rows (`dot_fast`);
+//! - softmax with a polynomial exp that vectorizes, unlike the library call;
+//! - the weighted sum: a query's 64 (or 32) outputs stay in registers over blocks of 64 value
+//!   rows kept in L1.
+//!
+//! The loops are plain arrays the compiler vectorizes: for wasm32 with SIMD128, and on x86-64
+//! once more with AVX2 when the CPU has it (detected at run time, as the matrix kernels are),
+//! since a default x86-64 build may only assume SSE2. No fused multiply-add: wasm32 has none,
+//! and the paths then round alike. [`attend_layer`] is a layer's attention over a batch.
 
 /// One head's rows in a KV cache: position `j`'s values are `data[j·stride + offset..][..width]`.
 #[derive(Clone, Copy)]
@@ -49,7 +56,7 @@ const VB: usize = 32;
 /// in L1 while every query of the tile goes over them.
 const VJ: usize = 64;
 
-/// One head's keys over a span of positions, transposed in blocks of [`KB`] positions: block
+/// One head's keys over a span of positions, transposed in blocks of 32 (`KB`) positions: block
 /// `b` is (width, KB) and holds positions `first + b·KB..` (zeros past the span). Built once
 /// per layer for a prefill, whose tiles then score many queries per key element read; a
 /// decode step (a few queries) dots the cache's rows directly instead, as building these would
