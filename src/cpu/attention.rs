@@ -19,7 +19,8 @@
 //! The loops are plain arrays the compiler vectorizes: for wasm32 with SIMD128, and on x86-64
 //! once more with AVX2 when the CPU has it (detected at run time, as the matrix kernels are),
 //! since a default x86-64 build may only assume SSE2. No fused multiply-add: wasm32 has none,
-//! and the paths then round alike. [`attend_layer`] is a layer's attention over a batch.
+//! and the paths then round alike. [`attend_layer`] is a layer's attention over a batch, its
+//! KV heads split over the matmul threads natively.
 
 /// One head's rows in a KV cache: position `j`'s values are `data[j·stride + offset..][..width]`.
 #[derive(Clone, Copy)]
@@ -116,12 +117,38 @@ pub fn attend_many(
     scratch: &mut Scratch,
     out: &mut [f32],
 ) {
+    let wide = wide_path();
+    attend_many_on(wide, queries, keys, columns, values, scale, scratch, out);
+}
+
+/// Whether this thread's matmuls may take the AVX2 path (`matmul::limit_isa` narrows it in
+/// tests): decided on the calling thread, as the worker threads keep their own limit.
+fn wide_path() -> bool {
     #[cfg(target_arch = "x86_64")]
-    if super::matmul::has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA (detected above).
+    return super::matmul::has_avx2_fma();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// [`attend_many`] on the AVX2 build when `wide` (x86-64 only), else the portable lanes.
+#[allow(clippy::too_many_arguments)]
+fn attend_many_on(
+    wide: bool,
+    queries: &[Query],
+    keys: HeadRows,
+    columns: Option<&KeyColumns>,
+    values: HeadRows,
+    scale: f32,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if wide {
+        // SAFETY: `wide` comes from `has_avx2_fma`: the CPU has AVX2 and FMA.
         unsafe { attend_many_avx2(queries, keys, columns, values, scale, scratch, out) };
         return;
     }
+    let _ = wide;
     attend_many_lanes::<VB>(queries, keys, columns, values, scale, scratch, out);
 }
 
@@ -394,16 +421,21 @@ pub fn attend_layer(
         }
         return;
     }
-    let mut tile_out = vec![0f32; TILE * group * hdv];
-    let mut scratch = Scratch::default();
-    // Many queries per key (a prefill): transpose each head's keys once for all its tiles.
-    let mut columns = (n * group >= MANY_QUERIES).then(KeyColumns::default);
-    for kvh in 0..s.n_head_kv {
+    // Each KV head is a part (on its own thread when there are several and the work is worth
+    // a fork): its tiles' outputs, (n, group, hdv), then copied into `att`.
+    let wide = wide_path();
+    let many = n * group >= MANY_QUERIES;
+    let mut parts: Vec<Vec<f32>> = vec![vec![0f32; n * group * hdv]; s.n_head_kv];
+    let head = |kvh: usize, out: &mut Vec<f32>| {
         let (keys, values) = rows(kvh);
         let heads = kvh * group..(kvh + 1) * group;
-        if let Some(c) = &mut columns {
+        let mut scratch = Scratch::default();
+        // Many queries per key (a prefill): transpose the head's keys once for all its tiles.
+        let columns = many.then(|| {
+            let mut c = KeyColumns::default();
             c.fill(keys, span(0).start..pos + n);
-        }
+            c
+        });
         for t0 in (0..n).step_by(TILE) {
             let tokens = t0..(t0 + TILE).min(n);
             let queries: Vec<Query> = tokens
@@ -415,14 +447,20 @@ pub fn attend_layer(
                     })
                 })
                 .collect();
-            let (cols, out) = (columns.as_ref(), &mut tile_out);
-            attend_many(&queries, keys, cols, values, s.scale, &mut scratch, out);
-            for (i, t) in tokens.enumerate() {
-                for (g, hh) in heads.clone().enumerate() {
-                    let row = &tile_out[(i * group + g) * hdv..][..hdv];
-                    att[t * att_dim + hh * hdv..][..hdv].copy_from_slice(row);
-                }
-            }
+            let o = &mut out[t0 * group * hdv..tokens.end * group * hdv];
+            let cols = columns.as_ref();
+            attend_many_on(wide, &queries, keys, cols, values, s.scale, &mut scratch, o);
+        }
+    };
+    // Below ~256k multiply-adds a fork/join costs more than it saves (as for the matmuls).
+    if n * (pos + n) * s.n_head * hd >= 1 << 18 {
+        super::matmul::for_each_part(&mut parts, head);
+    } else {
+        parts.iter_mut().enumerate().for_each(|(i, p)| head(i, p));
+    }
+    for (kvh, part) in parts.iter().enumerate() {
+        for (t, rows) in part.chunks_exact(group * hdv).enumerate() {
+            att[t * att_dim + kvh * group * hdv..][..group * hdv].copy_from_slice(rows);
         }
     }
 }
