@@ -71,14 +71,17 @@ fn check_model(name: &str, prompt: &[u32], max_nmse: f64) {
     assert_eq!(toks, want_toks, "{name}: greedy tokens differ");
 }
 
-/// Cases `names` of the forward golden of `model` (each must have exact last-prompt logits).
-fn golden_cases(model: &str, names: &[&str]) -> Vec<serde_json::Value> {
+/// Cases `names` of the forward golden of `model` (each must have exact last-prompt logits;
+/// with `greedy`, 16 greedy tokens too).
+fn golden_cases(model: &str, names: &[&str], greedy: bool) -> Vec<serde_json::Value> {
     let g = common::golden(model);
-    assert_eq!(
-        g["n_greedy"].as_u64(),
-        Some(16),
-        "{model}: 16 greedy goldens"
-    );
+    if greedy {
+        assert_eq!(
+            g["n_greedy"].as_u64(),
+            Some(16),
+            "{model}: 16 greedy goldens"
+        );
+    }
     let cases: Vec<_> = g["cases"]
         .as_array()
         .unwrap()
@@ -103,6 +106,16 @@ fn golden_cases(model: &str, names: &[&str]) -> Vec<serde_json::Value> {
 /// near-tie (top-2 gap < 0.25, the rule of tests/forward.rs). With `kv_f16` the KV cache holds f16, and the logits are also
 /// checked with the prompt cut into batches of 3 (later batches read earlier ones' f16 K/V).
 fn check_golden(model: &str, kv_f16: bool, max_nmse: f64) {
+    check_golden_cases(model, kv_f16, max_nmse, true);
+}
+
+/// As [`check_golden`], the logits only: for the goldens made without a greedy continuation
+/// (`LOGITS_ONLY` in scripts/gen-forward-goldens).
+fn check_golden_logits(model: &str) {
+    check_golden_cases(model, false, 1e-4, false);
+}
+
+fn check_golden_cases(model: &str, kv_f16: bool, max_nmse: f64, greedy: bool) {
     let src = FileSource::open(common::model_path(model)).unwrap();
     let ctx = context().with_kv_f16(kv_f16);
     let mut gpu = GpuModel::load(ctx, &src, 128).unwrap();
@@ -112,7 +125,7 @@ fn check_golden(model: &str, kv_f16: bool, max_nmse: f64) {
     } else {
         &["raw0", "chat0"]
     };
-    for case in golden_cases(model, names) {
+    for case in golden_cases(model, names, greedy) {
         let name = format!("{model} {} ({kv} KV)", case["name"].as_str().unwrap());
         let prompt = common::ids(&case["prompt_ids"]);
         let want = common::golden_f32(case["logits_file"].as_str().unwrap());
@@ -135,7 +148,7 @@ fn check_golden(model: &str, kv_f16: bool, max_nmse: f64) {
             block_on(gpu.forward(&prompt, 0)).unwrap();
         }
         // 16 greedy steps once per model (chat0, f32 KV): lavapipe runs a step in seconds.
-        if kv_f16 || case["name"] != "chat0" {
+        if kv_f16 || !greedy || case["name"] != "chat0" {
             continue;
         }
         let t = std::time::Instant::now();
@@ -177,6 +190,19 @@ fn smollm2_kv_f16_is_close_to_the_reference() {
 #[test]
 fn smollm2_pad768_matches_the_reference() {
     check_golden("smollm2-135m-instruct-pad768-q4_k_m.gguf", false, 1e-4);
+}
+
+/// Whole models in the presets people pick to fit a browser, every matrix read by its format's
+/// WGSL reader: Q5_K_M (Q5_K and Q6_K tensors) and IQ4_XS (IQ4_XS, IQ4_NL and Q5_K tensors).
+/// Their goldens hold the last-prompt logits of raw0 and chat0.
+#[test]
+fn smollm2_pad768_q5_k_m_matches_the_reference() {
+    check_golden_logits("smollm2-135m-instruct-pad768-q5_k_m.gguf");
+}
+
+#[test]
+fn smollm2_iq4_xs_matches_the_reference() {
+    check_golden_logits("smollm2-135m-instruct-iq4_xs.gguf");
 }
 
 #[test]

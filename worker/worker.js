@@ -423,7 +423,7 @@ async function saveSession(msg) {
   }
   const { engine: e, info } = pick(msg.model);
   const t0 = performance.now();
-  const tokens = e.info().cached_tokens;
+  const tokens = e.cachedTokens();
   const data = await e.saveSessionAsync(msg.precision ?? undefined);
   const facts = { model: info.id, name: info.name || info.file, file: info.file, url: info.url, tokens, precision: msg.precision ?? 'f16' };
   const saved = await store.putSession(key, data, facts);

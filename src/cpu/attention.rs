@@ -2,17 +2,25 @@
 //! then the weighted sum of the values, for `j` in a causal (or sliding-window) span.
 //!
 //! This is the part of a forward pass that grows with the context: at 1,500 cached positions
-//! it costs SmolLM2-135M more per token than the weight products. The keys and values are f32
-//! rows in the cache (position-major, `stride` floats apart, this head's `width` floats at
+//! it costs SmolLM2-135M about what the weight products cost per token. The keys and values are
+//! f32 rows in the cache (position-major, `stride` floats apart, this head's `width` floats at
 //! `offset`). [`attend_reference`] is the plain scalar loop, one query at a time.
 //! [`attend_many`] runs a tile of queries that share a KV head (the forward pass's tokens × a
-//! group's query heads) over each key and value row once, so a long prefill reads the cache
-//! once per tile, not once per query; its dots are `dot_fast`'s 16 independent lanes, which
-//! the compiler vectorizes: for wasm32 with SIMD128, and on x86-64 once more with AVX2 when
-//! the CPU has it (detected at run time, as the matrix kernels are), since a default x86-64
-//! build may only assume SSE2. No fused multiply-add: wasm32 has none, and the paths then
-//! round alike; its softmax's exp is a polynomial that vectorizes too. [`attend_layer`] is a
-//! layer's attention over a batch, on either.
+//! group's query heads), so a long prefill reads the cache once per tile, not once per query:
+//! - scores: for a prefill, each head's keys are transposed once per layer into
+//!   [`KeyColumns`], blocks of 32 positions, and two queries' elements times a block row
+//!   update 64 scores at once: a small matrix product with no horizontal sum per dot (as
+//!   ggml's and llama.cpp's flash-attention tiles do). A decode step has too few queries to
+//!   pay for the transpose and dots the rows (`dot_fast`);
+//! - softmax with a polynomial exp that vectorizes, unlike the library call;
+//! - the weighted sum: a query's 64 (or 32) outputs stay in registers over blocks of 64 value
+//!   rows kept in L1.
+//!
+//! The loops are plain arrays the compiler vectorizes: for wasm32 with SIMD128, and on x86-64
+//! once more with AVX2 when the CPU has it (detected at run time, as the matrix kernels are),
+//! since a default x86-64 build may only assume SSE2. No fused multiply-add: wasm32 has none,
+//! and the paths then round alike. [`attend_layer`] is a layer's attention over a batch, its
+//! KV heads split over the matmul threads natively.
 
 /// One head's rows in a KV cache: position `j`'s values are `data[j·stride + offset..][..width]`.
 #[derive(Clone, Copy)]
@@ -36,25 +44,112 @@ pub struct Query<'a> {
     pub span: std::ops::Range<usize>,
 }
 
+/// Keys per block of [`KeyColumns`]: one query element times one block row updates 32 scores
+/// at once (4 AVX2 vectors, 8 SIMD128 ones), with no horizontal sum per dot.
+const KB: usize = 32;
+/// Value columns per accumulator block of the weighted sum (a query's outputs that stay in
+/// registers over a block of [`VJ`] positions): 64 with AVX2 (8 vectors, so that 8 chains of
+/// additions hide the adder's latency), 32 elsewhere (8 SIMD128 vectors of the 16 registers).
+#[cfg(target_arch = "x86_64")]
+const VB_AVX2: usize = 64;
+const VB: usize = 32;
+/// Positions per block of the weighted sum: 64 value rows of a head (16 KiB at width 64) stay
+/// in L1 while every query of the tile goes over them.
+const VJ: usize = 64;
+
+/// One head's keys over a span of positions, transposed in blocks of 32 (`KB`) positions: block
+/// `b` is (width, KB) and holds positions `first + b·KB..` (zeros past the span). Built once
+/// per layer for a prefill, whose tiles then score many queries per key element read; a
+/// decode step (a few queries) dots the cache's rows directly instead, as building these would
+/// cost it more than it saves.
+#[derive(Default)]
+pub struct KeyColumns {
+    data: Vec<f32>,
+    first: usize,
+    width: usize,
+}
+
+impl KeyColumns {
+    /// Transposes `keys` at positions `span`.
+    pub fn fill(&mut self, keys: HeadRows, span: std::ops::Range<usize>) {
+        let (hd, n) = (keys.width, span.len());
+        self.first = span.start;
+        self.width = hd;
+        self.data.clear();
+        self.data.resize(n.div_ceil(KB) * hd * KB, 0.0);
+        for (b, block) in self.data.chunks_exact_mut(hd * KB).enumerate() {
+            for jj in 0..KB.min(n - b * KB) {
+                let row = keys.row(span.start + b * KB + jj);
+                for (col, &x) in block.chunks_exact_mut(KB).zip(row) {
+                    col[jj] = x;
+                }
+            }
+        }
+    }
+
+    /// Block `b`: (width, KB).
+    fn block(&self, b: usize) -> &[f32] {
+        &self.data[b * self.width * KB..(b + 1) * self.width * KB]
+    }
+}
+
+/// Scratch of [`attend_many`], kept between calls.
+#[derive(Default)]
+pub struct Scratch {
+    /// (queries, positions lo..hi): the scores, then the softmax weights.
+    scores: Vec<f32>,
+}
+
 /// `out[i] = Σ_j softmax_j(scale · q_i·keys[j]) · values[j]` over each query's span, for
 /// queries that share one KV head (a tile of tokens × the query heads of a group): each key
 /// and value row is read once for all of them while it is in L1, not once per query.
-/// `out`: (queries, values.width); `scores`: scratch, resized as needed.
+/// `columns`: the same keys as [`KeyColumns`] over every position the queries see, for a tile
+/// of many queries; `None` dots the rows. `out`: (queries, values.width).
+///
+/// With `columns`, every score is summed over the head's elements in order, and every output
+/// over the positions in order, as in [`attend_reference`]: only the softmax's exp differs.
 pub fn attend_many(
     queries: &[Query],
     keys: HeadRows,
+    columns: Option<&KeyColumns>,
     values: HeadRows,
     scale: f32,
-    scores: &mut Vec<f32>,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+) {
+    let wide = wide_path();
+    attend_many_on(wide, queries, keys, columns, values, scale, scratch, out);
+}
+
+/// Whether this thread's matmuls may take the AVX2 path (`matmul::limit_isa` narrows it in
+/// tests): decided on the calling thread, as the worker threads keep their own limit.
+fn wide_path() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return super::matmul::has_avx2_fma();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// [`attend_many`] on the AVX2 build when `wide` (x86-64 only), else the portable lanes.
+#[allow(clippy::too_many_arguments)]
+fn attend_many_on(
+    wide: bool,
+    queries: &[Query],
+    keys: HeadRows,
+    columns: Option<&KeyColumns>,
+    values: HeadRows,
+    scale: f32,
+    scratch: &mut Scratch,
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::matmul::has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA (detected above).
-        unsafe { attend_many_avx2(queries, keys, values, scale, scores, out) };
+    if wide {
+        // SAFETY: `wide` comes from `has_avx2_fma`: the CPU has AVX2 and FMA.
+        unsafe { attend_many_avx2(queries, keys, columns, values, scale, scratch, out) };
         return;
     }
-    attend_many_lanes(queries, keys, values, scale, scores, out);
+    let _ = wide;
+    attend_many_lanes::<VB>(queries, keys, columns, values, scale, scratch, out);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -62,34 +157,68 @@ pub fn attend_many(
 unsafe fn attend_many_avx2(
     queries: &[Query],
     keys: HeadRows,
+    columns: Option<&KeyColumns>,
     values: HeadRows,
     scale: f32,
-    scores: &mut Vec<f32>,
+    scratch: &mut Scratch,
     out: &mut [f32],
 ) {
-    attend_many_lanes(queries, keys, values, scale, scores, out);
+    attend_many_lanes::<VB_AVX2>(queries, keys, columns, values, scale, scratch, out);
 }
 
 #[inline(always)]
-fn attend_many_lanes(
+fn attend_many_lanes<const VB: usize>(
     queries: &[Query],
     keys: HeadRows,
+    columns: Option<&KeyColumns>,
     values: HeadRows,
     scale: f32,
-    scores: &mut Vec<f32>,
+    scratch: &mut Scratch,
     out: &mut [f32],
 ) {
     let lo = queries.iter().map(|q| q.span.start).min().unwrap_or(0);
     let hi = queries.iter().map(|q| q.span.end).max().unwrap_or(0);
     let w = hi.saturating_sub(lo);
+    let nq = queries.len();
+    let scores = &mut scratch.scores;
     scores.clear();
-    scores.resize(queries.len() * w, 0.0);
+    scores.resize(nq * w, 0.0);
     // Row i of `scores`: query i's scores at positions lo..hi (those outside its span unused).
-    for j in lo..hi {
-        let k = keys.row(j);
-        for (i, qy) in queries.iter().enumerate() {
-            if qy.span.contains(&j) {
-                scores[i * w + j - lo] = super::matmul::dot_fast(qy.q, k) * scale;
+    match columns {
+        Some(cols) if w > 0 => {
+            assert!(
+                cols.first <= lo && cols.width == keys.width,
+                "key columns span"
+            );
+            for b in (lo - cols.first) / KB..=(hi - 1 - cols.first) / KB {
+                let block = cols.block(b);
+                // Positions of this block inside lo..hi, and their place in a block.
+                let p0 = cols.first + b * KB;
+                let (from, to) = (p0.max(lo), (p0 + KB).min(hi));
+                let (r0, r1) = (from - p0, to - p0);
+                let at = from - lo;
+                let mut pairs = queries.chunks_exact(2);
+                for (i, pair) in (&mut pairs).enumerate() {
+                    let (s0, s1) = scores_two(pair[0].q, pair[1].q, block);
+                    let rows = &mut scores[2 * i * w..];
+                    store_scaled(&mut rows[at..at + r1 - r0], &s0[r0..r1], scale);
+                    store_scaled(&mut rows[w + at..w + at + r1 - r0], &s1[r0..r1], scale);
+                }
+                if let [last] = pairs.remainder() {
+                    let (s0, _) = scores_two(last.q, last.q, block);
+                    let row = &mut scores[(nq - 1) * w..];
+                    store_scaled(&mut row[at..at + r1 - r0], &s0[r0..r1], scale);
+                }
+            }
+        }
+        _ => {
+            for j in lo..hi {
+                let k = keys.row(j);
+                for (i, qy) in queries.iter().enumerate() {
+                    if qy.span.contains(&j) {
+                        scores[i * w + j - lo] = super::matmul::dot_fast(qy.q, k) * scale;
+                    }
+                }
             }
         }
     }
@@ -98,17 +227,60 @@ fn attend_many_lanes(
         softmax_lanes(&mut row[qy.span.start - lo..qy.span.end - lo]);
     }
     let wv = values.width;
-    out[..queries.len() * wv].fill(0.0);
-    for j in lo..hi {
-        let v = values.row(j);
+    out[..nq * wv].fill(0.0);
+    for jb in (lo..hi).step_by(VJ) {
+        let block = jb..(jb + VJ).min(hi);
         for (i, qy) in queries.iter().enumerate() {
-            if qy.span.contains(&j) {
-                let a = scores[i * w + j - lo];
-                for (o, &x) in out[i * wv..(i + 1) * wv].iter_mut().zip(v) {
+            let js = block.start.max(qy.span.start)..block.end.min(qy.span.end);
+            if js.is_empty() {
+                continue;
+            }
+            let p = &scores[i * w + js.start - lo..i * w + js.end - lo];
+            let o = &mut out[i * wv..(i + 1) * wv];
+            let mut cols = o.chunks_exact_mut(VB);
+            for (c, oc) in (&mut cols).enumerate() {
+                let mut acc: [f32; VB] = oc.try_into().expect("VB columns");
+                for (&a, j) in p.iter().zip(js.clone()) {
+                    let v: &[f32; VB] = values.row(j)[c * VB..][..VB].try_into().expect("VB");
+                    for l in 0..VB {
+                        acc[l] += a * v[l];
+                    }
+                }
+                oc.copy_from_slice(&acc);
+            }
+            let tail = cols.into_remainder();
+            let t0 = wv - tail.len();
+            if tail.is_empty() {
+                continue;
+            }
+            for (&a, j) in p.iter().zip(js.clone()) {
+                for (o, &x) in tail.iter_mut().zip(&values.row(j)[t0..]) {
                     *o += a * x;
                 }
             }
         }
+    }
+}
+
+/// Two queries' scores against the KB keys of `kt` (width, KB): one element of each query
+/// times a row of `kt`, in element order.
+#[inline(always)]
+fn scores_two(q0: &[f32], q1: &[f32], kt: &[f32]) -> ([f32; KB], [f32; KB]) {
+    let (mut s0, mut s1) = ([0f32; KB], [0f32; KB]);
+    for ((&a, &b), col) in q0.iter().zip(q1).zip(kt.chunks_exact(KB)) {
+        let col: &[f32; KB] = col.try_into().expect("KB keys");
+        for l in 0..KB {
+            s0[l] += a * col[l];
+            s1[l] += b * col[l];
+        }
+    }
+    (s0, s1)
+}
+
+#[inline(always)]
+fn store_scaled(dst: &mut [f32], s: &[f32], scale: f32) {
+    for (d, &v) in dst.iter_mut().zip(s) {
+        *d = v * scale;
     }
 }
 
@@ -192,6 +364,10 @@ pub struct LayerShape {
     pub scale: f32,
 }
 
+/// Queries per layer (tokens × a group's query heads) from which [`attend_layer`] scores with
+/// [`KeyColumns`]: transposing a key element costs about what 16 queries save on it.
+const MANY_QUERIES: usize = 16;
+
 /// Tokens per tile of [`attend_layer`]: with a group's query heads, the queries that share each
 /// key and value row read.
 const TILE: usize = 8;
@@ -245,10 +421,21 @@ pub fn attend_layer(
         }
         return;
     }
-    let mut tile_out = vec![0f32; TILE * group * hdv];
-    for kvh in 0..s.n_head_kv {
+    // Each KV head is a part (on its own thread when there are several and the work is worth
+    // a fork): its tiles' outputs, (n, group, hdv), then copied into `att`.
+    let wide = wide_path();
+    let many = n * group >= MANY_QUERIES;
+    let mut parts: Vec<Vec<f32>> = vec![vec![0f32; n * group * hdv]; s.n_head_kv];
+    let head = |kvh: usize, out: &mut Vec<f32>| {
         let (keys, values) = rows(kvh);
         let heads = kvh * group..(kvh + 1) * group;
+        let mut scratch = Scratch::default();
+        // Many queries per key (a prefill): transpose the head's keys once for all its tiles.
+        let columns = many.then(|| {
+            let mut c = KeyColumns::default();
+            c.fill(keys, span(0).start..pos + n);
+            c
+        });
         for t0 in (0..n).step_by(TILE) {
             let tokens = t0..(t0 + TILE).min(n);
             let queries: Vec<Query> = tokens
@@ -260,13 +447,20 @@ pub fn attend_layer(
                     })
                 })
                 .collect();
-            attend_many(&queries, keys, values, s.scale, &mut scores, &mut tile_out);
-            for (i, t) in tokens.enumerate() {
-                for (g, hh) in heads.clone().enumerate() {
-                    let row = &tile_out[(i * group + g) * hdv..][..hdv];
-                    att[t * att_dim + hh * hdv..][..hdv].copy_from_slice(row);
-                }
-            }
+            let o = &mut out[t0 * group * hdv..tokens.end * group * hdv];
+            let cols = columns.as_ref();
+            attend_many_on(wide, &queries, keys, cols, values, s.scale, &mut scratch, o);
+        }
+    };
+    // Below ~256k multiply-adds a fork/join costs more than it saves (as for the matmuls).
+    if n * (pos + n) * s.n_head * hd >= 1 << 18 {
+        super::matmul::for_each_part(&mut parts, head);
+    } else {
+        parts.iter_mut().enumerate().for_each(|(i, p)| head(i, p));
+    }
+    for (kvh, part) in parts.iter().enumerate() {
+        for (t, rows) in part.chunks_exact(group * hdv).enumerate() {
+            att[t * att_dim + kvh * group * hdv..][..group * hdv].copy_from_slice(rows);
         }
     }
 }
@@ -309,7 +503,7 @@ mod tests {
             (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         };
         // Head widths with and without a tail past the lanes; spans from one position up.
-        for (width, n_pos, first) in [(64, 1, 0), (64, 300, 0), (80, 257, 100), (40, 33, 5)] {
+        for (width, n_pos, first) in [(64, 1, 0usize), (64, 300, 0), (80, 257, 100), (40, 33, 5)] {
             let (stride, offset) = (3 * width + 8, width + 4);
             let data: Vec<f32> = (0..n_pos * stride).map(|_| rand()).collect();
             let vdata: Vec<f32> = (0..n_pos * stride).map(|_| rand() * 3.0).collect();
@@ -321,32 +515,21 @@ mod tests {
                 width,
             };
             let mut scores = vec![0f32; n_pos];
-            let mut scratch = Vec::new();
+            let mut scratch = Scratch::default();
+            // The keys also as columns, from before the first position any query sees.
+            let mut columns = KeyColumns::default();
+            columns.fill(rows(&data), first.saturating_sub(7)..n_pos);
             let (mut fast, mut slow) = (vec![0f32; width], vec![0f32; width]);
             let span = first..n_pos;
-            let one = [Query {
-                q: &q,
-                span: span.clone(),
-            }];
-            attend_many(
-                &one,
-                rows(&data),
-                rows(&vdata),
-                0.125,
-                &mut scratch,
-                &mut fast,
-            );
             attend_reference(
                 &q,
                 rows(&data),
                 rows(&vdata),
-                span,
+                span.clone(),
                 0.125,
                 &mut scores,
                 &mut slow,
             );
-            assert_close(&fast, &slow, &format!("width {width}, {n_pos} positions"));
-
             // A tile of queries with causal spans ending at different positions.
             let qs: Vec<Vec<f32>> = (0..5)
                 .map(|_| (0..width).map(|_| rand() * 4.0).collect())
@@ -359,20 +542,73 @@ mod tests {
                 .zip(&spans)
                 .map(|(q, s)| Query { q, span: s.clone() })
                 .collect();
-            let mut many = vec![0f32; 5 * width];
-            attend_many(
-                &tile,
-                rows(&data),
-                rows(&vdata),
-                0.125,
-                &mut scratch,
-                &mut many,
-            );
-            for (i, (q, s)) in qs.iter().zip(&spans).enumerate() {
+            // The portable lanes (as on wasm32), then AVX2 where the CPU has it.
+            let paths = [(None, "rows", 0), (Some(&columns), "columns", 0)];
+            for (cols, how, isa) in paths
+                .into_iter()
+                .chain([(None, "rows", 1), (Some(&columns), "columns", 1)])
+            {
+                super::super::matmul::limit_isa(isa);
+                let one = [Query {
+                    q: &q,
+                    span: span.clone(),
+                }];
                 let (k, v) = (rows(&data), rows(&vdata));
-                attend_reference(q, k, v, s.clone(), 0.125, &mut scores, &mut slow);
-                let got = &many[i * width..(i + 1) * width];
-                assert_close(got, &slow, &format!("tile query {i}, width {width}"));
+                attend_many(&one, k, cols, v, 0.125, &mut scratch, &mut fast);
+                let what = format!("{how}, isa {isa}: width {width}, {n_pos} positions");
+                assert_close(&fast, &slow, &what);
+
+                let mut many = vec![0f32; 5 * width];
+                attend_many(&tile, k, cols, v, 0.125, &mut scratch, &mut many);
+                for (i, (q, s)) in qs.iter().zip(&spans).enumerate() {
+                    let mut want = vec![0f32; width];
+                    attend_reference(q, k, v, s.clone(), 0.125, &mut scores, &mut want);
+                    let got = &many[i * width..(i + 1) * width];
+                    let what = format!("{how}, isa {isa}: tile query {i}, width {width}");
+                    assert_close(got, &want, &what);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_layer_matches_the_reference_for_prefill_and_decode() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        // (query heads, KV heads, head width, value width, sliding window): grouped, multi-head,
+        // and a window shorter than the span; a prefill of 45 tokens after 40, then a decode step.
+        for (n_head, n_kv, hd, hdv, window) in [
+            (6, 2, 64, 64, None),
+            (4, 4, 32, 48, None),
+            (4, 1, 64, 64, Some(37)),
+        ] {
+            let shape = LayerShape {
+                n_head,
+                n_head_kv: n_kv,
+                head_dim: hd,
+                head_dim_v: hdv,
+                window,
+                scale: 1.0 / (hd as f32).sqrt(),
+            };
+            let total = 86;
+            let k: Vec<f32> = (0..total * n_kv * hd).map(|_| rand()).collect();
+            let v: Vec<f32> = (0..total * n_kv * hdv).map(|_| rand() * 2.0).collect();
+            for (n, pos) in [(45, 40), (1, 85)] {
+                let q: Vec<f32> = (0..n * n_head * hd).map(|_| rand() * 3.0).collect();
+                let mut fast = vec![0f32; n * n_head * hdv];
+                let mut slow = vec![0f32; n * n_head * hdv];
+                attend_layer(&shape, &q, &k, &v, n, pos, true, &mut slow);
+                for isa in [0, 1] {
+                    super::super::matmul::limit_isa(isa);
+                    attend_layer(&shape, &q, &k, &v, n, pos, false, &mut fast);
+                    let what = format!("{n_head}/{n_kv} heads, {hd}/{hdv}, {window:?}, n {n}");
+                    assert_close(&fast, &slow, &format!("{what}, isa {isa}"));
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ use crate::Result;
 #[path = "kernels/mod.rs"]
 mod kernels;
 
+pub(crate) use kernels::for_each_part;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use kernels::has_avx2_fma;
 pub use kernels::{for_each_parallel, limit_isa, set_threads, threads};

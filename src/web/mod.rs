@@ -414,6 +414,14 @@ impl WasmEngine {
         Ok(json_to_js(&describe(e.as_ref().ok_or_else(not_loaded)?)))
     }
 
+    /// How many positions of the last sequence the cache holds (what a saved session keeps and
+    /// a request sharing that prefix skips); cheaper than `info()` for just this.
+    #[wasm_bindgen(js_name = cachedTokens)]
+    pub fn cached_tokens(&self) -> Result<usize, JsValue> {
+        let e = self.engine.try_borrow().map_err(|_| busy())?;
+        Ok(e.as_ref().ok_or_else(not_loaded)?.cached_ids().len())
+    }
+
     pub fn tokenize(
         &self,
         text: &str,

@@ -262,6 +262,26 @@ fn run_rows(w: &QMatrix, n_tok: usize, out: &mut [f32], f: impl Fn(usize, &mut [
     f(0, out);
 }
 
+/// Runs `f(i, part)` for every part, split over the matmul threads when there are several
+/// (natively, with the `threads` feature), else in order on the calling thread. For work that
+/// falls into independent parts of similar size, such as attention's KV heads.
+pub(crate) fn for_each_part<T: Send>(parts: &mut [T], f: impl Fn(usize, &mut T) + Sync) {
+    #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
+    {
+        let n = threads();
+        if n > 1 && parts.len() > 1 {
+            if let Some(pool) = pool::get(n) {
+                use rayon::prelude::*;
+                pool.install(|| {
+                    parts.par_iter_mut().enumerate().for_each(|(i, p)| f(i, p));
+                });
+                return;
+            }
+        }
+    }
+    parts.iter_mut().enumerate().for_each(|(i, p)| f(i, p));
+}
+
 #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
 mod pool {
     use std::sync::{Arc, Mutex};
