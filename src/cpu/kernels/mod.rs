@@ -132,28 +132,9 @@ pub(crate) fn has_avx2_fma() -> bool {
     ISA_LIMIT.with(|l| l.get()) >= 1 && x86::available()
 }
 
-/// Run `f` on every item: over the matmul threads when there are several (and more than one
-/// item), else on the calling thread. Each worker runs under the caller's [`limit_isa`].
-pub fn for_each_parallel<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync) {
-    #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
-    {
-        let n = threads();
-        if n > 1 && items.len() > 1 {
-            if let Some(pool) = pool::get(n) {
-                use rayon::prelude::*;
-                let limit = ISA_LIMIT.with(|l| l.get());
-                pool.install(|| {
-                    items.into_par_iter().for_each(|item| {
-                        let before = ISA_LIMIT.with(|l| l.replace(limit));
-                        f(item);
-                        ISA_LIMIT.with(|l| l.set(before));
-                    })
-                });
-                return;
-            }
-        }
-    }
-    items.into_iter().for_each(f);
+/// The calling thread's [`limit_isa`] (for work handed to other threads under it).
+pub(crate) fn isa_limit() -> u8 {
+    ISA_LIMIT.with(|l| l.get())
 }
 
 /// Threads requested with `set_threads` (0: one per available core).
