@@ -139,14 +139,29 @@ fn check_fused(
     let ds = fused::fused_dispatches(ctx, &g, &xb, &wb, &y, (norm, add_), EPS).unwrap();
     fused::run_dispatches(ctx, &ds);
     let got = read(ctx, &y, rows);
-    let what = format!("matvec_fused {ty} {layout:?} norm={norm} add={add_}");
+    let what = format!(
+        "matvec_fused {ty} {layout:?} norm={norm} add={add_} subgroups={}",
+        ctx.subgroups
+    );
     assert_nmse(&what, &got, &want, 1e-12);
     g.chunks.len()
 }
 
 #[test]
 fn fused_matvec_matches_rmsnorm_matvec_and_add() {
-    let ctx = context();
+    // The device's reductions (subgroups where it has them), then the workgroup-memory path.
+    for ctx in [context(), context().with_subgroups(false)] {
+        fused_matvecs(&ctx);
+    }
+    // The output head over a matrix split into row ranges: each range its own dispatch.
+    let split = context().with_max_binding(10 * 3 * 210 + 4);
+    assert_eq!(
+        check_fused(&split, (GgmlType::Q6_K, Layout::Packed), true, false),
+        4
+    );
+}
+
+fn fused_matvecs(ctx: &GpuContext) {
     let (a, p) = (Layout::Aligned, Layout::Packed);
     for (i, f) in [
         (GgmlType::Q4_K, a),
@@ -159,17 +174,16 @@ fn fused_matvec_matches_rmsnorm_matvec_and_add() {
     .enumerate()
     {
         // Every combination over the formats, not all on each (lavapipe compiles slowly).
-        check_fused(&ctx, f, i % 2 == 0, true);
-        check_fused(&ctx, f, true, i % 2 == 1);
+        check_fused(ctx, f, i % 2 == 0, true);
+        check_fused(ctx, f, true, i % 2 == 1);
     }
-    check_fused(&ctx, (GgmlType::Q4_0, a), false, false);
-    // The output head over a matrix split into row ranges: each range its own dispatch.
-    let split = context().with_max_binding(10 * 3 * 210 + 4);
-    assert_eq!(check_fused(&split, (GgmlType::Q6_K, p), true, false), 4);
+    check_fused(ctx, (GgmlType::Q4_0, a), false, false);
 }
 
 struct Qkv {
     formats: [(GgmlType, Layout); 3],
+    /// Subgroup reductions where the device has them (else the workgroup-memory path).
+    subgroups: bool,
     neox: bool,
     kv_f16: bool,
     bias: bool,
@@ -178,7 +192,7 @@ struct Qkv {
 
 /// matvec_qkv.wgsl against the unfused chain; n_head 4, n_head_kv 2, head_dim 16.
 fn check_qkv(c: &Qkv) {
-    let ctx = context().with_kv_f16(c.kv_f16);
+    let ctx = context().with_kv_f16(c.kv_f16).with_subgroups(c.subgroups);
     let ctx = &ctx;
     let (cols, hd, n_head, n_kv, n_ctx, pos) = (768, 16, 4, 2, 6, 3);
     let rows = [n_head * hd, n_kv * hd, n_kv * hd];
@@ -347,6 +361,7 @@ fn fused_qkv_matches_norm_products_rope_and_kv_store() {
         // Q4_K_M: V in Q6_K.
         Qkv {
             formats: [(Q4_K, a), (Q4_K, a), (Q6_K, a)],
+            subgroups: true,
             neox: false,
             kv_f16: false,
             bias: false,
@@ -355,6 +370,7 @@ fn fused_qkv_matches_norm_products_rope_and_kv_store() {
         // qwen2: NeoX RoPE with biases; f16 cache.
         Qkv {
             formats: [(Q5_0, a), (Q8_0, p), (Q4_K, a)],
+            subgroups: false,
             neox: true,
             kv_f16: true,
             bias: true,
@@ -362,6 +378,7 @@ fn fused_qkv_matches_norm_products_rope_and_kv_store() {
         },
         Qkv {
             formats: [(F16, p), (Q4_0, a), (Q6_K, p)],
+            subgroups: true,
             neox: true,
             kv_f16: false,
             bias: false,
@@ -369,6 +386,7 @@ fn fused_qkv_matches_norm_products_rope_and_kv_store() {
         },
         Qkv {
             formats: [(Q4_1, a), (F32, p), (Q8_0, a)],
+            subgroups: false,
             neox: false,
             kv_f16: true,
             bias: true,
@@ -381,8 +399,12 @@ fn fused_qkv_matches_norm_products_rope_and_kv_store() {
 
 #[test]
 fn fused_glu_matches_norm_products_and_gate() {
-    let ctx = context();
-    let ctx = &ctx;
+    for ctx in [context(), context().with_subgroups(false)] {
+        fused_glu(&ctx);
+    }
+}
+
+fn fused_glu(ctx: &GpuContext) {
     let (a, p) = (Layout::Aligned, Layout::Packed);
     let (rows, cols) = (37, 768);
     for (act, gate_f, up_f) in [
@@ -411,7 +433,10 @@ fn fused_glu_matches_norm_products_and_gate() {
         let y = ctx.storage_f32("y", rows);
         let d = fused::glu_dispatch(ctx, &gm, &um, &xb, &wb, &y, act, EPS).unwrap();
         fused::run_dispatches(ctx, &[d]);
-        let what = format!("matvec_glu act={act} {} {}", gate_f.0, up_f.0);
+        let what = format!(
+            "matvec_glu act={act} {} {} subgroups={}",
+            gate_f.0, up_f.0, ctx.subgroups
+        );
         assert_nmse(&what, &read(ctx, &y, rows), &want, 1e-12);
     }
 }

@@ -52,6 +52,9 @@ fn every_shader_is_valid_wgsl_with_and_without_f16() {
     }
     for k in Kernel::all() {
         let src = k.source().expect("a source for every kernel");
+        // The browser's variant: no subgroup builtins (wgpu's webgpu backend has no subgroups,
+        // and Tint would want an `enable` it may not know).
+        assert!(!src.contains("subgroupAdd("), "{k:?}");
         let module = naga::front::wgsl::parse_str(&src)
             .unwrap_or_else(|e| panic!("{k:?}: {}", e.emit_to_string(&src)));
         // The baseline of every WebGPU device (unpack2x16float is core WGSL; wgpu grants it
@@ -61,6 +64,36 @@ fn every_shader_is_valid_wgsl_with_and_without_f16() {
             naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
                 .validate(&module)
                 .unwrap_or_else(|e| panic!("{k:?} ({caps:?}): {}", e.emit_to_string(&src)));
+        }
+        // The subgroup variant of the matvec family (native devices with SUBGROUP).
+        let sg = k.source_with(true).expect("a source");
+        assert_eq!(k.reduces(), sg.contains("subgroupAdd("), "{k:?}");
+        if k.reduces() {
+            let module = naga::front::wgsl::parse_str(&sg)
+                .unwrap_or_else(|e| panic!("{k:?} (subgroups): {}", e.emit_to_string(&sg)));
+            let caps = base | naga::valid::Capabilities::SUBGROUP;
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+                .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+                .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{k:?} (subgroups): {}", e.emit_to_string(&sg)));
+        }
+    }
+}
+
+#[test]
+fn q4_k_is_read_in_unit_pairs_and_the_others_one_quad_at_a_time() {
+    for f in &FORMATS {
+        for layout in layouts(f.ty) {
+            for k in [
+                Kernel::Matvec(f.ty, layout),
+                Kernel::Matmat(f.ty, layout),
+                Kernel::MatvecFused(f.ty, layout),
+            ] {
+                let src = k.source().unwrap();
+                assert_eq!(src.contains("pair_qs"), f.ty == GgmlType::Q4_K, "{k:?}");
+                assert_eq!(src.contains("pair_qs"), f.pairs, "{k:?}");
+            }
         }
     }
 }
@@ -301,13 +334,59 @@ fn check_matvec(
     g.chunks.len()
 }
 
+/// A context on the workgroup-memory reductions (reduce_wg.wgsl, the browser's path) whatever
+/// the device has.
+fn context_wg() -> GpuContext {
+    let ctx = context().with_subgroups(false);
+    assert!(!ctx.subgroups);
+    ctx
+}
+
 #[test]
 fn matvec_matches_the_reference() {
+    // On the device's path (subgroup reductions where it has SUBGROUP: lavapipe does), then on
+    // the workgroup-memory path.
     let ctx = context();
-    for (i, &ty) in GPU_TYPES.iter().enumerate() {
-        for layout in layouts(ty) {
-            // 37 rows: not a multiple of the rows per workgroup.
-            check_matvec(&ctx, (ty, layout), 37, 21 + i as u64, "");
+    let key = PipelineKey::new(Kernel::Matvec(GgmlType::Q4_K, Layout::Aligned));
+    eprintln!(
+        "subgroups: {} (sizes {}..={}), matvec uses them: {}",
+        ctx.subgroups,
+        ctx.info.subgroup_min_size,
+        ctx.info.subgroup_max_size,
+        ctx.uses_subgroups(key)
+    );
+    if ctx.features.contains(wgpu::Features::SUBGROUP) {
+        assert!(ctx.uses_subgroups(key), "the subgroup path is not tested");
+    }
+    for (ctx, what) in [(ctx, " (device)"), (context_wg(), " (workgroup)")] {
+        for (i, &ty) in GPU_TYPES.iter().enumerate() {
+            for layout in layouts(ty) {
+                // 37 rows: not a multiple of the rows per workgroup.
+                check_matvec(&ctx, (ty, layout), 37, 21 + i as u64, what);
+            }
+        }
+    }
+}
+
+#[test]
+fn paired_q4_k_matvec_over_rows_of_many_blocks() {
+    // Rows of 9 blocks (2304 weights, 288 words of qs): lanes wrap over the blocks and pairs
+    // several times at every ROWS, on both reduction paths.
+    for ctx in [context(), context_wg()] {
+        for rows in [1, 5, 64] {
+            for layout in layouts(GgmlType::Q4_K) {
+                let m = random_matrix(GgmlType::Q4_K, rows, 2304, 70 + rows as u64);
+                let x = Rng(71).vec(2304);
+                let mut want = vec![0f32; rows];
+                matmul(&m, &x, &mut want, 1, CpuKernel::Reference).unwrap();
+                let g = GpuMatrix::upload_as(&ctx, &m, layout).unwrap();
+                let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
+                let y = ctx.storage_f32("y", rows);
+                matvec_once(&ctx, &g, &xb, &y).unwrap();
+                let got = block_on(ctx.read_f32(&y, rows)).unwrap();
+                let what = format!("Q4_K {layout:?} {rows}x2304 subgroups={}", ctx.subgroups);
+                assert_nmse(&what, &got, &want, 1e-10);
+            }
         }
     }
 }
@@ -348,7 +427,7 @@ fn matvec_over_a_matrix_split_into_row_ranges() {
 fn every_format_over_a_matrix_split_into_row_ranges() {
     // One binding holds 10 rows of each format (as uploaded, after its lookup table if it has
     // one): 37 rows become 4 buffers, for matvec and matmat alike, in every layout.
-    let mut ctx = context();
+    let mut ctx = context_wg();
     let limit = ctx.max_binding;
     for (i, f) in FORMATS.iter().enumerate() {
         let ty = f.ty;
@@ -384,6 +463,8 @@ fn check_matmat(
     seed: u64,
     what: &str,
 ) -> usize {
+    // Compared bit for bit with matvec below: its workgroup-memory path sums in matmat's order.
+    assert!(!ctx.subgroups, "check_matmat wants context_wg()");
     let cols = cols_for(ty);
     let m = random_matrix(ty, rows, cols, seed);
     let x = Rng(seed + 200).vec(cols * n_tok);
@@ -417,7 +498,7 @@ fn check_matmat(
 
 #[test]
 fn matmat_matches_the_reference() {
-    let ctx = context();
+    let ctx = context_wg();
     for (i, &ty) in GPU_TYPES.iter().enumerate() {
         for layout in layouts(ty) {
             // 37 rows and 13 tokens: neither a multiple of the workgroup's rows nor of its 8
@@ -432,7 +513,7 @@ fn matmat_matches_the_reference() {
 
 #[test]
 fn matmat_over_a_matrix_split_into_row_ranges() {
-    let ctx = context().with_max_binding(10 * 3 * 210 + 4);
+    let ctx = context_wg().with_max_binding(10 * 3 * 210 + 4);
     let (q6, q8) = (GgmlType::Q6_K, GgmlType::Q8_0);
     assert_eq!(
         check_matmat(&ctx, (q6, Layout::Packed), 37, 11, 7, " (split)"),

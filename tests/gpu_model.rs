@@ -106,18 +106,20 @@ fn golden_cases(model: &str, names: &[&str], greedy: bool) -> Vec<serde_json::Va
 /// near-tie (top-2 gap < 0.25, the rule of tests/forward.rs). With `kv_f16` the KV cache holds f16, and the logits are also
 /// checked with the prompt cut into batches of 3 (later batches read earlier ones' f16 K/V).
 fn check_golden(model: &str, kv_f16: bool, max_nmse: f64) {
-    check_golden_cases(model, kv_f16, max_nmse, true);
+    check_golden_cases(model, kv_f16, max_nmse, true, true);
 }
 
 /// As [`check_golden`], the logits only: for the goldens made without a greedy continuation
 /// (`LOGITS_ONLY` in scripts/gen-forward-goldens).
 fn check_golden_logits(model: &str) {
-    check_golden_cases(model, false, 1e-4, false);
+    check_golden_cases(model, false, 1e-4, false, true);
 }
 
-fn check_golden_cases(model: &str, kv_f16: bool, max_nmse: f64, greedy: bool) {
+/// `subgroups`: the device's reductions (subgroups where it has them), else the
+/// workgroup-memory path (the browser's).
+fn check_golden_cases(model: &str, kv_f16: bool, max_nmse: f64, greedy: bool, subgroups: bool) {
     let src = FileSource::open(common::model_path(model)).unwrap();
-    let ctx = context().with_kv_f16(kv_f16);
+    let ctx = context().with_kv_f16(kv_f16).with_subgroups(subgroups);
     let mut gpu = GpuModel::load(ctx, &src, 128).unwrap();
     let kv = if kv_f16 { "f16" } else { "f32" };
     let names: &[&str] = if kv_f16 {
@@ -168,6 +170,12 @@ fn check_golden_cases(model: &str, kv_f16: bool, max_nmse: f64, greedy: bool) {
 #[test]
 fn tiny_random_llama_matches_the_reference() {
     check_golden("tiny-random-llama-q4_k_m.gguf", false, 1e-4);
+}
+
+#[test]
+fn tiny_random_llama_matches_the_reference_on_the_workgroup_reductions() {
+    // The other model tests run on the device's path: subgroup reductions on lavapipe.
+    check_golden_cases("tiny-random-llama-q4_k_m.gguf", false, 1e-4, true, false);
 }
 
 #[test]

@@ -358,11 +358,39 @@ async fn token_mask_matches_the_reference() {
 }
 
 /// Every kernel that is not a weight format's compiles in Chromium (the format kernels are
-/// covered above): a shader Tint rejects is a typed error at the next readback, never a silent
-/// no-op.
+/// covered above), and so does the matvec family over Q4_K (read in unit pairs) and Q6_K with
+/// the workgroup-memory reductions (reduce_wg.wgsl; the browser has no subgroups): a shader Tint
+/// rejects is a typed error at the next readback, never a silent no-op.
 #[wasm_bindgen_test]
 async fn every_kernel_compiles_in_chromium() {
     let ctx = context().await;
+    use quant::GgmlType::{Q4_K, Q6_K};
+    for ty in [Q4_K, Q6_K] {
+        for l in layouts(ty) {
+            for (kernel, flag) in [
+                (Kernel::Matvec(ty, l), 0),
+                (Kernel::Matmat(ty, l), 0),
+                (Kernel::MatvecFused(ty, l), 0),
+                (Kernel::MatvecFused(ty, l), 1),
+                (Kernel::MatvecQkv([(ty, l), (ty, l), (Q6_K, l)]), 1),
+                (Kernel::MatvecGlu([(ty, l), (ty, l)]), 0),
+            ] {
+                let key = PipelineKey {
+                    rows: 8,
+                    norm: flag,
+                    add: 1 - flag,
+                    kv_f16: flag,
+                    ..PipelineKey::new(kernel)
+                };
+                // wgpu's webgpu backend reports no SUBGROUP (were it to, reduce_sg.wgsl would
+                // need `enable subgroups;` for Tint).
+                assert!(!ctx.uses_subgroups(key), "{key:?}");
+                if let Err(e) = ctx.pipeline(key) {
+                    panic!("{key:?}: {e}");
+                }
+            }
+        }
+    }
     for k in Kernel::FORMAT_FREE {
         for kv_f16 in [0, 1] {
             let key = PipelineKey {

@@ -38,6 +38,10 @@ pub struct GpuContext {
     /// Compile the kernels with wgpu's shader runtime checks (bounds clamps on every buffer
     /// index, loop bounding, integer-division guards); see [`GpuContext::with_shader_checks`].
     pub shader_checks: bool,
+    /// Reduce the matvec-family kernels' rows through subgroup operations (reduce_sg.wgsl):
+    /// on when the device has SUBGROUP (never in a browser); [`GpuContext::with_subgroups`]
+    /// turns it off so tests compare both paths on one device.
+    pub subgroups: bool,
     pub(crate) kernels: Kernels,
     /// Buffers and bind groups created through this context's helpers ([`GpuContext::created`]).
     created: std::sync::atomic::AtomicUsize,
@@ -102,6 +106,7 @@ impl GpuContext {
             kv_f16: false,
             layout: None,
             shader_checks: SHADER_CHECKS,
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
             kernels: Kernels::default(),
             created: Default::default(),
             fault,
@@ -145,6 +150,15 @@ impl GpuContext {
     /// robust buffer access. A browser checks every shader itself either way.
     pub fn with_shader_checks(mut self, on: bool) -> Self {
         self.shader_checks = on;
+        self
+    }
+
+    /// Reduce through subgroups where the device has them (`on`, the default) or always in
+    /// workgroup memory, the browser's path (`false`; tests compare the two on one device).
+    /// Drops the pipelines compiled so far.
+    pub fn with_subgroups(mut self, on: bool) -> Self {
+        self.subgroups = on && self.features.contains(wgpu::Features::SUBGROUP);
+        self.kernels = Kernels::default();
         self
     }
 

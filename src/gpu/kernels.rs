@@ -73,6 +73,17 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("kv_store.wgsl", include_str!("shaders/kv_store.wgsl")),
     ("matvec_row.wgsl", include_str!("shaders/matvec_row.wgsl")),
     (
+        "matvec_row_pairs.wgsl",
+        include_str!("shaders/matvec_row_pairs.wgsl"),
+    ),
+    ("matmat_row.wgsl", include_str!("shaders/matmat_row.wgsl")),
+    (
+        "matmat_row_pairs.wgsl",
+        include_str!("shaders/matmat_row_pairs.wgsl"),
+    ),
+    ("reduce_wg.wgsl", include_str!("shaders/reduce_wg.wgsl")),
+    ("reduce_sg.wgsl", include_str!("shaders/reduce_sg.wgsl")),
+    (
         "matvec_fused.wgsl",
         include_str!("shaders/matvec_fused.wgsl"),
     ),
@@ -107,6 +118,11 @@ pub struct GpuFormat {
     /// ahead of the blocks (the grids of the IQ formats, as little-endian words; see
     /// fmt_iq2_xxs.wgsl for why there), or `None`.
     pub table: Option<fn() -> Vec<u32>>,
+    /// Units come in pairs over shared bytes (Q4_K: units 2k and 2k+1 are the low and high
+    /// nibbles of the same qs), and the reader gives `PAIRS_PER_BLOCK`, `pair_scale` and
+    /// `pair_qs`: matvec and matmat then read each shared word once and decode both halves
+    /// (matvec_row_pairs.wgsl, matmat_row_pairs.wgsl) instead of one quad of one unit per step.
+    pub pairs: bool,
 }
 
 const fn fmt(
@@ -121,6 +137,7 @@ const fn fmt(
         unit_weights,
         align_lead,
         table: None,
+        pairs: false,
     }
 }
 
@@ -168,7 +185,10 @@ fn iq1s_grid() -> Vec<u32> {
 pub const FORMATS: [GpuFormat; 23] = {
     use GgmlType::*;
     [
-        fmt(Q4_K, "fmt_q4_k.wgsl", 32, Some(0)),
+        GpuFormat {
+            pairs: true,
+            ..fmt(Q4_K, "fmt_q4_k.wgsl", 32, Some(0))
+        },
         fmt(Q6_K, "fmt_q6_k.wgsl", 16, Some(0)),
         fmt(Q5_0, "fmt_q5_0.wgsl", 32, Some(2)),
         fmt(Q8_0, "fmt_q8_0.wgsl", 32, Some(2)),
@@ -349,26 +369,66 @@ impl Kernel {
         }
     }
 
-    /// The complete WGSL source, or `None` for a format without GPU kernels (or without an
-    /// aligned layout, for [`Layout::Aligned`]).
+    /// The complete WGSL source with the workgroup-memory reductions (every device, the
+    /// browser's path), or `None` for a format without GPU kernels (or without an aligned
+    /// layout, for [`Layout::Aligned`]).
     pub fn source(self) -> Option<String> {
+        self.source_with(false)
+    }
+
+    /// Whether the kernel reduces rows through reduce_wg.wgsl / reduce_sg.wgsl (the
+    /// matvec family), so that it has a subgroup variant.
+    pub fn reduces(self) -> bool {
+        matches!(
+            self,
+            Kernel::Matvec(..)
+                | Kernel::MatvecFused(..)
+                | Kernel::MatvecQkv(..)
+                | Kernel::MatvecGlu(..)
+        )
+    }
+
+    /// [`Kernel::source`], with the subgroup reductions (reduce_sg.wgsl: subgroup builtins)
+    /// when `subgroups` and the kernel [`reduces`](Kernel::reduces); only for a device with
+    /// `wgpu::Features::SUBGROUP`.
+    pub fn source_with(self, subgroups: bool) -> Option<String> {
         let main = file(&format!("{}.wgsl", self.name()));
+        let reduce = file(if subgroups {
+            "reduce_sg.wgsl"
+        } else {
+            "reduce_wg.wgsl"
+        });
         match self {
-            Kernel::Dequant(ty, l) | Kernel::Matvec(ty, l) | Kernel::Matmat(ty, l) => {
-                let layout = match l {
-                    Layout::Packed => file("layout_packed.wgsl"),
-                    Layout::Aligned => {
-                        aligned_block(ty)?;
-                        file("layout_aligned.wgsl")
-                    }
-                };
-                Some([QUANT, layout, format_file(ty)?, main].join("\n"))
+            Kernel::Dequant(ty, l) => {
+                Some([QUANT, layout_file(ty, l)?, format_file(ty)?, main].join("\n"))
+            }
+            Kernel::Matvec(ty, l) => {
+                let parts = [
+                    QUANT,
+                    layout_file(ty, l)?,
+                    format_file(ty)?,
+                    row_file(ty, false),
+                    reduce,
+                    main,
+                ];
+                Some(hoist_directives(&parts.join("\n")))
+            }
+            Kernel::Matmat(ty, l) => {
+                let parts = [
+                    QUANT,
+                    layout_file(ty, l)?,
+                    format_file(ty)?,
+                    row_file(ty, true),
+                    main,
+                ];
+                Some(parts.join("\n"))
             }
             Kernel::MatvecFused(..) | Kernel::MatvecQkv(..) | Kernel::MatvecGlu(..) => {
                 let mut parts = Vec::new();
                 for (i, (ty, l)) in self.formats().into_iter().enumerate() {
                     parts.push(suffixed(&reader_source(ty, l)?, i));
                 }
+                parts.push(reduce.to_owned());
                 parts.push(main.to_owned());
                 Some(hoist_directives(&parts.join("\n")))
             }
@@ -456,17 +516,38 @@ impl Kernel {
     }
 }
 
+/// The layout file of `l`, or `None` for [`Layout::Aligned`] of a format without it.
+fn layout_file(ty: GgmlType, l: Layout) -> Option<&'static str> {
+    match l {
+        Layout::Packed => Some(file("layout_packed.wgsl")),
+        Layout::Aligned => aligned_block(ty).map(|_| file("layout_aligned.wgsl")),
+    }
+}
+
+/// The row loop of `ty` for matvec (`row_dot`) or, with `matmat`, for matmat (`row_dots`): the
+/// paired reader for formats with [`GpuFormat::pairs`], else the one-quad-per-step loop.
+fn row_file(ty: GgmlType, matmat: bool) -> &'static str {
+    let pairs = gpu_format(ty).is_some_and(|f| f.pairs);
+    file(match (matmat, pairs) {
+        (false, false) => "matvec_row.wgsl",
+        (false, true) => "matvec_row_pairs.wgsl",
+        (true, false) => "matmat_row.wgsl",
+        (true, true) => "matmat_row_pairs.wgsl",
+    })
+}
+
 /// The reader of one weight matrix for the fused kernels: quant.wgsl + the layout file + the
-/// format file + matvec_row.wgsl (`row_dot`), or `None` without a GPU kernel for `ty` / `l`.
+/// format file + its row loop (`row_dot`), or `None` without a GPU kernel for `ty` / `l`.
 fn reader_source(ty: GgmlType, l: Layout) -> Option<String> {
-    let layout = match l {
-        Layout::Packed => file("layout_packed.wgsl"),
-        Layout::Aligned => {
-            aligned_block(ty)?;
-            file("layout_aligned.wgsl")
-        }
-    };
-    Some([QUANT, layout, format_file(ty)?, file("matvec_row.wgsl")].join("\n"))
+    Some(
+        [
+            QUANT,
+            layout_file(ty, l)?,
+            format_file(ty)?,
+            row_file(ty, false),
+        ]
+        .join("\n"),
+    )
 }
 
 /// `src` with every name it declares at the top level (a line starting with `fn`, `const`,
@@ -573,6 +654,18 @@ pub(crate) struct Kernels {
 }
 
 impl GpuContext {
+    /// Whether `key`'s pipeline reduces through subgroups (reduce_sg.wgsl): the kernel has the
+    /// variant, the context allows it ([`GpuContext::subgroups`]: the device has SUBGROUP and
+    /// no test turned it off), and no subgroup can span two rows (the adapter's largest
+    /// subgroup ≤ 256 / rows invocations per row).
+    pub fn uses_subgroups(&self, key: PipelineKey) -> bool {
+        let max = self.info.subgroup_max_size;
+        self.subgroups
+            && key.kernel.reduces()
+            && max.is_power_of_two()
+            && max <= 256 / key.rows.max(1)
+    }
+
     /// The pipeline for `key`, compiled on first use.
     pub fn pipeline(&self, key: PipelineKey) -> Result<Pipeline> {
         let mut cache = self.kernels.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -580,11 +673,14 @@ impl GpuContext {
             return Ok(p.clone());
         }
         let k = key.kernel;
-        let src = k.source().ok_or_else(|| GpuError::UnsupportedType {
-            tensor: k.name().into(),
-            ty: k.weights().map_or(GgmlType::F32, |(t, _)| t),
-        })?;
-        let label = format!("{key:?}");
+        let subgroups = self.uses_subgroups(key);
+        let src = k
+            .source_with(subgroups)
+            .ok_or_else(|| GpuError::UnsupportedType {
+                tensor: k.name().into(),
+                ty: k.weights().map_or(GgmlType::F32, |(t, _)| t),
+            })?;
+        let label = format!("{key:?}{}", if subgroups { " (subgroups)" } else { "" });
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(&label),
             source: wgpu::ShaderSource::Wgsl(src.into()),

@@ -1,6 +1,8 @@
 // matmat.wgsl: fused dequantize × matrix for batched prefill, Y[t, y_off + r] = Σ_c W[r, c]·X[t, c]
 // for the rows of one weight chunk and a batch of tokens t. Prepended: quant.wgsl + one
-// layout_*.wgsl + one fmt_*.wgsl (the block format).
+// layout_*.wgsl + one fmt_*.wgsl (the block format) + matmat_row.wgsl (or matmat_row_pairs.wgsl
+// for formats read in unit pairs, as matvec.wgsl): `row_dots`, one invocation's share of a row
+// for the TOK tokens, through `act_tok(t, q)` declared here.
 //
 // Bindings (group 0):
 //   0 w: array<u32>         quantized rows of this chunk (row r at byte r·row_bytes), read-only
@@ -10,11 +12,13 @@
 //   4 batch: Step (uniform) pos, n_tok (tokens in the batch; the model's step parameters)
 // Geometry: workgroup_size(256); ROWS (override, a power of two dividing 256) rows × TOK tokens
 //   per workgroup, 256/ROWS invocations per row, each striding over the row's quads (4 weights,
-//   STEP_QUADS at a time) as matvec.wgsl does. Each quad is dequantized once (`unit_scale`, `unit_q4`) into registers
-//   and dotted with the TOK tokens' activations (`quad_dot`): the weights are read once per tile
+//   STEP_QUADS at a time; or one shared word of a unit pair) as matvec.wgsl does. Each quad is
+//   dequantized once (`unit_scale`, `unit_q4`) into registers and dotted with the TOK tokens'
+//   activations (`quad_dot`): the weights are read once per tile
 //   of TOK tokens instead of once per token. Per token the arithmetic (order included) is
-//   matvec.wgsl's, so a batched prefill gives the token-by-token results bit for bit. Rows
-//   reduce in a workgroup-memory tree, all TOK tokens at once.
+//   matvec.wgsl's (on its workgroup-memory path, reduce_wg.wgsl), so a batched prefill gives the
+//   token-by-token results bit for bit. Rows reduce in a workgroup-memory tree, all TOK tokens
+//   at once.
 //   Dispatch (min(n, 32768), ceil(n / 32768), ceil(n_tok / TOK)) workgroups for
 //   n = ceil(rows / ROWS); workgroup z is the tile of tokens.
 
@@ -43,6 +47,14 @@ const TOK: u32 = 8u;
 @group(0) @binding(4) var<uniform> batch: Step;
 
 var<workgroup> part: array<f32, 2048>; // WG · TOK
+var<private> x_first: u32;
+var<private> x_last: u32;
+var<private> x_quads: u32;
+
+// Activation quad q of token t of the tile (tokens past the batch: its last token).
+fn act_tok(t: u32, q: u32) -> vec4<f32> {
+    return x[(x_first + min(t, x_last)) * x_quads + q];
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -56,25 +68,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     // Tokens past the batch (the last tile) read the batch's last token and are not written.
     let last = max(nt, 1u) - 1u;
     var acc: array<f32, TOK>;
-    for (var t = 0u; t < TOK; t++) {
-        acc[t] = 0.0;
-    }
     if (r < p.rows) {
-        let n_quads = p.cols / 4u;
-        let row = r * p.row_bytes;
-        for (var g = lane; g < n_quads / STEP_QUADS; g += tpr) {
-            let u = g * STEP_QUADS / (UNIT_W / 4u);
-            let b = row + (u / UNITS_PER_BLOCK) * BLOCK_STRIDE + BLOCK_LEAD;
-            let j = u % UNITS_PER_BLOCK;
-            let sc = unit_scale(b, j);
-            for (var i = 0u; i < STEP_QUADS; i++) {
-                let q = g * STEP_QUADS + i;
-                let qv = unit_q4(b, j, q % (UNIT_W / 4u));
-                for (var t = 0u; t < TOK; t++) {
-                    acc[t] += quad_dot(sc, qv, x[(t0 + min(t, last)) * n_quads + q]);
-                }
-            }
-        }
+        x_first = t0;
+        x_last = last;
+        x_quads = p.cols / 4u;
+        acc = row_dots(r * p.row_bytes, p.cols, lane, tpr);
     }
     for (var t = 0u; t < TOK; t++) {
         part[t * WG + lid] = acc[t];

@@ -1,5 +1,7 @@
 // matvec.wgsl: fused dequantize × vector, y[y_off + r] = Σ_c W[r, c]·x[c], for the rows of one
-// weight chunk. Prepended: quant.wgsl + one layout_*.wgsl + one fmt_*.wgsl (the block format).
+// weight chunk. Prepended: quant.wgsl + one layout_*.wgsl + one fmt_*.wgsl (the block format)
+// + matvec_row.wgsl (`row_dot`; matvec_row_pairs.wgsl for a format read in unit pairs, Q4_K)
+// + reduce_wg.wgsl or reduce_sg.wgsl (the row reduction; subgroups where the device has them).
 //
 // Bindings (group 0):
 //   0 w: array<u32>         quantized rows of this chunk (row r at byte r·row_bytes), read-only
@@ -13,9 +15,12 @@
 //   that neighbouring invocations read nearby activations: one Q4_K unit (32 weights) per
 //   invocation put a warp's 16-byte loads 128 bytes apart, 8× the memory transactions, while a
 //   whole Q6_K unit (16 weights) per invocation measured best for Q6_K (its scale and bit
-//   planes cost more to decode than the looser loads). Per quad (`quad_dot`) the
+//   planes cost more to decode than the looser loads). Q4_K instead takes one word of qs per
+//   step, both nibble halves (4 weights of each of the two units sharing it) with both units'
+//   scales from one read of the scale words (matvec_row_pairs.wgsl). Per quad (`quad_dot`) the
 //   integer parts are dotted with x and the offset term is folded in through Σx:
-//   Σ (s·q + m)·x = s·Σ q·x + m·Σ x. Rows reduce in a workgroup-memory tree.
+//   Σ (s·q + m)·x = s·Σ q·x + m·Σ x. Rows reduce in a workgroup-memory tree (reduce_wg.wgsl)
+//   or through subgroupAdd (reduce_sg.wgsl).
 //   Dispatch (min(n, 32768), ceil(n / 32768)) workgroups for n = ceil(rows / ROWS).
 
 // Batches: workgroup z is the token: x row z (cols), y row z (stride y_stride); the weights are
@@ -38,7 +43,11 @@ const WG: u32 = 256u;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-var<workgroup> part: array<f32, WG>;
+var<private> x_off: u32;
+
+fn act_quad(q: u32) -> vec4<f32> {
+    return x[x_off + q];
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -49,29 +58,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let r = (wg.x + wg.y * nwg.x) * ROWS + slot;
     var acc = 0.0;
     if (r < p.rows) {
-        let n_quads = p.cols / 4u;
-        let row = r * p.row_bytes;
-        let xo = wg.z * n_quads;
-        for (var g = lane; g < n_quads / STEP_QUADS; g += tpr) {
-            let u = g * STEP_QUADS / (UNIT_W / 4u);
-            let b = row + (u / UNITS_PER_BLOCK) * BLOCK_STRIDE + BLOCK_LEAD;
-            let j = u % UNITS_PER_BLOCK;
-            let s = unit_scale(b, j);
-            for (var i = 0u; i < STEP_QUADS; i++) {
-                let q = g * STEP_QUADS + i;
-                acc += quad_dot(s, unit_q4(b, j, q % (UNIT_W / 4u)), x[xo + q]);
-            }
-        }
+        x_off = wg.z * (p.cols / 4u);
+        acc = row_dot(r * p.row_bytes, p.cols, lane, tpr);
     }
-    part[lid] = acc;
-    workgroupBarrier();
-    for (var st = tpr / 2u; st > 0u; st >>= 1u) {
-        if (lane < st) {
-            part[lid] += part[lid + st];
-        }
-        workgroupBarrier();
-    }
+    reduce_rows(acc, lid);
     if (lane == 0u && r < p.rows) {
-        y[wg.z * p.y_stride + p.y_off + r] = part[lid];
+        y[wg.z * p.y_stride + p.y_off + r] = row_sum(slot);
     }
 }

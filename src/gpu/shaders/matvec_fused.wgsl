@@ -2,8 +2,9 @@
 // chunk, with the RMSNorm of the input fused in front (NORM = 1: h = x / sqrt(mean(x²) + eps)·wt,
 // rmsnorm.wgsl's arithmetic) and the residual add fused behind (ADD = 1: y += W·h, so the output
 // projections write the residual stream directly). The decode step's o_proj and ffn_down
-// (ADD) and the output head (NORM). Prepended: quant.wgsl + layout + fmt + matvec_row.wgsl,
-// suffixed _0 (see matvec_row.wgsl).
+// (ADD) and the output head (NORM). Prepended: quant.wgsl + layout + fmt + matvec_row.wgsl (or
+// matvec_row_pairs.wgsl), suffixed _0 (see matvec_row.wgsl), then reduce_wg.wgsl or
+// reduce_sg.wgsl (both reductions; see matvec.wgsl).
 //
 // Bindings (group 0):
 //   0 w_0: array<u32>        quantized rows of this chunk (row r at byte r·row_bytes), read-only
@@ -14,7 +15,7 @@
 // Geometry: workgroup_size(256); ROWS (override) rows per workgroup, 256/ROWS invocations per
 //   row as matvec.wgsl; dispatch (min(n, 32768), ceil(n / 32768)) for n = ceil(rows / ROWS).
 //   With NORM every workgroup first reduces Σx² itself (256 strided partial sums, a
-//   workgroup-memory tree, as rmsnorm.wgsl): n_embd reads from cache per workgroup instead of a
+//   `reduce_all`, as rmsnorm.wgsl's tree): n_embd reads from cache per workgroup instead of a
 //   dispatch and a barrier.
 
 struct Params {
@@ -36,7 +37,6 @@ const WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-var<workgroup> part: array<f32, WG>;
 var<private> inv_rms: f32;
 
 fn act_quad(q: u32) -> vec4<f32> {
@@ -55,16 +55,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             let v = x[i >> 2u][i & 3u];
             ss += v * v;
         }
-        part[lid] = ss;
-        workgroupBarrier();
-        for (var st = WG / 2u; st > 0u; st >>= 1u) {
-            if (lid < st) {
-                part[lid] += part[lid + st];
-            }
-            workgroupBarrier();
-        }
-        inv_rms = 1.0 / sqrt(part[0] / f32(p.cols) + p.eps);
-        workgroupBarrier();
+        inv_rms = 1.0 / sqrt(reduce_all(ss, lid) / f32(p.cols) + p.eps);
     }
     let tpr = WG / ROWS;
     let slot = lid / tpr;
@@ -74,20 +65,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (r < p.rows) {
         acc = row_dot_0(r * p.row_bytes, p.cols, lane, tpr);
     }
-    part[lid] = acc;
-    workgroupBarrier();
-    for (var st = tpr / 2u; st > 0u; st >>= 1u) {
-        if (lane < st) {
-            part[lid] += part[lid + st];
-        }
-        workgroupBarrier();
-    }
+    reduce_rows(acc, lid);
     if (lane == 0u && r < p.rows) {
         let i = p.y_off + r;
         if (ADD != 0u) {
-            y[i] = y[i] + part[lid];
+            y[i] = y[i] + row_sum(slot);
         } else {
-            y[i] = part[lid];
+            y[i] = row_sum(slot);
         }
     }
 }

@@ -2,7 +2,8 @@
 // h = RMSNorm(x)·wt, then y[r] = act(Wg·h)[r] · (Wu·h)[r] with act = SiLU (ACT = 0) or GELU,
 // tanh approximation (ACT = 1), gate.wgsl's arithmetic. Replaces rmsnorm + 2 matvec + gate.
 // Prepended: per matrix i (0 gate, 1 up) quant.wgsl + layout + fmt + matvec_row.wgsl,
-// suffixed _i (see matvec_row.wgsl).
+// suffixed _i (see matvec_row.wgsl), then reduce_wg.wgsl or reduce_sg.wgsl (the norm's and
+// the rows' reductions; see matvec.wgsl).
 //
 // Bindings (group 0):
 //   0 w_0, 1 w_1: array<u32>  W_gate, W_up (one chunk each), read-only
@@ -35,7 +36,6 @@ const WG: u32 = 256u;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 
-var<workgroup> part: array<f32, WG>;
 var<private> inv_rms: f32;
 
 fn act_quad(i: u32) -> vec4<f32> {
@@ -61,16 +61,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         let v = x[i >> 2u][i & 3u];
         ss += v * v;
     }
-    part[lid] = ss;
-    workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            part[lid] += part[lid + st];
-        }
-        workgroupBarrier();
-    }
-    inv_rms = 1.0 / sqrt(part[0] / f32(p.cols) + p.eps);
-    workgroupBarrier();
+    inv_rms = 1.0 / sqrt(reduce_all(ss, lid) / f32(p.cols) + p.eps);
 
     let half = ROWS / 2u;
     let tpr = WG / ROWS;
@@ -87,18 +78,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             acc = row_dot_0(r * p.gate_row_bytes, p.cols, lane, tpr);
         }
     }
-    part[lid] = acc;
-    workgroupBarrier();
-    for (var st = tpr / 2u; st > 0u; st >>= 1u) {
-        if (lane < st) {
-            part[lid] += part[lid + st];
-        }
-        workgroupBarrier();
-    }
+    reduce_rows(acc, lid);
     let ro = first + lid;
     if (lid < half && ro < p.rows) {
-        let g = part[lid * tpr];
-        let u = part[(lid + half) * tpr];
+        let g = row_sum(lid);
+        let u = row_sum(lid + half);
         var a: f32;
         if (ACT == 0u) {
             a = silu(g);

@@ -3,7 +3,8 @@
 // (× q_scale on Q), Q to `q`, K and V appended to the layer's caches at the step's position
 // (f32, or f16 pairs with KV_F16). Replaces rmsnorm + 3 matvec + (3 add) + 2 rope + 2 kv_store.
 // Prepended: per matrix i (0 Q, 1 K, 2 V) quant.wgsl + layout + fmt + matvec_row.wgsl, suffixed
-// _i (see matvec_row.wgsl), so the three may differ in format.
+// _i (see matvec_row.wgsl), so the three may differ in format; then reduce_wg.wgsl or
+// reduce_sg.wgsl (the norm's and the rows' reductions; see matvec.wgsl).
 //
 // Bindings (group 0):
 //   0 w_0, 1 w_1, 2 w_2: array<u32>  Wq, Wk, Wv (one chunk each), read-only
@@ -62,7 +63,6 @@ const WG: u32 = 256u;
 @group(0) @binding(9) var<uniform> step: Step;
 @group(0) @binding(10) var<uniform> cs: array<vec4<f32>, 128>;
 
-var<workgroup> part: array<f32, WG>;
 var<private> inv_rms: f32;
 
 fn act_quad(i: u32) -> vec4<f32> {
@@ -109,16 +109,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         let v = x[i >> 2u][i & 3u];
         ss += v * v;
     }
-    part[lid] = ss;
-    workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            part[lid] += part[lid + st];
-        }
-        workgroupBarrier();
-    }
-    inv_rms = 1.0 / sqrt(part[0] / f32(p.cols) + p.eps);
-    workgroupBarrier();
+    inv_rms = 1.0 / sqrt(reduce_all(ss, lid) / f32(p.cols) + p.eps);
 
     let n_quads = (p.q_rows + p.k_rows + p.v_rows) / 4u;
     let first = (wg.x + wg.y * nwg.x) * (ROWS / 4u);
@@ -138,14 +129,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             acc = row_dot_2(r * p.v_row_bytes, p.cols, lane, tpr);
         }
     }
-    part[lid] = acc;
-    workgroupBarrier();
-    for (var st = tpr / 2u; st > 0u; st >>= 1u) {
-        if (lane < st) {
-            part[lid] += part[lid + st];
-        }
-        workgroupBarrier();
-    }
+    reduce_rows(acc, lid);
     let gq = first + lid;
     if (lid >= ROWS / 4u || gq >= n_quads) {
         return;
@@ -157,7 +141,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var rows: array<u32, 4>;
     for (var m = 0u; m < 4u; m++) {
         rows[m] = quad_row(mat, c, m);
-        v[m] = part[(4u * lid + m) * tpr];
+        v[m] = row_sum(4u * lid + m);
     }
     if (p.has_bias != 0u) {
         var off = p.cols;
