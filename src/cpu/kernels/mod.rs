@@ -25,8 +25,9 @@
 //!   `target_feature(avx2,fma,f16c)` for the other formats (F16, BF16, Q2_K, Q3_K, Q5_K);
 //! - wasm32 with SIMD128 (`-C target-feature=+simd128`, the web build): hand-written
 //!   `core::arch::wasm32` kernels for F32, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K
-//!   (`wasm`), the portable kernels (autovectorized for SIMD128) for the others, the IQ
-//!   formats and MXFP4 included;
+//!   (`wasm`) and the IQ formats and MXFP4 (`wasm_iq`: `i8x16_swizzle` level lookups, grid
+//!   rows with XOR-ed signs); the portable kernels (autovectorized for SIMD128) for the others
+//!   (F16, BF16, Q2_K, Q3_K, Q5_K);
 //! - everything else (wasm32 without SIMD128, other CPUs): the portable kernels (`portable`).
 //!
 //! Threads (feature `threads`, native only): chunks of rows run on a rayon pool of

@@ -16,7 +16,12 @@
 //! The crate is compiled with SIMD128 enabled (this module only exists then), so the value
 //! intrinsics are safe to call; the only `unsafe` is the unaligned loads, each of which reads
 //! exactly the bytes of a slice that was bounds-checked just before.
+//!
+//! The IQ formats and MXFP4 are in the child module `wasm_iq` (level tables through
+//! `i8x16_swizzle`, grid rows with XOR-ed signs), on the same `Blk` trait and tiles.
 
+#[path = "wasm_iq.rs"]
+mod iq;
 use super::{RowsFn, Tiler};
 use crate::model::QMatrix;
 use crate::quant::blocks::f16_to_f32;
@@ -456,6 +461,16 @@ pub(super) fn select(ty: GgmlType) -> Option<RowsFn> {
         G::Q8_0 => rows::<Q8_0>,
         G::Q4_K => rows::<Q4K>,
         G::Q6_K => rows::<Q6K>,
+        G::IQ4_NL => rows::<iq::Iq4Nl>,
+        G::IQ4_XS => rows::<iq::Iq4Xs>,
+        G::MXFP4 => rows::<iq::Mxfp4>,
+        G::IQ3_XXS => rows::<iq::Iq3Xxs>,
+        G::IQ3_S => rows::<iq::Iq3S>,
+        G::IQ2_XXS => rows::<iq::Iq2Xxs>,
+        G::IQ2_XS => rows::<iq::Iq2Xs>,
+        G::IQ2_S => rows::<iq::Iq2S>,
+        G::IQ1_S => rows::<iq::Iq1S>,
+        G::IQ1_M => rows::<iq::Iq1M>,
         _ => return None,
     })
 }
