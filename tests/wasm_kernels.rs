@@ -1,10 +1,12 @@
 //! `Kernel::Fast` against `Kernel::Reference` compiled to wasm32, in headless Chromium
 //! (wasm-bindgen-test). With `-C target-feature=+simd128` this checks the SIMD128 kernels
-//! (`src/cpu/kernels/wasm.rs`); without it, the portable ones.
+//! (`src/cpu/kernels/wasm.rs`, the IQ formats and MXFP4 in `wasm_iq.rs`); without it, the
+//! portable ones.
 //!
 //! - synthetic matrices of every type (random blocks, sane f16 scales), row and token counts
 //!   that exercise every tile shape and remainder: each output within 1e-5 of the reference,
 //!   relative to that output's Σ|w·x|;
+//! - the IQ formats and MXFP4 again on larger shapes (row pairs, 3 blocks, every tile width);
 //! - the tiny model: last-position logits of Fast vs Reference with NMSE ≤ 1e-8;
 //!
 //! Run (SIMD on; a separate target dir so the RUSTFLAGS change does not rebuild the shared one):
@@ -113,6 +115,25 @@ fn fast_matches_reference_for_every_type() {
                 for n_tok in [1, 3, 7, 17] {
                     check(&w, n_tok, &mut rng);
                 }
+            }
+        }
+    }
+}
+
+/// The IQ formats and MXFP4 (hand-written SIMD128 in `wasm_iq.rs` when built with `+simd128`) on
+/// larger shapes: several row pairs plus a single row, three blocks per row, every token tile
+/// width (8, 4, 2, 1) and their remainders.
+#[wasm_bindgen_test]
+fn iq_and_mxfp4_match_reference_on_larger_shapes() {
+    use GgmlType::*;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for ty in [
+        IQ4_NL, IQ4_XS, MXFP4, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M,
+    ] {
+        for rows in [2, 5, 16] {
+            let w = random_matrix(ty, rows, 3 * ty.block_size(), &mut rng);
+            for n_tok in [1, 2, 4, 8, 9, 15] {
+                check(&w, n_tok, &mut rng);
             }
         }
     }
