@@ -94,6 +94,22 @@ fn inspect_summarises_tokenizer_and_hyperparameters() {
     assert_eq!(g["tokenizer"]["has_chat_template"], false);
     assert_eq!(g["hyperparameters"]["attention.sliding_window"], 512);
 
+    // Per-layer hyper-parameters are arrays (Gemma 4's KV heads per layer), shown as they are.
+    let zoo = common::root().join("tests/fixtures/zoo/tiny-gemma4.gguf");
+    let g4 = stdout_json(&chord(&["inspect", zoo.to_str().unwrap(), "--json"]));
+    assert_eq!(g4["architecture"], "gemma4");
+    assert_eq!(
+        g4["hyperparameters"]["attention.head_count_kv"],
+        serde_json::json!([2, 2, 1, 2, 1])
+    );
+    let o = chord(&["inspect", zoo.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains("attention.head_count_kv") && text.contains("[2,2,1,2,1]"),
+        "{text}"
+    );
+
     // The human table lists every tensor.
     let o = chord(&["inspect", path.to_str().unwrap()]);
     assert!(o.status.success());

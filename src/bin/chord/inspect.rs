@@ -77,7 +77,11 @@ fn hyperparameters(h: &GgufHeader) -> Result<Map<String, Json>, Error> {
         "rope.scaling.original_context_length",
         "vocab_size",
     ] {
-        if let Some(v) = h.arch_u64(key)? {
+        // Per-layer values (Gemma 4's `head_count_kv`, hybrids' layer patterns) are arrays.
+        let full = format!("{}.{key}", h.architecture()?);
+        if let Some(v @ Value::Array(_)) = h.metadata.get(&full) {
+            m.insert(key.into(), value_json(v, 256));
+        } else if let Some(v) = h.arch_u64(key)? {
             m.insert(key.into(), json!(v));
         }
     }
