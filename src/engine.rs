@@ -140,8 +140,8 @@ fn now_ms() -> f64 {
     }
 }
 
-/// The forward pass in use.
-enum Runner {
+/// The loaded model: the forward pass of the backend in use ([`Backend`] is the choice).
+enum LoadedModel {
     Cpu(Box<CpuModel>),
     Gpu(Box<GpuModel>),
 }
@@ -150,7 +150,7 @@ pub struct Engine {
     pub header: GgufHeader,
     pub tokenizer: Tokenizer,
     template: std::result::Result<ChatTemplate, TemplateError>,
-    runner: Runner,
+    model: LoadedModel,
     cfg: crate::model::Config,
     /// Adapter description on the GPU backend.
     adapter: Option<String>,
@@ -216,7 +216,7 @@ impl Engine {
             ));
         }
         let (header, model) = CpuModel::load(src, opts.kernel)?;
-        Self::assemble(header, Runner::Cpu(Box::new(model)), None, opts.n_ctx)
+        Self::assemble(header, LoadedModel::Cpu(Box::new(model)), None, opts.n_ctx)
     }
 
     pub async fn load_async(src: &dyn ByteSource, opts: &LoadOptions) -> Result<Engine> {
@@ -228,7 +228,7 @@ impl Engine {
         match opts.backend {
             Backend::Cpu => {
                 let model = CpuModel::load_parsed(&header, cfg, src, opts.kernel)?;
-                Self::assemble(header, Runner::Cpu(Box::new(model)), None, opts.n_ctx)
+                Self::assemble(header, LoadedModel::Cpu(Box::new(model)), None, opts.n_ctx)
             }
             Backend::Gpu => {
                 // Before starting a device: what the GPU forward pass lacks, by name.
@@ -242,9 +242,9 @@ impl Engine {
                     true => Some(crate::backend_choice::vet(&ctx, &header).await?.summary()),
                     false => None,
                 };
-                let model = GpuModel::load_parsed(ctx, &header, cfg, src, n_ctx)?;
-                let runner = Runner::Gpu(Box::new(model));
-                let mut e = Self::assemble(header, runner, Some(adapter), None)?;
+                let gpu = GpuModel::load_parsed(ctx, &header, cfg, src, n_ctx)?;
+                let model = LoadedModel::Gpu(Box::new(gpu));
+                let mut e = Self::assemble(header, model, Some(adapter), None)?;
                 e.gpu_vetting = vetting;
                 Ok(e)
             }
@@ -253,25 +253,25 @@ impl Engine {
 
     fn assemble(
         header: GgufHeader,
-        runner: Runner,
+        model: LoadedModel,
         adapter: Option<String>,
         n_ctx: Option<usize>,
     ) -> Result<Engine> {
         let tokenizer = Tokenizer::from_gguf(&header)?;
         let template = ChatTemplate::from_gguf(&header);
-        let (cfg, n_ctx) = match &runner {
+        let (cfg, n_ctx) = match &model {
             // The CPU cache grows per request: by default up to the training context.
-            Runner::Cpu(m) => (
+            LoadedModel::Cpu(m) => (
                 m.cfg.clone(),
                 context_size(&m.cfg, n_ctx.or(Some(m.cfg.n_ctx_train.max(1))))?,
             ),
-            Runner::Gpu(m) => (m.cfg.clone(), m.n_ctx),
+            LoadedModel::Gpu(m) => (m.cfg.clone(), m.n_ctx),
         };
         Ok(Engine {
             header,
             tokenizer,
             template,
-            runner,
+            model,
             cfg,
             adapter,
             gpu_vetting: None,
@@ -314,14 +314,14 @@ impl Engine {
 
     /// Values per position of each layer's cache: (keys, values).
     fn kv_widths(&self) -> Vec<(usize, usize)> {
-        match &self.runner {
-            Runner::Cpu(m) => m
+        match &self.model {
+            LoadedModel::Cpu(m) => m
                 .cfg
                 .layers
                 .iter()
                 .map(|l| (l.kv_dim(), l.v_dim()))
                 .collect(),
-            Runner::Gpu(m) => m.kv_widths(),
+            LoadedModel::Gpu(m) => m.kv_widths(),
         }
     }
 
@@ -336,10 +336,10 @@ impl Engine {
     pub async fn save_session_async(&self, precision: KvPrecision) -> Result<Vec<u8>> {
         let ids = &self.session.ids;
         let n = ids.len();
-        let kv = match (&self.runner, &self.session.cpu) {
-            (Runner::Gpu(m), _) => m.read_kv(n).await?,
-            (Runner::Cpu(_), Some(c)) => c.snapshot(n),
-            (Runner::Cpu(_), None) => crate::session::KvLayers {
+        let kv = match (&self.model, &self.session.cpu) {
+            (LoadedModel::Gpu(m), _) => m.read_kv(n).await?,
+            (LoadedModel::Cpu(_), Some(c)) => c.snapshot(n),
+            (LoadedModel::Cpu(_), None) => crate::session::KvLayers {
                 precision: KvPrecision::F32,
                 layers: vec![(Vec::new(), Vec::new()); self.cfg.layers.len()],
             },
@@ -370,8 +370,8 @@ impl Engine {
         }
         // What the cache held is overwritten from here on.
         self.session.ids.clear();
-        match &self.runner {
-            Runner::Cpu(m) => match &mut self.session.cpu {
+        match &self.model {
+            LoadedModel::Cpu(m) => match &mut self.session.cpu {
                 Some(c) => c.restore(&s.kv, n)?,
                 None => {
                     let mut c = KvCache::try_new(&m.cfg, n.max(1))?;
@@ -379,7 +379,7 @@ impl Engine {
                     self.session.cpu = Some(c);
                 }
             },
-            Runner::Gpu(m) => m.write_kv(s.kv, n)?,
+            LoadedModel::Gpu(m) => m.write_kv(s.kv, n)?,
         }
         self.session.ids = s.ids;
         Ok(n)
@@ -387,9 +387,9 @@ impl Engine {
 
     /// Bytes of the KV cache (the CPU's as allocated so far; the GPU's at load).
     pub fn kv_bytes(&self) -> usize {
-        match &self.runner {
-            Runner::Cpu(_) => self.session.cpu.as_ref().map_or(0, KvCache::bytes),
-            Runner::Gpu(m) => m.kv_bytes(),
+        match &self.model {
+            LoadedModel::Cpu(_) => self.session.cpu.as_ref().map_or(0, KvCache::bytes),
+            LoadedModel::Gpu(m) => m.kv_bytes(),
         }
     }
 
@@ -398,17 +398,17 @@ impl Engine {
     }
 
     pub fn backend(&self) -> Backend {
-        match self.runner {
-            Runner::Cpu(_) => Backend::Cpu,
-            Runner::Gpu(_) => Backend::Gpu,
+        match self.model {
+            LoadedModel::Cpu(_) => Backend::Cpu,
+            LoadedModel::Gpu(_) => Backend::Gpu,
         }
     }
 
     /// The CPU forward pass, when that is the backend (the batched server steps it directly).
     pub fn cpu_model(&self) -> Option<&CpuModel> {
-        match &self.runner {
-            Runner::Cpu(m) => Some(m),
-            Runner::Gpu(_) => None,
+        match &self.model {
+            LoadedModel::Cpu(m) => Some(m),
+            LoadedModel::Gpu(_) => None,
         }
     }
 
@@ -488,9 +488,9 @@ impl Engine {
     }
 
     fn new_cache(&self, n_ctx: usize) -> Result<Option<KvCache>> {
-        match &self.runner {
-            Runner::Cpu(m) => KvCache::try_new(&m.cfg, n_ctx).map(Some),
-            Runner::Gpu(_) => Ok(None),
+        match &self.model {
+            LoadedModel::Cpu(m) => KvCache::try_new(&m.cfg, n_ctx).map(Some),
+            LoadedModel::Gpu(_) => Ok(None),
         }
     }
 
@@ -501,7 +501,7 @@ impl Engine {
         pos: usize,
         cache: &mut Option<KvCache>,
     ) -> Result<Vec<f32>> {
-        run_forward(&mut self.runner, tokens, pos, cache).await
+        run_forward(&mut self.model, tokens, pos, cache).await
     }
 }
 
@@ -523,30 +523,30 @@ fn context_size(cfg: &crate::model::Config, requested: Option<usize>) -> Result<
 }
 
 async fn run_forward(
-    runner: &mut Runner,
+    model: &mut LoadedModel,
     tokens: &[u32],
     pos: usize,
     cache: &mut Option<KvCache>,
 ) -> Result<Vec<f32>> {
-    match (runner, cache) {
-        (Runner::Cpu(m), Some(c)) => m.forward(tokens, pos, c),
-        (Runner::Gpu(m), _) => m.forward(tokens, pos).await,
-        (Runner::Cpu(_), None) => Err(Error::InvalidRequest("no KV cache".into())),
+    match (model, cache) {
+        (LoadedModel::Cpu(m), Some(c)) => m.forward(tokens, pos, c),
+        (LoadedModel::Gpu(m), _) => m.forward(tokens, pos).await,
+        (LoadedModel::Cpu(_), None) => Err(Error::InvalidRequest("no KV cache".into())),
     }
 }
 
 /// One decode step that returns the greedy token: on the GPU the arg-max is taken there and
 /// only 4 bytes come back.
 async fn step_greedy(
-    runner: &mut Runner,
+    model: &mut LoadedModel,
     token: u32,
     pos: usize,
     cache: &mut Option<KvCache>,
 ) -> Result<u32> {
-    match runner {
-        Runner::Gpu(m) => m.step_argmax(token, pos).await,
-        Runner::Cpu(_) => {
-            let l = run_forward(runner, &[token], pos, cache).await?;
+    match model {
+        LoadedModel::Gpu(m) => m.step_argmax(token, pos).await,
+        LoadedModel::Cpu(_) => {
+            let l = run_forward(model, &[token], pos, cache).await?;
             Ok(crate::sampling::argmax(&l) as u32)
         }
     }
@@ -578,9 +578,9 @@ impl Engine {
     /// The context a request of `prompt_len` tokens runs in: the GPU's allocated cache; on the
     /// CPU `opts.n_ctx`, by default prompt + `max_tokens`, within the load's context size.
     pub fn request_n_ctx(&self, prompt_len: usize, opts: &GenerateOptions) -> usize {
-        match &self.runner {
-            Runner::Gpu(m) => m.n_ctx,
-            Runner::Cpu(_) => opts
+        match &self.model {
+            LoadedModel::Gpu(m) => m.n_ctx,
+            LoadedModel::Cpu(_) => opts
                 .n_ctx
                 .unwrap_or(prompt_len.saturating_add(opts.max_tokens).min(self.n_ctx)),
         }
@@ -607,7 +607,7 @@ impl Engine {
             Some(g) => Some(self.compile_grammar(g)?),
             None => None,
         };
-        if let Runner::Gpu(m) = &mut self.runner {
+        if let LoadedModel::Gpu(m) = &mut self.model {
             m.set_token_mask(None)?;
         }
         // Keep the common prefix of what the cache holds (at least the last prompt token runs
@@ -619,7 +619,7 @@ impl Engine {
             0
         };
         session.ids.truncate(cached);
-        if let Runner::Cpu(m) = &self.runner {
+        if let LoadedModel::Cpu(m) = &self.model {
             match &mut session.cpu {
                 Some(c) => c.try_grow(n_ctx)?,
                 None => session.cpu = Some(KvCache::try_new(&m.cfg, n_ctx)?),
@@ -651,13 +651,13 @@ impl Engine {
             Some(c) => Some(c.mask()?),
             None => None,
         };
-        if let (Some(mask), Runner::Gpu(m)) = (first_mask, &mut self.runner) {
+        if let (Some(mask), LoadedModel::Gpu(m)) = (first_mask, &mut self.model) {
             m.set_token_mask(Some(mask))?;
         }
-        let mut next = match &mut self.runner {
+        let mut next = match &mut self.model {
             // On the GPU the first token is taken there too: 4 bytes come back, not the logits.
-            Runner::Gpu(m) if greedy => m.forward_argmax(fresh, cached).await?,
-            Runner::Gpu(m) => {
+            LoadedModel::Gpu(m) if greedy => m.forward_argmax(fresh, cached).await?,
+            LoadedModel::Gpu(m) => {
                 let u = if c.temperature > 0.0 {
                     sampler.next_uniform()
                 } else {
@@ -666,8 +666,8 @@ impl Engine {
                 let s = crate::gpu::GpuSampling::new(c, u);
                 m.forward_sample(fresh, cached, &s, &history).await?
             }
-            Runner::Cpu(_) => {
-                let mut logits = run_forward(&mut self.runner, fresh, cached, cache).await?;
+            LoadedModel::Cpu(_) => {
+                let mut logits = run_forward(&mut self.model, fresh, cached, cache).await?;
                 if let Some(mask) = first_mask {
                     crate::sampling::apply_token_mask(&mut logits, mask);
                 }
@@ -740,17 +740,17 @@ impl Engine {
                 Some(c) => Some(c.mask()?),
                 None => None,
             };
-            if let (Some(mask), Runner::Gpu(m)) = (mask, &mut self.runner) {
+            if let (Some(mask), LoadedModel::Gpu(m)) = (mask, &mut self.model) {
                 // Applied on the GPU before argmax.wgsl / sample.wgsl (a 4-byte readback still).
                 m.set_token_mask(Some(mask))?;
             }
-            next = if let (Some(mask), Runner::Cpu(_)) = (mask, &self.runner) {
-                let mut l = run_forward(&mut self.runner, &[id], pos, cache).await?;
+            next = if let (Some(mask), LoadedModel::Cpu(_)) = (mask, &self.model) {
+                let mut l = run_forward(&mut self.model, &[id], pos, cache).await?;
                 crate::sampling::apply_token_mask(&mut l, mask);
                 sampler.sample(&mut l, &history)
             } else if greedy {
-                step_greedy(&mut self.runner, id, pos, cache).await?
-            } else if let Runner::Gpu(m) = &mut self.runner {
+                step_greedy(&mut self.model, id, pos, cache).await?
+            } else if let LoadedModel::Gpu(m) = &mut self.model {
                 // Penalties and sampling on the GPU, on the sampler's seeded stream (one
                 // uniform number per token when the temperature is above 0, as `Sampler`
                 // draws): a 4-byte readback.
@@ -762,14 +762,14 @@ impl Engine {
                 let s = crate::gpu::GpuSampling::new(c, u);
                 m.step_sample(id, pos, &s, &history).await?
             } else {
-                let mut l = run_forward(&mut self.runner, &[id], pos, cache).await?;
+                let mut l = run_forward(&mut self.model, &[id], pos, cache).await?;
                 sampler.sample(&mut l, &history)
             };
             // `id` is in the cache now (a Stop later leaves every such token valid).
             session.ids.push(id);
         }
         out.gen_ms = now_ms() - t1;
-        if let Runner::Gpu(m) = &mut self.runner {
+        if let LoadedModel::Gpu(m) = &mut self.model {
             m.set_token_mask(None)?;
         }
         Ok(out)

@@ -9,7 +9,7 @@ mod common;
 
 use common::{nmse, random_matrix, Rng};
 use pollster::block_on;
-use wasm_chord::gpu::kernels::{suffixed, Kernel, Layout, PipelineKey};
+use wasm_chord::gpu::kernels::{suffixed, Layout, PipelineKey, Shader};
 use wasm_chord::gpu::model::fused::{self, QkvBuffers, QkvShape, QKV_CS_FLOATS};
 use wasm_chord::gpu::model::matvec_once;
 use wasm_chord::gpu::{GpuContext, GpuMatrix};
@@ -49,7 +49,7 @@ fn rmsnorm(ctx: &GpuContext, x: &wgpu::Buffer, wt: &wgpu::Buffer, n: usize) -> w
     let h = ctx.storage_f32("h", n);
     let p = ctx.params("p", &[n as u32, EPS.to_bits()]);
     ctx.run_once(
-        PipelineKey::new(Kernel::RmsNorm),
+        PipelineKey::new(Shader::RmsNorm),
         &[x, wt, &h, &p],
         [1, 1, 1],
     )
@@ -61,7 +61,7 @@ fn rmsnorm(ctx: &GpuContext, x: &wgpu::Buffer, wt: &wgpu::Buffer, n: usize) -> w
 fn add(ctx: &GpuContext, y: &wgpu::Buffer, b: &wgpu::Buffer, n: usize) {
     let p = ctx.params("p", &[n as u32, 0]);
     ctx.run_once(
-        PipelineKey::new(Kernel::Add),
+        PipelineKey::new(Shader::Add),
         &[y, b, &p],
         [n.div_ceil(64) as u32, 1, 1],
     )
@@ -89,14 +89,14 @@ fn fused_kernels_are_valid_wgsl_for_mixed_formats() {
     use wgpu::naga;
     let (a, p) = (Layout::Aligned, Layout::Packed);
     for k in [
-        Kernel::MatvecQkv([
+        Shader::MatvecQkv([
             (GgmlType::Q4_K, a),
             (GgmlType::Q4_K, a),
             (GgmlType::Q6_K, a),
         ]),
-        Kernel::MatvecQkv([(GgmlType::Q8_0, p), (GgmlType::F16, p), (GgmlType::Q5_0, a)]),
-        Kernel::MatvecGlu([(GgmlType::Q4_K, a), (GgmlType::Q6_K, p)]),
-        Kernel::MatvecFused(GgmlType::F32, p),
+        Shader::MatvecQkv([(GgmlType::Q8_0, p), (GgmlType::F16, p), (GgmlType::Q5_0, a)]),
+        Shader::MatvecGlu([(GgmlType::Q4_K, a), (GgmlType::Q6_K, p)]),
+        Shader::MatvecFused(GgmlType::F32, p),
     ] {
         let src = k.source().expect("a source");
         let module = naga::front::wgsl::parse_str(&src)
@@ -248,7 +248,7 @@ fn check_qkv(c: &Qkv) {
         );
         let n = heads * hd / 2;
         ctx.run_once(
-            PipelineKey::new(Kernel::Rope),
+            PipelineKey::new(Shader::Rope),
             &[&outs[i], &csb, &p],
             [n.div_ceil(64) as u32, 1, 1],
         )
@@ -260,7 +260,7 @@ fn check_qkv(c: &Qkv) {
         let p = ctx.params("kv_store", &[n as u32]);
         let key = PipelineKey {
             kv_f16: u32::from(c.kv_f16),
-            ..PipelineKey::new(Kernel::KvStore)
+            ..PipelineKey::new(Shader::KvStore)
         };
         ctx.run_once(
             key,
@@ -426,7 +426,7 @@ fn fused_glu(ctx: &GpuContext) {
         let pg = ctx.params("gate", &[rows as u32]);
         let key = PipelineKey {
             act,
-            ..PipelineKey::new(Kernel::Gate)
+            ..PipelineKey::new(Shader::Gate)
         };
         ctx.run_once(key, &[&gb, &ub, &pg], [1, 1, 1]).unwrap();
         let want = read(ctx, &gb, rows);

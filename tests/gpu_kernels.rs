@@ -4,10 +4,10 @@
 //! (≤ 1 ulp); everything else is compared by normalised mean squared error.
 
 use pollster::block_on;
-use wasm_chord::cpu::matmul::{matmul, Kernel as CpuKernel};
+use wasm_chord::cpu::matmul::{matmul, Kernel};
 use wasm_chord::cpu::ops;
 use wasm_chord::gpu::kernels::{
-    aligned_block, groups_2d, layouts, unit_weights, Kernel, Layout, PipelineKey, FORMATS,
+    aligned_block, groups_2d, layouts, unit_weights, Layout, PipelineKey, Shader, FORMATS,
     GPU_TYPES, SHADER_FILES,
 };
 use wasm_chord::gpu::model::{
@@ -50,7 +50,7 @@ fn every_shader_is_valid_wgsl_with_and_without_f16() {
             "{name} must open with a header comment"
         );
     }
-    for k in Kernel::all() {
+    for k in Shader::all() {
         let src = k.source().expect("a source for every kernel");
         // The browser's variant: no subgroup builtins (wgpu's webgpu backend has no subgroups,
         // and Tint would want an `enable` it may not know).
@@ -86,9 +86,9 @@ fn q4_k_is_read_in_unit_pairs_and_the_others_one_quad_at_a_time() {
     for f in &FORMATS {
         for layout in layouts(f.ty) {
             for k in [
-                Kernel::Matvec(f.ty, layout),
-                Kernel::Matmat(f.ty, layout),
-                Kernel::MatvecFused(f.ty, layout),
+                Shader::Matvec(f.ty, layout),
+                Shader::Matmat(f.ty, layout),
+                Shader::MatvecFused(f.ty, layout),
             ] {
                 let src = k.source().unwrap();
                 assert_eq!(src.contains("pair_qs"), f.ty == GgmlType::Q4_K, "{k:?}");
@@ -196,7 +196,7 @@ fn dequantize_matches_the_reference_exactly() {
             let n_units = rows * cols / unit_weights(ty);
             let p = ctx.params("p", &[n_units as u32, 0, 0, 1f32.to_bits()]);
             ctx.run_once(
-                PipelineKey::new(Kernel::Dequant(ty, layout)),
+                PipelineKey::new(Shader::Dequant(ty, layout)),
                 &[&g.chunks[0].buffer, &y, &p],
                 groups_2d(n_units.div_ceil(64)),
             )
@@ -252,7 +252,7 @@ fn real_iq_tensors_quantized_by_llama_cpp_match_the_reference() {
         quant::dequantize(ty, &m.data, &mut want).unwrap();
         let x = Rng(7).vec(cols * 3);
         let mut want_y = vec![0f32; rows * 3];
-        matmul(&m, &x, &mut want_y, 3, CpuKernel::Reference).unwrap();
+        matmul(&m, &x, &mut want_y, 3, Kernel::Reference).unwrap();
         let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
         for layout in layouts(ty) {
             let g = GpuMatrix::upload_as(&ctx, &m, layout).unwrap();
@@ -260,7 +260,7 @@ fn real_iq_tensors_quantized_by_llama_cpp_match_the_reference() {
             let n_units = rows * cols / unit_weights(ty);
             let p = ctx.params("p", &[n_units as u32, 0, 0, 1f32.to_bits()]);
             ctx.run_once(
-                PipelineKey::new(Kernel::Dequant(ty, layout)),
+                PipelineKey::new(Shader::Dequant(ty, layout)),
                 &[&g.chunks[0].buffer, &y, &p],
                 groups_2d(n_units.div_ceil(64)),
             )
@@ -324,7 +324,7 @@ fn check_matvec(
     let m = random_matrix(ty, rows, cols, seed);
     let x = Rng(seed + 100).vec(cols);
     let mut want = vec![0f32; rows];
-    matmul(&m, &x, &mut want, 1, CpuKernel::Reference).unwrap();
+    matmul(&m, &x, &mut want, 1, Kernel::Reference).unwrap();
     let g = GpuMatrix::upload_as(ctx, &m, layout).unwrap();
     let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
     let y = ctx.storage_f32("y", rows);
@@ -347,7 +347,7 @@ fn matvec_matches_the_reference() {
     // On the device's path (subgroup reductions where it has SUBGROUP: lavapipe does), then on
     // the workgroup-memory path.
     let ctx = context();
-    let key = PipelineKey::new(Kernel::Matvec(GgmlType::Q4_K, Layout::Aligned));
+    let key = PipelineKey::new(Shader::Matvec(GgmlType::Q4_K, Layout::Aligned));
     eprintln!(
         "subgroups: {} (sizes {}..={}), matvec uses them: {}",
         ctx.subgroups,
@@ -378,7 +378,7 @@ fn paired_q4_k_matvec_over_rows_of_many_blocks() {
                 let m = random_matrix(GgmlType::Q4_K, rows, 2304, 70 + rows as u64);
                 let x = Rng(71).vec(2304);
                 let mut want = vec![0f32; rows];
-                matmul(&m, &x, &mut want, 1, CpuKernel::Reference).unwrap();
+                matmul(&m, &x, &mut want, 1, Kernel::Reference).unwrap();
                 let g = GpuMatrix::upload_as(&ctx, &m, layout).unwrap();
                 let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
                 let y = ctx.storage_f32("y", rows);
@@ -469,7 +469,7 @@ fn check_matmat(
     let m = random_matrix(ty, rows, cols, seed);
     let x = Rng(seed + 200).vec(cols * n_tok);
     let mut want = vec![0f32; rows * n_tok];
-    matmul(&m, &x, &mut want, n_tok, CpuKernel::Reference).unwrap();
+    matmul(&m, &x, &mut want, n_tok, Kernel::Reference).unwrap();
     let g = GpuMatrix::upload_as(ctx, &m, layout).unwrap();
     let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
     let y = ctx.storage_f32("y", rows * n_tok);
@@ -540,7 +540,7 @@ fn rmsnorm_matches_the_reference() {
     let y = ctx.storage_f32("y", n * rows);
     let p = ctx.params("p", &[n as u32, 1e-5f32.to_bits()]);
     ctx.run_once(
-        PipelineKey::new(Kernel::RmsNorm),
+        PipelineKey::new(Shader::RmsNorm),
         &[&xb, &wb, &y, &p],
         [rows as u32, 1, 1],
     )
@@ -588,7 +588,7 @@ fn rope_matches_the_reference_in_both_conventions() {
             ],
         );
         ctx.run_once(
-            PipelineKey::new(Kernel::Rope),
+            PipelineKey::new(Shader::Rope),
             &[&v, &csb, &p],
             [((heads * hd / 2).div_ceil(64)) as u32, 1, 1],
         )
@@ -652,7 +652,7 @@ fn attention_matches_the_reference() {
             ],
         );
         ctx.run_once(
-            PipelineKey::new(Kernel::Attention),
+            PipelineKey::new(Shader::Attention),
             &[&qb, &kb, &vb, &o, &sc, &p],
             [n_head as u32, 1, 1],
         )
@@ -677,7 +677,7 @@ fn softmax_matches_the_reference() {
     let v = ctx.storage_with("v", bytemuck::cast_slice(&x));
     let p = ctx.params("p", &[n as u32]);
     ctx.run_once(
-        PipelineKey::new(Kernel::Softmax),
+        PipelineKey::new(Shader::Softmax),
         &[&v, &p],
         [rows as u32, 1, 1],
     )
@@ -700,7 +700,7 @@ fn gated_activations_and_add_match_the_reference() {
         let p = ctx.params("p", &[n as u32]);
         let key = PipelineKey {
             act,
-            ..PipelineKey::new(Kernel::Gate)
+            ..PipelineKey::new(Shader::Gate)
         };
         ctx.run_once(key, &[&gb, &ub, &p], [n.div_ceil(64) as u32, 1, 1])
             .unwrap();
@@ -712,7 +712,7 @@ fn gated_activations_and_add_match_the_reference() {
     let ub = ctx.storage_with("u", bytemuck::cast_slice(&u));
     let p = ctx.params("p", &[n as u32]);
     ctx.run_once(
-        PipelineKey::new(Kernel::Add),
+        PipelineKey::new(Shader::Add),
         &[&gb, &ub, &p],
         [n.div_ceil(64) as u32, 1, 1],
     )
@@ -736,7 +736,7 @@ fn argmax_takes_the_first_maximum() {
         let vb = ctx.storage_with("v", bytemuck::cast_slice(&v));
         let o = ctx.storage_f32("o", 1);
         let p = ctx.params("p", &[n as u32]);
-        ctx.run_once(PipelineKey::new(Kernel::Argmax), &[&vb, &o, &p], [1, 1, 1])
+        ctx.run_once(PipelineKey::new(Shader::Argmax), &[&vb, &o, &p], [1, 1, 1])
             .unwrap();
         let got = block_on(ctx.read_u32(&o, 1)).unwrap()[0] as usize;
         assert_eq!(got, wasm_chord::sampling::argmax(&v), "n={n}");
@@ -767,7 +767,7 @@ fn kv_store_appends_at_the_step_position() {
     let p = ctx.params("p", &[n as u32]);
     let step = ctx.params("step", &[pos as u32]);
     ctx.run_once(
-        PipelineKey::new(Kernel::KvStore),
+        PipelineKey::new(Shader::KvStore),
         &[&s, &dst, &p, &step],
         [n.div_ceil(64) as u32, 1, 1],
     )
@@ -1127,19 +1127,19 @@ fn split_k_attention_matches_the_single_pass_kernel() {
         let part = ctx.storage_f32("part", nb * n_head * n_split * (2 + hd));
         let (nh, ns) = (n_head as u32, n_split as u32);
         ctx.run_once(
-            PipelineKey::new(Kernel::Attention),
+            PipelineKey::new(Shader::Attention),
             &[&qb, &kb, &vb, &single, &sc, &p],
             [nh, 1, nb as u32],
         )
         .unwrap();
         ctx.run_once(
-            PipelineKey::new(Kernel::AttentionSplit),
+            PipelineKey::new(Shader::AttentionSplit),
             &[&qb, &kb, &vb, &part, &p],
             [nh, ns, nb as u32],
         )
         .unwrap();
         ctx.run_once(
-            PipelineKey::new(Kernel::AttentionCombine),
+            PipelineKey::new(Shader::AttentionCombine),
             &[&part, &split, &p],
             [nh, 1, nb as u32],
         )

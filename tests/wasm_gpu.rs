@@ -12,10 +12,10 @@
 #![cfg(target_arch = "wasm32")]
 
 use wasm_bindgen_test::*;
-use wasm_chord::cpu::matmul::{matmul, Kernel as CpuKernel};
+use wasm_chord::cpu::matmul::{matmul, Kernel};
 use wasm_chord::cpu::ops;
 use wasm_chord::gpu::kernels::{
-    groups_2d, layouts, unit_weights, Kernel, PipelineKey, GPU_TYPES, SPLIT_CHUNK,
+    groups_2d, layouts, unit_weights, PipelineKey, Shader, GPU_TYPES, SPLIT_CHUNK,
 };
 use wasm_chord::gpu::model::{matmat_once, matvec_once, penalties_once, sample_once};
 use wasm_chord::gpu::token_mask::token_mask_once;
@@ -66,7 +66,7 @@ async fn dequantize_matches_the_reference() {
             let n_units = rows * cols / unit_weights(ty);
             let p = ctx.params("p", &[n_units as u32, 0, 0, 1f32.to_bits()]);
             ctx.run_once(
-                PipelineKey::new(Kernel::Dequant(ty, layout)),
+                PipelineKey::new(Shader::Dequant(ty, layout)),
                 &[&g.chunks[0].buffer, &y, &p],
                 groups_2d(n_units.div_ceil(64)),
             )
@@ -87,7 +87,7 @@ async fn matvec_matches_the_reference() {
         let m = random_matrix(ty, rows, cols, 21 + i as u64);
         let x = Rng(121 + i as u64).vec(cols);
         let mut want = vec![0f32; rows];
-        matmul(&m, &x, &mut want, 1, CpuKernel::Reference).unwrap();
+        matmul(&m, &x, &mut want, 1, Kernel::Reference).unwrap();
         for layout in layouts(ty) {
             let g = GpuMatrix::upload_as(&ctx, &m, layout).unwrap();
             let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
@@ -110,7 +110,7 @@ async fn matmat_matches_the_reference() {
         let m = random_matrix(ty, rows, cols, 31 + i as u64);
         let x = Rng(231 + i as u64).vec(cols * n_tok);
         let mut want = vec![0f32; rows * n_tok];
-        matmul(&m, &x, &mut want, n_tok, CpuKernel::Reference).unwrap();
+        matmul(&m, &x, &mut want, n_tok, Kernel::Reference).unwrap();
         let g = GpuMatrix::upload(&ctx, &m).unwrap();
         let xb = ctx.storage_with("x", bytemuck::cast_slice(&x));
         let y = ctx.storage_f32("y", rows * n_tok);
@@ -172,7 +172,7 @@ async fn rmsnorm_and_rope_match_the_reference() {
     let y = ctx.storage_f32("y", n * rows);
     let p = ctx.params("p", &[n as u32, 1e-5f32.to_bits()]);
     ctx.run_once(
-        PipelineKey::new(Kernel::RmsNorm),
+        PipelineKey::new(Shader::RmsNorm),
         &[&xb, &wb, &y, &p],
         [rows as u32, 1, 1],
     )
@@ -208,7 +208,7 @@ async fn rmsnorm_and_rope_match_the_reference() {
         ];
         let p = ctx.params("p", &words);
         let groups = [((heads * hd / 2).div_ceil(64)) as u32, 1, 1];
-        ctx.run_once(PipelineKey::new(Kernel::Rope), &[&v, &csb, &p], groups)
+        ctx.run_once(PipelineKey::new(Shader::Rope), &[&v, &csb, &p], groups)
             .unwrap();
         let got = ctx.read_f32(&v, heads * hd).await.unwrap();
         assert_nmse(
@@ -269,7 +269,7 @@ async fn attention_single_pass_and_split_k_match_the_reference() {
         let sc = ctx.storage_f32("scores", n_head * n_ctx);
         let nh = n_head as u32;
         ctx.run_once(
-            PipelineKey::new(Kernel::Attention),
+            PipelineKey::new(Shader::Attention),
             &[&qb, &kb, &vb, &o, &sc, &p],
             [nh, 1, 1],
         )
@@ -280,13 +280,13 @@ async fn attention_single_pass_and_split_k_match_the_reference() {
         let part = ctx.storage_f32("part", n_head * n_split * (2 + hd));
         let o2 = ctx.storage_f32("o2", n_head * hd);
         ctx.run_once(
-            PipelineKey::new(Kernel::AttentionSplit),
+            PipelineKey::new(Shader::AttentionSplit),
             &[&qb, &kb, &vb, &part, &p],
             [nh, n_split as u32, 1],
         )
         .unwrap();
         ctx.run_once(
-            PipelineKey::new(Kernel::AttentionCombine),
+            PipelineKey::new(Shader::AttentionCombine),
             &[&part, &o2, &p],
             [nh, 1, 1],
         )
@@ -311,7 +311,7 @@ async fn argmax_and_sampling_with_top_k_one() {
     let vb = ctx.storage_with("v", bytemuck::cast_slice(&v));
     let o = ctx.storage_f32("o", 1);
     let p = ctx.params("p", &[n as u32]);
-    ctx.run_once(PipelineKey::new(Kernel::Argmax), &[&vb, &o, &p], [1, 1, 1])
+    ctx.run_once(PipelineKey::new(Shader::Argmax), &[&vb, &o, &p], [1, 1, 1])
         .unwrap();
     assert_eq!(ctx.read_u32(&o, 1).await.unwrap()[0], 31337);
     let s = GpuSampling {
@@ -368,12 +368,12 @@ async fn every_kernel_compiles_in_chromium() {
     for ty in [Q4_K, Q6_K] {
         for l in layouts(ty) {
             for (kernel, flag) in [
-                (Kernel::Matvec(ty, l), 0),
-                (Kernel::Matmat(ty, l), 0),
-                (Kernel::MatvecFused(ty, l), 0),
-                (Kernel::MatvecFused(ty, l), 1),
-                (Kernel::MatvecQkv([(ty, l), (ty, l), (Q6_K, l)]), 1),
-                (Kernel::MatvecGlu([(ty, l), (ty, l)]), 0),
+                (Shader::Matvec(ty, l), 0),
+                (Shader::Matmat(ty, l), 0),
+                (Shader::MatvecFused(ty, l), 0),
+                (Shader::MatvecFused(ty, l), 1),
+                (Shader::MatvecQkv([(ty, l), (ty, l), (Q6_K, l)]), 1),
+                (Shader::MatvecGlu([(ty, l), (ty, l)]), 0),
             ] {
                 let key = PipelineKey {
                     rows: 8,
@@ -391,7 +391,7 @@ async fn every_kernel_compiles_in_chromium() {
             }
         }
     }
-    for k in Kernel::FORMAT_FREE {
+    for k in Shader::FORMAT_FREE {
         for kv_f16 in [0, 1] {
             let key = PipelineKey {
                 kv_f16,

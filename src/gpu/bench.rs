@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use super::kernels::{Kernel, PipelineKey};
+use super::kernels::{PipelineKey, Shader};
 use super::model::fused::{self, QkvBuffers, QkvShape, QKV_CS_FLOATS};
 use super::model::{
     encode, encode_batch, make_dispatch, matmat_dispatches, matvec_dispatches,
@@ -146,7 +146,7 @@ pub fn time_fused(
     let rms_p = ctx.params("rmsnorm", &[e as u32, 1e-5f32.to_bits()]);
     let rmsnorm = make_dispatch(
         ctx,
-        PipelineKey::new(Kernel::RmsNorm),
+        PipelineKey::new(Shader::RmsNorm),
         &[&x, &wt, &h, &rms_p],
         [1, 1, 1],
     )?;
@@ -164,18 +164,18 @@ pub fn time_fused(
             ],
         );
         one(
-            PipelineKey::new(Kernel::Rope),
+            PipelineKey::new(Shader::Rope),
             &[buf, &cs, &p],
             heads * head_dim / 2,
         )
     };
     let store = |src: &wgpu::Buffer, dst: &wgpu::Buffer, n: usize| -> Result<Dispatch> {
         let p = ctx.params("kv_store", &[n as u32]);
-        one(PipelineKey::new(Kernel::KvStore), &[src, dst, &p, &step], n)
+        one(PipelineKey::new(Shader::KvStore), &[src, dst, &p, &step], n)
     };
     let add = |y: &wgpu::Buffer, b: &wgpu::Buffer| -> Result<Dispatch> {
         let p = ctx.params("add", &[e as u32, 1]);
-        one(PipelineKey::new(Kernel::Add), &[y, b, &p], e)
+        one(PipelineKey::new(Shader::Add), &[y, b, &p], e)
     };
     let mut out = Vec::new();
     let mut time = |what: &str, fused: Vec<Dispatch>, unfused: Vec<Dispatch>, bytes: usize| {
@@ -232,7 +232,7 @@ pub fn time_fused(
     unfused.extend(matvec_dispatches(ctx, m.gate, &h, &g)?);
     unfused.extend(matvec_dispatches(ctx, m.up, &h, &u)?);
     let gp = ctx.params("gate", &[n_ff as u32]);
-    unfused.push(one(PipelineKey::new(Kernel::Gate), &[&g, &u, &gp], n_ff)?);
+    unfused.push(one(PipelineKey::new(Shader::Gate), &[&g, &u, &gp], n_ff)?);
     if fused::glu_fusable(m.gate, m.up) {
         let d = fused::glu_dispatch(ctx, m.gate, m.up, &x, &wt, &g, 0, 1e-5)?;
         time(

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use super::kernels::Kernels;
+use super::kernels::PipelineCache;
 use super::GpuError;
 use crate::Result;
 
@@ -42,7 +42,7 @@ pub struct GpuContext {
     /// on when the device has SUBGROUP (never in a browser); [`GpuContext::with_subgroups`]
     /// turns it off so tests compare both paths on one device.
     pub subgroups: bool,
-    pub(crate) kernels: Kernels,
+    pub(crate) pipelines: PipelineCache,
     /// Buffers and bind groups created through this context's helpers ([`GpuContext::created`]).
     created: std::sync::atomic::AtomicUsize,
     /// The first error the device reported outside any error scope (a rejected shader or
@@ -107,7 +107,7 @@ impl GpuContext {
             layout: None,
             shader_checks: SHADER_CHECKS,
             subgroups: features.contains(wgpu::Features::SUBGROUP),
-            kernels: Kernels::default(),
+            pipelines: PipelineCache::default(),
             created: Default::default(),
             fault,
         })
@@ -158,7 +158,7 @@ impl GpuContext {
     /// Drops the pipelines compiled so far.
     pub fn with_subgroups(mut self, on: bool) -> Self {
         self.subgroups = on && self.features.contains(wgpu::Features::SUBGROUP);
-        self.kernels = Kernels::default();
+        self.pipelines = PipelineCache::default();
         self
     }
 

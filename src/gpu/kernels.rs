@@ -275,7 +275,7 @@ pub fn unit_weights(ty: GgmlType) -> usize {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kernel {
+pub enum Shader {
     Dequant(GgmlType, Layout),
     Matvec(GgmlType, Layout),
     /// Quantized matrix × a batch of activations (prefill): [`MATMAT_TOKENS`] tokens per
@@ -310,7 +310,7 @@ pub enum Kernel {
 /// A pipeline: the kernel plus its `override` constants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PipelineKey {
-    pub kernel: Kernel,
+    pub kernel: Shader,
     /// `ROWS` of matvec.wgsl and matmat.wgsl (rows per workgroup; a power of two ≤ 256).
     pub rows: u32,
     /// `ACT` of gate.wgsl and matvec_glu.wgsl: 0 SiLU, 1 GELU (tanh).
@@ -325,7 +325,7 @@ pub struct PipelineKey {
 }
 
 impl PipelineKey {
-    pub fn new(kernel: Kernel) -> Self {
+    pub fn new(kernel: Shader) -> Self {
         PipelineKey {
             kernel,
             rows: 4,
@@ -344,28 +344,28 @@ enum Bind {
     Uniform,
 }
 
-impl Kernel {
+impl Shader {
     fn name(self) -> &'static str {
         match self {
-            Kernel::Dequant(..) => "dequant",
-            Kernel::Matvec(..) => "matvec",
-            Kernel::Matmat(..) => "matmat",
-            Kernel::RmsNorm => "rmsnorm",
-            Kernel::Rope => "rope",
-            Kernel::Attention => "attention",
-            Kernel::AttentionSplit => "attention_split",
-            Kernel::AttentionCombine => "attention_combine",
-            Kernel::Softmax => "softmax",
-            Kernel::Gate => "gate",
-            Kernel::Add => "add",
-            Kernel::Argmax => "argmax",
-            Kernel::Sample => "sample",
-            Kernel::Penalties => "penalties",
-            Kernel::TokenMask => "token_mask",
-            Kernel::KvStore => "kv_store",
-            Kernel::MatvecFused(..) => "matvec_fused",
-            Kernel::MatvecQkv(..) => "matvec_qkv",
-            Kernel::MatvecGlu(..) => "matvec_glu",
+            Shader::Dequant(..) => "dequant",
+            Shader::Matvec(..) => "matvec",
+            Shader::Matmat(..) => "matmat",
+            Shader::RmsNorm => "rmsnorm",
+            Shader::Rope => "rope",
+            Shader::Attention => "attention",
+            Shader::AttentionSplit => "attention_split",
+            Shader::AttentionCombine => "attention_combine",
+            Shader::Softmax => "softmax",
+            Shader::Gate => "gate",
+            Shader::Add => "add",
+            Shader::Argmax => "argmax",
+            Shader::Sample => "sample",
+            Shader::Penalties => "penalties",
+            Shader::TokenMask => "token_mask",
+            Shader::KvStore => "kv_store",
+            Shader::MatvecFused(..) => "matvec_fused",
+            Shader::MatvecQkv(..) => "matvec_qkv",
+            Shader::MatvecGlu(..) => "matvec_glu",
         }
     }
 
@@ -381,15 +381,15 @@ impl Kernel {
     pub fn reduces(self) -> bool {
         matches!(
             self,
-            Kernel::Matvec(..)
-                | Kernel::MatvecFused(..)
-                | Kernel::MatvecQkv(..)
-                | Kernel::MatvecGlu(..)
+            Shader::Matvec(..)
+                | Shader::MatvecFused(..)
+                | Shader::MatvecQkv(..)
+                | Shader::MatvecGlu(..)
         )
     }
 
-    /// [`Kernel::source`], with the subgroup reductions (reduce_sg.wgsl: subgroup builtins)
-    /// when `subgroups` and the kernel [`reduces`](Kernel::reduces); only for a device with
+    /// [`Shader::source`], with the subgroup reductions (reduce_sg.wgsl: subgroup builtins)
+    /// when `subgroups` and the kernel [`reduces`](Shader::reduces); only for a device with
     /// `wgpu::Features::SUBGROUP`.
     pub fn source_with(self, subgroups: bool) -> Option<String> {
         let main = file(&format!("{}.wgsl", self.name()));
@@ -399,10 +399,10 @@ impl Kernel {
             "reduce_wg.wgsl"
         });
         match self {
-            Kernel::Dequant(ty, l) => {
+            Shader::Dequant(ty, l) => {
                 Some([QUANT, layout_file(ty, l)?, format_file(ty)?, main].join("\n"))
             }
-            Kernel::Matvec(ty, l) => {
+            Shader::Matvec(ty, l) => {
                 let parts = [
                     QUANT,
                     layout_file(ty, l)?,
@@ -413,7 +413,7 @@ impl Kernel {
                 ];
                 Some(hoist_directives(&parts.join("\n")))
             }
-            Kernel::Matmat(ty, l) => {
+            Shader::Matmat(ty, l) => {
                 let parts = [
                     QUANT,
                     layout_file(ty, l)?,
@@ -423,7 +423,7 @@ impl Kernel {
                 ];
                 Some(parts.join("\n"))
             }
-            Kernel::MatvecFused(..) | Kernel::MatvecQkv(..) | Kernel::MatvecGlu(..) => {
+            Shader::MatvecFused(..) | Shader::MatvecQkv(..) | Shader::MatvecGlu(..) => {
                 let mut parts = Vec::new();
                 for (i, (ty, l)) in self.formats().into_iter().enumerate() {
                     parts.push(suffixed(&reader_source(ty, l)?, i));
@@ -445,12 +445,12 @@ impl Kernel {
     /// The block format and layout of each weight matrix the kernel reads, in binding order.
     pub fn formats(self) -> Vec<(GgmlType, Layout)> {
         match self {
-            Kernel::Dequant(t, l)
-            | Kernel::Matvec(t, l)
-            | Kernel::Matmat(t, l)
-            | Kernel::MatvecFused(t, l) => vec![(t, l)],
-            Kernel::MatvecQkv(f) => f.to_vec(),
-            Kernel::MatvecGlu(f) => f.to_vec(),
+            Shader::Dequant(t, l)
+            | Shader::Matvec(t, l)
+            | Shader::Matmat(t, l)
+            | Shader::MatvecFused(t, l) => vec![(t, l)],
+            Shader::MatvecQkv(f) => f.to_vec(),
+            Shader::MatvecGlu(f) => f.to_vec(),
             _ => vec![],
         }
     }
@@ -458,60 +458,60 @@ impl Kernel {
     fn bindings(self) -> &'static [Bind] {
         use Bind::*;
         match self {
-            Kernel::Dequant(..) => &[Read, ReadWrite, Uniform],
-            Kernel::Matvec(..) | Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
-            Kernel::Matmat(..) => &[Read, Read, ReadWrite, Uniform, Uniform],
-            Kernel::Rope => &[ReadWrite, Read, Uniform],
-            Kernel::Attention => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
-            Kernel::AttentionSplit => &[Read, Read, Read, ReadWrite, Uniform],
-            Kernel::AttentionCombine => &[Read, ReadWrite, Uniform],
-            Kernel::Softmax => &[ReadWrite, Uniform],
-            Kernel::Gate | Kernel::Add => &[ReadWrite, Read, Uniform],
-            Kernel::Argmax | Kernel::Sample => &[Read, ReadWrite, Uniform],
-            Kernel::Penalties | Kernel::TokenMask => &[ReadWrite, Read, Uniform],
-            Kernel::KvStore => &[Read, ReadWrite, Uniform, Uniform],
-            Kernel::MatvecFused(..) => &[Read, Read, Read, ReadWrite, Uniform],
-            Kernel::MatvecQkv(..) => &[
+            Shader::Dequant(..) => &[Read, ReadWrite, Uniform],
+            Shader::Matvec(..) | Shader::RmsNorm => &[Read, Read, ReadWrite, Uniform],
+            Shader::Matmat(..) => &[Read, Read, ReadWrite, Uniform, Uniform],
+            Shader::Rope => &[ReadWrite, Read, Uniform],
+            Shader::Attention => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
+            Shader::AttentionSplit => &[Read, Read, Read, ReadWrite, Uniform],
+            Shader::AttentionCombine => &[Read, ReadWrite, Uniform],
+            Shader::Softmax => &[ReadWrite, Uniform],
+            Shader::Gate | Shader::Add => &[ReadWrite, Read, Uniform],
+            Shader::Argmax | Shader::Sample => &[Read, ReadWrite, Uniform],
+            Shader::Penalties | Shader::TokenMask => &[ReadWrite, Read, Uniform],
+            Shader::KvStore => &[Read, ReadWrite, Uniform, Uniform],
+            Shader::MatvecFused(..) => &[Read, Read, Read, ReadWrite, Uniform],
+            Shader::MatvecQkv(..) => &[
                 Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Uniform,
                 Uniform,
             ],
-            Kernel::MatvecGlu(..) => &[Read, Read, Read, Read, ReadWrite, Uniform],
+            Shader::MatvecGlu(..) => &[Read, Read, Read, Read, ReadWrite, Uniform],
         }
     }
 
     /// The kernels that read no weight format (norms, RoPE, attention, sampling, masks, KV).
-    pub const FORMAT_FREE: [Kernel; 13] = [
-        Kernel::RmsNorm,
-        Kernel::Rope,
-        Kernel::Attention,
-        Kernel::AttentionSplit,
-        Kernel::AttentionCombine,
-        Kernel::Softmax,
-        Kernel::Gate,
-        Kernel::Add,
-        Kernel::Argmax,
-        Kernel::Sample,
-        Kernel::Penalties,
-        Kernel::TokenMask,
-        Kernel::KvStore,
+    pub const FORMAT_FREE: [Shader; 13] = [
+        Shader::RmsNorm,
+        Shader::Rope,
+        Shader::Attention,
+        Shader::AttentionSplit,
+        Shader::AttentionCombine,
+        Shader::Softmax,
+        Shader::Gate,
+        Shader::Add,
+        Shader::Argmax,
+        Shader::Sample,
+        Shader::Penalties,
+        Shader::TokenMask,
+        Shader::KvStore,
     ];
 
     /// Every kernel, for every format with GPU kernels and each of its layouts.
-    pub fn all() -> Vec<Kernel> {
+    pub fn all() -> Vec<Shader> {
         let mut v = Vec::new();
         for &t in &GPU_TYPES {
             for l in layouts(t) {
                 v.extend([
-                    Kernel::Dequant(t, l),
-                    Kernel::Matvec(t, l),
-                    Kernel::Matmat(t, l),
-                    Kernel::MatvecFused(t, l),
-                    Kernel::MatvecQkv([(t, l); 3]),
-                    Kernel::MatvecGlu([(t, l); 2]),
+                    Shader::Dequant(t, l),
+                    Shader::Matvec(t, l),
+                    Shader::Matmat(t, l),
+                    Shader::MatvecFused(t, l),
+                    Shader::MatvecQkv([(t, l); 3]),
+                    Shader::MatvecGlu([(t, l); 2]),
                 ]);
             }
         }
-        v.extend(Kernel::FORMAT_FREE);
+        v.extend(Shader::FORMAT_FREE);
         v
     }
 }
@@ -649,7 +649,7 @@ pub struct Pipeline {
 
 /// Pipelines, created on first use and then shared.
 #[derive(Default)]
-pub(crate) struct Kernels {
+pub(crate) struct PipelineCache {
     cache: Mutex<HashMap<PipelineKey, Pipeline>>,
 }
 
@@ -668,7 +668,11 @@ impl GpuContext {
 
     /// The pipeline for `key`, compiled on first use.
     pub fn pipeline(&self, key: PipelineKey) -> Result<Pipeline> {
-        let mut cache = self.kernels.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self
+            .pipelines
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
@@ -734,21 +738,21 @@ impl GpuContext {
                 immediate_size: 0,
             });
         let constants: Vec<(&str, f64)> = match k {
-            Kernel::Matvec(..) | Kernel::Matmat(..) => vec![("ROWS", f64::from(key.rows))],
-            Kernel::MatvecFused(..) => vec![
+            Shader::Matvec(..) | Shader::Matmat(..) => vec![("ROWS", f64::from(key.rows))],
+            Shader::MatvecFused(..) => vec![
                 ("ROWS", f64::from(key.rows)),
                 ("NORM", f64::from(key.norm)),
                 ("ADD", f64::from(key.add)),
             ],
-            Kernel::MatvecQkv(..) => vec![
+            Shader::MatvecQkv(..) => vec![
                 ("ROWS", f64::from(key.rows)),
                 ("KV_F16", f64::from(key.kv_f16)),
             ],
-            Kernel::MatvecGlu(..) => {
+            Shader::MatvecGlu(..) => {
                 vec![("ROWS", f64::from(key.rows)), ("ACT", f64::from(key.act))]
             }
-            Kernel::Gate => vec![("ACT", f64::from(key.act))],
-            Kernel::KvStore | Kernel::Attention | Kernel::AttentionSplit => {
+            Shader::Gate => vec![("ACT", f64::from(key.act))],
+            Shader::KvStore | Shader::Attention | Shader::AttentionSplit => {
                 vec![("KV_F16", f64::from(key.kv_f16))]
             }
             _ => vec![],

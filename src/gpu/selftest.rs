@@ -14,7 +14,7 @@
 //! Everything is one small submission each with a tiny readback (about 20 ms natively; the
 //! sizes are chosen so that even a slow integrated GPU stays well under 100 ms).
 
-use super::kernels::{Kernel, PipelineKey};
+use super::kernels::{PipelineKey, Shader};
 use super::model::{matvec_once, sample_once};
 use super::{GpuContext, GpuError, GpuMatrix, GpuSampling};
 use crate::model::QMatrix;
@@ -220,7 +220,7 @@ async fn check_sampling(ctx: &GpuContext) -> Result<()> {
     let out = ctx.storage_f32("self-test argmax", 1);
     let p = ctx.params("self-test argmax", &[N as u32]);
     ctx.run_once(
-        PipelineKey::new(Kernel::Argmax),
+        PipelineKey::new(Shader::Argmax),
         &[&lb, &out, &p],
         [1, 1, 1],
     )?;

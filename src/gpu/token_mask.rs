@@ -7,7 +7,7 @@
 //!
 //! CPU reference: [`crate::sampling::apply_token_mask`] (tests/gpu_token_mask.rs compares them).
 
-use super::kernels::{Kernel, PipelineKey};
+use super::kernels::{PipelineKey, Shader};
 use super::GpuContext;
 use crate::Result;
 
@@ -43,7 +43,7 @@ pub(crate) struct TokenMask {
 
 impl TokenMask {
     pub fn new(ctx: &GpuContext, logits: &wgpu::Buffer, n: usize) -> Result<Self> {
-        let key = PipelineKey::new(Kernel::TokenMask);
+        let key = PipelineKey::new(Shader::TokenMask);
         let bits = ctx.storage_f32("token mask", mask_words(n));
         let params = TokenMaskParams { n: n as u32 };
         let p = ctx.params("token mask", bytemuck::cast_slice(&[params]));
@@ -95,7 +95,7 @@ pub fn token_mask_once(
     let params = TokenMaskParams { n: n as u32 };
     let p = ctx.params("token mask", bytemuck::cast_slice(&[params]));
     ctx.run_once(
-        PipelineKey::new(Kernel::TokenMask),
+        PipelineKey::new(Shader::TokenMask),
         &[logits, &bits, &p],
         mask_groups(n),
     )

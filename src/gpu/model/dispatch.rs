@@ -1,7 +1,7 @@
 //! Recorded dispatches (pipeline, bind group, workgroup counts) and their encoding, and the
 //! dispatch lists of a matrix product: matvec.wgsl for one token, matmat.wgsl for a batch.
 
-use super::super::kernels::{groups_2d, Kernel, PipelineKey, MATMAT_TOKENS};
+use super::super::kernels::{groups_2d, PipelineKey, Shader, MATMAT_TOKENS};
 use super::super::{GpuContext, GpuMatrix};
 use crate::Result;
 
@@ -81,7 +81,7 @@ pub(crate) fn matvec_dispatches_rows(
     y: &wgpu::Buffer,
     rows: u32,
 ) -> Result<Vec<Dispatch>> {
-    row_dispatches(ctx, m, (Kernel::Matvec(m.ty, m.layout), rows), &[x, y], 1)
+    row_dispatches(ctx, m, (Shader::Matvec(m.ty, m.layout), rows), &[x, y], 1)
 }
 
 /// The dispatches of Y = W·X over a batch of tokens (matmat.wgsl; X and Y token-major, `step`
@@ -95,7 +95,7 @@ pub(crate) fn matmat_dispatches(
     step: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
     let rows = matvec_rows(m.cols);
-    let kernel = (Kernel::Matmat(m.ty, m.layout), rows);
+    let kernel = (Shader::Matmat(m.ty, m.layout), rows);
     row_dispatches(ctx, m, kernel, &[x, y, step], MATMAT_TOKENS as u32)
 }
 
@@ -105,7 +105,7 @@ pub(crate) fn matmat_dispatches(
 fn row_dispatches(
     ctx: &GpuContext,
     m: &GpuMatrix,
-    (kernel, rows): (Kernel, u32),
+    (kernel, rows): (Shader, u32),
     io: &[&wgpu::Buffer],
     tile: u32,
 ) -> Result<Vec<Dispatch>> {

@@ -7,7 +7,7 @@
 //! - llama.cpp's ggml-webgpu (ggml/src/ggml-webgpu/ggml-webgpu.cpp) fuses RMS_NORM + MUL into
 //!   one pipeline chosen by a pipeline key, and specialises pipelines per quant type from
 //!   templated WGSL; we specialise per format combination with [`kernels::suffixed`] readers
-//!   (`Kernel::MatvecQkv([(type, layout); 3])`) and override constants.
+//!   (`Shader::MatvecQkv([(type, layout); 3])`) and override constants.
 //! - llama.cpp's CUDA backend fuses RMS_NORM + MUL (+ ROPE) and ROPE + VIEW + SET_ROWS (the KV
 //!   cache write: `ggml_cuda_should_fuse_rope_set_rows`); here RoPE and the cache write are the
 //!   epilogue of the Q/K/V product itself, so attention reads the new K/V from the cache.
@@ -17,7 +17,7 @@
 //!
 //! [`kernels::suffixed`]: super::super::kernels::suffixed
 
-use super::super::kernels::{groups_2d, Kernel, PipelineKey};
+use super::super::kernels::{groups_2d, PipelineKey, Shader};
 use super::super::{GpuContext, GpuMatrix};
 use super::dispatch::{make_dispatch, Dispatch};
 use crate::Result;
@@ -103,7 +103,7 @@ pub fn fused_dispatches(
         rows,
         norm: u32::from(norm),
         add: u32::from(add),
-        ..PipelineKey::new(Kernel::MatvecFused(m.ty, m.layout))
+        ..PipelineKey::new(Shader::MatvecFused(m.ty, m.layout))
     };
     m.chunks
         .iter()
@@ -170,7 +170,7 @@ pub fn qkv_dispatch(
     let key = PipelineKey {
         rows,
         kv_f16: u32::from(s.kv_f16),
-        ..PipelineKey::new(Kernel::MatvecQkv([
+        ..PipelineKey::new(Shader::MatvecQkv([
             (m[0].ty, m[0].layout),
             (m[1].ty, m[1].layout),
             (m[2].ty, m[2].layout),
@@ -231,7 +231,7 @@ pub fn glu_dispatch(
     let key = PipelineKey {
         rows,
         act,
-        ..PipelineKey::new(Kernel::MatvecGlu([
+        ..PipelineKey::new(Shader::MatvecGlu([
             (gate.ty, gate.layout),
             (up.ty, up.layout),
         ]))

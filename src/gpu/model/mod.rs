@@ -36,7 +36,7 @@ pub(crate) use dispatch::{
 pub use dispatch::{matmat_once, matvec_once, matvec_rows};
 pub use sampling::{penalties_once, sample_once, GpuSampling, GPU_TOP_K_MAX, SAMPLE_ON_HOST};
 
-use super::kernels::{Kernel, PipelineKey};
+use super::kernels::{PipelineKey, Shader};
 use super::token_mask::TokenMask;
 use super::{GpuContext, GpuMatrix};
 use crate::model::{Config, ModelWeights};
@@ -294,7 +294,7 @@ impl GpuModel {
                 self.seen = self.ctx.storage_f32("seen tokens", 2 * self.seen_cap);
                 self.penalties = make_dispatch(
                     &self.ctx,
-                    PipelineKey::new(Kernel::Penalties),
+                    PipelineKey::new(Shader::Penalties),
                     &[&self.acts.logits, &self.seen, &self.penalty_params],
                     [1, 1, 1],
                 )?;

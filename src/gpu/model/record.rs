@@ -1,7 +1,7 @@
 //! Building a [`GpuModel`]: activation buffers, the KV cache, parameter buffers and the
 //! recorded dispatches of one step, all created once at load.
 
-use super::super::kernels::{Kernel, PipelineKey, SPLIT_CHUNK};
+use super::super::kernels::{PipelineKey, Shader, SPLIT_CHUNK};
 use super::super::{GpuContext, GpuMatrix};
 use super::dispatch::{make_dispatch, matmat_dispatches, matvec_dispatches, Batch, Dispatch, When};
 use super::fused::{self, QkvBuffers, QkvShape, QKV_CS_FLOATS};
@@ -71,7 +71,7 @@ impl Recorder<'_> {
         let wb = self.vector("norm weight", w);
         let p = self.params("rmsnorm", &[n as u32, self.cfg.rms_eps.to_bits()]);
         self.dispatch(
-            PipelineKey::new(Kernel::RmsNorm),
+            PipelineKey::new(Shader::RmsNorm),
             &[x, &wb, y, &p],
             [rows as u32, 1, 1],
         )
@@ -81,7 +81,7 @@ impl Recorder<'_> {
     fn add(&mut self, y: &wgpu::Buffer, b: &wgpu::Buffer, n: usize, batched: bool) -> Result<()> {
         let p = self.params("add", &[n as u32, u32::from(batched)]);
         self.dispatch(
-            PipelineKey::new(Kernel::Add),
+            PipelineKey::new(Shader::Add),
             &[y, b, &p],
             [n.div_ceil(64) as u32, 1, 1],
         )
@@ -111,7 +111,7 @@ impl Recorder<'_> {
         );
         let n = heads * c.head_dim / 2;
         self.dispatch(
-            PipelineKey::new(Kernel::Rope),
+            PipelineKey::new(Shader::Rope),
             &[v, cs, &p],
             [n.div_ceil(64) as u32, 1, 1],
         )
@@ -142,7 +142,7 @@ impl Recorder<'_> {
         let step = self.step_params.clone();
         let key = PipelineKey {
             kv_f16: u32::from(self.ctx.kv_f16),
-            ..PipelineKey::new(Kernel::KvStore)
+            ..PipelineKey::new(Shader::KvStore)
         };
         self.dispatch(key, &[src, dst, &p, &step], [n.div_ceil(64) as u32, 1, 1])
     }
@@ -294,19 +294,19 @@ impl GpuModel {
             let nh = c.n_head as u32;
             for (key, bufs, groups, when) in [
                 (
-                    Kernel::Attention,
+                    Shader::Attention,
                     &[&a.q, &kc, &vc, &a.att, &a.scores, ap][..],
                     [nh, 1, 1],
                     When::Short,
                 ),
                 (
-                    Kernel::AttentionSplit,
+                    Shader::AttentionSplit,
                     &[&a.q, &kc, &vc, &a.part, ap][..],
                     [nh, n_split as u32, 1],
                     When::Long,
                 ),
                 (
-                    Kernel::AttentionCombine,
+                    Shader::AttentionCombine,
                     &[&a.part, &a.att, ap][..],
                     [nh, 1, 1],
                     When::Long,
@@ -357,7 +357,7 @@ impl GpuModel {
             rec.dispatch(
                 PipelineKey {
                     act,
-                    ..PipelineKey::new(Kernel::Gate)
+                    ..PipelineKey::new(Shader::Gate)
                 },
                 &[&a.gate, &a.up, &p],
                 [c.n_ff.div_ceil(64) as u32, 1, 1],
@@ -412,7 +412,7 @@ impl GpuModel {
         let ap = ctx.params("argmax", &[c.n_vocab as u32]);
         let argmax = make_dispatch(
             &ctx,
-            PipelineKey::new(Kernel::Argmax),
+            PipelineKey::new(Shader::Argmax),
             &[&a.logits, &a.token, &ap],
             [1, 1, 1],
         )?;
@@ -423,19 +423,19 @@ impl GpuModel {
         let seen = ctx.storage_f32("seen tokens", 2 * seen_cap);
         let penalties = make_dispatch(
             &ctx,
-            PipelineKey::new(Kernel::Penalties),
+            PipelineKey::new(Shader::Penalties),
             &[&a.logits, &seen, &penalty_params],
             [1, 1, 1],
         )?;
         let sample = make_dispatch(
             &ctx,
-            PipelineKey::new(Kernel::Sample),
+            PipelineKey::new(Shader::Sample),
             &[&a.logits, &a.token, &sample_params],
             [1, 1, 1],
         )?;
 
         // Embedding: dequantize the token's row of token_embd, times the embedding scale.
-        let embd_key = PipelineKey::new(Kernel::Dequant(token_embd.ty, token_embd.layout));
+        let embd_key = PipelineKey::new(Shader::Dequant(token_embd.ty, token_embd.layout));
         // One parameter buffer per token of a batch, and a bind group per (token, chunk):
         // a step only writes the parameters.
         let embd_params: Vec<wgpu::Buffer> = (0..max_batch)

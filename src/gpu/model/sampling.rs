@@ -1,7 +1,7 @@
 //! Sampling on the GPU: [`GpuSampling`] (the settings `penalties.wgsl` and `sample.wgsl` read)
 //! and one-off runs of those kernels for tests ([`sample_once`], [`penalties_once`]).
 
-use super::super::kernels::{Kernel, PipelineKey};
+use super::super::kernels::{PipelineKey, Shader};
 use super::super::GpuContext;
 use crate::Result;
 
@@ -124,7 +124,7 @@ pub async fn sample_once(
     let p = ctx.params("sample", &s.words(n));
     let out = ctx.storage_f32("sampled token", 1);
     ctx.run_once(
-        PipelineKey::new(Kernel::Sample),
+        PipelineKey::new(Shader::Sample),
         &[logits, &out, &p],
         [1, 1, 1],
     )?;
@@ -144,7 +144,7 @@ pub fn penalties_once(
     let sb = ctx.storage_with("seen tokens", bytemuck::cast_slice(&seen));
     let p = ctx.params("penalties", &s.penalty_words(n, seen.len() / 2));
     ctx.run_once(
-        PipelineKey::new(Kernel::Penalties),
+        PipelineKey::new(Shader::Penalties),
         &[logits, &sb, &p],
         [1, 1, 1],
     )

@@ -2,7 +2,7 @@
 // matvec_glu.wgsl, matvec_qkv.wgsl) in workgroup memory: core WGSL, so every device, the browser
 // included (wgpu's webgpu backend has no subgroups).
 // reduce_sg.wgsl is the same interface over subgroup operations, prepended instead when the
-// device has SUBGROUP (kernels::Kernel::source_with). The kernel declares `WG` (its workgroup
+// device has SUBGROUP (kernels::Shader::source_with). The kernel declares `WG` (its workgroup
 // size, 256) and `ROWS`; a row is WG / ROWS consecutive invocations.
 //
 //   reduce_rows(acc, lid): Σ acc over each row's invocations; then `row_sum(slot)` is row
