@@ -7,6 +7,11 @@
 //! `top_k`, `min_p` and `repeat_penalty` as llama-server takes them. Errors are OpenAI-shaped:
 //! `{"error": {"message", "type", "param", "code"}}` with 400/401/404/413/500/503.
 //!
+//! Tools are the JS API's (`wasm_chord::chat::tools`): `tools` and `tool_choice` go through
+//! `Tools::from_request` with the model's template, the definitions into the template and a
+//! forced call's grammar into the options; the reply is parsed into `tool_calls` (streamed text
+//! goes through the tools' stream filter, the calls follow as `delta.tool_calls` chunks).
+//!
 //! A request goes to its model's [`Batcher`]: on the CPU it joins the running batch (see
 //! `wasm_chord::batch`). The batcher's callback forwards events into a channel; when the client
 //! goes away the channel closes, the next token's send fails and generation stops.
