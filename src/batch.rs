@@ -73,6 +73,8 @@ pub type OnEvent = Box<dyn FnMut(Event) -> Control + Send>;
 
 struct Job {
     prompt: Prompt,
+    /// How a chat prompt is rendered (its `tools`, ...).
+    render: RenderOptions,
     opts: GenerateOptions,
     on_event: OnEvent,
 }
@@ -107,6 +109,9 @@ pub struct Batcher {
     pub stats: Arc<Stats>,
     pub n_ctx: usize,
     pub parallel: usize,
+    /// The source of the model's chat template (`None` when it has none that works), for
+    /// requests that depend on it, such as tools.
+    pub chat_template: Option<Arc<str>>,
 }
 
 impl Batcher {
@@ -116,6 +121,7 @@ impl Batcher {
         let stats = Arc::new(Stats::default());
         let parallel = opts.parallel.max(1);
         let n_ctx = opts.n_ctx.max(2);
+        let chat_template = engine.chat_template().ok().map(|t| Arc::from(t.source()));
         let st = Arc::clone(&stats);
         std::thread::Builder::new()
             .name("chord-batcher".into())
@@ -133,15 +139,29 @@ impl Batcher {
             stats,
             n_ctx,
             parallel,
+            chat_template,
         })
     }
 
     /// Queue a request. Its events arrive through `on_event` on the scheduler thread.
     pub fn submit(&self, prompt: Prompt, opts: GenerateOptions, on_event: OnEvent) -> Result<()> {
+        self.submit_with(prompt, RenderOptions::default(), opts, on_event)
+    }
+
+    /// [`submit`](Self::submit), with a chat prompt rendered with `render` (tool definitions,
+    /// template variables); other prompts ignore it.
+    pub fn submit_with(
+        &self,
+        prompt: Prompt,
+        render: RenderOptions,
+        opts: GenerateOptions,
+        on_event: OnEvent,
+    ) -> Result<()> {
         self.stats.queued.fetch_add(1, Ordering::SeqCst);
         self.tx
             .send(Job {
                 prompt,
+                render,
                 opts,
                 on_event,
             })
@@ -152,9 +172,9 @@ impl Batcher {
     }
 }
 
-fn prompt_ids(engine: &Engine, prompt: &Prompt) -> Result<Vec<u32>> {
+fn prompt_ids(engine: &Engine, prompt: &Prompt, render: &RenderOptions) -> Result<Vec<u32>> {
     let ids = match prompt {
-        Prompt::Chat(m) => engine.chat_prompt_ids(m, &RenderOptions::default())?,
+        Prompt::Chat(m) => engine.chat_prompt_ids(m, render)?,
         Prompt::Text(t) => engine.tokenize(t, true, false)?,
         Prompt::Ids(ids) => ids.clone(),
     };
@@ -358,10 +378,11 @@ impl<'e> Scheduler<'e> {
     fn admit(&mut self, job: Job) -> Option<Slot<'e>> {
         let Job {
             prompt,
+            render,
             opts,
             mut on_event,
         } = job;
-        let ids = match prompt_ids(self.engine, &prompt) {
+        let ids = match prompt_ids(self.engine, &prompt, &render) {
             Ok(ids) => ids,
             Err(e) => {
                 on_event(Event::Failed(e));
@@ -562,10 +583,11 @@ fn run_serial(engine: &mut Engine, rx: mpsc::Receiver<Job>, n_ctx: usize, stats:
 fn serve_one(engine: &mut Engine, job: Job, n_ctx: usize) {
     let Job {
         prompt,
+        render,
         mut opts,
         mut on_event,
     } = job;
-    let ids = match prompt_ids(engine, &prompt) {
+    let ids = match prompt_ids(engine, &prompt, &render) {
         Ok(ids) => ids,
         Err(e) => {
             on_event(Event::Failed(e));

@@ -479,6 +479,12 @@ fn openai_api_shapes_and_errors() {
         400,
         Some("response_format"),
     );
+    // SmolLM2's template renders no tools: refused, not silently left out of the prompt.
+    err(
+        r#"{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}]}"#,
+        400,
+        Some("tools"),
+    );
     // A grammar that cannot constrain decoding: 400 with the engine's code.
     let r = post(
         &s,
@@ -522,6 +528,259 @@ fn openai_api_shapes_and_errors() {
         .map(|m| m["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids, ["a", "b"]);
+}
+
+const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+
+fn weather_tools() -> Json {
+    json!([{
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather of a city",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string", "minLength": 1, "maxLength": 32},
+                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}
+                },
+                "required": ["city", "unit"],
+                "additionalProperties": false
+            }
+        }
+    }, {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "Current time in a time zone",
+            "parameters": {
+                "type": "object",
+                "properties": {"zone": {"type": "string", "pattern": "^[A-Za-z]+/[A-Za-z_]+$"}},
+                "required": ["zone"]
+            }
+        }
+    }])
+}
+
+/// Validates `text` against `schema` with the independent validator (tests/tools/validate_json.py,
+/// the `jsonschema` PyPI package).
+fn validate(schema: &Json, text: &str) -> Result<(), String> {
+    let script = common::root().join("tests/tools/validate_json.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed to validate outputs (with `python3 -m pip install jsonschema`)");
+    writeln!(
+        child.stdin.as_mut().unwrap(),
+        "{}",
+        json!({"schema": schema, "text": text})
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if line == "ok" {
+        Ok(())
+    } else {
+        Err(format!("{line} {}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// Checks one call of OpenAI's shape against the tools: a known function, a `call_` id and
+/// arguments (a JSON text) that validate against its parameters. Returns the function's name.
+fn check_call(call: &Json) -> String {
+    let tools = weather_tools();
+    assert_eq!(call["type"], "function", "{call}");
+    assert!(
+        call["id"].as_str().is_some_and(|i| i.starts_with("call_")),
+        "{call}"
+    );
+    let name = call["function"]["name"].as_str().unwrap();
+    let schema = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["function"]["name"] == name)
+        .unwrap_or_else(|| panic!("unknown function in {call}"))["function"]["parameters"]
+        .clone();
+    let args = call["function"]["arguments"]
+        .as_str()
+        .expect("arguments as a JSON text");
+    validate(&schema, args).unwrap_or_else(|e| panic!("{args} against {schema}: {e}"));
+    name.to_owned()
+}
+
+/// The `data:` payloads of a server-sent event stream.
+fn sse_events(text: &str) -> Vec<&str> {
+    text.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect()
+}
+
+#[test]
+fn tool_calls_forced_streamed_refused_and_round_tripped() {
+    // Qwen2.5's template renders tools (Hermes-style <tool_call> blocks).
+    let s = api_server_with(QWEN, "1024", &[]);
+    let chat = |body: &Json| post(&s, "/v1/chat/completions", "", &body.to_string());
+    let user = json!({"role": "user", "content": "What's the weather in Paris right now?"});
+
+    // A named function, not streamed: one parsed call, content null.
+    let r = chat(&json!({
+        "messages": [user],
+        "tools": weather_tools(),
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "max_tokens": 100,
+    }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    let choice = &j["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{j}");
+    assert!(choice["message"]["content"].is_null(), "{j}");
+    let calls = choice["message"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{j}");
+    assert_eq!(check_call(&calls[0]), "get_weather");
+    let prompt1 = j["usage"]["prompt_tokens"].as_u64().unwrap();
+
+    // The call and its result go back through the template; the slot's cache still holds the
+    // first prompt, so only the new turns are prefilled.
+    let turn2 = json!({
+        "messages": [
+            user,
+            {"role": "assistant", "content": null, "tool_calls": [calls[0].clone()]},
+            {"role": "tool", "tool_call_id": calls[0]["id"], "content": "{\"temperature\": 21, \"sky\": \"sunny\"}"},
+        ],
+        "tools": weather_tools(),
+        "max_tokens": 8,
+    });
+    let r = chat(&turn2);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j2 = r.json();
+    let u2 = &j2["usage"];
+    let cached = u2["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        cached >= prompt1 && cached < u2["prompt_tokens"].as_u64().unwrap(),
+        "turn 2 reuses turn 1's prompt ({prompt1} tokens): {u2}"
+    );
+    assert!(j2["choices"][0]["message"]["content"].is_string(), "{j2}");
+
+    // `required`, streamed: the text deltas hide the call, which comes as delta.tool_calls,
+    // then the finish chunk, then [DONE].
+    let r = chat(&json!({
+        "messages": [user],
+        "tools": weather_tools(),
+        "tool_choice": "required",
+        "stream": true,
+        "temperature": 0.9,
+        "seed": 5,
+        "max_tokens": 100,
+    }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let events = sse_events(&text);
+    assert_eq!(events.last(), Some(&"[DONE]"), "{text}");
+    let chunks: Vec<Json> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "", "the call is not streamed as text: {text}");
+    let calls: Vec<&Json> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(calls.len(), 1, "{text}");
+    assert_eq!(calls[0]["index"], 0);
+    check_call(calls[0]);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "tool_calls", "{text}");
+    assert!(last["usage"]["completion_tokens"].as_u64().unwrap() > 1);
+
+    // `none`: the tools stay out of the prompt, the reply is plain content.
+    let r = chat(&json!({
+        "messages": [user],
+        "tools": weather_tools(),
+        "tool_choice": "none",
+        "max_tokens": 8,
+    }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    let m = &j["choices"][0]["message"];
+    assert!(
+        m["content"].is_string() && m.get("tool_calls").is_none(),
+        "{j}"
+    );
+    assert_ne!(j["choices"][0]["finish_reason"], "tool_calls");
+    assert!(
+        j["usage"]["prompt_tokens"].as_u64().unwrap() < prompt1,
+        "{j}"
+    );
+
+    // Bad tools: 400 naming the parameter.
+    let err = |path: &str, body: Json, param: &str| {
+        let r = post(&s, path, "", &body.to_string());
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        let e = r.json();
+        assert_eq!(e["error"]["type"], "invalid_request_error", "{e}");
+        assert_eq!(e["error"]["param"], param, "{body}: {e}");
+    };
+    let msgs = json!([{"role": "user", "content": "x"}]);
+    let path = "/v1/chat/completions";
+    err(
+        path,
+        json!({"messages": msgs, "tools": [{"type": "function"}]}),
+        "tools",
+    );
+    err(
+        path,
+        json!({"messages": msgs, "tools": "get_weather"}),
+        "tools",
+    );
+    err(
+        path,
+        json!({"messages": msgs, "tools": [{"type": "function", "function": {"name": "f", "parameters": 3}}]}),
+        "tools",
+    );
+    err(
+        path,
+        json!({"messages": msgs, "tools": weather_tools(), "tool_choice": "sometimes"}),
+        "tool_choice",
+    );
+    err(
+        path,
+        json!({"messages": msgs, "tools": weather_tools(),
+               "tool_choice": {"type": "function", "function": {"name": "nope"}}}),
+        "tool_choice",
+    );
+    err(
+        path,
+        json!({"messages": msgs, "tool_choice": "required"}),
+        "tool_choice",
+    );
+    err(
+        path,
+        json!({"messages": msgs, "tools": weather_tools(), "tool_choice": "required",
+               "response_format": {"type": "json_object"}}),
+        "tool_choice",
+    );
+    err(
+        path,
+        json!({"messages": msgs, "functions": [{"name": "f"}]}),
+        "functions",
+    );
+    err(
+        "/v1/completions",
+        json!({"prompt": "x", "tools": weather_tools()}),
+        "tools",
+    );
 }
 
 fn health(s: &Server) -> Json {

@@ -26,6 +26,7 @@
 
 use serde_json::{json, Value as Json};
 
+use crate::chat::RenderOptions;
 use crate::constrain::Grammar;
 use crate::{Error, Result};
 
@@ -278,6 +279,22 @@ impl Tools {
             }
             ToolCallFormat::Llama3 => format!("start: call\n{call}\n"),
         }))
+    }
+
+    /// Puts the tools into a chat request: their definitions into the template's `tools` and a
+    /// forced call's grammar into `grammar`, which must then be empty (a forced call cannot be
+    /// combined with `response_format` or `grammar`).
+    pub fn apply(&self, render: &mut RenderOptions, grammar: &mut Option<Grammar>) -> Result<()> {
+        render.tools = self.template_tools();
+        if let Some(g) = self.grammar() {
+            if grammar.is_some() {
+                return Err(bad(
+                    "a forced tool call (tool_choice required or named) and response_format/grammar cannot be combined",
+                ));
+            }
+            *grammar = Some(g);
+        }
+        Ok(())
     }
 
     /// Splits a reply into content and tool calls. Calls to unknown functions are kept in

@@ -244,15 +244,7 @@ async fn chat_async(
         }
     };
     if let Some(t) = &tools {
-        render.tools = t.template_tools();
-        if let Some(g) = t.grammar() {
-            if opts.grammar.is_some() {
-                return Err(invalid(
-                    "a forced tool call (tool_choice required or named) and response_format/grammar cannot be combined",
-                ));
-            }
-            opts.grammar = Some(g);
-        }
+        t.apply(&mut render, &mut opts.grammar).map_err(to_js)?;
     }
     if !cache_prompt {
         e.forget_prefix();

@@ -1,11 +1,13 @@
 // The official `openai` npm client against `chord serve --model ...`: non-streaming and
 // streaming chat (greedy text equal to the native engine's), completions, model listing, abort
 // (the server stops generating), bad requests as typed errors, and concurrent streams (each
-// equal to its solo run). 127.0.0.1 only; a handful of short requests.
+// equal to its solo run), and tool calls on Qwen2.5 (forced, streamed as delta.tool_calls, and
+// sent back as history). 127.0.0.1 only; a handful of short requests.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { MODEL_PATH, startServer, nativeReply } from './helpers.mjs';
+import { join } from 'node:path';
+import { MODEL_PATH, ROOT, startServer, nativeReply } from './helpers.mjs';
 
 const KEY = 'e2e-key';
 let server;
@@ -143,4 +145,75 @@ test('concurrent streams are batched and each equals its solo run', { timeout: 2
   const h = await health();
   assert.ok(h.max_batch >= 2 && h.max_batch >= before, `requests shared decode steps (max batch ${h.max_batch})`);
   assert.equal(h.active, 0);
+});
+
+test('tool calls: forced, streamed, sent back, and refused on a template without tools', { timeout: 240_000 }, async () => {
+  const tools = [
+    {
+      type: 'function',
+      function: {
+        name: 'get_weather',
+        description: 'Current weather of a city',
+        parameters: { type: 'object', properties: { city: { type: 'string', minLength: 1, maxLength: 32 }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['city', 'unit'], additionalProperties: false },
+      },
+    },
+  ];
+  const checkArgs = (call) => {
+    assert.equal(call.type, 'function');
+    assert.equal(call.function.name, 'get_weather');
+    assert.match(call.id, /^call_/);
+    const a = JSON.parse(call.function.arguments);
+    assert.deepEqual(Object.keys(a).sort(), ['city', 'unit']);
+    assert.ok(typeof a.city === 'string' && a.city.length >= 1 && a.city.length <= 32, call.function.arguments);
+    assert.ok(['celsius', 'fahrenheit'].includes(a.unit), call.function.arguments);
+  };
+  // SmolLM2's template renders no tools: a typed 400 naming `tools`.
+  await assert.rejects(
+    client.chat.completions.create({ model: 'smol', messages: [{ role: 'user', content: 'x' }], tools }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'tools' && /does not render tools/.test(e.message),
+  );
+
+  const qwen = await startServer(['--model', `qwen=${join(ROOT, 'models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf')}`, '--ctx', '1024', '--parallel', '1']);
+  try {
+    const q = new OpenAI({ baseURL: `${qwen.base}/v1`, apiKey: 'none', maxRetries: 0, timeout: 120_000 });
+    const messages = [{ role: 'user', content: "What's the weather in Paris right now?" }];
+    const r = await q.chat.completions.create({ model: 'qwen', messages, tools, tool_choice: { type: 'function', function: { name: 'get_weather' } }, max_tokens: 100 });
+    const m = r.choices[0].message;
+    assert.equal(r.choices[0].finish_reason, 'tool_calls');
+    assert.equal(m.content, null);
+    assert.equal(m.tool_calls.length, 1);
+    checkArgs(m.tool_calls[0]);
+    log('tool call:', JSON.stringify(m.tool_calls[0]));
+
+    // Streamed: the call arrives as delta.tool_calls (assembled as clients do), no text.
+    const stream = await q.chat.completions.create({ model: 'qwen', messages, tools, tool_choice: 'required', max_tokens: 100, stream: true });
+    const calls = [];
+    let text = '';
+    let finish = null;
+    for await (const chunk of stream) {
+      const d = chunk.choices[0]?.delta ?? {};
+      text += d.content ?? '';
+      for (const t of d.tool_calls ?? []) {
+        const c = (calls[t.index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } });
+        if (t.id) c.id = t.id;
+        c.function.name += t.function?.name ?? '';
+        c.function.arguments += t.function?.arguments ?? '';
+      }
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(text, '');
+    assert.equal(finish, 'tool_calls');
+    assert.equal(calls.length, 1);
+    checkArgs(calls[0]);
+
+    // The call and its result go back as history; the model answers in text.
+    messages.push({ role: 'assistant', content: null, tool_calls: m.tool_calls });
+    messages.push({ role: 'tool', tool_call_id: m.tool_calls[0].id, content: JSON.stringify({ temperature: 21, sky: 'sunny' }) });
+    const a = await q.chat.completions.create({ model: 'qwen', messages, tools, max_tokens: 30 });
+    assert.equal(typeof a.choices[0].message.content, 'string');
+    assert.ok(a.usage.prompt_tokens_details.cached_tokens >= r.usage.prompt_tokens, 'the first turn came from the cache');
+    log('answer:', JSON.stringify(a.choices[0].message.content));
+  } finally {
+    await qwen.stop();
+  }
 });

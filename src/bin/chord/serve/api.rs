@@ -7,6 +7,11 @@
 //! `top_k`, `min_p` and `repeat_penalty` as llama-server takes them. Errors are OpenAI-shaped:
 //! `{"error": {"message", "type", "param", "code"}}` with 400/401/404/413/500/503.
 //!
+//! Tools are the JS API's (`wasm_chord::chat::tools`): `tools` and `tool_choice` go through
+//! `Tools::from_request` with the model's template, the definitions into the template and a
+//! forced call's grammar into the options; the reply is parsed into `tool_calls` (streamed text
+//! goes through the tools' stream filter, the calls follow as `delta.tool_calls` chunks).
+//!
 //! A request goes to its model's [`Batcher`]: on the CPU it joins the running batch (see
 //! `wasm_chord::batch`). The batcher's callback forwards events into a channel; when the client
 //! goes away the channel closes, the next token's send fails and generation stops.
@@ -25,6 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use wasm_chord::batch::{Batcher, Event, Prompt};
 use wasm_chord::chat::messages_from_value;
+use wasm_chord::chat::tools::{ParsedReply, ToolCall, ToolStreamFilter, Tools};
+use wasm_chord::chat::RenderOptions;
 use wasm_chord::constrain::Grammar;
 use wasm_chord::engine::{Control, FinishReason, GenerateOptions, Generation};
 use wasm_chord::sampling::SamplerConfig;
@@ -291,6 +298,38 @@ fn integer(v: &Json, name: &str, lo: u64) -> Result<Option<u64>, ApiError> {
     }
 }
 
+/// Whether a list parameter is present: not absent, null or an empty array.
+fn given(v: &Json, name: &str) -> bool {
+    v.get(name)
+        .is_some_and(|t| !t.is_null() && t.as_array().is_none_or(|a| !a.is_empty()))
+}
+
+/// A request's `tools` and `tool_choice` for the model's chat template, as the JS API reads
+/// them (`Tools::from_request`); errors name the parameter at fault.
+fn request_tools(m: &ApiModel, v: &Json) -> Result<Option<Tools>, ApiError> {
+    let (tools, choice) = (v.get("tools"), v.get("tool_choice"));
+    if tools.is_none_or(Json::is_null) && choice.is_none_or(Json::is_null) {
+        return Ok(None);
+    }
+    // No working template: the empty source has no tool-call format, which is the error.
+    let source = m.batcher.chat_template.as_deref().unwrap_or("");
+    Tools::from_request(tools, choice, source).map_err(|e| tool_error(e, "tools"))
+}
+
+/// A tool error as a 400 naming `tool_choice` or `tools` (or `param` when it is neither's).
+fn tool_error(e: Error, param: &str) -> ApiError {
+    let message = match e {
+        Error::InvalidRequest(m) => m,
+        e => e.to_string(),
+    };
+    let param = if message.starts_with("tool_choice") || message.contains("(tool_choice") {
+        "tool_choice"
+    } else {
+        param
+    };
+    ApiError::invalid(message, Some(param))
+}
+
 /// What a completion request asks for, parsed and checked.
 struct Parsed {
     model: usize,
@@ -335,15 +374,11 @@ fn parse_common(st: &ApiState, v: &Json) -> Result<Parsed, ApiError> {
             return Err(ApiError::invalid("only `n: 1` is supported", Some("n")));
         }
     }
-    for unsupported in ["tools", "functions"] {
-        if v.get(unsupported)
-            .is_some_and(|t| !t.is_null() && t.as_array().is_none_or(|a| !a.is_empty()))
-        {
-            return Err(ApiError::invalid(
-                format!("`{unsupported}` is not supported by this server yet"),
-                Some(unsupported),
-            ));
-        }
+    if given(v, "functions") {
+        return Err(ApiError::invalid(
+            "`functions` (OpenAI's deprecated form) is not supported: send `tools`",
+            Some("functions"),
+        ));
     }
     // Structured output: `response_format` (text, json_object, json_schema) or our `grammar`
     // extension (Lark), as the JS API takes them.
@@ -428,6 +463,22 @@ fn finish_name(f: &FinishReason) -> &'static str {
     }
 }
 
+/// The reply's tool calls, if it made any.
+fn tool_calls(tools: Option<&Tools>, g: &Generation) -> Option<ParsedReply> {
+    tools
+        .map(|t| t.parse(&g.text))
+        .filter(|p| !p.tool_calls.is_empty())
+}
+
+/// A chat's `finish_reason`: "tool_calls" when calls were made and the model ended its turn.
+fn chat_finish(has_calls: bool, f: &FinishReason) -> &'static str {
+    if has_calls && *f == FinishReason::Eog {
+        "tool_calls"
+    } else {
+        finish_name(f)
+    }
+}
+
 fn usage(g: &Generation) -> Json {
     json!({
         "prompt_tokens": g.prompt_ids.len(),
@@ -490,7 +541,9 @@ async fn complete(st: Shared, req: Request, kind: Kind) -> Response {
 
 async fn complete_inner(st: Shared, req: Request, kind: Kind) -> Result<Response, ApiError> {
     let v = read_json(&st, req).await?;
-    let p = parse_common(&st, &v)?;
+    let mut p = parse_common(&st, &v)?;
+    let mut render = RenderOptions::default();
+    let mut tools = None;
     let prompt = match kind {
         Kind::Chat => {
             let msgs = match v.get("messages") {
@@ -504,7 +557,18 @@ async fn complete_inner(st: Shared, req: Request, kind: Kind) -> Result<Response
             };
             let msgs = messages_from_value(msgs)
                 .map_err(|e| ApiError::invalid(format!("bad `messages`: {e}"), Some("messages")))?;
+            tools = request_tools(&st.models[p.model], &v)?;
+            if let Some(t) = &tools {
+                t.apply(&mut render, &mut p.opts.grammar)
+                    .map_err(|e| tool_error(e, "tool_choice"))?;
+            }
             Prompt::Chat(msgs)
+        }
+        Kind::Text if given(&v, "tools") || v.get("tool_choice").is_some_and(|c| !c.is_null()) => {
+            return Err(ApiError::invalid(
+                "`tools` are for /v1/chat/completions",
+                Some("tools"),
+            ))
         }
         Kind::Text => match v.get("prompt") {
             Some(Json::String(s)) => Prompt::Text(s.clone()),
@@ -528,8 +592,9 @@ async fn complete_inner(st: Shared, req: Request, kind: Kind) -> Result<Response
     let m = &st.models[p.model];
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     m.batcher
-        .submit(
+        .submit_with(
             prompt,
+            render,
             p.opts,
             Box::new(move |ev| {
                 // A closed receiver is a client that went away: stop generating.
@@ -565,12 +630,23 @@ async fn complete_inner(st: Shared, req: Request, kind: Kind) -> Result<Response
                 Some(Event::Token { text: t, .. }) => text.push_str(&t),
                 Some(Event::Done(g)) => {
                     let choice = match kind {
-                        Kind::Chat => json!({
-                            "index": 0,
-                            "message": {"role": "assistant", "content": g.text},
-                            "logprobs": null,
-                            "finish_reason": finish_name(&g.finish),
-                        }),
+                        Kind::Chat => {
+                            let calls = tool_calls(tools.as_ref(), &g);
+                            let message = match &calls {
+                                Some(c) => json!({
+                                    "role": "assistant",
+                                    "content": c.content,
+                                    "tool_calls": c.tool_calls.iter().map(ToolCall::to_json).collect::<Vec<_>>(),
+                                }),
+                                None => json!({"role": "assistant", "content": g.text}),
+                            };
+                            json!({
+                                "index": 0,
+                                "message": message,
+                                "logprobs": null,
+                                "finish_reason": chat_finish(calls.is_some(), &g.finish),
+                            })
+                        }
                         Kind::Text => json!({
                             "index": 0,
                             "text": g.text,
@@ -634,6 +710,9 @@ async fn complete_inner(st: Shared, req: Request, kind: Kind) -> Result<Response
         first: bool,
         done: bool,
         pending: Vec<SseEvent>,
+        /// Holds back streamed text that may be a tool call.
+        filter: Option<ToolStreamFilter>,
+        tools: Option<Tools>,
     }
     let include_usage = p.include_usage;
     let state = S {
@@ -641,6 +720,8 @@ async fn complete_inner(st: Shared, req: Request, kind: Kind) -> Result<Response
         first: true,
         done: false,
         pending: vec![],
+        filter: tools.as_ref().map(Tools::stream_filter),
+        tools,
     };
     let stream = futures_util::stream::unfold(state, move |mut s| {
         let chunk = chunk.clone();
@@ -654,6 +735,10 @@ async fn complete_inner(st: Shared, req: Request, kind: Kind) -> Result<Response
                 }
                 match s.rx.recv().await {
                     Some(Event::Token { text, .. }) => {
+                        let text = match &mut s.filter {
+                            Some(f) => f.push(&text),
+                            None => text,
+                        };
                         if text.is_empty() && !s.first {
                             continue;
                         }
@@ -669,12 +754,36 @@ async fn complete_inner(st: Shared, req: Request, kind: Kind) -> Result<Response
                             // OpenAI's `stream_options.include_usage`: one more chunk, no choices.
                             s.pending.push(chunk(json!([]), vec![("usage", usage(&g))]));
                         }
+                        let calls = tool_calls(s.tools.as_ref(), &g);
+                        let finish = match kind {
+                            Kind::Chat => chat_finish(calls.is_some(), &g.finish),
+                            Kind::Text => finish_name(&g.finish),
+                        };
                         // The last choice carries usage and timings, as the JS API's does.
                         let fin = chunk(
-                            json!([delta(false, "", Some(finish_name(&g.finish)))]),
+                            json!([delta(false, "", Some(finish))]),
                             vec![("usage", usage(&g)), ("timings", timings(&g, backend))],
                         );
                         s.pending.push(fin);
+                        // Tool calls before it, one delta each (OpenAI's streaming shape, whole
+                        // arguments at once), as the JS API streams them.
+                        let calls = calls.map_or(vec![], |c| c.tool_calls);
+                        for (index, c) in calls.iter().enumerate().rev() {
+                            let mut call = c.to_json();
+                            call["index"] = json!(index);
+                            let d = json!({"index": 0, "delta": {"tool_calls": [call]},
+                                "logprobs": null, "finish_reason": null});
+                            s.pending.push(chunk(json!([d]), vec![]));
+                        }
+                        // Text the filter held back that turned out not to be a call.
+                        let rest = s
+                            .filter
+                            .as_mut()
+                            .map_or(String::new(), |f| f.finish(!calls.is_empty()));
+                        if !rest.is_empty() {
+                            s.pending
+                                .push(chunk(json!([delta(s.first, &rest, None)]), vec![]));
+                        }
                     }
                     Some(Event::Failed(e)) => {
                         s.done = true;
