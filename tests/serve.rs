@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::tools::{validate, weather_tools};
+
 use serde_json::{json, Value as Json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -532,62 +534,6 @@ fn openai_api_shapes_and_errors() {
 
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
-fn weather_tools() -> Json {
-    json!([{
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather of a city",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "city": {"type": "string", "minLength": 1, "maxLength": 32},
-                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}
-                },
-                "required": ["city", "unit"],
-                "additionalProperties": false
-            }
-        }
-    }, {
-        "type": "function",
-        "function": {
-            "name": "get_time",
-            "description": "Current time in a time zone",
-            "parameters": {
-                "type": "object",
-                "properties": {"zone": {"type": "string", "pattern": "^[A-Za-z]+/[A-Za-z_]+$"}},
-                "required": ["zone"]
-            }
-        }
-    }])
-}
-
-/// Validates `text` against `schema` with the independent validator (tests/tools/validate_json.py,
-/// the `jsonschema` PyPI package).
-fn validate(schema: &Json, text: &str) -> Result<(), String> {
-    let script = common::root().join("tests/tools/validate_json.py");
-    let mut child = Command::new("python3")
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is needed to validate outputs (with `python3 -m pip install jsonschema`)");
-    writeln!(
-        child.stdin.as_mut().unwrap(),
-        "{}",
-        json!({"schema": schema, "text": text})
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if line == "ok" {
-        Ok(())
-    } else {
-        Err(format!("{line} {}", String::from_utf8_lossy(&out.stderr)))
-    }
-}
-
 /// Checks one call of OpenAI's shape against the tools: a known function, a `call_` id and
 /// arguments (a JSON text) that validate against its parameters. Returns the function's name.
 fn check_call(call: &Json) -> String {
@@ -608,7 +554,8 @@ fn check_call(call: &Json) -> String {
     let args = call["function"]["arguments"]
         .as_str()
         .expect("arguments as a JSON text");
-    validate(&schema, args).unwrap_or_else(|e| panic!("{args} against {schema}: {e}"));
+    let verdict = validate(&[(schema.clone(), args.to_owned())]).remove(0);
+    verdict.unwrap_or_else(|e| panic!("{args} against {schema}: {e}"));
     name.to_owned()
 }
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 mod data;
+pub mod tools;
 #[allow(unused_imports)] // each test binary uses a part
 pub use data::{cols_for, f16_bytes, nmse, random_matrix, Rng};
 
