@@ -382,6 +382,17 @@ fn bench_gpu(
     Ok(())
 }
 
+/// The matrices of a layer that the kernel bench times (`blk.0.NAME.weight`).
+const LAYER_MATRICES: [&str; 7] = [
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
+
 /// `--kernels`: effective bandwidth of the matrix kernels. For the model's layer-0 matrices and
 /// its output matrix, then a 2048 × 2048 synthetic matrix of every GPU format: matvec.wgsl on
 /// one token (a decode step), matvec.wgsl over `p` tokens (workgroup z = token: the weights
@@ -403,18 +414,10 @@ fn bench_gpu_kernels(path: &str, p: usize, checks: Option<bool>) -> Result<(), F
     }
     let budget = 0.3;
     let mut mats = Vec::new();
-    let mut names: Vec<String> = [
-        "attn_q",
-        "attn_k",
-        "attn_v",
-        "attn_output",
-        "ffn_gate",
-        "ffn_up",
-        "ffn_down",
-    ]
-    .iter()
-    .map(|n| format!("blk.0.{n}.weight"))
-    .collect();
+    let mut names: Vec<String> = LAYER_MATRICES
+        .iter()
+        .map(|n| format!("blk.0.{n}.weight"))
+        .collect();
     names.push(if header.tensor("output.weight").is_some() {
         "output.weight".into()
     } else {
@@ -441,15 +444,7 @@ fn bench_gpu_kernels(path: &str, p: usize, checks: Option<bool>) -> Result<(), F
     // (default layouts) against their unfused chains.
     let cfg = wasm_chord::model::Config::from_header(&header)?;
     let mut layer = Vec::new();
-    for n in [
-        "attn_q",
-        "attn_k",
-        "attn_v",
-        "attn_output",
-        "ffn_gate",
-        "ffn_up",
-        "ffn_down",
-    ] {
+    for n in LAYER_MATRICES {
         let name = format!("blk.0.{n}.weight");
         let t = header
             .tensor(&name)
