@@ -117,38 +117,12 @@ pub fn attend_many(
     scratch: &mut Scratch,
     out: &mut [f32],
 ) {
-    let wide = wide_path();
-    attend_many_on(wide, queries, keys, columns, values, scale, scratch, out);
-}
-
-/// Whether this thread's matmuls may take the AVX2 path (`matmul::limit_isa` narrows it in
-/// tests): decided on the calling thread, as the worker threads keep their own limit.
-fn wide_path() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return super::matmul::has_avx2_fma();
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-/// [`attend_many`] on the AVX2 build when `wide` (x86-64 only), else the portable lanes.
-#[allow(clippy::too_many_arguments)]
-fn attend_many_on(
-    wide: bool,
-    queries: &[Query],
-    keys: HeadRows,
-    columns: Option<&KeyColumns>,
-    values: HeadRows,
-    scale: f32,
-    scratch: &mut Scratch,
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if wide {
-        // SAFETY: `wide` comes from `has_avx2_fma`: the CPU has AVX2 and FMA.
+    if super::matmul::has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (detected above).
         unsafe { attend_many_avx2(queries, keys, columns, values, scale, scratch, out) };
         return;
     }
-    let _ = wide;
     attend_many_lanes::<VB>(queries, keys, columns, values, scale, scratch, out);
 }
 
@@ -423,7 +397,6 @@ pub fn attend_layer(
     }
     // Each KV head is a part (on its own thread when there are several and the work is worth
     // a fork): its tiles' outputs, (n, group, hdv), then copied into `att`.
-    let wide = wide_path();
     let many = n * group >= MANY_QUERIES;
     let mut parts: Vec<Vec<f32>> = vec![vec![0f32; n * group * hdv]; s.n_head_kv];
     let head = |kvh: usize, out: &mut Vec<f32>| {
@@ -449,7 +422,7 @@ pub fn attend_layer(
                 .collect();
             let o = &mut out[t0 * group * hdv..tokens.end * group * hdv];
             let cols = columns.as_ref();
-            attend_many_on(wide, &queries, keys, cols, values, s.scale, &mut scratch, o);
+            attend_many(&queries, keys, cols, values, s.scale, &mut scratch, o);
         }
     };
     // Below ~256k multiply-adds a fork/join costs more than it saves (as for the matmuls).
@@ -480,6 +453,16 @@ mod tests {
         assert!(err <= 1e-5 * scale, "{what}: {err} (of {scale})");
     }
 
+    /// Uniform values in [-0.5, 0.5) from an xorshift of `seed`.
+    fn uniform(mut seed: u64) -> impl FnMut() -> f32 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        }
+    }
+
     #[test]
     fn the_vectorized_exp_is_within_two_ulp() {
         for i in 0..=200_000 {
@@ -495,13 +478,7 @@ mod tests {
 
     #[test]
     fn the_fast_path_matches_the_reference() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
+        let mut rand = uniform(0x2545_f491_4f6c_dd1du64);
         // Head widths with and without a tail past the lanes; spans from one position up.
         for (width, n_pos, first) in [(64, 1, 0usize), (64, 300, 0), (80, 257, 100), (40, 33, 5)] {
             let (stride, offset) = (3 * width + 8, width + 4);
@@ -573,13 +550,7 @@ mod tests {
 
     #[test]
     fn a_layer_matches_the_reference_for_prefill_and_decode() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
+        let mut rand = uniform(0x9e37_79b9_7f4a_7c15u64);
         // (query heads, KV heads, head width, value width, sliding window): grouped, multi-head,
         // and a window shorter than the span; a prefill of 45 tokens after 40, then a decode step.
         for (n_head, n_kv, hd, hdv, window) in [

@@ -15,9 +15,9 @@ use crate::Result;
 #[path = "kernels/mod.rs"]
 mod kernels;
 
+pub(crate) use kernels::for_each_part;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use kernels::has_avx2_fma;
-pub(crate) use kernels::{for_each_part, isa_limit};
 pub use kernels::{limit_isa, set_threads, threads};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

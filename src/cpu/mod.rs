@@ -351,14 +351,9 @@ impl CpuModel {
                 parts.push((&**s, qs, atts));
             }
             let reference = k == Kernel::Reference;
-            // Each worker chooses its attention path under this thread's ISA limit.
-            let limit = matmul::isa_limit();
             matmul::for_each_part(&mut parts, |_, (s, qs, atts)| {
-                let before = matmul::isa_limit();
-                matmul::limit_isa(limit);
                 let (kc, vc) = (&s.cache.k[l], &s.cache.v[l]);
                 attention::attend_layer(&shape, qs, kc, vc, s.len, s.pos, reference, atts);
-                matmul::limit_isa(before);
             });
             matmul(&lw.wo, att, &mut proj, n, k)?;
             if let Some(w) = &lw.post_attn_norm {

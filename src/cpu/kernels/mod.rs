@@ -133,11 +133,6 @@ pub(crate) fn has_avx2_fma() -> bool {
     ISA_LIMIT.with(|l| l.get()) >= 1 && x86::available()
 }
 
-/// The calling thread's [`limit_isa`] (for work handed to other threads under it).
-pub(crate) fn isa_limit() -> u8 {
-    ISA_LIMIT.with(|l| l.get())
-}
-
 /// Threads requested with `set_threads` (0: one per available core).
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
@@ -246,7 +241,8 @@ fn run_rows(w: &QMatrix, n_tok: usize, out: &mut [f32], f: impl Fn(usize, &mut [
 
 /// Runs `f(i, part)` for every part, split over the matmul threads when there are several
 /// (natively, with the `threads` feature), else in order on the calling thread. For work that
-/// falls into independent parts of similar size, such as attention's KV heads.
+/// falls into independent parts of similar size, such as attention's KV heads; each part runs
+/// under the caller's [`limit_isa`].
 pub(crate) fn for_each_part<T: Send>(parts: &mut [T], f: impl Fn(usize, &mut T) + Sync) {
     #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
     {
@@ -254,8 +250,14 @@ pub(crate) fn for_each_part<T: Send>(parts: &mut [T], f: impl Fn(usize, &mut T) 
         if n > 1 && parts.len() > 1 {
             if let Some(pool) = pool::get(n) {
                 use rayon::prelude::*;
+                // Each part runs under the caller's `limit_isa`, as if on the calling thread.
+                let limit = ISA_LIMIT.with(|l| l.get());
                 pool.install(|| {
-                    parts.par_iter_mut().enumerate().for_each(|(i, p)| f(i, p));
+                    parts.par_iter_mut().enumerate().for_each(|(i, p)| {
+                        let before = ISA_LIMIT.with(|l| l.replace(limit));
+                        f(i, p);
+                        ISA_LIMIT.with(|l| l.set(before));
+                    });
                 });
                 return;
             }
