@@ -220,8 +220,21 @@ impl Engine {
     }
 
     pub async fn load_async(src: &dyn ByteSource, opts: &LoadOptions) -> Result<Engine> {
-        // The header is parsed once here and passed down.
-        let header = crate::source::read_header(src)?;
+        Self::load_async_with(src, None, opts).await
+    }
+
+    /// [`Engine::load_async`] with the header already parsed where the caller has it (the
+    /// browser's download checks it as the first chunk arrives); else it is parsed here. Either
+    /// way it is parsed once and passed down to the backend's loader.
+    pub async fn load_async_with(
+        src: &dyn ByteSource,
+        header: Option<GgufHeader>,
+        opts: &LoadOptions,
+    ) -> Result<Engine> {
+        let header = match header {
+            Some(h) => h,
+            None => crate::source::read_header(src)?,
+        };
         let cfg = crate::model::Config::from_header(&header)?;
         // A context size the model cannot take is an error before any weight is read.
         context_size(&cfg, opts.n_ctx)?;
@@ -231,10 +244,6 @@ impl Engine {
                 Self::assemble(header, LoadedModel::Cpu(Box::new(model)), None, opts.n_ctx)
             }
             Backend::Gpu => {
-                // Before starting a device: what the GPU forward pass lacks, by name.
-                if let Some(gap) = cfg.gpu_unsupported() {
-                    return Err(Error::UnsupportedModel(gap));
-                }
                 let n_ctx = context_size(&cfg, opts.n_ctx)?;
                 let ctx = GpuContext::new().await?;
                 let adapter = ctx.describe();

@@ -12,6 +12,7 @@ use pollster::block_on;
 use wasm_chord::gpu::kernels::{suffixed, Layout, PipelineKey, Shader};
 use wasm_chord::gpu::model::fused::{self, QkvBuffers, QkvShape, QKV_CS_FLOATS};
 use wasm_chord::gpu::model::matvec_once;
+use wasm_chord::gpu::uniforms::AddParams;
 use wasm_chord::gpu::{GpuContext, GpuMatrix};
 use wasm_chord::quant::GgmlType;
 
@@ -57,9 +58,15 @@ fn rmsnorm(ctx: &GpuContext, x: &wgpu::Buffer, wt: &wgpu::Buffer, n: usize) -> w
     h
 }
 
-/// add.wgsl: y += b over n values.
-fn add(ctx: &GpuContext, y: &wgpu::Buffer, b: &wgpu::Buffer, n: usize) {
-    let p = ctx.params("p", &[n as u32, 0]);
+/// add.wgsl: y += scale·b over n values.
+fn add(ctx: &GpuContext, y: &wgpu::Buffer, b: &wgpu::Buffer, n: usize, scale: f32) {
+    let p = ctx.uniform(
+        "p",
+        &AddParams {
+            b_scale: scale,
+            ..AddParams::new(n, false)
+        },
+    );
     ctx.run_once(
         PipelineKey::new(Shader::Add),
         &[y, b, &p],
@@ -108,12 +115,14 @@ fn fused_kernels_are_valid_wgsl_for_mixed_formats() {
     }
 }
 
-/// matvec_fused.wgsl with `norm` / `add` against rmsnorm + matvec + add; returns the chunks.
+/// matvec_fused.wgsl with `norm` / `add` against rmsnorm + matvec + add (the product times
+/// `scale`); returns the chunks.
 fn check_fused(
     ctx: &GpuContext,
     (ty, layout): (GgmlType, Layout),
     norm: bool,
     add_: bool,
+    scale: f32,
 ) -> usize {
     let (rows, cols) = (37, 768);
     let m = random_matrix(ty, rows, cols, 5 + ty as u64);
@@ -130,17 +139,24 @@ fn check_fused(
     let y_ref = ctx.storage_f32("y", rows);
     matvec_once(ctx, &g, &h, &y_ref).unwrap();
     let yb = buf(ctx, &y0);
-    if add_ {
-        add(ctx, &yb, &y_ref, rows);
-    }
-    let want = read(ctx, if add_ { &yb } else { &y_ref }, rows);
+    let want = if add_ {
+        add(ctx, &yb, &y_ref, rows, scale);
+        read(ctx, &yb, rows)
+    } else {
+        read(ctx, &y_ref, rows).iter().map(|v| v * scale).collect()
+    };
     // Fused.
     let y = buf(ctx, &y0);
-    let ds = fused::fused_dispatches(ctx, &g, &xb, &wb, &y, (norm, add_), EPS).unwrap();
+    let ends = fused::FusedEnds {
+        norm: norm.then_some(EPS),
+        add: add_,
+        scale,
+    };
+    let ds = fused::fused_dispatches(ctx, &g, &xb, &wb, &y, ends).unwrap();
     fused::run_dispatches(ctx, &ds);
     let got = read(ctx, &y, rows);
     let what = format!(
-        "matvec_fused {ty} {layout:?} norm={norm} add={add_} subgroups={}",
+        "matvec_fused {ty} {layout:?} norm={norm} add={add_} scale={scale} subgroups={}",
         ctx.subgroups
     );
     assert_nmse(&what, &got, &want, 1e-12);
@@ -156,7 +172,7 @@ fn fused_matvec_matches_rmsnorm_matvec_and_add() {
     // The output head over a matrix split into row ranges: each range its own dispatch.
     let split = context().with_max_binding(10 * 3 * 210 + 4);
     assert_eq!(
-        check_fused(&split, (GgmlType::Q6_K, Layout::Packed), true, false),
+        check_fused(&split, (GgmlType::Q6_K, Layout::Packed), true, false, 1.0),
         4
     );
 }
@@ -174,10 +190,11 @@ fn fused_matvecs(ctx: &GpuContext) {
     .enumerate()
     {
         // Every combination over the formats, not all on each (lavapipe compiles slowly).
-        check_fused(ctx, f, i % 2 == 0, true);
-        check_fused(ctx, f, true, i % 2 == 1);
+        // Scales: Granite's residual_scale on the adds, 1/logit_scale on a head.
+        check_fused(ctx, f, i % 2 == 0, true, [1.0, 0.22][i % 2]);
+        check_fused(ctx, f, true, i % 2 == 1, [0.125, 1.0][i % 2]);
     }
-    check_fused(ctx, (GgmlType::Q4_0, a), false, false);
+    check_fused(ctx, (GgmlType::Q4_0, a), false, false, 1.0);
 }
 
 struct Qkv {
@@ -229,7 +246,7 @@ fn check_qkv(c: &Qkv) {
     for (i, (m, out)) in ms.iter().zip(&outs).enumerate() {
         matvec_once(ctx, m, &h, out).unwrap();
         if c.bias {
-            add(ctx, out, &buf(ctx, &biases[i]), rows[i]);
+            add(ctx, out, &buf(ctx, &biases[i]), rows[i], 1.0);
         }
     }
     let csb = buf(ctx, &cs);
@@ -300,7 +317,7 @@ fn check_qkv(c: &Qkv) {
         kv_f16: c.kv_f16,
     };
     let m3 = [&ms[0], &ms[1], &ms[2]];
-    assert!(fused::qkv_fusable(m3, hd, hd));
+    assert!(fused::qkv_fusable(m3, hd, hd, cs_off));
     let d = fused::qkv_dispatch(ctx, m3, &bufs, &shape).unwrap();
     fused::run_dispatches(ctx, &[d]);
 

@@ -13,6 +13,7 @@ use wasm_chord::gpu::kernels::{
 use wasm_chord::gpu::model::{
     matmat_once, matvec_once, penalties_once, sample_once, GPU_TOP_K_MAX, SAMPLE_ON_HOST,
 };
+use wasm_chord::gpu::uniforms::{AddParams, SoftcapParams};
 use wasm_chord::gpu::GpuSampling;
 use wasm_chord::gpu::{GpuContext, GpuMatrix};
 use wasm_chord::quant::{self, GgmlType};
@@ -707,17 +708,58 @@ fn gated_activations_and_add_match_the_reference() {
         let got = block_on(ctx.read_f32(&gb, n)).unwrap();
         assert_nmse(&format!("gate act={act}"), &got, &want, 1e-11);
     }
-    let want: Vec<f32> = g.iter().zip(&u).map(|(a, b)| a + b).collect();
-    let gb = ctx.storage_with("g", bytemuck::cast_slice(&g));
-    let ub = ctx.storage_with("u", bytemuck::cast_slice(&u));
-    let p = ctx.params("p", &[n as u32]);
-    ctx.run_once(
-        PipelineKey::new(Shader::Add),
-        &[&gb, &ub, &p],
-        [n.div_ceil(64) as u32, 1, 1],
-    )
-    .unwrap();
-    assert_eq!(block_on(ctx.read_f32(&gb, n)).unwrap(), want);
+    // y = (y + b_scale·b)·y_scale: plain, and with Granite's and Gemma 4's scales (powers of
+    // two and 1.25: exact products, so the sums match the host's exactly).
+    for (b_scale, y_scale) in [(1.0f32, 1.0f32), (0.5, 1.25)] {
+        let want: Vec<f32> = g
+            .iter()
+            .zip(&u)
+            .map(|(a, b)| (a + b_scale * b) * y_scale)
+            .collect();
+        let gb = ctx.storage_with("g", bytemuck::cast_slice(&g));
+        let ub = ctx.storage_with("u", bytemuck::cast_slice(&u));
+        let p = AddParams {
+            b_scale,
+            y_scale,
+            ..AddParams::new(n, true)
+        };
+        let p = ctx.uniform("p", &p);
+        ctx.run_once(
+            PipelineKey::new(Shader::Add),
+            &[&gb, &ub, &p],
+            [n.div_ceil(64) as u32, 1, 1],
+        )
+        .unwrap();
+        assert_eq!(
+            block_on(ctx.read_f32(&gb, n)).unwrap(),
+            want,
+            "{b_scale} {y_scale}"
+        );
+    }
+}
+
+/// softcap.wgsl: cap·tanh(v/cap), large logits included (tanh saturates, no NaN).
+#[test]
+fn softcap_matches_the_reference() {
+    let ctx = context();
+    let n = 70_000;
+    let mut r = Rng(23);
+    let mut v: Vec<f32> = r.vec(n).iter().map(|x| x * 80.0).collect();
+    v[..4].copy_from_slice(&[1e30, -1e30, 0.0, 3e4]);
+    let cap = 30.0f32;
+    let want: Vec<f32> = v.iter().map(|x| cap * (x / cap).tanh()).collect();
+    let vb = ctx.storage_with("v", bytemuck::cast_slice(&v));
+    let p = ctx.uniform("p", &SoftcapParams { n: n as u32, cap });
+    let groups = wasm_chord::gpu::kernels::groups_2d(n.div_ceil(64));
+    ctx.run_once(PipelineKey::new(Shader::Softcap), &[&vb, &p], groups)
+        .unwrap();
+    let got = block_on(ctx.read_f32(&vb, n)).unwrap();
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "softcap differs by {worst}");
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! gemma4 and granite (tests/fixtures/zoo, made by `scripts/tiny-models`) against llama.cpp
 //! (tests/goldens/zoo, made by `scripts/gen-zoo-goldens`): last-position logits within
 //! llama.cpp's own noise, ≥ 8 greedy tokens per prompt, prefill = token-by-token decode; and
-//! clear errors for the variants the engine does not run. Tolerances: tests/zoo/check.rs.
+//! clear errors for the variants the engine does not run. The same checks on the GPU (lavapipe:
+//! `WGPU_BACKEND=vulkan VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json`).
+//! Tolerances: tests/zoo/check.rs.
 
 #[path = "zoo/check.rs"]
 mod check;
@@ -113,19 +115,6 @@ fn unsupported_variants_are_refused_by_name() {
     refuses("unsupported-granite-yarn.gguf", &["granite", "yarn"]);
 }
 
-/// The description tells the GPU backend what it cannot run yet, naming the architecture.
-#[test]
-fn gpu_gaps_are_named() {
-    for family in check::FAMILIES {
-        let src = FileSource::open(fixture(family)).unwrap();
-        let (_, m) = CpuModel::load(&src, Kernel::Fast).unwrap();
-        match m.cfg.gpu_unsupported() {
-            Some(msg) => assert!(msg.starts_with(family), "{msg}"),
-            None => assert_eq!(family, "qwen3", "{family} should name its GPU gaps"),
-        }
-    }
-}
-
 /// A WebGPU context (natively: Mesa's lavapipe, `WGPU_BACKEND=vulkan
 /// VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json`).
 fn gpu_context() -> wasm_chord::gpu::GpuContext {
@@ -137,46 +126,36 @@ fn gpu_context() -> wasm_chord::gpu::GpuContext {
     })
 }
 
-/// qwen3 on the GPU, loaded through the shared loader: logits within llama.cpp's noise and
-/// the same greedy tokens. Each prompt starts again at position 0 (causal attention never
-/// reads the positions a previous prompt left behind).
-#[test]
-fn gpu_qwen3_matches_llama_cpp() {
-    let src = FileSource::open(fixture("qwen3")).unwrap();
+/// Each family on the GPU, loaded through the shared loader: the checks of
+/// `check::check_gpu` (logits, greedy tokens, prefill = decode).
+fn run_family_gpu(family: &str) {
+    let src = FileSource::open(fixture(family)).unwrap();
     let mut gpu = wasm_chord::gpu::GpuModel::load(gpu_context(), &src, 64).unwrap();
-    for case in family_cases("qwen3") {
-        let first = pollster::block_on(gpu.forward(&case.prompt, 0)).unwrap();
-        let d = check::max_abs_diff(&first, &case.logits);
-        assert!(
-            d <= case.tol,
-            "{}: GPU logits differ from llama.cpp's by {d:.4} > {:.4}",
-            case.name,
-            case.tol
-        );
-        let p = case.prompt.len();
-        let got = check::greedy(first, case.ids.len(), |t, i| {
-            pollster::block_on(gpu.forward(&[t], p + i)).unwrap()
-        });
-        check::check_greedy(&case, &got);
-    }
+    assert_eq!(gpu.cfg.arch.name(), family);
+    pollster::block_on(check::check_gpu(&mut gpu, &family_cases(family)));
 }
 
-/// The families whose maths the GPU forward pass lacks are refused before any upload, with
-/// the architecture and the missing features named.
 #[test]
-fn gpu_refuses_what_it_cannot_run_by_name() {
-    for (family, feature) in [
-        ("phi3", "attn_factor"),
-        ("smollm3", "without RoPE"),
-        ("gemma4", "soft-cap"),
-        ("granite", "multipliers"),
-    ] {
-        let src = FileSource::open(fixture(family)).unwrap();
-        let e = wasm_chord::gpu::GpuModel::load(gpu_context(), &src, 64)
-            .err()
-            .unwrap_or_else(|| panic!("{family} must be refused on the GPU"));
-        let msg = e.to_string();
-        assert_eq!(e.code(), "unsupported_model", "{msg}");
-        assert!(msg.contains(family) && msg.contains(feature), "{msg}");
-    }
+fn gpu_qwen3_matches_llama_cpp() {
+    run_family_gpu("qwen3");
+}
+
+#[test]
+fn gpu_phi3_matches_llama_cpp() {
+    run_family_gpu("phi3");
+}
+
+#[test]
+fn gpu_smollm3_matches_llama_cpp() {
+    run_family_gpu("smollm3");
+}
+
+#[test]
+fn gpu_gemma4_matches_llama_cpp() {
+    run_family_gpu("gemma4");
+}
+
+#[test]
+fn gpu_granite_matches_llama_cpp() {
+    run_family_gpu("granite");
 }

@@ -220,6 +220,7 @@ async function load(msg) {
   const ac = new AbortController();
   aborts.set(id, ac);
   const progress = (p) => reply.progress(post, id, p);
+  let parsed = null;
   try {
     const t0 = performance.now();
     let size;
@@ -227,17 +228,28 @@ async function load(msg) {
     let url = null;
     let downloadMs = 0;
     let manifest = null;
+    // The header as the first bytes' check parsed it (a ParsedHeader in wasm memory), handed to
+    // loadAsync so that it is parsed once; null when the check did not run (a model already
+    // downloaded) or the first bytes did not hold it all.
+    const checkHeader = (bytes, total) => {
+      const r = checkGgufHeader(bytes, total);
+      if (r.complete) {
+        parsed?.free();
+        parsed = r.header;
+      }
+      return r;
+    };
     if (typeof source === 'string' && source.startsWith('file:')) {
       // Node: a local file, read in place (not cached).
       ({ size, read } = store.openFile(source));
-      checkGgufHeader(read(0, Math.min(size, store.DEFAULT_CHUNK)), size);
+      checkHeader(read(0, Math.min(size, store.DEFAULT_CHUNK)), size);
     } else if (typeof source === 'string') {
       url = source;
       manifest = await store.download(url, {
         chunkSize: msg.chunkSize || store.DEFAULT_CHUNK,
         signal: ac.signal,
         onProgress: progress,
-        check: (bytes, total) => checkGgufHeader(bytes, total),
+        check: checkHeader,
         sha256: msg.sha256 ? msg.sha256.toLowerCase() : null,
         newHasher: () => new Sha256Hasher(),
       });
@@ -250,7 +262,7 @@ async function load(msg) {
     } else if (source instanceof Blob) {
       size = source.size;
       read = store.chunkReader([source], size);
-      checkGgufHeader(read(0, Math.min(size, store.DEFAULT_CHUNK)), size);
+      checkHeader(read(0, Math.min(size, store.DEFAULT_CHUNK)), size);
     }
     if (ac.signal.aborted) throw makeError(CODE.ABORTED, 'load aborted');
     // Test hook (tests/e2e/robust.test.mjs): a real trap inside the module, where a crafted
@@ -268,7 +280,10 @@ async function load(msg) {
     try {
       try {
         // 'auto' has the engine vet the adapter (self-test, timed probe); 'webgpu' forces it.
-        await e.loadAsync(size, read, backend, wanted === 'auto', msg.n_ctx ?? undefined);
+        // loadAsync takes the parsed header (the wasm object is spent either way).
+        const header = parsed;
+        parsed = null;
+        await e.loadAsync(size, read, backend, wanted === 'auto', msg.n_ctx ?? undefined, header ?? undefined);
       } catch (err) {
         // 'auto' falls back to the CPU when the GPU cannot take the model or was declined.
         if (backend !== 'webgpu' || wanted !== 'auto' || !err || err.code !== 'gpu') throw err;
@@ -310,6 +325,7 @@ async function load(msg) {
     select(modelId);
     return { ...modelInfo, memory_bytes: memoryBytes(), models: listModels() };
   } finally {
+    parsed?.free();
     aborts.delete(id);
   }
 }

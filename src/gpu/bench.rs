@@ -12,6 +12,7 @@ use super::model::{
     encode, encode_batch, make_dispatch, matmat_dispatches, matvec_dispatches,
     matvec_dispatches_rows, matvec_rows, Dispatch,
 };
+use super::uniforms::AddParams;
 use super::{GpuContext, GpuError, GpuMatrix};
 use crate::model::QMatrix;
 use crate::quant::GgmlType;
@@ -174,7 +175,7 @@ pub fn time_fused(
         one(PipelineKey::new(Shader::KvStore), &[src, dst, &p, &step], n)
     };
     let add = |y: &wgpu::Buffer, b: &wgpu::Buffer| -> Result<Dispatch> {
-        let p = ctx.params("add", &[e as u32, 1]);
+        let p = ctx.uniform("add", &AddParams::new(e, true));
         one(PipelineKey::new(Shader::Add), &[y, b, &p], e)
     };
     let mut out = Vec::new();
@@ -199,7 +200,7 @@ pub fn time_fused(
     }
     unfused.extend([rope(&q, q_dim / head_dim)?, rope(&k, kv_dim / head_dim)?]);
     unfused.extend([store(&k, &kc, kv_dim)?, store(&v, &vc, v_dim)?]);
-    let fused = if fused::qkv_fusable([m.q, m.k, m.v], head_dim, head_dim) {
+    let fused = if fused::qkv_fusable([m.q, m.k, m.v], head_dim, head_dim, 0) {
         let bufs = QkvBuffers {
             x: &x,
             vecs: &wt,
@@ -247,7 +248,8 @@ pub fn time_fused(
     for (name, w, input) in [("o_proj+add", m.o, &att), ("ffn_down+add", m.down, &g)] {
         let mut unfused = matvec_dispatches(ctx, w, input, &proj)?;
         unfused.push(add(&x, &proj)?);
-        let fused = fused::fused_dispatches(ctx, w, input, input, &x, (false, true), 0.0)?;
+        let fused =
+            fused::fused_dispatches(ctx, w, input, input, &x, fused::FusedEnds::residual(1.0))?;
         time(name, fused, unfused, w.bytes())?;
     }
     Ok(out)

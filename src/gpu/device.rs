@@ -209,6 +209,11 @@ impl GpuContext {
         buf
     }
 
+    /// A uniform buffer holding `v` (a kernel's `Params`), rewritable with `write_buffer`.
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, v: &T) -> wgpu::Buffer {
+        self.uniform_with(label, bytemuck::bytes_of(v))
+    }
+
     /// Fail with `TooLarge` when `bytes` cannot be one binding.
     pub fn check_fits(&self, what: &str, bytes: u64) -> Result<()> {
         if bytes > self.max_binding {

@@ -64,6 +64,7 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
         include_str!("shaders/attention_combine.wgsl"),
     ),
     ("softmax.wgsl", include_str!("shaders/softmax.wgsl")),
+    ("softcap.wgsl", include_str!("shaders/softcap.wgsl")),
     ("gate.wgsl", include_str!("shaders/gate.wgsl")),
     ("add.wgsl", include_str!("shaders/add.wgsl")),
     ("argmax.wgsl", include_str!("shaders/argmax.wgsl")),
@@ -289,6 +290,8 @@ pub enum Shader {
     /// Split-K attention, pass 2: merge the chunks.
     AttentionCombine,
     Softmax,
+    /// The final logit soft-cap (Gemma 4).
+    Softcap,
     Gate,
     Add,
     Argmax,
@@ -356,6 +359,7 @@ impl Shader {
             Shader::AttentionSplit => "attention_split",
             Shader::AttentionCombine => "attention_combine",
             Shader::Softmax => "softmax",
+            Shader::Softcap => "softcap",
             Shader::Gate => "gate",
             Shader::Add => "add",
             Shader::Argmax => "argmax",
@@ -465,7 +469,7 @@ impl Shader {
             Shader::Attention => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
             Shader::AttentionSplit => &[Read, Read, Read, ReadWrite, Uniform],
             Shader::AttentionCombine => &[Read, ReadWrite, Uniform],
-            Shader::Softmax => &[ReadWrite, Uniform],
+            Shader::Softmax | Shader::Softcap => &[ReadWrite, Uniform],
             Shader::Gate | Shader::Add => &[ReadWrite, Read, Uniform],
             Shader::Argmax | Shader::Sample => &[Read, ReadWrite, Uniform],
             Shader::Penalties | Shader::TokenMask => &[ReadWrite, Read, Uniform],
@@ -480,13 +484,14 @@ impl Shader {
     }
 
     /// The kernels that read no weight format (norms, RoPE, attention, sampling, masks, KV).
-    pub const FORMAT_FREE: [Shader; 13] = [
+    pub const FORMAT_FREE: [Shader; 14] = [
         Shader::RmsNorm,
         Shader::Rope,
         Shader::Attention,
         Shader::AttentionSplit,
         Shader::AttentionCombine,
         Shader::Softmax,
+        Shader::Softcap,
         Shader::Gate,
         Shader::Add,
         Shader::Argmax,

@@ -9,6 +9,7 @@
 //! - `bench` (native): kernel timing for `chord bench --kernels`.
 //! - [`selftest`]: a known-answer test of the adapter (one small matrix product per block
 //!   format, argmax and sampling) that `auto` runs before trusting the GPU with a model.
+//! - [`uniforms`]: the layer kernels' parameters, `#[repr(C)]` structs mirroring their WGSL.
 //! - [`token_mask`]: constrained decoding's bitmask of allowed tokens applied before argmax/sampling.
 //! - [`model`]: the forward pass, one command submission per decode step or per batch of prompt
 //!   tokens; greedy and sampled decoding on the GPU (4-byte readbacks, the first token after
@@ -25,6 +26,7 @@ pub mod kernels;
 pub mod model;
 pub mod selftest;
 pub mod token_mask;
+pub mod uniforms;
 pub mod weights;
 
 pub use device::GpuContext;

@@ -583,45 +583,6 @@ impl Config {
         })
     }
 
-    /// The features of this model the GPU backend does not run yet, if any.
-    pub fn gpu_unsupported(&self) -> Option<String> {
-        let mut missing = Vec::new();
-        let first = &self.layers[0];
-        if self.layers.iter().any(|l| {
-            l.head_dim != first.head_dim
-                || l.n_head_kv != first.n_head_kv
-                || l.n_ff != first.n_ff
-                || l.head_dim_v != first.head_dim_v
-        }) {
-            missing.push("per-layer head sizes or KV head counts");
-        }
-        if self.layers.iter().any(|l| l.n_rot == 0) {
-            missing.push("layers without RoPE");
-        }
-        if self.v_norm {
-            missing.push("RMSNorm on V");
-        }
-        if self.residual_scale.is_some() || self.logit_scale.is_some() {
-            missing.push("residual and logit multipliers");
-        }
-        if self.final_softcap.is_some() {
-            missing.push("final logit soft-cap");
-        }
-        if self.rope_mscale != 1.0 {
-            missing.push("rope.scaling.attn_factor");
-        }
-        if self.arch == Arch::Gemma4 {
-            missing.push("Gemma 4 layers (V = K, output scales, rope_freqs on full layers only)");
-        }
-        (!missing.is_empty()).then(|| {
-            format!(
-                "{} on the GPU backend: {} not implemented yet; use the CPU backend",
-                self.arch.name(),
-                missing.join(", ")
-            )
-        })
-    }
-
     /// Q heads per KV head.
     pub fn group(&self) -> usize {
         self.n_head / self.n_head_kv

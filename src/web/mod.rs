@@ -345,7 +345,9 @@ impl WasmEngine {
     /// `vetGpu` (what `backend: 'auto'` passes): decline a software adapter, one that fails the
     /// known-answer self-test, or one slower than the CPU, rejecting with a `gpu` error whose
     /// message is the reason (`crate::backend_choice`). `n_ctx` (optional) sets the context
-    /// size, at most the model's training context.
+    /// size, at most the model's training context. `header` (optional): the file's header as
+    /// `checkGgufHeader` parsed it, taken instead of parsing it again (ignored when parsed
+    /// against another size).
     #[wasm_bindgen(js_name = loadAsync)]
     pub fn load_async(
         &mut self,
@@ -354,6 +356,7 @@ impl WasmEngine {
         backend: &str,
         vet_gpu: Option<bool>,
         n_ctx: Option<f64>,
+        header: Option<ParsedHeader>,
     ) -> Result<js_sys::Promise, JsValue> {
         let n_ctx = match n_ctx {
             None => None,
@@ -374,6 +377,7 @@ impl WasmEngine {
             }
         };
         let src = source(size, read)?;
+        let header = header.filter(|h| h.size == src.size).map(|h| h.header);
         let cell = self.engine.clone();
         // Free the old model before the new one is read.
         *cell.try_borrow_mut().map_err(|_| busy())? = None;
@@ -384,7 +388,9 @@ impl WasmEngine {
                 n_ctx,
                 ..Default::default()
             };
-            let engine = Engine::load_async(&src, &opts).await.map_err(to_js)?;
+            let engine = Engine::load_async_with(&src, header, &opts)
+                .await
+                .map_err(to_js)?;
             *cell.try_borrow_mut().map_err(|_| busy())? = Some(engine);
             Ok(JsValue::UNDEFINED)
         }))
@@ -554,21 +560,40 @@ impl Sha256Hasher {
     }
 }
 
+/// A GGUF header parsed by [`check_gguf_header`] from a file's first bytes, for `loadAsync`
+/// to take instead of parsing the header again: the URL → model path parses it once, as the
+/// first chunk arrives. JS owns it until `loadAsync` takes it (or `free()`).
+#[wasm_bindgen]
+pub struct ParsedHeader {
+    header: crate::gguf::GgufHeader,
+    /// The file size it was parsed against.
+    size: u64,
+}
+
 /// Check the start of a GGUF file of `size` bytes as soon as it arrives: `{complete: true,
-/// architecture, name, n_tensors, version}` when the whole header is in `bytes`,
-/// `{complete: false, need}` when the header runs on, or throws `{code, message}` for a file
-/// that is not GGUF, is malformed, or is shorter than its tensors need (truncated).
+/// architecture, name, n_tensors, version, header}` when the whole header is in `bytes`
+/// (`header` a [`ParsedHeader`] for `loadAsync`), `{complete: false, need}` when the header
+/// runs on, or throws `{code, message}` for a file that is not GGUF, is malformed, or is
+/// shorter than its tensors need (truncated).
 #[wasm_bindgen(js_name = checkGgufHeader)]
 pub fn check_gguf_header(bytes: &[u8], size: f64) -> Result<JsValue, JsValue> {
     use crate::gguf::{parse_header, HeaderParse};
     match parse_header(bytes, Some(size as u64)).map_err(|e| to_js(e.into()))? {
-        HeaderParse::Complete(h) => Ok(json_to_js(&json!({
-            "complete": true,
-            "version": h.version,
-            "architecture": h.architecture().ok(),
-            "name": h.model_name().ok().flatten(),
-            "n_tensors": h.tensors.len(),
-        }))),
+        HeaderParse::Complete(h) => {
+            let info = json_to_js(&json!({
+                "complete": true,
+                "version": h.version,
+                "architecture": h.architecture().ok(),
+                "name": h.model_name().ok().flatten(),
+                "n_tensors": h.tensors.len(),
+            }));
+            let parsed = ParsedHeader {
+                header: h,
+                size: size as u64,
+            };
+            js_sys::Reflect::set(&info, &"header".into(), &parsed.into())?;
+            Ok(info)
+        }
         HeaderParse::NeedBytes(n) => Ok(json_to_js(&json!({"complete": false, "need": n}))),
     }
 }

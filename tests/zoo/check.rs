@@ -10,6 +10,7 @@
 //! where llama.cpp's own top-2 gap is below that tolerance (a near-tie, reported).
 
 use wasm_chord::cpu::{CpuModel, KvCache};
+use wasm_chord::gpu::GpuModel;
 use wasm_chord::sampling::argmax;
 
 pub const FAMILIES: [&str; 5] = ["qwen3", "phi3", "smollm3", "gemma4", "granite"];
@@ -147,6 +148,45 @@ pub fn check_cpu(m: &CpuModel, cases: &[Case]) {
         assert!(
             d <= 1e-3,
             "{}: prefill and decode differ by {d:e}",
+            case.name
+        );
+    }
+}
+
+/// Every check on the GPU model (natively awaited with pollster, in the browser by the test
+/// runner): last-position logits, greedy tokens, and prefill (batches of up to 64 tokens
+/// through matmat.wgsl) = token by token (the fused decode kernels). Each prompt starts again
+/// at position 0: causal attention never reads what a previous prompt left behind.
+pub async fn check_gpu(gpu: &mut GpuModel, cases: &[Case]) {
+    let family = gpu.cfg.arch.name();
+    for case in cases {
+        let first = gpu.forward(&case.prompt, 0).await.unwrap();
+        let d = max_abs_diff(&first, &case.logits);
+        assert!(
+            d <= case.tol,
+            "{family} {}: GPU logits differ from llama.cpp's by {d:.4} > {:.4}",
+            case.name,
+            case.tol
+        );
+        let (n, p) = (case.ids.len(), case.prompt.len());
+        let mut logits = first.clone();
+        let mut got = vec![];
+        for i in 0..n {
+            let t = argmax(&logits) as u32;
+            got.push(t);
+            if i + 1 < n {
+                logits = gpu.forward(&[t], p + i).await.unwrap();
+            }
+        }
+        check_greedy(case, &got);
+
+        gpu.limit_batch(1);
+        let stepped = gpu.forward(&case.prompt, 0).await.unwrap();
+        gpu.limit_batch(usize::MAX);
+        let d = max_abs_diff(&stepped, &first);
+        assert!(
+            d <= 1e-3,
+            "{family} {}: GPU prefill and decode differ by {d:e}",
             case.name
         );
     }

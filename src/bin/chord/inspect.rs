@@ -145,14 +145,27 @@ fn tokenizer_summary(h: &GgufHeader) -> Result<Map<String, Json>, Error> {
 }
 
 /// What the engine can do with this model: `{cpu, gpu, problem}` from the model description
-/// (`Config::from_header` and `Config::gpu_unsupported`).
+/// (`Config::from_header`: both backends run every architecture it accepts) and the matrices'
+/// block formats (the GPU needs a kernel for each).
 fn engine_support(h: &gguf::GgufHeader) -> Json {
     match wasm_chord::model::Config::from_header(h) {
-        Ok(cfg) => json!({
-            "cpu": true,
-            "gpu": cfg.gpu_unsupported().is_none(),
-            "problem": cfg.gpu_unsupported(),
-        }),
+        Ok(_) => {
+            let no_kernel: Vec<String> = h
+                .tensors
+                .iter()
+                .filter(|t| {
+                    t.dims.len() >= 2 && wasm_chord::gpu::kernels::gpu_format(t.ty).is_none()
+                })
+                .map(|t| format!("{} ({})", t.name, t.ty))
+                .collect();
+            let problem = (!no_kernel.is_empty()).then(|| {
+                format!(
+                    "no GPU kernel for the block format of {}",
+                    no_kernel.join(", ")
+                )
+            });
+            json!({"cpu": true, "gpu": problem.is_none(), "problem": problem})
+        }
         Err(e) => json!({"cpu": false, "gpu": false, "problem": e.to_string()}),
     }
 }

@@ -24,18 +24,19 @@ use crate::Result;
 
 /// Uniform of matvec_fused.wgsl (`Params`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct FusedParams {
     pub rows: u32,
     pub cols: u32,
     pub row_bytes: u32,
     pub y_off: u32,
     pub eps: f32,
+    pub scale: f32,
 }
 
 /// Uniform of matvec_qkv.wgsl (`Params`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct QkvParams {
     pub cols: u32,
     pub eps: f32,
@@ -54,7 +55,7 @@ pub struct QkvParams {
 
 /// Uniform of matvec_glu.wgsl (`Params`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct GluParams {
     pub rows: u32,
     pub cols: u32,
@@ -63,22 +64,9 @@ pub struct GluParams {
     pub eps: f32,
 }
 
-// SAFETY: plain structs of u32 and f32 fields, no padding, every bit pattern valid.
-unsafe impl bytemuck::Zeroable for FusedParams {}
-unsafe impl bytemuck::Pod for FusedParams {}
-unsafe impl bytemuck::Zeroable for QkvParams {}
-unsafe impl bytemuck::Pod for QkvParams {}
-unsafe impl bytemuck::Zeroable for GluParams {}
-unsafe impl bytemuck::Pod for GluParams {}
-
-/// Floats in the cos/sin uniform of matvec_qkv.wgsl (`array<vec4<f32>, 128>`): global and
-/// sliding-window tables of one token, n_rot each, so n_rot ≤ 256.
+/// Floats in the cos/sin uniform of matvec_qkv.wgsl (`array<vec4<f32>, 128>`): the first
+/// token's row of the cos/sin tables (a layer fuses when its table lies within it).
 pub const QKV_CS_FLOATS: usize = 512;
-
-/// A uniform buffer holding `v`.
-pub(crate) fn uniform<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, v: &T) -> wgpu::Buffer {
-    ctx.uniform_with(label, bytemuck::bytes_of(v))
-}
 
 /// Rows per workgroup of the fused kernels for rows of `cols` columns: as matvec.wgsl (a
 /// multiple of 4 for matvec_qkv.wgsl's RoPE quads; even for matvec_glu.wgsl's row pairs).
@@ -86,23 +74,51 @@ pub fn fused_rows(cols: usize) -> u32 {
     super::dispatch::matvec_rows(cols).max(4)
 }
 
-/// y (+)= W·h for one token, h = RMSNorm(x)·wt when `norm` (`eps`; `wt` any buffer otherwise),
-/// the product added to y when `add`: one dispatch per row range of W.
-#[allow(clippy::too_many_arguments)]
+/// What matvec_fused.wgsl does around the product: `y (+)= scale · W·h`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FusedEnds {
+    /// `Some(eps)`: h = RMSNorm(x)·wt; `None`: h = x.
+    pub norm: Option<f32>,
+    /// Add to y (a residual) instead of writing it.
+    pub add: bool,
+    pub scale: f32,
+}
+
+impl FusedEnds {
+    /// An output projection added to the residual stream, times `scale`.
+    pub fn residual(scale: f32) -> Self {
+        FusedEnds {
+            norm: None,
+            add: true,
+            scale,
+        }
+    }
+
+    /// The output head: the output norm in front, the logits times `scale`.
+    pub fn head(eps: f32, scale: f32) -> Self {
+        FusedEnds {
+            norm: Some(eps),
+            add: false,
+            scale,
+        }
+    }
+}
+
+/// y (+)= scale · W·h for one token, as `ends` says (`wt` any buffer without a norm): one
+/// dispatch per row range of W.
 pub fn fused_dispatches(
     ctx: &GpuContext,
     m: &GpuMatrix,
     x: &wgpu::Buffer,
     wt: &wgpu::Buffer,
     y: &wgpu::Buffer,
-    (norm, add): (bool, bool),
-    eps: f32,
+    ends: FusedEnds,
 ) -> Result<Vec<Dispatch>> {
     let rows = fused_rows(m.cols);
     let key = PipelineKey {
         rows,
-        norm: u32::from(norm),
-        add: u32::from(add),
+        norm: u32::from(ends.norm.is_some()),
+        add: u32::from(ends.add),
         ..PipelineKey::new(Shader::MatvecFused(m.ty, m.layout))
     };
     m.chunks
@@ -113,9 +129,10 @@ pub fn fused_dispatches(
                 cols: m.cols as u32,
                 row_bytes: m.row_bytes as u32,
                 y_off: c.row_start as u32,
-                eps,
+                eps: ends.norm.unwrap_or(0.0),
+                scale: ends.scale,
             };
-            let pb = uniform(ctx, "matvec_fused", &p);
+            let pb = ctx.uniform("matvec_fused", &p);
             let groups = groups_2d(c.rows.div_ceil(rows as usize));
             make_dispatch(ctx, key, &[&c.buffer, x, wt, y, &pb], groups)
         })
@@ -127,7 +144,7 @@ pub fn fused_dispatches(
 pub struct QkvShape {
     pub head_dim: usize,
     pub neox: bool,
-    /// Where this layer's table starts in the cos/sin uniform (0 global, n_rot sliding-window).
+    /// Where this layer's table starts in the cos/sin uniform (floats).
     pub cs_off: usize,
     pub q_scale: f32,
     pub eps: f32,
@@ -150,13 +167,14 @@ pub struct QkvBuffers<'a> {
 }
 
 /// Whether matvec_qkv.wgsl can take Q, K and V of these shapes: one chunk each, RoPE over the
-/// whole head, heads of whole quads.
-pub fn qkv_fusable(m: [&GpuMatrix; 3], head_dim: usize, n_rot: usize) -> bool {
+/// whole head, heads of whole quads, the layer's cos/sin table (at `cs_off`) within the
+/// uniform.
+pub fn qkv_fusable(m: [&GpuMatrix; 3], head_dim: usize, n_rot: usize, cs_off: usize) -> bool {
     m.iter()
         .all(|w| w.chunks.len() == 1 && w.rows.is_multiple_of(4) && w.cols == m[0].cols)
         && n_rot == head_dim
         && head_dim.is_multiple_of(4)
-        && 2 * n_rot <= QKV_CS_FLOATS
+        && cs_off + n_rot <= QKV_CS_FLOATS
 }
 
 /// The one dispatch of matvec_qkv.wgsl for `m` = [Wq, Wk, Wv] (see [`qkv_fusable`]).
@@ -191,7 +209,7 @@ pub fn qkv_dispatch(
         q_scale: s.q_scale,
         has_bias: u32::from(s.has_bias),
     };
-    let pb = uniform(ctx, "matvec_qkv", &p);
+    let pb = ctx.uniform("matvec_qkv", &p);
     let total = m.iter().map(|m| m.rows).sum::<usize>();
     let bufs = [
         &m[0].chunks[0].buffer,
@@ -243,7 +261,7 @@ pub fn glu_dispatch(
         up_row_bytes: up.row_bytes as u32,
         eps,
     };
-    let pb = uniform(ctx, "matvec_glu", &p);
+    let pb = ctx.uniform("matvec_glu", &p);
     let groups = groups_2d(gate.rows.div_ceil(rows as usize / 2));
     let bufs = [&gate.chunks[0].buffer, &up.chunks[0].buffer, x, wt, y, &pb];
     make_dispatch(ctx, key, &bufs, groups)

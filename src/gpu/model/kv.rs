@@ -19,16 +19,15 @@ impl GpuModel {
 
     /// Values per position of each layer: (keys, values).
     pub fn kv_widths(&self) -> Vec<(usize, usize)> {
-        vec![self.kv_widths; self.kv_cache.len()]
+        self.kv_widths.clone()
     }
 
     /// Keys and values of positions `0..n` of every layer, in the cache's own precision.
     pub async fn read_kv(&self, n: usize) -> Result<KvLayers> {
         let precision = self.kv_precision();
         let el = if precision == KvPrecision::F16 { 2 } else { 4 };
-        let (kw, vw) = self.kv_widths;
         let mut layers = Vec::with_capacity(self.kv_cache.len());
-        for (kc, vc) in &self.kv_cache {
+        for ((kc, vc), &(kw, vw)) in self.kv_cache.iter().zip(&self.kv_widths) {
             let k = self.read_prefix(kc, n * kw * el).await?;
             let v = self.read_prefix(vc, n * vw * el).await?;
             layers.push((k, v));
@@ -64,8 +63,8 @@ impl GpuModel {
         } else {
             4
         };
-        let (kw, vw) = self.kv_widths;
-        for (l, ((kc, vc), (k, v))) in self.kv_cache.iter().zip(&kv.layers).enumerate() {
+        let layers = self.kv_cache.iter().zip(&self.kv_widths).zip(&kv.layers);
+        for (l, (((kc, vc), &(kw, vw)), (k, v))) in layers.enumerate() {
             if k.len() != n * kw * el || v.len() != n * vw * el {
                 return Err(Error::BadSession(format!("layer {l} has the wrong size")));
             }

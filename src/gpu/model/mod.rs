@@ -14,6 +14,12 @@
 //! for a prefill batch. A decode step runs the fused kernels of [`fused`] instead (5 dispatches a
 //! layer where the architecture allows), a prefill batch the unfused ones through matmat.wgsl.
 //!
+//! Every family of [`crate::model::Config`] runs here: per-layer head sizes, KV heads, FFN
+//! widths and rotary tables (Gemma 4's sliding and full layers, SmolLM3's layers without RoPE,
+//! Phi-3's partial rotary and attn_factor), the weightless V norm, Granite's residual and logit
+//! multipliers (folded into add.wgsl and matvec_fused.wgsl), Gemma 4's layer output scale and
+//! final soft-cap (softcap.wgsl). Buffers are sized for the widest layer.
+//!
 //! Files by concern: `sampling` (the sampling settings and one-off sampling runs), `dispatch`
 //! (recorded dispatches, matrix-product dispatch lists, encoding), [`fused`] (the fused decode
 //! kernels' dispatches), `record` (building a model: buffers and the recorded dispatches),
@@ -38,6 +44,7 @@ pub use sampling::{penalties_once, sample_once, GpuSampling, GPU_TOP_K_MAX, SAMP
 
 use super::kernels::{PipelineKey, Shader};
 use super::token_mask::TokenMask;
+use super::uniforms::AttentionParams;
 use super::{GpuContext, GpuMatrix};
 use crate::model::{Config, ModelWeights};
 use crate::{Error, Result};
@@ -61,12 +68,14 @@ pub struct StepStats {
     pub copies: usize,
 }
 
-/// Activation buffers (f32) of up to `max_batch` tokens, token-major: each row as listed.
+/// Activation buffers (f32) of up to `max_batch` tokens, token-major: each row as listed, for
+/// the widest layer.
 struct Acts {
     x: wgpu::Buffer,      // (n_embd) residual stream
     h: wgpu::Buffer,      // (n_embd) normed input of a block
-    q_raw: wgpu::Buffer,  // (n_head·head_dim) before the Q norm (Gemma 3)
+    q_raw: wgpu::Buffer,  // (n_head·head_dim) before the Q norm (Gemma 3/4, Qwen3)
     k_raw: wgpu::Buffer,  // (n_head_kv·head_dim) before the K norm
+    v_raw: wgpu::Buffer,  // (n_head_kv·head_dim_v) before the V norm (Gemma 4)
     q: wgpu::Buffer,      // (n_head·head_dim)
     k: wgpu::Buffer,      // (n_head_kv·head_dim)
     v: wgpu::Buffer,      // (n_head_kv·head_dim_v)
@@ -95,7 +104,6 @@ pub struct GpuModel {
     /// Attention runs split-K (attention_split + attention_combine) once a step's last position
     /// reaches this many cached positions, single-pass (attention.wgsl) below.
     pub split_attention_from: usize,
-    n_split: usize,
     token_embd: GpuMatrix,
     embd_pipeline: wgpu::ComputePipeline,
     /// Per token of a batch: the embedding parameters, and a bind group per chunk.
@@ -118,20 +126,20 @@ pub struct GpuModel {
     last_step: StepStats,
     /// Constrained decoding's mask before argmax/sample (created at the first constrained step).
     token_mask: Option<TokenMask>,
-    inv_freq: Vec<f64>,
-    inv_freq_swa: Vec<f64>,
+    /// The rotary tables, and the step's cos/sin rows of them.
+    rope: record::RopeRows,
     rope_cs: wgpu::Buffer,
     /// The first token's cos/sin as a uniform (matvec_qkv.wgsl).
     rope_cs_token: wgpu::Buffer,
-    attn_params: wgpu::Buffer,
-    attn_params_swa: wgpu::Buffer,
+    /// The attention parameters of each distinct layer shape, rewritten every step.
+    attn_params: Vec<(AttentionParams, wgpu::Buffer)>,
     /// The step's position (kv_store.wgsl).
     step_params: wgpu::Buffer,
     acts: Acts,
     /// Per layer: the K and V caches (also among the buffers kept alive), for saved sessions.
     kv_cache: Vec<(wgpu::Buffer, wgpu::Buffer)>,
-    /// Values per position of every layer's K and V cache.
-    kv_widths: (usize, usize),
+    /// Values per position of each layer's K and V cache.
+    kv_widths: Vec<(usize, usize)>,
     stage_logits: wgpu::Buffer,
     stage_token: wgpu::Buffer,
     /// Weights, caches and parameter buffers the bind groups refer to.
@@ -153,9 +161,6 @@ impl GpuModel {
     /// positions. Fails with a typed error when a tensor type has no kernel or a buffer cannot
     /// fit the device's limits.
     pub fn new(ctx: GpuContext, cfg: Config, w: &ModelWeights, n_ctx: usize) -> Result<GpuModel> {
-        if let Some(gap) = cfg.gpu_unsupported() {
-            return Err(crate::Error::UnsupportedModel(gap));
-        }
         let gw = loading::upload(&ctx, w)?;
         GpuModel::build(ctx, cfg, gw, n_ctx)
     }
@@ -173,7 +178,7 @@ impl GpuModel {
     }
 
     /// [`GpuModel::load`] with the header and description already parsed (once, by the
-    /// engine). Refuses, naming them, the model features the GPU forward pass lacks.
+    /// engine).
     pub fn load_parsed(
         ctx: GpuContext,
         header: &crate::gguf::GgufHeader,
@@ -181,9 +186,6 @@ impl GpuModel {
         src: &dyn crate::source::ByteSource,
         n_ctx: usize,
     ) -> Result<GpuModel> {
-        if let Some(gap) = cfg.gpu_unsupported() {
-            return Err(crate::Error::UnsupportedModel(gap));
-        }
         let gw = loading::stream(&ctx, header, src, &mut cfg)?;
         GpuModel::build(ctx, cfg, gw, n_ctx)
     }

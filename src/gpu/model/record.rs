@@ -1,14 +1,16 @@
 //! Building a [`GpuModel`]: activation buffers, the KV cache, parameter buffers and the
 //! recorded dispatches of one step, all created once at load.
 
-use super::super::kernels::{PipelineKey, Shader, SPLIT_CHUNK};
+use super::super::kernels::{groups_2d, PipelineKey, Shader, SPLIT_CHUNK};
+use super::super::uniforms::{
+    AddParams, AttentionParams, RmsNormParams, RopeParams, SoftcapParams,
+};
 use super::super::{GpuContext, GpuMatrix};
 use super::dispatch::{make_dispatch, matmat_dispatches, matvec_dispatches, Batch, Dispatch, When};
-use super::fused::{self, QkvBuffers, QkvShape, QKV_CS_FLOATS};
+use super::fused::{self, FusedEnds, QkvBuffers, QkvShape, QKV_CS_FLOATS};
 use super::loading::GpuWeights;
 use super::{Acts, GpuModel, MAX_BATCH, SPLIT_ATTENTION_FROM};
-use crate::model::rope_inv_freq;
-use crate::model::{Activation, Config};
+use crate::model::{Activation, Config, LayerSpec, RopeTables};
 use crate::Result;
 
 /// Records the dispatches of a step while the model is built.
@@ -38,6 +40,12 @@ impl Recorder<'_> {
         b
     }
 
+    fn uniform<T: bytemuck::Pod>(&mut self, label: &str, v: &T) -> wgpu::Buffer {
+        let b = self.ctx.uniform(label, v);
+        self.buffers.push(b.clone());
+        b
+    }
+
     fn vector(&mut self, label: &str, v: &[f32]) -> wgpu::Buffer {
         let b = self.ctx.storage_with(label, bytemuck::cast_slice(v));
         self.buffers.push(b.clone());
@@ -59,17 +67,26 @@ impl Recorder<'_> {
         Ok(())
     }
 
-    /// y = rmsnorm(x)·w over `rows` rows of `n`.
+    /// y = rmsnorm(x)·w over `rows` rows of `n` (`w` = None: without weight, Gemma 4's V norm).
     fn rmsnorm(
         &mut self,
         x: &wgpu::Buffer,
-        w: &[f32],
+        w: Option<&[f32]>,
         y: &wgpu::Buffer,
         n: usize,
         rows: usize,
     ) -> Result<()> {
+        let ones;
+        let w = match w {
+            Some(w) => w,
+            None => {
+                ones = vec![1f32; n];
+                &ones
+            }
+        };
         let wb = self.vector("norm weight", w);
-        let p = self.params("rmsnorm", &[n as u32, self.cfg.rms_eps.to_bits()]);
+        let eps = self.cfg.rms_eps;
+        let p = self.uniform("rmsnorm", &RmsNormParams { n: n as u32, eps });
         self.dispatch(
             PipelineKey::new(Shader::RmsNorm),
             &[x, &wb, y, &p],
@@ -77,42 +94,43 @@ impl Recorder<'_> {
         )
     }
 
-    /// y += b per token; `b` has a row per token when `batched`, else one row (a bias).
-    fn add(&mut self, y: &wgpu::Buffer, b: &wgpu::Buffer, n: usize, batched: bool) -> Result<()> {
-        let p = self.params("add", &[n as u32, u32::from(batched)]);
+    /// y = (y + b_scale·b) · y_scale per token; `b` has a row per token when `batched`, else
+    /// one row (a bias).
+    fn add(&mut self, y: &wgpu::Buffer, b: &wgpu::Buffer, p: AddParams) -> Result<()> {
+        let n = p.n as usize;
+        let pb = self.uniform("add", &p);
         self.dispatch(
             PipelineKey::new(Shader::Add),
-            &[y, b, &p],
+            &[y, b, &pb],
             [n.div_ceil(64) as u32, 1, 1],
         )
     }
 
+    /// RoPE over `heads` heads of layer `ls` (its table at `cs_off` of a token's cos/sin row),
+    /// then × `scale`.
     fn rope(
         &mut self,
         v: &wgpu::Buffer,
         cs: &wgpu::Buffer,
-        heads: usize,
-        swa: bool,
+        (heads, ls): (usize, &LayerSpec),
+        cs_off: usize,
+        cs_stride: usize,
         scale: f32,
     ) -> Result<()> {
-        let c = self.cfg;
-        let cs_off = if swa { c.n_rot } else { 0 };
-        let p = self.params(
-            "rope",
-            &[
-                heads as u32,
-                c.head_dim as u32,
-                c.n_rot as u32,
-                u32::from(c.rope_neox),
-                cs_off as u32,
-                scale.to_bits(),
-                (2 * c.n_rot) as u32,
-            ],
-        );
-        let n = heads * c.head_dim / 2;
+        let p = RopeParams {
+            n_heads: heads as u32,
+            head_dim: ls.head_dim as u32,
+            n_rot: ls.n_rot as u32,
+            neox: u32::from(self.cfg.rope_neox),
+            cs_off: cs_off as u32,
+            scale,
+            cs_stride: cs_stride as u32,
+        };
+        let pb = self.uniform("rope", &p);
+        let n = heads * ls.head_dim / 2;
         self.dispatch(
             PipelineKey::new(Shader::Rope),
-            &[v, cs, &p],
+            &[v, cs, &pb],
             [n.div_ceil(64) as u32, 1, 1],
         )
     }
@@ -146,6 +164,96 @@ impl Recorder<'_> {
         };
         self.dispatch(key, &[src, dst, &p, &step], [n.div_ceil(64) as u32, 1, 1])
     }
+
+    /// A block's output `out` into the residual stream x: scaled by Granite's residual_scale,
+    /// the sum by Gemma 4's layer output scale where given. For a decode step without a post
+    /// norm and without an output scale, the add is fused into the projection from `seg`
+    /// (matvec_fused.wgsl, its input `input`).
+    #[allow(clippy::too_many_arguments)]
+    fn residual(
+        &mut self,
+        seg: usize,
+        (w, input): (&GpuMatrix, &wgpu::Buffer),
+        out: &wgpu::Buffer,
+        out_n: &wgpu::Buffer,
+        x: &wgpu::Buffer,
+        post_norm: Option<&[f32]>,
+        out_scale: Option<f32>,
+    ) -> Result<()> {
+        let c = self.cfg;
+        let add = AddParams {
+            b_scale: c.residual_scale.unwrap_or(1.0),
+            y_scale: out_scale.unwrap_or(1.0),
+            ..AddParams::new(c.n_embd, true)
+        };
+        match post_norm {
+            Some(wn) => {
+                self.rmsnorm(out, Some(wn), out_n, c.n_embd, 1)?;
+                self.add(x, out_n, add)
+            }
+            None => {
+                self.add(x, out, add)?;
+                if out_scale.is_none() {
+                    let ends = FusedEnds::residual(add.b_scale);
+                    let ds = fused::fused_dispatches(self.ctx, w, input, input, x, ends)?;
+                    self.fuse_from(seg, ds);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The rotary tables of a step, packed for rope.wgsl: each distinct table of the model's layers
+/// (the global and the sliding-window one, in practice) once, one after another in a token's
+/// row of [cos, sin] pairs.
+pub(super) struct RopeRows {
+    /// The distinct tables' inverse frequencies.
+    pub tables: Vec<Vec<f64>>,
+    /// Per layer: where its table starts in a row (floats); `None` for a layer without RoPE.
+    pub offsets: Vec<Option<usize>>,
+    /// Floats per token.
+    pub stride: usize,
+}
+
+impl RopeRows {
+    fn new(rope: &RopeTables) -> RopeRows {
+        let mut tables: Vec<Vec<f64>> = Vec::new();
+        let mut offsets = Vec::with_capacity(rope.layers.len());
+        for inv in &rope.layers {
+            if inv.is_empty() {
+                offsets.push(None);
+                continue;
+            }
+            let i = match tables.iter().position(|t| t == inv) {
+                Some(i) => i,
+                None => {
+                    tables.push(inv.clone());
+                    tables.len() - 1
+                }
+            };
+            offsets.push(Some(tables[..i].iter().map(|t| 2 * t.len()).sum()));
+        }
+        let stride = tables.iter().map(|t| 2 * t.len()).sum();
+        RopeRows {
+            tables,
+            offsets,
+            stride,
+        }
+    }
+
+    /// Rows of tokens at positions `pos..pos + n`: cos and sin of position × inverse frequency
+    /// in f64, as the CPU's, times `mscale` (ggml's attn_factor) in f32.
+    pub fn rows(&self, pos: usize, n: usize, mscale: f32) -> Vec<f32> {
+        let mut cs = Vec::with_capacity(self.stride * n);
+        for t in 0..n {
+            for f in self.tables.iter().flatten() {
+                let th = (pos + t) as f64 * f;
+                cs.extend([th.cos() as f32 * mscale, th.sin() as f32 * mscale]);
+            }
+        }
+        cs
+    }
 }
 
 impl GpuModel {
@@ -157,15 +265,18 @@ impl GpuModel {
         n_ctx: usize,
     ) -> Result<GpuModel> {
         let c = &cfg;
-        let (e, hd, hdv) = (c.n_embd, c.head_dim, c.head_dim_v);
-        let (q_dim, kv_dim, v_dim) = (c.n_head * hd, c.kv_dim(), c.n_head_kv * hdv);
+        let e = c.n_embd;
+        // Scratch sized for the widest layer (Gemma 4's differ).
+        let (q_dim, kv_dim, v_dim, n_ff) = c.max_dims();
+        let hdv = c.layers.iter().map(|l| l.head_dim_v).max().unwrap_or(0);
+        let att_dim = c.n_head * hdv;
         let n_ctx = n_ctx.max(1);
         let n_split = n_ctx.div_ceil(SPLIT_CHUNK);
         let per_token = (c.n_head * n_ctx)
             .max(c.n_head * n_split * (2 + hdv))
-            .max(c.n_ff)
+            .max(n_ff)
             .max(q_dim)
-            .max(c.n_head * hdv)
+            .max(att_dim)
             * 4;
         let max_batch =
             (ctx.max_binding as usize / per_token.max(1)).clamp(1, MAX_BATCH.min(n_ctx));
@@ -183,25 +294,32 @@ impl GpuModel {
             h: b("h", e),
             q_raw: b("q_raw", q_dim),
             k_raw: b("k_raw", kv_dim),
+            v_raw: b("v_raw", v_dim),
             q: b("q", q_dim),
             k: b("k", kv_dim),
             v: b("v", v_dim),
-            att: b("att", c.n_head * hdv),
+            att: b("att", att_dim),
             proj: b("proj", e),
             proj_n: b("proj_n", e),
-            gate: b("gate", c.n_ff),
-            up: b("up", c.n_ff),
+            gate: b("gate", n_ff),
+            up: b("up", n_ff),
             scores: b("scores", c.n_head * n_ctx),
             part: b("split-K partials", c.n_head * n_split * (2 + hdv)),
             last: f("last", e),
             logits: f("logits", c.n_vocab),
             token: f("token", 1),
         };
-        let rope_cs = b("rope cos/sin", 2 * c.n_rot);
-        // The first token's cos/sin again, as a uniform for matvec_qkv.wgsl.
+        let GpuWeights {
+            token_embd,
+            output_norm,
+            output,
+            rope_freqs,
+            layers,
+        } = w;
+        let rope = RopeRows::new(&RopeTables::new(c, rope_freqs.as_deref()));
+        let rope_cs = b("rope cos/sin", rope.stride);
+        // The first token's cos/sin row again, as a uniform for matvec_qkv.wgsl.
         let rope_cs_token = ctx.uniform_with("rope cos/sin (token 0)", &[0; QKV_CS_FLOATS * 4]);
-        let attn_params = ctx.params("attention", &[]);
-        let attn_params_swa = ctx.params("attention (sliding window)", &[]);
         let step_params = ctx.params("step", &[]);
 
         let mut rec = Recorder {
@@ -211,59 +329,70 @@ impl GpuModel {
             buffers: Vec::new(),
             step_params: step_params.clone(),
         };
+        // One attention parameter buffer per distinct layer shape (global and sliding-window).
+        let mut attn_params: Vec<(AttentionParams, wgpu::Buffer)> = Vec::new();
         let mut keep = Vec::new();
+        let mut kv_widths = Vec::with_capacity(layers.len());
         let a = &acts;
-        let GpuWeights {
-            token_embd,
-            output_norm,
-            output,
-            rope_freqs,
-            layers,
-        } = w;
         let mut kv_cache = Vec::with_capacity(layers.len());
         for (l, lw) in layers.into_iter().enumerate() {
+            let ls = &c.layers[l];
+            let (hd, q_dim, kv_dim, v_dim) =
+                (ls.head_dim, ls.q_dim(c.n_head), ls.kv_dim(), ls.v_dim());
             let (wq, wk, wv, wo) = (lw.wq, lw.wk, lw.wv, lw.wo);
             let (wg, wu, wd) = (lw.w_gate, lw.w_up, lw.w_down);
             // f32 words: one value each, or two f16.
             let words = |n: usize| if ctx.kv_f16 { n.div_ceil(2) } else { n };
             let kc = f(&format!("blk.{l} K cache"), words(n_ctx * kv_dim));
             let vc = f(&format!("blk.{l} V cache"), words(n_ctx * v_dim));
-            let swa = c.swa_layers[l];
 
             // Attention block. Decode steps run the fused kernels where the layer allows
             // (`fuse_from`): RMSNorm + Q/K/V + biases + RoPE + KV store in one dispatch.
             let seg = rec.dispatches.len();
-            rec.rmsnorm(&a.x, &lw.attn_norm, &a.h, e, 1)?;
+            rec.rmsnorm(&a.x, Some(&lw.attn_norm), &a.h, e, 1)?;
             let qo = if lw.q_norm.is_some() { &a.q_raw } else { &a.q };
             let ko = if lw.k_norm.is_some() { &a.k_raw } else { &a.k };
+            let vo = if c.v_norm { &a.v_raw } else { &a.v };
             rec.matvec(&wq, &a.h, qo)?;
             rec.matvec(&wk, &a.h, ko)?;
-            rec.matvec(&wv, &a.h, &a.v)?;
+            rec.matvec(&wv, &a.h, vo)?;
             for (buf, bias, n) in [
                 (qo, &lw.bq, q_dim),
                 (ko, &lw.bk, kv_dim),
-                (&a.v, &lw.bv, v_dim),
+                (vo, &lw.bv, v_dim),
             ] {
                 if let Some(b) = bias {
                     let bb = rec.vector("bias", b);
-                    rec.add(buf, &bb, n, false)?;
+                    rec.add(buf, &bb, AddParams::new(n, false))?;
                 }
             }
             if let Some(wn) = &lw.q_norm {
-                rec.rmsnorm(&a.q_raw, wn, &a.q, hd, c.n_head)?;
+                rec.rmsnorm(&a.q_raw, Some(wn), &a.q, hd, c.n_head)?;
             }
             if let Some(wn) = &lw.k_norm {
-                rec.rmsnorm(&a.k_raw, wn, &a.k, hd, c.n_head_kv)?;
+                rec.rmsnorm(&a.k_raw, Some(wn), &a.k, hd, ls.n_head_kv)?;
             }
-            rec.rope(&a.q, &rope_cs, c.n_head, swa, c.q_scale.unwrap_or(1.0))?;
-            rec.rope(&a.k, &rope_cs, c.n_head_kv, swa, 1.0)?;
+            if c.v_norm {
+                rec.rmsnorm(&a.v_raw, None, &a.v, ls.head_dim_v, ls.n_head_kv)?;
+            }
+            let q_scale = c.q_scale.unwrap_or(1.0);
+            let cs_off = rope.offsets[l];
+            // A layer without RoPE (NoPE) skips it, unless Q still needs its scale.
+            if cs_off.is_some() || q_scale != 1.0 {
+                let off = cs_off.unwrap_or(0);
+                rec.rope(&a.q, &rope_cs, (c.n_head, ls), off, rope.stride, q_scale)?;
+            }
+            if let Some(off) = cs_off {
+                rec.rope(&a.k, &rope_cs, (ls.n_head_kv, ls), off, rope.stride, 1.0)?;
+            }
             rec.store_kv(&a.k, &kc, kv_dim)?;
             rec.store_kv(&a.v, &vc, v_dim)?;
-            let norms = lw.q_norm.is_some() || lw.k_norm.is_some();
+            let norms = lw.q_norm.is_some() || lw.k_norm.is_some() || c.v_norm;
             let biases = [&lw.bq, &lw.bk, &lw.bv];
             let all_or_none =
                 biases.iter().all(|b| b.is_some()) || biases.iter().all(|b| b.is_none());
-            if !norms && all_or_none && fused::qkv_fusable([&wq, &wk, &wv], hd, c.n_rot) {
+            let fusable = |off| fused::qkv_fusable([&wq, &wk, &wv], hd, ls.n_rot, off);
+            if let Some(off) = cs_off.filter(|&o| !norms && all_or_none && fusable(o)) {
                 let mut vecs = lw.attn_norm.clone();
                 for b in biases.into_iter().flatten() {
                     vecs.extend_from_slice(b);
@@ -281,8 +410,8 @@ impl GpuModel {
                 let shape = QkvShape {
                     head_dim: hd,
                     neox: c.rope_neox,
-                    cs_off: if swa { c.n_rot } else { 0 },
-                    q_scale: c.q_scale.unwrap_or(1.0),
+                    cs_off: off,
+                    q_scale,
                     eps: c.rms_eps,
                     has_bias: lw.bq.is_some(),
                     kv_f16: ctx.kv_f16,
@@ -290,24 +419,43 @@ impl GpuModel {
                 let d = fused::qkv_dispatch(&ctx, [&wq, &wk, &wv], &bufs, &shape)?;
                 rec.fuse_from(seg, vec![d]);
             }
-            let ap = if swa { &attn_params_swa } else { &attn_params };
+            let shape = AttentionParams {
+                n_ctx: n_ctx as u32,
+                group: (c.n_head / ls.n_head_kv) as u32,
+                head_dim: hd as u32,
+                head_dim_v: ls.head_dim_v as u32,
+                kv_dim: kv_dim as u32,
+                v_dim: v_dim as u32,
+                kq_scale: c.kq_scale,
+                window: if ls.swa { c.n_swa as u32 } else { 0 },
+                n_split: n_split as u32,
+                ..Default::default()
+            };
+            let ap = match attn_params.iter().find(|(p, _)| *p == shape) {
+                Some((_, buf)) => buf.clone(),
+                None => {
+                    let buf = ctx.uniform("attention", &shape);
+                    attn_params.push((shape, buf.clone()));
+                    buf
+                }
+            };
             let nh = c.n_head as u32;
             for (key, bufs, groups, when) in [
                 (
                     Shader::Attention,
-                    &[&a.q, &kc, &vc, &a.att, &a.scores, ap][..],
+                    &[&a.q, &kc, &vc, &a.att, &a.scores, &ap][..],
                     [nh, 1, 1],
                     When::Short,
                 ),
                 (
                     Shader::AttentionSplit,
-                    &[&a.q, &kc, &vc, &a.part, ap][..],
+                    &[&a.q, &kc, &vc, &a.part, &ap][..],
                     [nh, n_split as u32, 1],
                     When::Long,
                 ),
                 (
                     Shader::AttentionCombine,
-                    &[&a.part, &a.att, ap][..],
+                    &[&a.part, &a.att, &ap][..],
                     [nh, 1, 1],
                     When::Long,
                 ),
@@ -323,44 +471,27 @@ impl GpuModel {
             // The output projection, with the residual add fused for a decode step.
             let seg = rec.dispatches.len();
             rec.matvec(&wo, &a.att, &a.proj)?;
-            match &lw.post_attn_norm {
-                Some(wn) => {
-                    rec.rmsnorm(&a.proj, wn, &a.proj_n, e, 1)?;
-                    rec.add(&a.x, &a.proj_n, e, true)?;
-                }
-                None => {
-                    rec.add(&a.x, &a.proj, e, true)?;
-                    let ds = fused::fused_dispatches(
-                        &ctx,
-                        &wo,
-                        &a.att,
-                        &a.att,
-                        &a.x,
-                        (false, true),
-                        0.0,
-                    )?;
-                    rec.fuse_from(seg, ds);
-                }
-            }
+            let post = lw.post_attn_norm.as_deref();
+            rec.residual(seg, (&wo, &a.att), &a.proj, &a.proj_n, &a.x, post, None)?;
 
             // Feed-forward block: RMSNorm + gate and up + activation in one dispatch for a
             // decode step, then the down projection with the residual add.
             let seg = rec.dispatches.len();
-            rec.rmsnorm(&a.x, &lw.ffn_norm, &a.h, e, 1)?;
+            rec.rmsnorm(&a.x, Some(&lw.ffn_norm), &a.h, e, 1)?;
             rec.matvec(&wg, &a.h, &a.gate)?;
             rec.matvec(&wu, &a.h, &a.up)?;
             let act = match c.activation {
                 Activation::Silu => 0,
                 Activation::GeluTanh => 1,
             };
-            let p = rec.params("gate", &[c.n_ff as u32]);
+            let p = rec.params("gate", &[ls.n_ff as u32]);
             rec.dispatch(
                 PipelineKey {
                     act,
                     ..PipelineKey::new(Shader::Gate)
                 },
                 &[&a.gate, &a.up, &p],
-                [c.n_ff.div_ceil(64) as u32, 1, 1],
+                [ls.n_ff.div_ceil(64) as u32, 1, 1],
             )?;
             if fused::glu_fusable(&wg, &wu) {
                 let wt = rec.vector("ffn_norm", &lw.ffn_norm);
@@ -369,27 +500,19 @@ impl GpuModel {
             }
             let seg = rec.dispatches.len();
             rec.matvec(&wd, &a.gate, &a.proj)?;
-            match &lw.post_ffn_norm {
-                Some(wn) => {
-                    rec.rmsnorm(&a.proj, wn, &a.proj_n, e, 1)?;
-                    rec.add(&a.x, &a.proj_n, e, true)?;
-                }
-                None => {
-                    rec.add(&a.x, &a.proj, e, true)?;
-                    let ds = fused::fused_dispatches(
-                        &ctx,
-                        &wd,
-                        &a.gate,
-                        &a.gate,
-                        &a.x,
-                        (false, true),
-                        0.0,
-                    )?;
-                    rec.fuse_from(seg, ds);
-                }
-            }
+            let post = lw.post_ffn_norm.as_deref();
+            rec.residual(
+                seg,
+                (&wd, &a.gate),
+                &a.proj,
+                &a.proj_n,
+                &a.x,
+                post,
+                lw.out_scale,
+            )?;
             keep.extend([wq, wk, wv, wo, wg, wu, wd]);
             kv_cache.push((kc.clone(), vc.clone()));
+            kv_widths.push((kv_dim, v_dim));
             rec.buffers.extend([kc, vc]);
         }
 
@@ -399,15 +522,22 @@ impl GpuModel {
         let norm = rec.vector("output_norm", &output_norm);
         let tied = output.is_none();
         let head_matrix = output.as_ref().unwrap_or(&token_embd);
-        let head = fused::fused_dispatches(
-            &ctx,
-            head_matrix,
-            &a.last,
-            &norm,
-            &a.logits,
-            (true, false),
-            c.rms_eps,
-        )?;
+        // Granite divides the logits by logit_scale; Gemma 4 soft-caps them.
+        let ends = FusedEnds::head(c.rms_eps, 1.0 / c.logit_scale.unwrap_or(1.0));
+        let mut head = fused::fused_dispatches(&ctx, head_matrix, &a.last, &norm, &a.logits, ends)?;
+        if let Some(cap) = c.final_softcap {
+            let n = c.n_vocab as u32;
+            let p = ctx.uniform("softcap", &SoftcapParams { n, cap });
+            let groups = groups_2d(c.n_vocab.div_ceil(64));
+            let d = make_dispatch(
+                &ctx,
+                PipelineKey::new(Shader::Softcap),
+                &[&a.logits, &p],
+                groups,
+            )?;
+            rec.buffers.push(p);
+            head.push(d);
+        }
         keep.extend(output);
         let ap = ctx.params("argmax", &[c.n_vocab as u32]);
         let argmax = make_dispatch(
@@ -453,9 +583,6 @@ impl GpuModel {
             .collect::<Result<Vec<_>>>()?;
         let embd_pipeline = ctx.pipeline(embd_key)?.pipeline;
 
-        let ff = rope_freqs.as_deref();
-        let inv_freq = rope_inv_freq(c.n_rot, c.rope_base, c.rope_freq_scale, ff);
-        let inv_freq_swa = rope_inv_freq(c.n_rot, c.rope_base_swa, c.rope_freq_scale, ff);
         let mut buffers = rec.buffers;
         buffers.push(ap);
         let stage_logits = ctx.staging("logits readback", (c.n_vocab * 4) as u64);
@@ -465,7 +592,6 @@ impl GpuModel {
             max_batch,
             alloc_batch: max_batch,
             split_attention_from: SPLIT_ATTENTION_FROM,
-            n_split,
             token_embd,
             embd_pipeline,
             embd_params,
@@ -482,18 +608,16 @@ impl GpuModel {
             penalize: false,
             last_step: Default::default(),
             token_mask: None,
-            inv_freq,
-            inv_freq_swa,
+            rope,
             rope_cs,
             attn_params,
-            attn_params_swa,
             step_params,
             rope_cs_token,
             acts,
             stage_logits,
             stage_token,
             kv_cache,
-            kv_widths: (kv_dim, v_dim),
+            kv_widths,
             _keep: keep,
             tied,
             _buffers: buffers,

@@ -1,7 +1,9 @@
 //! One step: write the step's few parameters, encode the recorded dispatches, submit once.
 
 use super::super::kernels::{groups_2d, unit_weights};
+use super::super::uniforms::AttentionParams;
 use super::dispatch::{encode, encode_batch};
+use super::fused::QKV_CS_FLOATS;
 use super::{GpuModel, Readback};
 use crate::{Error, Result};
 
@@ -36,39 +38,22 @@ impl GpuModel {
             embd.push(&self.embd_groups[t][chunk]);
         }
 
-        // RoPE cos/sin of pos·inv_freq, in f64 as the CPU reference: global, then sliding-window,
-        // for each token of the batch.
-        let mut cs = Vec::with_capacity(2 * c.n_rot * nb);
-        for t in 0..nb {
-            for f in self.inv_freq.iter().chain(&self.inv_freq_swa) {
-                let th = (pos + t) as f64 * f;
-                cs.extend([th.cos() as f32, th.sin() as f32]);
-            }
+        // RoPE cos/sin rows of every table, for each token of the batch.
+        let cs = self.rope.rows(pos, nb, c.rope_mscale);
+        if !cs.is_empty() {
+            q.write_buffer(&self.rope_cs, 0, bytemuck::cast_slice(&cs));
+            let first = self.rope.stride.min(QKV_CS_FLOATS);
+            q.write_buffer(&self.rope_cs_token, 0, bytemuck::cast_slice(&cs[..first]));
         }
-        q.write_buffer(&self.rope_cs, 0, bytemuck::cast_slice(&cs));
-        q.write_buffer(
-            &self.rope_cs_token,
-            0,
-            bytemuck::cast_slice(&cs[..2 * c.n_rot]),
-        );
         let step_words = [pos as u32, nb as u32];
         q.write_buffer(&self.step_params, 0, bytemuck::cast_slice(&step_words));
-
-        for (buf, window) in [(&self.attn_params, 0), (&self.attn_params_swa, c.n_swa)] {
-            let words = [
-                self.n_ctx as u32,
-                c.group() as u32,
-                c.head_dim as u32,
-                c.head_dim_v as u32,
-                c.kv_dim() as u32,
-                (c.n_head_kv * c.head_dim_v) as u32,
-                0,
-                (pos + 1) as u32,
-                c.kq_scale.to_bits(),
-                window as u32,
-                self.n_split as u32,
-            ];
-            q.write_buffer(buf, 0, bytemuck::cast_slice(&words));
+        for (shape, buf) in &self.attn_params {
+            let p = AttentionParams {
+                first: 0,
+                n_kv: (pos + 1) as u32,
+                ..*shape
+            };
+            q.write_buffer(buf, 0, bytemuck::bytes_of(&p));
         }
 
         let mut stats = super::StepStats {

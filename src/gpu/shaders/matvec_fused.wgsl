@@ -1,7 +1,8 @@
 // matvec_fused.wgsl: one token's y[y_off + r] (+)= Σ_c W[r, c]·h[c] for the rows of one weight
 // chunk, with the RMSNorm of the input fused in front (NORM = 1: h = x / sqrt(mean(x²) + eps)·wt,
-// rmsnorm.wgsl's arithmetic) and the residual add fused behind (ADD = 1: y += W·h, so the output
-// projections write the residual stream directly). The decode step's o_proj and ffn_down
+// rmsnorm.wgsl's arithmetic) and the residual add fused behind (ADD = 1: y += scale·W·h, so the
+// output projections write the residual stream directly; else y = scale·W·h). `scale` is
+// Granite's residual_scale on a block's output and 1/logit_scale on its logits; 1 otherwise. The decode step's o_proj and ffn_down
 // (ADD) and the output head (NORM). Prepended: quant.wgsl + layout + fmt + matvec_row.wgsl (or
 // matvec_row_pairs.wgsl), suffixed _0 (see matvec_row.wgsl), then reduce_wg.wgsl or
 // reduce_sg.wgsl (both reductions; see matvec.wgsl).
@@ -11,7 +12,7 @@
 //   1 x: array<vec4<f32>>    input (cols / 4), read-only
 //   2 wt: array<vec4<f32>>   RMSNorm weight (cols / 4; any buffer when NORM = 0), read-only
 //   3 y: array<f32>          output, read-write (not x)
-//   4 p: Params (uniform)    rows (of this chunk), cols, row_bytes, y_off, eps
+//   4 p: Params (uniform)    rows (of this chunk), cols, row_bytes, y_off, eps, scale
 // Geometry: workgroup_size(256); ROWS (override) rows per workgroup, 256/ROWS invocations per
 //   row as matvec.wgsl; dispatch (min(n, 32768), ceil(n / 32768)) for n = ceil(rows / ROWS).
 //   With NORM every workgroup first reduces Σx² itself (256 strided partial sums, a
@@ -24,6 +25,7 @@ struct Params {
     row_bytes: u32,
     y_off: u32,
     eps: f32,
+    scale: f32,
 }
 
 override ROWS: u32 = 4u;
@@ -69,9 +71,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (lane == 0u && r < p.rows) {
         let i = p.y_off + r;
         if (ADD != 0u) {
-            y[i] = y[i] + row_sum(slot);
+            y[i] = y[i] + p.scale * row_sum(slot);
         } else {
-            y[i] = row_sum(slot);
+            y[i] = p.scale * row_sum(slot);
         }
     }
 }
