@@ -334,7 +334,11 @@ impl<'e> Scheduler<'e> {
     /// prefix (the longest free on a tie), whose other tokens are overwritten.
     fn take_cache(&mut self, ids: &[u32], n_ctx: usize) -> Result<(Kept, usize)> {
         // At least the last prompt token runs again: its logits start generation.
-        let reuse = |k: &Kept| common_prefix(&k.ids, ids).min(ids.len() - 1);
+        // A recurrent state resumes where it stands or from a checkpoint.
+        let reuse = |k: &Kept| {
+            k.cache
+                .resume_point(common_prefix(&k.ids, ids).min(ids.len() - 1))
+        };
         let extends = |k: &Kept| {
             let common = common_prefix(&k.ids, ids);
             common > 0 && (common >= k.prompt_len || 2 * common > k.ids.len())
@@ -434,6 +438,8 @@ impl<'e> Scheduler<'e> {
                 return None;
             }
         };
+        // The end of the prompt: where the next turn's prompt will share a prefix.
+        kept.cache.checkpoint();
         kept.ids = ids.clone();
         kept.prompt_len = ids.len();
         let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;

@@ -244,6 +244,14 @@ impl Engine {
                 Self::assemble(header, LoadedModel::Cpu(Box::new(model)), None, opts.n_ctx)
             }
             Backend::Gpu => {
+                // What the GPU forward pass lacks, by name, before a device starts; under
+                // `auto` (vet_gpu) a `gpu` error, on which the browser falls back to the CPU.
+                if let Some(gap) = cfg.gpu_unsupported() {
+                    return Err(match opts.vet_gpu {
+                        true => crate::gpu::GpuError::Unsuitable(gap).into(),
+                        false => Error::UnsupportedModel(gap),
+                    });
+                }
                 let n_ctx = context_size(&cfg, opts.n_ctx)?;
                 let ctx = GpuContext::new().await?;
                 let adapter = ctx.describe();
@@ -343,6 +351,13 @@ impl Engine {
 
     /// As [`Engine::save_session`]; on the GPU the cache is read back from the device.
     pub async fn save_session_async(&self, precision: KvPrecision) -> Result<Vec<u8>> {
+        if self.cfg.has_recurrent() {
+            return Err(Error::UnsupportedModel(format!(
+                "{}: saved sessions of models with recurrent layers are not implemented yet \
+                 (the conversation's cache is still reused in memory)",
+                self.cfg.arch.name()
+            )));
+        }
         let ids = &self.session.ids;
         let n = ids.len();
         let kv = match (&self.model, &self.session.cpu) {
@@ -622,18 +637,22 @@ impl Engine {
         // Keep the common prefix of what the cache holds (at least the last prompt token runs
         // again: its logits start generation).
         let session = &mut self.session;
-        let cached = if self.prefix_reuse {
+        let mut cached = if self.prefix_reuse {
             common_prefix(&session.ids, prompt).min(prompt.len() - 1)
         } else {
             0
         };
-        session.ids.truncate(cached);
         if let LoadedModel::Cpu(m) = &self.model {
             match &mut session.cpu {
                 Some(c) => c.try_grow(n_ctx)?,
                 None => session.cpu = Some(KvCache::try_new(&m.cfg, n_ctx)?),
             }
+            // A recurrent state resumes where it stands or from a checkpoint.
+            if let Some(c) = &session.cpu {
+                cached = c.resume_point(cached);
+            }
         }
+        session.ids.truncate(cached);
         let cache = &mut session.cpu;
         let fresh = &prompt[cached..];
         let mut sampler = Sampler::new(opts.sampler.clone());
@@ -677,6 +696,10 @@ impl Engine {
             }
             LoadedModel::Cpu(_) => {
                 let mut logits = run_forward(&mut self.model, fresh, cached, cache).await?;
+                // The end of the prompt: where the next turn's prompt will share a prefix.
+                if let Some(c) = cache {
+                    c.checkpoint();
+                }
                 if let Some(mask) = first_mask {
                     crate::sampling::apply_token_mask(&mut logits, mask);
                 }

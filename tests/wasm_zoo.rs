@@ -36,14 +36,20 @@ macro_rules! family_data {
     }};
 }
 
-macro_rules! family {
-    ($cpu:ident, $gpu:ident, $fam:literal) => {
+macro_rules! cpu_family {
+    ($cpu:ident, $fam:literal) => {
         #[wasm_bindgen_test]
         fn $cpu() {
             let (model, cases) = family_data!($fam);
             let (_, m) = CpuModel::load(&model, Kernel::Fast).unwrap();
             check::check_cpu(&m, &cases);
         }
+    };
+}
+
+macro_rules! family {
+    ($cpu:ident, $gpu:ident, $fam:literal) => {
+        cpu_family!($cpu, $fam);
 
         #[wasm_bindgen_test]
         async fn $gpu() {

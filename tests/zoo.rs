@@ -1,5 +1,5 @@
 //! The model zoo on the CPU (native): a tiny random model of each of qwen3, phi3, smollm3,
-//! gemma4 and granite (tests/fixtures/zoo, made by `scripts/tiny-models`) against llama.cpp
+//! gemma4, granite and lfm2 (tests/fixtures/zoo, made by `scripts/tiny-models`) against llama.cpp
 //! (tests/goldens/zoo, made by `scripts/gen-zoo-goldens`): last-position logits within
 //! llama.cpp's own noise, ≥ 8 greedy tokens per prompt, prefill = token-by-token decode; and
 //! clear errors for the variants the engine does not run. The same checks on the GPU (lavapipe:
@@ -10,7 +10,7 @@
 mod check;
 
 use std::path::PathBuf;
-use wasm_chord::cpu::{CpuModel, Kernel};
+use wasm_chord::cpu::{CpuModel, Kernel, KvCache};
 use wasm_chord::source::FileSource;
 
 fn root() -> PathBuf {
@@ -68,6 +68,47 @@ fn gemma4_matches_llama_cpp() {
 #[test]
 fn granite_matches_llama_cpp() {
     run_family("granite");
+}
+
+#[test]
+fn lfm2_matches_llama_cpp() {
+    run_family("lfm2");
+}
+
+/// LFM2's short-convolution state cannot be rewound token by token: a cache goes on from where
+/// it stands or from a checkpoint, and a restored checkpoint continues exactly as an unbroken
+/// run; a position with neither is an error, not a wrong answer.
+#[test]
+fn lfm2_checkpoints_restore_the_recurrent_state_exactly() {
+    let src = FileSource::open(fixture("lfm2")).unwrap();
+    let (_, m) = CpuModel::load(&src, Kernel::Fast).unwrap();
+    assert!(m.cfg.has_recurrent());
+    let case = &family_cases("lfm2")[1];
+    let (prompt, more) = (&case.prompt, &case.ids[..6]);
+    let p = prompt.len();
+    // Unbroken: the prompt, then the continuation token by token.
+    let mut cache = KvCache::new(&m.cfg, 64);
+    m.forward(prompt, 0, &mut cache).unwrap();
+    cache.checkpoint();
+    let mut unbroken = vec![];
+    for (i, &t) in more.iter().enumerate() {
+        unbroken.push(m.forward(&[t], p + i, &mut cache).unwrap());
+    }
+    // The state stands at p + 6: resuming at p needs the checkpoint, at p + 3 there is none.
+    assert_eq!(cache.resume_point(p + more.len()), p + more.len());
+    assert_eq!(cache.resume_point(p + 3), p);
+    let e = m.forward(&[more[3]], p + 3, &mut cache).unwrap_err();
+    assert!(e.to_string().contains("no checkpoint at"), "{e}");
+    // Back to the checkpoint: the same logits, bit for bit.
+    for (i, &t) in more.iter().enumerate() {
+        let again = m.forward(&[t], p + i, &mut cache).unwrap();
+        assert_eq!(again, unbroken[i], "step {i} after restoring the checkpoint");
+    }
+    // Position 0 is always a resume point (a zero state): a fresh prefill agrees.
+    assert_eq!(cache.resume_point(p - 1), 0);
+    let fresh = m.forward(prompt, 0, &mut cache).unwrap();
+    let first = m.forward(prompt, 0, &mut KvCache::new(&m.cfg, 64)).unwrap();
+    assert_eq!(fresh, first);
 }
 
 #[test]
@@ -158,4 +199,17 @@ fn gpu_gemma4_matches_llama_cpp() {
 #[test]
 fn gpu_granite_matches_llama_cpp() {
     run_family_gpu("granite");
+}
+
+/// What the GPU forward pass lacks (LFM2's short convolutions) is refused before any upload,
+/// with the architecture and the feature named.
+#[test]
+fn gpu_refuses_lfm2_by_name() {
+    let src = FileSource::open(fixture("lfm2")).unwrap();
+    let e = wasm_chord::gpu::GpuModel::load(gpu_context(), &src, 64)
+        .err()
+        .expect("lfm2 must be refused on the GPU");
+    let msg = e.to_string();
+    assert_eq!(e.code(), "unsupported_model", "{msg}");
+    assert!(msg.contains("lfm2") && msg.contains("short-convolution"), "{msg}");
 }

@@ -11,20 +11,36 @@ pub mod ops;
 
 pub use matmul::Kernel;
 
-use crate::model::{Activation, Config, ModelWeights, RopeTables};
+use crate::model::{Activation, Config, Mixer, MixerWeights, ModelWeights, RopeTables, ShortConvWeights};
 use crate::{Error, Result};
 use matmul::matmul;
 
-/// Preallocated K and V for every layer: (n_layer, n_ctx, n_head_kv·head_dim) with each
-/// layer's own KV heads and head sizes. It grows in place (a conversation's cache is kept
-/// between requests and extended as the conversation grows).
+/// A sequence's state: preallocated K and V for every attention layer (n_layer, n_ctx,
+/// n_head_kv·head_dim) with each layer's own KV heads and head sizes, and the recurrent state of
+/// every other layer (LFM2's short convolutions: the last L−1 inputs, (L−1, n_embd)). The KV
+/// part grows in place (a conversation's cache is kept between requests and extended as the
+/// conversation grows).
+///
+/// Attention can resume from any cached position (later positions are overwritten), but a
+/// recurrent state holds only the end of what it has seen. So it keeps checkpoints (copies of
+/// the state at a position, e.g. the end of each prompt: [`KvCache::checkpoint`]), and
+/// [`KvCache::resume_point`] says from where a sequence sharing a prefix can go on.
 pub struct KvCache {
     pub n_ctx: usize,
     /// Floats per position of each layer: (keys, values).
     widths: Vec<(usize, usize)>,
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
+    /// Per layer: its recurrent state (empty for attention layers).
+    conv: Vec<Vec<f32>>,
+    /// Positions the recurrent state has consumed.
+    recurrent_pos: usize,
+    /// Saved recurrent states and the position of each, oldest first.
+    checkpoints: Vec<(usize, Vec<Vec<f32>>)>,
 }
+
+/// Checkpoints a cache keeps (the oldest goes first).
+const MAX_CHECKPOINTS: usize = 4;
 
 impl KvCache {
     /// As [`KvCache::new`], but an error instead of an abort when `n_ctx` positions cannot be
@@ -36,6 +52,9 @@ impl KvCache {
             k: vec![Vec::new(); widths.len()],
             v: vec![Vec::new(); widths.len()],
             widths,
+            conv: Self::recurrent_state(cfg),
+            recurrent_pos: 0,
+            checkpoints: Vec::new(),
         };
         c.try_grow(n_ctx)?;
         Ok(c)
@@ -55,7 +74,80 @@ impl KvCache {
                 .iter()
                 .map(|l| vec![0.0; n_ctx * l.v_dim()])
                 .collect(),
+            conv: Self::recurrent_state(cfg),
+            recurrent_pos: 0,
+            checkpoints: Vec::new(),
         }
+    }
+
+    /// A zero recurrent state per layer: (L−1)·n_embd for a short convolution, none else.
+    fn recurrent_state(cfg: &Config) -> Vec<Vec<f32>> {
+        let rows = cfg.shortconv_l_cache.saturating_sub(1);
+        cfg.layers
+            .iter()
+            .map(|l| match l.mixer {
+                Mixer::ShortConv => vec![0.0; rows * cfg.n_embd],
+                Mixer::Attention => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Whether some layer keeps a recurrent state.
+    pub fn has_recurrent(&self) -> bool {
+        self.conv.iter().any(|s| !s.is_empty())
+    }
+
+    /// The largest position ≤ `p` from which a forward pass can go on, keeping what the cache
+    /// holds before it: `p` itself without recurrent layers, or where the recurrent state stands
+    /// (or a checkpoint does); 0 (start again) otherwise.
+    pub fn resume_point(&self, p: usize) -> usize {
+        if !self.has_recurrent() || p == self.recurrent_pos {
+            return p;
+        }
+        self.checkpoints
+            .iter()
+            .map(|&(at, _)| at)
+            .filter(|&at| at <= p)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Put the recurrent state back to position `to`: where it stands, a checkpoint, or 0 (a
+    /// zero state). Any other position is an error (see [`KvCache::resume_point`]).
+    pub fn rewind(&mut self, to: usize) -> Result<()> {
+        if !self.has_recurrent() || to == self.recurrent_pos {
+            return Ok(());
+        }
+        if to == 0 {
+            self.conv.iter_mut().for_each(|s| s.fill(0.0));
+        } else {
+            let Some((_, saved)) = self.checkpoints.iter().find(|(at, _)| *at == to) else {
+                return Err(Error::InvalidRequest(format!(
+                    "the recurrent state stands at position {} and has no checkpoint at {to}",
+                    self.recurrent_pos
+                )));
+            };
+            for (s, c) in self.conv.iter_mut().zip(saved) {
+                s.copy_from_slice(c);
+            }
+        }
+        self.recurrent_pos = to;
+        Ok(())
+    }
+
+    /// Keep a copy of the recurrent state where it stands (e.g. at the end of a prompt), so a
+    /// later sequence sharing this prefix resumes from it; the oldest of more than
+    /// [`MAX_CHECKPOINTS`] goes. Nothing without recurrent layers.
+    pub fn checkpoint(&mut self) {
+        if !self.has_recurrent() {
+            return;
+        }
+        let at = self.recurrent_pos;
+        self.checkpoints.retain(|(p, _)| *p != at);
+        if self.checkpoints.len() == MAX_CHECKPOINTS {
+            self.checkpoints.remove(0);
+        }
+        self.checkpoints.push((at, self.conv.clone()));
     }
 
     /// Room for `n_ctx` positions, keeping what the first positions hold (never shrinks); an
@@ -224,6 +316,10 @@ impl CpuModel {
         }
         // Empty segments take no part (and have no logits row).
         let mut segs: Vec<&mut Segment> = segs.iter_mut().filter(|s| s.len > 0).collect();
+        // A recurrent state goes on from where it stands, or from a checkpoint.
+        for s in segs.iter_mut() {
+            s.cache.rewind(s.pos)?;
+        }
         if n == 0 {
             return Ok(vec![]);
         }
@@ -288,13 +384,21 @@ impl CpuModel {
                     c.rms_eps,
                 );
             }
-            matmul(&lw.wq, &h, q, n, k)?;
-            matmul(&lw.wk, &h, kk, n, k)?;
-            matmul(&lw.wv, &h, vv, n, k)?;
+            let aw = match &lw.mixer {
+                MixerWeights::Attention(aw) => aw,
+                MixerWeights::ShortConv(cw) => {
+                    self.short_conv(l, cw, &h, &mut segs, &mut proj)?;
+                    self.residual_and_ffn(l, &mut x, &mut h, &mut proj, &mut gate_buf, &mut up_buf)?;
+                    continue;
+                }
+            };
+            matmul(&aw.wq, &h, q, n, k)?;
+            matmul(&aw.wk, &h, kk, n, k)?;
+            matmul(&aw.wv, &h, vv, n, k)?;
             for (buf, bias, dim) in [
-                (&mut *q, &lw.bq, q_dim),
-                (&mut *kk, &lw.bk, kv_dim),
-                (&mut *vv, &lw.bv, v_dim),
+                (&mut *q, &aw.bq, q_dim),
+                (&mut *kk, &aw.bk, kv_dim),
+                (&mut *vv, &aw.bv, v_dim),
             ] {
                 if let Some(b) = bias {
                     buf.chunks_exact_mut(dim)
@@ -305,7 +409,7 @@ impl CpuModel {
             for (t, &(si, p)) in at.iter().enumerate() {
                 ops::rope_angles_scaled(&mut angles, p, inv_freq, c.rope_mscale);
                 for head in q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(hd) {
-                    if let Some(w) = &lw.q_norm {
+                    if let Some(w) = &aw.q_norm {
                         ops::rmsnorm_inplace(head, w, c.rms_eps);
                     }
                     ops::rope_with(head, &angles, c.rope_neox);
@@ -314,7 +418,7 @@ impl CpuModel {
                     }
                 }
                 for head in kk[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(hd) {
-                    if let Some(w) = &lw.k_norm {
+                    if let Some(w) = &aw.k_norm {
                         ops::rmsnorm_inplace(head, w, c.rms_eps);
                     }
                     ops::rope_with(head, &angles, c.rope_neox);
@@ -355,50 +459,13 @@ impl CpuModel {
                 let (kc, vc) = (&s.cache.k[l], &s.cache.v[l]);
                 attention::attend_layer(&shape, qs, kc, vc, s.len, s.pos, reference, atts);
             });
-            matmul(&lw.wo, att, &mut proj, n, k)?;
-            if let Some(w) = &lw.post_attn_norm {
-                proj.chunks_exact_mut(e)
-                    .for_each(|r| ops::rmsnorm_inplace(r, w, c.rms_eps));
-            }
-            if let Some(s) = c.residual_scale {
-                proj.iter_mut().for_each(|v| *v *= s);
-            }
-            ops::add_inplace(&mut x, &proj);
-
-            // Feed-forward block.
-            let gate = &mut gate_buf[..n * ls.n_ff];
-            let up = &mut up_buf[..n * ls.n_ff];
-            for t in 0..n {
-                ops::rmsnorm(
-                    &mut h[t * e..(t + 1) * e],
-                    &x[t * e..(t + 1) * e],
-                    &lw.ffn_norm,
-                    c.rms_eps,
-                );
-            }
-            matmul(&lw.w_gate, &h, gate, n, k)?;
-            matmul(&lw.w_up, &h, up, n, k)?;
-            let act = match c.activation {
-                Activation::Silu => ops::silu,
-                Activation::GeluTanh => ops::gelu_tanh,
-            };
-            for (g, &u) in gate.iter_mut().zip(up.iter()) {
-                *g = act(*g) * u;
-            }
-            matmul(&lw.w_down, gate, &mut proj, n, k)?;
-            if let Some(w) = &lw.post_ffn_norm {
-                proj.chunks_exact_mut(e)
-                    .for_each(|r| ops::rmsnorm_inplace(r, w, c.rms_eps));
-            }
-            if let Some(s) = c.residual_scale {
-                proj.iter_mut().for_each(|v| *v *= s);
-            }
-            ops::add_inplace(&mut x, &proj);
-            if let Some(s) = lw.out_scale {
-                x.iter_mut().for_each(|v| *v *= s);
-            }
+            matmul(&aw.wo, att, &mut proj, n, k)?;
+            self.residual_and_ffn(l, &mut x, &mut h, &mut proj, &mut gate_buf, &mut up_buf)?;
         }
 
+        for s in segs.iter_mut() {
+            s.cache.recurrent_pos = s.pos + s.len;
+        }
         // Output head: all rows, or the last one of each segment.
         let rows: Vec<usize> = if all_logits {
             (0..n).collect()
@@ -430,5 +497,99 @@ impl CpuModel {
             ops::softcap(&mut logits, cap);
         }
         Ok(logits)
+    }
+}
+
+impl CpuModel {
+    /// A block's output `proj` (n, n_embd) into the residual stream `x` (post-norm, Granite's
+    /// residual scale), then the feed-forward block of layer `l` into `x` (with its post-norm,
+    /// residual scale and Gemma 4's layer output scale). `h` and the gate/up buffers are
+    /// scratch.
+    fn residual_and_ffn(
+        &self,
+        l: usize,
+        x: &mut [f32],
+        h: &mut [f32],
+        proj: &mut [f32],
+        gate_buf: &mut [f32],
+        up_buf: &mut [f32],
+    ) -> Result<()> {
+        let c = &self.cfg;
+        let (lw, ls) = (&self.w.layers[l], &c.layers[l]);
+        let (e, k) = (c.n_embd, self.kernel);
+        let n = x.len() / e;
+        if let Some(w) = &lw.post_attn_norm {
+            proj.chunks_exact_mut(e)
+                .for_each(|r| ops::rmsnorm_inplace(r, w, c.rms_eps));
+        }
+        if let Some(s) = c.residual_scale {
+            proj.iter_mut().for_each(|v| *v *= s);
+        }
+        ops::add_inplace(x, proj);
+
+        // Feed-forward block.
+        let gate = &mut gate_buf[..n * ls.n_ff];
+        let up = &mut up_buf[..n * ls.n_ff];
+        for t in 0..n {
+            ops::rmsnorm(
+                &mut h[t * e..(t + 1) * e],
+                &x[t * e..(t + 1) * e],
+                &lw.ffn_norm,
+                c.rms_eps,
+            );
+        }
+        matmul(&lw.w_gate, h, gate, n, k)?;
+        matmul(&lw.w_up, h, up, n, k)?;
+        let act = match c.activation {
+            Activation::Silu => ops::silu,
+            Activation::GeluTanh => ops::gelu_tanh,
+        };
+        for (g, &u) in gate.iter_mut().zip(up.iter()) {
+            *g = act(*g) * u;
+        }
+        matmul(&lw.w_down, gate, proj, n, k)?;
+        if let Some(w) = &lw.post_ffn_norm {
+            proj.chunks_exact_mut(e)
+                .for_each(|r| ops::rmsnorm_inplace(r, w, c.rms_eps));
+        }
+        if let Some(s) = c.residual_scale {
+            proj.iter_mut().for_each(|v| *v *= s);
+        }
+        ops::add_inplace(x, proj);
+        if let Some(s) = lw.out_scale {
+            x.iter_mut().for_each(|v| *v *= s);
+        }
+        Ok(())
+    }
+
+    /// LFM2's short-convolution block of layer `l` over the normed input `h` (n, n_embd), into
+    /// `proj` (n, n_embd): in_proj to B, C, x; B·x through the depthwise causal convolution
+    /// whose earlier inputs each segment's cache holds; C times that; out_proj. Token by token
+    /// within a segment (the state moves one position per token).
+    fn short_conv(
+        &self,
+        l: usize,
+        cw: &ShortConvWeights,
+        h: &[f32],
+        segs: &mut [&mut Segment<'_>],
+        proj: &mut [f32],
+    ) -> Result<()> {
+        let (e, k) = (self.cfg.n_embd, self.kernel);
+        let n = h.len() / e;
+        let mut bcx = vec![0f32; n * 3 * e];
+        matmul(&cw.in_proj, h, &mut bcx, n, k)?;
+        let mut y = vec![0f32; n * e];
+        let mut t = 0;
+        for s in segs.iter_mut() {
+            let state = &mut s.cache.conv[l];
+            for _ in 0..s.len {
+                let row = &bcx[t * 3 * e..(t + 1) * 3 * e];
+                let (b, rest) = row.split_at(e);
+                let (cg, xv) = rest.split_at(e);
+                ops::short_conv_step(state, &cw.kernel, b, cg, xv, &mut y[t * e..(t + 1) * e]);
+                t += 1;
+            }
+        }
+        matmul(&cw.out_proj, &y, proj, n, k)
     }
 }

@@ -32,13 +32,20 @@
 //! - `granite` (`models/granite.cpp`): llama + `embedding_scale`, `residual_scale` (on each
 //!   block's output before the residual add), `attention.scale` (Q·K scale) and `logit_scale`
 //!   (logits divided by it); `rope.scaling.finetuned = false` turns RoPE off.
+//! - `lfm2` (`models/lfm2.cpp`, hyper-parameters in `llama-model.cpp`): a hybrid. A layer with
+//!   `attention.head_count_kv[il] == 0` is a short causal convolution ([`Mixer::ShortConv`]):
+//!   `shortconv.in_proj` to 3·n_embd (B, C, x), B·x, a depthwise causal convolution of
+//!   `shortconv.l_cache` taps (`shortconv.conv`, ggml's `ssm_conv`: the oldest input meets the
+//!   first tap), C·(…), `shortconv.out_proj`; its state is the last `l_cache − 1` values of B·x
+//!   ([`crate::cpu::KvCache`]). The other layers are attention with Q/K RMSNorm and NeoX RoPE.
+//!   The final norm is `token_embd_norm`; the output is tied.
 
 mod rope;
 mod weights;
 
 pub use rope::{rope_inv_freq, RopeTables};
 pub use weights::{
-    load_weights, CpuSink, LayerWeights, MatrixSink, ModelWeights, QMatrix, TensorSlice,
+    load_weights, AttentionWeights, MixerWeights, ShortConvWeights, CpuSink, LayerWeights, MatrixSink, ModelWeights, QMatrix, TensorSlice,
 };
 
 use crate::gguf::GgufHeader;
@@ -63,11 +70,13 @@ pub enum Arch {
     Gemma4,
     /// Granite 3.x: llama with embedding, residual, attention and logit multipliers.
     Granite,
+    /// LFM2: short-convolution layers between attention layers (see the module doc).
+    Lfm2,
 }
 
 impl Arch {
     /// Every architecture the engine runs, by its GGUF name.
-    pub const ALL: [(&'static str, Arch); 8] = [
+    pub const ALL: [(&'static str, Arch); 9] = [
         ("llama", Arch::Llama),
         ("qwen2", Arch::Qwen2),
         ("qwen3", Arch::Qwen3),
@@ -76,6 +85,7 @@ impl Arch {
         ("gemma3", Arch::Gemma3),
         ("gemma4", Arch::Gemma4),
         ("granite", Arch::Granite),
+        ("lfm2", Arch::Lfm2),
     ];
 
     pub fn from_name(name: &str) -> Option<Arch> {
@@ -106,9 +116,20 @@ pub enum Activation {
     GeluTanh,
 }
 
+/// How a layer mixes information across positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mixer {
+    /// Attention over the KV cache.
+    Attention,
+    /// LFM2's short causal convolution over the last `Config::shortconv_l_cache` positions
+    /// (a recurrent state instead of a KV cache; no KV heads).
+    ShortConv,
+}
+
 /// What differs from layer to layer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerSpec {
+    pub mixer: Mixer,
     pub n_head_kv: usize,
     /// Head size of Q and K.
     pub head_dim: usize,
@@ -191,6 +212,8 @@ pub struct Config {
     /// `rope.scaling.original_context_length`; the engine uses the short factors, exact up to
     /// that length (llama.cpp picks by the context size it is given).
     pub rope_factors_long: bool,
+    /// Taps of the short convolutions (LFM2 `shortconv.l_cache`); 0 without such layers.
+    pub shortconv_l_cache: usize,
 }
 
 fn count(h: &GgufHeader, v: u64, what: &str) -> Result<usize> {
@@ -298,11 +321,15 @@ impl Config {
             Some(v) => v,
             None => vec![n_head as u64; n_layer],
         };
+        // LFM2: no KV heads marks a short-convolution layer.
         let kv_heads = kv_heads
             .into_iter()
-            .map(|n| count(h, n, "attention.head_count_kv"))
+            .map(|n| match n {
+                0 if arch == Arch::Lfm2 => Ok(0),
+                n => count(h, n, "attention.head_count_kv"),
+            })
             .collect::<Result<Vec<_>>>()?;
-        for &kv in &kv_heads {
+        for &kv in kv_heads.iter().filter(|&&kv| kv > 0) {
             if n_head % kv != 0 {
                 return Err(Error::Metadata {
                     key: format!("{name}.attention.head_count_kv"),
@@ -480,13 +507,19 @@ impl Config {
         let layers = (0..n_layer)
             .map(|l| {
                 let swa = swa_layers[l];
-                let rope = rope_on(l);
+                let conv = kv_heads[l] == 0;
+                let rope = rope_on(l) && !conv;
                 let (hd, hdv, rot) = if swa && gemma4 {
                     (head_dim_swa, head_dim_swa, n_rot_swa)
                 } else {
                     (head_dim, head_dim_v, n_rot)
                 };
                 LayerSpec {
+                    mixer: if conv {
+                        Mixer::ShortConv
+                    } else {
+                        Mixer::Attention
+                    },
                     n_head_kv: kv_heads[l],
                     head_dim: hd,
                     head_dim_v: hdv,
@@ -515,8 +548,38 @@ impl Config {
             Arch::Granite => positive("embedding_scale")?,
             _ => None,
         };
-        // Full-layer values for the scalar fields.
-        let full = layers.iter().find(|l| !l.swa).unwrap_or(&layers[0]).clone();
+        let shortconv_l_cache = if layers.iter().any(|l| l.mixer == Mixer::ShortConv) {
+            let key = format!("{name}.shortconv.l_cache");
+            match h.arch_u64("shortconv.l_cache")? {
+                Some(n) if (2..=64).contains(&n) => n as usize,
+                Some(n) => {
+                    return Err(Error::Metadata {
+                        key,
+                        problem: format!("{n} taps: expected 2 to 64"),
+                    })
+                }
+                None => {
+                    return Err(Error::Metadata {
+                        key,
+                        problem: "missing (the model has short-convolution layers)".into(),
+                    })
+                }
+            }
+        } else {
+            0
+        };
+        let attention = |l: &&LayerSpec| l.mixer == Mixer::Attention;
+        if !layers.iter().any(|l| attention(&l)) {
+            return Err(unsupported(arch, "a model without attention layers"));
+        }
+        // Full-attention values for the scalar fields.
+        let full = layers
+            .iter()
+            .filter(attention)
+            .find(|l| !l.swa)
+            .or_else(|| layers.iter().find(attention))
+            .unwrap_or(&layers[0])
+            .clone();
         Ok(Config {
             arch,
             n_vocab,
@@ -580,6 +643,24 @@ impl Config {
             },
             rope_mscale,
             rope_factors_long: h.tensor("rope_factors_long.weight").is_some(),
+            shortconv_l_cache,
+        })
+    }
+
+    /// Whether some layers keep a recurrent state (which cannot be rewound token by token; see
+    /// [`crate::cpu::KvCache::resume_point`]).
+    pub fn has_recurrent(&self) -> bool {
+        self.layers.iter().any(|l| l.mixer != Mixer::Attention)
+    }
+
+    /// The features of this model the GPU backend does not run yet, if any.
+    pub fn gpu_unsupported(&self) -> Option<String> {
+        self.has_recurrent().then(|| {
+            format!(
+                "{} on the GPU backend: short-convolution layers are not implemented yet; use \
+                 the CPU backend",
+                self.arch.name()
+            )
         })
     }
 

@@ -1,7 +1,7 @@
 //! Tensor-name → role mapping and weight loading. Matrices stay in their block formats; only
 //! vectors (norm weights, biases) are expanded to f32.
 
-use super::{Arch, Config};
+use super::{Arch, Config, Mixer};
 use crate::gguf::{GgufHeader, TensorInfo};
 use crate::quant::{self, GgmlType};
 use crate::source::ByteSource;
@@ -35,21 +35,84 @@ impl QMatrix {
     }
 }
 
-/// Per-layer weights in the backend's matrix type `M`. Shapes as (out, in).
+/// An attention layer's weights. Shapes as (out, in).
 #[derive(Clone, Debug)]
-pub struct LayerWeights<M = QMatrix> {
-    pub attn_norm: Vec<f32>, // (n_embd)
-    pub wq: M,               // (n_head·head_dim, n_embd)
-    pub wk: M,               // (n_head_kv·head_dim, n_embd)
+pub struct AttentionWeights<M = QMatrix> {
+    pub wq: M, // (n_head·head_dim, n_embd)
+    pub wk: M, // (n_head_kv·head_dim, n_embd)
     /// Gemma 4 full layers without `attn_v`: the `attn_k` blocks again (V = the K projection,
     /// before K's norm and RoPE), so that no backend needs a special case.
     pub wv: M, // (n_head_kv·head_dim_v, n_embd)
     pub bq: Option<Vec<f32>>,
     pub bk: Option<Vec<f32>>,
     pub bv: Option<Vec<f32>>,
-    pub q_norm: Option<Vec<f32>>, // (head_dim): Gemma 3/4, Qwen3
+    pub q_norm: Option<Vec<f32>>, // (head_dim): Gemma 3/4, Qwen3, LFM2
     pub k_norm: Option<Vec<f32>>,
     pub wo: M, // (n_embd, n_head·head_dim_v)
+}
+
+/// An LFM2 short-convolution layer's weights.
+#[derive(Clone, Debug)]
+pub struct ShortConvWeights<M = QMatrix> {
+    /// (3·n_embd, n_embd): B, C and x, in that order.
+    pub in_proj: M,
+    pub out_proj: M, // (n_embd, n_embd)
+    /// (n_embd, l_cache) taps, channel-major: channel i's taps at `i·l_cache..`, the first
+    /// meeting the oldest input.
+    pub kernel: Vec<f32>,
+}
+
+/// A layer's token mixer, by [`Mixer`].
+#[derive(Clone, Debug)]
+pub enum MixerWeights<M = QMatrix> {
+    Attention(AttentionWeights<M>),
+    ShortConv(ShortConvWeights<M>),
+}
+
+impl<M> MixerWeights<M> {
+    /// The attention weights, for an attention layer.
+    pub fn attention(&self) -> Option<&AttentionWeights<M>> {
+        match self {
+            MixerWeights::Attention(a) => Some(a),
+            MixerWeights::ShortConv(_) => None,
+        }
+    }
+
+    /// The matrices, in a fixed order.
+    pub fn matrices(&self) -> Vec<&M> {
+        match self {
+            MixerWeights::Attention(a) => vec![&a.wq, &a.wk, &a.wv, &a.wo],
+            MixerWeights::ShortConv(c) => vec![&c.in_proj, &c.out_proj],
+        }
+    }
+
+    fn try_map<N>(&self, f: &mut impl FnMut(&M) -> Result<N>) -> Result<MixerWeights<N>> {
+        Ok(match self {
+            MixerWeights::Attention(a) => MixerWeights::Attention(AttentionWeights {
+                wq: f(&a.wq)?,
+                wk: f(&a.wk)?,
+                wv: f(&a.wv)?,
+                bq: a.bq.clone(),
+                bk: a.bk.clone(),
+                bv: a.bv.clone(),
+                q_norm: a.q_norm.clone(),
+                k_norm: a.k_norm.clone(),
+                wo: f(&a.wo)?,
+            }),
+            MixerWeights::ShortConv(c) => MixerWeights::ShortConv(ShortConvWeights {
+                in_proj: f(&c.in_proj)?,
+                out_proj: f(&c.out_proj)?,
+                kernel: c.kernel.clone(),
+            }),
+        })
+    }
+}
+
+/// Per-layer weights in the backend's matrix type `M`. Shapes as (out, in).
+#[derive(Clone, Debug)]
+pub struct LayerWeights<M = QMatrix> {
+    pub attn_norm: Vec<f32>, // (n_embd): the norm before the mixer
+    pub mixer: MixerWeights<M>,
     pub post_attn_norm: Option<Vec<f32>>,
     pub ffn_norm: Vec<f32>,
     pub w_gate: M, // (n_ff, n_embd)
@@ -86,15 +149,7 @@ impl<M> ModelWeights<M> {
             .map(|l| {
                 Ok(LayerWeights {
                     attn_norm: l.attn_norm.clone(),
-                    wq: f(&l.wq)?,
-                    wk: f(&l.wk)?,
-                    wv: f(&l.wv)?,
-                    bq: l.bq.clone(),
-                    bk: l.bk.clone(),
-                    bv: l.bv.clone(),
-                    q_norm: l.q_norm.clone(),
-                    k_norm: l.k_norm.clone(),
-                    wo: f(&l.wo)?,
+                    mixer: l.mixer.try_map(&mut f)?,
                     post_attn_norm: l.post_attn_norm.clone(),
                     ffn_norm: l.ffn_norm.clone(),
                     w_gate: f(&l.w_gate)?,
@@ -129,10 +184,7 @@ impl ModelWeights {
                 .layers
                 .iter()
                 .map(|l| {
-                    m(&l.wq)
-                        + m(&l.wk)
-                        + m(&l.wv)
-                        + m(&l.wo)
+                    l.mixer.matrices().into_iter().map(m).sum::<usize>()
                         + m(&l.w_gate)
                         + m(&l.w_up)
                         + m(&l.w_down)
@@ -294,6 +346,72 @@ impl<'a> Loader<'a> {
         })
     }
 
+    /// A tensor of `n` values of any shape (checked by the caller), expanded to f32.
+    fn vector_of(&self, name: &str, n: usize) -> Result<Vec<f32>> {
+        let t = self.info(name)?;
+        if t.n_elements != n as u64 {
+            return Err(Self::shape_err(t, &[n]));
+        }
+        let bytes = self.bytes(t)?;
+        quant::dequantize_to_vec(t.ty, &bytes, n).map_err(|source| Error::Tensor {
+            tensor: name.to_owned(),
+            source,
+        })
+    }
+
+    /// Layer `l`'s attention weights: separate Q, K, V or Phi-3's fused `attn_qkv` split into
+    /// its roles; Gemma 4's full layers without `attn_v` take the K blocks again.
+    fn attention<S: MatrixSink>(
+        &self,
+        sink: &mut S,
+        cfg: &Config,
+        l: usize,
+    ) -> Result<AttentionWeights<S::Matrix>> {
+        let spec = &cfg.layers[l];
+        let e = cfg.n_embd;
+        let p = |s: &str| format!("blk.{l}.{s}");
+        let (q_dim, kv_dim, v_dim) = (spec.q_dim(cfg.n_head), spec.kv_dim(), spec.v_dim());
+        let fused = cfg.arch == Arch::Phi3 && self.header.tensor(&p("attn_qkv.weight")).is_some();
+        let (wq, wk, wv) = if fused {
+            let s = self.slices(
+                &p("attn_qkv.weight"),
+                &[("q", q_dim), ("k", kv_dim), ("v", v_dim)],
+                e,
+            )?;
+            (
+                sink.matrix(&s[0])?,
+                sink.matrix(&s[1])?,
+                sink.matrix(&s[2])?,
+            )
+        } else {
+            let wq = self.matrix(sink, &p("attn_q.weight"), q_dim, e)?;
+            let wk = self.matrix(sink, &p("attn_k.weight"), kv_dim, e)?;
+            let wv = match self.header.tensor(&p("attn_v.weight")) {
+                None if cfg.arch == Arch::Gemma4 && v_dim == kv_dim => {
+                    self.matrix(sink, &p("attn_k.weight"), kv_dim, e)?
+                }
+                _ => self.matrix(sink, &p("attn_v.weight"), v_dim, e)?,
+            };
+            (wq, wk, wv)
+        };
+        Ok(AttentionWeights {
+            wq,
+            wk,
+            wv,
+            bq: self.optional_vector(&p("attn_q.bias"), q_dim)?,
+            bk: self.optional_vector(&p("attn_k.bias"), kv_dim)?,
+            bv: self.optional_vector(&p("attn_v.bias"), v_dim)?,
+            q_norm: self.optional_vector(&p("attn_q_norm.weight"), spec.head_dim)?,
+            k_norm: self.optional_vector(&p("attn_k_norm.weight"), spec.head_dim)?,
+            wo: self.matrix(
+                sink,
+                &p("attn_output.weight"),
+                e,
+                cfg.n_head * spec.head_dim_v,
+            )?,
+        })
+    }
+
     fn optional_vector(&self, name: &str, n: usize) -> Result<Option<Vec<f32>>> {
         match self.header.tensor(name) {
             Some(_) => self.vector(name, n).map(Some),
@@ -377,28 +495,21 @@ pub fn load_weights<S: MatrixSink>(
         let spec = cfg.layers[l].clone();
         let p = |s: &str| format!("blk.{l}.{s}");
         let norm = |s: &str| ld.vector(&p(s), e);
-        let (q_dim, kv_dim, v_dim) = (spec.q_dim(cfg.n_head), spec.kv_dim(), spec.v_dim());
-        let (wq, wk, wv) = if fused && header.tensor(&p("attn_qkv.weight")).is_some() {
-            let s = ld.slices(
-                &p("attn_qkv.weight"),
-                &[("q", q_dim), ("k", kv_dim), ("v", v_dim)],
-                e,
-            )?;
-            (
-                sink.matrix(&s[0])?,
-                sink.matrix(&s[1])?,
-                sink.matrix(&s[2])?,
-            )
-        } else {
-            let wq = ld.matrix(sink, &p("attn_q.weight"), q_dim, e)?;
-            let wk = ld.matrix(sink, &p("attn_k.weight"), kv_dim, e)?;
-            let wv = match header.tensor(&p("attn_v.weight")) {
-                None if cfg.arch == Arch::Gemma4 && v_dim == kv_dim => {
-                    ld.matrix(sink, &p("attn_k.weight"), kv_dim, e)?
+        let mixer = match spec.mixer {
+            Mixer::ShortConv => {
+                let taps = cfg.shortconv_l_cache;
+                let name = p("shortconv.conv.weight");
+                let t = ld.info(&name)?;
+                if t.dims != [taps as u64, e as u64] {
+                    return Err(Loader::shape_err(t, &[taps, e]));
                 }
-                _ => ld.matrix(sink, &p("attn_v.weight"), v_dim, e)?,
-            };
-            (wq, wk, wv)
+                MixerWeights::ShortConv(ShortConvWeights {
+                    in_proj: ld.matrix(sink, &p("shortconv.in_proj.weight"), 3 * e, e)?,
+                    out_proj: ld.matrix(sink, &p("shortconv.out_proj.weight"), e, e)?,
+                    kernel: ld.vector_of(&name, taps * e)?,
+                })
+            }
+            Mixer::Attention => MixerWeights::Attention(ld.attention(sink, cfg, l)?),
         };
         let (w_gate, w_up) = if fused && header.tensor(&p("ffn_gate.weight")).is_none() {
             let s = ld.slices(
@@ -418,20 +529,7 @@ pub fn load_weights<S: MatrixSink>(
             .map(|v| v[0]);
         layers.push(LayerWeights {
             attn_norm: norm("attn_norm.weight")?,
-            wq,
-            wk,
-            wv,
-            bq: ld.optional_vector(&p("attn_q.bias"), q_dim)?,
-            bk: ld.optional_vector(&p("attn_k.bias"), kv_dim)?,
-            bv: ld.optional_vector(&p("attn_v.bias"), v_dim)?,
-            q_norm: ld.optional_vector(&p("attn_q_norm.weight"), spec.head_dim)?,
-            k_norm: ld.optional_vector(&p("attn_k_norm.weight"), spec.head_dim)?,
-            wo: ld.matrix(
-                sink,
-                &p("attn_output.weight"),
-                e,
-                cfg.n_head * spec.head_dim_v,
-            )?,
+            mixer,
             post_attn_norm: if gemma {
                 Some(norm("post_attention_norm.weight")?)
             } else {
@@ -456,9 +554,14 @@ pub fn load_weights<S: MatrixSink>(
         Some(f) => Some(f),
         None => ld.optional_vector("rope_factors_short.weight", n_freqs)?,
     };
+    // LFM2 names its final norm `token_embd_norm`.
+    let output_norm = match cfg.arch {
+        Arch::Lfm2 => "token_embd_norm.weight",
+        _ => "output_norm.weight",
+    };
     Ok(ModelWeights {
         token_embd,
-        output_norm: ld.vector("output_norm.weight", e)?,
+        output_norm: ld.vector(output_norm, e)?,
         output,
         rope_freqs,
         layers,

@@ -10,7 +10,7 @@ use super::dispatch::{make_dispatch, matmat_dispatches, matvec_dispatches, Batch
 use super::fused::{self, FusedEnds, QkvBuffers, QkvShape, QKV_CS_FLOATS};
 use super::loading::GpuWeights;
 use super::{Acts, GpuModel, MAX_BATCH, SPLIT_ATTENTION_FROM};
-use crate::model::{Activation, Config, LayerSpec, RopeTables};
+use crate::model::{Activation, Config, LayerSpec, MixerWeights, RopeTables};
 use crate::Result;
 
 /// Records the dispatches of a step while the model is built.
@@ -339,7 +339,12 @@ impl GpuModel {
             let ls = &c.layers[l];
             let (hd, q_dim, kv_dim, v_dim) =
                 (ls.head_dim, ls.q_dim(c.n_head), ls.kv_dim(), ls.v_dim());
-            let (wq, wk, wv, wo) = (lw.wq, lw.wk, lw.wv, lw.wo);
+            let MixerWeights::Attention(aw) = lw.mixer else {
+                return Err(crate::Error::UnsupportedModel(
+                    c.gpu_unsupported().unwrap_or_default(),
+                ));
+            };
+            let (wq, wk, wv, wo) = (aw.wq, aw.wk, aw.wv, aw.wo);
             let (wg, wu, wd) = (lw.w_gate, lw.w_up, lw.w_down);
             // f32 words: one value each, or two f16.
             let words = |n: usize| if ctx.kv_f16 { n.div_ceil(2) } else { n };
@@ -350,26 +355,26 @@ impl GpuModel {
             // (`fuse_from`): RMSNorm + Q/K/V + biases + RoPE + KV store in one dispatch.
             let seg = rec.dispatches.len();
             rec.rmsnorm(&a.x, Some(&lw.attn_norm), &a.h, e, 1)?;
-            let qo = if lw.q_norm.is_some() { &a.q_raw } else { &a.q };
-            let ko = if lw.k_norm.is_some() { &a.k_raw } else { &a.k };
+            let qo = if aw.q_norm.is_some() { &a.q_raw } else { &a.q };
+            let ko = if aw.k_norm.is_some() { &a.k_raw } else { &a.k };
             let vo = if c.v_norm { &a.v_raw } else { &a.v };
             rec.matvec(&wq, &a.h, qo)?;
             rec.matvec(&wk, &a.h, ko)?;
             rec.matvec(&wv, &a.h, vo)?;
             for (buf, bias, n) in [
-                (qo, &lw.bq, q_dim),
-                (ko, &lw.bk, kv_dim),
-                (vo, &lw.bv, v_dim),
+                (qo, &aw.bq, q_dim),
+                (ko, &aw.bk, kv_dim),
+                (vo, &aw.bv, v_dim),
             ] {
                 if let Some(b) = bias {
                     let bb = rec.vector("bias", b);
                     rec.add(buf, &bb, AddParams::new(n, false))?;
                 }
             }
-            if let Some(wn) = &lw.q_norm {
+            if let Some(wn) = &aw.q_norm {
                 rec.rmsnorm(&a.q_raw, Some(wn), &a.q, hd, c.n_head)?;
             }
-            if let Some(wn) = &lw.k_norm {
+            if let Some(wn) = &aw.k_norm {
                 rec.rmsnorm(&a.k_raw, Some(wn), &a.k, hd, ls.n_head_kv)?;
             }
             if c.v_norm {
@@ -387,8 +392,8 @@ impl GpuModel {
             }
             rec.store_kv(&a.k, &kc, kv_dim)?;
             rec.store_kv(&a.v, &vc, v_dim)?;
-            let norms = lw.q_norm.is_some() || lw.k_norm.is_some() || c.v_norm;
-            let biases = [&lw.bq, &lw.bk, &lw.bv];
+            let norms = aw.q_norm.is_some() || aw.k_norm.is_some() || c.v_norm;
+            let biases = [&aw.bq, &aw.bk, &aw.bv];
             let all_or_none =
                 biases.iter().all(|b| b.is_some()) || biases.iter().all(|b| b.is_none());
             let fusable = |off| fused::qkv_fusable([&wq, &wk, &wv], hd, ls.n_rot, off);
@@ -413,7 +418,7 @@ impl GpuModel {
                     cs_off: off,
                     q_scale,
                     eps: c.rms_eps,
-                    has_bias: lw.bq.is_some(),
+                    has_bias: aw.bq.is_some(),
                     kv_f16: ctx.kv_f16,
                 };
                 let d = fused::qkv_dispatch(&ctx, [&wq, &wk, &wv], &bufs, &shape)?;
