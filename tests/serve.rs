@@ -2,6 +2,7 @@
 //! the next request, test hooks only on request, slow clients timed out, no blanket CORS), the
 //! app's files (Range, ETag, MIME, COOP/COEP), and the OpenAI API's shapes, errors, auth and
 //! abort on disconnect. Everything on 127.0.0.1; the real-client tests are in tests/e2e.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
