@@ -7,6 +7,7 @@
 //! - Software renderers are recognised by device type and by name; `vet_gpu` declines lavapipe
 //!   with a `gpu` error that says why, while a forced GPU load still runs on it.
 //! - The timed probe gives finite estimates, and its decision follows them.
+#![cfg(not(target_arch = "wasm32"))]
 
 use wasm_chord::backend_choice::{self, Probe};
 use wasm_chord::engine::{Backend, Engine, LoadOptions};

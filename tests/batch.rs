@@ -1,6 +1,7 @@
 //! Continuous batching (`wasm_chord::batch`): every sequence's output in a shared batch equals
 //! its output alone on the same path, requests that arrive mid-run join, finished ones leave,
 //! and the batched step equals the single-sequence forward pass.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

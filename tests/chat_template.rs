@@ -7,6 +7,7 @@
 //! (`ChatTemplate::from_gguf`) and checked against the golden's (`chat_template` from the `gguf`
 //! Python package, BOS/EOS texts from llama.cpp); add_bos/add_eos are llama.cpp's, from the
 //! golden.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

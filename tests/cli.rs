@@ -1,6 +1,7 @@
 //! `chord` end to end: `inspect --json` against the `gguf` package's view of every test model
 //! (goldens in tests/goldens/inspect, made by scripts/gen-inspect-goldens.py), `dequant` against
 //! the package's dequantized values (tests/fixtures/quant/real.json), and clean failures.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

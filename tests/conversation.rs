@@ -9,6 +9,7 @@
 //! has no chat template), so the GPU test takes seconds on a software adapter; one CPU run goes
 //! through SmolLM2's chat template with replies fed back as text. GPU tests run on any adapter
 //! (CI: Mesa lavapipe, see the Makefile's `GPU_ENV`).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -14,6 +14,7 @@
 //! - the same through the thread pool;
 //! - both bench models: a decode step's logits, Fast vs Reference, NMSE ≤ 1e-5 with the i16
 //!   kernels (levels 2 and 3), ≤ 1e-8 on the f32 paths.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The engine end to end on real models: chat prompts rendered and tokenized exactly as
 //! llama.cpp does (the prompt ids in tests/goldens/forward), streaming generation, stop strings,
 //! cancellation and clear errors.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

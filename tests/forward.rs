@@ -9,6 +9,7 @@
 //!
 //! The Q5_K_M and IQ4_XS models (llama.cpp's presets, `scripts/fetch-models`) are checked by
 //! their last-position logits only (`check_logits`).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! adds + 2 rope + 2 kv_store, in both RoPE conventions, both KV cache types, mixed formats;
 //! matvec_glu.wgsl against rmsnorm + 2 matvec + gate. Natively on Mesa's lavapipe
 //! (`WGPU_BACKEND=vulkan VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json`).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

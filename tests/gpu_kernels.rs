@@ -2,6 +2,7 @@
 //! CPU reference on a real adapter (natively: Mesa's lavapipe, `WGPU_BACKEND=vulkan
 //! VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json`). Dequantization must be exact
 //! (≤ 1 ulp); everything else is compared by normalised mean squared error.
+#![cfg(not(target_arch = "wasm32"))]
 
 use pollster::block_on;
 use wasm_chord::cpu::matmul::{matmul, Kernel};

@@ -2,6 +2,7 @@
 //! NMSE, and greedy tokens taken on the GPU (`step_argmax`) equal to the CPU's. Natively this
 //! runs on Mesa's lavapipe: `WGPU_BACKEND=vulkan
 //! VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json`.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! token_mask.wgsl (constrained decoding on the GPU) against its CPU reference,
 //! `sampling::apply_token_mask`, on Mesa's lavapipe: `WGPU_BACKEND=vulkan
 //! VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json`.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! F16 / BF16 bit patterns, one real tensor per (model, type) read straight from the models, and
 //! real weights quantized to each IQ format and MXFP4 by llama.cpp's own quantizer
 //! (`scripts/gen-iq-real-fixtures.py`).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! the next request, test hooks only on request, slow clients timed out, no blanket CORS), the
 //! app's files (Range, ETag, MIME, COOP/COEP), and the OpenAI API's shapes, errors, auth and
 //! abort on disconnect. Everything on 127.0.0.1; the real-client tests are in tests/e2e.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
@@ -670,6 +671,50 @@ fn tool_calls_forced_streamed_refused_and_round_tripped() {
         j["usage"]["prompt_tokens"].as_u64().unwrap() < prompt1,
         "{j}"
     );
+
+    // `none` and a grammar that makes the reply a call's text: still plain content, streamed
+    // or not (the reply is not parsed for calls).
+    let call_text = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"celsius\"}}\n</tool_call>";
+    let none_call = |stream: bool| {
+        let grammar = format!("start: {}", Json::from(call_text));
+        chat(&json!({
+            "messages": [user],
+            "tools": weather_tools(),
+            "tool_choice": "none",
+            "grammar": grammar,
+            "stream": stream,
+            "max_tokens": 60,
+        }))
+    };
+    let r = none_call(false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    let m = &j["choices"][0]["message"];
+    assert_eq!(m["content"], call_text, "{j}");
+    assert!(m.get("tool_calls").is_none(), "{j}");
+    assert_eq!(j["choices"][0]["finish_reason"], "stop", "{j}");
+    let r = none_call(true);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let events = sse_events(&text);
+    assert_eq!(events.last(), Some(&"[DONE]"), "{text}");
+    let chunks: Vec<Json> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, call_text, "{text}");
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["choices"][0]["delta"].get("tool_calls").is_none()),
+        "{text}"
+    );
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "stop", "{text}");
 
     // Bad tools: 400 naming the parameter.
     let err = |path: &str, body: Json, param: &str| {

@@ -6,6 +6,7 @@
 //! with another model, a corrupt one and one longer than the context are `bad_session` /
 //! `context_full` errors that leave the cache as it was. CPU and GPU (any adapter; CI: Mesa
 //! lavapipe), and a session saved on one backend restores on the other.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json`). Every output is checked by an
 //! independent validator, the `jsonschema` PyPI package (tests/tools/validate_json.py), greedy
 //! and with temperature > 0.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Tokenizer parity with llama.cpp: every corpus line, every test model, with and without
 //! special-token parsing, must give llama.cpp's ids exactly. Goldens come from
 //! `scripts/gen-tokenizer-goldens` (see tests/goldens/tokenizer/README.md).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! clear errors for the variants the engine does not run. The same checks on the GPU (lavapipe:
 //! `WGPU_BACKEND=vulkan VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json`).
 //! Tolerances: tests/zoo/check.rs.
+#![cfg(not(target_arch = "wasm32"))]
 
 #[path = "zoo/check.rs"]
 mod check;

@@ -19,7 +19,8 @@
 //! ([`Tools::grammar`], llguidance's Lark with `%json`): the reply is exactly one call whose
 //! `name` is one of the allowed functions and whose arguments validate against that function's
 //! `parameters` schema. `"auto"` leaves the model free and parses what it writes; `"none"`
-//! leaves the tools out of the prompt.
+//! leaves the tools out of the prompt and the reply unparsed: it is plain text even where it
+//! looks like a call (no `tool_calls`, no grammar).
 //!
 //! Hand-written because no maintained Rust crate parses these formats (llama.cpp's own parsers
 //! are C++, `common/chat.cpp`); the JSON inside is read with serde_json.
@@ -66,7 +67,7 @@ impl ToolCallFormat {
 pub enum ToolChoice {
     /// The model decides (the default with tools).
     Auto,
-    /// No call: the tools are left out of the prompt.
+    /// No call: the tools are left out of the prompt and the reply is never parsed for calls.
     None,
     /// Exactly one call to one of the tools, enforced by a grammar.
     Required,
@@ -237,6 +238,12 @@ impl Tools {
         &self.functions
     }
 
+    /// Whether the reply may hold calls: not with `tool_choice: "none"`, whose reply is plain
+    /// text even where it looks like a call.
+    pub fn calls_allowed(&self) -> bool {
+        self.choice != ToolChoice::None
+    }
+
     /// What the template gets as `tools` (`None` with `tool_choice: "none"`).
     pub fn template_tools(&self) -> Option<minijinja::Value> {
         (self.choice != ToolChoice::None)
@@ -299,11 +306,16 @@ impl Tools {
 
     /// Splits a reply into content and tool calls. Calls to unknown functions are kept in
     /// Hermes replies (the block says it is a call) and are content in Llama 3 replies (a JSON
-    /// answer is not a call unless it names a tool).
+    /// answer is not a call unless it names a tool). With `tool_choice: "none"` the whole
+    /// reply is content.
     pub fn parse(&self, text: &str) -> ParsedReply {
-        let calls = match self.format {
-            ToolCallFormat::Hermes => parse_hermes(text),
-            ToolCallFormat::Llama3 => parse_llama3(text, &self.functions),
+        let calls = if !self.calls_allowed() {
+            None
+        } else {
+            match self.format {
+                ToolCallFormat::Hermes => parse_hermes(text),
+                ToolCallFormat::Llama3 => parse_llama3(text, &self.functions),
+            }
         };
         match calls {
             Some((content, calls)) if !calls.is_empty() => ParsedReply {
@@ -325,10 +337,11 @@ impl Tools {
         }
     }
 
-    /// A filter for streamed text that holds back what may be a tool call.
+    /// A filter for streamed text that holds back what may be a tool call (nothing with
+    /// `tool_choice: "none"`: all text shows as it comes).
     pub fn stream_filter(&self) -> ToolStreamFilter {
         ToolStreamFilter {
-            format: self.format,
+            format: self.calls_allowed().then_some(self.format),
             pending: String::new(),
             held: false,
             seen_text: false,
@@ -413,7 +426,8 @@ fn call_id(text: &str, index: usize) -> String {
 /// from [`finish`](Self::finish) when the reply turned out to have no call.
 #[derive(Debug)]
 pub struct ToolStreamFilter {
-    format: ToolCallFormat,
+    /// `None` when the reply cannot hold calls (`tool_choice: "none"`): nothing is held.
+    format: Option<ToolCallFormat>,
     pending: String,
     /// A call has started: everything from here on is held.
     held: bool,
@@ -428,7 +442,10 @@ impl ToolStreamFilter {
         if self.held {
             return String::new();
         }
-        match self.format {
+        let Some(format) = self.format else {
+            return std::mem::take(&mut self.pending);
+        };
+        match format {
             ToolCallFormat::Hermes => {
                 const OPEN: &str = "<tool_call>";
                 if let Some(at) = self.pending.find(OPEN) {
@@ -643,6 +660,39 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(auto.grammar(), None);
+    }
+
+    #[test]
+    fn tool_choice_none_never_makes_calls() {
+        let hermes = "Sure.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"location\": \"Paris\"}}\n</tool_call>";
+        let llama3 =
+            "<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"location\": \"Oslo\"}}";
+        for (source, reply) in [("<tool_call>", hermes), ("<|python_tag|>", llama3)] {
+            // the same reply is a call with `auto`...
+            let auto = Tools::from_request(Some(&weather()), None, source)
+                .unwrap()
+                .unwrap();
+            assert_eq!(auto.parse(reply).tool_calls.len(), 1, "{source}");
+            // ...and plain text with `none`: no calls, no grammar, nothing held back
+            let none = Tools::from_request(Some(&weather()), Some(&json!("none")), source)
+                .unwrap()
+                .unwrap();
+            let p = none.parse(reply);
+            assert_eq!(p.tool_calls, vec![], "{source}");
+            assert_eq!(p.content.as_deref(), Some(reply));
+            let mut f = none.stream_filter();
+            for piece in reply.as_bytes().chunks(3) {
+                let piece = std::str::from_utf8(piece).unwrap();
+                assert_eq!(f.push(piece), piece, "{source}");
+            }
+            assert_eq!(f.finish(false), "");
+            assert!(!none.calls_allowed());
+            assert_eq!(none.grammar(), None);
+            let mut render = RenderOptions::default();
+            let mut grammar = None;
+            none.apply(&mut render, &mut grammar).unwrap();
+            assert!(grammar.is_none());
+        }
     }
 
     #[test]
