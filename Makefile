@@ -18,7 +18,7 @@ models:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy --target wasm32-unknown-unknown --lib --no-default-features -- -D warnings
+	$(CARGO) clippy --target wasm32-unknown-unknown --lib --tests --no-default-features -- -D warnings
 
 wasm:
 	$(CARGO) build --target wasm32-unknown-unknown --lib

@@ -429,7 +429,7 @@ impl<'e> Scheduler<'e> {
             }
         };
         let t0 = Instant::now();
-        let mut logits = match self.model.forward(&ids[cached..], cached, &mut kept.cache) {
+        let mut logits = match prefill(self.model, &ids, cached, &mut kept.cache) {
             Ok(l) => l,
             Err(e) => {
                 kept.ids.clear();
@@ -438,8 +438,6 @@ impl<'e> Scheduler<'e> {
                 return None;
             }
         };
-        // The end of the prompt: where the next turn's prompt will share a prefix.
-        kept.cache.checkpoint();
         kept.ids = ids.clone();
         kept.prompt_len = ids.len();
         let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -637,4 +635,22 @@ fn serve_one(engine: &mut Engine, job: Job, n_ctx: usize) {
         Ok(g) => on_event(Event::Done(g)),
         Err(e) => on_event(Event::Failed(e)),
     };
+}
+
+/// Run the prompt `ids` after the `cached` positions `cache` holds; the last token's logits. A
+/// recurrent state is checkpointed before the last token, where the next turn's prompt and a
+/// regenerate both resume (as `Engine::generate` does).
+fn prefill(model: &CpuModel, ids: &[u32], cached: usize, cache: &mut KvCache) -> Result<Vec<f32>> {
+    let fresh = &ids[cached..];
+    if !cache.has_recurrent() {
+        return model.forward(fresh, cached, cache);
+    }
+    let (head, last) = fresh.split_at(fresh.len() - 1);
+    if head.is_empty() {
+        cache.rewind(cached)?;
+    } else {
+        model.forward(head, cached, cache)?;
+    }
+    cache.checkpoint();
+    model.forward(last, cached + head.len(), cache)
 }

@@ -695,11 +695,25 @@ impl Engine {
                 m.forward_sample(fresh, cached, &s, &history).await?
             }
             LoadedModel::Cpu(_) => {
-                let mut logits = run_forward(&mut self.model, fresh, cached, cache).await?;
-                // The end of the prompt: where the next turn's prompt will share a prefix.
-                if let Some(c) = cache {
-                    c.checkpoint();
-                }
+                // A recurrent state is checkpointed before the prompt's last token: the next
+                // turn's prompt (which extends this one) and a regenerate (which runs that
+                // token again) both resume from there.
+                let recurrent = cache.as_ref().is_some_and(|c| c.has_recurrent());
+                let (head, last) = fresh.split_at(fresh.len() - 1);
+                let mut logits = match cache.as_mut() {
+                    Some(c) if recurrent => {
+                        if head.is_empty() {
+                            c.rewind(cached)?;
+                        } else {
+                            run_forward(&mut self.model, head, cached, cache).await?;
+                        }
+                        if let Some(c) = cache.as_mut() {
+                            c.checkpoint();
+                        }
+                        run_forward(&mut self.model, last, cached + head.len(), cache).await?
+                    }
+                    _ => run_forward(&mut self.model, fresh, cached, cache).await?,
+                };
                 if let Some(mask) = first_mask {
                     crate::sampling::apply_token_mask(&mut logits, mask);
                 }

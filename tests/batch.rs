@@ -258,6 +258,13 @@ fn forward_batch_equals_forward_per_sequence() {
             false,
         ),
         (zoo("tiny-gemma4.gguf"), &[Kernel::Fast], &[6, 3][..], false),
+        // A hybrid: each sequence's short-convolution state steps on its own.
+        (
+            zoo("tiny-lfm2.gguf"),
+            &[Kernel::Fast],
+            &[5, 2, 8][..],
+            false,
+        ),
     ];
     for (path, kernels, lens, quantized) in cases {
         let src = FileSource::open(path.to_str().unwrap()).unwrap();

@@ -341,6 +341,8 @@ fn zoo_family_templates_match_llama_cpp() {
         "smollm2-135m-instruct-q4_k_m+smollm3",
         "smollm2-135m-instruct-q4_k_m+phi4-mini",
         "smollm2-135m-instruct-q4_k_m+phi3.5-mini",
+        // Issue 11's hybrids: LFM2 (its tool-call block uses `tc.get("id")`).
+        "smollm2-135m-instruct-q4_k_m+lfm2",
     ] {
         check_golden(name);
     }

@@ -103,7 +103,10 @@ fn lfm2_checkpoints_restore_the_recurrent_state_exactly() {
     // Back to the checkpoint: the same logits, bit for bit.
     for (i, &t) in more.iter().enumerate() {
         let again = m.forward(&[t], p + i, &mut cache).unwrap();
-        assert_eq!(again, unbroken[i], "step {i} after restoring the checkpoint");
+        assert_eq!(
+            again, unbroken[i],
+            "step {i} after restoring the checkpoint"
+        );
     }
     // Position 0 is always a resume point (a zero state): a fresh prefill agrees.
     assert_eq!(cache.resume_point(p - 1), 0);
@@ -212,5 +215,8 @@ fn gpu_refuses_lfm2_by_name() {
         .expect("lfm2 must be refused on the GPU");
     let msg = e.to_string();
     assert_eq!(e.code(), "unsupported_model", "{msg}");
-    assert!(msg.contains("lfm2") && msg.contains("short-convolution"), "{msg}");
+    assert!(
+        msg.contains("lfm2") && msg.contains("short-convolution"),
+        "{msg}"
+    );
 }

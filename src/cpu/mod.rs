@@ -11,7 +11,9 @@ pub mod ops;
 
 pub use matmul::Kernel;
 
-use crate::model::{Activation, Config, Mixer, MixerWeights, ModelWeights, RopeTables, ShortConvWeights};
+use crate::model::{
+    Activation, Config, Mixer, MixerWeights, ModelWeights, RopeTables, ShortConvWeights,
+};
 use crate::{Error, Result};
 use matmul::matmul;
 
@@ -388,7 +390,14 @@ impl CpuModel {
                 MixerWeights::Attention(aw) => aw,
                 MixerWeights::ShortConv(cw) => {
                     self.short_conv(l, cw, &h, &mut segs, &mut proj)?;
-                    self.residual_and_ffn(l, &mut x, &mut h, &mut proj, &mut gate_buf, &mut up_buf)?;
+                    self.residual_and_ffn(
+                        l,
+                        &mut x,
+                        &mut h,
+                        &mut proj,
+                        &mut gate_buf,
+                        &mut up_buf,
+                    )?;
                     continue;
                 }
             };

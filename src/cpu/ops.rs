@@ -25,7 +25,14 @@ pub fn softcap(x: &mut [f32], cap: f32) {
 /// `y = c · (Σ_j state[j]·w[j] + bx·w[L−1])` over the channel's L taps `w` (`kernel[i·L..]`,
 /// the first meeting the oldest input; ggml's `ssm_conv`, summed in that order), and the state
 /// (the last L−1 values of bx, oldest row first, n each) moves on by one.
-pub fn short_conv_step(state: &mut [f32], kernel: &[f32], b: &[f32], c: &[f32], x: &[f32], y: &mut [f32]) {
+pub fn short_conv_step(
+    state: &mut [f32],
+    kernel: &[f32],
+    b: &[f32],
+    c: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+) {
     let n = b.len();
     let rows = state.len() / n;
     let taps = rows + 1;

@@ -45,7 +45,8 @@ mod weights;
 
 pub use rope::{rope_inv_freq, RopeTables};
 pub use weights::{
-    load_weights, AttentionWeights, MixerWeights, ShortConvWeights, CpuSink, LayerWeights, MatrixSink, ModelWeights, QMatrix, TensorSlice,
+    load_weights, AttentionWeights, CpuSink, LayerWeights, MatrixSink, MixerWeights, ModelWeights,
+    QMatrix, ShortConvWeights, TensorSlice,
 };
 
 use crate::gguf::GgufHeader;
