@@ -244,14 +244,6 @@ impl Engine {
                 Self::assemble(header, LoadedModel::Cpu(Box::new(model)), None, opts.n_ctx)
             }
             Backend::Gpu => {
-                // What the GPU forward pass lacks, by name, before a device starts; under
-                // `auto` (vet_gpu) a `gpu` error, on which the browser falls back to the CPU.
-                if let Some(gap) = cfg.gpu_unsupported() {
-                    return Err(match opts.vet_gpu {
-                        true => crate::gpu::GpuError::Unsuitable(gap).into(),
-                        false => Error::UnsupportedModel(gap),
-                    });
-                }
                 let n_ctx = context_size(&cfg, opts.n_ctx)?;
                 let ctx = GpuContext::new().await?;
                 let adapter = ctx.describe();
@@ -652,6 +644,9 @@ impl Engine {
                 cached = c.resume_point(cached);
             }
         }
+        if let LoadedModel::Gpu(m) = &self.model {
+            cached = m.resume_point(cached);
+        }
         session.ids.truncate(cached);
         let cache = &mut session.cpu;
         let fresh = &prompt[cached..];
@@ -682,9 +677,24 @@ impl Engine {
         if let (Some(mask), LoadedModel::Gpu(m)) = (first_mask, &mut self.model) {
             m.set_token_mask(Some(mask))?;
         }
+        // On the GPU, a recurrent state is checkpointed before the prompt's last token (as on
+        // the CPU, below): the rest of the prompt runs first.
+        let (mut gpu_tokens, mut gpu_pos) = (fresh, cached);
+        if let LoadedModel::Gpu(m) = &mut self.model {
+            if m.has_recurrent() {
+                let (head, last) = fresh.split_at(fresh.len() - 1);
+                if head.is_empty() {
+                    m.rewind(cached)?;
+                } else {
+                    m.run(head, cached)?;
+                }
+                m.checkpoint();
+                (gpu_tokens, gpu_pos) = (last, cached + head.len());
+            }
+        }
         let mut next = match &mut self.model {
             // On the GPU the first token is taken there too: 4 bytes come back, not the logits.
-            LoadedModel::Gpu(m) if greedy => m.forward_argmax(fresh, cached).await?,
+            LoadedModel::Gpu(m) if greedy => m.forward_argmax(gpu_tokens, gpu_pos).await?,
             LoadedModel::Gpu(m) => {
                 let u = if c.temperature > 0.0 {
                     sampler.next_uniform()
@@ -692,7 +702,7 @@ impl Engine {
                     0.0
                 };
                 let s = crate::gpu::GpuSampling::new(c, u);
-                m.forward_sample(fresh, cached, &s, &history).await?
+                m.forward_sample(gpu_tokens, gpu_pos, &s, &history).await?
             }
             LoadedModel::Cpu(_) => {
                 // A recurrent state is checkpointed before the prompt's last token: the next

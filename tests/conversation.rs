@@ -209,6 +209,13 @@ fn cpu_hybrid_multi_turn_greedy_with_reuse_equals_fresh() {
 }
 
 #[test]
+fn gpu_hybrid_multi_turn_greedy_with_reuse_equals_fresh() {
+    let lfm2 = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/zoo/tiny-lfm2.gguf");
+    let counts = check_conversation(lfm2, Backend::Gpu, 6, &mut token_script());
+    assert!(counts[1].0 > 0, "the second turn reused nothing: {counts:?}");
+}
+
+#[test]
 fn gpu_multi_turn_greedy_with_reuse_equals_fresh() {
     check_conversation(TINY, Backend::Gpu, 6, &mut token_script());
 }

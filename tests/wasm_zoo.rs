@@ -1,6 +1,6 @@
 //! The model zoo compiled to wasm32, in headless Chromium: the same checks as tests/zoo.rs
 //! (logits within llama.cpp's noise, ≥ 8 greedy tokens per prompt, prefill = decode) on the
-//! tiny family models, whose files and goldens are compiled in, on the CPU (SIMD128) and on
+//! tiny family models (lfm2, a hybrid, included), whose files and goldens are compiled in, on the CPU (SIMD128) and on
 //! WebGPU (SwiftShader: the f32 paths, workgroup reductions).
 //!
 //! Run: `make wasm-test` (wasm-bindgen-test-runner with chromedriver; see webdriver.json).
@@ -84,3 +84,4 @@ family!(
     gpu_granite_matches_llama_cpp,
     "granite"
 );
+family!(lfm2_matches_llama_cpp, gpu_lfm2_matches_llama_cpp, "lfm2");

@@ -205,18 +205,43 @@ fn gpu_granite_matches_llama_cpp() {
     run_family_gpu("granite");
 }
 
-/// What the GPU forward pass lacks (LFM2's short convolutions) is refused before any upload,
-/// with the architecture and the feature named.
 #[test]
-fn gpu_refuses_lfm2_by_name() {
+fn gpu_lfm2_matches_llama_cpp() {
+    run_family_gpu("lfm2");
+}
+
+/// On the GPU too, LFM2's recurrent state resumes only where it stands or from a checkpoint
+/// (device copies), and a restored checkpoint continues exactly as an unbroken run.
+#[test]
+fn gpu_lfm2_checkpoints_restore_the_recurrent_state_exactly() {
     let src = FileSource::open(fixture("lfm2")).unwrap();
-    let e = wasm_chord::gpu::GpuModel::load(gpu_context(), &src, 64)
-        .err()
-        .expect("lfm2 must be refused on the GPU");
-    let msg = e.to_string();
-    assert_eq!(e.code(), "unsupported_model", "{msg}");
-    assert!(
-        msg.contains("lfm2") && msg.contains("short-convolution"),
-        "{msg}"
-    );
+    let mut gpu = wasm_chord::gpu::GpuModel::load(gpu_context(), &src, 64).unwrap();
+    assert!(gpu.has_recurrent());
+    let case = &family_cases("lfm2")[1];
+    let (prompt, more) = (&case.prompt, &case.ids[..6]);
+    let p = prompt.len();
+    let fwd = |g: &mut wasm_chord::gpu::GpuModel, t: &[u32], at: usize| {
+        pollster::block_on(g.forward(t, at))
+    };
+    fwd(&mut gpu, prompt, 0).unwrap();
+    gpu.checkpoint();
+    let mut unbroken = vec![];
+    for (i, &t) in more.iter().enumerate() {
+        unbroken.push(fwd(&mut gpu, &[t], p + i).unwrap());
+    }
+    assert_eq!(gpu.resume_point(p + more.len()), p + more.len());
+    assert_eq!(gpu.resume_point(p + 3), p);
+    let e = fwd(&mut gpu, &[more[3]], p + 3).unwrap_err();
+    assert!(e.to_string().contains("no checkpoint at"), "{e}");
+    for (i, &t) in more.iter().enumerate() {
+        let again = fwd(&mut gpu, &[t], p + i).unwrap();
+        assert_eq!(
+            again, unbroken[i],
+            "step {i} after restoring the checkpoint"
+        );
+    }
+    assert_eq!(gpu.resume_point(p - 1), 0);
+    let fresh = fwd(&mut gpu, prompt, 0).unwrap();
+    let mut other = wasm_chord::gpu::GpuModel::load(gpu_context(), &src, 64).unwrap();
+    assert_eq!(fresh, fwd(&mut other, prompt, 0).unwrap());
 }

@@ -65,6 +65,7 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ),
     ("softmax.wgsl", include_str!("shaders/softmax.wgsl")),
     ("softcap.wgsl", include_str!("shaders/softcap.wgsl")),
+    ("short_conv.wgsl", include_str!("shaders/short_conv.wgsl")),
     ("gate.wgsl", include_str!("shaders/gate.wgsl")),
     ("add.wgsl", include_str!("shaders/add.wgsl")),
     ("argmax.wgsl", include_str!("shaders/argmax.wgsl")),
@@ -292,6 +293,8 @@ pub enum Shader {
     Softmax,
     /// The final logit soft-cap (Gemma 4).
     Softcap,
+    /// LFM2's short convolution with its recurrent state, over a step's tokens.
+    ShortConv,
     Gate,
     Add,
     Argmax,
@@ -360,6 +363,7 @@ impl Shader {
             Shader::AttentionCombine => "attention_combine",
             Shader::Softmax => "softmax",
             Shader::Softcap => "softcap",
+            Shader::ShortConv => "short_conv",
             Shader::Gate => "gate",
             Shader::Add => "add",
             Shader::Argmax => "argmax",
@@ -470,6 +474,7 @@ impl Shader {
             Shader::AttentionSplit => &[Read, Read, Read, ReadWrite, Uniform],
             Shader::AttentionCombine => &[Read, ReadWrite, Uniform],
             Shader::Softmax | Shader::Softcap => &[ReadWrite, Uniform],
+            Shader::ShortConv => &[Read, Read, ReadWrite, ReadWrite, Uniform, Uniform],
             Shader::Gate | Shader::Add => &[ReadWrite, Read, Uniform],
             Shader::Argmax | Shader::Sample => &[Read, ReadWrite, Uniform],
             Shader::Penalties | Shader::TokenMask => &[ReadWrite, Read, Uniform],
@@ -484,7 +489,7 @@ impl Shader {
     }
 
     /// The kernels that read no weight format (norms, RoPE, attention, sampling, masks, KV).
-    pub const FORMAT_FREE: [Shader; 14] = [
+    pub const FORMAT_FREE: [Shader; 15] = [
         Shader::RmsNorm,
         Shader::Rope,
         Shader::Attention,
@@ -492,6 +497,7 @@ impl Shader {
         Shader::AttentionCombine,
         Shader::Softmax,
         Shader::Softcap,
+        Shader::ShortConv,
         Shader::Gate,
         Shader::Add,
         Shader::Argmax,

@@ -86,3 +86,13 @@ pub struct SoftcapParams {
     pub n: u32,
     pub cap: f32,
 }
+
+/// short_conv.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct ShortConvParams {
+    /// Channels (n_embd).
+    pub n: u32,
+    /// Taps (L).
+    pub taps: u32,
+}

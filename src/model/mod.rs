@@ -654,17 +654,6 @@ impl Config {
         self.layers.iter().any(|l| l.mixer != Mixer::Attention)
     }
 
-    /// The features of this model the GPU backend does not run yet, if any.
-    pub fn gpu_unsupported(&self) -> Option<String> {
-        self.has_recurrent().then(|| {
-            format!(
-                "{} on the GPU backend: short-convolution layers are not implemented yet; use \
-                 the CPU backend",
-                self.arch.name()
-            )
-        })
-    }
-
     /// Q heads per KV head.
     pub fn group(&self) -> usize {
         self.n_head / self.n_head_kv

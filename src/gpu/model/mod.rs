@@ -24,13 +24,15 @@
 //! (recorded dispatches, matrix-product dispatch lists, encoding), [`fused`] (the fused decode
 //! kernels' dispatches), `record` (building a model: buffers and the recorded dispatches),
 //! `step` (one submission), `kv` (the KV cache's contents out and in, for saved sessions),
-//! `loading` (weights uploaded or streamed from a GGUF source).
+//! `loading` (weights uploaded or streamed from a GGUF source), `recurrent` (a hybrid's
+//! recurrent state and its checkpoints).
 
 mod dispatch;
 pub mod fused;
 mod kv;
 mod loading;
 mod record;
+mod recurrent;
 mod sampling;
 mod step;
 
@@ -71,24 +73,26 @@ pub struct StepStats {
 /// Activation buffers (f32) of up to `max_batch` tokens, token-major: each row as listed, for
 /// the widest layer.
 struct Acts {
-    x: wgpu::Buffer,      // (n_embd) residual stream
-    h: wgpu::Buffer,      // (n_embd) normed input of a block
-    q_raw: wgpu::Buffer,  // (n_head·head_dim) before the Q norm (Gemma 3/4, Qwen3)
-    k_raw: wgpu::Buffer,  // (n_head_kv·head_dim) before the K norm
-    v_raw: wgpu::Buffer,  // (n_head_kv·head_dim_v) before the V norm (Gemma 4)
-    q: wgpu::Buffer,      // (n_head·head_dim)
-    k: wgpu::Buffer,      // (n_head_kv·head_dim)
-    v: wgpu::Buffer,      // (n_head_kv·head_dim_v)
-    att: wgpu::Buffer,    // (n_head·head_dim_v)
-    proj: wgpu::Buffer,   // (n_embd) output of a block
-    proj_n: wgpu::Buffer, // (n_embd) after a post-norm
-    gate: wgpu::Buffer,   // (n_ff)
-    up: wgpu::Buffer,     // (n_ff)
-    scores: wgpu::Buffer, // (n_head, n_ctx)
-    part: wgpu::Buffer,   // (n_head, n_split, 2 + head_dim_v) split-K partials
-    last: wgpu::Buffer,   // (n_embd) the residual stream of the batch's last token (1 row)
-    logits: wgpu::Buffer, // (n_vocab) (1 row)
-    token: wgpu::Buffer,  // (1) argmax
+    x: wgpu::Buffer,        // (n_embd) residual stream
+    h: wgpu::Buffer,        // (n_embd) normed input of a block
+    q_raw: wgpu::Buffer,    // (n_head·head_dim) before the Q norm (Gemma 3/4, Qwen3)
+    k_raw: wgpu::Buffer,    // (n_head_kv·head_dim) before the K norm
+    v_raw: wgpu::Buffer,    // (n_head_kv·head_dim_v) before the V norm (Gemma 4)
+    q: wgpu::Buffer,        // (n_head·head_dim)
+    k: wgpu::Buffer,        // (n_head_kv·head_dim)
+    v: wgpu::Buffer,        // (n_head_kv·head_dim_v)
+    att: wgpu::Buffer,      // (n_head·head_dim_v)
+    proj: wgpu::Buffer,     // (n_embd) output of a block
+    proj_n: wgpu::Buffer,   // (n_embd) after a post-norm
+    gate: wgpu::Buffer,     // (n_ff)
+    up: wgpu::Buffer,       // (n_ff)
+    scores: wgpu::Buffer,   // (n_head, n_ctx)
+    part: wgpu::Buffer,     // (n_head, n_split, 2 + head_dim_v) split-K partials
+    conv_in: wgpu::Buffer,  // (3·n_embd) LFM2's in_proj output: B, C, x
+    conv_out: wgpu::Buffer, // (n_embd) its short convolution's output
+    last: wgpu::Buffer,     // (n_embd) the residual stream of the batch's last token (1 row)
+    logits: wgpu::Buffer,   // (n_vocab) (1 row)
+    token: wgpu::Buffer,    // (1) argmax
 }
 
 /// A model on the GPU, ready to decode.
@@ -140,6 +144,12 @@ pub struct GpuModel {
     kv_cache: Vec<(wgpu::Buffer, wgpu::Buffer)>,
     /// Values per position of each layer's K and V cache.
     kv_widths: Vec<(usize, usize)>,
+    /// Each short-convolution layer's recurrent state (LFM2), in layer order.
+    conv_state: Vec<wgpu::Buffer>,
+    /// Positions the recurrent state has consumed.
+    recurrent_pos: usize,
+    /// Device copies of the recurrent state and their positions, oldest first.
+    checkpoints: Vec<(usize, Vec<wgpu::Buffer>)>,
     stage_logits: wgpu::Buffer,
     stage_token: wgpu::Buffer,
     /// Weights, caches and parameter buffers the bind groups refer to.
@@ -161,9 +171,6 @@ impl GpuModel {
     /// positions. Fails with a typed error when a tensor type has no kernel or a buffer cannot
     /// fit the device's limits.
     pub fn new(ctx: GpuContext, cfg: Config, w: &ModelWeights, n_ctx: usize) -> Result<GpuModel> {
-        if let Some(gap) = cfg.gpu_unsupported() {
-            return Err(Error::UnsupportedModel(gap));
-        }
         let gw = loading::upload(&ctx, w)?;
         GpuModel::build(ctx, cfg, gw, n_ctx)
     }
@@ -181,8 +188,7 @@ impl GpuModel {
     }
 
     /// [`GpuModel::load`] with the header and description already parsed (once, by the
-    /// engine). Refuses, naming them, the model features the GPU forward pass lacks, before any
-    /// upload.
+    /// engine).
     pub fn load_parsed(
         ctx: GpuContext,
         header: &crate::gguf::GgufHeader,
@@ -190,9 +196,6 @@ impl GpuModel {
         src: &dyn crate::source::ByteSource,
         n_ctx: usize,
     ) -> Result<GpuModel> {
-        if let Some(gap) = cfg.gpu_unsupported() {
-            return Err(Error::UnsupportedModel(gap));
-        }
         let gw = loading::stream(&ctx, header, src, &mut cfg)?;
         GpuModel::build(ctx, cfg, gw, n_ctx)
     }
@@ -225,6 +228,8 @@ impl GpuModel {
     /// `readback`.
     fn run_batches(&mut self, tokens: &[u32], pos: usize, readback: Readback) -> Result<()> {
         self.check_span(pos, tokens.len())?;
+        // A recurrent state goes on from where it stands, or from a checkpoint.
+        self.rewind(pos)?;
         let n_batches = tokens.len().div_ceil(self.max_batch);
         for (i, batch) in tokens.chunks(self.max_batch).enumerate() {
             let rb = if i + 1 == n_batches {
@@ -234,7 +239,17 @@ impl GpuModel {
             };
             self.step(batch, pos + i * self.max_batch, rb)?;
         }
+        self.recurrent_pos = pos + tokens.len();
         Ok(())
+    }
+
+    /// Run `tokens` at positions `pos..pos + n` without reading anything back (a prompt's
+    /// tokens before its last, e.g. to checkpoint a recurrent state there).
+    pub fn run(&mut self, tokens: &[u32], pos: usize) -> Result<()> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        self.run_batches(tokens, pos, Readback::None)
     }
 
     /// Run at most `n` (≥ 1, ≤ the allocated batch) tokens per submission; 1 is the

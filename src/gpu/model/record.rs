@@ -3,14 +3,14 @@
 
 use super::super::kernels::{groups_2d, PipelineKey, Shader, SPLIT_CHUNK};
 use super::super::uniforms::{
-    AddParams, AttentionParams, RmsNormParams, RopeParams, SoftcapParams,
+    AddParams, AttentionParams, RmsNormParams, RopeParams, ShortConvParams, SoftcapParams,
 };
 use super::super::{GpuContext, GpuMatrix};
 use super::dispatch::{make_dispatch, matmat_dispatches, matvec_dispatches, Batch, Dispatch, When};
 use super::fused::{self, FusedEnds, QkvBuffers, QkvShape, QKV_CS_FLOATS};
 use super::loading::GpuWeights;
 use super::{Acts, GpuModel, MAX_BATCH, SPLIT_ATTENTION_FROM};
-use crate::model::{Activation, Config, LayerSpec, MixerWeights, RopeTables};
+use crate::model::{Activation, Config, LayerSpec, MixerWeights, RopeTables, ShortConvWeights};
 use crate::Result;
 
 /// Records the dispatches of a step while the model is built.
@@ -204,6 +204,83 @@ impl Recorder<'_> {
     }
 }
 
+impl Recorder<'_> {
+    /// LFM2's short-convolution block into the residual stream: RMSNorm, in_proj to B, C, x
+    /// (`a.conv_in`), short_conv.wgsl over the step's tokens with the layer's `state`
+    /// (`a.conv_out`), out_proj, and the residual add (fused into out_proj for a decode step).
+    fn short_conv(
+        &mut self,
+        a: &Acts,
+        norm: &[f32],
+        cw: &ShortConvWeights<GpuMatrix>,
+        state: &wgpu::Buffer,
+        post_norm: Option<&[f32]>,
+    ) -> Result<()> {
+        let c = self.cfg;
+        let e = c.n_embd;
+        self.rmsnorm(&a.x, Some(norm), &a.h, e, 1)?;
+        self.matvec(&cw.in_proj, &a.h, &a.conv_in)?;
+        let taps = self.vector("short conv taps", &cw.kernel);
+        let p = ShortConvParams {
+            n: e as u32,
+            taps: c.shortconv_l_cache as u32,
+        };
+        let p = self.uniform("short_conv", &p);
+        let step = self.step_params.clone();
+        let bufs = [&a.conv_in, &taps, state, &a.conv_out, &p, &step];
+        let key = PipelineKey::new(Shader::ShortConv);
+        let mut d = make_dispatch(self.ctx, key, &bufs, [e.div_ceil(64) as u32, 1, 1])?;
+        // One dispatch walks all the step's tokens.
+        d.tile = u32::MAX;
+        self.dispatches.push(d);
+        let seg = self.dispatches.len();
+        self.matvec(&cw.out_proj, &a.conv_out, &a.proj)?;
+        let w = (&cw.out_proj, &a.conv_out);
+        self.residual(seg, w, &a.proj, &a.proj_n, &a.x, post_norm, None)
+    }
+
+    /// The feed-forward block into the residual stream: RMSNorm + gate and up + activation in
+    /// one dispatch for a decode step, then the down projection with the residual add.
+    fn feed_forward(
+        &mut self,
+        a: &Acts,
+        ls: &LayerSpec,
+        ffn_norm: &[f32],
+        [wg, wu, wd]: [&GpuMatrix; 3],
+        post_norm: Option<&[f32]>,
+        out_scale: Option<f32>,
+    ) -> Result<()> {
+        let c = self.cfg;
+        let e = c.n_embd;
+        let seg = self.dispatches.len();
+        self.rmsnorm(&a.x, Some(ffn_norm), &a.h, e, 1)?;
+        self.matvec(wg, &a.h, &a.gate)?;
+        self.matvec(wu, &a.h, &a.up)?;
+        let act = match c.activation {
+            Activation::Silu => 0,
+            Activation::GeluTanh => 1,
+        };
+        let p = self.params("gate", &[ls.n_ff as u32]);
+        self.dispatch(
+            PipelineKey {
+                act,
+                ..PipelineKey::new(Shader::Gate)
+            },
+            &[&a.gate, &a.up, &p],
+            [ls.n_ff.div_ceil(64) as u32, 1, 1],
+        )?;
+        if fused::glu_fusable(wg, wu) {
+            let wt = self.vector("ffn_norm", ffn_norm);
+            let d = fused::glu_dispatch(self.ctx, wg, wu, &a.x, &wt, &a.gate, act, c.rms_eps)?;
+            self.fuse_from(seg, vec![d]);
+        }
+        let seg = self.dispatches.len();
+        self.matvec(wd, &a.gate, &a.proj)?;
+        let w = (wd, &a.gate);
+        self.residual(seg, w, &a.proj, &a.proj_n, &a.x, post_norm, out_scale)
+    }
+}
+
 /// The rotary tables of a step, packed for rope.wgsl: each distinct table of the model's layers
 /// (the global and the sliding-window one, in practice) once, one after another in a token's
 /// row of [cos, sin] pairs.
@@ -305,6 +382,11 @@ impl GpuModel {
             up: b("up", n_ff),
             scores: b("scores", c.n_head * n_ctx),
             part: b("split-K partials", c.n_head * n_split * (2 + hdv)),
+            conv_in: b(
+                "short conv B, C, x",
+                if c.has_recurrent() { 3 * e } else { 0 },
+            ),
+            conv_out: b("short conv y", if c.has_recurrent() { e } else { 0 }),
             last: f("last", e),
             logits: f("logits", c.n_vocab),
             token: f("token", 1),
@@ -333,23 +415,37 @@ impl GpuModel {
         let mut attn_params: Vec<(AttentionParams, wgpu::Buffer)> = Vec::new();
         let mut keep = Vec::new();
         let mut kv_widths = Vec::with_capacity(layers.len());
+        let mut conv_state = Vec::new();
         let a = &acts;
         let mut kv_cache = Vec::with_capacity(layers.len());
         for (l, lw) in layers.into_iter().enumerate() {
             let ls = &c.layers[l];
             let (hd, q_dim, kv_dim, v_dim) =
                 (ls.head_dim, ls.q_dim(c.n_head), ls.kv_dim(), ls.v_dim());
-            let MixerWeights::Attention(aw) = lw.mixer else {
-                return Err(crate::Error::UnsupportedModel(
-                    c.gpu_unsupported().unwrap_or_default(),
-                ));
-            };
-            let (wq, wk, wv, wo) = (aw.wq, aw.wk, aw.wv, aw.wo);
             let (wg, wu, wd) = (lw.w_gate, lw.w_up, lw.w_down);
             // f32 words: one value each, or two f16.
             let words = |n: usize| if ctx.kv_f16 { n.div_ceil(2) } else { n };
             let kc = f(&format!("blk.{l} K cache"), words(n_ctx * kv_dim));
             let vc = f(&format!("blk.{l} V cache"), words(n_ctx * v_dim));
+            let aw = match lw.mixer {
+                MixerWeights::Attention(aw) => aw,
+                // LFM2: the short convolution and its state, then the same FFN.
+                MixerWeights::ShortConv(cw) => {
+                    let rows = c.shortconv_l_cache.saturating_sub(1);
+                    let state = f(&format!("blk.{l} conv state"), rows * e);
+                    let post = lw.post_attn_norm.as_deref();
+                    rec.short_conv(a, &lw.attn_norm, &cw, &state, post)?;
+                    let post = lw.post_ffn_norm.as_deref();
+                    rec.feed_forward(a, ls, &lw.ffn_norm, [&wg, &wu, &wd], post, lw.out_scale)?;
+                    keep.extend([cw.in_proj, cw.out_proj, wg, wu, wd]);
+                    conv_state.push(state.clone());
+                    kv_cache.push((kc.clone(), vc.clone()));
+                    kv_widths.push((0, 0));
+                    rec.buffers.extend([kc, vc, state]);
+                    continue;
+                }
+            };
+            let (wq, wk, wv, wo) = (aw.wq, aw.wk, aw.wv, aw.wo);
 
             // Attention block. Decode steps run the fused kernels where the layer allows
             // (`fuse_from`): RMSNorm + Q/K/V + biases + RoPE + KV store in one dispatch.
@@ -479,42 +575,9 @@ impl GpuModel {
             let post = lw.post_attn_norm.as_deref();
             rec.residual(seg, (&wo, &a.att), &a.proj, &a.proj_n, &a.x, post, None)?;
 
-            // Feed-forward block: RMSNorm + gate and up + activation in one dispatch for a
-            // decode step, then the down projection with the residual add.
-            let seg = rec.dispatches.len();
-            rec.rmsnorm(&a.x, Some(&lw.ffn_norm), &a.h, e, 1)?;
-            rec.matvec(&wg, &a.h, &a.gate)?;
-            rec.matvec(&wu, &a.h, &a.up)?;
-            let act = match c.activation {
-                Activation::Silu => 0,
-                Activation::GeluTanh => 1,
-            };
-            let p = rec.params("gate", &[ls.n_ff as u32]);
-            rec.dispatch(
-                PipelineKey {
-                    act,
-                    ..PipelineKey::new(Shader::Gate)
-                },
-                &[&a.gate, &a.up, &p],
-                [ls.n_ff.div_ceil(64) as u32, 1, 1],
-            )?;
-            if fused::glu_fusable(&wg, &wu) {
-                let wt = rec.vector("ffn_norm", &lw.ffn_norm);
-                let d = fused::glu_dispatch(&ctx, &wg, &wu, &a.x, &wt, &a.gate, act, c.rms_eps)?;
-                rec.fuse_from(seg, vec![d]);
-            }
-            let seg = rec.dispatches.len();
-            rec.matvec(&wd, &a.gate, &a.proj)?;
+            let ffn = [&wg, &wu, &wd];
             let post = lw.post_ffn_norm.as_deref();
-            rec.residual(
-                seg,
-                (&wd, &a.gate),
-                &a.proj,
-                &a.proj_n,
-                &a.x,
-                post,
-                lw.out_scale,
-            )?;
+            rec.feed_forward(a, ls, &lw.ffn_norm, ffn, post, lw.out_scale)?;
             keep.extend([wq, wk, wv, wo, wg, wu, wd]);
             kv_cache.push((kc.clone(), vc.clone()));
             kv_widths.push((kv_dim, v_dim));
@@ -623,6 +686,9 @@ impl GpuModel {
             stage_token,
             kv_cache,
             kv_widths,
+            conv_state,
+            recurrent_pos: 0,
+            checkpoints: Vec::new(),
             _keep: keep,
             tied,
             _buffers: buffers,
