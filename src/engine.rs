@@ -244,6 +244,14 @@ impl Engine {
                 Self::assemble(header, LoadedModel::Cpu(Box::new(model)), None, opts.n_ctx)
             }
             Backend::Gpu => {
+                // What the GPU forward pass lacks, by name, before a device starts; under
+                // `auto` (vet_gpu) a `gpu` error, on which the browser falls back to the CPU.
+                if let Some(gap) = cfg.gpu_unsupported() {
+                    return Err(match opts.vet_gpu {
+                        true => crate::gpu::GpuError::Unsuitable(gap).into(),
+                        false => Error::UnsupportedModel(gap),
+                    });
+                }
                 let n_ctx = context_size(&cfg, opts.n_ctx)?;
                 let ctx = GpuContext::new().await?;
                 let adapter = ctx.describe();

@@ -265,6 +265,7 @@ fn forward_batch_equals_forward_per_sequence() {
             &[5, 2, 8][..],
             false,
         ),
+        (zoo("tiny-qwen35.gguf"), &[Kernel::Fast], &[3, 6][..], false),
     ];
     for (path, kernels, lens, quantized) in cases {
         let src = FileSource::open(path.to_str().unwrap()).unwrap();

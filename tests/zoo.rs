@@ -76,15 +76,20 @@ fn lfm2_matches_llama_cpp() {
     run_family("lfm2");
 }
 
-/// LFM2's short-convolution state cannot be rewound token by token: a cache goes on from where
-/// it stands or from a checkpoint, and a restored checkpoint continues exactly as an unbroken
-/// run; a position with neither is an error, not a wrong answer.
 #[test]
-fn lfm2_checkpoints_restore_the_recurrent_state_exactly() {
-    let src = FileSource::open(fixture("lfm2")).unwrap();
+fn qwen35_matches_llama_cpp() {
+    run_family("qwen35");
+}
+
+/// A hybrid's recurrent state (LFM2's short convolutions, Qwen3.5's delta-net) cannot be
+/// rewound token by token: a cache goes on from where it stands or from a checkpoint, and a
+/// restored checkpoint continues exactly as an unbroken run; a position with neither is an
+/// error, not a wrong answer.
+fn checkpoints_restore_exactly(family: &str) {
+    let src = FileSource::open(fixture(family)).unwrap();
     let (_, m) = CpuModel::load(&src, Kernel::Fast).unwrap();
     assert!(m.cfg.has_recurrent());
-    let case = &family_cases("lfm2")[1];
+    let case = &family_cases(family)[1];
     let (prompt, more) = (&case.prompt, &case.ids[..6]);
     let p = prompt.len();
     // Unbroken: the prompt, then the continuation token by token.
@@ -105,7 +110,7 @@ fn lfm2_checkpoints_restore_the_recurrent_state_exactly() {
         let again = m.forward(&[t], p + i, &mut cache).unwrap();
         assert_eq!(
             again, unbroken[i],
-            "step {i} after restoring the checkpoint"
+            "{family}: step {i} after restoring the checkpoint"
         );
     }
     // Position 0 is always a resume point (a zero state): a fresh prefill agrees.
@@ -113,6 +118,16 @@ fn lfm2_checkpoints_restore_the_recurrent_state_exactly() {
     let fresh = m.forward(prompt, 0, &mut cache).unwrap();
     let first = m.forward(prompt, 0, &mut KvCache::new(&m.cfg, 64)).unwrap();
     assert_eq!(fresh, first);
+}
+
+#[test]
+fn lfm2_checkpoints_restore_the_recurrent_state_exactly() {
+    checkpoints_restore_exactly("lfm2");
+}
+
+#[test]
+fn qwen35_checkpoints_restore_the_recurrent_state_exactly() {
+    checkpoints_restore_exactly("qwen35");
 }
 
 #[test]
@@ -203,6 +218,30 @@ fn gpu_gemma4_matches_llama_cpp() {
 #[test]
 fn gpu_granite_matches_llama_cpp() {
     run_family_gpu("granite");
+}
+
+/// What the GPU forward pass lacks (Qwen3.5's gated delta-net) is refused before any upload,
+/// with the architecture and the feature named; the engine under `auto` (vetting the GPU)
+/// says it as a `gpu` error, on which the browser falls back to the CPU.
+#[test]
+fn gpu_refuses_qwen35_by_name() {
+    let src = FileSource::open(fixture("qwen35")).unwrap();
+    let e = wasm_chord::gpu::GpuModel::load(gpu_context(), &src, 64)
+        .err()
+        .expect("qwen35 must be refused on the GPU");
+    let msg = e.to_string();
+    assert_eq!(e.code(), "unsupported_model", "{msg}");
+    assert!(msg.contains("qwen35") && msg.contains("delta-net"), "{msg}");
+    for (vet, code) in [(false, "unsupported_model"), (true, "gpu")] {
+        let opts = wasm_chord::engine::LoadOptions {
+            backend: wasm_chord::engine::Backend::Gpu,
+            vet_gpu: vet,
+            ..Default::default()
+        };
+        let e = wasm_chord::engine::Engine::load(&src, &opts).err().unwrap();
+        assert_eq!(e.code(), code, "vet_gpu {vet}: {e}");
+        assert!(e.to_string().contains("delta-net"), "{e}");
+    }
 }
 
 #[test]

@@ -6,13 +6,15 @@
 
 pub mod attention;
 pub mod batch;
+pub mod delta_net;
 pub mod matmul;
 pub mod ops;
 
 pub use matmul::Kernel;
 
 use crate::model::{
-    Activation, Config, Mixer, MixerWeights, ModelWeights, RopeTables, ShortConvWeights,
+    Activation, Config, DeltaNetWeights, Mixer, MixerWeights, ModelWeights, RopeTables,
+    ShortConvWeights,
 };
 use crate::{Error, Result};
 use matmul::matmul;
@@ -82,13 +84,16 @@ impl KvCache {
         }
     }
 
-    /// A zero recurrent state per layer: (L−1)·n_embd for a short convolution, none else.
+    /// A zero recurrent state per layer: (L−1)·n_embd for a short convolution, the
+    /// convolution's inputs and an S×S matrix per value head for a delta-net, none else.
     fn recurrent_state(cfg: &Config) -> Vec<Vec<f32>> {
         let rows = cfg.shortconv_l_cache.saturating_sub(1);
+        let delta = cfg.delta_net.map_or(0, |d| d.state_len());
         cfg.layers
             .iter()
             .map(|l| match l.mixer {
                 Mixer::ShortConv => vec![0.0; rows * cfg.n_embd],
+                Mixer::DeltaNet => vec![0.0; delta],
                 Mixer::Attention => Vec::new(),
             })
             .collect()
@@ -400,8 +405,32 @@ impl CpuModel {
                     )?;
                     continue;
                 }
+                MixerWeights::DeltaNet(dw) => {
+                    self.delta_net(l, dw, &h, &mut segs, &mut proj)?;
+                    self.residual_and_ffn(
+                        l,
+                        &mut x,
+                        &mut h,
+                        &mut proj,
+                        &mut gate_buf,
+                        &mut up_buf,
+                    )?;
+                    continue;
+                }
             };
-            matmul(&aw.wq, &h, q, n, k)?;
+            // Qwen3.5's gated attention: each head's query, then its output gate.
+            let mut out_gate = Vec::new();
+            if c.attn_output_gate {
+                let mut qg = vec![0f32; n * 2 * q_dim];
+                matmul(&aw.wq, &h, &mut qg, n, k)?;
+                out_gate = vec![0f32; n * q_dim];
+                for (t, row) in qg.chunks_exact(2 * hd).enumerate() {
+                    q[t * hd..(t + 1) * hd].copy_from_slice(&row[..hd]);
+                    out_gate[t * hd..(t + 1) * hd].copy_from_slice(&row[hd..]);
+                }
+            } else {
+                matmul(&aw.wq, &h, q, n, k)?;
+            }
             matmul(&aw.wk, &h, kk, n, k)?;
             matmul(&aw.wv, &h, vv, n, k)?;
             for (buf, bias, dim) in [
@@ -468,6 +497,12 @@ impl CpuModel {
                 let (kc, vc) = (&s.cache.k[l], &s.cache.v[l]);
                 attention::attend_layer(&shape, qs, kc, vc, s.len, s.pos, reference, atts);
             });
+            if c.attn_output_gate {
+                // Head size of V = of Q on Qwen3.5, so the gate lines up with the output.
+                for (a, &g) in att.iter_mut().zip(&out_gate) {
+                    *a *= 1.0 / (1.0 + (-g).exp());
+                }
+            }
             matmul(&aw.wo, att, &mut proj, n, k)?;
             self.residual_and_ffn(l, &mut x, &mut h, &mut proj, &mut gate_buf, &mut up_buf)?;
         }
@@ -588,6 +623,7 @@ impl CpuModel {
         let mut bcx = vec![0f32; n * 3 * e];
         matmul(&cw.in_proj, h, &mut bcx, n, k)?;
         let mut y = vec![0f32; n * e];
+        let mut bx = vec![0f32; e];
         let mut t = 0;
         for s in segs.iter_mut() {
             let state = &mut s.cache.conv[l];
@@ -595,10 +631,67 @@ impl CpuModel {
                 let row = &bcx[t * 3 * e..(t + 1) * 3 * e];
                 let (b, rest) = row.split_at(e);
                 let (cg, xv) = rest.split_at(e);
-                ops::short_conv_step(state, &cw.kernel, b, cg, xv, &mut y[t * e..(t + 1) * e]);
+                let y_t = &mut y[t * e..(t + 1) * e];
+                ops::short_conv_step(state, &cw.kernel, (b, cg, xv), &mut bx, y_t);
                 t += 1;
             }
         }
         matmul(&cw.out_proj, &y, proj, n, k)
+    }
+
+    /// Qwen3.5's gated delta-net block of layer `l` over the normed input `h` (n, n_embd), into
+    /// `proj` (n, n_embd): the projections for all tokens at once, the recurrence
+    /// ([`delta_net::delta_net_step`]) token by token within each segment, then `ssm_out`.
+    fn delta_net(
+        &self,
+        l: usize,
+        dw: &DeltaNetWeights,
+        h: &[f32],
+        segs: &mut [&mut Segment<'_>],
+        proj: &mut [f32],
+    ) -> Result<()> {
+        let c = &self.cfg;
+        let Some(spec) = c.delta_net else {
+            return Err(Error::InvalidRequest(
+                "a delta-net layer without its shape".into(),
+            ));
+        };
+        let (e, k) = (c.n_embd, self.kernel);
+        let n = h.len() / e;
+        let (cd, vd, hv) = (spec.conv_dim(), spec.value_dim(), spec.v_heads);
+        let mut qkv = vec![0f32; n * cd];
+        let mut z = vec![0f32; n * vd];
+        let mut beta = vec![0f32; n * hv];
+        let mut alpha = vec![0f32; n * hv];
+        matmul(&dw.qkv, h, &mut qkv, n, k)?;
+        matmul(&dw.gate, h, &mut z, n, k)?;
+        matmul(&dw.beta, h, &mut beta, n, k)?;
+        matmul(&dw.alpha, h, &mut alpha, n, k)?;
+        let params = delta_net::DeltaParams {
+            spec,
+            conv: &dw.conv,
+            dt_bias: &dw.dt_bias,
+            a: &dw.a,
+            norm: &dw.norm,
+            eps: c.rms_eps,
+        };
+        let mut o = vec![0f32; n * vd];
+        let mut conv_out = vec![0f32; cd];
+        let mut t = 0;
+        for s in segs.iter_mut() {
+            let state = &mut s.cache.conv[l];
+            for _ in 0..s.len {
+                let inputs = delta_net::DeltaInputs {
+                    qkv: &qkv[t * cd..(t + 1) * cd],
+                    z: &z[t * vd..(t + 1) * vd],
+                    beta: &beta[t * hv..(t + 1) * hv],
+                    alpha: &alpha[t * hv..(t + 1) * hv],
+                };
+                let o_t = &mut o[t * vd..(t + 1) * vd];
+                delta_net::delta_net_step(&params, &inputs, state, &mut conv_out, o_t);
+                t += 1;
+            }
+        }
+        matmul(&dw.out, &o, proj, n, k)
     }
 }

@@ -39,14 +39,22 @@
 //!   first tap), C·(…), `shortconv.out_proj`; its state is the last `l_cache − 1` values of B·x
 //!   ([`crate::cpu::KvCache`]). The other layers are attention with Q/K RMSNorm and NeoX RoPE.
 //!   The final norm is `token_embd_norm`; the output is tied.
+//! - `qwen35` (`models/qwen35.cpp`, `models/delta-net-base.cpp`): a hybrid. A layer is a gated
+//!   delta-net ([`Mixer::DeltaNet`], see [`crate::cpu::delta_net`]) unless
+//!   `(il + 1) % full_attention_interval == 0` (default 4; `attention.recurrent_layers`
+//!   overrides). Its attention layers are gated: `attn_q` holds each head's query then its gate
+//!   (sigmoid(gate) multiplies the attention output), with Q/K RMSNorm and multi-section
+//!   rotary (IMROPE over `rope.dimension_sections`; for text the first three sections take the
+//!   position and the fourth position 0, so its pairs do not turn). `post_attention_norm` is
+//!   the norm before the FFN.
 
 mod rope;
 mod weights;
 
 pub use rope::{rope_inv_freq, RopeTables};
 pub use weights::{
-    load_weights, AttentionWeights, CpuSink, LayerWeights, MatrixSink, MixerWeights, ModelWeights,
-    QMatrix, ShortConvWeights, TensorSlice,
+    load_weights, AttentionWeights, CpuSink, DeltaNetWeights, LayerWeights, MatrixSink,
+    MixerWeights, ModelWeights, QMatrix, ShortConvWeights, TensorSlice,
 };
 
 use crate::gguf::GgufHeader;
@@ -73,11 +81,13 @@ pub enum Arch {
     Granite,
     /// LFM2: short-convolution layers between attention layers (see the module doc).
     Lfm2,
+    /// Qwen3.5: gated delta-net layers between gated attention layers (see the module doc).
+    Qwen35,
 }
 
 impl Arch {
     /// Every architecture the engine runs, by its GGUF name.
-    pub const ALL: [(&'static str, Arch); 9] = [
+    pub const ALL: [(&'static str, Arch); 10] = [
         ("llama", Arch::Llama),
         ("qwen2", Arch::Qwen2),
         ("qwen3", Arch::Qwen3),
@@ -87,6 +97,7 @@ impl Arch {
         ("gemma4", Arch::Gemma4),
         ("granite", Arch::Granite),
         ("lfm2", Arch::Lfm2),
+        ("qwen35", Arch::Qwen35),
     ];
 
     pub fn from_name(name: &str) -> Option<Arch> {
@@ -125,6 +136,41 @@ pub enum Mixer {
     /// LFM2's short causal convolution over the last `Config::shortconv_l_cache` positions
     /// (a recurrent state instead of a KV cache; no KV heads).
     ShortConv,
+    /// Qwen3.5's gated delta-net ([`Config::delta_net`]): a short convolution and an S×S state
+    /// per value head instead of a KV cache.
+    DeltaNet,
+}
+
+/// The shape of Qwen3.5's gated delta-net layers (`ssm.*` metadata).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeltaNetSpec {
+    /// Taps of the convolution over Q, K and V (`ssm.conv_kernel`).
+    pub conv_taps: usize,
+    /// Key and value head size S (`ssm.state_size`; `ssm.inner_size / ssm.time_step_rank`).
+    pub head_dim: usize,
+    /// Key heads (`ssm.group_count`).
+    pub k_heads: usize,
+    /// Value heads (`ssm.time_step_rank`), a multiple of the key heads: value head j reads key
+    /// head j mod k_heads.
+    pub v_heads: usize,
+}
+
+impl DeltaNetSpec {
+    pub fn key_dim(&self) -> usize {
+        self.k_heads * self.head_dim
+    }
+    pub fn value_dim(&self) -> usize {
+        self.v_heads * self.head_dim
+    }
+    /// Channels of the convolution: Q, K and V.
+    pub fn conv_dim(&self) -> usize {
+        2 * self.key_dim() + self.value_dim()
+    }
+    /// Floats of one layer's recurrent state: the convolution's last taps − 1 inputs, then an
+    /// S×S matrix per value head.
+    pub fn state_len(&self) -> usize {
+        (self.conv_taps - 1) * self.conv_dim() + self.v_heads * self.head_dim * self.head_dim
+    }
 }
 
 /// What differs from layer to layer.
@@ -215,6 +261,13 @@ pub struct Config {
     pub rope_factors_long: bool,
     /// Taps of the short convolutions (LFM2 `shortconv.l_cache`); 0 without such layers.
     pub shortconv_l_cache: usize,
+    /// Qwen3.5's delta-net layers' shape, when the model has them.
+    pub delta_net: Option<DeltaNetSpec>,
+    /// Qwen3.5's gated attention: `attn_q` holds each head's query then its output gate.
+    pub attn_output_gate: bool,
+    /// Multi-section rotary (`rope.dimension_sections`, IMROPE): the pairs of the fourth section
+    /// do not turn for text (see the module doc).
+    pub rope_sections: Option<[usize; 4]>,
 }
 
 fn count(h: &GgufHeader, v: u64, what: &str) -> Result<usize> {
@@ -253,6 +306,9 @@ fn per_layer_u64(h: &GgufHeader, suffix: &str, n_layer: usize) -> Result<Option<
         x.iter().map(|&x| u64::from(x)).collect()
     } else if let Some(x) = a.as_i32s() {
         x.iter().map(|&x| x.max(0) as u64).collect()
+    } else if let crate::gguf::Array::Bool(b) = a {
+        // Flags per layer (Qwen3.5's `attention.recurrent_layers`).
+        b.iter().map(|&x| u64::from(x)).collect()
     } else {
         return Err(bad("expected an array of integers".into()));
     };
@@ -316,9 +372,30 @@ impl Config {
             ))
         })?;
         let n_embd = count(h, h.embedding_length()?, "embedding_length")?;
-        let n_layer = count(h, h.block_count()?, "block_count")?;
+        let n_all = count(h, h.block_count()?, "block_count")?;
+        // Qwen3.5 GGUFs may append multi-token-prediction blocks (`nextn_predict_layers`) after
+        // the main stack: the engine runs the main stack only.
+        let nextn = match arch {
+            Arch::Qwen35 => h.arch_u64("nextn_predict_layers")?.unwrap_or(0),
+            _ => 0,
+        };
+        let n_layer = usize::try_from(nextn)
+            .ok()
+            .and_then(|x| n_all.checked_sub(x))
+            .filter(|&n| n > 0)
+            .ok_or_else(|| Error::Metadata {
+                key: format!("{name}.nextn_predict_layers"),
+                problem: format!("{nextn} of {n_all} blocks leaves no main layers"),
+            })?;
+        // Per-layer arrays cover every block; the main layers' values come first.
+        let layer_array = |suffix: &str| -> Result<Option<Vec<u64>>> {
+            Ok(per_layer_u64(h, suffix, n_all)?.map(|mut v| {
+                v.truncate(n_layer);
+                v
+            }))
+        };
         let n_head = count(h, h.head_count()?, "attention.head_count")?;
-        let kv_heads = match per_layer_u64(h, "attention.head_count_kv", n_layer)? {
+        let kv_heads = match layer_array("attention.head_count_kv")? {
             Some(v) => v,
             None => vec![n_head as u64; n_layer],
         };
@@ -365,7 +442,7 @@ impl Config {
             None => head_dim,
         };
         check_rot(n_rot, head_dim, "rope.dimension_count")?;
-        let n_ffs = match per_layer_u64(h, "feed_forward_length", n_layer)? {
+        let n_ffs = match layer_array("feed_forward_length")? {
             Some(v) => v,
             None => vec![h.feed_forward_length()?; n_layer],
         };
@@ -505,11 +582,24 @@ impl Config {
             Arch::Granite => granite_rope,
             _ => true,
         };
+        // Qwen3.5: delta-net layers, from `attention.recurrent_layers` or the interval.
+        let delta_layers: Vec<bool> = if arch == Arch::Qwen35 {
+            match layer_array("attention.recurrent_layers")? {
+                Some(v) => v.iter().map(|&r| r != 0).collect(),
+                None => {
+                    let every = h.arch_u64("full_attention_interval")?.unwrap_or(4).max(1);
+                    (0..n_layer as u64).map(|l| (l + 1) % every != 0).collect()
+                }
+            }
+        } else {
+            vec![false; n_layer]
+        };
         let layers = (0..n_layer)
             .map(|l| {
                 let swa = swa_layers[l];
                 let conv = kv_heads[l] == 0;
-                let rope = rope_on(l) && !conv;
+                let delta = delta_layers[l];
+                let rope = rope_on(l) && !conv && !delta;
                 let (hd, hdv, rot) = if swa && gemma4 {
                     (head_dim_swa, head_dim_swa, n_rot_swa)
                 } else {
@@ -518,10 +608,12 @@ impl Config {
                 LayerSpec {
                     mixer: if conv {
                         Mixer::ShortConv
+                    } else if delta {
+                        Mixer::DeltaNet
                     } else {
                         Mixer::Attention
                     },
-                    n_head_kv: kv_heads[l],
+                    n_head_kv: if delta { 0 } else { kv_heads[l] },
                     head_dim: hd,
                     head_dim_v: hdv,
                     n_ff: n_ffs[l],
@@ -568,6 +660,60 @@ impl Config {
             }
         } else {
             0
+        };
+        let delta_net = if delta_layers.iter().any(|&d| d) {
+            let get = |key: &str| -> Result<usize> {
+                let v = h.arch_u64(key)?.ok_or_else(|| Error::Metadata {
+                    key: format!("{name}.{key}"),
+                    problem: "missing (the model has delta-net layers)".into(),
+                })?;
+                count(h, v, key)
+            };
+            let spec = DeltaNetSpec {
+                conv_taps: get("ssm.conv_kernel")?,
+                head_dim: get("ssm.state_size")?,
+                k_heads: get("ssm.group_count")?,
+                v_heads: get("ssm.time_step_rank")?,
+            };
+            let inner = get("ssm.inner_size")?;
+            let bad = |key: &str, problem: String| Error::Metadata {
+                key: format!("{name}.{key}"),
+                problem,
+            };
+            if inner != spec.value_dim() {
+                return Err(bad(
+                    "ssm.inner_size",
+                    format!(
+                        "{inner} is not time_step_rank × state_size = {}",
+                        spec.value_dim()
+                    ),
+                ));
+            }
+            if !spec.v_heads.is_multiple_of(spec.k_heads) {
+                return Err(bad(
+                    "ssm.time_step_rank",
+                    format!(
+                        "{} value heads do not tile {} key heads",
+                        spec.v_heads, spec.k_heads
+                    ),
+                ));
+            }
+            if !(2..=64).contains(&spec.conv_taps) || spec.head_dim > 1024 {
+                return Err(bad(
+                    "ssm.conv_kernel",
+                    format!("{} taps, state size {}", spec.conv_taps, spec.head_dim),
+                ));
+            }
+            Some(spec)
+        } else {
+            None
+        };
+        let rope_sections = match arch {
+            Arch::Qwen35 => match per_layer_u64(h, "rope.dimension_sections", 4)? {
+                Some(v) => Some([v[0], v[1], v[2], v[3]].map(|x| x as usize)),
+                None => None,
+            },
+            _ => None,
         };
         let attention = |l: &&LayerSpec| l.mixer == Mixer::Attention;
         if !layers.iter().any(|l| attention(&l)) {
@@ -645,6 +791,9 @@ impl Config {
             rope_mscale,
             rope_factors_long: h.tensor("rope_factors_long.weight").is_some(),
             shortconv_l_cache,
+            delta_net,
+            attn_output_gate: arch == Arch::Qwen35,
+            rope_sections,
         })
     }
 
@@ -652,6 +801,17 @@ impl Config {
     /// [`crate::cpu::KvCache::resume_point`]).
     pub fn has_recurrent(&self) -> bool {
         self.layers.iter().any(|l| l.mixer != Mixer::Attention)
+    }
+
+    /// The features of this model the GPU backend does not run yet, if any.
+    pub fn gpu_unsupported(&self) -> Option<String> {
+        (self.delta_net.is_some() || self.attn_output_gate).then(|| {
+            format!(
+                "{} on the GPU backend: gated delta-net layers are not implemented yet; use the \
+                 CPU backend",
+                self.arch.name()
+            )
+        })
     }
 
     /// Q heads per KV head.

@@ -38,9 +38,33 @@ impl RopeTables {
                 .iter()
                 .map(|l| {
                     let ff = if l.rope_freqs { rope_freqs } else { None };
-                    rope_inv_freq(l.n_rot, l.rope_base, cfg.rope_freq_scale, ff)
+                    let mut inv = rope_inv_freq(l.n_rot, l.rope_base, cfg.rope_freq_scale, ff);
+                    if let Some(sections) = cfg.rope_sections {
+                        for (i, f) in inv.iter_mut().enumerate() {
+                            if !imrope_turns(&sections, i) {
+                                *f = 0.0;
+                            }
+                        }
+                    }
+                    inv
                 })
                 .collect(),
         }
+    }
+}
+
+/// Whether pair `i` of a multi-section rotary (ggml's IMROPE: sections interleaved t, h, w
+/// over the pairs, the rest the fourth, e) turns for text, whose t, h and w positions are the
+/// token's position and e's is 0 (llama.cpp's text positions for M-RoPE models).
+fn imrope_turns(sections: &[usize; 4], i: usize) -> bool {
+    let dims: usize = sections.iter().sum();
+    if dims == 0 {
+        return true;
+    }
+    let sector = i % dims;
+    match sector % 3 {
+        0 => sector < 3 * sections[0],
+        1 => sector < 3 * sections[1],
+        _ => sector < 3 * sections[2],
     }
 }

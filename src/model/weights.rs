@@ -62,11 +62,36 @@ pub struct ShortConvWeights<M = QMatrix> {
     pub kernel: Vec<f32>,
 }
 
+/// A Qwen3.5 gated delta-net layer's weights (see [`crate::cpu::delta_net`]); S = the head
+/// size, H_k / H_v the key / value heads.
+#[derive(Clone, Debug)]
+pub struct DeltaNetWeights<M = QMatrix> {
+    /// `attn_qkv`: (2·H_k·S + H_v·S, n_embd): Q, K, V into the convolution.
+    pub qkv: M,
+    /// `attn_gate`: (H_v·S, n_embd): z, the output norm's gate.
+    pub gate: M,
+    /// `ssm_beta`: (H_v, n_embd): the learning rate β = sigmoid(·) per value head.
+    pub beta: M,
+    /// `ssm_alpha`: (H_v, n_embd): the decay's input per value head.
+    pub alpha: M,
+    /// `ssm_conv1d`: (conv channels, taps), channel-major, the first tap meeting the oldest.
+    pub conv: Vec<f32>,
+    /// `ssm_dt.bias` (H_v).
+    pub dt_bias: Vec<f32>,
+    /// `ssm_a` (H_v): −exp(A_log); the decay is g = softplus(alpha + dt_bias) · a.
+    pub a: Vec<f32>,
+    /// `ssm_norm` (S): the gated RMSNorm's weight.
+    pub norm: Vec<f32>,
+    /// `ssm_out`: (n_embd, H_v·S).
+    pub out: M,
+}
+
 /// A layer's token mixer, by [`Mixer`].
 #[derive(Clone, Debug)]
 pub enum MixerWeights<M = QMatrix> {
     Attention(AttentionWeights<M>),
     ShortConv(ShortConvWeights<M>),
+    DeltaNet(DeltaNetWeights<M>),
 }
 
 impl<M> MixerWeights<M> {
@@ -74,7 +99,7 @@ impl<M> MixerWeights<M> {
     pub fn attention(&self) -> Option<&AttentionWeights<M>> {
         match self {
             MixerWeights::Attention(a) => Some(a),
-            MixerWeights::ShortConv(_) => None,
+            _ => None,
         }
     }
 
@@ -83,6 +108,7 @@ impl<M> MixerWeights<M> {
         match self {
             MixerWeights::Attention(a) => vec![&a.wq, &a.wk, &a.wv, &a.wo],
             MixerWeights::ShortConv(c) => vec![&c.in_proj, &c.out_proj],
+            MixerWeights::DeltaNet(d) => vec![&d.qkv, &d.gate, &d.beta, &d.alpha, &d.out],
         }
     }
 
@@ -103,6 +129,17 @@ impl<M> MixerWeights<M> {
                 in_proj: f(&c.in_proj)?,
                 out_proj: f(&c.out_proj)?,
                 kernel: c.kernel.clone(),
+            }),
+            MixerWeights::DeltaNet(d) => MixerWeights::DeltaNet(DeltaNetWeights {
+                qkv: f(&d.qkv)?,
+                gate: f(&d.gate)?,
+                beta: f(&d.beta)?,
+                alpha: f(&d.alpha)?,
+                conv: d.conv.clone(),
+                dt_bias: d.dt_bias.clone(),
+                a: d.a.clone(),
+                norm: d.norm.clone(),
+                out: f(&d.out)?,
             }),
         })
     }
@@ -371,6 +408,12 @@ impl<'a> Loader<'a> {
         let e = cfg.n_embd;
         let p = |s: &str| format!("blk.{l}.{s}");
         let (q_dim, kv_dim, v_dim) = (spec.q_dim(cfg.n_head), spec.kv_dim(), spec.v_dim());
+        // Qwen3.5: each head's query, then its output gate.
+        let q_rows = if cfg.attn_output_gate {
+            2 * q_dim
+        } else {
+            q_dim
+        };
         let fused = cfg.arch == Arch::Phi3 && self.header.tensor(&p("attn_qkv.weight")).is_some();
         let (wq, wk, wv) = if fused {
             let s = self.slices(
@@ -384,7 +427,7 @@ impl<'a> Loader<'a> {
                 sink.matrix(&s[2])?,
             )
         } else {
-            let wq = self.matrix(sink, &p("attn_q.weight"), q_dim, e)?;
+            let wq = self.matrix(sink, &p("attn_q.weight"), q_rows, e)?;
             let wk = self.matrix(sink, &p("attn_k.weight"), kv_dim, e)?;
             let wv = match self.header.tensor(&p("attn_v.weight")) {
                 None if cfg.arch == Arch::Gemma4 && v_dim == kv_dim => {
@@ -409,6 +452,39 @@ impl<'a> Loader<'a> {
                 e,
                 cfg.n_head * spec.head_dim_v,
             )?,
+        })
+    }
+
+    /// Layer `l`'s gated delta-net weights (Qwen3.5).
+    fn delta_net<S: MatrixSink>(
+        &self,
+        sink: &mut S,
+        cfg: &Config,
+        l: usize,
+    ) -> Result<DeltaNetWeights<S::Matrix>> {
+        let Some(d) = cfg.delta_net else {
+            return Err(Error::UnsupportedModel(format!(
+                "{}: layer {l} is a delta-net without its ssm.* metadata",
+                cfg.arch.name()
+            )));
+        };
+        let e = cfg.n_embd;
+        let p = |s: &str| format!("blk.{l}.{s}");
+        let conv_name = p("ssm_conv1d.weight");
+        let t = self.info(&conv_name)?;
+        if t.dims != [d.conv_taps as u64, d.conv_dim() as u64] {
+            return Err(Self::shape_err(t, &[d.conv_taps, d.conv_dim()]));
+        }
+        Ok(DeltaNetWeights {
+            qkv: self.matrix(sink, &p("attn_qkv.weight"), d.conv_dim(), e)?,
+            gate: self.matrix(sink, &p("attn_gate.weight"), d.value_dim(), e)?,
+            beta: self.matrix(sink, &p("ssm_beta.weight"), d.v_heads, e)?,
+            alpha: self.matrix(sink, &p("ssm_alpha.weight"), d.v_heads, e)?,
+            conv: self.vector_of(&conv_name, d.conv_taps * d.conv_dim())?,
+            dt_bias: self.vector(&p("ssm_dt.bias"), d.v_heads)?,
+            a: self.vector(&p("ssm_a"), d.v_heads)?,
+            norm: self.vector(&p("ssm_norm.weight"), d.head_dim)?,
+            out: self.matrix(sink, &p("ssm_out.weight"), e, d.value_dim())?,
         })
     }
 
@@ -510,6 +586,7 @@ pub fn load_weights<S: MatrixSink>(
                 })
             }
             Mixer::Attention => MixerWeights::Attention(ld.attention(sink, cfg, l)?),
+            Mixer::DeltaNet => MixerWeights::DeltaNet(ld.delta_net(sink, cfg, l)?),
         };
         let (w_gate, w_up) = if fused && header.tensor(&p("ffn_gate.weight")).is_none() {
             let s = ld.slices(
@@ -535,7 +612,11 @@ pub fn load_weights<S: MatrixSink>(
             } else {
                 None
             },
-            ffn_norm: norm("ffn_norm.weight")?,
+            // Qwen3.5's norm before the FFN is its `post_attention_norm`.
+            ffn_norm: match cfg.arch {
+                Arch::Qwen35 => norm("post_attention_norm.weight")?,
+                _ => norm("ffn_norm.weight")?,
+            },
             w_gate,
             w_up,
             w_down: ld.matrix(sink, &p("ffn_down.weight"), e, spec.n_ff)?,

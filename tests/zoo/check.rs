@@ -13,7 +13,9 @@ use wasm_chord::cpu::{CpuModel, KvCache};
 use wasm_chord::gpu::GpuModel;
 use wasm_chord::sampling::argmax;
 
-pub const FAMILIES: [&str; 6] = ["qwen3", "phi3", "smollm3", "gemma4", "granite", "lfm2"];
+pub const FAMILIES: [&str; 7] = [
+    "qwen3", "phi3", "smollm3", "gemma4", "granite", "lfm2", "qwen35",
+];
 pub const TOL_SPREADS: f32 = 4.0;
 pub const TOL_FLOOR: f32 = 0.02;
 /// Greedy tokens each prompt must match before any near-tie.

@@ -171,6 +171,9 @@ impl GpuModel {
     /// positions. Fails with a typed error when a tensor type has no kernel or a buffer cannot
     /// fit the device's limits.
     pub fn new(ctx: GpuContext, cfg: Config, w: &ModelWeights, n_ctx: usize) -> Result<GpuModel> {
+        if let Some(gap) = cfg.gpu_unsupported() {
+            return Err(Error::UnsupportedModel(gap));
+        }
         let gw = loading::upload(&ctx, w)?;
         GpuModel::build(ctx, cfg, gw, n_ctx)
     }
@@ -188,7 +191,8 @@ impl GpuModel {
     }
 
     /// [`GpuModel::load`] with the header and description already parsed (once, by the
-    /// engine).
+    /// engine). Refuses, naming them, the model features the GPU forward pass lacks, before any
+    /// upload.
     pub fn load_parsed(
         ctx: GpuContext,
         header: &crate::gguf::GgufHeader,
@@ -196,6 +200,9 @@ impl GpuModel {
         src: &dyn crate::source::ByteSource,
         n_ctx: usize,
     ) -> Result<GpuModel> {
+        if let Some(gap) = cfg.gpu_unsupported() {
+            return Err(Error::UnsupportedModel(gap));
+        }
         let gw = loading::stream(&ctx, header, src, &mut cfg)?;
         GpuModel::build(ctx, cfg, gw, n_ctx)
     }

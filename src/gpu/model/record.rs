@@ -429,6 +429,10 @@ impl GpuModel {
             let vc = f(&format!("blk.{l} V cache"), words(n_ctx * v_dim));
             let aw = match lw.mixer {
                 MixerWeights::Attention(aw) => aw,
+                MixerWeights::DeltaNet(_) => {
+                    let gap = c.gpu_unsupported().unwrap_or_default();
+                    return Err(crate::Error::UnsupportedModel(gap));
+                }
                 // LFM2: the short convolution and its state, then the same FFN.
                 MixerWeights::ShortConv(cw) => {
                     let rows = c.shortconv_l_cache.saturating_sub(1);
