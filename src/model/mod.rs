@@ -709,10 +709,8 @@ impl Config {
             None
         };
         let rope_sections = match arch {
-            Arch::Qwen35 => match per_layer_u64(h, "rope.dimension_sections", 4)? {
-                Some(v) => Some([v[0], v[1], v[2], v[3]].map(|x| x as usize)),
-                None => None,
-            },
+            Arch::Qwen35 => per_layer_u64(h, "rope.dimension_sections", 4)?
+                .map(|v| [v[0], v[1], v[2], v[3]].map(|x| x as usize)),
             _ => None,
         };
         let attention = |l: &&LayerSpec| l.mixer == Mixer::Attention;
