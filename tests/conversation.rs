@@ -222,6 +222,19 @@ fn cpu_delta_net_multi_turn_greedy_with_reuse_equals_fresh() {
 }
 
 #[test]
+fn gpu_delta_net_multi_turn_greedy_with_reuse_equals_fresh() {
+    let qwen35 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/zoo/tiny-qwen35.gguf"
+    );
+    let counts = check_conversation(qwen35, Backend::Gpu, 6, &mut token_script());
+    assert!(
+        counts[1].0 > 0,
+        "the second turn reused nothing: {counts:?}"
+    );
+}
+
+#[test]
 fn gpu_hybrid_multi_turn_greedy_with_reuse_equals_fresh() {
     let lfm2 = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -85,6 +85,8 @@ family!(
     "granite"
 );
 family!(lfm2_matches_llama_cpp, gpu_lfm2_matches_llama_cpp, "lfm2");
-// Qwen3.5's gated delta-net runs on the CPU only for now (the GPU refuses it by name:
-// tests/zoo.rs).
-cpu_family!(qwen35_matches_llama_cpp, "qwen35");
+family!(
+    qwen35_matches_llama_cpp,
+    gpu_qwen35_matches_llama_cpp,
+    "qwen35"
+);

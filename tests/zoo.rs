@@ -220,18 +220,13 @@ fn gpu_granite_matches_llama_cpp() {
     run_family_gpu("granite");
 }
 
-/// What the GPU forward pass lacks (Qwen3.5's gated delta-net) is refused before any upload,
-/// with the architecture and the feature named; the engine under `auto` (vetting the GPU)
-/// says it as a `gpu` error, on which the browser falls back to the CPU.
+/// What the GPU forward pass lacks (delta-net heads wider than a workgroup) is refused before
+/// any weight is read, naming it; the engine under `auto` (vetting the GPU) says it as a `gpu`
+/// error, on which the browser falls back to the CPU.
 #[test]
-fn gpu_refuses_qwen35_by_name() {
-    let src = FileSource::open(fixture("qwen35")).unwrap();
-    let e = wasm_chord::gpu::GpuModel::load(gpu_context(), &src, 64)
-        .err()
-        .expect("qwen35 must be refused on the GPU");
-    let msg = e.to_string();
-    assert_eq!(e.code(), "unsupported_model", "{msg}");
-    assert!(msg.contains("qwen35") && msg.contains("delta-net"), "{msg}");
+fn gpu_refuses_wide_delta_net_heads_by_name() {
+    let path = root().join("tests/fixtures/zoo/unsupported-qwen35-wide-state.gguf");
+    let src = FileSource::open(&path).unwrap();
     for (vet, code) in [(false, "unsupported_model"), (true, "gpu")] {
         let opts = wasm_chord::engine::LoadOptions {
             backend: wasm_chord::engine::Backend::Gpu,
@@ -240,8 +235,16 @@ fn gpu_refuses_qwen35_by_name() {
         };
         let e = wasm_chord::engine::Engine::load(&src, &opts).err().unwrap();
         assert_eq!(e.code(), code, "vet_gpu {vet}: {e}");
-        assert!(e.to_string().contains("delta-net"), "{e}");
+        assert!(
+            e.to_string().contains("qwen35") && e.to_string().contains("at most 256"),
+            "{e}"
+        );
     }
+}
+
+#[test]
+fn gpu_qwen35_matches_llama_cpp() {
+    run_family_gpu("qwen35");
 }
 
 #[test]
@@ -249,14 +252,13 @@ fn gpu_lfm2_matches_llama_cpp() {
     run_family_gpu("lfm2");
 }
 
-/// On the GPU too, LFM2's recurrent state resumes only where it stands or from a checkpoint
-/// (device copies), and a restored checkpoint continues exactly as an unbroken run.
-#[test]
-fn gpu_lfm2_checkpoints_restore_the_recurrent_state_exactly() {
-    let src = FileSource::open(fixture("lfm2")).unwrap();
+/// On the GPU too, a hybrid's recurrent state resumes only where it stands or from a
+/// checkpoint (device copies), and a restored checkpoint continues exactly as an unbroken run.
+fn gpu_checkpoints_restore_exactly(family: &str) {
+    let src = FileSource::open(fixture(family)).unwrap();
     let mut gpu = wasm_chord::gpu::GpuModel::load(gpu_context(), &src, 64).unwrap();
     assert!(gpu.has_recurrent());
-    let case = &family_cases("lfm2")[1];
+    let case = &family_cases(family)[1];
     let (prompt, more) = (&case.prompt, &case.ids[..6]);
     let p = prompt.len();
     let fwd = |g: &mut wasm_chord::gpu::GpuModel, t: &[u32], at: usize| {
@@ -283,4 +285,14 @@ fn gpu_lfm2_checkpoints_restore_the_recurrent_state_exactly() {
     let fresh = fwd(&mut gpu, prompt, 0).unwrap();
     let mut other = wasm_chord::gpu::GpuModel::load(gpu_context(), &src, 64).unwrap();
     assert_eq!(fresh, fwd(&mut other, prompt, 0).unwrap());
+}
+
+#[test]
+fn gpu_lfm2_checkpoints_restore_the_recurrent_state_exactly() {
+    gpu_checkpoints_restore_exactly("lfm2");
+}
+
+#[test]
+fn gpu_qwen35_checkpoints_restore_the_recurrent_state_exactly() {
+    gpu_checkpoints_restore_exactly("qwen35");
 }

@@ -11,9 +11,8 @@ const $ = (id) => document.getElementById(id);
 
 // Public GGUF files. Sizes are approximate, for the picker only. `gpuOnly`: the weights do not
 // fit wasm32's 4 GiB memory next to the runtime, so only the WebGPU backend can load them.
-// `cpuOnly`: the WebGPU backend does not run the family yet (Qwen3.5's gated delta-net), so
-// `auto` loads it on the CPU. Gemma 4's smallest checkpoints (E2B/E4B) need per-layer
-// embeddings, which the engine does not run yet (`chord inspect` says so), so none is listed.
+// Gemma 4's smallest checkpoints (E2B/E4B) need per-layer embeddings, which the engine does
+// not run yet (`chord inspect` says so), so none is listed.
 const CURATED = [
   { name: 'SmolLM2-360M-Instruct', size: 271e6, url: 'https://huggingface.co/bartowski/SmolLM2-360M-Instruct-GGUF/resolve/main/SmolLM2-360M-Instruct-Q4_K_M.gguf' },
   { name: 'Qwen2.5-0.5B-Instruct', size: 491e6, url: 'https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf' },
@@ -22,8 +21,8 @@ const CURATED = [
   { name: 'Llama-3.2-1B-Instruct', size: 808e6, url: 'https://huggingface.co/bartowski/Llama-3.2-1B-Instruct-GGUF/resolve/main/Llama-3.2-1B-Instruct-Q4_K_M.gguf' },
   { name: 'LFM2-350M', size: 229e6, url: 'https://huggingface.co/LiquidAI/LFM2-350M-GGUF/resolve/main/LFM2-350M-Q4_K_M.gguf' },
   { name: 'LFM2-1.2B', size: 731e6, url: 'https://huggingface.co/LiquidAI/LFM2-1.2B-GGUF/resolve/main/LFM2-1.2B-Q4_K_M.gguf' },
-  { name: 'Qwen3.5-0.8B', size: 533e6, url: 'https://huggingface.co/unsloth/Qwen3.5-0.8B-GGUF/resolve/main/Qwen3.5-0.8B-Q4_K_M.gguf', cpuOnly: true },
-  { name: 'Qwen3.5-2B', size: 1.28e9, url: 'https://huggingface.co/unsloth/Qwen3.5-2B-GGUF/resolve/main/Qwen3.5-2B-Q4_K_M.gguf', cpuOnly: true },
+  { name: 'Qwen3.5-0.8B', size: 533e6, url: 'https://huggingface.co/unsloth/Qwen3.5-0.8B-GGUF/resolve/main/Qwen3.5-0.8B-Q4_K_M.gguf' },
+  { name: 'Qwen3.5-2B', size: 1.28e9, url: 'https://huggingface.co/unsloth/Qwen3.5-2B-GGUF/resolve/main/Qwen3.5-2B-Q4_K_M.gguf' },
   { name: 'Qwen3-0.6B (Q8_0)', size: 639e6, url: 'https://huggingface.co/Qwen/Qwen3-0.6B-GGUF/resolve/main/Qwen3-0.6B-Q8_0.gguf' },
   { name: 'Qwen3-1.7B (Q8_0)', size: 1.83e9, url: 'https://huggingface.co/Qwen/Qwen3-1.7B-GGUF/resolve/main/Qwen3-1.7B-Q8_0.gguf' },
   { name: 'Granite-3.3-2B-Instruct', size: 1.55e9, url: 'https://huggingface.co/ibm-granite/granite-3.3-2b-instruct-GGUF/resolve/main/granite-3.3-2b-instruct-Q4_K_M.gguf' },
@@ -185,7 +184,7 @@ async function fillPicker() {
     /* offline or a static host without a listing */
   }
   const pub = group('Public (Hugging Face, Q4_K_M unless noted)');
-  for (const m of CURATED) opt(pub, m.url, `${m.name} (≈${mb(m.size)}${m.gpuOnly ? ', WebGPU only' : ''}${m.cpuOnly ? ', CPU for now' : ''})`);
+  for (const m of CURATED) opt(pub, m.url, `${m.name} (≈${mb(m.size)}${m.gpuOnly ? ', WebGPU only' : ''})`);
   const other = group('Other');
   opt(other, 'custom', 'Custom URL…');
   opt(other, 'file', 'Local file…');
@@ -279,7 +278,7 @@ function renderCards() {
     name.textContent = m.name;
     const meta = document.createElement('div');
     meta.className = 'card-meta';
-    meta.textContent = `${m.origin === 'Hugging Face' ? '≈' : ''}${mb(m.size)} · ${cached?.complete ? 'downloaded' : m.origin}${m.gpuOnly ? ' · WebGPU only' : ''}${m.cpuOnly ? ' · CPU for now' : ''}`;
+    meta.textContent = `${m.origin === 'Hugging Face' ? '≈' : ''}${mb(m.size)} · ${cached?.complete ? 'downloaded' : m.origin}${m.gpuOnly ? ' · WebGPU only' : ''}`;
     const fit = document.createElement('div');
     if (dev) {
       const f = fitFor({ size: m.size, gpuOnly: !!m.gpuOnly, cached: !!cached?.complete }, dev);

@@ -66,6 +66,9 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("softmax.wgsl", include_str!("shaders/softmax.wgsl")),
     ("softcap.wgsl", include_str!("shaders/softcap.wgsl")),
     ("short_conv.wgsl", include_str!("shaders/short_conv.wgsl")),
+    ("split_gate.wgsl", include_str!("shaders/split_gate.wgsl")),
+    ("ssm_conv.wgsl", include_str!("shaders/ssm_conv.wgsl")),
+    ("delta_rule.wgsl", include_str!("shaders/delta_rule.wgsl")),
     ("gate.wgsl", include_str!("shaders/gate.wgsl")),
     ("add.wgsl", include_str!("shaders/add.wgsl")),
     ("argmax.wgsl", include_str!("shaders/argmax.wgsl")),
@@ -295,6 +298,12 @@ pub enum Shader {
     Softcap,
     /// LFM2's short convolution with its recurrent state, over a step's tokens.
     ShortConv,
+    /// Qwen3.5's attn_q output split into queries and output gates.
+    SplitGate,
+    /// Qwen3.5's convolution over Q, K and V (+ SiLU) with its state, over a step's tokens.
+    SsmConv,
+    /// Qwen3.5's gated delta rule with its state, over a step's tokens.
+    DeltaRule,
     Gate,
     Add,
     Argmax,
@@ -364,6 +373,9 @@ impl Shader {
             Shader::Softmax => "softmax",
             Shader::Softcap => "softcap",
             Shader::ShortConv => "short_conv",
+            Shader::SplitGate => "split_gate",
+            Shader::SsmConv => "ssm_conv",
+            Shader::DeltaRule => "delta_rule",
             Shader::Gate => "gate",
             Shader::Add => "add",
             Shader::Argmax => "argmax",
@@ -474,7 +486,13 @@ impl Shader {
             Shader::AttentionSplit => &[Read, Read, Read, ReadWrite, Uniform],
             Shader::AttentionCombine => &[Read, ReadWrite, Uniform],
             Shader::Softmax | Shader::Softcap => &[ReadWrite, Uniform],
-            Shader::ShortConv => &[Read, Read, ReadWrite, ReadWrite, Uniform, Uniform],
+            Shader::ShortConv | Shader::SsmConv => {
+                &[Read, Read, ReadWrite, ReadWrite, Uniform, Uniform]
+            }
+            Shader::SplitGate => &[Read, ReadWrite, ReadWrite, Uniform],
+            Shader::DeltaRule => &[
+                Read, Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform,
+            ],
             Shader::Gate | Shader::Add => &[ReadWrite, Read, Uniform],
             Shader::Argmax | Shader::Sample => &[Read, ReadWrite, Uniform],
             Shader::Penalties | Shader::TokenMask => &[ReadWrite, Read, Uniform],
@@ -489,7 +507,7 @@ impl Shader {
     }
 
     /// The kernels that read no weight format (norms, RoPE, attention, sampling, masks, KV).
-    pub const FORMAT_FREE: [Shader; 15] = [
+    pub const FORMAT_FREE: [Shader; 18] = [
         Shader::RmsNorm,
         Shader::Rope,
         Shader::Attention,
@@ -498,6 +516,9 @@ impl Shader {
         Shader::Softmax,
         Shader::Softcap,
         Shader::ShortConv,
+        Shader::SplitGate,
+        Shader::SsmConv,
+        Shader::DeltaRule,
         Shader::Gate,
         Shader::Add,
         Shader::Argmax,

@@ -96,3 +96,34 @@ pub struct ShortConvParams {
     /// Taps (L).
     pub taps: u32,
 }
+
+/// split_gate.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct SplitGateParams {
+    /// Query values per token (n_head·head_dim).
+    pub n: u32,
+    pub head_dim: u32,
+}
+
+/// ssm_conv.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct SsmConvParams {
+    /// Channels (Q, K and V).
+    pub n: u32,
+    pub taps: u32,
+}
+
+/// delta_rule.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct DeltaRuleParams {
+    /// Head size S (≤ 256).
+    pub s: u32,
+    pub k_heads: u32,
+    pub v_heads: u32,
+    /// Channels of the convolved Q, K, V per token.
+    pub conv_dim: u32,
+    pub eps: f32,
+}

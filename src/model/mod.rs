@@ -803,10 +803,12 @@ impl Config {
 
     /// The features of this model the GPU backend does not run yet, if any.
     pub fn gpu_unsupported(&self) -> Option<String> {
-        (self.delta_net.is_some() || self.attn_output_gate).then(|| {
+        // delta_rule.wgsl keeps a head's S values in one workgroup of 256.
+        let s = self.delta_net.map_or(0, |d| d.head_dim);
+        (s > 256).then(|| {
             format!(
-                "{} on the GPU backend: gated delta-net layers are not implemented yet; use the \
-                 CPU backend",
+                "{} on the GPU backend: delta-net heads of {s} (at most 256) are not \
+                 implemented; use the CPU backend",
                 self.arch.name()
             )
         })

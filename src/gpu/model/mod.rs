@@ -90,6 +90,14 @@ struct Acts {
     part: wgpu::Buffer,     // (n_head, n_split, 2 + head_dim_v) split-K partials
     conv_in: wgpu::Buffer,  // (3·n_embd) LFM2's in_proj output: B, C, x
     conv_out: wgpu::Buffer, // (n_embd) its short convolution's output
+    q_gated: wgpu::Buffer,  // (2·n_head·head_dim) Qwen3.5's queries and output gates
+    out_gate: wgpu::Buffer, // (n_head·head_dim) the gates, then the gated attention output
+    dn_qkv: wgpu::Buffer,   // (conv_dim) Qwen3.5's delta-net Q, K, V before the convolution
+    dn_conv: wgpu::Buffer,  // (conv_dim) after it
+    dn_z: wgpu::Buffer,     // (H_v·S) the output gate
+    dn_beta: wgpu::Buffer,  // (H_v)
+    dn_alpha: wgpu::Buffer, // (H_v)
+    dn_out: wgpu::Buffer,   // (H_v·S) the gated, normed output
     last: wgpu::Buffer,     // (n_embd) the residual stream of the batch's last token (1 row)
     logits: wgpu::Buffer,   // (n_vocab) (1 row)
     token: wgpu::Buffer,    // (1) argmax
@@ -144,8 +152,9 @@ pub struct GpuModel {
     kv_cache: Vec<(wgpu::Buffer, wgpu::Buffer)>,
     /// Values per position of each layer's K and V cache.
     kv_widths: Vec<(usize, usize)>,
-    /// Each short-convolution layer's recurrent state (LFM2), in layer order.
-    conv_state: Vec<wgpu::Buffer>,
+    /// The recurrent layers' state buffers (LFM2: the convolution's; Qwen3.5: the
+    /// convolution's and the delta rule's), in layer order.
+    recurrent_state: Vec<wgpu::Buffer>,
     /// Positions the recurrent state has consumed.
     recurrent_pos: usize,
     /// Device copies of the recurrent state and their positions, oldest first.

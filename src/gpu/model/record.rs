@@ -3,14 +3,17 @@
 
 use super::super::kernels::{groups_2d, PipelineKey, Shader, SPLIT_CHUNK};
 use super::super::uniforms::{
-    AddParams, AttentionParams, RmsNormParams, RopeParams, ShortConvParams, SoftcapParams,
+    AddParams, AttentionParams, DeltaRuleParams, RmsNormParams, RopeParams, ShortConvParams,
+    SoftcapParams, SplitGateParams, SsmConvParams,
 };
 use super::super::{GpuContext, GpuMatrix};
 use super::dispatch::{make_dispatch, matmat_dispatches, matvec_dispatches, Batch, Dispatch, When};
 use super::fused::{self, FusedEnds, QkvBuffers, QkvShape, QKV_CS_FLOATS};
 use super::loading::GpuWeights;
 use super::{Acts, GpuModel, MAX_BATCH, SPLIT_ATTENTION_FROM};
-use crate::model::{Activation, Config, LayerSpec, MixerWeights, RopeTables, ShortConvWeights};
+use crate::model::{
+    Activation, Config, DeltaNetWeights, LayerSpec, MixerWeights, RopeTables, ShortConvWeights,
+};
 use crate::Result;
 
 /// Records the dispatches of a step while the model is built.
@@ -239,6 +242,72 @@ impl Recorder<'_> {
         self.residual(seg, w, &a.proj, &a.proj_n, &a.x, post_norm, None)
     }
 
+    /// Qwen3.5's gated delta-net block into the residual stream: RMSNorm; attn_qkv, attn_gate,
+    /// ssm_beta and ssm_alpha; ssm_conv.wgsl (with the layer's `conv` state) and
+    /// delta_rule.wgsl (with its `mats` state), each one dispatch for all the step's tokens;
+    /// ssm_out; the residual add (fused into ssm_out for a decode step).
+    fn delta_net(
+        &mut self,
+        a: &Acts,
+        norm: &[f32],
+        dw: &DeltaNetWeights<GpuMatrix>,
+        (conv, mats): (&wgpu::Buffer, &wgpu::Buffer),
+    ) -> Result<()> {
+        let c = self.cfg;
+        let e = c.n_embd;
+        let Some(d) = c.delta_net else {
+            return Ok(());
+        };
+        self.rmsnorm(&a.x, Some(norm), &a.h, e, 1)?;
+        self.matvec(&dw.qkv, &a.h, &a.dn_qkv)?;
+        self.matvec(&dw.gate, &a.h, &a.dn_z)?;
+        self.matvec(&dw.beta, &a.h, &a.dn_beta)?;
+        self.matvec(&dw.alpha, &a.h, &a.dn_alpha)?;
+        let step = self.step_params.clone();
+        let taps = self.vector("delta-net conv taps", &dw.conv);
+        let p = SsmConvParams {
+            n: d.conv_dim() as u32,
+            taps: d.conv_taps as u32,
+        };
+        let p = self.uniform("ssm_conv", &p);
+        let bufs = [&a.dn_qkv, &taps, conv, &a.dn_conv, &p, &step];
+        let groups = [d.conv_dim().div_ceil(64) as u32, 1, 1];
+        let mut dc = make_dispatch(self.ctx, PipelineKey::new(Shader::SsmConv), &bufs, groups)?;
+        let mut vecs = dw.dt_bias.clone();
+        vecs.extend_from_slice(&dw.a);
+        vecs.extend_from_slice(&dw.norm);
+        let vecs = self.vector("delta-net dt_bias, a, norm", &vecs);
+        let p = DeltaRuleParams {
+            s: d.head_dim as u32,
+            k_heads: d.k_heads as u32,
+            v_heads: d.v_heads as u32,
+            conv_dim: d.conv_dim() as u32,
+            eps: c.rms_eps,
+        };
+        let p = self.uniform("delta_rule", &p);
+        let bufs = [
+            &a.dn_conv,
+            &a.dn_z,
+            &a.dn_beta,
+            &a.dn_alpha,
+            &vecs,
+            mats,
+            &a.dn_out,
+            &p,
+            &step,
+        ];
+        let groups = [d.v_heads as u32, 1, 1];
+        let mut dr = make_dispatch(self.ctx, PipelineKey::new(Shader::DeltaRule), &bufs, groups)?;
+        // Each walks all the step's tokens in one dispatch.
+        dc.tile = u32::MAX;
+        dr.tile = u32::MAX;
+        self.dispatches.extend([dc, dr]);
+        let seg = self.dispatches.len();
+        self.matvec(&dw.out, &a.dn_out, &a.proj)?;
+        let w = (&dw.out, &a.dn_out);
+        self.residual(seg, w, &a.proj, &a.proj_n, &a.x, None, None)
+    }
+
     /// The feed-forward block into the residual stream: RMSNorm + gate and up + activation in
     /// one dispatch for a decode step, then the down projection with the residual add.
     fn feed_forward(
@@ -364,6 +433,7 @@ impl GpuModel {
         ctx.check_fits("the attention scores", (c.n_head * n_ctx * 4) as u64)?;
         ctx.check_fits("the logits", (c.n_vocab * 4) as u64)?;
 
+        let dn = c.delta_net;
         let f = |l: &str, n: usize| ctx.storage_f32(l, n);
         let b = |l: &str, n: usize| ctx.storage_f32(l, n * max_batch);
         let acts = Acts {
@@ -387,6 +457,23 @@ impl GpuModel {
                 if c.has_recurrent() { 3 * e } else { 0 },
             ),
             conv_out: b("short conv y", if c.has_recurrent() { e } else { 0 }),
+            q_gated: b(
+                "queries and gates",
+                if c.attn_output_gate { 2 * q_dim } else { 0 },
+            ),
+            out_gate: b(
+                "attention output gates",
+                if c.attn_output_gate { q_dim } else { 0 },
+            ),
+            dn_qkv: b("delta-net Q, K, V", dn.map_or(0, |d| d.conv_dim())),
+            dn_conv: b(
+                "delta-net convolved Q, K, V",
+                dn.map_or(0, |d| d.conv_dim()),
+            ),
+            dn_z: b("delta-net z", dn.map_or(0, |d| d.value_dim())),
+            dn_beta: b("delta-net beta", dn.map_or(0, |d| d.v_heads)),
+            dn_alpha: b("delta-net alpha", dn.map_or(0, |d| d.v_heads)),
+            dn_out: b("delta-net output", dn.map_or(0, |d| d.value_dim())),
             last: f("last", e),
             logits: f("logits", c.n_vocab),
             token: f("token", 1),
@@ -415,7 +502,7 @@ impl GpuModel {
         let mut attn_params: Vec<(AttentionParams, wgpu::Buffer)> = Vec::new();
         let mut keep = Vec::new();
         let mut kv_widths = Vec::with_capacity(layers.len());
-        let mut conv_state = Vec::new();
+        let mut recurrent_state = Vec::new();
         let a = &acts;
         let mut kv_cache = Vec::with_capacity(layers.len());
         for (l, lw) in layers.into_iter().enumerate() {
@@ -429,9 +516,29 @@ impl GpuModel {
             let vc = f(&format!("blk.{l} V cache"), words(n_ctx * v_dim));
             let aw = match lw.mixer {
                 MixerWeights::Attention(aw) => aw,
-                MixerWeights::DeltaNet(_) => {
-                    let gap = c.gpu_unsupported().unwrap_or_default();
-                    return Err(crate::Error::UnsupportedModel(gap));
+                // Qwen3.5: the gated delta-net and its state, then the same FFN.
+                MixerWeights::DeltaNet(dw) => {
+                    let Some(d) = c.delta_net else {
+                        let gap = "a delta-net layer without its ssm.* metadata";
+                        return Err(crate::Error::UnsupportedModel(gap.into()));
+                    };
+                    let conv = f(
+                        &format!("blk.{l} conv state"),
+                        (d.conv_taps - 1) * d.conv_dim(),
+                    );
+                    let mats = f(
+                        &format!("blk.{l} delta state"),
+                        d.v_heads * d.head_dim * d.head_dim,
+                    );
+                    rec.delta_net(a, &lw.attn_norm, &dw, (&conv, &mats))?;
+                    let post = lw.post_ffn_norm.as_deref();
+                    rec.feed_forward(a, ls, &lw.ffn_norm, [&wg, &wu, &wd], post, lw.out_scale)?;
+                    keep.extend([dw.qkv, dw.gate, dw.beta, dw.alpha, dw.out, wg, wu, wd]);
+                    recurrent_state.extend([conv.clone(), mats.clone()]);
+                    kv_cache.push((kc.clone(), vc.clone()));
+                    kv_widths.push((0, 0));
+                    rec.buffers.extend([kc, vc, conv, mats]);
+                    continue;
                 }
                 // LFM2: the short convolution and its state, then the same FFN.
                 MixerWeights::ShortConv(cw) => {
@@ -442,7 +549,7 @@ impl GpuModel {
                     let post = lw.post_ffn_norm.as_deref();
                     rec.feed_forward(a, ls, &lw.ffn_norm, [&wg, &wu, &wd], post, lw.out_scale)?;
                     keep.extend([cw.in_proj, cw.out_proj, wg, wu, wd]);
-                    conv_state.push(state.clone());
+                    recurrent_state.push(state.clone());
                     kv_cache.push((kc.clone(), vc.clone()));
                     kv_widths.push((0, 0));
                     rec.buffers.extend([kc, vc, state]);
@@ -458,7 +565,22 @@ impl GpuModel {
             let qo = if aw.q_norm.is_some() { &a.q_raw } else { &a.q };
             let ko = if aw.k_norm.is_some() { &a.k_raw } else { &a.k };
             let vo = if c.v_norm { &a.v_raw } else { &a.v };
-            rec.matvec(&wq, &a.h, qo)?;
+            if c.attn_output_gate {
+                // Qwen3.5: each head's query then its output gate, split apart.
+                rec.matvec(&wq, &a.h, &a.q_gated)?;
+                let p = SplitGateParams {
+                    n: q_dim as u32,
+                    head_dim: hd as u32,
+                };
+                let p = rec.uniform("split_gate", &p);
+                rec.dispatch(
+                    PipelineKey::new(Shader::SplitGate),
+                    &[&a.q_gated, qo, &a.out_gate, &p],
+                    [q_dim.div_ceil(64) as u32, 1, 1],
+                )?;
+            } else {
+                rec.matvec(&wq, &a.h, qo)?;
+            }
             rec.matvec(&wk, &a.h, ko)?;
             rec.matvec(&wv, &a.h, vo)?;
             for (buf, bias, n) in [
@@ -574,10 +696,25 @@ impl GpuModel {
                 rec.dispatches.push(d);
             }
             // The output projection, with the residual add fused for a decode step.
+            // Qwen3.5: the output gated by sigmoid(gate) (gate.wgsl, ACT 2), into `out_gate`.
+            let att_out = if c.attn_output_gate {
+                let p = rec.params("gate", &[q_dim as u32]);
+                rec.dispatch(
+                    PipelineKey {
+                        act: 2,
+                        ..PipelineKey::new(Shader::Gate)
+                    },
+                    &[&a.out_gate, &a.att, &p],
+                    [q_dim.div_ceil(64) as u32, 1, 1],
+                )?;
+                &a.out_gate
+            } else {
+                &a.att
+            };
             let seg = rec.dispatches.len();
-            rec.matvec(&wo, &a.att, &a.proj)?;
+            rec.matvec(&wo, att_out, &a.proj)?;
             let post = lw.post_attn_norm.as_deref();
-            rec.residual(seg, (&wo, &a.att), &a.proj, &a.proj_n, &a.x, post, None)?;
+            rec.residual(seg, (&wo, att_out), &a.proj, &a.proj_n, &a.x, post, None)?;
 
             let ffn = [&wg, &wu, &wd];
             let post = lw.post_ffn_norm.as_deref();
@@ -690,7 +827,7 @@ impl GpuModel {
             stage_token,
             kv_cache,
             kv_widths,
-            conv_state,
+            recurrent_state,
             recurrent_pos: 0,
             checkpoints: Vec::new(),
             _keep: keep,

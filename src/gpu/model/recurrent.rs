@@ -13,7 +13,7 @@ const MAX_CHECKPOINTS: usize = 4;
 impl GpuModel {
     /// Whether some layer keeps a recurrent state.
     pub fn has_recurrent(&self) -> bool {
-        !self.conv_state.is_empty()
+        !self.recurrent_state.is_empty()
     }
 
     /// The largest position ≤ `p` from which a step can go on: `p` without recurrent layers or
@@ -43,7 +43,7 @@ impl GpuModel {
                 label: Some("recurrent state rewind"),
             });
         if to == 0 {
-            for s in &self.conv_state {
+            for s in &self.recurrent_state {
                 enc.clear_buffer(s, 0, None);
             }
         } else {
@@ -53,7 +53,7 @@ impl GpuModel {
                     self.recurrent_pos
                 )));
             };
-            for (s, c) in self.conv_state.iter().zip(saved) {
+            for (s, c) in self.recurrent_state.iter().zip(saved) {
                 enc.copy_buffer_to_buffer(c, 0, s, 0, s.size());
             }
         }
@@ -75,7 +75,7 @@ impl GpuModel {
             None => None,
         };
         let bufs = reuse.unwrap_or_else(|| {
-            self.conv_state
+            self.recurrent_state
                 .iter()
                 .map(|s| {
                     self.ctx
@@ -89,7 +89,7 @@ impl GpuModel {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("recurrent state checkpoint"),
             });
-        for (s, c) in self.conv_state.iter().zip(&bufs) {
+        for (s, c) in self.recurrent_state.iter().zip(&bufs) {
             enc.copy_buffer_to_buffer(s, 0, c, 0, s.size());
         }
         self.ctx.queue.submit([enc.finish()]);

@@ -1,5 +1,6 @@
-// gate.wgsl: gated activation of the feed-forward block, g[i] = act(g[i]) · u[i], with
-// act = SiLU (ACT = 0: llama, qwen2) or GELU, tanh approximation (ACT = 1: gemma3).
+// gate.wgsl: gated activation, g[i] = act(g[i]) · u[i], with act = SiLU (ACT = 0: the
+// feed-forward block of llama, qwen2), GELU, tanh approximation (ACT = 1: gemma3) or the
+// sigmoid (ACT = 2: Qwen3.5's attention output gate, u the attention output).
 //
 // Bindings (group 0):
 //   0 g: array<f32>         gate projection, overwritten with the result, read-write
@@ -38,8 +39,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var a: f32;
     if (ACT == 0u) {
         a = silu(g[i]);
-    } else {
+    } else if (ACT == 1u) {
         a = gelu_tanh(g[i]);
+    } else {
+        a = 1.0 / (1.0 + exp(-g[i]));
     }
     g[i] = a * u[i];
 }
