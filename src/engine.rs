@@ -351,21 +351,20 @@ impl Engine {
 
     /// As [`Engine::save_session`]; on the GPU the cache is read back from the device.
     pub async fn save_session_async(&self, precision: KvPrecision) -> Result<Vec<u8>> {
-        if self.cfg.has_recurrent() {
-            return Err(Error::UnsupportedModel(format!(
-                "{}: saved sessions of models with recurrent layers are not implemented yet \
-                 (the conversation's cache is still reused in memory)",
-                self.cfg.arch.name()
-            )));
-        }
         let ids = &self.session.ids;
         let n = ids.len();
         let kv = match (&self.model, &self.session.cpu) {
             (LoadedModel::Gpu(m), _) => m.read_kv(n).await?,
-            (LoadedModel::Cpu(_), Some(c)) => c.snapshot(n),
+            (LoadedModel::Cpu(_), Some(c)) => c.snapshot(n)?,
             (LoadedModel::Cpu(_), None) => crate::session::KvLayers {
                 precision: KvPrecision::F32,
                 layers: vec![(Vec::new(), Vec::new()); self.cfg.layers.len()],
+                states: self
+                    .cfg
+                    .state_lens()
+                    .iter()
+                    .map(|&n| vec![0.0; n])
+                    .collect(),
             },
         };
         let widths = self.kv_widths();
@@ -378,7 +377,12 @@ impl Engine {
     /// sizes); a session that does not fit is an error that leaves the cache as it was.
     /// Returns the number of positions restored.
     pub fn restore_session(&mut self, bytes: &[u8]) -> Result<usize> {
-        let s = crate::session::decode(bytes, &self.model_fingerprint(), &self.kv_widths())?;
+        let s = crate::session::decode(
+            bytes,
+            &self.model_fingerprint(),
+            &self.kv_widths(),
+            &self.cfg.state_lens(),
+        )?;
         let n = s.ids.len();
         if n > self.n_ctx {
             return Err(Error::ContextFull {
@@ -394,7 +398,7 @@ impl Engine {
         }
         // What the cache held is overwritten from here on.
         self.session.ids.clear();
-        match &self.model {
+        match &mut self.model {
             LoadedModel::Cpu(m) => match &mut self.session.cpu {
                 Some(c) => c.restore(&s.kv, n)?,
                 None => {

@@ -4,18 +4,21 @@
 //! llama-server's `/slots/{id}?action=save` is the nearest thing, and it stores the cache as is.
 //!
 //! A session is the ids the cache holds and, per layer, the keys and values of those positions,
-//! nothing else: restoring one into an engine of the same model makes the next prompt that
+//! and a hybrid model's recurrent layers' state after them (LFM2's convolution inputs, Qwen3.5's
+//! delta-net state), nothing else: restoring one into an engine of the same model makes the next prompt that
 //! starts with those ids prefill only the rest ([`crate::engine::Engine::cached_ids`]).
 //!
 //! Format (little-endian), checked whole before anything is restored:
 //! ```text
 //! magic    "CHORDKV\0"
-//! version  u32 (1)
+//! version  u32 (2; version 1, which had no states, still reads)
 //! model    [u8; 32]   SHA-256 of the model's description (architecture, name, tensor table)
 //! format   u32        0: f32 values, 1: f16 values (IEEE half, round to nearest even)
-//! n_layer  u32, then per layer: key width u32, value width u32 (values per position)
+//! n_layer  u32, then per layer: key width u32, value width u32 (values per position),
+//!          state length u32 (f32 values of its recurrent state; 0 for attention; not in v1)
 //! n_ids    u32, then the ids (u32 each)
 //! per layer: keys (n_ids × key width values), then values (n_ids × value width values)
+//! per layer: its recurrent state after the n_ids positions (f32 always: it is small)
 //! sha256   [u8; 32]   of every byte before it
 //! ```
 //! f16 halves an f32 cache (the default: a browser's storage quota is the limit). An f16 cache
@@ -26,7 +29,7 @@ use crate::{Error, Result};
 use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"CHORDKV\0";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// How the values of a saved session are stored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,11 +61,14 @@ impl KvPrecision {
     }
 }
 
-/// Keys and values of positions `0..n` of every layer, in a cache's own element type.
+/// Keys and values of positions `0..n` of every layer, in a cache's own element type, and each
+/// recurrent layer's state after them.
 pub struct KvLayers {
     pub precision: KvPrecision,
     /// Per layer: (keys, values), `n × width` values each, little-endian.
     pub layers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Per layer: its recurrent state (empty for an attention layer).
+    pub states: Vec<Vec<f32>>,
 }
 
 /// A saved session, decoded and checked.
@@ -129,6 +135,7 @@ impl KvLayers {
                 .iter()
                 .map(|(k, v)| (convert(k), convert(v)))
                 .collect(),
+            states: self.states,
         }
     }
 
@@ -148,7 +155,8 @@ impl KvLayers {
     }
 }
 
-/// Encodes a session: `kv` holds `ids.len()` positions of each layer of `widths`.
+/// Encodes a session: `kv` holds `ids.len()` positions of each layer of `widths`, and its
+/// states.
 pub fn encode(
     fingerprint: &[u8; 32],
     ids: &[u32],
@@ -168,9 +176,11 @@ pub fn encode(
     out.extend_from_slice(fingerprint);
     out.extend_from_slice(&u32::from(kv.precision == KvPrecision::F16).to_le_bytes());
     out.extend_from_slice(&(widths.len() as u32).to_le_bytes());
-    for &(k, v) in widths {
+    for (l, &(k, v)) in widths.iter().enumerate() {
         out.extend_from_slice(&(k as u32).to_le_bytes());
         out.extend_from_slice(&(v as u32).to_le_bytes());
+        let state = kv.states.get(l).map_or(0, |s| s.len());
+        out.extend_from_slice(&(state as u32).to_le_bytes());
     }
     out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
     for id in ids {
@@ -179,6 +189,9 @@ pub fn encode(
     for (k, v) in &kv.layers {
         out.extend_from_slice(k);
         out.extend_from_slice(v);
+    }
+    for s in &kv.states {
+        out.extend_from_slice(bytemuck::cast_slice(s));
     }
     let sum: [u8; 32] = Sha256::digest(&out).into();
     out.extend_from_slice(&sum);
@@ -190,11 +203,13 @@ fn bad(why: impl Into<String>) -> Error {
 }
 
 /// Reads what [`encode`] wrote, checking everything: the checksum, the model it was saved
-/// with (`fingerprint`), the layer widths (`widths`) and that every length adds up.
+/// with (`fingerprint`), the layer widths (`widths`), the recurrent states' lengths (`states`)
+/// and that every length adds up.
 pub fn decode(
     bytes: &[u8],
     fingerprint: &[u8; 32],
     widths: &[(usize, usize)],
+    states: &[usize],
 ) -> Result<SavedSession> {
     if bytes.len() < MAGIC.len() + 4 + 32 + 32 || &bytes[..8] != MAGIC {
         return Err(bad("the data is not a saved session (no CHORDKV header)"));
@@ -207,7 +222,7 @@ pub fn decode(
     }
     let mut r = Reader { b: body, at: 8 };
     let version = r.u32()?;
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Err(bad(format!(
             "the saved session has format version {version}, this engine reads {VERSION}"
         )));
@@ -230,11 +245,18 @@ pub fn decode(
         )));
     }
     let mut saved_widths = Vec::with_capacity(n_layer);
-    for &(mk, mv) in widths {
+    for (l, &(mk, mv)) in widths.iter().enumerate() {
         let (k, v) = (r.u32()? as usize, r.u32()? as usize);
         if (k, v) != (mk, mv) {
             return Err(bad(format!(
                 "a layer's key/value widths are {k}/{v}, the model's {mk}/{mv}"
+            )));
+        }
+        let state = if version == 1 { 0 } else { r.u32()? as usize };
+        let want = states.get(l).copied().unwrap_or(0);
+        if state != want {
+            return Err(bad(format!(
+                "layer {l}'s recurrent state has {state} values, the model's {want}"
             )));
         }
         saved_widths.push((k, v));
@@ -257,6 +279,19 @@ pub fn decode(
         let values = r.take(len(v)?)?.to_vec();
         layers.push((keys, values));
     }
+    let mut saved_states = Vec::with_capacity(n_layer);
+    for l in 0..n_layer {
+        let len = states.get(l).copied().unwrap_or(0);
+        let b = r.take(
+            len.checked_mul(4)
+                .ok_or_else(|| bad("a state is too large"))?,
+        )?;
+        saved_states.push(
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        );
+    }
     if r.at != body.len() {
         return Err(bad(format!(
             "{} bytes follow the last layer",
@@ -266,7 +301,11 @@ pub fn decode(
     Ok(SavedSession {
         ids,
         widths: saved_widths,
-        kv: KvLayers { precision, layers },
+        kv: KvLayers {
+            precision,
+            layers,
+            states: saved_states,
+        },
     })
 }
 

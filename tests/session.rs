@@ -5,7 +5,8 @@
 //! default, half the bytes) the greedy continuation is checked the same way. A session saved
 //! with another model, a corrupt one and one longer than the context are `bad_session` /
 //! `context_full` errors that leave the cache as it was. CPU and GPU (any adapter; CI: Mesa
-//! lavapipe), and a session saved on one backend restores on the other.
+//! lavapipe), and a session saved on one backend restores on the other; hybrid models' sessions
+//! carry their recurrent state.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
@@ -124,6 +125,20 @@ fn a_restored_session_continues_as_the_original_on_the_gpu() {
 fn a_session_saved_on_the_gpu_restores_on_the_cpu() {
     // The two backends' caches differ in rounding only: the continuation is checked for ids.
     check(TINY, Backend::Gpu, Backend::Cpu, &[KvPrecision::F32]);
+}
+
+/// Hybrid models (LFM2's short convolutions, Qwen3.5's delta-net): the session carries each
+/// recurrent layer's state after the saved positions, so a restored conversation continues
+/// exactly, on either backend.
+#[test]
+fn hybrid_sessions_carry_the_recurrent_state() {
+    for family in ["lfm2", "qwen35"] {
+        let path = common::root().join(format!("tests/fixtures/zoo/tiny-{family}.gguf"));
+        let model = path.to_str().unwrap();
+        check(model, Backend::Cpu, Backend::Cpu, &[KvPrecision::F32]);
+        check(model, Backend::Gpu, Backend::Gpu, &[KvPrecision::F32]);
+        check(model, Backend::Gpu, Backend::Cpu, &[KvPrecision::F32]);
+    }
 }
 
 #[test]

@@ -13,8 +13,7 @@ pub mod ops;
 pub use matmul::Kernel;
 
 use crate::model::{
-    Activation, Config, DeltaNetWeights, Mixer, MixerWeights, ModelWeights, RopeTables,
-    ShortConvWeights,
+    Activation, Config, DeltaNetWeights, MixerWeights, ModelWeights, RopeTables, ShortConvWeights,
 };
 use crate::{Error, Result};
 use matmul::matmul;
@@ -84,19 +83,9 @@ impl KvCache {
         }
     }
 
-    /// A zero recurrent state per layer: (L−1)·n_embd for a short convolution, the
-    /// convolution's inputs and an S×S matrix per value head for a delta-net, none else.
+    /// A zero recurrent state per layer ([`Config::state_lens`]: none for attention).
     fn recurrent_state(cfg: &Config) -> Vec<Vec<f32>> {
-        let rows = cfg.shortconv_l_cache.saturating_sub(1);
-        let delta = cfg.delta_net.map_or(0, |d| d.state_len());
-        cfg.layers
-            .iter()
-            .map(|l| match l.mixer {
-                Mixer::ShortConv => vec![0.0; rows * cfg.n_embd],
-                Mixer::DeltaNet => vec![0.0; delta],
-                Mixer::Attention => Vec::new(),
-            })
-            .collect()
+        cfg.state_lens().into_iter().map(|n| vec![0.0; n]).collect()
     }
 
     /// Whether some layer keeps a recurrent state.
@@ -196,7 +185,13 @@ impl KvCache {
     }
 
     /// Keys and values of positions `0..n` (f32), for a saved session.
-    pub fn snapshot(&self, n: usize) -> crate::session::KvLayers {
+    pub fn snapshot(&self, n: usize) -> crate::Result<crate::session::KvLayers> {
+        if self.has_recurrent() && self.recurrent_pos != n {
+            return Err(Error::BadSession(format!(
+                "the recurrent state stands at position {}, not at the {n} saved",
+                self.recurrent_pos
+            )));
+        }
         let bytes = |x: &[f32]| bytemuck::cast_slice::<f32, u8>(x).to_vec();
         let layers = self
             .widths
@@ -204,10 +199,16 @@ impl KvCache {
             .enumerate()
             .map(|(l, &(kw, vw))| (bytes(&self.k[l][..n * kw]), bytes(&self.v[l][..n * vw])))
             .collect();
-        crate::session::KvLayers {
+        Ok(crate::session::KvLayers {
             precision: crate::session::KvPrecision::F32,
             layers,
-        }
+            states: self.conv.clone(),
+        })
+    }
+
+    /// Floats of each layer's recurrent state (0 for attention layers).
+    pub fn state_lens(&self) -> Vec<usize> {
+        self.conv.iter().map(|s| s.len()).collect()
     }
 
     /// Writes positions `0..n` from a saved session's values (room for them first).
@@ -225,6 +226,19 @@ impl KvCache {
             }
             self.k[l][..k.len()].copy_from_slice(&k);
             self.v[l][..v.len()].copy_from_slice(&v);
+        }
+        if self.has_recurrent() {
+            for (l, (s, saved)) in self.conv.iter_mut().zip(&kv.states).enumerate() {
+                if s.len() != saved.len() {
+                    return Err(Error::BadSession(format!(
+                        "layer {l}'s recurrent state has the wrong size"
+                    )));
+                }
+                s.copy_from_slice(saved);
+            }
+            self.recurrent_pos = n;
+            self.checkpoints.clear();
+            self.checkpoint();
         }
         Ok(())
     }

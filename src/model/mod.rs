@@ -801,6 +801,21 @@ impl Config {
         self.layers.iter().any(|l| l.mixer != Mixer::Attention)
     }
 
+    /// Floats of each layer's recurrent state (0 for attention layers): a short convolution's
+    /// last L−1 inputs, a delta-net's convolution inputs and S×S matrices.
+    pub fn state_lens(&self) -> Vec<usize> {
+        let conv = self.shortconv_l_cache.saturating_sub(1) * self.n_embd;
+        let delta = self.delta_net.map_or(0, |d| d.state_len());
+        self.layers
+            .iter()
+            .map(|l| match l.mixer {
+                Mixer::Attention => 0,
+                Mixer::ShortConv => conv,
+                Mixer::DeltaNet => delta,
+            })
+            .collect()
+    }
+
     /// The features of this model the GPU backend does not run yet, if any.
     pub fn gpu_unsupported(&self) -> Option<String> {
         // delta_rule.wgsl keeps a head's S values in one workgroup of 256.

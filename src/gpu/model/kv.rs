@@ -32,7 +32,28 @@ impl GpuModel {
             let v = self.read_prefix(vc, n * vw * el).await?;
             layers.push((k, v));
         }
-        Ok(KvLayers { precision, layers })
+        // Each recurrent layer's state buffers, in layer order, concatenated per layer.
+        if self.has_recurrent() && self.recurrent_pos != n {
+            return Err(Error::BadSession(format!(
+                "the recurrent state stands at position {}, not at the {n} saved",
+                self.recurrent_pos
+            )));
+        }
+        let mut states = Vec::with_capacity(self.kv_cache.len());
+        let mut bufs = self.recurrent_state.iter();
+        for len in self.cfg.state_lens() {
+            let mut s = Vec::with_capacity(len);
+            while s.len() < len {
+                let Some(b) = bufs.next() else { break };
+                s.extend(self.ctx.read_f32(b, b.size() as usize / 4).await?);
+            }
+            states.push(s);
+        }
+        Ok(KvLayers {
+            precision,
+            layers,
+            states,
+        })
     }
 
     /// The first `bytes` bytes of `buf` (copies move whole words: round up, then cut).
@@ -47,7 +68,7 @@ impl GpuModel {
     }
 
     /// Writes positions `0..n` of every layer from `kv` (converted to the cache's precision).
-    pub fn write_kv(&self, kv: KvLayers, n: usize) -> Result<()> {
+    pub fn write_kv(&mut self, kv: KvLayers, n: usize) -> Result<()> {
         if n > self.n_ctx {
             return Err(Error::ContextFull {
                 needed: n,
@@ -77,6 +98,34 @@ impl GpuModel {
                     self.ctx.queue.write_buffer(buf, 0, &bytes);
                 }
             }
+        }
+        if self.has_recurrent() {
+            let mut bufs = self.recurrent_state.iter();
+            for (l, (len, saved)) in self
+                .cfg
+                .state_lens()
+                .into_iter()
+                .zip(&kv.states)
+                .enumerate()
+            {
+                if saved.len() != len {
+                    return Err(Error::BadSession(format!(
+                        "layer {l}'s recurrent state has the wrong size"
+                    )));
+                }
+                let mut at = 0;
+                while at < len {
+                    let Some(b) = bufs.next() else { break };
+                    let k = b.size() as usize / 4;
+                    self.ctx
+                        .queue
+                        .write_buffer(b, 0, bytemuck::cast_slice(&saved[at..at + k]));
+                    at += k;
+                }
+            }
+            self.recurrent_pos = n;
+            self.checkpoints.clear();
+            self.checkpoint();
         }
         self.ctx.check()
     }
