@@ -356,12 +356,17 @@ mod tests {
                 (f(k, 1.0), f(v, -0.5))
             })
             .collect();
+        // Layer 1 is recurrent: 5 floats of state after the positions.
         let kv = KvLayers {
             precision: KvPrecision::F32,
             layers,
+            states: vec![vec![], vec![0.5, -1.0, 2.25, 3e-3, 7.0]],
         };
         (ids, widths, kv)
     }
+
+    /// The sample's recurrent state lengths per layer.
+    const STATES: [usize; 2] = [0, 5];
 
     #[test]
     fn round_trips_in_both_precisions_and_rejects_what_is_wrong() {
@@ -370,9 +375,11 @@ mod tests {
             let (ids, widths, kv) = sample();
             let want: Vec<_> = (0..2).map(|l| kv.f32_layer(l)).collect();
             let bytes = encode(&fp, &ids, &widths, kv, p);
-            let s = decode(&bytes, &fp, &widths).unwrap();
+            let s = decode(&bytes, &fp, &widths, &STATES).unwrap();
             assert_eq!(s.ids, ids);
             assert_eq!(s.kv.precision, p);
+            // States stay f32 whatever the precision.
+            assert_eq!(s.kv.states, sample().2.states);
             for (l, w) in want.iter().enumerate() {
                 // The sample's values are exact in f16 too.
                 assert_eq!(&s.kv.f32_layer(l), w);
@@ -385,17 +392,18 @@ mod tests {
             Err(e) => panic!("wrong error kind: {e}"),
             Ok(_) => panic!("accepted"),
         };
-        assert!(msg(decode(&bytes, &[8u8; 32], &widths)).contains("another model"));
-        assert!(msg(decode(&bytes, &fp, &widths[..1])).contains("layers"));
-        assert!(msg(decode(&bytes, &fp, &[(2, 4), (4, 2)])).contains("widths"));
+        assert!(msg(decode(&bytes, &[8u8; 32], &widths, &STATES)).contains("another model"));
+        assert!(msg(decode(&bytes, &fp, &widths[..1], &STATES)).contains("layers"));
+        assert!(msg(decode(&bytes, &fp, &[(2, 4), (4, 2)], &STATES)).contains("widths"));
+        assert!(msg(decode(&bytes, &fp, &widths, &[0, 4])).contains("recurrent state"));
         let mut flipped = bytes.clone();
         flipped[60] ^= 1;
-        assert!(msg(decode(&flipped, &fp, &widths)).contains("corrupt"));
-        assert!(msg(decode(&bytes[..40], &fp, &widths)).contains("not a saved session"));
-        assert!(msg(decode(b"hello", &fp, &widths)).contains("not a saved session"));
+        assert!(msg(decode(&flipped, &fp, &widths, &STATES)).contains("corrupt"));
+        assert!(msg(decode(&bytes[..40], &fp, &widths, &STATES)).contains("not a saved session"));
+        assert!(msg(decode(b"hello", &fp, &widths, &STATES)).contains("not a saved session"));
         // Every truncation is an error, never a panic.
         for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut], &fp, &widths).is_err());
+            assert!(decode(&bytes[..cut], &fp, &widths, &STATES).is_err());
         }
     }
 }
