@@ -343,6 +343,9 @@ fn zoo_family_templates_match_llama_cpp() {
         "smollm2-135m-instruct-q4_k_m+phi3.5-mini",
         // Issue 11's hybrids: LFM2 (its tool-call block uses `tc.get("id")`).
         "smollm2-135m-instruct-q4_k_m+lfm2",
+        // Qwen3.5: the vision-aware `render_content` macro, XML tool calls, `<think>` opened by
+        // the generation prompt.
+        "qwen2.5-coder-0.5b-instruct-q4_k_m+qwen35",
     ] {
         check_golden(name);
     }
