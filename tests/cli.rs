@@ -361,3 +361,37 @@ fn constrained_generate_turns_bench_and_engine_line() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `bench --depth`: decode after a prefilled context, with the decode's time split between the
+/// attention and the recurrent mixers (tiny LFM2: 2 attention and 3 short-convolution layers).
+#[test]
+fn bench_decodes_at_a_depth_and_splits_the_mixers() {
+    let lfm2 =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zoo/tiny-lfm2.gguf");
+    assert!(
+        lfm2.is_file(),
+        "{} is missing: run scripts/tiny-models",
+        lfm2.display()
+    );
+    let o = chord(&[
+        "bench",
+        lfm2.to_str().unwrap(),
+        "-p",
+        "4",
+        "-n",
+        "3",
+        "--depth",
+        "20",
+        "--reps",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = stdout_json(&o);
+    assert_eq!(j["tg"]["depth"], 20, "{j}");
+    assert_eq!(j["tg_mixers"]["attention"]["layers"], 2.0, "{j}");
+    assert_eq!(j["tg_mixers"]["recurrent"]["layers"], 3.0, "{j}");
+    for kind in ["attention", "recurrent"] {
+        let ms = j["tg_mixers"][kind]["ms_per_token"]["median"].as_f64();
+        assert!(ms.is_some_and(|m| m > 0.0), "{kind}: {j}");
+    }
+}

@@ -12,6 +12,8 @@
 //! - activations with zero groups and outliers, and weights at the extremes of every integer
 //!   format (the largest i32 lane sums);
 //! - the same through the thread pool;
+//! - the recurrent layers' kernels (causal convolution, gated delta rule: see
+//!   tests/common/recurrent_kernels.rs) at every level;
 //! - both bench models: a decode step's logits, Fast vs Reference, NMSE ≤ 1e-5 with the i16
 //!   kernels (levels 2 and 3), ≤ 1e-8 on the f32 paths.
 #![cfg(not(target_arch = "wasm32"))]
@@ -24,6 +26,8 @@ use wasm_chord::quant::{dequantize, GgmlType};
 #[path = "common/cpu_data.rs"]
 mod cpu_data;
 use cpu_data::{random_matrix, scale_fields, Rng};
+#[path = "common/recurrent_kernels.rs"]
+mod recurrent_kernels;
 /// Formats that have integer (i16 activation) kernels on some path.
 fn has_int_kernels(ty: GgmlType) -> bool {
     use GgmlType::*;
@@ -270,4 +274,15 @@ fn fast_forward_matches_reference_on_a_real_model() {
             assert!(nmse <= max, "{model} isa {isa}: NMSE {nmse:e} > {max:e}");
         }
     }
+}
+
+/// LFM2's and Qwen3.5's recurrences, fast path against reference, at every ISA level.
+#[test]
+fn recurrent_kernels_match_the_reference() {
+    for isa in ISA_LEVELS {
+        limit_isa(isa);
+        recurrent_kernels::conv_fast_equals_reference();
+        recurrent_kernels::delta_rule_fast_matches_reference();
+    }
+    limit_isa(u8::MAX);
 }

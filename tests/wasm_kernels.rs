@@ -7,6 +7,8 @@
 //!   that exercise every tile shape and remainder: each output within 1e-5 of the reference,
 //!   relative to that output's Σ|w·x|;
 //! - the IQ formats and MXFP4 again on larger shapes (row pairs, 3 blocks, every tile width);
+//! - the recurrent layers' kernels (causal convolution, gated delta rule), SIMD128 lanes
+//!   against the scalar reference (tests/common/recurrent_kernels.rs);
 //! - the tiny model: last-position logits of Fast vs Reference with NMSE ≤ 1e-8;
 //!
 //! Run (SIMD on; a separate target dir so the RUSTFLAGS change does not rebuild the shared one):
@@ -31,6 +33,8 @@ mod cpu_data;
 use cpu_data::{random_matrix, Rng};
 #[path = "common/data.rs"]
 mod data;
+#[path = "common/recurrent_kernels.rs"]
+mod recurrent_kernels;
 /// Σ|w·x| per output (n_tok, rows), from the reference dequantizer in f64.
 fn magnitudes(w: &QMatrix, x: &[f32], n_tok: usize) -> Vec<f64> {
     let mut row = vec![0f32; w.cols];
@@ -158,4 +162,10 @@ fn fast_forward_matches_reference_on_the_tiny_model() {
     let nmse = data::nmse(&fast, &reference);
     console_log!("Fast vs Reference logits NMSE: {nmse:e}");
     assert!(nmse <= 1e-8, "NMSE of Fast vs Reference logits: {nmse:e}");
+}
+
+#[wasm_bindgen_test]
+fn recurrent_kernels_match_the_reference() {
+    recurrent_kernels::conv_fast_equals_reference();
+    recurrent_kernels::delta_rule_fast_matches_reference();
 }

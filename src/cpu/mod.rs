@@ -9,14 +9,17 @@ pub mod batch;
 pub mod delta_net;
 pub mod matmul;
 pub mod ops;
+pub mod short_conv;
 
 pub use matmul::Kernel;
 
 use crate::model::{
-    Activation, Config, DeltaNetWeights, MixerWeights, ModelWeights, RopeTables, ShortConvWeights,
+    Activation, AttentionWeights, Config, DeltaNetWeights, MixerWeights, ModelWeights, RopeTables,
+    ShortConvWeights,
 };
 use crate::{Error, Result};
 use matmul::matmul;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A sequence's state: preallocated K and V for every attention layer (n_layer, n_ctx,
 /// n_head_kv·head_dim) with each layer's own KV heads and head sizes, and the recurrent state of
@@ -258,6 +261,60 @@ pub struct CpuModel {
     pub w: ModelWeights,
     pub kernel: Kernel,
     rope: RopeTables,
+    timing: MixerTiming,
+}
+
+/// A forward pass's buffers for the attention mixers, sized for the widest layer.
+struct AttentionScratch {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    angles: Vec<(f32, f32)>,
+}
+
+/// The two kinds of token mixer a layer can have, as [`MixerTiming`] counts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MixerKind {
+    /// Attention over the KV cache: its cost grows with the context.
+    Attention = 0,
+    /// A short convolution or a delta-net: a fixed-size state, the same cost at any context.
+    Recurrent = 1,
+}
+
+/// Time spent in the layers' mixers (projections included), per [`MixerKind`]: nanoseconds
+/// and the token-layers they covered. Kept natively; wasm32 has no clock in `std`, so there
+/// it stays zero. `chord bench` reports it, to show where a decode step's time goes as the
+/// context grows.
+#[derive(Default)]
+struct MixerTiming {
+    ns: [AtomicU64; 2],
+    token_layers: [AtomicU64; 2],
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+type Started = Option<std::time::Instant>;
+#[cfg(target_arch = "wasm32")]
+type Started = Option<()>;
+
+impl MixerTiming {
+    fn start(&self) -> Started {
+        #[cfg(not(target_arch = "wasm32"))]
+        return Some(std::time::Instant::now());
+        #[cfg(target_arch = "wasm32")]
+        None
+    }
+
+    fn stop(&self, kind: MixerKind, started: Started, tokens: usize) {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(t) = started {
+            let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.ns[kind as usize].fetch_add(ns, Ordering::Relaxed);
+            self.token_layers[kind as usize].fetch_add(tokens as u64, Ordering::Relaxed);
+        }
+        #[cfg(target_arch = "wasm32")]
+        let _ = (kind, started, tokens);
+    }
 }
 
 impl CpuModel {
@@ -290,6 +347,24 @@ impl CpuModel {
             w,
             kernel,
             rope,
+            timing: MixerTiming::default(),
+        }
+    }
+
+    /// Mean nanoseconds per token and layer spent in mixers of `kind` since the last
+    /// [`CpuModel::reset_mixer_times`] (projections included), and how many token-layers that
+    /// covers; `(0.0, 0)` on wasm32 or before any.
+    pub fn mixer_time(&self, kind: MixerKind) -> (f64, u64) {
+        let i = kind as usize;
+        let ns = self.timing.ns[i].load(Ordering::Relaxed);
+        let n = self.timing.token_layers[i].load(Ordering::Relaxed);
+        (if n == 0 { 0.0 } else { ns as f64 / n as f64 }, n)
+    }
+
+    /// Start [`CpuModel::mixer_time`] over.
+    pub fn reset_mixer_times(&self) {
+        for a in self.timing.ns.iter().chain(&self.timing.token_layers) {
+            a.store(0, Ordering::Relaxed);
         }
     }
 
@@ -377,26 +452,20 @@ impl CpuModel {
         }
         // Scratch sized for the widest layer.
         let (max_q, max_kv, max_v, max_ff) = c.max_dims();
-        let mut h = vec![0f32; n * e];
-        let mut q_buf = vec![0f32; n * max_q];
-        let mut k_buf = vec![0f32; n * max_kv];
-        let mut v_buf = vec![0f32; n * max_v];
         let max_hdv = c.layers.iter().map(|l| l.head_dim_v).max().unwrap_or(0);
-        let mut att_buf = vec![0f32; n * c.n_head * max_hdv];
+        let mut scratch = AttentionScratch {
+            q: vec![0f32; n * max_q],
+            k: vec![0f32; n * max_kv],
+            v: vec![0f32; n * max_v],
+            att: vec![0f32; n * c.n_head * max_hdv],
+            angles: Vec::new(),
+        };
+        let mut h = vec![0f32; n * e];
         let mut proj = vec![0f32; n * e];
         let mut gate_buf = vec![0f32; n * max_ff];
         let mut up_buf = vec![0f32; n * max_ff];
-        let mut angles = Vec::new();
 
         for (l, lw) in self.w.layers.iter().enumerate() {
-            let ls = &c.layers[l];
-            let (hd, hdv) = (ls.head_dim, ls.head_dim_v);
-            let (q_dim, kv_dim, v_dim) = (ls.q_dim(c.n_head), ls.kv_dim(), ls.v_dim());
-            let q = &mut q_buf[..n * q_dim];
-            let kk = &mut k_buf[..n * kv_dim];
-            let vv = &mut v_buf[..n * v_dim];
-            let att = &mut att_buf[..n * c.n_head * hdv];
-            // Attention block.
             for t in 0..n {
                 ops::rmsnorm(
                     &mut h[t * e..(t + 1) * e],
@@ -405,119 +474,22 @@ impl CpuModel {
                     c.rms_eps,
                 );
             }
-            let aw = match &lw.mixer {
-                MixerWeights::Attention(aw) => aw,
+            let started = self.timing.start();
+            let kind = match &lw.mixer {
+                MixerWeights::Attention(aw) => {
+                    self.attention(l, aw, &h, &at, &mut segs, &mut scratch, &mut proj)?;
+                    MixerKind::Attention
+                }
                 MixerWeights::ShortConv(cw) => {
                     self.short_conv(l, cw, &h, &mut segs, &mut proj)?;
-                    self.residual_and_ffn(
-                        l,
-                        &mut x,
-                        &mut h,
-                        &mut proj,
-                        &mut gate_buf,
-                        &mut up_buf,
-                    )?;
-                    continue;
+                    MixerKind::Recurrent
                 }
                 MixerWeights::DeltaNet(dw) => {
                     self.delta_net(l, dw, &h, &mut segs, &mut proj)?;
-                    self.residual_and_ffn(
-                        l,
-                        &mut x,
-                        &mut h,
-                        &mut proj,
-                        &mut gate_buf,
-                        &mut up_buf,
-                    )?;
-                    continue;
+                    MixerKind::Recurrent
                 }
             };
-            // Qwen3.5's gated attention: each head's query, then its output gate.
-            let mut out_gate = Vec::new();
-            if c.attn_output_gate {
-                let mut qg = vec![0f32; n * 2 * q_dim];
-                matmul(&aw.wq, &h, &mut qg, n, k)?;
-                out_gate = vec![0f32; n * q_dim];
-                for (t, row) in qg.chunks_exact(2 * hd).enumerate() {
-                    q[t * hd..(t + 1) * hd].copy_from_slice(&row[..hd]);
-                    out_gate[t * hd..(t + 1) * hd].copy_from_slice(&row[hd..]);
-                }
-            } else {
-                matmul(&aw.wq, &h, q, n, k)?;
-            }
-            matmul(&aw.wk, &h, kk, n, k)?;
-            matmul(&aw.wv, &h, vv, n, k)?;
-            for (buf, bias, dim) in [
-                (&mut *q, &aw.bq, q_dim),
-                (&mut *kk, &aw.bk, kv_dim),
-                (&mut *vv, &aw.bv, v_dim),
-            ] {
-                if let Some(b) = bias {
-                    buf.chunks_exact_mut(dim)
-                        .for_each(|r| ops::add_inplace(r, b));
-                }
-            }
-            let inv_freq = &self.rope.layers[l];
-            for (t, &(si, p)) in at.iter().enumerate() {
-                ops::rope_angles_scaled(&mut angles, p, inv_freq, c.rope_mscale);
-                for head in q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(hd) {
-                    if let Some(w) = &aw.q_norm {
-                        ops::rmsnorm_inplace(head, w, c.rms_eps);
-                    }
-                    ops::rope_with(head, &angles, c.rope_neox);
-                    if let Some(s) = c.q_scale {
-                        head.iter_mut().for_each(|v| *v *= s);
-                    }
-                }
-                for head in kk[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(hd) {
-                    if let Some(w) = &aw.k_norm {
-                        ops::rmsnorm_inplace(head, w, c.rms_eps);
-                    }
-                    ops::rope_with(head, &angles, c.rope_neox);
-                }
-                if c.v_norm {
-                    for head in vv[t * v_dim..(t + 1) * v_dim].chunks_exact_mut(hdv) {
-                        ops::rmsnorm_plain(head, c.rms_eps);
-                    }
-                }
-                let cache = &mut *segs[si].cache;
-                cache.k[l][p * kv_dim..(p + 1) * kv_dim]
-                    .copy_from_slice(&kk[t * kv_dim..(t + 1) * kv_dim]);
-                cache.v[l][p * v_dim..(p + 1) * v_dim]
-                    .copy_from_slice(&vv[t * v_dim..(t + 1) * v_dim]);
-            }
-            // Causal, and within the window on sliding-window layers.
-            let shape = attention::LayerShape {
-                n_head: c.n_head,
-                n_head_kv: ls.n_head_kv,
-                head_dim: hd,
-                head_dim_v: hdv,
-                window: ls.swa.then_some(c.n_swa),
-                scale: c.kq_scale,
-            };
-            // Each segment attends over its own cache; several segments (a batched step) on
-            // the matmul threads at once.
-            let att_dim = c.n_head * hdv;
-            let mut parts = Vec::with_capacity(segs.len());
-            let (mut q_rest, mut att_rest) = (&q[..], &mut att[..]);
-            for s in segs.iter() {
-                let (qs, qr) = q_rest.split_at(s.len * q_dim);
-                let (atts, ar) = std::mem::take(&mut att_rest).split_at_mut(s.len * att_dim);
-                (q_rest, att_rest) = (qr, ar);
-                parts.push((&**s, qs, atts));
-            }
-            let reference = k == Kernel::Reference;
-            matmul::for_each_part(&mut parts, |_, (s, qs, atts)| {
-                let (kc, vc) = (&s.cache.k[l], &s.cache.v[l]);
-                attention::attend_layer(&shape, qs, kc, vc, s.len, s.pos, reference, atts);
-            });
-            if c.attn_output_gate {
-                // Head size of V = of Q on Qwen3.5, so the gate lines up with the output.
-                for (a, &g) in att.iter_mut().zip(&out_gate) {
-                    *a *= 1.0 / (1.0 + (-g).exp());
-                }
-            }
-            matmul(&aw.wo, att, &mut proj, n, k)?;
+            self.timing.stop(kind, started, n);
             self.residual_and_ffn(l, &mut x, &mut h, &mut proj, &mut gate_buf, &mut up_buf)?;
         }
 
@@ -559,6 +531,119 @@ impl CpuModel {
 }
 
 impl CpuModel {
+    /// An attention mixer of layer `l` over the normed input `h` (n, n_embd), into `proj`
+    /// (n, n_embd): Q, K, V (Qwen3.5: each head's query, then its output gate), biases, Q/K
+    /// norms, RoPE at each token's position `at`, the cache writes, each segment's tokens
+    /// attending over its own cache, the output gate, the output projection.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        l: usize,
+        aw: &AttentionWeights,
+        h: &[f32],
+        at: &[(usize, usize)],
+        segs: &mut [&mut Segment<'_>],
+        scratch: &mut AttentionScratch,
+        proj: &mut [f32],
+    ) -> Result<()> {
+        let c = &self.cfg;
+        let ls = &c.layers[l];
+        let (e, k) = (c.n_embd, self.kernel);
+        let n = h.len() / e;
+        let (hd, hdv) = (ls.head_dim, ls.head_dim_v);
+        let (q_dim, kv_dim, v_dim) = (ls.q_dim(c.n_head), ls.kv_dim(), ls.v_dim());
+        let q = &mut scratch.q[..n * q_dim];
+        let kk = &mut scratch.k[..n * kv_dim];
+        let vv = &mut scratch.v[..n * v_dim];
+        let att = &mut scratch.att[..n * c.n_head * hdv];
+        let angles = &mut scratch.angles;
+        // Qwen3.5's gated attention: each head's query, then its output gate.
+        let mut out_gate = Vec::new();
+        if c.attn_output_gate {
+            let mut qg = vec![0f32; n * 2 * q_dim];
+            matmul(&aw.wq, h, &mut qg, n, k)?;
+            out_gate = vec![0f32; n * q_dim];
+            for (t, row) in qg.chunks_exact(2 * hd).enumerate() {
+                q[t * hd..(t + 1) * hd].copy_from_slice(&row[..hd]);
+                out_gate[t * hd..(t + 1) * hd].copy_from_slice(&row[hd..]);
+            }
+        } else {
+            matmul(&aw.wq, h, q, n, k)?;
+        }
+        matmul(&aw.wk, h, kk, n, k)?;
+        matmul(&aw.wv, h, vv, n, k)?;
+        for (buf, bias, dim) in [
+            (&mut *q, &aw.bq, q_dim),
+            (&mut *kk, &aw.bk, kv_dim),
+            (&mut *vv, &aw.bv, v_dim),
+        ] {
+            if let Some(b) = bias {
+                buf.chunks_exact_mut(dim)
+                    .for_each(|r| ops::add_inplace(r, b));
+            }
+        }
+        let inv_freq = &self.rope.layers[l];
+        for (t, &(si, p)) in at.iter().enumerate() {
+            ops::rope_angles_scaled(angles, p, inv_freq, c.rope_mscale);
+            for head in q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(hd) {
+                if let Some(w) = &aw.q_norm {
+                    ops::rmsnorm_inplace(head, w, c.rms_eps);
+                }
+                ops::rope_with(head, angles, c.rope_neox);
+                if let Some(s) = c.q_scale {
+                    head.iter_mut().for_each(|v| *v *= s);
+                }
+            }
+            for head in kk[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(hd) {
+                if let Some(w) = &aw.k_norm {
+                    ops::rmsnorm_inplace(head, w, c.rms_eps);
+                }
+                ops::rope_with(head, angles, c.rope_neox);
+            }
+            if c.v_norm {
+                for head in vv[t * v_dim..(t + 1) * v_dim].chunks_exact_mut(hdv) {
+                    ops::rmsnorm_plain(head, c.rms_eps);
+                }
+            }
+            let cache = &mut *segs[si].cache;
+            cache.k[l][p * kv_dim..(p + 1) * kv_dim]
+                .copy_from_slice(&kk[t * kv_dim..(t + 1) * kv_dim]);
+            cache.v[l][p * v_dim..(p + 1) * v_dim].copy_from_slice(&vv[t * v_dim..(t + 1) * v_dim]);
+        }
+        // Causal, and within the window on sliding-window layers.
+        let shape = attention::LayerShape {
+            n_head: c.n_head,
+            n_head_kv: ls.n_head_kv,
+            head_dim: hd,
+            head_dim_v: hdv,
+            window: ls.swa.then_some(c.n_swa),
+            scale: c.kq_scale,
+        };
+        // Each segment attends over its own cache; several segments (a batched step) on
+        // the matmul threads at once.
+        let att_dim = c.n_head * hdv;
+        let mut parts = Vec::with_capacity(segs.len());
+        let (mut q_rest, mut att_rest) = (&q[..], &mut att[..]);
+        for s in segs.iter() {
+            let (qs, qr) = q_rest.split_at(s.len * q_dim);
+            let (atts, ar) = std::mem::take(&mut att_rest).split_at_mut(s.len * att_dim);
+            (q_rest, att_rest) = (qr, ar);
+            parts.push((&**s, qs, atts));
+        }
+        let reference = k == Kernel::Reference;
+        matmul::for_each_part(&mut parts, |_, (s, qs, atts)| {
+            let (kc, vc) = (&s.cache.k[l], &s.cache.v[l]);
+            attention::attend_layer(&shape, qs, kc, vc, s.len, s.pos, reference, atts);
+        });
+        if c.attn_output_gate {
+            // Head size of V = of Q on Qwen3.5, so the gate lines up with the output.
+            for (a, &g) in att.iter_mut().zip(&out_gate) {
+                *a *= 1.0 / (1.0 + (-g).exp());
+            }
+        }
+        matmul(&aw.wo, att, proj, n, k)
+    }
+
     /// A block's output `proj` (n, n_embd) into the residual stream `x` (post-norm, Granite's
     /// residual scale), then the feed-forward block of layer `l` into `x` (with its post-norm,
     /// residual scale and Gemma 4's layer output scale). `h` and the gate/up buffers are
@@ -646,7 +731,7 @@ impl CpuModel {
                 let (b, rest) = row.split_at(e);
                 let (cg, xv) = rest.split_at(e);
                 let y_t = &mut y[t * e..(t + 1) * e];
-                ops::short_conv_step(state, &cw.kernel, (b, cg, xv), &mut bx, y_t);
+                short_conv::short_conv_step(state, &cw.kernel, (b, cg, xv), &mut bx, y_t, k);
                 t += 1;
             }
         }
@@ -702,7 +787,7 @@ impl CpuModel {
                     alpha: &alpha[t * hv..(t + 1) * hv],
                 };
                 let o_t = &mut o[t * vd..(t + 1) * vd];
-                delta_net::delta_net_step(&params, &inputs, state, &mut conv_out, o_t);
+                delta_net::delta_net_step(&params, &inputs, state, &mut conv_out, o_t, k);
                 t += 1;
             }
         }

@@ -21,49 +21,6 @@ pub fn softcap(x: &mut [f32], cap: f32) {
     x.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
 }
 
-/// One token through a depthwise causal convolution (ggml's `ssm_conv`), per channel i of n:
-/// `y = Σ_j state[j]·w[j] + x·w[L−1]` over the channel's L taps `w` (`kernel[i·L..]`, the
-/// first meeting the oldest input, summed in that order); then the state (the last L−1 inputs,
-/// oldest row first, n each) moves on by one.
-pub fn causal_conv_step(state: &mut [f32], kernel: &[f32], x: &[f32], y: &mut [f32]) {
-    let n = x.len();
-    let rows = state.len() / n;
-    let taps = rows + 1;
-    for i in 0..n {
-        let w = &kernel[i * taps..(i + 1) * taps];
-        let mut acc = 0f32;
-        for (j, &wj) in w[..rows].iter().enumerate() {
-            acc += state[j * n + i] * wj;
-        }
-        acc += x[i] * w[rows];
-        y[i] = acc;
-        if rows > 0 {
-            for j in 0..rows - 1 {
-                state[j * n + i] = state[(j + 1) * n + i];
-            }
-            state[(rows - 1) * n + i] = x[i];
-        }
-    }
-}
-
-/// One token through LFM2's short convolution: `bx = b·x` through [`causal_conv_step`], the
-/// result times `c`. `bx` is scratch (n).
-pub fn short_conv_step(
-    state: &mut [f32],
-    kernel: &[f32],
-    (b, c, x): (&[f32], &[f32], &[f32]),
-    bx: &mut [f32],
-    y: &mut [f32],
-) {
-    for ((o, &bi), &xi) in bx.iter_mut().zip(b).zip(x) {
-        *o = bi * xi;
-    }
-    causal_conv_step(state, kernel, bx, y);
-    for (yi, &ci) in y.iter_mut().zip(c) {
-        *yi *= ci;
-    }
-}
-
 /// In-place RMSNorm of one row.
 pub fn rmsnorm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     let ss: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len() as f64;

@@ -32,6 +32,10 @@ pub struct Args {
     pub n: Option<usize>,
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
+    /// Decode after this many tokens of context (prefilled first, not timed; llama-bench's
+    /// `-d`). Default 0: decode from an empty cache, as llama-bench's tg test. CPU backend.
+    #[arg(short = 'd', long, value_name = "N", default_value_t = 0)]
+    pub depth: usize,
     /// CPU threads (default 1, to compare with llama.cpp's -t 1).
     #[arg(short = 't', long, default_value_t = 1)]
     pub threads: usize,
@@ -128,6 +132,9 @@ pub fn run(a: &Args) -> Result<(), Fail> {
     }
     let p = a.p.unwrap_or(128);
     if backend == Backend::Gpu {
+        if a.depth > 0 {
+            return Err(Fail::Usage("--depth is for the CPU backend".into()));
+        }
         let layout = match a.layout {
             None | Some(LayoutArg::Default) => None,
             Some(LayoutArg::Packed) => Some(gpu::kernels::Layout::Packed),
@@ -135,7 +142,7 @@ pub fn run(a: &Args) -> Result<(), Fail> {
         };
         return bench_gpu(&a.model, p, n, a.reps.max(1), (layout, checks));
     }
-    bench(&a.model, p, n, a.reps.max(1), a.kernel.into())
+    bench(&a.model, (p, n, a.depth), a.reps.max(1), a.kernel.into())
 }
 
 /// `--streams`: `k` requests at once through [`Batcher`] (parallel `k`), greedy, end-of-text
@@ -256,9 +263,18 @@ fn stats(mut v: Vec<f64>) -> Json {
     json!({"median": v[v.len() / 2], "min": v[0], "max": v[v.len() - 1]})
 }
 
-/// Prefill of `p` tokens in one batch, then `n` single-token decode steps, each repetition in a
-/// fresh KV cache (as llama-bench's pp/tg tests). Prints JSON.
-fn bench(path: &str, p: usize, n: usize, reps: usize, kernel: cpu::Kernel) -> Result<(), Fail> {
+/// Prefill of `p` tokens in one batch, then `n` single-token decode steps after `depth` tokens
+/// of context (prefilled untimed), each repetition in a fresh KV cache (as llama-bench's pp/tg
+/// tests, and its `-d`). Also the decode's time per token in the layers' mixers, by kind
+/// (attention; short convolution or delta-net), which shows what grows with the context.
+/// Prints JSON.
+fn bench(
+    path: &str,
+    (p, n, depth): (usize, usize, usize),
+    reps: usize,
+    kernel: cpu::Kernel,
+) -> Result<(), Fail> {
+    use cpu::MixerKind;
     use std::time::Instant;
     let src = wasm_chord::source::FileSource::open(path)?;
     let t0 = Instant::now();
@@ -266,8 +282,13 @@ fn bench(path: &str, p: usize, n: usize, reps: usize, kernel: cpu::Kernel) -> Re
     let load_s = t0.elapsed().as_secs_f64();
     // Deterministic ids spread over the vocabulary; the content does not change the work.
     let v = model.cfg.n_vocab as u32;
-    let prompt: Vec<u32> = (0..p as u32).map(|i| (i * 7919 + 13) % v).collect();
+    let ids = |len: usize, salt: u32| -> Vec<u32> {
+        (0..len as u32).map(|i| (i * 7919 + salt) % v).collect()
+    };
+    let prompt = ids(p, 13);
+    let context = ids(depth, 101);
     let (mut pp, mut tg) = (vec![], vec![]);
+    let mut mixers = [(vec![], vec![]), (vec![], vec![])];
     for _ in 0..reps {
         let mut cache = cpu::KvCache::new(&model.cfg, p + n + 1);
         if p > 0 {
@@ -275,17 +296,38 @@ fn bench(path: &str, p: usize, n: usize, reps: usize, kernel: cpu::Kernel) -> Re
             model.forward(&prompt, 0, &mut cache)?;
             pp.push(p as f64 / t.elapsed().as_secs_f64());
         }
-        let mut cache = cpu::KvCache::new(&model.cfg, n + 1);
-        let t = Instant::now();
+        let mut cache = cpu::KvCache::new(&model.cfg, depth + n + 1);
         let mut tok = 1 % v;
+        if depth > 0 {
+            let l = model.forward(&context, 0, &mut cache)?;
+            tok = wasm_chord::sampling::argmax(&l) as u32;
+        }
+        model.reset_mixer_times();
+        let t = Instant::now();
         for i in 0..n {
-            let l = model.forward(&[tok], i, &mut cache)?;
+            let l = model.forward(&[tok], depth + i, &mut cache)?;
             tok = wasm_chord::sampling::argmax(&l) as u32;
         }
         if n > 0 {
             tg.push(n as f64 / t.elapsed().as_secs_f64());
+            for (kind, (ms, layers)) in [MixerKind::Attention, MixerKind::Recurrent]
+                .into_iter()
+                .zip(mixers.iter_mut())
+            {
+                let (ns, token_layers) = model.mixer_time(kind);
+                ms.push(ns * token_layers as f64 / n as f64 / 1e6);
+                layers.push(token_layers as f64 / n as f64);
+            }
         }
     }
+    let mixer = |(ms, layers): (Vec<f64>, Vec<f64>)| {
+        if ms.is_empty() {
+            Json::Null
+        } else {
+            json!({"layers": layers[0], "ms_per_token": stats(ms)})
+        }
+    };
+    let [attention, recurrent] = mixers;
     let out = json!({
         "model": path,
         "backend": "cpu",
@@ -294,7 +336,8 @@ fn bench(path: &str, p: usize, n: usize, reps: usize, kernel: cpu::Kernel) -> Re
         "weights_bytes": model.w.bytes(),
         "load_s": load_s,
         "pp": {"tokens": p, "tok_s": if pp.is_empty() { Json::Null } else { stats(pp) }},
-        "tg": {"tokens": n, "tok_s": if tg.is_empty() { Json::Null } else { stats(tg) }},
+        "tg": {"tokens": n, "depth": depth, "tok_s": if tg.is_empty() { Json::Null } else { stats(tg) }},
+        "tg_mixers": {"attention": mixer(attention), "recurrent": mixer(recurrent)},
         "reps": reps,
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
