@@ -4,8 +4,9 @@ CARGO ?= cargo
 
 .PHONY: test setup models check lint wasm unit wasm-test serve web e2e dist fuzz-ci
 
-## Everything CI runs: install what is missing, fetch the test models, lint, build for wasm, test.
-test: setup models lint unit wasm-test e2e
+## Everything CI runs: install what is missing, fetch the test models, lint, build for wasm, test,
+## then each fuzz target briefly.
+test: setup models lint unit wasm-test e2e fuzz-ci
 
 setup:
 	scripts/setup
@@ -67,5 +68,6 @@ dist: web
 
 ## Each fuzz target briefly (libFuzzer, stable Rust; docs/fuzzing.md), then the committed crashers.
 fuzz-ci:
+	scripts/fuzz seed
 	scripts/fuzz regress
 	scripts/fuzz ci

@@ -328,6 +328,7 @@ fn bench(
         }
     };
     let [attention, recurrent] = mixers;
+    let recurrence = recurrence_steps(&model.cfg);
     let out = json!({
         "model": path,
         "backend": "cpu",
@@ -338,10 +339,101 @@ fn bench(
         "pp": {"tokens": p, "tok_s": if pp.is_empty() { Json::Null } else { stats(pp) }},
         "tg": {"tokens": n, "depth": depth, "tok_s": if tg.is_empty() { Json::Null } else { stats(tg) }},
         "tg_mixers": {"attention": mixer(attention), "recurrent": mixer(recurrent)},
+        "recurrence_step_us": recurrence,
         "reps": reps,
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())
+}
+
+/// One token through one recurrent layer of the model's shape (a delta-net's, else a short
+/// convolution's), on random inputs: median microseconds of the fast path and of the scalar
+/// reference (100 steps each, after 10 to warm up). `null` for a model without such layers.
+fn recurrence_steps(cfg: &wasm_chord::model::Config) -> Json {
+    use cpu::delta_net::{delta_net_step, DeltaInputs, DeltaParams};
+    use std::time::Instant;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut values = |n: usize, scale: f32| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                ((seed >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * scale
+            })
+            .collect()
+    };
+    let time = |step: &mut dyn FnMut()| {
+        let mut us = Vec::with_capacity(100);
+        for i in 0..110 {
+            let t = Instant::now();
+            step();
+            if i >= 10 {
+                us.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        us.sort_by(f64::total_cmp);
+        us[us.len() / 2]
+    };
+    let mut out = serde_json::Map::new();
+    for kernel in [cpu::Kernel::Fast, cpu::Kernel::Reference] {
+        let name = format!("{kernel:?}").to_lowercase();
+        let us = if let Some(spec) = cfg.delta_net {
+            let (cd, vd, hv) = (spec.conv_dim(), spec.value_dim(), spec.v_heads);
+            let (conv, dt_bias, norm) = (
+                values(cd * spec.conv_taps, 0.5),
+                values(hv, 1.0),
+                values(spec.head_dim, 1.0),
+            );
+            let a: Vec<f32> = values(hv, 1.0).iter().map(|v| -v.abs() - 0.1).collect();
+            let p = DeltaParams {
+                spec,
+                conv: &conv,
+                dt_bias: &dt_bias,
+                a: &a,
+                norm: &norm,
+                eps: cfg.rms_eps,
+            };
+            let (qkv, z, beta, alpha) = (
+                values(cd, 2.0),
+                values(vd, 2.0),
+                values(hv, 3.0),
+                values(hv, 3.0),
+            );
+            let x = DeltaInputs {
+                qkv: &qkv,
+                z: &z,
+                beta: &beta,
+                alpha: &alpha,
+            };
+            let mut state = values(
+                (spec.conv_taps - 1) * cd + hv * spec.head_dim * spec.head_dim,
+                0.3,
+            );
+            let (mut scratch, mut o) = (vec![0f32; cd], vec![0f32; vd]);
+            time(&mut || delta_net_step(&p, &x, &mut state, &mut scratch, &mut o, kernel))
+        } else if cfg.shortconv_l_cache > 0 {
+            let (e, taps) = (cfg.n_embd, cfg.shortconv_l_cache);
+            let kernel_w = values(e * taps, 0.5);
+            let (b, c, xv) = (values(e, 1.0), values(e, 1.0), values(e, 1.0));
+            let mut state = values((taps - 1) * e, 1.0);
+            let (mut bx, mut y) = (vec![0f32; e], vec![0f32; e]);
+            time(&mut || {
+                cpu::short_conv::short_conv_step(
+                    &mut state,
+                    &kernel_w,
+                    (&b, &c, &xv),
+                    &mut bx,
+                    &mut y,
+                    kernel,
+                )
+            })
+        } else {
+            return Json::Null;
+        };
+        out.insert(name, json!(us));
+    }
+    Json::Object(out)
 }
 
 /// The GPU backend: prefill of `p` tokens, then `n` greedy decode steps (one submission and a
