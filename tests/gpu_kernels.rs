@@ -14,7 +14,7 @@ use wasm_chord::gpu::kernels::{
 use wasm_chord::gpu::model::{
     matmat_once, matvec_once, penalties_once, sample_once, GPU_TOP_K_MAX, SAMPLE_ON_HOST,
 };
-use wasm_chord::gpu::uniforms::{AddParams, SoftcapParams};
+use wasm_chord::gpu::uniforms::{AddParams, CausalConvParams, SoftcapParams, StepParams};
 use wasm_chord::gpu::GpuSampling;
 use wasm_chord::gpu::{GpuContext, GpuMatrix};
 use wasm_chord::quant::{self, GgmlType};
@@ -736,6 +736,75 @@ fn gated_activations_and_add_match_the_reference() {
             want,
             "{b_scale} {y_scale}"
         );
+    }
+}
+
+/// causal_conv.wgsl against its CPU twin (`cpu::short_conv`, reference), five tokens in one
+/// dispatch: Qwen3.5's form (SiLU after, 4 taps) and LFM2's gated one (B·x before, C· after,
+/// 3 taps); the outputs and the state left behind.
+#[test]
+fn causal_conv_matches_the_cpu_twin() {
+    use wasm_chord::cpu::short_conv::{causal_conv_step_reference, short_conv_step};
+    let ctx = context();
+    let mut r = Rng(31);
+    let (n, n_tok) = (100usize, 5usize);
+    for (gated, taps) in [(0u32, 4usize), (1, 3)] {
+        let width = if gated == 1 { 3 * n } else { n };
+        let input = r.vec(n_tok * width);
+        let w = r.vec(n * taps);
+        let state0 = r.vec((taps - 1) * n);
+        let (mut state, mut want) = (state0.clone(), vec![0f32; n_tok * n]);
+        let mut bx = vec![0f32; n];
+        for t in 0..n_tok {
+            let (row, y) = (
+                &input[t * width..(t + 1) * width],
+                &mut want[t * n..(t + 1) * n],
+            );
+            if gated == 1 {
+                let (b, rest) = row.split_at(n);
+                let (c, x) = rest.split_at(n);
+                short_conv_step(&mut state, &w, (b, c, x), &mut bx, y, Kernel::Reference);
+            } else {
+                causal_conv_step_reference(&mut state, &w, row, y);
+                y.iter_mut().for_each(|v| *v = ops::silu(*v));
+            }
+        }
+        let bufs = [
+            ctx.storage_with("input", bytemuck::cast_slice(&input)),
+            ctx.storage_with("w", bytemuck::cast_slice(&w)),
+            ctx.storage_with("state", bytemuck::cast_slice(&state0)),
+            ctx.storage_f32("y", n_tok * n),
+            ctx.uniform(
+                "p",
+                &CausalConvParams {
+                    n: n as u32,
+                    taps: taps as u32,
+                },
+            ),
+            ctx.uniform(
+                "step",
+                &StepParams {
+                    pos: 0,
+                    n_tokens: n_tok as u32,
+                },
+            ),
+        ];
+        let key = PipelineKey {
+            gated,
+            ..PipelineKey::new(Shader::CausalConv)
+        };
+        let refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
+        ctx.run_once(key, &refs, [n.div_ceil(64) as u32, 1, 1])
+            .unwrap();
+        let got = block_on(ctx.read_f32(&bufs[3], n_tok * n)).unwrap();
+        assert_nmse(
+            &format!("causal_conv GATED {gated} output"),
+            &got,
+            &want,
+            1e-12,
+        );
+        let got_state = block_on(ctx.read_f32(&bufs[2], state.len())).unwrap();
+        assert_eq!(got_state, state, "GATED {gated}: the state left behind");
     }
 }
 

@@ -65,9 +65,8 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ),
     ("softmax.wgsl", include_str!("shaders/softmax.wgsl")),
     ("softcap.wgsl", include_str!("shaders/softcap.wgsl")),
-    ("short_conv.wgsl", include_str!("shaders/short_conv.wgsl")),
     ("split_gate.wgsl", include_str!("shaders/split_gate.wgsl")),
-    ("ssm_conv.wgsl", include_str!("shaders/ssm_conv.wgsl")),
+    ("causal_conv.wgsl", include_str!("shaders/causal_conv.wgsl")),
     ("delta_rule.wgsl", include_str!("shaders/delta_rule.wgsl")),
     ("gate.wgsl", include_str!("shaders/gate.wgsl")),
     ("add.wgsl", include_str!("shaders/add.wgsl")),
@@ -296,12 +295,11 @@ pub enum Shader {
     Softmax,
     /// The final logit soft-cap (Gemma 4).
     Softcap,
-    /// LFM2's short convolution with its recurrent state, over a step's tokens.
-    ShortConv,
+    /// A depthwise causal convolution with its recurrent state, over a step's tokens: LFM2's
+    /// gated short convolution (`gated` 1), or Qwen3.5's over Q, K and V with SiLU (`gated` 0).
+    CausalConv,
     /// Qwen3.5's attn_q output split into queries and output gates.
     SplitGate,
-    /// Qwen3.5's convolution over Q, K and V (+ SiLU) with its state, over a step's tokens.
-    SsmConv,
     /// Qwen3.5's gated delta rule with its state, over a step's tokens.
     DeltaRule,
     Gate,
@@ -337,6 +335,9 @@ pub struct PipelineKey {
     /// `KV_F16` of kv_store.wgsl, attention.wgsl and attention_split.wgsl: 1 when the KV cache
     /// holds f16 pairs, 0 for f32.
     pub kv_f16: u32,
+    /// `GATED` of causal_conv.wgsl: 1 for LFM2's B·x … C· around the convolution, 0 for SiLU
+    /// after it.
+    pub gated: u32,
 }
 
 impl PipelineKey {
@@ -348,6 +349,7 @@ impl PipelineKey {
             norm: 0,
             add: 0,
             kv_f16: 0,
+            gated: 0,
         }
     }
 }
@@ -372,9 +374,8 @@ impl Shader {
             Shader::AttentionCombine => "attention_combine",
             Shader::Softmax => "softmax",
             Shader::Softcap => "softcap",
-            Shader::ShortConv => "short_conv",
+            Shader::CausalConv => "causal_conv",
             Shader::SplitGate => "split_gate",
-            Shader::SsmConv => "ssm_conv",
             Shader::DeltaRule => "delta_rule",
             Shader::Gate => "gate",
             Shader::Add => "add",
@@ -486,9 +487,7 @@ impl Shader {
             Shader::AttentionSplit => &[Read, Read, Read, ReadWrite, Uniform],
             Shader::AttentionCombine => &[Read, ReadWrite, Uniform],
             Shader::Softmax | Shader::Softcap => &[ReadWrite, Uniform],
-            Shader::ShortConv | Shader::SsmConv => {
-                &[Read, Read, ReadWrite, ReadWrite, Uniform, Uniform]
-            }
+            Shader::CausalConv => &[Read, Read, ReadWrite, ReadWrite, Uniform, Uniform],
             Shader::SplitGate => &[Read, ReadWrite, ReadWrite, Uniform],
             Shader::DeltaRule => &[
                 Read, Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform,
@@ -507,7 +506,7 @@ impl Shader {
     }
 
     /// The kernels that read no weight format (norms, RoPE, attention, sampling, masks, KV).
-    pub const FORMAT_FREE: [Shader; 18] = [
+    pub const FORMAT_FREE: [Shader; 17] = [
         Shader::RmsNorm,
         Shader::Rope,
         Shader::Attention,
@@ -515,9 +514,8 @@ impl Shader {
         Shader::AttentionCombine,
         Shader::Softmax,
         Shader::Softcap,
-        Shader::ShortConv,
+        Shader::CausalConv,
         Shader::SplitGate,
-        Shader::SsmConv,
         Shader::DeltaRule,
         Shader::Gate,
         Shader::Add,
@@ -784,6 +782,7 @@ impl GpuContext {
                 vec![("ROWS", f64::from(key.rows)), ("ACT", f64::from(key.act))]
             }
             Shader::Gate => vec![("ACT", f64::from(key.act))],
+            Shader::CausalConv => vec![("GATED", f64::from(key.gated))],
             Shader::KvStore | Shader::Attention | Shader::AttentionSplit => {
                 vec![("KV_F16", f64::from(key.kv_f16))]
             }

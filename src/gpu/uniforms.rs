@@ -87,11 +87,20 @@ pub struct SoftcapParams {
     pub cap: f32,
 }
 
-/// short_conv.wgsl.
+/// The `Step` every kernel that walks a step's tokens reads (causal_conv.wgsl,
+/// delta_rule.wgsl, kv_store.wgsl, ...): the first token's position and the step's tokens.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
-pub struct ShortConvParams {
-    /// Channels (n_embd).
+pub struct StepParams {
+    pub pos: u32,
+    pub n_tokens: u32,
+}
+
+/// causal_conv.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct CausalConvParams {
+    /// Channels (LFM2: n_embd; Qwen3.5: Q, K and V).
     pub n: u32,
     /// Taps (L).
     pub taps: u32,
@@ -104,15 +113,6 @@ pub struct SplitGateParams {
     /// Query values per token (n_head·head_dim).
     pub n: u32,
     pub head_dim: u32,
-}
-
-/// ssm_conv.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
-pub struct SsmConvParams {
-    /// Channels (Q, K and V).
-    pub n: u32,
-    pub taps: u32,
 }
 
 /// delta_rule.wgsl.

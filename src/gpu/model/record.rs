@@ -3,8 +3,8 @@
 
 use super::super::kernels::{groups_2d, PipelineKey, Shader, SPLIT_CHUNK};
 use super::super::uniforms::{
-    AddParams, AttentionParams, DeltaRuleParams, RmsNormParams, RopeParams, ShortConvParams,
-    SoftcapParams, SplitGateParams, SsmConvParams,
+    AddParams, AttentionParams, CausalConvParams, DeltaRuleParams, RmsNormParams, RopeParams,
+    SoftcapParams, SplitGateParams,
 };
 use super::super::{GpuContext, GpuMatrix};
 use super::dispatch::{make_dispatch, matmat_dispatches, matvec_dispatches, Batch, Dispatch, When};
@@ -209,7 +209,7 @@ impl Recorder<'_> {
 
 impl Recorder<'_> {
     /// LFM2's short-convolution block into the residual stream: RMSNorm, in_proj to B, C, x
-    /// (`a.conv_in`), short_conv.wgsl over the step's tokens with the layer's `state`
+    /// (`a.conv_in`), causal_conv.wgsl (gated) over the step's tokens with the layer's `state`
     /// (`a.conv_out`), out_proj, and the residual add (fused into out_proj for a decode step).
     fn short_conv(
         &mut self,
@@ -224,14 +224,17 @@ impl Recorder<'_> {
         self.rmsnorm(&a.x, Some(norm), &a.h, e, 1)?;
         self.matvec(&cw.in_proj, &a.h, &a.conv_in)?;
         let taps = self.vector("short conv taps", &cw.kernel);
-        let p = ShortConvParams {
+        let p = CausalConvParams {
             n: e as u32,
             taps: c.shortconv_l_cache as u32,
         };
-        let p = self.uniform("short_conv", &p);
+        let p = self.uniform("short conv", &p);
         let step = self.step_params.clone();
         let bufs = [&a.conv_in, &taps, state, &a.conv_out, &p, &step];
-        let key = PipelineKey::new(Shader::ShortConv);
+        let key = PipelineKey {
+            gated: 1,
+            ..PipelineKey::new(Shader::CausalConv)
+        };
         let mut d = make_dispatch(self.ctx, key, &bufs, [e.div_ceil(64) as u32, 1, 1])?;
         // One dispatch walks all the step's tokens.
         d.tile = u32::MAX;
@@ -243,7 +246,7 @@ impl Recorder<'_> {
     }
 
     /// Qwen3.5's gated delta-net block into the residual stream: RMSNorm; attn_qkv, attn_gate,
-    /// ssm_beta and ssm_alpha; ssm_conv.wgsl (with the layer's `conv` state) and
+    /// ssm_beta and ssm_alpha; causal_conv.wgsl with SiLU (with the layer's `conv` state) and
     /// delta_rule.wgsl (with its `mats` state), each one dispatch for all the step's tokens;
     /// ssm_out; the residual add (fused into ssm_out for a decode step).
     fn delta_net(
@@ -265,14 +268,19 @@ impl Recorder<'_> {
         self.matvec(&dw.alpha, &a.h, &a.dn_alpha)?;
         let step = self.step_params.clone();
         let taps = self.vector("delta-net conv taps", &dw.conv);
-        let p = SsmConvParams {
+        let p = CausalConvParams {
             n: d.conv_dim() as u32,
             taps: d.conv_taps as u32,
         };
-        let p = self.uniform("ssm_conv", &p);
+        let p = self.uniform("delta-net conv", &p);
         let bufs = [&a.dn_qkv, &taps, conv, &a.dn_conv, &p, &step];
         let groups = [d.conv_dim().div_ceil(64) as u32, 1, 1];
-        let mut dc = make_dispatch(self.ctx, PipelineKey::new(Shader::SsmConv), &bufs, groups)?;
+        let mut dc = make_dispatch(
+            self.ctx,
+            PipelineKey::new(Shader::CausalConv),
+            &bufs,
+            groups,
+        )?;
         let mut vecs = dw.dt_bias.clone();
         vecs.extend_from_slice(&dw.a);
         vecs.extend_from_slice(&dw.norm);

@@ -1,7 +1,7 @@
 //! One step: write the step's few parameters, encode the recorded dispatches, submit once.
 
 use super::super::kernels::{groups_2d, unit_weights};
-use super::super::uniforms::AttentionParams;
+use super::super::uniforms::{AttentionParams, StepParams};
 use super::dispatch::{encode, encode_batch};
 use super::fused::QKV_CS_FLOATS;
 use super::{GpuModel, Readback};
@@ -45,8 +45,11 @@ impl GpuModel {
             let first = self.rope.stride.min(QKV_CS_FLOATS);
             q.write_buffer(&self.rope_cs_token, 0, bytemuck::cast_slice(&cs[..first]));
         }
-        let step_words = [pos as u32, nb as u32];
-        q.write_buffer(&self.step_params, 0, bytemuck::cast_slice(&step_words));
+        let step = StepParams {
+            pos: pos as u32,
+            n_tokens: nb as u32,
+        };
+        q.write_buffer(&self.step_params, 0, bytemuck::bytes_of(&step));
         for (shape, buf) in &self.attn_params {
             let p = AttentionParams {
                 first: 0,
