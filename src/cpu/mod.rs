@@ -14,8 +14,8 @@ pub mod short_conv;
 pub use matmul::Kernel;
 
 use crate::model::{
-    Activation, AttentionWeights, Config, DeltaNetWeights, MixerWeights, ModelWeights, RopeTables,
-    ShortConvWeights,
+    Activation, AttentionWeights, Checkpoints, Config, DeltaNetWeights, MixerWeights, ModelWeights,
+    RopeTables, ShortConvWeights,
 };
 use crate::{Error, Result};
 use matmul::matmul;
@@ -41,12 +41,9 @@ pub struct KvCache {
     conv: Vec<Vec<f32>>,
     /// Positions the recurrent state has consumed.
     recurrent_pos: usize,
-    /// Saved recurrent states and the position of each, oldest first.
-    checkpoints: Vec<(usize, Vec<Vec<f32>>)>,
+    /// Saved recurrent states and the position of each.
+    checkpoints: Checkpoints<Vec<Vec<f32>>>,
 }
-
-/// Checkpoints a cache keeps (the oldest goes first).
-const MAX_CHECKPOINTS: usize = 4;
 
 impl KvCache {
     /// As [`KvCache::new`], but an error instead of an abort when `n_ctx` positions cannot be
@@ -60,7 +57,7 @@ impl KvCache {
             widths,
             conv: Self::recurrent_state(cfg),
             recurrent_pos: 0,
-            checkpoints: Vec::new(),
+            checkpoints: Checkpoints::default(),
         };
         c.try_grow(n_ctx)?;
         Ok(c)
@@ -82,7 +79,7 @@ impl KvCache {
                 .collect(),
             conv: Self::recurrent_state(cfg),
             recurrent_pos: 0,
-            checkpoints: Vec::new(),
+            checkpoints: Checkpoints::default(),
         }
     }
 
@@ -100,15 +97,10 @@ impl KvCache {
     /// holds before it: `p` itself without recurrent layers, or where the recurrent state stands
     /// (or a checkpoint does); 0 (start again) otherwise.
     pub fn resume_point(&self, p: usize) -> usize {
-        if !self.has_recurrent() || p == self.recurrent_pos {
+        if !self.has_recurrent() {
             return p;
         }
-        self.checkpoints
-            .iter()
-            .map(|&(at, _)| at)
-            .filter(|&at| at <= p)
-            .max()
-            .unwrap_or(0)
+        self.checkpoints.resume_point(p, self.recurrent_pos)
     }
 
     /// Put the recurrent state back to position `to`: where it stands, a checkpoint, or 0 (a
@@ -120,12 +112,7 @@ impl KvCache {
         if to == 0 {
             self.conv.iter_mut().for_each(|s| s.fill(0.0));
         } else {
-            let Some((_, saved)) = self.checkpoints.iter().find(|(at, _)| *at == to) else {
-                return Err(Error::InvalidRequest(format!(
-                    "the recurrent state stands at position {} and has no checkpoint at {to}",
-                    self.recurrent_pos
-                )));
-            };
+            let saved = self.checkpoints.at(to, self.recurrent_pos)?;
             for (s, c) in self.conv.iter_mut().zip(saved) {
                 s.copy_from_slice(c);
             }
@@ -136,17 +123,15 @@ impl KvCache {
 
     /// Keep a copy of the recurrent state where it stands (e.g. at the end of a prompt), so a
     /// later sequence sharing this prefix resumes from it; the oldest of more than
-    /// [`MAX_CHECKPOINTS`] goes. Nothing without recurrent layers.
+    /// [`Checkpoints::MAX`] goes. Nothing without recurrent layers.
     pub fn checkpoint(&mut self) {
         if !self.has_recurrent() {
             return;
         }
         let at = self.recurrent_pos;
-        self.checkpoints.retain(|(p, _)| *p != at);
-        if self.checkpoints.len() == MAX_CHECKPOINTS {
-            self.checkpoints.remove(0);
-        }
-        self.checkpoints.push((at, self.conv.clone()));
+        let mut copy = self.checkpoints.make_room(at).unwrap_or_default();
+        copy.clone_from(&self.conv);
+        self.checkpoints.push(at, copy);
     }
 
     /// Room for `n_ctx` positions, keeping what the first positions hold (never shrinks); an

@@ -48,9 +48,11 @@
 //!   position and the fourth position 0, so its pairs do not turn). `post_attention_norm` is
 //!   the norm before the FFN.
 
+mod checkpoints;
 mod rope;
 mod weights;
 
+pub use checkpoints::Checkpoints;
 pub use rope::{rope_inv_freq, RopeTables};
 pub use weights::{
     load_weights, AttentionWeights, CpuSink, DeltaNetWeights, LayerWeights, MatrixSink,

@@ -158,7 +158,7 @@ pub struct GpuModel {
     /// Positions the recurrent state has consumed.
     recurrent_pos: usize,
     /// Device copies of the recurrent state and their positions, oldest first.
-    checkpoints: Vec<(usize, Vec<wgpu::Buffer>)>,
+    checkpoints: crate::model::Checkpoints<Vec<wgpu::Buffer>>,
     stage_logits: wgpu::Buffer,
     stage_token: wgpu::Buffer,
     /// Weights, caches and parameter buffers the bind groups refer to.

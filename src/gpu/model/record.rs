@@ -837,7 +837,7 @@ impl GpuModel {
             kv_widths,
             recurrent_state,
             recurrent_pos: 0,
-            checkpoints: Vec::new(),
+            checkpoints: Default::default(),
             _keep: keep,
             tied,
             _buffers: buffers,

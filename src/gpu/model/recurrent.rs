@@ -3,12 +3,11 @@
 //! [`crate::cpu::KvCache`] on the CPU. Attention resumes from any cached position, a recurrent
 //! state only from where it stands or from a checkpoint (a device-side copy, e.g. taken before
 //! a prompt's last token), so a sequence sharing a prefix asks [`GpuModel::resume_point`] first.
+//! The positions, the limit and the lookup are [`crate::model::Checkpoints`]'s; this file
+//! makes the copies.
 
 use super::GpuModel;
-use crate::{Error, Result};
-
-/// Checkpoints kept (the oldest goes first).
-const MAX_CHECKPOINTS: usize = 4;
+use crate::Result;
 
 impl GpuModel {
     /// Whether some layer keeps a recurrent state.
@@ -19,15 +18,10 @@ impl GpuModel {
     /// The largest position ≤ `p` from which a step can go on: `p` without recurrent layers or
     /// where the state stands, else the latest checkpoint ≤ `p`, else 0 (start again).
     pub fn resume_point(&self, p: usize) -> usize {
-        if !self.has_recurrent() || p == self.recurrent_pos {
+        if !self.has_recurrent() {
             return p;
         }
-        self.checkpoints
-            .iter()
-            .map(|&(at, _)| at)
-            .filter(|&at| at <= p)
-            .max()
-            .unwrap_or(0)
+        self.checkpoints.resume_point(p, self.recurrent_pos)
     }
 
     /// Put the recurrent state back to position `to`: where it stands, a checkpoint, or 0 (zero
@@ -47,12 +41,7 @@ impl GpuModel {
                 enc.clear_buffer(s, 0, None);
             }
         } else {
-            let Some((_, saved)) = self.checkpoints.iter().find(|(at, _)| *at == to) else {
-                return Err(Error::InvalidRequest(format!(
-                    "the recurrent state stands at position {} and has no checkpoint at {to}",
-                    self.recurrent_pos
-                )));
-            };
+            let saved = self.checkpoints.at(to, self.recurrent_pos)?;
             for (s, c) in self.recurrent_state.iter().zip(saved) {
                 enc.copy_buffer_to_buffer(c, 0, s, 0, s.size());
             }
@@ -63,18 +52,13 @@ impl GpuModel {
     }
 
     /// Copy the recurrent state where it stands to a checkpoint (reusing the oldest one's
-    /// buffers past [`MAX_CHECKPOINTS`]). Nothing without recurrent layers.
+    /// buffers past [`crate::model::Checkpoints::MAX`]). Nothing without recurrent layers.
     pub fn checkpoint(&mut self) {
         if !self.has_recurrent() {
             return;
         }
         let at = self.recurrent_pos;
-        let reuse = match self.checkpoints.iter().position(|(p, _)| *p == at) {
-            Some(i) => Some(self.checkpoints.remove(i).1),
-            None if self.checkpoints.len() == MAX_CHECKPOINTS => Some(self.checkpoints.remove(0).1),
-            None => None,
-        };
-        let bufs = reuse.unwrap_or_else(|| {
+        let bufs = self.checkpoints.make_room(at).unwrap_or_else(|| {
             self.recurrent_state
                 .iter()
                 .map(|s| {
@@ -93,6 +77,6 @@ impl GpuModel {
             enc.copy_buffer_to_buffer(s, 0, c, 0, s.size());
         }
         self.ctx.queue.submit([enc.finish()]);
-        self.checkpoints.push((at, bufs));
+        self.checkpoints.push(at, bufs);
     }
 }
