@@ -14,7 +14,9 @@ use wasm_chord::gpu::kernels::{
 use wasm_chord::gpu::model::{
     matmat_once, matvec_once, penalties_once, sample_once, GPU_TOP_K_MAX, SAMPLE_ON_HOST,
 };
-use wasm_chord::gpu::uniforms::{AddParams, CausalConvParams, SoftcapParams, StepParams};
+use wasm_chord::gpu::uniforms::{
+    AddParams, CausalConvParams, DeltaRuleParams, SoftcapParams, StepParams,
+};
 use wasm_chord::gpu::GpuSampling;
 use wasm_chord::gpu::{GpuContext, GpuMatrix};
 use wasm_chord::quant::{self, GgmlType};
@@ -806,6 +808,120 @@ fn causal_conv_matches_the_cpu_twin() {
         let got_state = block_on(ctx.read_f32(&bufs[2], state.len())).unwrap();
         assert_eq!(got_state, state, "GATED {gated}: the state left behind");
     }
+}
+
+/// causal_conv.wgsl (SiLU) then delta_rule.wgsl, three tokens in one dispatch each, against
+/// the CPU reference `delta_net_step` token by token: more value heads than key heads, a head
+/// size that is not a power of two; the outputs and both states left behind.
+#[test]
+fn delta_rule_matches_the_cpu_reference() {
+    use wasm_chord::cpu::delta_net::{delta_net_step, DeltaInputs, DeltaParams};
+    use wasm_chord::model::DeltaNetSpec;
+    let ctx = context();
+    let mut r = Rng(37);
+    let spec = DeltaNetSpec {
+        head_dim: 24,
+        k_heads: 2,
+        v_heads: 4,
+        conv_taps: 4,
+    };
+    let (s, hv, n_tok) = (spec.head_dim, spec.v_heads, 3usize);
+    let (cd, vd) = (spec.conv_dim(), spec.value_dim());
+    let conv_w: Vec<f32> = r.vec(cd * 4).iter().map(|v| v * 0.5).collect();
+    let dt_bias = r.vec(hv);
+    let a: Vec<f32> = r.vec(hv).iter().map(|v| -v.abs() - 0.1).collect();
+    let norm = r.vec(s);
+    let eps = 1e-6;
+    let (qkv, z) = (r.vec(n_tok * cd), r.vec(n_tok * vd));
+    let beta: Vec<f32> = r.vec(n_tok * hv).iter().map(|v| v * 3.0).collect();
+    let alpha: Vec<f32> = r.vec(n_tok * hv).iter().map(|v| v * 3.0).collect();
+    let conv_len = 3 * cd;
+    let state0: Vec<f32> = r
+        .vec(conv_len + hv * s * s)
+        .iter()
+        .map(|v| v * 0.3)
+        .collect();
+    // The CPU reference, token by token.
+    let p = DeltaParams {
+        spec,
+        conv: &conv_w,
+        dt_bias: &dt_bias,
+        a: &a,
+        norm: &norm,
+        eps,
+    };
+    let (mut state, mut want) = (state0.clone(), vec![0f32; n_tok * vd]);
+    let mut scratch = vec![0f32; cd];
+    for t in 0..n_tok {
+        let x = DeltaInputs {
+            qkv: &qkv[t * cd..(t + 1) * cd],
+            z: &z[t * vd..(t + 1) * vd],
+            beta: &beta[t * hv..(t + 1) * hv],
+            alpha: &alpha[t * hv..(t + 1) * hv],
+        };
+        let o = &mut want[t * vd..(t + 1) * vd];
+        delta_net_step(&p, &x, &mut state, &mut scratch, o, Kernel::Reference);
+    }
+    // The GPU: the convolution, then the rule.
+    let f = |label: &str, v: &[f32]| ctx.storage_with(label, bytemuck::cast_slice(v));
+    let (qkv_b, conv_b) = (f("qkv", &qkv), f("conv taps", &conv_w));
+    let conv_state = f("conv state", &state0[..conv_len]);
+    let mats = f("mats", &state0[conv_len..]);
+    let convolved = ctx.storage_f32("convolved", n_tok * cd);
+    let step = ctx.uniform(
+        "step",
+        &StepParams {
+            pos: 0,
+            n_tokens: n_tok as u32,
+        },
+    );
+    let cp = ctx.uniform(
+        "conv",
+        &CausalConvParams {
+            n: cd as u32,
+            taps: 4,
+        },
+    );
+    let bufs = [&qkv_b, &conv_b, &conv_state, &convolved, &cp, &step];
+    ctx.run_once(
+        PipelineKey::new(Shader::CausalConv),
+        &bufs,
+        [cd.div_ceil(64) as u32, 1, 1],
+    )
+    .unwrap();
+    let vecs: Vec<f32> = dt_bias.iter().chain(&a).chain(&norm).copied().collect();
+    let (z_b, beta_b, alpha_b, vecs_b) = (
+        f("z", &z),
+        f("beta", &beta),
+        f("alpha", &alpha),
+        f("vecs", &vecs),
+    );
+    let out = ctx.storage_f32("out", n_tok * vd);
+    let dp = ctx.uniform(
+        "rule",
+        &DeltaRuleParams {
+            s: s as u32,
+            k_heads: spec.k_heads as u32,
+            v_heads: hv as u32,
+            conv_dim: cd as u32,
+            eps,
+        },
+    );
+    let bufs = [
+        &convolved, &z_b, &beta_b, &alpha_b, &vecs_b, &mats, &out, &dp, &step,
+    ];
+    ctx.run_once(
+        PipelineKey::new(Shader::DeltaRule),
+        &bufs,
+        [hv as u32, 1, 1],
+    )
+    .unwrap();
+    let got = block_on(ctx.read_f32(&out, n_tok * vd)).unwrap();
+    assert_nmse("delta_rule output", &got, &want, 1e-10);
+    let got_mats = block_on(ctx.read_f32(&mats, hv * s * s)).unwrap();
+    assert_nmse("delta_rule state", &got_mats, &state[conv_len..], 1e-10);
+    let got_conv = block_on(ctx.read_f32(&conv_state, conv_len)).unwrap();
+    assert_eq!(got_conv, state[..conv_len], "the convolution's state");
 }
 
 /// softcap.wgsl: cap·tanh(v/cap), large logits included (tanh saturates, no NaN).
