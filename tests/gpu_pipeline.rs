@@ -25,6 +25,7 @@ use wasm_chord::engine::{
 };
 use wasm_chord::gpu::{DecodeCounters, GpuContext, GpuModel};
 use wasm_chord::sampling::{argmax, SamplerConfig};
+use wasm_chord::session::KvPrecision;
 use wasm_chord::source::FileSource;
 
 const TINY: &str = "tiny-random-llama-q4_k_m.gguf";
@@ -279,6 +280,9 @@ fn check_stop(model: &str) {
         held.extend(&got.ids);
         assert_eq!(on.cached_ids(), &held[..], "{model}, {what}");
         assert_eq!(off.cached_ids(), &held[..held.len() - 1], "{model}, {what}");
+        // A recurrent state stands where the cache ends: the session saves.
+        let saved = on.save_session(KvPrecision::F32);
+        assert!(saved.is_ok(), "{model}, {what}: {:?}", saved.err());
 
         // The next turn extends the reply: with the cache reused, as a fresh engine.
         let mut next = held.clone();
