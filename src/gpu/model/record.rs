@@ -3,8 +3,8 @@
 
 use super::super::kernels::{groups_2d, unit_weights, PipelineKey, Shader, SPLIT_CHUNK};
 use super::super::uniforms::{
-    AddParams, AttentionParams, CausalConvParams, DeltaRuleParams, EmbedTokenParams,
-    RmsNormParams, RopeParams, SoftcapParams, SplitGateParams,
+    AddParams, AttentionParams, CausalConvParams, DeltaRuleParams, EmbedTokenParams, RmsNormParams,
+    RopeParams, SoftcapParams, SplitGateParams,
 };
 use super::super::{GpuContext, GpuMatrix};
 use super::dispatch::{make_dispatch, matmat_dispatches, matvec_dispatches, Batch, Dispatch, When};
