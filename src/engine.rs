@@ -8,12 +8,27 @@
 //! (on the GPU it lives on the device; on the CPU the [`KvCache`] stays between calls) with
 //! the token ids it holds, and a new prompt prefills only what follows the longest common
 //! prefix ([`Generation::cached_tokens`]), as llama-server's `cache_prompt` does.
+//!
+//! GPU decoding is pipelined where the next step does not need the host to see the token
+//! first: greedy decoding, and GPU sampling with 1 ≤ top_k ≤ [`GPU_TOP_K_MAX`] and
+//! no penalties on a model without recurrent layers, both without a grammar. The step that
+//! consumes token i (its embedding taken on the device, embed_token.wgsl) is submitted before
+//! token i is read back, so the GPU runs it while the host waits for the 4 bytes, streams the
+//! token and checks the stop conditions. A stop (end-of-generation token, stop string, the
+//! callback's Stop) is seen one step late: that step's token is discarded, but its input was
+//! the real last token, so its KV entry (and a recurrent state that consumed it) is valid and
+//! the cache then holds that token too ([`Engine::cached_ids`]). `max_tokens` and the context's
+//! end are known ahead and cost no extra step. Sampling's uniform numbers are drawn in the
+//! same order as unpipelined, so outputs are unchanged; a token that `sample.wgsl` leaves to
+//! the host (only when no logit is finite, given top_k ≤ 64) runs its step again unpipelined.
+//! [`Engine::set_pipelining`] turns it off.
 
 use crate::chat::{ChatMessage, ChatTemplate, RenderOptions, TemplateError};
 use crate::constrain::{Constrainer, ConstraintCompiler, Grammar};
 use crate::cpu::{CpuModel, Kernel, KvCache};
 use crate::gguf::GgufHeader;
-use crate::gpu::{GpuContext, GpuModel};
+use crate::gpu::model::{GPU_TOP_K_MAX, SAMPLE_ON_HOST};
+use crate::gpu::{GpuContext, GpuModel, GpuSampling, PendingToken};
 use crate::sampling::{Sampler, SamplerConfig};
 use crate::session::KvPrecision;
 use crate::source::ByteSource;
@@ -164,6 +179,8 @@ pub struct Engine {
     session: Session,
     /// Reuse the common prefix (on by default; off, every request prefills its whole prompt).
     prefix_reuse: bool,
+    /// Pipelined GPU decoding where it applies (on by default; see the module docs).
+    pipelining: bool,
 }
 
 /// What the KV cache holds between requests.
@@ -296,6 +313,7 @@ impl Engine {
             n_ctx,
             session: Session::default(),
             prefix_reuse: true,
+            pipelining: true,
         })
     }
 
@@ -311,6 +329,12 @@ impl Engine {
         if !on {
             self.forget_prefix();
         }
+    }
+
+    /// Switch pipelined GPU decoding on (the default) or off (each step waits for the previous
+    /// token on the host); see the module docs. Outputs are the same either way.
+    pub fn set_pipelining(&mut self, on: bool) {
+        self.pipelining = on;
     }
 
     /// Drop what the cache holds: the next request prefills its whole prompt.
@@ -437,6 +461,14 @@ impl Engine {
         match &self.model {
             LoadedModel::Cpu(m) => Some(m),
             LoadedModel::Gpu(_) => None,
+        }
+    }
+
+    /// The GPU forward pass, when that is the backend (its counters show the pipelining).
+    pub fn gpu_model(&self) -> Option<&GpuModel> {
+        match &self.model {
+            LoadedModel::Gpu(m) => Some(m),
+            LoadedModel::Cpu(_) => None,
         }
     }
 
@@ -669,6 +701,29 @@ impl Engine {
             && c.repeat_penalty == 1.0
             && c.presence_penalty == 0.0
             && c.frequency_penalty == 0.0;
+        // Pipelined GPU decoding (module docs): greedy, or sampling that the GPU always decides
+        // (top_k within its candidates) without penalties, whose history needs the host, and
+        // not on a recurrent model (a step run again would need its state back); never with a
+        // grammar, whose next mask needs the token.
+        let pipe = match &self.model {
+            LoadedModel::Gpu(m) if self.pipelining && constraint.is_none() => {
+                if greedy {
+                    Pipe::Greedy
+                } else if (1..=GPU_TOP_K_MAX).contains(&c.top_k)
+                    && c.temperature > 0.0
+                    && !GpuSampling::new(c, 0.0).has_penalties()
+                    && !m.has_recurrent()
+                {
+                    Pipe::Sample
+                } else {
+                    Pipe::Off
+                }
+            }
+            _ => Pipe::Off,
+        };
+        // The submitted step that consumes the token in hand (`next`), with its sampling
+        // settings: its own token is still on the device.
+        let mut ahead: Option<(PendingToken, GpuSampling)> = None;
         let mut history = prompt.to_vec();
         let mut out = Generation {
             prompt_ids: prompt.to_vec(),
@@ -705,6 +760,28 @@ impl Engine {
             }
         }
         let mut next = match &mut self.model {
+            LoadedModel::Gpu(m) if pipe != Pipe::Off => {
+                // The prompt, then (when a first decode step will run) that step from the
+                // token on the device, then the first token's readback.
+                let s = pipe.settings(c, &mut sampler);
+                let first = match pipe {
+                    Pipe::Sample => m.submit_sample(gpu_tokens, gpu_pos, &s, &history)?,
+                    _ => m.submit_argmax(gpu_tokens, gpu_pos)?,
+                };
+                let pos = prompt.len();
+                if opts.max_tokens > 1 && pos < n_ctx {
+                    ahead = Some(pipe.submit(m, pos, c, &mut sampler)?);
+                }
+                match m.read_token(first).await? {
+                    SAMPLE_ON_HOST => {
+                        // The step queued behind embedded nothing: run the prompt's last
+                        // batch again, unpipelined (the host samples its logits).
+                        ahead = None;
+                        m.forward_sample(gpu_tokens, gpu_pos, &s, &history).await?
+                    }
+                    id => id,
+                }
+            }
             // On the GPU the first token is taken there too: 4 bytes come back, not the logits.
             LoadedModel::Gpu(m) if greedy => m.forward_argmax(gpu_tokens, gpu_pos).await?,
             LoadedModel::Gpu(m) => {
@@ -812,7 +889,33 @@ impl Engine {
                 // Applied on the GPU before argmax.wgsl / sample.wgsl (a 4-byte readback still).
                 m.set_token_mask(Some(mask))?;
             }
-            next = if let (Some(mask), LoadedModel::Cpu(_)) = (mask, &self.model) {
+            next = if let (Pipe::Greedy | Pipe::Sample, LoadedModel::Gpu(m)) =
+                (pipe, &mut self.model)
+            {
+                // The step consuming `id` is submitted (now, if it was not yet); the one after
+                // it goes in before `id`'s successor is read back.
+                let (p, s) = match ahead.take() {
+                    Some(a) => a,
+                    None => {
+                        let s = pipe.settings(c, &mut sampler);
+                        let p = match pipe {
+                            Pipe::Sample => m.submit_sample(&[id], pos, &s, &history)?,
+                            _ => m.submit_argmax(&[id], pos)?,
+                        };
+                        (p, s)
+                    }
+                };
+                if i + 2 < opts.max_tokens && pos + 1 < n_ctx {
+                    ahead = Some(pipe.submit(m, pos + 1, c, &mut sampler)?);
+                }
+                match m.read_token(p).await? {
+                    SAMPLE_ON_HOST => {
+                        ahead = None;
+                        m.step_sample(id, pos, &s, &history).await?
+                    }
+                    t => t,
+                }
+            } else if let (Some(mask), LoadedModel::Cpu(_)) = (mask, &self.model) {
                 let mut l = run_forward(&mut self.model, &[id], pos, cache).await?;
                 crate::sampling::apply_token_mask(&mut l, mask);
                 sampler.sample(&mut l, &history)
@@ -836,11 +939,48 @@ impl Engine {
             // `id` is in the cache now (a Stop later leaves every such token valid).
             session.ids.push(id);
         }
+        if let (Some(_), Some(&id)) = (&ahead, out.ids.last()) {
+            // The step after the stop ran (pipelined): its input, the last token, is cached.
+            session.ids.push(id);
+        }
         out.gen_ms = now_ms() - t1;
         if let LoadedModel::Gpu(m) = &mut self.model {
             m.set_token_mask(None)?;
         }
         Ok(out)
+    }
+}
+
+/// Which pipelined GPU decoding a request runs (see the module docs).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pipe {
+    Off,
+    Greedy,
+    Sample,
+}
+
+impl Pipe {
+    /// The settings of the next sampling step, its uniform number drawn now (greedy: unused).
+    fn settings(self, c: &SamplerConfig, sampler: &mut Sampler) -> GpuSampling {
+        let u = if self == Pipe::Sample {
+            sampler.next_uniform()
+        } else {
+            0.0
+        };
+        GpuSampling::new(c, u)
+    }
+
+    /// Submit the step at `pos` that consumes the token the last step left on the device.
+    fn submit(
+        self,
+        m: &mut GpuModel,
+        pos: usize,
+        c: &SamplerConfig,
+        sampler: &mut Sampler,
+    ) -> Result<(PendingToken, GpuSampling)> {
+        let s = self.settings(c, sampler);
+        let p = m.submit_from_device(pos, (self == Pipe::Sample).then_some(&s))?;
+        Ok((p, s))
     }
 }
 

@@ -36,10 +36,12 @@ struct Turn {
 }
 
 /// The ids the cache holds after a generation: the prompt and every generated token but the
-/// last (a token's keys and values are written when the next one is computed).
-fn sequence_after(prompt: &[u32], generated: &[u32]) -> Vec<u32> {
+/// last (a token's keys and values are written when the next one is computed), or with the
+/// last when pipelined GPU decoding ran one step past a stop (`ran_past`).
+fn sequence_after(prompt: &[u32], generated: &[u32], ran_past: bool) -> Vec<u32> {
     let mut s = prompt.to_vec();
-    s.extend(&generated[..generated.len().saturating_sub(1)]);
+    let keep = if ran_past { 0 } else { 1 };
+    s.extend(&generated[..generated.len().saturating_sub(keep)]);
     s
 }
 
@@ -108,7 +110,9 @@ fn check_conversation(
         if turn.stop_after.is_some() {
             assert_eq!(got.finish, FinishReason::Cancelled, "{what}");
         }
-        held = sequence_after(prompt, &got.ids);
+        // Greedy decoding on the GPU is pipelined: a stop (not max_tokens) costs one step.
+        let ran_past = backend == Backend::Gpu && got.finish != FinishReason::Length;
+        held = sequence_after(prompt, &got.ids, ran_past);
         assert_eq!(
             reuse.cached_ids(),
             &held[..],

@@ -292,14 +292,33 @@ impl GpuContext {
     /// `len` bytes. Awaits the map callback: natively it polls the device, on the web the
     /// browser's event loop completes it.
     pub async fn map_read(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<u8>> {
+        self.map_read_after(staging, len, None).await
+    }
+
+    /// [`GpuContext::map_read`] of a buffer whose last copy is in submission `after`: natively
+    /// the wait is for that submission only, not for later ones (a pipelined decode step
+    /// queued behind it keeps running). `None`: every submission so far. On the web the map
+    /// resolves when the copy is done, whatever follows it.
+    pub async fn map_read_after(
+        &self,
+        staging: &wgpu::Buffer,
+        len: usize,
+        after: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<u8>> {
         let (tx, rx) = oneshot();
         staging
             .slice(..)
             .map_async(wgpu::MapMode::Read, move |r| tx.send(r));
         #[cfg(not(target_arch = "wasm32"))]
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait {
+                submission_index: after,
+                timeout: None,
+            })
             .map_err(|e| GpuError::Readback(e.to_string()))?;
+        // On the web the map resolves when the copy is done; no index to wait for.
+        #[cfg(target_arch = "wasm32")]
+        let _ = after;
         let mapped = rx.await.map_err(|e| GpuError::Readback(e.to_string()));
         // A rejected submission leaves the staging buffer as it was: report why instead.
         if let Err(e) = self.check() {

@@ -1,10 +1,10 @@
 //! The WGSL kernels, their bind-group layouts and the pipeline cache.
 //!
 //! Each kernel lives in its own file under `shaders/`. Kernels over quantized weights
-//! (`dequant.wgsl`, `matvec.wgsl`, `matmat.wgsl`) are prefixed with `quant.wgsl` (value helpers),
-//! one `layout_*.wgsl` (how blocks sit in the buffer: [`Layout`]) and one `fmt_*.wgsl` (the block
-//! format's `unit_scale` / `unit_q4`), joined as plain text; variants are specialised with WGSL
-//! `override` constants (`ROWS`, `ACT`), and pipelines are cached by [`PipelineKey`].
+//! (`dequant.wgsl`, `embed_token.wgsl`, `matvec.wgsl`, `matmat.wgsl`) are prefixed with
+//! `quant.wgsl` (value helpers), one `layout_*.wgsl` (how blocks sit in the buffer: [`Layout`])
+//! and one `fmt_*.wgsl` (the block format's `unit_scale` / `unit_q4`), joined as plain text;
+//! variants are specialised with WGSL `override` constants (`ROWS`, `ACT`), and pipelines are cached by [`PipelineKey`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -50,6 +50,7 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("fmt_iq1_m.wgsl", include_str!("shaders/fmt_iq1_m.wgsl")),
     ("fmt_mxfp4.wgsl", include_str!("shaders/fmt_mxfp4.wgsl")),
     ("dequant.wgsl", include_str!("shaders/dequant.wgsl")),
+    ("embed_token.wgsl", include_str!("shaders/embed_token.wgsl")),
     ("matvec.wgsl", include_str!("shaders/matvec.wgsl")),
     ("matmat.wgsl", include_str!("shaders/matmat.wgsl")),
     ("rmsnorm.wgsl", include_str!("shaders/rmsnorm.wgsl")),
@@ -281,6 +282,8 @@ pub fn unit_weights(ty: GgmlType) -> usize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     Dequant(GgmlType, Layout),
+    /// The embedding row of the token a previous step left on the device (pipelined decode).
+    EmbedToken(GgmlType, Layout),
     Matvec(GgmlType, Layout),
     /// Quantized matrix × a batch of activations (prefill): [`MATMAT_TOKENS`] tokens per
     /// workgroup share each dequantized weight.
@@ -365,6 +368,7 @@ impl Shader {
     fn name(self) -> &'static str {
         match self {
             Shader::Dequant(..) => "dequant",
+            Shader::EmbedToken(..) => "embed_token",
             Shader::Matvec(..) => "matvec",
             Shader::Matmat(..) => "matmat",
             Shader::RmsNorm => "rmsnorm",
@@ -420,7 +424,7 @@ impl Shader {
             "reduce_wg.wgsl"
         });
         match self {
-            Shader::Dequant(ty, l) => {
+            Shader::Dequant(ty, l) | Shader::EmbedToken(ty, l) => {
                 Some([QUANT, layout_file(ty, l)?, format_file(ty)?, main].join("\n"))
             }
             Shader::Matvec(ty, l) => {
@@ -467,6 +471,7 @@ impl Shader {
     pub fn formats(self) -> Vec<(GgmlType, Layout)> {
         match self {
             Shader::Dequant(t, l)
+            | Shader::EmbedToken(t, l)
             | Shader::Matvec(t, l)
             | Shader::Matmat(t, l)
             | Shader::MatvecFused(t, l) => vec![(t, l)],
@@ -480,6 +485,7 @@ impl Shader {
         use Bind::*;
         match self {
             Shader::Dequant(..) => &[Read, ReadWrite, Uniform],
+            Shader::EmbedToken(..) => &[Read, ReadWrite, Read, Uniform],
             Shader::Matvec(..) | Shader::RmsNorm => &[Read, Read, ReadWrite, Uniform],
             Shader::Matmat(..) => &[Read, Read, ReadWrite, Uniform, Uniform],
             Shader::Rope => &[ReadWrite, Read, Uniform],
@@ -533,6 +539,7 @@ impl Shader {
             for l in layouts(t) {
                 v.extend([
                     Shader::Dequant(t, l),
+                    Shader::EmbedToken(t, l),
                     Shader::Matvec(t, l),
                     Shader::Matmat(t, l),
                     Shader::MatvecFused(t, l),

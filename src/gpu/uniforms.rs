@@ -127,3 +127,17 @@ pub struct DeltaRuleParams {
     pub conv_dim: u32,
     pub eps: f32,
 }
+
+/// embed_token.wgsl: one chunk of token_embd, whose rows `row_start..row_start + rows` it holds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct EmbedTokenParams {
+    /// Units (of the format's `unit_weights`) per row.
+    pub n_units: u32,
+    /// Bytes per row, in the uploaded layout.
+    pub row_bytes: u32,
+    pub row_start: u32,
+    pub rows: u32,
+    /// The embedding scale (Gemma's √n_embd; 1 otherwise).
+    pub scale: f32,
+}

@@ -14,6 +14,14 @@
 //! for a prefill batch. A decode step runs the fused kernels of [`fused`] instead (5 dispatches a
 //! layer where the architecture allows), a prefill batch the unfused ones through matmat.wgsl.
 //!
+//! Pipelined decode: [`GpuModel::submit_argmax`] / [`GpuModel::submit_sample`] leave the chosen
+//! token on the device (`acts.token`) and [`GpuModel::submit_from_device`] queues the next step
+//! from it (embed_token.wgsl reads the id there, one dispatch per chunk of token_embd) before
+//! [`GpuModel::read_token`] brings the first back, so the GPU works while the host waits. The
+//! readbacks alternate between two staging buffers (two tokens may be outstanding) and natively
+//! wait for their own submission only. [`DecodeCounters`] count submissions and readbacks. The
+//! engine decides when the next step may go ahead of the token (see [`crate::engine`]).
+//!
 //! Every family of [`crate::model::Config`] runs here: per-layer head sizes, KV heads, FFN
 //! widths and rotary tables (Gemma 4's sliding and full layers, SmolLM3's layers without RoPE,
 //! Phi-3's partial rotary and attn_factor), the weightless V norm, Granite's residual and logit
@@ -60,6 +68,39 @@ enum Readback {
     Logits,
     Argmax,
     Sample,
+}
+
+/// Where a step's input tokens come from.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    /// Token ids the host knows (a prompt batch, or a decode token read back).
+    Host(&'a [u32]),
+    /// One token: the one the previous step chose on the device (`acts.token`), not read back
+    /// yet (embed_token.wgsl).
+    Device,
+}
+
+/// A token that a submitted step chose on the device, not read back yet: see
+/// [`GpuModel::read_token`]. Two may be outstanding at once (two staging buffers).
+#[must_use = "the token is only known once read back"]
+pub struct PendingToken {
+    /// The step's number among the steps that chose a token; its staging buffer is `seq % 2`.
+    seq: u64,
+    submission: Option<wgpu::SubmissionIndex>,
+}
+
+/// Counts over steps since the model was built (or [`GpuModel::reset_counters`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecodeCounters {
+    /// Command submissions of steps (a recurrent state's copies not counted).
+    pub submissions: usize,
+    /// Steps whose input token came from the device (pipelined decode).
+    pub device_token_steps: usize,
+    /// Chosen tokens read back (4 bytes each).
+    pub token_readbacks: usize,
+    /// Of those, the reads made while a later step was already submitted: the GPU had the
+    /// next step queued while the host waited for this token.
+    pub overlapped_readbacks: usize,
 }
 
 /// What one step encoded: compute dispatches, command submissions and buffer copies.
@@ -121,6 +162,9 @@ pub struct GpuModel {
     /// Per token of a batch: the embedding parameters, and a bind group per chunk.
     embd_params: Vec<wgpu::Buffer>,
     embd_groups: Vec<Vec<wgpu::BindGroup>>,
+    /// The embedding of the token on the device (pipelined decode): one bind group per chunk.
+    embd_token_pipeline: wgpu::ComputePipeline,
+    embd_token_groups: Vec<wgpu::BindGroup>,
     /// The layers' dispatches, in order.
     layers: Vec<Dispatch>,
     /// Output norm and logits.
@@ -160,7 +204,12 @@ pub struct GpuModel {
     /// Device copies of the recurrent state and their positions, oldest first.
     checkpoints: crate::model::Checkpoints<Vec<wgpu::Buffer>>,
     stage_logits: wgpu::Buffer,
-    stage_token: wgpu::Buffer,
+    /// Staging for chosen tokens: step number `seq` copies to `stage_token[seq % 2]`.
+    stage_token: [wgpu::Buffer; 2],
+    /// Steps so far that chose a token (the next one's `seq`).
+    token_steps: u64,
+    last_submission: Option<wgpu::SubmissionIndex>,
+    counters: DecodeCounters,
     /// Weights, caches and parameter buffers the bind groups refer to.
     _keep: Vec<GpuMatrix>,
     /// The output matrix is token_embd.
@@ -253,7 +302,7 @@ impl GpuModel {
             } else {
                 Readback::None
             };
-            self.step(batch, pos + i * self.max_batch, rb)?;
+            self.step(Input::Host(batch), pos + i * self.max_batch, rb)?;
         }
         self.recurrent_pos = pos + tokens.len();
         Ok(())
@@ -283,12 +332,92 @@ impl GpuModel {
     /// Run `tokens` (a prompt, in batches as [`GpuModel::forward`]) and return the greedy next
     /// token, taken on the GPU: 4 bytes come back, not the n_vocab logits.
     pub async fn forward_argmax(&mut self, tokens: &[u32], pos: usize) -> Result<u32> {
+        let p = self.submit_argmax(tokens, pos)?;
+        self.read_token(p).await
+    }
+
+    /// [`GpuModel::forward_argmax`] without the wait: the token stays on the device, where
+    /// [`GpuModel::submit_from_device`] can take it before the host reads it.
+    pub fn submit_argmax(&mut self, tokens: &[u32], pos: usize) -> Result<PendingToken> {
         if tokens.is_empty() {
             return Err(Error::InvalidRequest("no tokens to run".into()));
         }
         self.run_batches(tokens, pos, Readback::Argmax)?;
-        let b = self.ctx.map_read(&self.stage_token, 4).await?;
+        Ok(self.pending())
+    }
+
+    /// Pipelined decode: submit one step at `pos` whose input is the token the last submitted
+    /// step chose on the device (not read back yet), choosing the next token by argmax, or by
+    /// `sample` (no penalties: their history would need the token on the host). Pair with
+    /// [`GpuModel::read_token`] of the previous step after this submission, so the GPU runs
+    /// this step while the host waits. Should that token be [`SAMPLE_ON_HOST`], this step
+    /// embedded nothing and its result is meaningless: run the previous step again.
+    pub fn submit_from_device(
+        &mut self,
+        pos: usize,
+        sample: Option<&GpuSampling>,
+    ) -> Result<PendingToken> {
+        if self.token_steps == 0 {
+            return Err(Error::InvalidRequest(
+                "no step has chosen a token on the device yet".into(),
+            ));
+        }
+        self.check_span(pos, 1)?;
+        let readback = match sample {
+            Some(s) if s.has_penalties() => {
+                return Err(Error::InvalidRequest(
+                    "penalties need the token on the host: sample with step_sample".into(),
+                ))
+            }
+            Some(s) => {
+                let words = s.words(self.cfg.n_vocab);
+                let q = &self.ctx.queue;
+                q.write_buffer(&self.sample_params, 0, bytemuck::cast_slice(&words));
+                self.penalize = false;
+                Readback::Sample
+            }
+            None => Readback::Argmax,
+        };
+        self.rewind(pos)?;
+        self.step(Input::Device, pos, readback)?;
+        self.recurrent_pos = pos + 1;
+        Ok(self.pending())
+    }
+
+    /// The last submitted step's token, to read back later.
+    fn pending(&self) -> PendingToken {
+        PendingToken {
+            seq: self.token_steps - 1,
+            submission: self.last_submission.clone(),
+        }
+    }
+
+    /// The token a submitted step chose (a 4-byte readback; natively this waits for that step
+    /// only). It may be [`SAMPLE_ON_HOST`] after a sampling step. Fails when two later steps
+    /// have reused its staging buffer.
+    pub async fn read_token(&mut self, p: PendingToken) -> Result<u32> {
+        if self.token_steps > p.seq + 2 {
+            return Err(Error::InvalidRequest(
+                "a token was read back after two later steps".into(),
+            ));
+        }
+        self.counters.token_readbacks += 1;
+        if self.token_steps > p.seq + 1 {
+            self.counters.overlapped_readbacks += 1;
+        }
+        let stage = &self.stage_token[(p.seq % 2) as usize];
+        let b = self.ctx.map_read_after(stage, 4, p.submission).await?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// Counts of submissions and readbacks: see [`DecodeCounters`].
+    pub fn counters(&self) -> DecodeCounters {
+        self.counters
+    }
+
+    /// Start [`GpuModel::counters`] again from zero.
+    pub fn reset_counters(&mut self) {
+        self.counters = DecodeCounters::default();
     }
 
     /// Run one token at `pos` and return the next token sampled on the GPU (see
@@ -317,6 +446,28 @@ impl GpuModel {
         params: &GpuSampling,
         history: &[u32],
     ) -> Result<u32> {
+        let p = self.submit_sample(tokens, pos, params, history)?;
+        let id = self.read_token(p).await?;
+        if id != SAMPLE_ON_HOST {
+            return Ok(id);
+        }
+        let logits = self
+            .ctx
+            .read_f32(&self.acts.logits, self.cfg.n_vocab)
+            .await?;
+        let u = params.uniform;
+        Ok(crate::sampling::choose(&params.config(), &logits, || u))
+    }
+
+    /// [`GpuModel::forward_sample`] without the wait: the token (or [`SAMPLE_ON_HOST`]) stays
+    /// on the device, as with [`GpuModel::submit_argmax`].
+    pub fn submit_sample(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        params: &GpuSampling,
+        history: &[u32],
+    ) -> Result<PendingToken> {
         if tokens.is_empty() {
             return Err(Error::InvalidRequest("no tokens to run".into()));
         }
@@ -347,14 +498,7 @@ impl GpuModel {
             q.write_buffer(&self.penalty_params, 0, bytemuck::cast_slice(&pw));
         }
         self.run_batches(tokens, pos, Readback::Sample)?;
-        let b = self.ctx.map_read(&self.stage_token, 4).await?;
-        let id = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        if id != SAMPLE_ON_HOST {
-            return Ok(id);
-        }
-        let logits = self.ctx.read_f32(&self.acts.logits, n).await?;
-        let u = params.uniform;
-        Ok(crate::sampling::choose(&params.config(), &logits, || u))
+        Ok(self.pending())
     }
 
     /// Bytes of the KV cache on the device (every layer's keys and values, f32 or f16).

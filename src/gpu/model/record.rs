@@ -1,10 +1,10 @@
 //! Building a [`GpuModel`]: activation buffers, the KV cache, parameter buffers and the
 //! recorded dispatches of one step, all created once at load.
 
-use super::super::kernels::{groups_2d, PipelineKey, Shader, SPLIT_CHUNK};
+use super::super::kernels::{groups_2d, unit_weights, PipelineKey, Shader, SPLIT_CHUNK};
 use super::super::uniforms::{
-    AddParams, AttentionParams, CausalConvParams, DeltaRuleParams, RmsNormParams, RopeParams,
-    SoftcapParams, SplitGateParams,
+    AddParams, AttentionParams, CausalConvParams, DeltaRuleParams, EmbedTokenParams, RmsNormParams,
+    RopeParams, SoftcapParams, SplitGateParams,
 };
 use super::super::{GpuContext, GpuMatrix};
 use super::dispatch::{make_dispatch, matmat_dispatches, matvec_dispatches, Batch, Dispatch, When};
@@ -799,11 +799,32 @@ impl GpuModel {
             })
             .collect::<Result<Vec<_>>>()?;
         let embd_pipeline = ctx.pipeline(embd_key)?.pipeline;
+        // The same lookup with the token the previous step chose on the device (acts.token),
+        // for pipelined decoding: one dispatch per chunk of token_embd, each with its rows
+        // (only the chunk that holds the token writes). Nothing to write per step.
+        let embd_token_key = PipelineKey::new(Shader::EmbedToken(token_embd.ty, token_embd.layout));
+        let mut embd_token_params = Vec::with_capacity(token_embd.chunks.len());
+        let mut embd_token_groups = Vec::with_capacity(token_embd.chunks.len());
+        for ch in &token_embd.chunks {
+            let p = EmbedTokenParams {
+                n_units: (token_embd.cols / unit_weights(token_embd.ty)) as u32,
+                row_bytes: token_embd.row_bytes as u32,
+                row_start: ch.row_start as u32,
+                rows: ch.rows as u32,
+                scale: c.embd_scale.unwrap_or(1.0),
+            };
+            let pb = ctx.uniform("embedding (device token)", &p);
+            embd_token_groups.push(ctx.bind(embd_token_key, &[&ch.buffer, &a.x, &a.token, &pb])?);
+            embd_token_params.push(pb);
+        }
+        let embd_token_pipeline = ctx.pipeline(embd_token_key)?.pipeline;
 
         let mut buffers = rec.buffers;
         buffers.push(ap);
+        buffers.extend(embd_token_params);
         let stage_logits = ctx.staging("logits readback", (c.n_vocab * 4) as u64);
-        let stage_token = ctx.staging("token readback", 4);
+        // Two, so that a step's token can be copied out while the previous step's is mapped.
+        let stage_token = [0, 1].map(|_| ctx.staging("token readback", 4));
         Ok(GpuModel {
             n_ctx,
             max_batch,
@@ -813,6 +834,8 @@ impl GpuModel {
             embd_pipeline,
             embd_params,
             embd_groups,
+            embd_token_pipeline,
+            embd_token_groups,
             layers: layer_dispatches,
             head,
             argmax,
@@ -833,6 +856,9 @@ impl GpuModel {
             acts,
             stage_logits,
             stage_token,
+            token_steps: 0,
+            last_submission: None,
+            counters: Default::default(),
             kv_cache,
             kv_widths,
             recurrent_state,

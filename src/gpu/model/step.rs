@@ -1,19 +1,25 @@
-//! One step: write the step's few parameters, encode the recorded dispatches, submit once.
+//! One step: write the step's few parameters, encode the recorded dispatches, submit once. The
+//! input tokens come from the host (their embedding rows' offsets written as parameters) or,
+//! for a pipelined decode step, from the device (the previous step's chosen token).
 
 use super::super::kernels::{groups_2d, unit_weights};
 use super::super::uniforms::{AttentionParams, StepParams};
 use super::dispatch::{encode, encode_batch};
 use super::fused::QKV_CS_FLOATS;
-use super::{GpuModel, Readback};
+use super::{GpuModel, Input, Readback};
 use crate::{Error, Result};
 
 impl GpuModel {
-    /// Write the step's parameters for `tokens` (at most `max_batch`) at positions
-    /// `pos..pos + n`, encode every dispatch and submit once.
-    pub(super) fn step(&mut self, tokens: &[u32], pos: usize, readback: Readback) -> Result<()> {
+    /// Write the step's parameters for its tokens (at most `max_batch`; one from the device)
+    /// at positions `pos..pos + n`, encode every dispatch and submit once.
+    pub(super) fn step(&mut self, input: Input, pos: usize, readback: Readback) -> Result<()> {
         let c = &self.cfg;
-        let nb = tokens.len();
-        debug_assert!(nb >= 1 && nb <= self.max_batch);
+        let tokens = match input {
+            Input::Host(t) => t,
+            Input::Device => &[],
+        };
+        let nb = tokens.len().max(1);
+        debug_assert!(nb <= self.max_batch);
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
             return Err(Error::TokenOutOfRange {
                 id,
@@ -36,6 +42,10 @@ impl GpuModel {
             ];
             q.write_buffer(&self.embd_params[t], 0, bytemuck::cast_slice(&words));
             embd.push(&self.embd_groups[t][chunk]);
+        }
+        if let Input::Device = input {
+            // Every chunk's lookup; the one holding the token writes it.
+            embd.extend(&self.embd_token_groups);
         }
 
         // RoPE cos/sin rows of every table, for each token of the batch.
@@ -73,7 +83,10 @@ impl GpuModel {
                 label: Some("layers"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&self.embd_pipeline);
+            pass.set_pipeline(match input {
+                Input::Host(_) => &self.embd_pipeline,
+                Input::Device => &self.embd_token_pipeline,
+            });
             let g = groups_2d(n_units.div_ceil(64));
             for bg in embd {
                 pass.set_bind_group(0, bg, &[]);
@@ -120,14 +133,22 @@ impl GpuModel {
                 enc.copy_buffer_to_buffer(&self.acts.logits, 0, &self.stage_logits, 0, n);
             }
             Readback::Argmax | Readback::Sample => {
-                enc.copy_buffer_to_buffer(&self.acts.token, 0, &self.stage_token, 0, 4)
+                // Alternating staging buffers: the next step can copy its token while this
+                // one's is mapped.
+                let stage = &self.stage_token[(self.token_steps % 2) as usize];
+                enc.copy_buffer_to_buffer(&self.acts.token, 0, stage, 0, 4);
+                self.token_steps += 1;
             }
             Readback::None => {}
         }
         if readback != Readback::None {
             stats.copies += 1;
         }
-        q.submit([enc.finish()]);
+        self.last_submission = Some(q.submit([enc.finish()]));
+        self.counters.submissions += 1;
+        if let Input::Device = input {
+            self.counters.device_token_steps += 1;
+        }
         self.last_step = stats;
         Ok(())
     }
