@@ -440,6 +440,15 @@ impl Engine {
         }
     }
 
+    /// The GPU forward pass, when that is the backend (the batched server prefills and steps
+    /// its slots through it; see [`crate::gpu::GpuBatch`]).
+    pub fn gpu_model(&self) -> Option<&GpuModel> {
+        match &self.model {
+            LoadedModel::Gpu(m) => Some(m),
+            LoadedModel::Cpu(_) => None,
+        }
+    }
+
     /// What vetting the GPU adapter found before loading (`LoadOptions::vet_gpu`), if it ran.
     pub fn gpu_vetting(&self) -> Option<&str> {
         self.gpu_vetting.as_deref()

@@ -30,7 +30,7 @@ pub mod uniforms;
 pub mod weights;
 
 pub use device::GpuContext;
-pub use model::{GpuModel, GpuSampling, StepStats};
+pub use model::{BatchToken, GpuBatch, GpuModel, GpuSampling, StepStats};
 pub use weights::GpuMatrix;
 
 use crate::quant::GgmlType;

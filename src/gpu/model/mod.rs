@@ -25,8 +25,10 @@
 //! kernels' dispatches), `record` (building a model: buffers and the recorded dispatches),
 //! `step` (one submission), `kv` (the KV cache's contents out and in, for saved sessions),
 //! `loading` (weights uploaded or streamed from a GGUF source), `recurrent` (a hybrid's
-//! recurrent state and its checkpoints).
+//! recurrent state and its checkpoints), `batch` ([`GpuBatch`]: per-slot KV caches and the
+//! batched decode step of independent sequences, for the server's continuous batching).
 
+mod batch;
 mod dispatch;
 pub mod fused;
 mod kv;
@@ -37,6 +39,7 @@ mod sampling;
 mod step;
 
 // The benchmarks and the native tests use these; the browser build does not.
+pub use batch::{BatchToken, GpuBatch};
 #[cfg_attr(target_arch = "wasm32", allow(unused_imports))]
 pub(crate) use dispatch::{
     encode, encode_batch, matmat_dispatches, matvec_dispatches, matvec_dispatches_rows,
@@ -135,7 +138,7 @@ pub struct GpuModel {
     seen_cap: usize,
     penalty_params: wgpu::Buffer,
     penalize: bool,
-    last_step: StepStats,
+    last_step: std::cell::Cell<StepStats>,
     /// Constrained decoding's mask before argmax/sample (created at the first constrained step).
     token_mask: Option<TokenMask>,
     /// The rotary tables, and the step's cos/sin rows of them.
@@ -165,6 +168,9 @@ pub struct GpuModel {
     _keep: Vec<GpuMatrix>,
     /// The output matrix is token_embd.
     tied: bool,
+    /// The output head's norm weights and matrix (None: token_embd), for [`GpuBatch`].
+    head_norm: wgpu::Buffer,
+    output: Option<GpuMatrix>,
     _buffers: Vec<wgpu::Buffer>,
 }
 
@@ -365,7 +371,7 @@ impl GpuModel {
 
     /// What the last step encoded: see [`StepStats`].
     pub fn last_step(&self) -> StepStats {
-        self.last_step
+        self.last_step.get()
     }
 
     /// Constrained decoding: the following argmax and sample steps apply `mask` (bit `i % 32` of

@@ -10,7 +10,7 @@ use crate::{Error, Result};
 impl GpuModel {
     /// Write the step's parameters for `tokens` (at most `max_batch`) at positions
     /// `pos..pos + n`, encode every dispatch and submit once.
-    pub(super) fn step(&mut self, tokens: &[u32], pos: usize, readback: Readback) -> Result<()> {
+    pub(super) fn step(&self, tokens: &[u32], pos: usize, readback: Readback) -> Result<()> {
         let c = &self.cfg;
         let nb = tokens.len();
         debug_assert!(nb >= 1 && nb <= self.max_batch);
@@ -125,7 +125,7 @@ impl GpuModel {
             stats.copies += 1;
         }
         q.submit([enc.finish()]);
-        self.last_step = stats;
+        self.last_step.set(stats);
         Ok(())
     }
 }

@@ -74,7 +74,8 @@ pub struct Args {
     /// KV-cache size per sequence (tokens) at most.
     #[arg(long, default_value_t = 4096)]
     pub ctx: usize,
-    /// Sequences decoded together at most (CPU backend; the GPU backend runs one at a time).
+    /// Sequences decoded together at most (on the GPU, models with recurrent layers run one at a
+    /// time).
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
     #[arg(long, value_enum, default_value = "cpu")]
