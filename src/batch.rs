@@ -20,8 +20,17 @@
 //! sends its growing history again and again is prefilled by the turn, not from the start.
 //! [`Generation::cached_tokens`] says how many prompt tokens came from the cache.
 //!
-//! On the GPU backend the scheduler runs one request at a time through [`Engine::generate`]
-//! (queued requests wait their turn; the engine's one cache gives the same prefix reuse).
+//! On the GPU backend with `parallel` > 1 the same scheduler steps a [`GpuBatch`]: each slot
+//! has a KV cache region on the device, a prompt is prefilled through the model's own prefill
+//! and copied into its slot, and each decode step runs one token of every active sequence in
+//! one submission (the matrices through matmat.wgsl, read once for the batch; each token's KV
+//! store and attention over its own slot), the logits of every row read back and sampled on
+//! the host by each sequence's own sampler. A sequence's output there equals its output alone
+//! through the same batched step, bit for bit ([`crate::gpu::GpuBatch`]); it may differ in
+//! the last bits from [`Engine::generate`]'s fused single-sequence kernels. With `parallel` 1,
+//! and for models with recurrent layers (LFM2, Qwen3.5, whose state has no slots on the GPU),
+//! the scheduler runs one request at a time through [`Engine::generate`] (queued requests wait
+//! their turn; the engine's one cache gives the same prefix reuse).
 //!
 //! Requests report through a callback that runs on the scheduler thread: first
 //! [`Event::Started`] (or [`Event::Failed`] for a bad request), then [`Event::Token`]s, then
@@ -35,6 +44,7 @@ use crate::cpu::{CpuModel, KvCache};
 use crate::engine::{
     common_prefix, Control, Engine, FinishReason, GenerateOptions, Generation, StopMatcher,
 };
+use crate::gpu::{BatchToken, GpuBatch, GpuModel};
 use crate::sampling::{apply_token_mask, Sampler};
 use crate::tokenizer::StreamDecoder;
 use crate::{Error, Result};
@@ -95,7 +105,8 @@ pub struct Stats {
 
 #[derive(Clone, Debug)]
 pub struct BatchOptions {
-    /// Sequences per decode step at most (CPU backend); 1 or more.
+    /// Sequences per decode step at most; 1 or more (on the GPU, 1 runs requests one at a time
+    /// through [`Engine::generate`]).
     pub parallel: usize,
     /// KV-cache size per sequence at most (tokens).
     pub n_ctx: usize,
@@ -127,8 +138,16 @@ impl Batcher {
             .name("chord-batcher".into())
             .spawn(move || {
                 let mut engine = engine;
-                if engine.cpu_model().is_some() {
-                    run_batched(&engine, rx, parallel, n_ctx, &st);
+                let gpu_batch = match engine.gpu_model() {
+                    Some(m) if parallel > 1 => GpuBatch::new(m, parallel, n_ctx).ok(),
+                    _ => None,
+                };
+                if gpu_batch.is_some() {
+                    // The slots' prefill uses the engine's cache as its workspace.
+                    engine.forget_prefix();
+                }
+                if engine.cpu_model().is_some() || gpu_batch.is_some() {
+                    run_batched(&engine, gpu_batch, rx, parallel, n_ctx, &st);
                 } else {
                     run_serial(&mut engine, rx, n_ctx, &st);
                 }
@@ -197,7 +216,7 @@ fn request_ctx(prompt: usize, opts: &GenerateOptions, n_ctx: usize) -> usize {
 /// A slot's KV cache, kept between requests: `ids` are the tokens whose keys and values
 /// positions `0..ids.len()` hold.
 struct Kept {
-    cache: KvCache,
+    cache: SlotCache,
     ids: Vec<u32>,
     /// The length of the last prompt run in this cache.
     prompt_len: usize,
@@ -296,10 +315,31 @@ impl<'t> Slot<'t> {
     }
 }
 
+/// A slot's KV cache: the CPU's, or a slot of the [`GpuBatch`].
+enum SlotCache {
+    Cpu(KvCache),
+    Gpu(usize),
+}
+
+impl SlotCache {
+    fn resume_point(&self, n: usize) -> usize {
+        match self {
+            SlotCache::Cpu(c) => c.resume_point(n),
+            SlotCache::Gpu(_) => n,
+        }
+    }
+}
+
+/// The forward pass the scheduler steps.
+enum Model<'e> {
+    Cpu(&'e CpuModel),
+    Gpu(&'e GpuModel, Box<GpuBatch>),
+}
+
 /// What the batched scheduler keeps between steps.
 struct Scheduler<'e> {
     engine: &'e Engine,
-    model: &'e CpuModel,
+    model: Model<'e>,
     /// Context size per sequence at most.
     n_ctx: usize,
     /// The caches of the free slots, the longest free first.
@@ -317,7 +357,8 @@ impl<'e> Scheduler<'e> {
             return Ok(None);
         };
         if self.compiler.is_none() {
-            let env = crate::constrain::token_env(&self.engine.tokenizer, self.model.cfg.n_vocab)?;
+            let n_vocab = self.engine.config().n_vocab;
+            let env = crate::constrain::token_env(&self.engine.tokenizer, n_vocab)?;
             self.compiler = Some(ConstraintCompiler::new(&env)?);
         }
         match &self.compiler {
@@ -359,8 +400,12 @@ impl<'e> Scheduler<'e> {
                 (k, n)
             }
             None => {
+                let cache = match &self.model {
+                    Model::Cpu(m) => SlotCache::Cpu(KvCache::try_new(&m.cfg, n_ctx)?),
+                    Model::Gpu(..) => SlotCache::Gpu(self.caches),
+                };
                 let k = Kept {
-                    cache: KvCache::try_new(&self.model.cfg, n_ctx)?,
+                    cache,
                     ids: vec![],
                     prompt_len: 0,
                 };
@@ -369,7 +414,15 @@ impl<'e> Scheduler<'e> {
             }
         };
         kept.ids.truncate(cached);
-        if let Err(e) = kept.cache.try_grow(n_ctx) {
+        let grown = match (&mut kept.cache, &self.model) {
+            (SlotCache::Cpu(c), _) => c.try_grow(n_ctx),
+            (SlotCache::Gpu(_), Model::Gpu(_, b)) if n_ctx > b.n_ctx() => Err(Error::ContextFull {
+                needed: n_ctx,
+                n_ctx: b.n_ctx(),
+            }),
+            (SlotCache::Gpu(_), _) => Ok(()),
+        };
+        if let Err(e) = grown {
             // Keep the slot's cache for later requests.
             self.free.push_back(kept);
             return Err(e);
@@ -429,7 +482,14 @@ impl<'e> Scheduler<'e> {
             }
         };
         let t0 = Instant::now();
-        let mut logits = match prefill(self.model, &ids, cached, &mut kept.cache) {
+        let r = match (&self.model, &mut kept.cache) {
+            (Model::Cpu(m), SlotCache::Cpu(c)) => prefill(m, &ids, cached, c),
+            (Model::Gpu(m, b), &mut SlotCache::Gpu(slot)) => {
+                crate::engine::block_on(b.prefill(m, slot, &ids, cached))
+            }
+            _ => Err(Error::InvalidRequest("a slot of another backend".into())),
+        };
+        let mut logits = match r {
             Ok(l) => l,
             Err(e) => {
                 kept.ids.clear();
@@ -478,17 +538,23 @@ impl<'e> Scheduler<'e> {
 
 fn run_batched(
     engine: &Engine,
+    gpu_batch: Option<GpuBatch>,
     rx: mpsc::Receiver<Job>,
     parallel: usize,
     n_ctx: usize,
     stats: &Stats,
 ) {
-    let Some(model) = engine.cpu_model() else {
-        return;
+    let (model, parallel, n_ctx) = match (engine.cpu_model(), engine.gpu_model(), gpu_batch) {
+        (Some(m), ..) => (Model::Cpu(m), parallel, n_ctx),
+        (None, Some(m), Some(b)) => {
+            let (p, n) = (parallel.min(b.max_rows()), b.n_ctx());
+            (Model::Gpu(m, Box::new(b)), p, n)
+        }
+        _ => return,
     };
     let vocab = engine.tokenizer.vocab();
     let eog = |id| vocab.is_eog(id);
-    let n_vocab = model.cfg.n_vocab;
+    let n_vocab = engine.config().n_vocab;
     let mut sched = Scheduler {
         engine,
         model,
@@ -525,22 +591,11 @@ fn run_batched(
         if slots.is_empty() {
             continue;
         }
-        let mut rows: Vec<BatchRow> = slots
-            .iter_mut()
-            .filter_map(|s| {
-                let (token, pos) = s.next?;
-                Some(BatchRow {
-                    token,
-                    pos,
-                    cache: &mut s.kept.cache,
-                })
-            })
-            .collect();
-        let n = rows.len();
+        let n = slots.iter().filter(|s| s.next.is_some()).count();
         stats.steps.fetch_add(1, Ordering::Relaxed);
         stats.step_rows.fetch_add(n, Ordering::Relaxed);
         stats.max_batch.fetch_max(n, Ordering::Relaxed);
-        match model.forward_batch(&mut rows) {
+        match step(&sched.model, &mut slots) {
             Ok(mut logits) => {
                 for (s, l) in slots.iter_mut().zip(logits.chunks_exact_mut(n_vocab)) {
                     // The token just run is in the cache now.
@@ -571,6 +626,34 @@ fn run_batched(
         stats
             .active
             .fetch_sub(before - slots.len(), Ordering::SeqCst);
+    }
+}
+
+/// One decode step of every active slot (all are: finished ones left after the last step);
+/// (n, n_vocab) logits, row `i` for `slots[i]`.
+fn step(model: &Model, slots: &mut [Slot]) -> Result<Vec<f32>> {
+    match model {
+        Model::Cpu(m) => {
+            let mut rows = Vec::with_capacity(slots.len());
+            for s in slots.iter_mut() {
+                let (Some((token, pos)), SlotCache::Cpu(cache)) = (s.next, &mut s.kept.cache)
+                else {
+                    return Err(Error::InvalidRequest("a slot without a CPU cache".into()));
+                };
+                rows.push(BatchRow { token, pos, cache });
+            }
+            m.forward_batch(&mut rows)
+        }
+        Model::Gpu(m, b) => {
+            let mut toks = Vec::with_capacity(slots.len());
+            for s in slots.iter() {
+                let (Some((token, pos)), &SlotCache::Gpu(slot)) = (s.next, &s.kept.cache) else {
+                    return Err(Error::InvalidRequest("a slot without a GPU cache".into()));
+                };
+                toks.push(BatchToken { token, slot, pos });
+            }
+            crate::engine::block_on(b.decode(m, &toks))
+        }
     }
 }
 

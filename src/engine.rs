@@ -464,7 +464,8 @@ impl Engine {
         }
     }
 
-    /// The GPU forward pass, when that is the backend (its counters show the pipelining).
+    /// The GPU forward pass, when that is the backend: its counters show the pipelining, and
+    /// the batched server prefills and steps its slots through it ([`crate::gpu::GpuBatch`]).
     pub fn gpu_model(&self) -> Option<&GpuModel> {
         match &self.model {
             LoadedModel::Gpu(m) => Some(m),

@@ -76,6 +76,14 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("penalties.wgsl", include_str!("shaders/penalties.wgsl")),
     ("token_mask.wgsl", include_str!("shaders/token_mask.wgsl")),
     ("kv_store.wgsl", include_str!("shaders/kv_store.wgsl")),
+    (
+        "kv_store_rows.wgsl",
+        include_str!("shaders/kv_store_rows.wgsl"),
+    ),
+    (
+        "attention_rows.wgsl",
+        include_str!("shaders/attention_rows.wgsl"),
+    ),
     ("matvec_row.wgsl", include_str!("shaders/matvec_row.wgsl")),
     (
         "matvec_row_pairs.wgsl",
@@ -313,6 +321,11 @@ pub enum Shader {
     /// Constrained decoding: the grammar's bitmask of allowed tokens applied to the logits.
     TokenMask,
     KvStore,
+    /// kv_store.wgsl for a step of independent sequences: each token to its own slot and
+    /// position (batched decode, [`crate::gpu::GpuBatch`]).
+    KvStoreRows,
+    /// attention.wgsl for a step of independent sequences: each token over its own slot's cache.
+    AttentionRows,
     /// One token's y (+)= W·RMSNorm(x) (decode: the output projections with the residual add
     /// fused, `PipelineKey::add`; the output head with the norm fused, `PipelineKey::norm`).
     MatvecFused(GgmlType, Layout),
@@ -388,6 +401,8 @@ impl Shader {
             Shader::Penalties => "penalties",
             Shader::TokenMask => "token_mask",
             Shader::KvStore => "kv_store",
+            Shader::KvStoreRows => "kv_store_rows",
+            Shader::AttentionRows => "attention_rows",
             Shader::MatvecFused(..) => "matvec_fused",
             Shader::MatvecQkv(..) => "matvec_qkv",
             Shader::MatvecGlu(..) => "matvec_glu",
@@ -502,6 +517,8 @@ impl Shader {
             Shader::Argmax | Shader::Sample => &[Read, ReadWrite, Uniform],
             Shader::Penalties | Shader::TokenMask => &[ReadWrite, Read, Uniform],
             Shader::KvStore => &[Read, ReadWrite, Uniform, Uniform],
+            Shader::KvStoreRows => &[Read, ReadWrite, Uniform, Read],
+            Shader::AttentionRows => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, Read],
             Shader::MatvecFused(..) => &[Read, Read, Read, ReadWrite, Uniform],
             Shader::MatvecQkv(..) => &[
                 Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Uniform,
@@ -512,7 +529,7 @@ impl Shader {
     }
 
     /// The kernels that read no weight format (norms, RoPE, attention, sampling, masks, KV).
-    pub const FORMAT_FREE: [Shader; 17] = [
+    pub const FORMAT_FREE: [Shader; 19] = [
         Shader::RmsNorm,
         Shader::Rope,
         Shader::Attention,
@@ -530,6 +547,8 @@ impl Shader {
         Shader::Penalties,
         Shader::TokenMask,
         Shader::KvStore,
+        Shader::KvStoreRows,
+        Shader::AttentionRows,
     ];
 
     /// Every kernel, for every format with GPU kernels and each of its layouts.
@@ -790,7 +809,11 @@ impl GpuContext {
             }
             Shader::Gate => vec![("ACT", f64::from(key.act))],
             Shader::CausalConv => vec![("GATED", f64::from(key.gated))],
-            Shader::KvStore | Shader::Attention | Shader::AttentionSplit => {
+            Shader::KvStore
+            | Shader::KvStoreRows
+            | Shader::Attention
+            | Shader::AttentionRows
+            | Shader::AttentionSplit => {
                 vec![("KV_F16", f64::from(key.kv_f16))]
             }
             _ => vec![],

@@ -30,7 +30,9 @@ pub mod uniforms;
 pub mod weights;
 
 pub use device::GpuContext;
-pub use model::{DecodeCounters, GpuModel, GpuSampling, PendingToken, StepStats};
+pub use model::{
+    BatchToken, DecodeCounters, GpuBatch, GpuModel, GpuSampling, PendingToken, StepStats,
+};
 pub use weights::GpuMatrix;
 
 use crate::quant::GgmlType;

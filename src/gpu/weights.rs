@@ -16,6 +16,7 @@ use crate::source::ByteSource;
 use crate::Result;
 
 /// Rows `row_start..row_start + rows` of a matrix, in one buffer.
+#[derive(Clone)]
 pub struct WeightChunk {
     pub buffer: wgpu::Buffer,
     pub row_start: usize,
@@ -34,6 +35,7 @@ pub fn default_layout(ty: GgmlType) -> Layout {
 
 /// A quantized matrix on the GPU: `rows` × `cols`, row-major, `row_bytes` per row (of the
 /// uploaded layout).
+#[derive(Clone)]
 pub struct GpuMatrix {
     pub name: String,
     pub ty: GgmlType,

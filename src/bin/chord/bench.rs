@@ -57,6 +57,11 @@ pub struct Args {
     /// (default 32).
     #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
     pub streams: Vec<usize>,
+    /// With --streams: the scheduler's slots (`chord serve --parallel`) when more than the
+    /// streams (on the GPU, 1 runs one request at a time through the engine, more the batched
+    /// step).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub parallel: usize,
     /// Constrained against unconstrained decode, under this JSON schema.
     #[arg(long, value_name = "FILE")]
     pub json_schema: Option<String>,
@@ -128,6 +133,7 @@ pub fn run(a: &Args) -> Result<(), Fail> {
             n,
             a.reps.max(1),
             &a.streams,
+            a.parallel,
         );
     }
     let p = a.p.unwrap_or(128);
@@ -156,6 +162,7 @@ fn bench_streams(
     n: usize,
     reps: usize,
     streams: &[usize],
+    parallel: usize,
 ) -> Result<(), Fail> {
     use std::sync::{mpsc, Arc, Mutex};
     use std::time::Instant;
@@ -171,7 +178,7 @@ fn bench_streams(
         let b = Batcher::start(
             engine,
             BatchOptions {
-                parallel: k,
+                parallel: k.max(parallel),
                 n_ctx: p + n + 1,
             },
         )?;

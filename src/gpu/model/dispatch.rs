@@ -25,6 +25,24 @@ pub(crate) enum Batch {
     Multi,
 }
 
+/// What a recorded dispatch does with a layer's KV cache: the batched step of independent
+/// sequences ([`super::batch`]) replaces these with their per-slot variants.
+#[derive(Clone, Copy)]
+pub(crate) enum Role {
+    Other,
+    /// kv_store.wgsl of `layer`: its `n` keys (`v` false) or values.
+    KvStore {
+        layer: usize,
+        v: bool,
+        n: usize,
+    },
+    /// One of `layer`'s attention dispatches (single-pass, split-K or combine), of `shape`.
+    Attention {
+        layer: usize,
+        shape: crate::gpu::uniforms::AttentionParams,
+    },
+}
+
 /// One recorded dispatch: a pipeline, its bind group and workgroup counts (opaque outside the crate;
 /// tests run them with [`fused::run_dispatches`](super::fused::run_dispatches)).
 #[derive(Clone)]
@@ -36,6 +54,7 @@ pub struct Dispatch {
     pub(crate) batch: Batch,
     /// Tokens per workgroup along z (1, or [`MATMAT_TOKENS`] for matmat.wgsl).
     pub(crate) tile: u32,
+    pub(crate) role: Role,
 }
 
 pub(crate) fn make_dispatch(
@@ -51,6 +70,7 @@ pub(crate) fn make_dispatch(
         when: When::Always,
         batch: Batch::Any,
         tile: 1,
+        role: Role::Other,
     })
 }
 

@@ -33,8 +33,10 @@
 //! kernels' dispatches), `record` (building a model: buffers and the recorded dispatches),
 //! `step` (one submission), `kv` (the KV cache's contents out and in, for saved sessions),
 //! `loading` (weights uploaded or streamed from a GGUF source), `recurrent` (a hybrid's
-//! recurrent state and its checkpoints).
+//! recurrent state and its checkpoints), `batch` ([`GpuBatch`]: per-slot KV caches and the
+//! batched decode step of independent sequences, for the server's continuous batching).
 
+mod batch;
 mod dispatch;
 pub mod fused;
 mod kv;
@@ -45,6 +47,7 @@ mod sampling;
 mod step;
 
 // The benchmarks and the native tests use these; the browser build does not.
+pub use batch::{BatchToken, GpuBatch};
 #[cfg_attr(target_arch = "wasm32", allow(unused_imports))]
 pub(crate) use dispatch::{
     encode, encode_batch, matmat_dispatches, matvec_dispatches, matvec_dispatches_rows,
@@ -179,7 +182,7 @@ pub struct GpuModel {
     seen_cap: usize,
     penalty_params: wgpu::Buffer,
     penalize: bool,
-    last_step: StepStats,
+    last_step: std::cell::Cell<StepStats>,
     /// Constrained decoding's mask before argmax/sample (created at the first constrained step).
     token_mask: Option<TokenMask>,
     /// The rotary tables, and the step's cos/sin rows of them.
@@ -207,13 +210,16 @@ pub struct GpuModel {
     /// Staging for chosen tokens: step number `seq` copies to `stage_token[seq % 2]`.
     stage_token: [wgpu::Buffer; 2],
     /// Steps so far that chose a token (the next one's `seq`).
-    token_steps: u64,
-    last_submission: Option<wgpu::SubmissionIndex>,
-    counters: DecodeCounters,
+    token_steps: std::cell::Cell<u64>,
+    last_submission: std::cell::RefCell<Option<wgpu::SubmissionIndex>>,
+    counters: std::cell::Cell<DecodeCounters>,
     /// Weights, caches and parameter buffers the bind groups refer to.
     _keep: Vec<GpuMatrix>,
     /// The output matrix is token_embd.
     tied: bool,
+    /// The output head's norm weights and matrix (None: token_embd), for [`GpuBatch`].
+    head_norm: wgpu::Buffer,
+    output: Option<GpuMatrix>,
     _buffers: Vec<wgpu::Buffer>,
 }
 
@@ -357,7 +363,7 @@ impl GpuModel {
         pos: usize,
         sample: Option<&GpuSampling>,
     ) -> Result<PendingToken> {
-        if self.token_steps == 0 {
+        if self.token_steps.get() == 0 {
             return Err(Error::InvalidRequest(
                 "no step has chosen a token on the device yet".into(),
             ));
@@ -387,8 +393,8 @@ impl GpuModel {
     /// The last submitted step's token, to read back later.
     fn pending(&self) -> PendingToken {
         PendingToken {
-            seq: self.token_steps - 1,
-            submission: self.last_submission.clone(),
+            seq: self.token_steps.get() - 1,
+            submission: self.last_submission.borrow().clone(),
         }
     }
 
@@ -396,15 +402,17 @@ impl GpuModel {
     /// only). It may be [`SAMPLE_ON_HOST`] after a sampling step. Fails when two later steps
     /// have reused its staging buffer.
     pub async fn read_token(&mut self, p: PendingToken) -> Result<u32> {
-        if self.token_steps > p.seq + 2 {
+        if self.token_steps.get() > p.seq + 2 {
             return Err(Error::InvalidRequest(
                 "a token was read back after two later steps".into(),
             ));
         }
-        self.counters.token_readbacks += 1;
-        if self.token_steps > p.seq + 1 {
-            self.counters.overlapped_readbacks += 1;
+        let mut counters = self.counters.get();
+        counters.token_readbacks += 1;
+        if self.token_steps.get() > p.seq + 1 {
+            counters.overlapped_readbacks += 1;
         }
+        self.counters.set(counters);
         let stage = &self.stage_token[(p.seq % 2) as usize];
         let b = self.ctx.map_read_after(stage, 4, p.submission).await?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -412,12 +420,12 @@ impl GpuModel {
 
     /// Counts of submissions and readbacks: see [`DecodeCounters`].
     pub fn counters(&self) -> DecodeCounters {
-        self.counters
+        self.counters.get()
     }
 
     /// Start [`GpuModel::counters`] again from zero.
     pub fn reset_counters(&mut self) {
-        self.counters = DecodeCounters::default();
+        self.counters.set(DecodeCounters::default());
     }
 
     /// Run one token at `pos` and return the next token sampled on the GPU (see
@@ -509,7 +517,7 @@ impl GpuModel {
 
     /// What the last step encoded: see [`StepStats`].
     pub fn last_step(&self) -> StepStats {
-        self.last_step
+        self.last_step.get()
     }
 
     /// Constrained decoding: the following argmax and sample steps apply `mask` (bit `i % 32` of

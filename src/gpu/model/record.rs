@@ -7,7 +7,9 @@ use super::super::uniforms::{
     RopeParams, SoftcapParams, SplitGateParams,
 };
 use super::super::{GpuContext, GpuMatrix};
-use super::dispatch::{make_dispatch, matmat_dispatches, matvec_dispatches, Batch, Dispatch, When};
+use super::dispatch::{
+    make_dispatch, matmat_dispatches, matvec_dispatches, Batch, Dispatch, Role, When,
+};
 use super::fused::{self, FusedEnds, QkvBuffers, QkvShape, QKV_CS_FLOATS};
 use super::loading::GpuWeights;
 use super::{Acts, GpuModel, MAX_BATCH, SPLIT_ATTENTION_FROM};
@@ -620,8 +622,12 @@ impl GpuModel {
             if let Some(off) = cs_off {
                 rec.rope(&a.k, &rope_cs, (ls.n_head_kv, ls), off, rope.stride, 1.0)?;
             }
-            rec.store_kv(&a.k, &kc, kv_dim)?;
-            rec.store_kv(&a.v, &vc, v_dim)?;
+            for (src, dst, n, v) in [(&a.k, &kc, kv_dim, false), (&a.v, &vc, v_dim, true)] {
+                rec.store_kv(src, dst, n)?;
+                if let Some(d) = rec.dispatches.last_mut() {
+                    d.role = Role::KvStore { layer: l, v, n };
+                }
+            }
             let norms = aw.q_norm.is_some() || aw.k_norm.is_some() || c.v_norm;
             let biases = [&aw.bq, &aw.bk, &aw.bv];
             let all_or_none =
@@ -701,6 +707,7 @@ impl GpuModel {
                 };
                 let mut d = make_dispatch(&ctx, key, bufs, groups)?;
                 d.when = when;
+                d.role = Role::Attention { layer: l, shape };
                 rec.dispatches.push(d);
             }
             // The output projection, with the residual add fused for a decode step.
@@ -755,6 +762,7 @@ impl GpuModel {
             rec.buffers.push(p);
             head.push(d);
         }
+        let output_copy = output.clone();
         keep.extend(output);
         let ap = ctx.params("argmax", &[c.n_vocab as u32]);
         let argmax = make_dispatch(
@@ -847,6 +855,8 @@ impl GpuModel {
             penalty_params,
             penalize: false,
             last_step: Default::default(),
+            head_norm: norm.clone(),
+            output: output_copy,
             token_mask: None,
             rope,
             rope_cs,
@@ -856,8 +866,8 @@ impl GpuModel {
             acts,
             stage_logits,
             stage_token,
-            token_steps: 0,
-            last_submission: None,
+            token_steps: Default::default(),
+            last_submission: Default::default(),
             counters: Default::default(),
             kv_cache,
             kv_widths,

@@ -12,7 +12,7 @@ use crate::{Error, Result};
 impl GpuModel {
     /// Write the step's parameters for its tokens (at most `max_batch`; one from the device)
     /// at positions `pos..pos + n`, encode every dispatch and submit once.
-    pub(super) fn step(&mut self, input: Input, pos: usize, readback: Readback) -> Result<()> {
+    pub(super) fn step(&self, input: Input, pos: usize, readback: Readback) -> Result<()> {
         let c = &self.cfg;
         let tokens = match input {
             Input::Host(t) => t,
@@ -135,21 +135,23 @@ impl GpuModel {
             Readback::Argmax | Readback::Sample => {
                 // Alternating staging buffers: the next step can copy its token while this
                 // one's is mapped.
-                let stage = &self.stage_token[(self.token_steps % 2) as usize];
+                let stage = &self.stage_token[(self.token_steps.get() % 2) as usize];
                 enc.copy_buffer_to_buffer(&self.acts.token, 0, stage, 0, 4);
-                self.token_steps += 1;
+                self.token_steps.set(self.token_steps.get() + 1);
             }
             Readback::None => {}
         }
         if readback != Readback::None {
             stats.copies += 1;
         }
-        self.last_submission = Some(q.submit([enc.finish()]));
-        self.counters.submissions += 1;
+        *self.last_submission.borrow_mut() = Some(q.submit([enc.finish()]));
+        let mut counters = self.counters.get();
+        counters.submissions += 1;
         if let Input::Device = input {
-            self.counters.device_token_steps += 1;
+            counters.device_token_steps += 1;
         }
-        self.last_step = stats;
+        self.counters.set(counters);
+        self.last_step.set(stats);
         Ok(())
     }
 }

@@ -74,9 +74,11 @@ pub struct Args {
     /// KV-cache size per sequence (tokens) at most.
     #[arg(long, default_value_t = 4096)]
     pub ctx: usize,
-    /// Sequences decoded together at most (CPU backend; the GPU backend runs one at a time).
-    #[arg(long, default_value_t = 4)]
-    pub parallel: usize,
+    /// Sequences decoded together at most. Default: 4 on the CPU; 1 on the GPU, where a batched
+    /// step pays off only with several streams at once (docs/performance.md), and models with
+    /// recurrent layers run one at a time whatever is asked.
+    #[arg(long)]
+    pub parallel: Option<usize>,
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
     #[arg(long, value_enum, default_value = "fast")]
@@ -165,17 +167,12 @@ fn load_models(a: &Args) -> Result<Vec<api::ApiModel>, Fail> {
             .unwrap_or(SystemTime::now())
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let batcher = Batcher::start(
-            engine,
-            BatchOptions {
-                parallel: a.parallel,
-                n_ctx,
-            },
-        )?;
+        let parallel = a.parallel.unwrap_or(if backend == "cpu" { 4 } else { 1 });
+        let batcher = Batcher::start(engine, BatchOptions { parallel, n_ctx })?;
         eprintln!(
-            "chord: model `{id}` from {} ({backend}, {} parallel, {n_ctx} tokens of context)",
+            "chord: model `{id}` from {} ({backend}, {parallel} parallel, {n_ctx} tokens of \
+             context)",
             path.display(),
-            if backend == "cpu" { a.parallel } else { 1 }
         );
         out.push(api::ApiModel {
             id,

@@ -1,0 +1,318 @@
+//! Continuous batching on the GPU backend (`wasm_chord::gpu::GpuBatch` under
+//! `wasm_chord::batch`): each sequence's output in a shared batched step equals its output
+//! alone through the same step, bit for bit; requests that arrive mid-run join, finished ones
+//! free their slot for the queue; slots keep their conversation's prefix. Run on Mesa lavapipe
+//! in CI (WGPU_BACKEND=vulkan VK_ICD_FILENAMES=.../lvp_icd.x86_64.json).
+//!
+//! Why "alone through the same step" and not `Engine::generate`: the batched step runs every
+//! matrix through matmat.wgsl (each weight read once for the batch), the single-sequence decode
+//! step the fused matrix-vector kernels, which sum in another order; the logits of the two agree
+//! to rounding (checked below), the tokens usually but not by construction.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasm_chord::batch::{BatchOptions, Batcher, Event, Prompt};
+use wasm_chord::chat::ChatMessage;
+use wasm_chord::engine::{Backend, Control, Engine, GenerateOptions, Generation};
+use wasm_chord::gpu::{BatchToken, GpuBatch};
+use wasm_chord::sampling::SamplerConfig;
+
+const MODEL: &str = "smollm2-135m-instruct-q4_k_m.gguf";
+
+fn engine() -> Engine {
+    common::load_engine(MODEL, Backend::Gpu, Some(512))
+}
+
+fn requests() -> Vec<(Prompt, GenerateOptions)> {
+    let chat = |m: &str| Prompt::Chat(vec![ChatMessage::user(m)]);
+    let greedy = |n| GenerateOptions {
+        max_tokens: n,
+        ..Default::default()
+    };
+    let sampled = |n, seed| GenerateOptions {
+        max_tokens: n,
+        sampler: SamplerConfig {
+            temperature: 0.9,
+            top_k: 40,
+            top_p: 0.95,
+            repeat_penalty: 1.1,
+            seed,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    vec![
+        (chat("What is the capital of France?"), greedy(16)),
+        (chat("Write a haiku about the sea."), sampled(20, 7)),
+        (Prompt::Text("Once upon a time".into()), greedy(8)),
+        (
+            chat("Count from one to twenty in words."),
+            GenerateOptions {
+                stop: vec!["4.".into()],
+                ..greedy(24)
+            },
+        ),
+        (chat("Name three colours."), sampled(12, 99)),
+    ]
+}
+
+fn run_one(b: &Batcher, prompt: Prompt, opts: GenerateOptions) -> Generation {
+    let (tx, rx) = mpsc::channel();
+    b.submit(
+        prompt,
+        opts,
+        Box::new(move |ev| {
+            if let Event::Done(g) = ev {
+                let _ = tx.send(Ok(g));
+            } else if let Event::Failed(e) = ev {
+                let _ = tx.send(Err(e));
+            }
+            Control::Continue
+        }),
+    )
+    .unwrap();
+    rx.recv_timeout(Duration::from_secs(600))
+        .unwrap()
+        .expect("generation")
+}
+
+fn assert_idle(active: &std::sync::atomic::AtomicUsize) {
+    let t = std::time::Instant::now();
+    while active.load(Ordering::SeqCst) != 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "sequences still active"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Five requests (greedy and sampled, a stop string) on four slots, the fifth submitted while
+/// the others run: each gives what it gives alone through the same batched step (a batcher with
+/// the same slots, one request at a time), four shared a step, the fifth waited for a slot
+/// that a finished sequence freed.
+#[test]
+fn gpu_batched_outputs_equal_solo_outputs() {
+    let opts = BatchOptions {
+        parallel: 4,
+        n_ctx: 512,
+    };
+    let solo_b = Batcher::start(engine(), opts.clone()).unwrap();
+    let solo: Vec<Generation> = requests()
+        .into_iter()
+        .map(|(p, o)| run_one(&solo_b, p, o))
+        .collect();
+    assert_eq!(
+        solo_b.stats.max_batch.load(Ordering::SeqCst),
+        1,
+        "one at a time"
+    );
+    assert!(solo.iter().all(|g| !g.ids.is_empty()));
+
+    let b = Batcher::start(engine(), opts).unwrap();
+    let results: Arc<Mutex<Vec<Option<Generation>>>> = Arc::new(Mutex::new(vec![None; 5]));
+    let (done_tx, done_rx) = mpsc::channel::<usize>();
+    let reqs = requests();
+    let late = Arc::new(Mutex::new(Some(reqs[4].clone())));
+    let mk = |i: usize| {
+        let results = Arc::clone(&results);
+        let done_tx = done_tx.clone();
+        let late = Arc::clone(&late);
+        let handle = b.clone();
+        let mut tokens = 0;
+        Box::new(move |ev: Event| {
+            match ev {
+                Event::Token { .. } => {
+                    tokens += 1;
+                    if i == 0 && tokens == 3 {
+                        if let Some((p, o)) = late.lock().unwrap().take() {
+                            let results = Arc::clone(&results);
+                            let done_tx = done_tx.clone();
+                            handle
+                                .submit(
+                                    p,
+                                    o,
+                                    Box::new(move |ev| {
+                                        if let Event::Done(g) = ev {
+                                            results.lock().unwrap()[4] = Some(g);
+                                            let _ = done_tx.send(4);
+                                        }
+                                        Control::Continue
+                                    }),
+                                )
+                                .unwrap();
+                        }
+                    }
+                }
+                Event::Done(g) => {
+                    results.lock().unwrap()[i] = Some(g);
+                    let _ = done_tx.send(i);
+                }
+                Event::Failed(e) => panic!("request {i} failed: {e}"),
+                Event::Started { .. } => {}
+            }
+            Control::Continue
+        }) as wasm_chord::batch::OnEvent
+    };
+    for (i, (p, o)) in reqs.into_iter().take(4).enumerate() {
+        b.submit(p, o, mk(i)).unwrap();
+    }
+    for _ in 0..5 {
+        done_rx
+            .recv_timeout(Duration::from_secs(600))
+            .expect("all five requests finish");
+    }
+    let results = results.lock().unwrap();
+    for (i, (g, s)) in results.iter().zip(&solo).enumerate() {
+        let g = g.as_ref().unwrap();
+        assert_eq!(g.ids, s.ids, "request {i}: batched tokens differ from solo");
+        assert_eq!(g.text, s.text, "request {i}");
+        assert_eq!(g.finish, s.finish, "request {i}");
+    }
+    let st = &b.stats;
+    assert_eq!(st.max_batch.load(Ordering::SeqCst), 4, "four shared a step");
+    let (steps, rows) = (
+        st.steps.load(Ordering::SeqCst),
+        st.step_rows.load(Ordering::SeqCst),
+    );
+    let solo_steps: usize = solo.iter().map(|g| g.ids.len().saturating_sub(1)).sum();
+    assert!(steps < solo_steps, "{steps} steps, {solo_steps} alone");
+    assert_eq!(rows, solo_steps, "every row belongs to a sequence's step");
+    assert_idle(&st.active);
+    assert_eq!(st.queued.load(Ordering::SeqCst), 0);
+}
+
+/// The step itself: rows of a batch equal, bit for bit, the same tokens stepped alone and in
+/// another order, and agree with the single-sequence path's logits (the fused kernels) to
+/// rounding, with the same arg-max.
+#[test]
+fn gpu_batch_step_rows_equal_solo_steps() {
+    let mut e = engine();
+    let prompts: Vec<Vec<u32>> = ["The capital of France is", "Once upon a time", "1, 2, 3,"]
+        .iter()
+        .map(|t| e.tokenize(t, true, false).unwrap())
+        .collect();
+    // The single-sequence path's logits after each prompt and one more token.
+    let next = [28u32, 314, 216];
+    let want: Vec<Vec<f32>> = prompts
+        .iter()
+        .zip(next)
+        .map(|(p, t)| {
+            let mut ids = p.clone();
+            ids.push(t);
+            e.forget_prefix();
+            e.logits(&ids).unwrap()
+        })
+        .collect();
+    let m = e.gpu_model().unwrap();
+    let b = GpuBatch::new(m, 4, 64).unwrap();
+    let n_vocab = m.cfg.n_vocab;
+    // Slots 3, 0, 1: not in order.
+    let slots = [3usize, 0, 1];
+    for (p, &s) in prompts.iter().zip(&slots) {
+        wasm_chord::engine::block_on(b.prefill(m, s, p, 0)).unwrap();
+    }
+    let toks: Vec<BatchToken> = (0..3)
+        .map(|i| BatchToken {
+            token: next[i],
+            slot: slots[i],
+            pos: prompts[i].len(),
+        })
+        .collect();
+    let step = |t: &[BatchToken]| wasm_chord::engine::block_on(b.decode(m, t)).unwrap();
+    let all = step(&toks);
+    assert_eq!(all.len(), 3 * n_vocab);
+    let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+    for i in 0..3 {
+        let row = &all[i * n_vocab..(i + 1) * n_vocab];
+        let alone = step(&toks[i..i + 1]);
+        assert!(
+            row.iter()
+                .zip(&alone)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "row {i} differs from the same token stepped alone"
+        );
+        let max = want[i].iter().fold(0f32, |a, v| a.max(v.abs()));
+        let diff = row
+            .iter()
+            .zip(&want[i])
+            .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+        assert!(diff <= 2e-3 * max, "row {i}: {diff} off (max {max})");
+        assert_eq!(argmax(row), argmax(&want[i]), "row {i}");
+    }
+    let rev: Vec<BatchToken> = toks.iter().rev().copied().collect();
+    let r = step(&rev);
+    for i in 0..3 {
+        let a = &all[i * n_vocab..(i + 1) * n_vocab];
+        let b = &r[(2 - i) * n_vocab..(3 - i) * n_vocab];
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "row {i} depends on its place in the batch"
+        );
+    }
+    // Bad steps are errors, not panics.
+    assert!(wasm_chord::engine::block_on(b.decode(m, &[])).is_err());
+    let mut dup = toks.clone();
+    dup[1].slot = dup[0].slot;
+    assert!(wasm_chord::engine::block_on(b.decode(m, &dup)).is_err());
+    let mut far = toks.clone();
+    far[0].slot = 4;
+    assert!(wasm_chord::engine::block_on(b.decode(m, &far)).is_err());
+    let mut past = toks.clone();
+    past[0].pos = 64;
+    assert!(wasm_chord::engine::block_on(b.decode(m, &past)).is_err());
+    let mut oov = toks;
+    oov[2].token = n_vocab as u32;
+    assert!(wasm_chord::engine::block_on(b.decode(m, &oov)).is_err());
+}
+
+/// Each slot keeps its conversation: a request that extends a conversation a slot served (its
+/// prompt, the reply and a follow-up) picks that slot over the other one, prefills only the new
+/// part, and generates what a fresh batcher (prefilling the whole prompt) generates.
+#[test]
+fn gpu_slots_reuse_their_conversation_prefix() {
+    let opts_b = BatchOptions {
+        parallel: 2,
+        n_ctx: 128,
+    };
+    let e = engine();
+    let tok = |t: &str| e.tokenize(t, true, false).unwrap();
+    let mut convs = [
+        tok("The capital of France is"),
+        tok("My favourite animal is"),
+    ];
+    let follow = [tok(" And of Spain?"), tok(" And a small one?")];
+    drop(e);
+    let b = Batcher::start(engine(), opts_b.clone()).unwrap();
+    let opts = GenerateOptions {
+        max_tokens: 4,
+        stop_at_eog: false,
+        ..Default::default()
+    };
+    for turn in 0..2 {
+        for c in 0..2 {
+            let g = run_one(&b, Prompt::Ids(convs[c].clone()), opts.clone());
+            if turn == 1 {
+                // The slot holds the last prompt and the reply but its last token (never run).
+                let held = convs[c].len() - follow[c].len() - 1;
+                assert!(
+                    g.cached_tokens == held,
+                    "conversation {c}: {} cached of {}, the slot held {held}",
+                    g.cached_tokens,
+                    g.prompt_ids.len()
+                );
+                let fresh = Batcher::start(engine(), opts_b.clone()).unwrap();
+                let want = run_one(&fresh, Prompt::Ids(convs[c].clone()), opts.clone());
+                assert_eq!(want.cached_tokens, 0);
+                assert_eq!(g.ids, want.ids, "conversation {c}: tokens");
+            }
+            convs[c].extend(&g.ids);
+            convs[c].extend(&follow[c]);
+        }
+    }
+}
