@@ -308,20 +308,11 @@ impl GpuBatch {
         let q = &model.ctx.queue;
         let te = &model.token_embd;
         let n_units = te.cols / unit_weights(te.ty);
-        let scale = c.embd_scale.unwrap_or(1.0);
         let mut embd = Vec::with_capacity(nb);
         let mut cs = Vec::with_capacity(model.rope.stride * nb);
         let mut rows = Vec::with_capacity(2 * nb);
         for (t, tok) in toks.iter().enumerate() {
-            let (chunk, row) = te.chunk_of(tok.token as usize);
-            let words = [
-                n_units as u32,
-                (row * te.row_bytes) as u32,
-                (t * c.n_embd) as u32,
-                scale.to_bits(),
-            ];
-            q.write_buffer(&model.embd_params[t], 0, bytemuck::cast_slice(&words));
-            embd.push(&model.embd_groups[t][chunk]);
+            embd.push(model.embed_host_token(t, tok.token));
             cs.extend(model.rope.rows(tok.pos, 1, c.rope_mscale));
             rows.extend([(tok.slot * self.n_ctx) as u32, tok.pos as u32]);
         }

@@ -10,6 +10,22 @@ use super::{GpuModel, Input, Readback};
 use crate::{Error, Result};
 
 impl GpuModel {
+    /// Point batch row `t`'s embedding lookup at `token`'s row of `token_embd` (the token
+    /// known on the host): writes the row's parameters, returns its chunk's bind group.
+    pub(super) fn embed_host_token(&self, t: usize, token: u32) -> &wgpu::BindGroup {
+        let te = &self.token_embd;
+        let (chunk, row) = te.chunk_of(token as usize);
+        let words = [
+            (te.cols / unit_weights(te.ty)) as u32,
+            (row * te.row_bytes) as u32,
+            (t * self.cfg.n_embd) as u32,
+            self.cfg.embd_scale.unwrap_or(1.0).to_bits(),
+        ];
+        let q = &self.ctx.queue;
+        q.write_buffer(&self.embd_params[t], 0, bytemuck::cast_slice(&words));
+        &self.embd_groups[t][chunk]
+    }
+
     /// Write the step's parameters for its tokens (at most `max_batch`; one from the device)
     /// at positions `pos..pos + n`, encode every dispatch and submit once.
     pub(super) fn step(&self, input: Input, pos: usize, readback: Readback) -> Result<()> {
@@ -29,19 +45,10 @@ impl GpuModel {
         let q = &self.ctx.queue;
         let te = &self.token_embd;
         let n_units = te.cols / unit_weights(te.ty);
-        let scale = c.embd_scale.unwrap_or(1.0);
         // The embedding rows, through the bind groups recorded per token of a batch.
         let mut embd = Vec::with_capacity(nb);
         for (t, &token) in tokens.iter().enumerate() {
-            let (chunk, row) = te.chunk_of(token as usize);
-            let words = [
-                n_units as u32,
-                (row * te.row_bytes) as u32,
-                (t * c.n_embd) as u32,
-                scale.to_bits(),
-            ];
-            q.write_buffer(&self.embd_params[t], 0, bytemuck::cast_slice(&words));
-            embd.push(&self.embd_groups[t][chunk]);
+            embd.push(self.embed_host_token(t, token));
         }
         if let Input::Device = input {
             // Every chunk's lookup; the one holding the token writes it.
