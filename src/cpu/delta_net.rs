@@ -27,7 +27,7 @@
 //! Its sums are reassociated, so it agrees with the reference to f32 rounding, not in bits.
 //! A chunked form (parallel over a prompt's tokens) is not built: prompts run token by token.
 
-use super::matmul::Kernel;
+use super::matmul::{lane_sum, Kernel};
 use super::ops;
 use super::short_conv::causal_conv_step;
 use crate::model::DeltaNetSpec;
@@ -193,19 +193,6 @@ impl HeadStep<'_> {
 
 /// SIMD lanes of the fast path's dots.
 const LANES: usize = 16;
-
-/// The lanes summed pairwise, then the tail.
-#[inline(always)]
-fn lane_sum(mut acc: [f32; LANES], tail: f32) -> f32 {
-    let mut w = LANES;
-    while w > 1 {
-        w /= 2;
-        for i in 0..w {
-            acc[i] += acc[i + w];
-        }
-    }
-    acc[0] + tail
-}
 
 /// `row ← c·row`, then `row·k`.
 #[inline(always)]

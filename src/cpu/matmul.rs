@@ -58,7 +58,14 @@ pub fn dot_fast(a: &[f32], b: &[f32]) -> f32 {
     for (&x, &y) in ca.remainder().iter().zip(cb.remainder()) {
         tail += x * y;
     }
-    let mut w = L;
+    lane_sum(acc, tail)
+}
+
+/// 16 SIMD lanes summed pairwise (8 + 8, 4 + 4, ...), then `tail`: the end of every lane-wise
+/// dot product ([`dot_fast`], the delta rule's).
+#[inline(always)]
+pub(crate) fn lane_sum(mut acc: [f32; 16], tail: f32) -> f32 {
+    let mut w = acc.len();
     while w > 1 {
         w /= 2;
         for i in 0..w {
