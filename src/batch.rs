@@ -119,7 +119,11 @@ pub struct Batcher {
     tx: mpsc::Sender<Job>,
     pub stats: Arc<Stats>,
     pub n_ctx: usize,
+    /// Sequences decoded together at most: `BatchOptions::parallel`, or 1 when batching could
+    /// not be set up (see `serial_reason`).
     pub parallel: usize,
+    /// Why requests run one at a time although more were asked for (`None` when they don't).
+    pub serial_reason: Option<String>,
     /// The source of the model's chat template (`None` when it has none that works), for
     /// requests that depend on it, such as tools.
     pub chat_template: Option<Arc<str>>,
@@ -134,14 +138,20 @@ impl Batcher {
         let n_ctx = opts.n_ctx.max(2);
         let chat_template = engine.chat_template().ok().map(|t| Arc::from(t.source()));
         let st = Arc::clone(&stats);
+        // On the GPU, batching needs the slots' caches on the device; where they cannot be made
+        // the scheduler serves one request at a time, and `serial_reason` says why.
+        let (gpu_batch, serial_reason) = match engine.gpu_model() {
+            Some(m) if parallel > 1 => match GpuBatch::new(m, parallel, n_ctx) {
+                Ok(b) => (Some(b), None),
+                Err(e) => (None, Some(format!("no batched GPU decoding: {e}"))),
+            },
+            _ => (None, None),
+        };
+        let parallel = if serial_reason.is_some() { 1 } else { parallel };
         std::thread::Builder::new()
             .name("chord-batcher".into())
             .spawn(move || {
                 let mut engine = engine;
-                let gpu_batch = match engine.gpu_model() {
-                    Some(m) if parallel > 1 => GpuBatch::new(m, parallel, n_ctx).ok(),
-                    _ => None,
-                };
                 if gpu_batch.is_some() {
                     // The slots' prefill uses the engine's cache as its workspace.
                     engine.forget_prefix();
@@ -158,6 +168,7 @@ impl Batcher {
             stats,
             n_ctx,
             parallel,
+            serial_reason,
             chat_template,
         })
     }

@@ -318,3 +318,42 @@ fn gpu_slots_reuse_their_conversation_prefix() {
         }
     }
 }
+
+/// Where the GPU cannot batch (a model with recurrent layers), the batcher says why and serves
+/// one request at a time instead of failing or pretending to batch.
+#[test]
+fn gpu_batcher_without_batching_says_why_and_serves_serially() {
+    let model = format!(
+        "{}/tests/fixtures/zoo/tiny-lfm2.gguf",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let e = common::load_engine(&model, Backend::Gpu, Some(64));
+    let b = Batcher::start(
+        e,
+        BatchOptions {
+            parallel: 4,
+            n_ctx: 64,
+        },
+    )
+    .unwrap();
+    assert_eq!(b.parallel, 1, "recurrent layers are not batched on the GPU");
+    let why = b
+        .serial_reason
+        .as_deref()
+        .expect("a reason for serving serially");
+    assert!(why.contains("recurrent"), "{why}");
+    let g = run_one(
+        &b,
+        Prompt::Text("Once upon a time".into()),
+        GenerateOptions {
+            max_tokens: 4,
+            ..Default::default()
+        },
+    );
+    assert_eq!(g.ids.len(), 4, "the request ran to max_tokens");
+    assert_eq!(
+        b.stats.max_batch.load(Ordering::SeqCst),
+        0,
+        "no batched step ran"
+    );
+}

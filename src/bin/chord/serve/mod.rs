@@ -169,6 +169,10 @@ fn load_models(a: &Args) -> Result<Vec<api::ApiModel>, Fail> {
             .map_or(0, |d| d.as_secs());
         let parallel = a.parallel.unwrap_or(if backend == "cpu" { 4 } else { 1 });
         let batcher = Batcher::start(engine, BatchOptions { parallel, n_ctx })?;
+        if let Some(why) = &batcher.serial_reason {
+            eprintln!("chord: model `{id}`: --parallel {parallel} asked, {why}; serving one request at a time");
+        }
+        let parallel = batcher.parallel;
         eprintln!(
             "chord: model `{id}` from {} ({backend}, {parallel} parallel, {n_ctx} tokens of \
              context)",
