@@ -7,7 +7,6 @@ mod common;
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasm_chord::batch::{BatchOptions, Batcher, Event, Prompt};
 use wasm_chord::chat::ChatMessage;
@@ -58,39 +57,8 @@ fn requests() -> Vec<(Prompt, GenerateOptions)> {
     ]
 }
 
-/// Submit and wait for the result.
-/// No sequence is active within a second: the scheduler counts a finished one down right after
-/// it delivers its last event, so a caller woken by that event may still see it for a moment.
-fn assert_idle(active: &std::sync::atomic::AtomicUsize) {
-    let t = std::time::Instant::now();
-    while active.load(Ordering::SeqCst) != 0 {
-        assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "{} sequences still active a second after the last one finished",
-            active.load(Ordering::SeqCst)
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 fn run_one(b: &Batcher, prompt: Prompt, opts: GenerateOptions) -> Generation {
-    let (tx, rx) = mpsc::channel();
-    b.submit(
-        prompt,
-        opts,
-        Box::new(move |ev| {
-            if let Event::Done(g) = ev {
-                let _ = tx.send(Ok(g));
-            } else if let Event::Failed(e) = ev {
-                let _ = tx.send(Err(e));
-            }
-            Control::Continue
-        }),
-    )
-    .unwrap();
-    rx.recv_timeout(Duration::from_secs(300))
-        .unwrap()
-        .expect("generation")
+    common::batch::run_one(b, prompt, opts, Duration::from_secs(300))
 }
 
 fn solo_outputs() -> Vec<Generation> {
@@ -132,93 +100,8 @@ fn batched_outputs_equal_solo_outputs() {
         },
     )
     .unwrap();
-    let results: Arc<Mutex<Vec<Option<Generation>>>> = Arc::new(Mutex::new(vec![None; 5]));
-    let (done_tx, done_rx) = mpsc::channel::<usize>();
-    let reqs = requests();
-    // The fifth request is submitted from inside the first one's callback, at its third
-    // token: it arrives while the others run and must join the next decode step.
-    let late = Arc::new(Mutex::new(Some(reqs[4].clone())));
-    let handle = b.clone();
-    let mk = |i: usize| {
-        let results = Arc::clone(&results);
-        let done_tx = done_tx.clone();
-        let late = Arc::clone(&late);
-        let handle = handle.clone();
-        let done_tx2 = done_tx.clone();
-        let results2 = Arc::clone(&results);
-        let mut tokens = 0;
-        Box::new(move |ev: Event| {
-            match ev {
-                Event::Token { .. } => {
-                    tokens += 1;
-                    if i == 0 && tokens == 3 {
-                        if let Some((p, o)) = late.lock().unwrap().take() {
-                            let results = Arc::clone(&results2);
-                            let done_tx = done_tx2.clone();
-                            handle
-                                .submit(
-                                    p,
-                                    o,
-                                    Box::new(move |ev| {
-                                        if let Event::Done(g) = ev {
-                                            results.lock().unwrap()[4] = Some(g);
-                                            let _ = done_tx.send(4);
-                                        }
-                                        Control::Continue
-                                    }),
-                                )
-                                .unwrap();
-                        }
-                    }
-                }
-                Event::Done(g) => {
-                    results.lock().unwrap()[i] = Some(g);
-                    let _ = done_tx.send(i);
-                }
-                Event::Failed(e) => panic!("request {i} failed: {e}"),
-                Event::Started { .. } => {}
-            }
-            Control::Continue
-        }) as wasm_chord::batch::OnEvent
-    };
-    for (i, (p, o)) in reqs.into_iter().take(4).enumerate() {
-        b.submit(p, o, mk(i)).unwrap();
-    }
-    for _ in 0..5 {
-        done_rx
-            .recv_timeout(Duration::from_secs(300))
-            .expect("all five requests finish");
-    }
-    let results = results.lock().unwrap();
-    for (i, (g, s)) in results.iter().zip(&solo).enumerate() {
-        let g = g.as_ref().unwrap();
-        assert_eq!(g.ids, s.ids, "request {i}: batched tokens differ from solo");
-        assert_eq!(g.text, s.text, "request {i}");
-        assert_eq!(g.finish, s.finish, "request {i}");
-        assert_eq!(g.prompt_ids, s.prompt_ids, "request {i}");
-    }
-    let st = &b.stats;
-    assert_eq!(
-        st.max_batch.load(Ordering::SeqCst),
-        4,
-        "four sequences shared a step"
-    );
-    let (steps, rows) = (
-        st.steps.load(Ordering::SeqCst),
-        st.step_rows.load(Ordering::SeqCst),
-    );
-    let solo_steps: usize = solo.iter().map(|g| g.ids.len().saturating_sub(1)).sum();
-    assert!(
-        steps < solo_steps,
-        "batching takes fewer steps ({steps}) than one sequence at a time ({solo_steps})"
-    );
-    assert_eq!(
-        rows, solo_steps,
-        "every decode row belongs to some sequence's step"
-    );
-    // Finished sequences freed their slots.
-    assert_idle(&st.active);
-    assert_eq!(st.queued.load(Ordering::SeqCst), 0);
+    let batched = common::batch::run_with_late_joiner(&b, requests(), Duration::from_secs(300));
+    common::batch::assert_batched_equal_solo(&b, &batched, &solo);
 }
 
 /// The batched step gives the single-sequence forward pass's logits, row by row: on SmolLM2
@@ -458,7 +341,7 @@ fn cancel_and_bad_requests() {
         },
     );
     assert_eq!(g.ids.len(), 2);
-    assert_idle(&b.stats.active);
+    common::batch::assert_idle(&b.stats.active);
 }
 
 /// Each slot keeps its cache: a request that extends one of the conversations a slot served

@@ -13,11 +13,9 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wasm_chord::batch::{BatchOptions, Batcher, Event, Prompt};
-use wasm_chord::engine::{Backend, Control, Engine, GenerateOptions, Generation};
+use wasm_chord::batch::{BatchOptions, Batcher, Prompt};
+use wasm_chord::engine::{Backend, Engine, GenerateOptions, Generation};
 use wasm_chord::gpu::{BatchToken, GpuBatch};
 use wasm_chord::sampling::SamplerConfig;
 
@@ -64,34 +62,7 @@ fn requests() -> Vec<(Prompt, GenerateOptions)> {
 }
 
 fn run_one(b: &Batcher, prompt: Prompt, opts: GenerateOptions) -> Generation {
-    let (tx, rx) = mpsc::channel();
-    b.submit(
-        prompt,
-        opts,
-        Box::new(move |ev| {
-            if let Event::Done(g) = ev {
-                let _ = tx.send(Ok(g));
-            } else if let Event::Failed(e) = ev {
-                let _ = tx.send(Err(e));
-            }
-            Control::Continue
-        }),
-    )
-    .unwrap();
-    rx.recv_timeout(Duration::from_secs(600))
-        .unwrap()
-        .expect("generation")
-}
-
-fn assert_idle(active: &std::sync::atomic::AtomicUsize) {
-    let t = std::time::Instant::now();
-    while active.load(Ordering::SeqCst) != 0 {
-        assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "sequences still active"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    common::batch::run_one(b, prompt, opts, Duration::from_secs(600))
 }
 
 /// Five requests (greedy and sampled, a stop string) on four slots, the fifth submitted while
@@ -117,76 +88,8 @@ fn gpu_batched_outputs_equal_solo_outputs() {
     assert!(solo.iter().all(|g| !g.ids.is_empty()));
 
     let b = Batcher::start(engine(), opts).unwrap();
-    let results: Arc<Mutex<Vec<Option<Generation>>>> = Arc::new(Mutex::new(vec![None; 5]));
-    let (done_tx, done_rx) = mpsc::channel::<usize>();
-    let reqs = requests();
-    let late = Arc::new(Mutex::new(Some(reqs[4].clone())));
-    let mk = |i: usize| {
-        let results = Arc::clone(&results);
-        let done_tx = done_tx.clone();
-        let late = Arc::clone(&late);
-        let handle = b.clone();
-        let mut tokens = 0;
-        Box::new(move |ev: Event| {
-            match ev {
-                Event::Token { .. } => {
-                    tokens += 1;
-                    if i == 0 && tokens == 3 {
-                        if let Some((p, o)) = late.lock().unwrap().take() {
-                            let results = Arc::clone(&results);
-                            let done_tx = done_tx.clone();
-                            handle
-                                .submit(
-                                    p,
-                                    o,
-                                    Box::new(move |ev| {
-                                        if let Event::Done(g) = ev {
-                                            results.lock().unwrap()[4] = Some(g);
-                                            let _ = done_tx.send(4);
-                                        }
-                                        Control::Continue
-                                    }),
-                                )
-                                .unwrap();
-                        }
-                    }
-                }
-                Event::Done(g) => {
-                    results.lock().unwrap()[i] = Some(g);
-                    let _ = done_tx.send(i);
-                }
-                Event::Failed(e) => panic!("request {i} failed: {e}"),
-                Event::Started { .. } => {}
-            }
-            Control::Continue
-        }) as wasm_chord::batch::OnEvent
-    };
-    for (i, (p, o)) in reqs.into_iter().take(4).enumerate() {
-        b.submit(p, o, mk(i)).unwrap();
-    }
-    for _ in 0..5 {
-        done_rx
-            .recv_timeout(Duration::from_secs(600))
-            .expect("all five requests finish");
-    }
-    let results = results.lock().unwrap();
-    for (i, (g, s)) in results.iter().zip(&solo).enumerate() {
-        let g = g.as_ref().unwrap();
-        assert_eq!(g.ids, s.ids, "request {i}: batched tokens differ from solo");
-        assert_eq!(g.text, s.text, "request {i}");
-        assert_eq!(g.finish, s.finish, "request {i}");
-    }
-    let st = &b.stats;
-    assert_eq!(st.max_batch.load(Ordering::SeqCst), 4, "four shared a step");
-    let (steps, rows) = (
-        st.steps.load(Ordering::SeqCst),
-        st.step_rows.load(Ordering::SeqCst),
-    );
-    let solo_steps: usize = solo.iter().map(|g| g.ids.len().saturating_sub(1)).sum();
-    assert!(steps < solo_steps, "{steps} steps, {solo_steps} alone");
-    assert_eq!(rows, solo_steps, "every row belongs to a sequence's step");
-    assert_idle(&st.active);
-    assert_eq!(st.queued.load(Ordering::SeqCst), 0);
+    let batched = common::batch::run_with_late_joiner(&b, requests(), Duration::from_secs(600));
+    common::batch::assert_batched_equal_solo(&b, &batched, &solo);
 }
 
 /// The step itself: rows of a batch equal, bit for bit, the same tokens stepped alone and in

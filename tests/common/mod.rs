@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod batch;
 mod data;
 pub mod tools;
 #[allow(unused_imports)] // each test binary uses a part
