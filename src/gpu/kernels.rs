@@ -55,6 +55,14 @@ pub const SHADER_FILES: &[(&str, &str)] = &[
     ("matmat.wgsl", include_str!("shaders/matmat.wgsl")),
     ("rmsnorm.wgsl", include_str!("shaders/rmsnorm.wgsl")),
     ("rope.wgsl", include_str!("shaders/rope.wgsl")),
+    (
+        "attention_common.wgsl",
+        include_str!("shaders/attention_common.wgsl"),
+    ),
+    (
+        "attention_row.wgsl",
+        include_str!("shaders/attention_row.wgsl"),
+    ),
     ("attention.wgsl", include_str!("shaders/attention.wgsl")),
     (
         "attention_split.wgsl",
@@ -472,6 +480,15 @@ impl Shader {
                 parts.push(main.to_owned());
                 Some(hoist_directives(&parts.join("\n")))
             }
+            Shader::Attention | Shader::AttentionRows => {
+                let parts = [
+                    file("attention_common.wgsl"),
+                    file("attention_row.wgsl"),
+                    main,
+                ];
+                Some(parts.join("\n"))
+            }
+            Shader::AttentionSplit => Some([file("attention_common.wgsl"), main].join("\n")),
             _ => Some(main.to_owned()),
         }
     }

@@ -14,8 +14,8 @@
 //   5 p: Params (uniform)   attention.wgsl's (first and n_kv unused)
 //   6 rows: array<Row>      per token: base (its slot's first position), pos, read-only
 // Geometry: workgroup_size(256), one workgroup per (Q head, token): dispatch (n_head, 1, batch).
-//   Scores go to `sc`; max and sum reduce in a workgroup-memory tree; then invocation d
-//   (< head_dim_v) sums its output column.
+//   attention_row.wgsl: scores to `sc`, max and sum in a workgroup-memory
+//   tree, then invocation d (< head_dim_v) sums its output column.
 
 struct Row {
     base: u32,
@@ -38,58 +38,10 @@ struct Params {
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<u32>;
 @group(0) @binding(2) var<storage, read> vc: array<u32>;
-
-// KV_F16 = 1: the caches hold f16 pairs (pack2x16float, core WGSL: no shader-f16 needed);
-// 0: f32 (as bits).
-override KV_F16: u32 = 0u;
-
-fn k_at(i: u32) -> f32 {
-    if (KV_F16 != 0u) {
-        return unpack2x16float(kc[i >> 1u])[i & 1u];
-    }
-    return bitcast<f32>(kc[i]);
-}
-
-fn v_at(i: u32) -> f32 {
-    if (KV_F16 != 0u) {
-        return unpack2x16float(vc[i >> 1u])[i & 1u];
-    }
-    return bitcast<f32>(vc[i]);
-}
 @group(0) @binding(3) var<storage, read_write> o: array<f32>;
 @group(0) @binding(4) var<storage, read_write> sc: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 @group(0) @binding(6) var<storage, read> rows: array<Row>;
-
-var<workgroup> red: array<f32, 256>;
-
-fn reduce_max(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var st = 128u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            red[lid] = max(red[lid], red[lid + st]);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_sum(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var st = 128u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            red[lid] += red[lid + st];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -103,38 +55,5 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (p.window > 0u && n_kv > p.window) {
         first = n_kv - p.window;
     }
-    let kvh = h / p.group;
-    let row = t * nwg.x + h;
-    let qo = row * p.head_dim;
-    let ko = kvh * p.head_dim;
-    let so = row * p.n_ctx;
-    var mx = -3.4e38;
-    for (var j = first + lid; j < n_kv; j += 256u) {
-        let kr = (base + j) * p.kv_dim + ko;
-        var s = 0.0;
-        for (var d = 0u; d < p.head_dim; d++) {
-            s += q[qo + d] * k_at(kr + d);
-        }
-        s *= p.kq_scale;
-        sc[so + j] = s;
-        mx = max(mx, s);
-    }
-    mx = reduce_max(lid, mx);
-    var sum = 0.0;
-    for (var j = first + lid; j < n_kv; j += 256u) {
-        let e = exp(sc[so + j] - mx);
-        sc[so + j] = e;
-        sum += e;
-    }
-    sum = reduce_sum(lid, sum);
-    storageBarrier();
-    let inv = 1.0 / sum;
-    let vo = kvh * p.head_dim_v;
-    for (var d = lid; d < p.head_dim_v; d += 256u) {
-        var acc = 0.0;
-        for (var j = first; j < n_kv; j++) {
-            acc += sc[so + j] * v_at((base + j) * p.v_dim + vo + d);
-        }
-        o[row * p.head_dim_v + d] = acc * inv;
-    }
+    attend_row(lid, h, t * nwg.x + h, base, first, n_kv);
 }

@@ -34,57 +34,10 @@ const CHUNK: u32 = 256u;
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<u32>;
 @group(0) @binding(2) var<storage, read> vc: array<u32>;
-
-// KV_F16 = 1: the caches hold f16 pairs (pack2x16float, core WGSL: no shader-f16 needed);
-// 0: f32 (as bits).
-override KV_F16: u32 = 0u;
-
-fn k_at(i: u32) -> f32 {
-    if (KV_F16 != 0u) {
-        return unpack2x16float(kc[i >> 1u])[i & 1u];
-    }
-    return bitcast<f32>(kc[i]);
-}
-
-fn v_at(i: u32) -> f32 {
-    if (KV_F16 != 0u) {
-        return unpack2x16float(vc[i >> 1u])[i & 1u];
-    }
-    return bitcast<f32>(vc[i]);
-}
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-var<workgroup> red: array<f32, 256>;
 var<workgroup> ew: array<f32, 256>;
-
-fn reduce_max(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var st = 128u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            red[lid] = max(red[lid], red[lid + st]);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_sum(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var st = 128u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            red[lid] += red[lid + st];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
