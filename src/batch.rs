@@ -494,7 +494,7 @@ impl<'e> Scheduler<'e> {
         };
         let t0 = Instant::now();
         let r = match (&self.model, &mut kept.cache) {
-            (Model::Cpu(m), SlotCache::Cpu(c)) => prefill(m, &ids, cached, c),
+            (Model::Cpu(m), SlotCache::Cpu(c)) => m.prefill(&ids[cached..], cached, c),
             (Model::Gpu(m, b), &mut SlotCache::Gpu(slot)) => {
                 crate::engine::block_on(b.prefill(m, slot, &ids, cached))
             }
@@ -729,22 +729,4 @@ fn serve_one(engine: &mut Engine, job: Job, n_ctx: usize) {
         Ok(g) => on_event(Event::Done(g)),
         Err(e) => on_event(Event::Failed(e)),
     };
-}
-
-/// Run the prompt `ids` after the `cached` positions `cache` holds; the last token's logits. A
-/// recurrent state is checkpointed before the last token, where the next turn's prompt and a
-/// regenerate both resume (as `Engine::generate` does).
-fn prefill(model: &CpuModel, ids: &[u32], cached: usize, cache: &mut KvCache) -> Result<Vec<f32>> {
-    let fresh = &ids[cached..];
-    if !cache.has_recurrent() {
-        return model.forward(fresh, cached, cache);
-    }
-    let (head, last) = fresh.split_at(fresh.len() - 1);
-    if head.is_empty() {
-        cache.rewind(cached)?;
-    } else {
-        model.forward(head, cached, cache)?;
-    }
-    cache.checkpoint();
-    model.forward(last, cached + head.len(), cache)
 }

@@ -745,8 +745,8 @@ impl Engine {
         if let (Some(mask), LoadedModel::Gpu(m)) = (first_mask, &mut self.model) {
             m.set_token_mask(Some(mask))?;
         }
-        // On the GPU, a recurrent state is checkpointed before the prompt's last token (as on
-        // the CPU, below): the rest of the prompt runs first.
+        // On the GPU, a recurrent state is checkpointed before the prompt's last token (as
+        // `CpuModel::prefill` does on the CPU): the rest of the prompt runs first.
         let (mut gpu_tokens, mut gpu_pos) = (fresh, cached);
         if let LoadedModel::Gpu(m) = &mut self.model {
             if m.has_recurrent() {
@@ -794,26 +794,11 @@ impl Engine {
                 let s = crate::gpu::GpuSampling::new(c, u);
                 m.forward_sample(gpu_tokens, gpu_pos, &s, &history).await?
             }
-            LoadedModel::Cpu(_) => {
-                // A recurrent state is checkpointed before the prompt's last token: the next
-                // turn's prompt (which extends this one) and a regenerate (which runs that
-                // token again) both resume from there.
-                let recurrent = cache.as_ref().is_some_and(|c| c.has_recurrent());
-                let (head, last) = fresh.split_at(fresh.len() - 1);
-                let mut logits = match cache.as_mut() {
-                    Some(c) if recurrent => {
-                        if head.is_empty() {
-                            c.rewind(cached)?;
-                        } else {
-                            run_forward(&mut self.model, head, cached, cache).await?;
-                        }
-                        if let Some(c) = cache.as_mut() {
-                            c.checkpoint();
-                        }
-                        run_forward(&mut self.model, last, cached + head.len(), cache).await?
-                    }
-                    _ => run_forward(&mut self.model, fresh, cached, cache).await?,
-                };
+            LoadedModel::Cpu(m) => {
+                let c = cache
+                    .as_mut()
+                    .ok_or_else(|| Error::InvalidRequest("no KV cache".into()))?;
+                let mut logits = m.prefill(fresh, cached, c)?;
                 if let Some(mask) = first_mask {
                     crate::sampling::apply_token_mask(&mut logits, mask);
                 }

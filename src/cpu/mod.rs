@@ -353,6 +353,24 @@ impl CpuModel {
         }
     }
 
+    /// Run a prompt's uncached tokens `fresh` at positions `pos..`, like [`forward`](Self::forward);
+    /// with recurrent layers, the state is checkpointed before the last token, where the next
+    /// turn's prompt (which extends this one) and a regenerate (which runs that token again)
+    /// both resume. Returns the last token's logits.
+    pub fn prefill(&self, fresh: &[u32], pos: usize, cache: &mut KvCache) -> Result<Vec<f32>> {
+        if !cache.has_recurrent() || fresh.is_empty() {
+            return self.forward(fresh, pos, cache);
+        }
+        let (head, last) = fresh.split_at(fresh.len() - 1);
+        if head.is_empty() {
+            cache.rewind(pos)?;
+        } else {
+            self.forward(head, pos, cache)?;
+        }
+        cache.checkpoint();
+        self.forward(last, pos + head.len(), cache)
+    }
+
     /// Run `tokens` at positions `pos..pos+n`, appending to `cache`; returns the logits of the
     /// last token (n_vocab).
     pub fn forward(&self, tokens: &[u32], pos: usize, cache: &mut KvCache) -> Result<Vec<f32>> {
