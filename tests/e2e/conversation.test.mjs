@@ -8,11 +8,10 @@
 // Last, a saved session (saveSession/restoreSession) continues a chat after a page reload.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, symlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, symlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
-import { CHORD, MODEL, MODEL_PATH, startServer, launchBrowser } from './helpers.mjs';
+import { MODEL, MODEL_PATH, startServer, launchBrowser, nativeGenerate } from './helpers.mjs';
 
 const TINY = 'tiny-random-llama-q4_k_m.gguf';
 const TINY_PATH = join(dirname(MODEL_PATH), TINY);
@@ -26,17 +25,7 @@ let browser;
 let page;
 const log = (...a) => console.log('#', ...a);
 
-/** The native engine's greedy reply to `messages` from a fresh engine (the oracle): `{text, prompt_ids}`. */
-function nativeReply(messages, n) {
-  const file = join(mkdtempSync(join(tmpdir(), 'chord-e2e-conv-')), 'messages.json');
-  writeFileSync(file, JSON.stringify(messages));
-  const out = execFileSync(CHORD, ['generate', MODEL_PATH, '--messages', file, '-n', String(n), '--json', '--backend', 'cpu'], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 24,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return JSON.parse(out);
-}
+const nativeReply = (messages, n) => nativeGenerate(messages, n);
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'chord-e2e-conv-models-'));

@@ -101,23 +101,26 @@ const GPU_ENV = {
 };
 
 /**
- * The native engine's greedy reply: the oracle for the browser's text at temperature 0, on the
- * same path (`cpu` for the wasm CPU backend, `gpu` for WebGPU).
+ * The native engine's greedy generation for `messages` (a chat) from a fresh engine: the oracle
+ * for the browser at temperature 0, on the same path (`cpu` for the wasm CPU backend, `gpu` for
+ * WebGPU). Returns `chord generate --json`'s object (`text`, `prompt_ids`, ...).
  */
-export function nativeReply(message, n, { backend = 'cpu', system = null } = {}) {
-  let input = ['--chat', message];
-  if (system !== null) {
-    const file = join(mkdtempSync(join(tmpdir(), 'chord-e2e-msgs-')), 'messages.json');
-    writeFileSync(file, JSON.stringify([{ role: 'system', content: system }, { role: 'user', content: message }]));
-    input = ['--messages', file];
-  }
-  const out = execFileSync(CHORD, ['generate', MODEL_PATH, ...input, '-n', String(n), '--json', '--backend', backend], {
+export function nativeGenerate(messages, n, { backend = 'cpu' } = {}) {
+  const file = join(mkdtempSync(join(tmpdir(), 'chord-e2e-msgs-')), 'messages.json');
+  writeFileSync(file, JSON.stringify(messages));
+  const out = execFileSync(CHORD, ['generate', MODEL_PATH, '--messages', file, '-n', String(n), '--json', '--backend', backend], {
     encoding: 'utf8',
     maxBuffer: 1 << 24,
     env: backend === 'gpu' ? { ...process.env, ...GPU_ENV } : process.env,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  return JSON.parse(out).text;
+  return JSON.parse(out);
+}
+
+/** The text of `nativeGenerate` for one user message (after an optional system message). */
+export function nativeReply(message, n, { backend = 'cpu', system = null } = {}) {
+  const messages = [...(system === null ? [] : [{ role: 'system', content: system }]), { role: 'user', content: message }];
+  return nativeGenerate(messages, n, { backend }).text;
 }
 
 export function ensureArtifacts() {
