@@ -41,6 +41,10 @@ export interface ModelInfo {
   backend: 'cpu' | 'webgpu' | 'remote';
   /** The server's base URL, in remote mode. */
   remote?: string;
+  /** With createEngine({ remote, backend: 'auto' }): where the last load went, and why remote
+   *  (no hardware WebGPU adapter, or a model over the device's budget); null when local. */
+  route?: 'local' | 'remote';
+  route_reason?: string | null;
   /** The WebGPU adapter (name, backend, f16, subgroups, max binding), on the WebGPU backend. */
   adapter: string | null;
   /** The model's id (`load(url, {id})`; 'default' without one). */
@@ -300,5 +304,20 @@ export interface RemoteEngine extends Engine {
   models: { list(): Promise<OpenAIModel[]> };
 }
 
+/** createEngine({ remote, backend: 'auto' }): each load() picks this device or the remote:
+ *  remote without a hardware WebGPU adapter or for a model larger than `maxLocalBytes`
+ *  (default: half of navigator.deviceMemory, else 2 GiB; a model of unknown size stays local).
+ *  The remote serves its configured model. info() adds `route` and `route_reason`. */
+export interface AutoEngine extends Engine {
+  readonly route: { route: 'local' | 'remote'; reason: string | null } | null;
+  models: { list(): Promise<OpenAIModel[]> };
+}
+
+export function createEngine(opts: {
+  remote: RemoteOptions;
+  backend: 'auto';
+  maxLocalBytes?: number;
+  workerUrl?: string | URL;
+}): Promise<AutoEngine>;
 export function createEngine(opts: { remote: RemoteOptions }): Promise<RemoteEngine>;
 export function createEngine(opts?: { workerUrl?: string | URL }): Promise<Engine>;

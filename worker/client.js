@@ -7,16 +7,25 @@
 
 import { REQUEST, EVENT, CODE, asThrowable, makeError } from './protocol.js';
 import { RemoteEngine } from './remote.js';
+import { AutoEngine } from './auto.js';
 
 // With `remote: { baseURL, apiKey, model }` the same API talks to an OpenAI-compatible server
-// (./remote.js) instead of a local worker.
-export async function createEngine({ workerUrl, remote } = {}) {
-  if (remote) return new RemoteEngine(remote);
+// (./remote.js) instead of a local worker; adding `backend: 'auto'` lets each load choose this
+// device or the remote (./auto.js: remote without a hardware WebGPU adapter, or for a model over
+// the device's budget, `maxLocalBytes`).
+export async function createEngine({ workerUrl, remote, backend, maxLocalBytes } = {}) {
   // Written out as `new Worker(new URL('./worker.js', import.meta.url), …)` so that bundlers
   // (Vite, webpack) find and bundle the worker.
-  return createEngineFrom(() =>
-    workerUrl ? new Worker(workerUrl, { type: 'module' }) : new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }),
-  );
+  const local = () =>
+    createEngineFrom(() =>
+      workerUrl ? new Worker(workerUrl, { type: 'module' }) : new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }),
+    );
+  if (remote && backend === 'auto') return new AutoEngine({ makeLocal: local, remote, maxLocalBytes });
+  if (backend !== undefined && backend !== 'auto') {
+    throw asThrowable(makeError(CODE.INVALID, `createEngine: backend must be 'auto' (with remote) or left out, got ${JSON.stringify(backend)}`));
+  }
+  if (remote) return new RemoteEngine(remote);
+  return local();
 }
 
 /** An engine over workers made by `spawn()` (a fresh one after a crash); Node uses this. */

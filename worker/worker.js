@@ -7,6 +7,7 @@
 import init, { WasmEngine, Sha256Hasher, checkGgufHeader, memoryBytes, lastPanic, testTrap } from '../pkg/wasm_chord.js';
 import { REQUEST, CODE, reply, makeError, toError } from './protocol.js';
 import * as store from './store.js';
+import { probeAdapter } from './adapter.js';
 
 const post = (m) => self.postMessage(m);
 // Several models at once: id → { engine: WasmEngine, info }. A request without `model` goes to
@@ -140,41 +141,28 @@ async function run(msg) {
   }
 }
 
-/** Software renderers 'auto' never picks (their decode is ~100x slower than the CPU path's). */
-const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|basic render|\bwarp\b/i;
-
 /**
  * The backend to load on. 'cpu' and 'webgpu' are taken as asked. 'auto' takes WebGPU when the
- * browser has a hardware adapter: not a fallback adapter (`isFallbackAdapter`), not a software
- * renderer by name; the engine then vets it further before loading (a known-answer self-test
- * and a timed probe against the CPU: src/backend_choice.rs). Returns [backend, why the CPU was
- * chosen (or null), the adapter's name (or null)].
+ * browser has a hardware adapter (./adapter.js: not a fallback adapter, not a software renderer
+ * by name); the engine then vets it further before loading (a known-answer self-test and a
+ * timed probe against the CPU: src/backend_choice.rs). Returns [backend, why the CPU was chosen
+ * (or null), the adapter's name (or null)].
  */
 async function pickBackend(wanted) {
   if (wanted === 'cpu') return ['cpu', null, null];
   if (wanted !== 'auto' && wanted !== 'webgpu' && wanted !== undefined) {
     throw makeError(CODE.INVALID, `unknown backend ${JSON.stringify(wanted)}: use "auto", "webgpu" or "cpu"`);
   }
-  if (!self.navigator?.gpu) {
-    if (wanted === 'webgpu') throw makeError(CODE.GPU, 'this browser has no WebGPU (navigator.gpu is missing)');
-    return ['cpu', 'this browser has no WebGPU', null];
-  }
   // Ask once here so 'auto' falls back quietly; the engine requests its own adapter again.
-  const adapter = await self.navigator.gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
-  if (!adapter) {
-    if (wanted === 'webgpu') throw makeError(CODE.GPU, 'WebGPU is present but no adapter was found');
-    return ['cpu', 'WebGPU has no adapter here', null];
-  }
-  const i = adapter.info || {};
-  const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ');
-  if (wanted === 'auto') {
-    const soft = name.match(SOFTWARE_ADAPTER);
-    if (i.isFallbackAdapter || adapter.isFallbackAdapter || soft) {
-      const what = soft ? soft[0] : 'a fallback adapter';
-      return ['cpu', `the only WebGPU adapter is a software renderer (${what}: ${name || 'unnamed'}), slower than the CPU path`, null];
+  const found = await probeAdapter(self.navigator?.gpu);
+  if (!found.adapter) {
+    if (wanted === 'webgpu') {
+      throw makeError(CODE.GPU, self.navigator?.gpu ? 'WebGPU is present but no adapter was found' : 'this browser has no WebGPU (navigator.gpu is missing)');
     }
+    return ['cpu', found.why, null];
   }
-  return ['webgpu', null, name || 'unnamed adapter'];
+  if (wanted === 'auto' && !found.hardware) return ['cpu', `${found.why}, slower than the CPU path`, null];
+  return ['webgpu', null, found.name || 'unnamed adapter'];
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;

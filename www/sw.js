@@ -19,6 +19,8 @@ const SHELL = [
   'www/style.css',
   'www/vendor/marked.esm.js',
   'www/vendor/purify.es.js',
+  'worker/adapter.js',
+  'worker/auto.js',
   'worker/client.js',
   'worker/protocol.js',
   'worker/remote.js',

@@ -4,8 +4,9 @@
 // another origin that the API's CORS allows (`--cors-origin`) or refuses.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { MODEL_PATH, startServer, launchBrowser, nativeReply, ensureArtifacts } from './helpers.mjs';
+import { join, dirname } from 'node:path';
+import { MODEL, MODEL_PATH, startServer, launchBrowser, nativeReply, ensureArtifacts } from './helpers.mjs';
+import { chooseRoute, defaultLocalBudget } from '../../worker/auto.js';
 
 const MESSAGE = 'What is the capital of France?';
 const N = 24;
@@ -18,7 +19,7 @@ let server; // the page and the API on one origin
 let api; // the API alone, on another origin (CORS for `server`'s origin)
 
 before(async () => {
-  server = await startServer(['--model', `smol=${MODEL_PATH}`, '--ctx', '1024']);
+  server = await startServer(['--model', `smol=${MODEL_PATH}`, '--ctx', '1024', '--models', dirname(MODEL_PATH)]);
   const origin = server.base;
   api = await startServer(['--model', `smol=${MODEL_PATH}`, '--ctx', '1024', '--cors-origin', origin, '--api-key', 'k1']);
   browser = await launchBrowser();
@@ -145,4 +146,68 @@ test('the client API in remote mode: models, info, stream, usage, abort, errors,
   assert.equal(r.noKey.status, 401);
   const h = await (await fetch(`${server.base}/health`)).json();
   assert.equal(h.models[0].active, 0, 'the aborted request stopped on the server');
+});
+
+test("backend 'auto': the route policy", () => {
+  const hw = { hardware: true, why: null };
+  assert.deepEqual(chooseRoute({ gpu: hw, modelBytes: 100, budget: 1000 }), { route: 'local', reason: null });
+  assert.deepEqual(chooseRoute({ gpu: hw, modelBytes: null, budget: 1000 }), { route: 'local', reason: null }, 'an unknown size stays local');
+  const big = chooseRoute({ gpu: hw, modelBytes: 5e9, budget: 4e9 });
+  assert.equal(big.route, 'remote');
+  assert.match(big.reason, /5000 MB\) is larger than this device's budget \(4000 MB/);
+  const soft = chooseRoute({ gpu: { hardware: false, why: 'the only WebGPU adapter is a software renderer (swiftshader)' }, modelBytes: 100, budget: 1000 });
+  assert.equal(soft.route, 'remote');
+  assert.match(soft.reason, /software renderer/);
+  assert.equal(defaultLocalBudget(8), 4 * 2 ** 30);
+  assert.equal(defaultLocalBudget(undefined), 2 * 2 ** 30);
+});
+
+test("backend 'auto' in the browser: remote without a hardware adapter or over the budget, else local", T, async () => {
+  const expected = nativeReply(MESSAGE, N);
+  const r = await page.evaluate(
+    async ({ base, model }) => {
+      const { createEngine } = await import('/worker/client.js');
+      const { AutoEngine } = await import('/worker/auto.js');
+      const messages = [{ role: 'user', content: 'What is the capital of France?' }];
+      const reply = async (e) => (await e.chat.completions.create({ messages, max_tokens: 24, temperature: 0 })).choices[0].message.content;
+      const out = {};
+      // This headless Chromium has no hardware adapter (no WebGPU, or SwiftShader): remote.
+      const auto = await createEngine({ remote: { baseURL: `${base}/v1` }, backend: 'auto' });
+      const info = await auto.load(`/models/${model}`);
+      out.noGpu = { backend: info.backend, route: info.route, reason: info.route_reason, text: await reply(auto), again: (await auto.info()).route };
+      // With a hardware adapter (given to the policy), a model over the budget goes remote...
+      const local = () => createEngine();
+      const hw = { hardware: true, why: null, name: 'test adapter' };
+      const small = new AutoEngine({ makeLocal: local, remote: { baseURL: `${base}/v1` }, maxLocalBytes: 1e6, gpu: hw });
+      const si = await small.load(`/models/${model}`);
+      out.overBudget = { route: si.route, reason: si.route_reason, backend: si.backend };
+      small.terminate();
+      // ...and one within it loads here, on the local worker (the CPU path: backend cpu).
+      const roomy = new AutoEngine({ makeLocal: local, remote: { baseURL: `${base}/v1` }, maxLocalBytes: 1e9, gpu: hw });
+      const li = await roomy.load(`/models/${model}`, { backend: 'cpu' });
+      out.local = { route: li.route, reason: li.route_reason, backend: li.backend, text: await reply(roomy) };
+      roomy.terminate();
+      try {
+        await createEngine({ backend: 'gpu' });
+        out.badBackend = null;
+      } catch (x) {
+        out.badBackend = { code: x.code, message: x.message };
+      }
+      return out;
+    },
+    { base: server.base, model: MODEL },
+  );
+  assert.equal(r.noGpu.route, 'remote');
+  assert.equal(r.noGpu.again, 'remote', 'info() says so too');
+  assert.equal(r.noGpu.backend, 'remote');
+  assert.match(r.noGpu.reason, /WebGPU|software renderer/);
+  assert.equal(r.noGpu.text, expected);
+  assert.equal(r.overBudget.route, 'remote');
+  assert.match(r.overBudget.reason, /larger than this device's budget \(1 MB\)/);
+  assert.equal(r.local.route, 'local');
+  assert.equal(r.local.reason, null);
+  assert.equal(r.local.backend, 'cpu');
+  assert.equal(r.local.text, expected);
+  assert.equal(r.badBackend.code, 'invalid');
+  assert.match(r.badBackend.message, /backend/);
 });
