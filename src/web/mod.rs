@@ -4,8 +4,14 @@
 //! engine reads them through a synchronous JS callback `read(offset, length) -> Uint8Array`
 //! (`FileReaderSync` in the worker). On WebGPU each tensor goes from there straight into its GPU
 //! buffer, so wasm memory holds one tensor at a time; on the CPU backend wasm memory holds the
-//! quantized weights. Single-threaded: the worker calls one method at a time. Errors cross into
-//! JS as plain objects `{code, message}`.
+//! quantized weights. The worker calls one method at a time. Errors cross into JS as plain
+//! objects `{code, message}`.
+//!
+//! Threads: the build with the feature `web-threads` (pkg/threads/, for cross-origin isolated
+//! pages: atomics and shared memory) also exports `initThreadPool(n)`, which starts rayon's pool
+//! on `n` Web Workers over the same memory; the CPU kernels then split matmul rows and attention
+//! heads over it (`cpu::matmul::set_threads`: `setCpuThreads`). The worker calls it once, before
+//! the first load. The WebGPU backend is in this build as well.
 
 use crate::chat::tools::Tools;
 use crate::conversation::fit_chat;
@@ -96,6 +102,40 @@ fn json_to_js(v: &Json) -> JsValue {
 #[wasm_bindgen(js_name = memoryBytes)]
 pub fn memory_bytes() -> f64 {
     (core::arch::wasm32::memory_size(0) as f64) * 65536.0
+}
+
+/// Starts rayon's pool on `n` Web Workers (wasm-bindgen-rayon's `initThreadPool`): only in the
+/// threaded build, once, before anything runs on the CPU backend.
+#[cfg(feature = "web-threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// Whether this is the threaded build (feature `web-threads`).
+#[wasm_bindgen(js_name = threadedBuild)]
+pub fn threaded_build() -> bool {
+    cfg!(feature = "web-threads")
+}
+
+/// The threads the CPU kernels use: 1 in the single-threaded build; in the threaded build,
+/// what `setCpuThreads` asked for (1 until then).
+#[wasm_bindgen(js_name = cpuThreads)]
+pub fn cpu_threads() -> usize {
+    crate::cpu::matmul::threads()
+}
+
+/// The size of rayon's pool: call only after `initThreadPool` (before, it would build a pool of
+/// one on this thread, and `initThreadPool` would then fail). 1 in the single-threaded build.
+#[wasm_bindgen(js_name = poolThreads)]
+pub fn pool_threads() -> usize {
+    #[cfg(feature = "web-threads")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "web-threads"))]
+    return 1;
+}
+
+/// How many threads the CPU kernels use: at most `poolThreads()` (1: the calling thread only).
+#[wasm_bindgen(js_name = setCpuThreads)]
+pub fn set_cpu_threads(n: usize) {
+    crate::cpu::matmul::set_threads(n);
 }
 
 static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);

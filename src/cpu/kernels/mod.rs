@@ -30,8 +30,10 @@
 //!   (F16, BF16, Q2_K, Q3_K, Q5_K);
 //! - everything else (wasm32 without SIMD128, other CPUs): the portable kernels (`portable`).
 //!
-//! Threads (feature `threads`, native only): chunks of rows run on a rayon pool of
-//! [`set_threads`] threads; wasm32 and `threads = 1` run on the calling thread.
+//! Threads: chunks of rows (and attention's heads) run on a rayon pool of [`set_threads`]
+//! threads, natively with the feature `threads` (a pool of our own) and on wasm32 with
+//! `web-threads` (rayon's global pool on Web Workers, started from JS by wasm-bindgen-rayon's
+//! `initThreadPool`); see `pool`. Otherwise, and with `threads = 1`, on the calling thread.
 
 mod portable;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -137,7 +139,8 @@ pub(crate) fn has_avx2_fma() -> bool {
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// Set how many threads `Kernel::Fast` matmuls use: `0` = one per available core (the
-/// default), `1` = only the calling thread. Without the `threads` feature (and on wasm32)
+/// default natively; 1 on the web, where the worker sets the size of the pool it started with
+/// `initThreadPool`), `1` = only the calling thread. Without a thread pool (see `pool`)
 /// everything runs on the calling thread whatever is set here.
 pub fn set_threads(n: usize) {
     THREADS.store(n, Ordering::Relaxed);
@@ -145,11 +148,11 @@ pub fn set_threads(n: usize) {
 
 /// The number of threads `Kernel::Fast` matmuls will use.
 pub fn threads() -> usize {
-    if !cfg!(all(feature = "threads", not(target_arch = "wasm32"))) {
+    if !pool::ENABLED {
         return 1;
     }
     match THREADS.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => pool::default_threads(),
         n => n,
     }
 }
@@ -216,79 +219,128 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
 /// Split the rows over threads (when enabled and worth it) and run `f(r0, out_chunk)` on each
 /// chunk.
 fn run_rows(w: &QMatrix, n_tok: usize, out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
-    #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
-    {
-        let n = threads();
-        // Below ~256k multiply-adds (~20 µs on one core) a fork/join costs more than it saves.
-        if n > 1 && w.rows >= 16 && w.rows * w.cols * n_tok >= 1 << 18 {
-            if let Some(pool) = pool::get(n) {
-                use rayon::prelude::*;
-                // A few chunks per thread for balance; a multiple of 4 rows.
-                let per = w.rows.div_ceil(n * 4).next_multiple_of(4).max(4);
-                pool.install(|| {
-                    out.par_chunks_mut(per * n_tok)
-                        .enumerate()
-                        .for_each(|(i, o)| f(i * per, o));
-                });
-                return;
-            }
+    let n = threads();
+    // Below ~256k multiply-adds (~20 µs on one core) a fork/join costs more than it saves.
+    if n > 1 && w.rows >= 16 && w.rows * w.cols * n_tok >= 1 << 18 {
+        // A few chunks per thread for balance; a multiple of 4 rows.
+        let per = w.rows.div_ceil(n * 4).next_multiple_of(4).max(4);
+        if pool::for_each_mut(
+            n,
+            &mut out.chunks_mut(per * n_tok).collect::<Vec<_>>(),
+            |i, o| f(i * per, o),
+        ) {
+            return;
         }
     }
-    #[cfg(not(all(feature = "threads", not(target_arch = "wasm32"))))]
-    let _ = (w, n_tok); // only the thread split needs them
     f(0, out);
 }
 
 /// Runs `f(i, part)` for every part, split over the matmul threads when there are several
-/// (natively, with the `threads` feature), else in order on the calling thread. For work that
-/// falls into independent parts of similar size, such as attention's KV heads; each part runs
-/// under the caller's [`limit_isa`].
+/// (see `pool`), else in order on the calling thread. For work that falls into independent
+/// parts of similar size, such as attention's KV heads; each part runs under the caller's
+/// [`limit_isa`].
 pub(crate) fn for_each_part<T: Send>(parts: &mut [T], f: impl Fn(usize, &mut T) + Sync) {
-    #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
-    {
-        let n = threads();
-        if n > 1 && parts.len() > 1 {
-            if let Some(pool) = pool::get(n) {
-                use rayon::prelude::*;
-                // Each part runs under the caller's `limit_isa`, as if on the calling thread.
-                let limit = ISA_LIMIT.with(|l| l.get());
-                pool.install(|| {
-                    parts.par_iter_mut().enumerate().for_each(|(i, p)| {
-                        let before = ISA_LIMIT.with(|l| l.replace(limit));
-                        f(i, p);
-                        ISA_LIMIT.with(|l| l.set(before));
-                    });
-                });
-                return;
-            }
+    let n = threads();
+    if n > 1 && parts.len() > 1 {
+        // Each part runs under the caller's `limit_isa`, as if on the calling thread.
+        let limit = ISA_LIMIT.with(|l| l.get());
+        let ran = pool::for_each_mut(n, parts, |i, p| {
+            let before = ISA_LIMIT.with(|l| l.replace(limit));
+            f(i, p);
+            ISA_LIMIT.with(|l| l.set(before));
+        });
+        if ran {
+            return;
         }
     }
     parts.iter_mut().enumerate().for_each(|(i, p)| f(i, p));
 }
 
-#[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
+/// The thread pool, where there is one: natively with the feature `threads` (a rayon pool of
+/// our own, rebuilt when the count changes), on wasm32 with `web-threads` (rayon's global
+/// pool, whose Web Workers JS starts once with `initThreadPool(n)`, before the first matmul).
+#[cfg(any(
+    all(feature = "threads", not(target_arch = "wasm32")),
+    all(feature = "web-threads", target_arch = "wasm32")
+))]
 mod pool {
-    use std::sync::{Arc, Mutex};
+    use rayon::prelude::*;
 
-    static POOL: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
+    pub(super) const ENABLED: bool = true;
 
-    /// The pool of `n` threads, built on first use and rebuilt when `n` changes.
-    pub(super) fn get(n: usize) -> Option<Arc<rayon::ThreadPool>> {
-        let mut g = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((m, p)) = g.as_ref() {
-            if *m == n {
-                return Some(p.clone());
-            }
+    /// Runs `f(i, &mut items[i])` for every item on `n` threads; `false` (running nothing)
+    /// when no pool could be had.
+    pub(super) fn for_each_mut<T: Send>(
+        n: usize,
+        items: &mut [T],
+        f: impl Fn(usize, &mut T) + Sync,
+    ) -> bool {
+        let run = |items: &mut [T]| items.par_iter_mut().enumerate().for_each(|(i, t)| f(i, t));
+        // Natively a pool of `n` of our own; on the web rayon's global pool, whose size
+        // `initThreadPool` fixed.
+        #[cfg(not(target_arch = "wasm32"))]
+        let Some(()) = native::get(n).map(|pool| pool.install(|| run(items))) else {
+            return false;
+        };
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = n;
+            run(items);
         }
-        let p = Arc::new(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .thread_name(|i| format!("chord-matmul-{i}"))
-                .build()
-                .ok()?,
-        );
-        *g = Some((n, p.clone()));
-        Some(p)
+        true
+    }
+
+    /// The default thread count: one per core natively; on the web 1, since rayon's global
+    /// pool exists only once JS has started it (asking rayon first would build a pool of one
+    /// and make `initThreadPool` fail): the worker sets the count it started.
+    pub(super) fn default_threads() -> usize {
+        #[cfg(not(target_arch = "wasm32"))]
+        return std::thread::available_parallelism().map_or(1, |n| n.get());
+        #[cfg(target_arch = "wasm32")]
+        return 1;
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    mod native {
+        use std::sync::{Arc, Mutex};
+
+        static POOL: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
+
+        /// The pool of `n` threads, built on first use and rebuilt when `n` changes.
+        pub(super) fn get(n: usize) -> Option<Arc<rayon::ThreadPool>> {
+            let mut g = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((m, p)) = g.as_ref() {
+                if *m == n {
+                    return Some(p.clone());
+                }
+            }
+            let p = Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .thread_name(|i| format!("chord-matmul-{i}"))
+                    .build()
+                    .ok()?,
+            );
+            *g = Some((n, p.clone()));
+            Some(p)
+        }
+    }
+}
+
+/// No thread pool in this build: everything runs on the calling thread.
+#[cfg(not(any(
+    all(feature = "threads", not(target_arch = "wasm32")),
+    all(feature = "web-threads", target_arch = "wasm32")
+)))]
+mod pool {
+    pub(super) const ENABLED: bool = false;
+
+    pub(super) fn for_each_mut<T>(_: usize, _: &mut [T], _: impl Fn(usize, &mut T) + Sync) -> bool {
+        false
+    }
+
+    pub(super) fn default_threads() -> usize {
+        1
     }
 }
 
