@@ -37,7 +37,8 @@ wasm-test:
 	WASM_BINDGEN_TEST_TIMEOUT=600 $(CARGO) test --profile ci --no-default-features --target wasm32-unknown-unknown \
 	  --test wasm_engine --test wasm_kernels --test wasm_gpu --test wasm_zoo
 
-## The browser app's wasm module into pkg/ (release, SIMD128, wasm-bindgen --target web).
+## The browser app's wasm module into pkg/ (release, SIMD128, wasm-bindgen --target web), and its
+## threaded build into pkg/threads/ (atomics, shared memory; the pinned nightly).
 web:
 	scripts/build-web
 
@@ -63,6 +64,8 @@ dist: web
 	cp www/sw.js dist/sw.js
 	cp worker/adapter.js worker/auto.js worker/client.js worker/client.d.ts worker/protocol.js worker/remote.js worker/store.js worker/worker.js dist/worker/
 	cp pkg/wasm_chord.js pkg/wasm_chord_bg.wasm dist/pkg/
+	mkdir -p dist/pkg/threads
+	cp -r pkg/threads/wasm_chord.js pkg/threads/wasm_chord_bg.wasm pkg/threads/snippets dist/pkg/threads/
 	touch dist/.nojekyll
 	@echo "dist/: $$(du -sh dist | cut -f1)"
 
