@@ -65,6 +65,13 @@ export interface ModelInfo {
   /** Wasm memory the load added (wasm memory only grows, so this is the load's peak need). */
   load_memory_bytes: number;
   memory_bytes: number;
+  /** Whether the threaded build of the module runs (the page is cross-origin isolated). */
+  threaded_build: boolean;
+  /** The threads the CPU kernels split matmul rows and attention heads over (1: single-threaded). */
+  threads: number;
+  /** Why the CPU kernels use one thread (no cross-origin isolation, `threads: 1` asked, the
+   *  threaded build missing, one core), or fewer than asked; else null. */
+  threads_note: string | null;
 }
 
 export interface ToolCall {
@@ -249,6 +256,10 @@ export interface Engine {
       sha256?: string;
       /** The context size, at most the training context (default: the training context; on WebGPU at most 4096). */
       n_ctx?: number;
+      /** The CPU kernels' threads, on a cross-origin isolated page (the threaded build; default:
+       *  navigator.hardwareConcurrency, at most 8). The first load that wants more than one starts
+       *  the pool; later loads can use fewer threads, not more. */
+      threads?: number;
       /** Load beside the models already loaded under this id (without: replace the model loaded without one). */
       id?: string;
     },

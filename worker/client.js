@@ -144,7 +144,7 @@ class Engine {
    * model joins those already loaded (requests choose it with `model: id`); without, it
    * replaces the model loaded without an id. The last loaded is the default for requests.
    */
-  async load(source, { onProgress, signal, chunkSize, backend = 'auto', sha256, n_ctx, id: modelId, __testTrap } = {}) {
+  async load(source, { onProgress, signal, chunkSize, backend = 'auto', sha256, n_ctx, threads, id: modelId, __testTrap } = {}) {
     await this.ready;
     if (signal?.aborted) throw asThrowable(makeError(CODE.ABORTED, 'load aborted'));
     if (typeof source === 'string') {
@@ -156,7 +156,7 @@ class Engine {
         /* not granted: the cache still works */
       }
     }
-    const { id, promise } = this.#request(REQUEST.LOAD, { source, chunkSize, backend, sha256, n_ctx, modelId, testTrap: __testTrap === true }, (ev) => {
+    const { id, promise } = this.#request(REQUEST.LOAD, { source, chunkSize, backend, sha256, n_ctx, threads, modelId, testTrap: __testTrap === true }, (ev) => {
       if (ev.kind === EVENT.PROGRESS && onProgress) onProgress(ev.progress);
     });
     const onAbort = () => this.#worker.postMessage({ id: this.#nextId++, type: REQUEST.ABORT, target: id });

@@ -11,7 +11,7 @@
 // Errors are always plain objects { code, message }.
 
 export const REQUEST = Object.freeze({
-  LOAD: 'load', // { source: url string | File | Blob, chunkSize?, backend?: 'auto'|'webgpu'|'cpu', sha256?, n_ctx?, modelId? } → info
+  LOAD: 'load', // { source: url string | File | Blob, chunkSize?, backend?: 'auto'|'webgpu'|'cpu', sha256?, n_ctx?, threads?, modelId? } → info
   CHAT: 'chat', // { messages, options, abortFlag?: SharedArrayBuffer, model? } → tokens, then completion result
   ABORT: 'abort', // { target: id } → aborts a pending load or chat (a chat stops at its next token)
   INFO: 'info', // {} → the current model's info with models: [every loaded model] (or null)

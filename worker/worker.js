@@ -1,10 +1,15 @@
 // Module worker hosting the wasm engine (pkg/) and the IndexedDB model cache.
+//
+// Two builds of the module: when the page is cross-origin isolated (COOP/COEP, so
+// SharedArrayBuffer exists) the threaded one, pkg/threads/ (atomics and shared memory; the CPU
+// kernels split matmul rows and attention heads over rayon's pool of Web Workers, which the
+// first load starts with `threads` of them), else the single-threaded pkg/. Both hold the WebGPU
+// backend too. info() says which, how many threads, and when one, why (`threads_note`).
 // Protocol: ./protocol.js. Load, chat and unload run one at a time, in order; cache requests and
 // aborts are answered at once. A crash inside wasm is fatal for this worker: it reports it (and
 // marks the cached model it was loading as unusable, so it is not loaded again in a loop), and the
 // client starts a fresh worker with a fresh module.
 
-import init, { WasmEngine, Sha256Hasher, checkGgufHeader, memoryBytes, lastPanic, testTrap } from '../pkg/wasm_chord.js';
 import { REQUEST, CODE, reply, makeError, toError } from './protocol.js';
 import * as store from './store.js';
 import { probeAdapter } from './adapter.js';
@@ -23,10 +28,72 @@ let dead = null; // the fatal error, once the engine has crashed
 const aborts = new Map(); // request id → AbortController (loads and chats)
 let queue = Promise.resolve();
 
-const ready = init().then(
-  () => reply.ready(post),
+// The module's exports (from whichever build started).
+let WasmEngine, Sha256Hasher, checkGgufHeader, memoryBytes, lastPanic, testTrap;
+// The threaded build: whether it runs, the size of its pool once started (0: not yet), and why
+// the CPU kernels run on one thread when they do.
+const threading = { build: false, pool: 0, threads: 1, note: null };
+/** The most threads the default asks for (an engine on a big machine leaves cores to the page). */
+const MAX_DEFAULT_THREADS = 8;
+
+async function startModule() {
+  let wasm = null;
+  if (self.crossOriginIsolated === undefined) {
+    // Node (node/worker.js has instantiated pkg/ already).
+    threading.note = 'the single-threaded build runs here (the threaded one is for cross-origin isolated pages)';
+  } else if (!self.crossOriginIsolated) {
+    threading.note = 'the page is not cross-origin isolated (no COOP/COEP headers), so the single-threaded build runs';
+  } else {
+    try {
+      wasm = await import('../pkg/threads/wasm_chord.js');
+      await wasm.default();
+      threading.build = true;
+    } catch (e) {
+      wasm = null;
+      threading.note = `the threaded build is missing or could not start (${e && e.message ? e.message : e}), so the single-threaded build runs`;
+    }
+  }
+  if (!wasm) {
+    wasm = await import('../pkg/wasm_chord.js');
+    await wasm.default();
+  }
+  ({ WasmEngine, Sha256Hasher, checkGgufHeader, memoryBytes, lastPanic, testTrap } = wasm);
+  return wasm;
+}
+let module = null;
+const ready = startModule().then(
+  (m) => {
+    module = m;
+    reply.ready(post);
+  },
   (e) => die(makeError(CODE.FATAL, `could not start the wasm module: ${e && e.message ? e.message : e}`)),
 );
+
+/**
+ * The CPU kernels' thread count for a load: `threads` asked (default: hardwareConcurrency, at
+ * most MAX_DEFAULT_THREADS). The threaded build starts its pool once, at the first load that
+ * wants more than one thread; a later load can use fewer threads than the pool has, not more.
+ */
+async function setThreads(asked) {
+  if (!threading.build) return;
+  const want = asked ?? Math.max(1, Math.min(self.navigator?.hardwareConcurrency || 1, MAX_DEFAULT_THREADS));
+  if (want > 1 && !threading.pool) {
+    try {
+      await module.initThreadPool(want);
+    } catch (e) {
+      // No Web Workers here (or they failed to start): one thread, said why.
+      threading.note = `the thread pool could not start (${e && e.message ? e.message : e})`;
+      return;
+    }
+    threading.pool = module.poolThreads();
+  }
+  const n = Math.min(want, Math.max(threading.pool, 1));
+  module.setCpuThreads(n);
+  threading.threads = module.cpuThreads();
+  threading.note =
+    n > 1 ? (n < want ? `${want} threads asked, but the pool the first load started has ${threading.pool}` : null)
+      : want === 1 ? 'threads: 1 was asked' : 'this device reports one core (navigator.hardwareConcurrency)';
+}
 
 function die(err) {
   dead = toError(err, CODE.FATAL);
@@ -169,7 +236,7 @@ const SHA256 = /^[0-9a-f]{64}$/;
 
 /** The load request's fields, checked: `invalid` errors name the field. */
 function checkLoad(msg) {
-  const { source, chunkSize, sha256, modelId, n_ctx } = msg;
+  const { source, chunkSize, sha256, modelId, n_ctx, threads } = msg;
   if (typeof source === 'string') {
     let u;
     try {
@@ -196,6 +263,9 @@ function checkLoad(msg) {
   }
   if (n_ctx !== undefined && n_ctx !== null && (!Number.isInteger(n_ctx) || n_ctx < 1)) {
     throw makeError(CODE.INVALID, `n_ctx must be a positive integer, got ${JSON.stringify(n_ctx)}`);
+  }
+  if (threads !== undefined && threads !== null && (!Number.isInteger(threads) || threads < 1 || threads > 256)) {
+    throw makeError(CODE.INVALID, `threads must be an integer from 1 to 256, got ${JSON.stringify(threads)}`);
   }
 }
 
@@ -262,6 +332,7 @@ async function load(msg) {
     if (models.has(modelId)) unload(modelId);
     const wanted = msg.backend ?? 'auto';
     let [backend, fallback, adapterName] = await pickBackend(wanted);
+    await setThreads(msg.threads);
     const t1 = performance.now();
     const memBefore = memoryBytes();
     let e = new WasmEngine();
@@ -308,6 +379,10 @@ async function load(msg) {
       load_ms: performance.now() - t1,
       // Wasm memory only grows: what the load added is its peak need.
       load_memory_bytes: memoryBytes() - memBefore,
+      // The CPU kernels' threads (the threaded build's pool) and, when one, why.
+      threaded_build: threading.build,
+      threads: threading.threads,
+      threads_note: threading.note,
     };
     models.set(modelId, { engine: e, info });
     select(modelId);

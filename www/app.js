@@ -416,7 +416,7 @@ function renderModelStatus() {
   } else if (info) {
     status.textContent =
       `${info.name || info.file} · ${info.architecture ?? '?'} · ${info.n_layer ?? '?'} layers · ctx ${info.n_ctx} · ` +
-      `backend ${info.backend === 'webgpu' ? `WebGPU (${info.adapter})` : 'CPU (wasm)'}` +
+      `backend ${info.backend === 'webgpu' ? `WebGPU (${info.adapter})` : `CPU (wasm) · ${info.threads > 1 ? `${info.threads} threads` : '1 thread'}`}` +
       (info.memory_bytes != null ? ` · wasm memory ${mb(info.memory_bytes)}` : '') +
       (info.fallback ? ` · CPU because ${info.fallback}` : '');
     status.dataset.backend = info.backend;

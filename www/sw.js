@@ -8,7 +8,7 @@
 // engine gets shared memory. Failures to cache the shell are reported to the pages
 // ({type: 'wasm-chord-sw', failed: [{url, error}]}), on install and when a page asks ('status').
 
-const CACHE = 'wasm-chord-shell-v4';
+const CACHE = 'wasm-chord-shell-v5';
 const SHELL = [
   '',
   'index.html',
@@ -28,6 +28,10 @@ const SHELL = [
   'worker/worker.js',
   'pkg/wasm_chord.js',
   'pkg/wasm_chord_bg.wasm',
+  // The threaded build, which isolated pages load (its workers' helper script, whose path
+  // holds a hash, is cached when first fetched).
+  'pkg/threads/wasm_chord.js',
+  'pkg/threads/wasm_chord_bg.wasm',
 ];
 const root = () => new URL('./', self.registration.scope);
 const STATUS_KEY = () => new URL('__sw-status.json', root()).href;
