@@ -1,5 +1,5 @@
 // Without COOP/COEP (chord serve --no-coop-coep) there is no SharedArrayBuffer: the page still
-// works, and Stop still stops the worker at its next token (generation yields to the worker's
+// works (on the single-threaded build, which info() reports with the reason), and Stop still stops the worker at its next token (generation yields to the worker's
 // event loop between tokens, so the abort message is seen).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,6 +29,11 @@ test('chat and Stop work without cross-origin isolation', { timeout: 240_000 }, 
   await page.selectOption('#model-select', url);
   await page.click('#load-btn');
   await page.waitForSelector('body[data-state="ready"]', { timeout: 120_000 });
+  // No shared memory, so the single-threaded build, and info() says why.
+  const info = await page.evaluate(() => window.chord.engine.info());
+  assert.equal(info.threaded_build, false);
+  assert.equal(info.threads, 1);
+  assert.match(info.threads_note, /not cross-origin isolated/);
   const r = await page.evaluate(async () => {
     const ac = new AbortController();
     const stream = await window.chord.engine.chat.completions.create({
