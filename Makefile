@@ -14,12 +14,18 @@ setup:
 models:
 	scripts/fetch-models
 
-## Lints both targets: the wasm32 check stands in for a separate wasm build (wasm-test and web
-## build and link the module for real).
+## Lints both targets: the wasm32 checks (single-threaded, and threaded on the pinned nightly)
+## stand in for separate wasm builds (wasm-test and web build and link the module for real).
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --target wasm32-unknown-unknown --lib --tests --no-default-features -- -D warnings
+	@# The threaded build (feature web-threads) only compiles on the pinned nightly: its
+	@# cfg(target_feature = "atomics") is unstable, and wasm-bindgen-rayon refuses to build without it.
+	@# A check needs no build-std (nothing links); rustc warns once that atomics is unstable.
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+simd128" \
+	rustup run $$(cat scripts/threads-toolchain) $(CARGO) clippy --target wasm32-unknown-unknown --lib --tests \
+	  --no-default-features --features web-threads --target-dir $${CARGO_TARGET_DIR:-target}/threads-check -- -D warnings
 
 wasm:
 	$(CARGO) build --target wasm32-unknown-unknown --lib

@@ -86,14 +86,16 @@ async function run() {
   const backend = q.get('backend') || 'auto';
   const n = Number(q.get('n') || 32);
   const prompt = q.get('prompt') || 'Write a short story about a robot who learns to paint.';
+  // threads: the CPU kernels' threads on the threaded build (cross-origin isolated pages).
+  const threads = q.get('threads') ? Number(q.get('threads')) : undefined;
   const engine = await createEngine();
   await engine.cache.delete(model);
   const t0 = performance.now();
-  const first = await engine.load(model, { backend });
+  const first = await engine.load(model, { backend, threads });
   const downloadLoadMs = performance.now() - t0;
   await engine.unload();
   const t1 = performance.now();
-  const info = await engine.load(model, { backend });
+  const info = await engine.load(model, { backend, threads });
   const cachedLoadMs = performance.now() - t1;
   const t2 = performance.now();
   let ttft = null;
@@ -121,6 +123,9 @@ async function run() {
     backend: info.backend,
     adapter: info.adapter,
     fallback: info.fallback,
+    threaded_build: info.threaded_build,
+    threads: info.threads,
+    threads_note: info.threads_note,
     download_ms: first.download_ms,
     download_MB_s: info.size / 1e6 / (first.download_ms / 1000),
     first_load_total_ms: downloadLoadMs,
