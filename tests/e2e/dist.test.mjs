@@ -103,6 +103,8 @@ test('dist/ under a sub-path of a plain static server: isolated, a local file ch
   assert.equal(await page.isVisible('#error'), false, await page.textContent('#error'));
   await loadFile(page);
   assert.equal(await page.evaluate(() => window.chord.engine.hardAbort), true, 'shared memory for a hard Stop');
+  const threaded = await page.evaluate(async () => (await window.chord.engine.info()).threaded_build);
+  assert.equal(threaded, true, 'dist/ holds the threaded build, which the isolated page runs');
   assert.equal(await chat(page, 'Hello!'), expected);
 
   await server.stop();
@@ -111,6 +113,8 @@ test('dist/ under a sub-path of a plain static server: isolated, a local file ch
   await page.waitForSelector('body[data-state="idle"]', { timeout: 60_000 });
   assert.equal(await page.evaluate(() => globalThis.crossOriginIsolated), true, 'still isolated offline');
   await loadFile(page);
+  const offline = await page.evaluate(async () => (await window.chord.engine.info()).threaded_build);
+  assert.equal(offline, true, 'the threaded build (and its workers\' helper script) came from the cache');
   assert.equal(await chat(page, 'Hello!'), expected);
 });
 
