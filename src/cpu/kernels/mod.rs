@@ -96,6 +96,81 @@ impl QAct {
         zero(&mut self.d, n_tok * (cols / g));
         zero(&mut self.s, n_tok * (cols / 32));
     }
+
+    /// A 256-value group gets a residual plane (for the formats that ask for it: Q6_K) when
+    /// some 32 of its values have a largest magnitude under this fraction of the group's:
+    /// per-32 scales would have been 16× finer for them. Real activations have outlier
+    /// channels (ratios beyond 1/256 are common); the plane costs a second dot chain for the
+    /// flagged groups.
+    pub(super) const RESIDUAL_BELOW: f32 = 1.0 / 16.0;
+
+    /// Quantize `n_tok` rows of `cols` activations (`cols` a multiple of `g`, `g` a multiple
+    /// of 32) in portable Rust: per `g` values `d = max|x| / 32767` and `q = round(x / d)`
+    /// (`x · (32767 / max|x|)` rounded half to even, so |q| ≤ 32767); per 32 values the f32
+    /// sum `s`, added as a halving tree (`x[l] + x[l + 16]`, then 16 → 8 → 4 → 2 → 1, the
+    /// order of `_mm512_reduce_add_ps`); with `resid` and `g = 256`, the residual plane of
+    /// [`Self::RESIDUAL_BELOW`] groups, `q2 = round((x / d − q)·65534)`. For finite inputs
+    /// this is bit for bit what `x86::quantize` (AVX-512) computes, so every path's integer
+    /// kernels see the same activations. The wasm32 integer kernels use it directly.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(super) fn quantize(&mut self, x: &[f32], n_tok: usize, cols: usize, g: usize, resid: bool) {
+        self.reset(n_tok, cols, g, resid);
+        let (ng, ns) = (cols / g, cols / 32);
+        let wide = !self.q2.is_empty();
+        for (t, xt) in x.chunks_exact(cols).enumerate().take(n_tok) {
+            let q = &mut self.q[t * cols..(t + 1) * cols];
+            let d = &mut self.d[t * ng..(t + 1) * ng];
+            let s = &mut self.s[t * ns..(t + 1) * ns];
+            for (c, sc) in xt.chunks_exact(32).zip(s.iter_mut()) {
+                let mut v = [0f32; 32];
+                v.copy_from_slice(c);
+                let mut n = 16;
+                while n >= 1 {
+                    for l in 0..n {
+                        v[l] += v[l + n];
+                    }
+                    n /= 2;
+                }
+                *sc = v[0];
+            }
+            for (gi, (xg, qg)) in xt.chunks_exact(g).zip(q.chunks_exact_mut(g)).enumerate() {
+                let (mut amax, mut amin32) = (0f32, f32::INFINITY);
+                for c in xg.chunks_exact(32) {
+                    let m = c.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    amax = amax.max(m);
+                    amin32 = amin32.min(m);
+                }
+                d[gi] = amax / 32767.0;
+                // A zero group stays zero; a non-finite one makes `d` non-finite (as on the
+                // f32 path, the outputs then are not finite either).
+                let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
+                let flag = wide && amin32 < Self::RESIDUAL_BELOW * amax && inv.is_finite();
+                if wide {
+                    self.r[t * ng + gi] = flag;
+                }
+                for (j, (&xv, qv)) in xg.iter().zip(qg.iter_mut()).enumerate() {
+                    let v = xv * inv;
+                    let r = v.round_ties_even();
+                    *qv = to_i16(r);
+                    if flag {
+                        // |v − round(v)| ≤ 1/2, so the residual times 65534 fits in i16.
+                        self.q2[t * cols + gi * g + j] = to_i16(((v - r) * 65534.0).round_ties_even());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An integral f32 to i16 as `vcvtps2dq` + `vpmovsdw` do it: saturated, and NaN or beyond i32
+/// (the "integer indefinite") to −32768.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn to_i16(v: f32) -> i16 {
+    if v.abs() < 2_147_483_648.0 {
+        v.clamp(-32768.0, 32767.0) as i16
+    } else {
+        i16::MIN
+    }
 }
 
 std::thread_local! {
