@@ -54,7 +54,13 @@ type RowsFn = fn(w: &QMatrix, x: &[f32], n_tok: usize, r0: usize, out: &mut [f32
 
 /// Computes rows `r0..r0 + out.len() / n_tok` of `W·xᵀ` into `out` (row, token), from
 /// activations quantized once per call (`QAct`).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(dead_code)
+)]
 type IntRowsFn = fn(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f32]);
 
 /// Activations quantized for the integer kernels: per group of `g` values (32, or 256 for the
@@ -62,7 +68,13 @@ type IntRowsFn = fn(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f
 /// With the residual plane (Q6_K), for 256-value groups where some 32 values are much smaller
 /// than the group's largest (an outlier), `r` flags the group and `q2` holds the rounding
 /// residual: `x ≈ (q + q2/65534)·d`.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(dead_code)
+)]
 #[derive(Default)]
 pub(super) struct QAct {
     pub(super) n_tok: usize,
@@ -80,7 +92,13 @@ pub(super) struct QAct {
     pub(super) s: Vec<f32>,
 }
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(dead_code)
+)]
 impl QAct {
     /// Zeroed buffers for `n_tok` × `cols` (reusing `self`'s allocations).
     fn reset(&mut self, n_tok: usize, cols: usize, g: usize, resid: bool) {
@@ -112,7 +130,7 @@ impl QAct {
     /// [`Self::RESIDUAL_BELOW`] groups, `q2 = round((x / d − q)·65534)`. For finite inputs
     /// this is bit for bit what `x86::quantize` (AVX-512) computes, so every path's integer
     /// kernels see the same activations. The wasm32 integer kernels use it directly.
-    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))] // (there: the test's reference)
     pub(super) fn quantize(&mut self, x: &[f32], n_tok: usize, cols: usize, g: usize, resid: bool) {
         self.reset(n_tok, cols, g, resid);
         let (ng, ns) = (cols / g, cols / 32);
@@ -154,7 +172,8 @@ impl QAct {
                     *qv = to_i16(r);
                     if flag {
                         // |v − round(v)| ≤ 1/2, so the residual times 65534 fits in i16.
-                        self.q2[t * cols + gi * g + j] = to_i16(((v - r) * 65534.0).round_ties_even());
+                        self.q2[t * cols + gi * g + j] =
+                            to_i16(((v - r) * 65534.0).round_ties_even());
                     }
                 }
             }
@@ -164,7 +183,7 @@ impl QAct {
 
 /// An integral f32 to i16 as `vcvtps2dq` + `vpmovsdw` do it: saturated, and NaN or beyond i32
 /// (the "integer indefinite") to −32768.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 fn to_i16(v: f32) -> i16 {
     if v.abs() < 2_147_483_648.0 {
         v.clamp(-32768.0, 32767.0) as i16
@@ -185,7 +204,13 @@ enum Kern {
     /// f32 activations.
     F32(RowsFn),
     /// Activations quantized to i16 per this many values first.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(
+            target_arch = "x86_64",
+            all(target_arch = "wasm32", target_feature = "simd128")
+        )),
+        allow(dead_code)
+    )]
     I16(IntRowsFn, usize, bool),
 }
 
@@ -255,14 +280,21 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
         Kern::F32(f) => run_rows(w, n_tok, out, |r0, o| f(w, x, n_tok, r0, o)),
         Kern::I16(f, g, resid) => {
             let qa = qa.get_or_insert_with(QAct::default);
+            // The AVX-512 quantizer on x86_64, the portable one (same values) elsewhere.
             #[cfg(target_arch = "x86_64")]
-            if x86::quantize(qa, x, n_tok, cols, g, resid) {
+            let ready = x86::quantize(qa, x, n_tok, cols, g, resid);
+            #[cfg(not(target_arch = "x86_64"))]
+            let ready = {
+                qa.quantize(x, n_tok, cols, g, resid);
+                true
+            };
+            if ready {
                 let qa = &*qa;
-                return run_rows(w, n_tok, out, |r0, o| f(w, qa, n_tok, r0, o));
+                run_rows(w, n_tok, out, |r0, o| f(w, qa, n_tok, r0, o));
+            } else {
+                // Unreachable: `select` hands these out only where the quantizer runs.
+                out.fill(f32::NAN);
             }
-            // Unreachable: `select` hands these out only where the quantizer runs.
-            let _ = (f, g, resid, qa);
-            out.fill(f32::NAN);
         }
     };
     if n_tok == 1 {
@@ -392,6 +424,12 @@ fn select(w: &QMatrix) -> Option<Kern> {
             return Some(Kern::F32(f));
         }
         return generic_avx2(w.ty).map(Kern::F32);
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if limit >= 2 {
+        if let Some((f, g, resid)) = wasm::select_int(w.ty) {
+            return Some(Kern::I16(f, g, resid));
+        }
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if limit >= 1 {

@@ -404,7 +404,8 @@ impl<const VNNI: bool> Avx512<VNNI> {
             let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
             let id = self.splat(inv);
             let q2g = q2.next();
-            let resid = q2g.is_some() && amin32 < super::QAct::RESIDUAL_BELOW * amax && inv.is_finite();
+            let resid =
+                q2g.is_some() && amin32 < super::QAct::RESIDUAL_BELOW * amax && inv.is_finite();
             if let Some(f) = r.next() {
                 *f = resid;
             }

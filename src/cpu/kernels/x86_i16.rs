@@ -686,7 +686,10 @@ mod tests {
             assert_eq!(bits(&fast.d), bits(&portable.d), "d, g {g}");
             assert_eq!(bits(&fast.s), bits(&portable.s), "s, g {g}");
             if resid {
-                assert!(portable.r.iter().any(|&r| r), "no group got a residual plane");
+                assert!(
+                    portable.r.iter().any(|&r| r),
+                    "no group got a residual plane"
+                );
             }
         }
     }
