@@ -90,6 +90,11 @@ pub(super) struct QAct {
     pub(super) d: Vec<f32>,
     /// (n_tok, cols / 32).
     pub(super) s: Vec<f32>,
+    /// Relaxed SIMD only (`wasm_relaxed`, where `d = max|x| / 127`): (2, n_tok, cols), the
+    /// plane `round(x / d)` then the residual plane; `q` is then unused.
+    pub(super) q8: Vec<i8>,
+    /// Relaxed SIMD only: (2, n_tok, cols / 16), the sums of every 16 values of each plane.
+    pub(super) sum16: Vec<i16>,
 }
 
 #[cfg_attr(
@@ -140,16 +145,7 @@ impl QAct {
             let d = &mut self.d[t * ng..(t + 1) * ng];
             let s = &mut self.s[t * ns..(t + 1) * ns];
             for (c, sc) in xt.chunks_exact(32).zip(s.iter_mut()) {
-                let mut v = [0f32; 32];
-                v.copy_from_slice(c);
-                let mut n = 16;
-                while n >= 1 {
-                    for l in 0..n {
-                        v[l] += v[l + n];
-                    }
-                    n /= 2;
-                }
-                *sc = v[0];
+                *sc = halving_sum32(c);
             }
             for (gi, (xg, qg)) in xt.chunks_exact(g).zip(q.chunks_exact_mut(g)).enumerate() {
                 let (mut amax, mut amin32) = (0f32, f32::INFINITY);
@@ -179,6 +175,22 @@ impl QAct {
             }
         }
     }
+}
+
+/// The sum of 32 values (`c[..32]`) as a halving tree: `c[l] + c[l + 16]`, then 16 → 8 → 4 →
+/// 2 → 1 (the order of `_mm512_reduce_add_ps` over two 16-lane halves).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn halving_sum32(c: &[f32]) -> f32 {
+    let mut v = [0f32; 32];
+    v.copy_from_slice(&c[..32]);
+    let mut n = 16;
+    while n >= 1 {
+        for l in 0..n {
+            v[l] += v[l + n];
+        }
+        n /= 2;
+    }
+    v[0]
 }
 
 /// An integral f32 to i16 as `vcvtps2dq` + `vpmovsdw` do it: saturated, and NaN or beyond i32
@@ -212,6 +224,9 @@ enum Kern {
         allow(dead_code)
     )]
     I16(IntRowsFn, usize, bool),
+    /// Activations quantized to two i8 planes per this many values first (relaxed SIMD).
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    I8(IntRowsFn, usize),
 }
 
 std::thread_local! {
@@ -295,6 +310,13 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
                 // Unreachable: `select` hands these out only where the quantizer runs.
                 out.fill(f32::NAN);
             }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        Kern::I8(f, g) => {
+            let qa = qa.get_or_insert_with(QAct::default);
+            wasm::quantize_relaxed(qa, x, n_tok, cols, g);
+            let qa = &*qa;
+            run_rows(w, n_tok, out, |r0, o| f(w, qa, n_tok, r0, o));
         }
     };
     if n_tok == 1 {
@@ -424,6 +446,12 @@ fn select(w: &QMatrix) -> Option<Kern> {
             return Some(Kern::F32(f));
         }
         return generic_avx2(w.ty).map(Kern::F32);
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    if limit >= 3 {
+        if let Some((f, g)) = wasm::select_relaxed(w.ty) {
+            return Some(Kern::I8(f, g));
+        }
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if limit >= 2 {

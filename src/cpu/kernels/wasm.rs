@@ -30,6 +30,11 @@ use crate::quant::blocks::f16_to_f32;
 use crate::quant::GgmlType;
 use core::arch::wasm32::*;
 pub(super) use int::select as select_int;
+#[cfg(target_feature = "relaxed-simd")]
+#[path = "wasm_relaxed.rs"]
+mod relaxed;
+#[cfg(target_feature = "relaxed-simd")]
+pub(super) use relaxed::{quantize as quantize_relaxed, select as select_relaxed};
 
 /// Eight consecutive f32 weights (or activations): lanes 0..4 and 4..8.
 #[derive(Clone, Copy)]
