@@ -23,8 +23,14 @@
 //!   grid rows with XOR-ed signs); the same code is compiled a second time with AVX-512 VL for
 //!   its 32 vector registers where the CPU has it; the portable kernels recompiled under
 //!   `target_feature(avx2,fma,f16c)` for the other formats (F16, BF16, Q2_K, Q3_K, Q5_K);
-//! - wasm32 with SIMD128 (`-C target-feature=+simd128`, the web build): hand-written
-//!   `core::arch::wasm32` kernels for F32, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K
+//! - wasm32 with relaxed SIMD (`+simd128,+relaxed-simd`): the relaxed-SIMD integer kernels
+//!   (`wasm_relaxed`: unsigned weight quants × two i8 activation planes,
+//!   `i32x4_relaxed_dot_i8x16_i7x16_add`) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K; then as
+//!   below;
+//! - wasm32 with SIMD128 (`-C target-feature=+simd128`, the web build): the integer kernels
+//!   of `wasm_i16` (the scheme above on `i32x4_dot_i16x8`, activations quantized by the
+//!   portable `QAct::quantize`, bit for bit the AVX-512 one) for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+//!   Q4_K and Q6_K; hand-written `core::arch::wasm32` f32 kernels for F32 and the same formats
 //!   (`wasm`) and the IQ formats and MXFP4 (`wasm_iq`: `i8x16_swizzle` level lookups, grid
 //!   rows with XOR-ed signs); the portable kernels (autovectorized for SIMD128) for the others
 //!   (F16, BF16, Q2_K, Q3_K, Q5_K);
@@ -236,8 +242,10 @@ std::thread_local! {
 
 /// Testing aid: the widest code path `Kernel::Fast` matmuls started from the calling thread
 /// may use. 0: portable kernels; 1: the f32 SIMD kernels (AVX2 on x86_64, SIMD128 on wasm32);
-/// 2: on x86_64 the i16 integer kernels with AVX-512 BW; 3 and above: also AVX-512 VNNI. Each
-/// is used only where the CPU has it. Every path meets the same accuracy bounds.
+/// 2: the i16 integer kernels (x86_64: with AVX-512 BW; wasm32: SIMD128); 3 and above: also
+/// AVX-512 VNNI (x86_64), the relaxed-SIMD kernels (wasm32 built with `+relaxed-simd`). Each
+/// is used only where the CPU (or the build) has it. Every path meets its computed accuracy
+/// bound (the integer ones: the activation quantization's, see `x86_i16`, `wasm_relaxed`).
 pub fn limit_isa(level: u8) {
     ISA_LIMIT.with(|l| l.set(level));
 }
