@@ -96,9 +96,11 @@ pub(super) struct QAct {
     pub(super) d: Vec<f32>,
     /// (n_tok, cols / 32).
     pub(super) s: Vec<f32>,
+    #[cfg_attr(not(target_feature = "relaxed-simd"), allow(dead_code))]
     /// Relaxed SIMD only (`wasm_relaxed`, where `d = max|x| / 127`): (2, n_tok, cols), the
     /// plane `round(x / d)` then the residual plane; `q` is then unused.
     pub(super) q8: Vec<i8>,
+    #[cfg_attr(not(target_feature = "relaxed-simd"), allow(dead_code))]
     /// Relaxed SIMD only: (2, n_tok, cols / 16), the sums of every 16 values of each plane.
     pub(super) sum16: Vec<i16>,
 }
