@@ -354,11 +354,10 @@ fn dot_group(acc: v128, w: &Group, x: &[i16], at: usize) -> v128 {
     i32x4_add(acc, i32x4_add(a, b))
 }
 
-/// The f32 lanes of a block's weights · `xq` (block `bi`): exact i32 chains of `CHAIN` groups,
-/// each converted to f32 and added.
+/// The f32 lanes of a block's weights (group `g` from `group(g)`) · `xq` (block `bi`): exact
+/// i32 chains of `CHAIN` groups, each converted to f32 and added.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // index loops over constant bounds: fully unrolled
-fn block_dot<B: IntBlock>(w: &[Group; 8], xq: &[i16], bi: usize) -> v128 {
+fn block_dot<B: IntBlock>(group: impl Fn(usize) -> Group, xq: &[i16], bi: usize) -> v128 {
     let n = B::BS / 32;
     let xq = &xq[B::BS * bi..B::BS * (bi + 1)];
     let mut sum = f32x4_splat(0.0);
@@ -366,13 +365,43 @@ fn block_dot<B: IntBlock>(w: &[Group; 8], xq: &[i16], bi: usize) -> v128 {
     while c < n {
         let mut p = i32x4_splat(0);
         for g in c..c + B::CHAIN {
-            p = dot_group(p, &w[g], xq, 32 * g);
+            p = dot_group(p, &group(g), xq, 32 * g);
         }
         let f = f32x4_convert_i32x4(p);
         sum = if c == 0 { f } else { f32x4_add(sum, f) };
         c += B::CHAIN;
     }
     sum
+}
+
+/// As `block_dot` for the `q` plane and (where `x`'s group `bi` has one) the residual plane
+/// at once, each group decoded once for both: decode's path, straight from the block bytes.
+#[inline(always)]
+fn block_dot2<B: IntBlock>(b: &[u8], h: &B::Head, x: TokenActs, bi: usize) -> (v128, Option<v128>) {
+    if !residual::<B>(x, bi) {
+        return (block_dot::<B>(|g| B::group(b, h, g), x.q, bi), None);
+    }
+    let n = B::BS / 32;
+    let xq = &x.q[B::BS * bi..B::BS * (bi + 1)];
+    let xq2 = &x.q2[B::BS * bi..B::BS * (bi + 1)];
+    let (mut sum, mut sum2) = (f32x4_splat(0.0), f32x4_splat(0.0));
+    let mut c = 0;
+    while c < n {
+        let (mut p, mut p2) = (i32x4_splat(0), i32x4_splat(0));
+        for g in c..c + B::CHAIN {
+            let w = B::group(b, h, g);
+            p = dot_group(p, &w, xq, 32 * g);
+            p2 = dot_group(p2, &w, xq2, 32 * g);
+        }
+        let (f, f2) = (f32x4_convert_i32x4(p), f32x4_convert_i32x4(p2));
+        (sum, sum2) = if c == 0 {
+            (f, f2)
+        } else {
+            (f32x4_add(sum, f), f32x4_add(sum2, f2))
+        };
+        c += B::CHAIN;
+    }
+    (sum, Some(sum2))
 }
 
 /// Whether token `x`'s activation group `bi` has a residual plane.
@@ -384,9 +413,9 @@ fn residual<B: IntBlock>(x: TokenActs, bi: usize) -> bool {
 /// `acc += block · activations` for decoded block `bi` of a row and token `x`.
 #[inline(always)]
 fn dot<B: IntBlock>(h: &B::Head, w: &[Group; 8], x: TokenActs, bi: usize, acc: &mut Accumulator) {
-    let p = block_dot::<B>(w, x.q, bi);
+    let p = block_dot::<B>(|g| w[g % 8], x.q, bi);
     let p2 = if residual::<B>(x, bi) {
-        Some(block_dot::<B>(w, x.q2, bi))
+        Some(block_dot::<B>(|g| w[g % 8], x.q2, bi))
     } else {
         None
     };
@@ -408,6 +437,16 @@ fn tile<B: IntBlock, const R: usize, const T: usize>(
     let nb = rows[0].len() / B::TS;
     for bi in 0..nb {
         let block = |r: usize| &rows[r][bi * B::TS..(bi + 1) * B::TS];
+        if T == 1 {
+            // Decode: each group decoded and multiplied at once (the same sums and steps).
+            for r in 0..R {
+                let b = block(r);
+                let h = B::head(b);
+                let (p, p2) = block_dot2::<B>(b, &h, xs[0], bi);
+                B::finish(&h, p, p2, xs[0], bi, &mut acc[r][0]);
+            }
+            continue;
+        }
         let mut heads = [B::head(block(0)); R];
         let mut w = [[[i16x8_splat(0); 4]; 8]; R];
         for r in 0..R {
