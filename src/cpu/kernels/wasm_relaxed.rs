@@ -143,9 +143,14 @@ trait RelaxedBlock {
     fn head(b: &[u8]) -> Self::Head;
     /// Weights `16k..16k + 16` of the block as unsigned quants (0..63), one per byte lane.
     fn chunk(b: &[u8], h: &Self::Head, k: usize) -> v128;
-    /// The block's exact i32 lanes for one activation plane (`x`: the block's values, `sums`:
-    /// their 16-value sums) from its decoded chunks `w`.
-    fn plane(h: &Self::Head, w: &[v128; 16], x: &[i8], sums: &[i16]) -> v128;
+    /// The block's exact i32 lanes for both activation planes (`x`: the block's values of
+    /// each, `sums`: their 16-value sums) from its chunks (`w(k)`, each called once).
+    fn planes(
+        h: &Self::Head,
+        w: impl Fn(usize) -> v128,
+        x: [&[i8]; 2],
+        sums: [&[i16]; 2],
+    ) -> [v128; 2];
     /// `acc += block · activations` from `p` (the `q` plane) and `p2` (the residual plane),
     /// converted to f32.
     fn finish(h: &Self::Head, p: v128, p2: v128, x: TokenActs, bi: usize, acc: &mut Accumulator);
@@ -175,13 +180,22 @@ macro_rules! block32 {
             #[inline(always)]
             fn chunk($b2: &[u8], $h: &Self::Head, $k: usize) -> v128 $q
             #[inline(always)]
-            fn plane(_: &Self::Head, w: &[v128; 16], x: &[i8], sums: &[i16]) -> v128 {
-                let p = dot16(dot16(i32x4_splat(0), w[0], x, 0), w[1], x, 1);
-                if $off == 0 {
-                    return p;
+            fn planes(
+                _: &Self::Head,
+                w: impl Fn(usize) -> v128,
+                x: [&[i8]; 2],
+                sums: [&[i16]; 2],
+            ) -> [v128; 2] {
+                let (w0, w1) = (w(0), w(1));
+                let mut p = [i32x4_splat(0); 2];
+                for i in 0..2 {
+                    p[i] = dot16(dot16(p[i], w0, x[i], 0), w1, x[i], 1);
+                    if $off != 0 {
+                        let off = $off * (i32::from(sums[i][0]) + i32::from(sums[i][1]));
+                        p[i] = i32x4_sub(p[i], i32x4(off, 0, 0, 0));
+                    }
                 }
-                let off = $off * (i32::from(sums[0]) + i32::from(sums[1]));
-                i32x4_sub(p, i32x4(off, 0, 0, 0))
+                p
             }
             #[inline(always)]
             fn finish(
@@ -282,16 +296,20 @@ impl RelaxedBlock for Q4K {
         nibble(v, g, u8x16_splat(0))
     }
     #[inline(always)]
-    fn plane(h: &Self::Head, w: &[v128; 16], x: &[i8], _: &[i16]) -> v128 {
-        let mut p = i32x4_splat(0);
+    fn planes(
+        h: &Self::Head,
+        w: impl Fn(usize) -> v128,
+        x: [&[i8]; 2],
+        _: [&[i16]; 2],
+    ) -> [v128; 2] {
+        let mut p = [i32x4_splat(0); 2];
         for g in 0..8 {
-            let s = dot16(
-                dot16(i32x4_splat(0), w[2 * g], x, 2 * g),
-                w[2 * g + 1],
-                x,
-                2 * g + 1,
-            );
-            p = i32x4_add(p, i32x4_mul(s, i32x4_splat(h.0[g])));
+            let (w0, w1) = (w(2 * g), w(2 * g + 1));
+            let sc = i32x4_splat(h.0[g]);
+            for i in 0..2 {
+                let s = dot16(dot16(i32x4_splat(0), w0, x[i], 2 * g), w1, x[i], 2 * g + 1);
+                p[i] = i32x4_add(p[i], i32x4_mul(s, sc));
+            }
         }
         p
     }
@@ -340,18 +358,28 @@ impl RelaxedBlock for Q6K {
         v128_or(nib, hb)
     }
     #[inline(always)]
-    fn plane(h: &Self::Head, w: &[v128; 16], x: &[i8], sums: &[i16]) -> v128 {
-        let mut p = i32x4_splat(0);
-        for (k, &wk) in w.iter().enumerate() {
-            let s = dot16(i32x4_splat(0), wk, x, k);
-            p = i32x4_add(p, i32x4_mul(s, i32x4_splat(h.0[k])));
+    fn planes(
+        h: &Self::Head,
+        w: impl Fn(usize) -> v128,
+        x: [&[i8]; 2],
+        sums: [&[i16]; 2],
+    ) -> [v128; 2] {
+        let mut p = [i32x4_splat(0); 2];
+        for k in 0..16 {
+            let (wk, sc) = (w(k), i32x4_splat(h.0[k]));
+            for i in 0..2 {
+                p[i] = i32x4_add(p[i], i32x4_mul(dot16(i32x4_splat(0), wk, x[i], k), sc));
+            }
         }
         // − 32·Σ_k sc_k·Σ_{16k} q: |32·sc| ≤ 4096 and |Σ| ≤ 2032 in i16 lanes, exact in i32.
-        let off = i32x4_add(
-            i32x4_dot_i16x8(h.1[0], load_i16(sums, 0)),
-            i32x4_dot_i16x8(h.1[1], load_i16(sums, 8)),
-        );
-        i32x4_add(p, off)
+        for i in 0..2 {
+            let off = i32x4_add(
+                i32x4_dot_i16x8(h.1[0], load_i16(sums[i], 0)),
+                i32x4_dot_i16x8(h.1[1], load_i16(sums[i], 8)),
+            );
+            p[i] = i32x4_add(p[i], off);
+        }
+        p
     }
     #[inline(always)]
     fn finish(h: &Self::Head, p: v128, p2: v128, x: TokenActs, bi: usize, acc: &mut Accumulator) {
@@ -359,11 +387,11 @@ impl RelaxedBlock for Q6K {
     }
 }
 
-/// `acc += block · activations` for decoded block `bi` (chunks `w`) and token `x`.
+/// `acc += block · activations` for block `bi` (chunks `w(k)`) and token `x`.
 #[inline(always)]
 fn dot<B: RelaxedBlock>(
     h: &B::Head,
-    w: &[v128; 16],
+    w: impl Fn(usize) -> v128,
     x: TokenActs,
     bi: usize,
     acc: &mut Accumulator,
@@ -372,8 +400,12 @@ fn dot<B: RelaxedBlock>(
         B::BS * bi..B::BS * (bi + 1),
         B::BS / 16 * bi..B::BS / 16 * (bi + 1),
     );
-    let p = B::plane(h, w, &x.q[xs.clone()], &x.sum[ss.clone()]);
-    let p2 = B::plane(h, w, &x.q2[xs], &x.sum2[ss]);
+    let [p, p2] = B::planes(
+        h,
+        w,
+        [&x.q[xs.clone()], &x.q2[xs]],
+        [&x.sum[ss.clone()], &x.sum2[ss]],
+    );
     B::finish(h, p, p2, x, bi, acc);
 }
 
@@ -392,6 +424,15 @@ fn tile<B: RelaxedBlock, const R: usize, const T: usize>(
     let nb = rows[0].len() / B::TS;
     for bi in 0..nb {
         let block = |r: usize| &rows[r][bi * B::TS..(bi + 1) * B::TS];
+        if T == 1 {
+            // Decode: each chunk decoded and multiplied at once (the same sums and steps).
+            for r in 0..R {
+                let b = block(r);
+                let h = B::head(b);
+                dot::<B>(&h, |k| B::chunk(b, &h, k), xs[0], bi, &mut acc[r][0]);
+            }
+            continue;
+        }
         let mut heads = [B::head(block(0)); R];
         let mut w = [[u8x16_splat(0); 16]; R];
         for r in 0..R {
@@ -403,7 +444,7 @@ fn tile<B: RelaxedBlock, const R: usize, const T: usize>(
         }
         for t in 0..T {
             for r in 0..R {
-                dot::<B>(&heads[r], &w[r], xs[t], bi, &mut acc[r][t]);
+                dot::<B>(&heads[r], |k| w[r][k % 16], xs[t], bi, &mut acc[r][t]);
             }
         }
     }
