@@ -512,7 +512,8 @@ fn rows<B: IntBlock>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [
             *x = tok(t0 + i);
         }
         let mut ri = 0;
-        while ri + 2 <= n_rows {
+        // Row pairs for the 32-blocks; a K-quant block of one row is already 32 vectors.
+        while B::BS == 32 && ri + 2 <= n_rows {
             match tt {
                 8 => run!(2, 8, ri, t0, xs),
                 4 => run!(2, 4, ri, t0, xs),
@@ -521,13 +522,14 @@ fn rows<B: IntBlock>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [
             }
             ri += 2;
         }
-        if ri < n_rows {
+        while ri < n_rows {
             match tt {
                 8 => run!(1, 8, ri, t0, xs),
                 4 => run!(1, 4, ri, t0, xs),
                 2 => run!(1, 2, ri, t0, xs),
                 _ => run!(1, 1, ri, t0, xs),
             }
+            ri += 1;
         }
         t0 += tt;
     }
