@@ -34,14 +34,15 @@
 //! sums (relative 2^-24 per conversion and add, ~1e-7 of Σ|w·x|).
 //!
 //! Tiles: decode (one token) runs 2 rows side by side, each block's groups decoded and
-//! multiplied at once; prefill decodes a block of 2 rows once into registers / the stack and
-//! multiplies it with a tile of up to 8 tokens. Both take the same i32 sums and the same f32
+//! multiplied at once; prefill decodes a block of 2 rows (K-quants: 1) once into registers /
+//! the stack and multiplies it with a tile of up to 8 tokens. Both take the same i32 sums and the same f32
 //! steps per output in the same order, so prefill and decode give identical values.
 //!
-//! Speed (headless Chromium on a busy 2-core machine, medians of 3): SmolLM2-135M Q4_K_M
-//! about the f32 SIMD128 kernels' (prefill 47 vs 39, decode 17.6 vs 16.1 tok/s), pad768
-//! prefill slower (30 vs 36 tok/s). The 8-MAC dot does not yet pay for the widening and the
-//! extra f32 steps per block here; the 2×8 prefill tile spills its 64 decoded vectors.
+//! Speed (`scripts/bench-browser cpu 64`, headless Chromium, a shared 2-core machine, medians
+//! of 3 interleaved runs, prefill / decode tok/s): SmolLM2-135M Q4_K_M 78.7 / 31.2 against the
+//! f32 SIMD128 kernels' 72.5 / 27.1; pad768 69.9 / 25.3 against 59.8 / 22.3. Decode multiplies
+//! each group as it is decoded (a decoded-block array first: 40% slower); K-quant prefill
+//! tiles are 1 row × 8 tokens (2 rows' 64 decoded vectors spilled: pad768 prefill 15% slower).
 
 use super::super::{IntRowsFn, QAct};
 use super::{f16, high_bits, hsum, load16};
