@@ -26,6 +26,8 @@ lint:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+simd128" \
 	rustup run $$(cat scripts/threads-toolchain) $(CARGO) clippy --target wasm32-unknown-unknown --lib --tests \
 	  --no-default-features --features web-threads --target-dir $${CARGO_TARGET_DIR:-target}/threads-check -- -D warnings
+	CARGO_TARGET_DIR=$${CARGO_TARGET_DIR:-target}/relaxed-simd CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+	$(CARGO) clippy --target wasm32-unknown-unknown --lib --tests --no-default-features -- -D warnings
 
 wasm:
 	$(CARGO) build --target wasm32-unknown-unknown --lib
@@ -36,12 +38,17 @@ unit:
 	$(CARGO) test --profile ci
 
 ## The engine compiled to wasm32 with SIMD128 (as scripts/build-web builds it), run in headless
-## Chromium by wasm-bindgen-test (webdriver.json): engine parity and the SIMD128 kernels.
+## Chromium by wasm-bindgen-test (webdriver.json): engine parity and the SIMD128 kernels; then the
+## kernels again built with relaxed SIMD too (their own target dir: other RUSTFLAGS).
 wasm-test:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128" \
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=$${CHROMEDRIVER:-/usr/bin/chromedriver} \
 	WASM_BINDGEN_TEST_TIMEOUT=600 $(CARGO) test --profile ci --no-default-features --target wasm32-unknown-unknown \
 	  --test wasm_engine --test wasm_kernels --test wasm_gpu --test wasm_zoo
+	CARGO_TARGET_DIR=$${CARGO_TARGET_DIR:-target}/relaxed-simd CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=$${CHROMEDRIVER:-/usr/bin/chromedriver} \
+	WASM_BINDGEN_TEST_TIMEOUT=600 $(CARGO) test --profile ci --no-default-features --target wasm32-unknown-unknown \
+	  --test wasm_kernels
 
 ## The browser app's wasm module into pkg/ (release, SIMD128, wasm-bindgen --target web), and its
 ## threaded build into pkg/threads/ (atomics, shared memory; the pinned nightly).

@@ -23,8 +23,14 @@
 //!   grid rows with XOR-ed signs); the same code is compiled a second time with AVX-512 VL for
 //!   its 32 vector registers where the CPU has it; the portable kernels recompiled under
 //!   `target_feature(avx2,fma,f16c)` for the other formats (F16, BF16, Q2_K, Q3_K, Q5_K);
-//! - wasm32 with SIMD128 (`-C target-feature=+simd128`, the web build): hand-written
-//!   `core::arch::wasm32` kernels for F32, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K
+//! - wasm32 with relaxed SIMD (`+simd128,+relaxed-simd`): the relaxed-SIMD integer kernels
+//!   (`wasm_relaxed`: unsigned weight quants × two i8 activation planes,
+//!   `i32x4_relaxed_dot_i8x16_i7x16_add`) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K; then as
+//!   below;
+//! - wasm32 with SIMD128 (`-C target-feature=+simd128`, the web build): the integer kernels
+//!   of `wasm_i16` (the scheme above on `i32x4_dot_i16x8`, activations quantized by the
+//!   portable `QAct::quantize`, bit for bit the AVX-512 one) for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+//!   Q4_K and Q6_K; hand-written `core::arch::wasm32` f32 kernels for F32 and the same formats
 //!   (`wasm`) and the IQ formats and MXFP4 (`wasm_iq`: `i8x16_swizzle` level lookups, grid
 //!   rows with XOR-ed signs); the portable kernels (autovectorized for SIMD128) for the others
 //!   (F16, BF16, Q2_K, Q3_K, Q5_K);
@@ -56,7 +62,13 @@ type RowsFn = fn(w: &QMatrix, x: &[f32], n_tok: usize, r0: usize, out: &mut [f32
 
 /// Computes rows `r0..r0 + out.len() / n_tok` of `W·xᵀ` into `out` (row, token), from
 /// activations quantized once per call (`QAct`).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(dead_code)
+)]
 type IntRowsFn = fn(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f32]);
 
 /// Activations quantized for the integer kernels: per group of `g` values (32, or 256 for the
@@ -64,7 +76,13 @@ type IntRowsFn = fn(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f
 /// With the residual plane (Q6_K), for 256-value groups where some 32 values are much smaller
 /// than the group's largest (an outlier), `r` flags the group and `q2` holds the rounding
 /// residual: `x ≈ (q + q2/65534)·d`.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(dead_code)
+)]
 #[derive(Default)]
 pub(super) struct QAct {
     pub(super) n_tok: usize,
@@ -80,9 +98,22 @@ pub(super) struct QAct {
     pub(super) d: Vec<f32>,
     /// (n_tok, cols / 32).
     pub(super) s: Vec<f32>,
+    #[cfg_attr(not(target_feature = "relaxed-simd"), allow(dead_code))]
+    /// Relaxed SIMD only (`wasm_relaxed`, where `d = max|x| / 127`): (2, n_tok, cols), the
+    /// plane `round(x / d)` then the residual plane; `q` is then unused.
+    pub(super) q8: Vec<i8>,
+    #[cfg_attr(not(target_feature = "relaxed-simd"), allow(dead_code))]
+    /// Relaxed SIMD only: (2, n_tok, cols / 16), the sums of every 16 values of each plane.
+    pub(super) sum16: Vec<i16>,
 }
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(dead_code)
+)]
 impl QAct {
     /// Zeroed buffers for `n_tok` × `cols` (reusing `self`'s allocations).
     fn reset(&mut self, n_tok: usize, cols: usize, g: usize, resid: bool) {
@@ -98,6 +129,89 @@ impl QAct {
         zero(&mut self.d, n_tok * (cols / g));
         zero(&mut self.s, n_tok * (cols / 32));
     }
+
+    /// A 256-value group gets a residual plane (for the formats that ask for it: Q6_K) when
+    /// some 32 of its values have a largest magnitude under this fraction of the group's:
+    /// per-32 scales would have been 16× finer for them. Real activations have outlier
+    /// channels (ratios beyond 1/256 are common); the plane costs a second dot chain for the
+    /// flagged groups.
+    pub(super) const RESIDUAL_BELOW: f32 = 1.0 / 16.0;
+
+    /// Quantize `n_tok` rows of `cols` activations (`cols` a multiple of `g`, `g` a multiple
+    /// of 32) in portable Rust: per `g` values `d = max|x| / 32767` and `q = round(x / d)`
+    /// (`x · (32767 / max|x|)` rounded half to even, so |q| ≤ 32767); per 32 values the f32
+    /// sum `s`, added as a halving tree (`x[l] + x[l + 16]`, then 16 → 8 → 4 → 2 → 1, the
+    /// order of `_mm512_reduce_add_ps`); with `resid` and `g = 256`, the residual plane of
+    /// [`Self::RESIDUAL_BELOW`] groups, `q2 = round((x / d − q)·65534)`. For finite inputs
+    /// this is bit for bit what `x86::quantize` (AVX-512) computes, so every path's integer
+    /// kernels see the same activations. The wasm32 integer kernels use it directly.
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))] // (there: the test's reference)
+    pub(super) fn quantize(&mut self, x: &[f32], n_tok: usize, cols: usize, g: usize, resid: bool) {
+        self.reset(n_tok, cols, g, resid);
+        let (ng, ns) = (cols / g, cols / 32);
+        let wide = !self.q2.is_empty();
+        for (t, xt) in x.chunks_exact(cols).enumerate().take(n_tok) {
+            let q = &mut self.q[t * cols..(t + 1) * cols];
+            let d = &mut self.d[t * ng..(t + 1) * ng];
+            let s = &mut self.s[t * ns..(t + 1) * ns];
+            for (c, sc) in xt.chunks_exact(32).zip(s.iter_mut()) {
+                *sc = halving_sum32(c);
+            }
+            for (gi, (xg, qg)) in xt.chunks_exact(g).zip(q.chunks_exact_mut(g)).enumerate() {
+                let (mut amax, mut amin32) = (0f32, f32::INFINITY);
+                for c in xg.chunks_exact(32) {
+                    let m = c.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    amax = amax.max(m);
+                    amin32 = amin32.min(m);
+                }
+                d[gi] = amax / 32767.0;
+                // A zero group stays zero; a non-finite one makes `d` non-finite (as on the
+                // f32 path, the outputs then are not finite either).
+                let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
+                let flag = wide && amin32 < Self::RESIDUAL_BELOW * amax && inv.is_finite();
+                if wide {
+                    self.r[t * ng + gi] = flag;
+                }
+                for (j, (&xv, qv)) in xg.iter().zip(qg.iter_mut()).enumerate() {
+                    let v = xv * inv;
+                    let r = v.round_ties_even();
+                    *qv = to_i16(r);
+                    if flag {
+                        // |v − round(v)| ≤ 1/2, so the residual times 65534 fits in i16.
+                        self.q2[t * cols + gi * g + j] =
+                            to_i16(((v - r) * 65534.0).round_ties_even());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The sum of 32 values (`c[..32]`) as a halving tree: `c[l] + c[l + 16]`, then 16 → 8 → 4 →
+/// 2 → 1 (the order of `_mm512_reduce_add_ps` over two 16-lane halves).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn halving_sum32(c: &[f32]) -> f32 {
+    let mut v = [0f32; 32];
+    v.copy_from_slice(&c[..32]);
+    let mut n = 16;
+    while n >= 1 {
+        for l in 0..n {
+            v[l] += v[l + n];
+        }
+        n /= 2;
+    }
+    v[0]
+}
+
+/// An integral f32 to i16 as `vcvtps2dq` + `vpmovsdw` do it: saturated, and NaN or beyond i32
+/// (the "integer indefinite") to −32768.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn to_i16(v: f32) -> i16 {
+    if v.abs() < 2_147_483_648.0 {
+        v.clamp(-32768.0, 32767.0) as i16
+    } else {
+        i16::MIN
+    }
 }
 
 std::thread_local! {
@@ -112,8 +226,17 @@ enum Kern {
     /// f32 activations.
     F32(RowsFn),
     /// Activations quantized to i16 per this many values first.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(
+            target_arch = "x86_64",
+            all(target_arch = "wasm32", target_feature = "simd128")
+        )),
+        allow(dead_code)
+    )]
     I16(IntRowsFn, usize, bool),
+    /// Activations quantized to two i8 planes per this many values first (relaxed SIMD).
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    I8(IntRowsFn, usize),
 }
 
 std::thread_local! {
@@ -123,8 +246,10 @@ std::thread_local! {
 
 /// Testing aid: the widest code path `Kernel::Fast` matmuls started from the calling thread
 /// may use. 0: portable kernels; 1: the f32 SIMD kernels (AVX2 on x86_64, SIMD128 on wasm32);
-/// 2: on x86_64 the i16 integer kernels with AVX-512 BW; 3 and above: also AVX-512 VNNI. Each
-/// is used only where the CPU has it. Every path meets the same accuracy bounds.
+/// 2: the i16 integer kernels (x86_64: with AVX-512 BW; wasm32: SIMD128); 3 and above: also
+/// AVX-512 VNNI (x86_64), the relaxed-SIMD kernels (wasm32 built with `+relaxed-simd`). Each
+/// is used only where the CPU (or the build) has it. Every path meets its computed accuracy
+/// bound (the integer ones: the activation quantization's, see `x86_i16`, `wasm_relaxed`).
 pub fn limit_isa(level: u8) {
     ISA_LIMIT.with(|l| l.set(level));
 }
@@ -183,14 +308,28 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
         Kern::F32(f) => run_rows(w, n_tok, out, |r0, o| f(w, x, n_tok, r0, o)),
         Kern::I16(f, g, resid) => {
             let qa = qa.get_or_insert_with(QAct::default);
+            // The AVX-512 quantizer on x86_64, the portable one (same values) elsewhere.
             #[cfg(target_arch = "x86_64")]
-            if x86::quantize(qa, x, n_tok, cols, g, resid) {
+            let ready = x86::quantize(qa, x, n_tok, cols, g, resid);
+            #[cfg(not(target_arch = "x86_64"))]
+            let ready = {
+                qa.quantize(x, n_tok, cols, g, resid);
+                true
+            };
+            if ready {
                 let qa = &*qa;
-                return run_rows(w, n_tok, out, |r0, o| f(w, qa, n_tok, r0, o));
+                run_rows(w, n_tok, out, |r0, o| f(w, qa, n_tok, r0, o));
+            } else {
+                // Unreachable: `select` hands these out only where the quantizer runs.
+                out.fill(f32::NAN);
             }
-            // Unreachable: `select` hands these out only where the quantizer runs.
-            let _ = (f, g, resid, qa);
-            out.fill(f32::NAN);
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        Kern::I8(f, g) => {
+            let qa = qa.get_or_insert_with(QAct::default);
+            wasm::quantize_relaxed(qa, x, n_tok, cols, g);
+            let qa = &*qa;
+            run_rows(w, n_tok, out, |r0, o| f(w, qa, n_tok, r0, o));
         }
     };
     if n_tok == 1 {
@@ -369,6 +508,18 @@ fn select(w: &QMatrix) -> Option<Kern> {
             return Some(Kern::F32(f));
         }
         return generic_avx2(w.ty).map(Kern::F32);
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    if limit >= 3 {
+        if let Some((f, g)) = wasm::select_relaxed(w.ty) {
+            return Some(Kern::I8(f, g));
+        }
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if limit >= 2 {
+        if let Some((f, g, resid)) = wasm::select_int(w.ty) {
+            return Some(Kern::I16(f, g, resid));
+        }
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if limit >= 1 {

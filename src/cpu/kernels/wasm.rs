@@ -20,6 +20,8 @@
 //! The IQ formats and MXFP4 are in the child module `wasm_iq` (level tables through
 //! `i8x16_swizzle`, grid rows with XOR-ed signs), on the same `Blk` trait and tiles.
 
+#[path = "wasm_i16.rs"]
+mod int;
 #[path = "wasm_iq.rs"]
 mod iq;
 use super::{RowsFn, Tiler};
@@ -27,6 +29,12 @@ use crate::model::QMatrix;
 use crate::quant::blocks::f16_to_f32;
 use crate::quant::GgmlType;
 use core::arch::wasm32::*;
+pub(super) use int::select as select_int;
+#[cfg(target_feature = "relaxed-simd")]
+#[path = "wasm_relaxed.rs"]
+mod relaxed;
+#[cfg(target_feature = "relaxed-simd")]
+pub(super) use relaxed::{quantize as quantize_relaxed, select as select_relaxed};
 
 /// Eight consecutive f32 weights (or activations): lanes 0..4 and 4..8.
 #[derive(Clone, Copy)]

@@ -372,7 +372,7 @@ impl<const VNNI: bool> Avx512<VNNI> {
     /// Quantize one token's activations `x` (a multiple of `g` values, `g` a multiple of 32):
     /// per `g` values, `d = max|x| / 32767` and `q = round(x / d)` (so |q| ≤ 32767); per 32
     /// values the exact f32 sum `s`. With `q2` (for `g = 256`): where some 32 values of a group
-    /// have a largest magnitude under [`RESIDUAL_BELOW`] of the group's, flag the group in `r`
+    /// have a largest magnitude under `QAct::RESIDUAL_BELOW` of the group's, flag the group in `r`
     /// and store the residual `round((x/d − q)·65534)` in `q2`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
@@ -404,7 +404,8 @@ impl<const VNNI: bool> Avx512<VNNI> {
             let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
             let id = self.splat(inv);
             let q2g = q2.next();
-            let resid = q2g.is_some() && amin32 < RESIDUAL_BELOW * amax && inv.is_finite();
+            let resid =
+                q2g.is_some() && amin32 < super::QAct::RESIDUAL_BELOW * amax && inv.is_finite();
             if let Some(f) = r.next() {
                 *f = resid;
             }
@@ -432,14 +433,9 @@ impl<const VNNI: bool> Avx512<VNNI> {
     }
 }
 
-/// A 256-value group gets a residual plane (for the formats with `IBlk::RESID`: Q6_K) when
-/// some 32 of its values have a largest magnitude under this fraction of the group's: per-32
-/// scales would have been 16× finer for them. Real activations have outlier channels (ratios
-/// beyond 1/256 are common); the plane costs a second `dp` chain for the flagged groups.
-const RESIDUAL_BELOW: f32 = 1.0 / 16.0;
-
 /// Quantize `n_tok` rows of `cols` activations for the i16 kernels into `qa` (see
-/// `super::QAct`). `false` without AVX-512 BW.
+/// `super::QAct`; bit for bit `QAct::quantize`, the portable one, for finite inputs). `false`
+/// without AVX-512 BW.
 pub(super) fn quantize(
     qa: &mut super::QAct,
     x: &[f32],

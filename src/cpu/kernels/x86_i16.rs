@@ -27,7 +27,7 @@
 //! K-quants: activation outliers make a per-256 scale coarse for the other values of the
 //! group. For Q6_K (the output head, whose error reaches the logits directly) groups where
 //! some 32 values are under 1/16 of the group's largest also carry a residual plane `q2`
-//! (`x ≈ (q + q2/65534)·d`, see `x86::RESIDUAL_BELOW`), dotted with the same decoded weights
+//! (`x ≈ (q + q2/65534)·d`, see `QAct::RESIDUAL_BELOW`), dotted with the same decoded weights
 //! by a second `dp` chain. Q4_K goes without (`IBlk::RESID`): with it everywhere, logits NMSE
 //! vs the exact reference was 5e-8–4e-7 and pad768 decode/prefill cost 8% / 20% more CPU
 //! time; without it for Q4_K, 6e-8–2.2e-6 (llama.cpp: 1e-3 and more).
@@ -648,5 +648,49 @@ pub(super) fn rows<B: IBlk, const V: bool>(
             }
         }
         t0 += tt;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QAct;
+
+    /// The AVX-512 quantizer and the portable one (`QAct::quantize`, which the wasm32 integer
+    /// kernels use) give bit-identical activations: random values, zero groups, outliers.
+    #[test]
+    fn avx512_quantizer_equals_the_portable_one() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        let (n_tok, cols) = (3, 1024);
+        let mut x: Vec<f32> = (0..n_tok * cols).map(|_| next() * 3.0).collect();
+        x[..256].fill(0.0); // a zero group
+        for (i, v) in x.iter_mut().enumerate().skip(300).take(200) {
+            *v *= if i % 37 == 0 { 400.0 } else { 1e-3 }; // outliers over small values
+        }
+        x[cols + 700] = 1e4;
+        for (g, resid) in [(32, false), (256, false), (256, true)] {
+            let (mut fast, mut portable) = (QAct::default(), QAct::default());
+            if !super::super::x86::quantize(&mut fast, &x, n_tok, cols, g, resid) {
+                return; // no AVX-512 BW here
+            }
+            portable.quantize(&x, n_tok, cols, g, resid);
+            assert_eq!(fast.q, portable.q, "q, g {g}");
+            assert_eq!(fast.q2, portable.q2, "q2, g {g}");
+            assert_eq!(fast.r, portable.r, "r, g {g}");
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast.d), bits(&portable.d), "d, g {g}");
+            assert_eq!(bits(&fast.s), bits(&portable.s), "s, g {g}");
+            if resid {
+                assert!(
+                    portable.r.iter().any(|&r| r),
+                    "no group got a residual plane"
+                );
+            }
+        }
     }
 }

@@ -1,0 +1,558 @@
+//! wasm32 SIMD128 integer kernels: quantized weights × i16 activations, the scheme of
+//! `x86_i16` on 128-bit vectors (`limit_isa` level 2 and above).
+//!
+//! Each matmul call first quantizes every token's activations once (`super::QAct`, by the
+//! portable `QAct::quantize`, bit for bit what the AVX-512 quantizer computes): per group of
+//! `G` values (32 for the 32-weight formats, 256 for the K-quants) one f32 scale
+//! `d = max|x| / 32767` and i16 values `q = round(x / d)`, plus the exact f32 sum of every 32
+//! values for the formats with a min term, plus for Q6_K the residual plane of groups with
+//! outliers (`x ≈ (q + q2/65534)·d`, see `QAct::RESIDUAL_BELOW`). The error of that step is at
+//! most `d / 2` per value, `max|x| / 65534` of the group (with the residual plane `d / 131068`
+//! for the flagged groups): ~1.5e-5 of the group's largest magnitude.
+//!
+//! A block's weights are widened to `i16x8` vectors (four per 32-weight group) holding its
+//! integer quants (K-quants: already multiplied by their integer sub-block scales), and
+//! multiplied with the activations by `i32x4_dot_i16x8` (8 multiply-adds per instruction into
+//! 4 i32 lanes, exact). The i32 lanes are converted to f32 once per chain (below) and
+//! multiplied by the product of the weight and activation scales into an `f32x4` accumulator
+//! (mul + add: SIMD128 has no FMA); each output is reduced horizontally once. Min terms
+//! (`Q4_1`, `Q5_1`, `Q4_K`) use the exact activation sums.
+//!
+//! Overflow: with 4 i32 lanes, a 32-weight group puts 8 products in each lane
+//! (|q_x| ≤ 32767), so the chains (`IntBlock::CHAIN` groups summed in i32 before conversion)
+//! are sized to stay below 2^31 − 1:
+//! - Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 (chain of 1 group): 8 products of |w| ≤ 128:
+//!   ≤ 8·128·32767 ≈ 3.4e7;
+//! - Q4_K (chain of 8 groups, the whole super-block): `q·sc` ≤ 15·63 = 945; 64 products per
+//!   lane: ≤ 64·945·32767 ≈ 1.98e9;
+//! - Q6_K (chains of 2 groups, four per super-block): `(q − 32)·sc` ∈ −4064..4096; 16 products
+//!   per lane: ≤ 16·4096·32767 = 2 147 352 576 < 2 147 483 647 (as in `x86_i16`, tight: why
+//!   the quantizer caps |q_x| at 32767). A whole super-block in one chain would overflow.
+//!
+//! So the result differs from the reference by the activation quantization error (at most
+//! `Σ|w|·max|x|/65534` per output, over the 256-value groups) plus f32 rounding of the block
+//! sums (relative 2^-24 per conversion and add, ~1e-7 of Σ|w·x|).
+//!
+//! Tiles: decode (one token) runs 2 rows side by side, each block's groups decoded and
+//! multiplied at once; prefill decodes a block of 2 rows (K-quants: 1) once into registers /
+//! the stack and multiplies it with a tile of up to 8 tokens. Both take the same i32 sums and the same f32
+//! steps per output in the same order, so prefill and decode give identical values.
+//!
+//! Speed (`scripts/bench-browser cpu 64`, headless Chromium, a shared 2-core machine, medians
+//! of 3 interleaved runs, prefill / decode tok/s): SmolLM2-135M Q4_K_M 78.7 / 31.2 against the
+//! f32 SIMD128 kernels' 72.5 / 27.1; pad768 69.9 / 25.3 against 59.8 / 22.3. Decode multiplies
+//! each group as it is decoded (a decoded-block array first: 40% slower); K-quant prefill
+//! tiles are 1 row × 8 tokens (2 rows' 64 decoded vectors spilled: pad768 prefill 15% slower).
+
+use super::super::{IntRowsFn, QAct};
+use super::{f16, high_bits, hsum, load16};
+use crate::model::QMatrix;
+use crate::quant::GgmlType;
+use core::arch::wasm32::*;
+
+/// One token's quantized activations: `q` (cols), `d` (one per `G`), `s` (one per 32).
+#[derive(Clone, Copy)]
+struct TokenActs<'a> {
+    q: &'a [i16],
+    /// Residual plane and its per-group flags (Q6_K only, else empty).
+    q2: &'a [i16],
+    flagged: &'a [bool],
+    d: &'a [f32],
+    s: &'a [f32],
+}
+
+/// 8 i16 at `x[at..at + 8]`.
+#[inline(always)]
+fn load_i16(x: &[i16], at: usize) -> v128 {
+    let s: &[i16; 8] = match x[at..at + 8].try_into() {
+        Ok(s) => s,
+        Err(_) => unreachable!(),
+    };
+    // SAFETY: `s` is exactly 16 readable bytes; `v128_load` has no alignment requirement.
+    unsafe { v128_load(s.as_ptr().cast()) }
+}
+
+/// 4 f32 at `x[at..at + 4]`.
+#[inline(always)]
+fn load_f32(x: &[f32], at: usize) -> v128 {
+    let s: &[f32; 4] = match x[at..at + 4].try_into() {
+        Ok(s) => s,
+        Err(_) => unreachable!(),
+    };
+    // SAFETY: `s` is exactly 16 readable bytes; `v128_load` has no alignment requirement.
+    unsafe { v128_load(s.as_ptr().cast()) }
+}
+
+/// One output's running sum: f32 lanes, and a scalar for the 32-block formats' min terms.
+#[derive(Clone, Copy)]
+struct Accumulator {
+    v: v128,
+    s: f32,
+}
+
+/// 32 weights as four `i16x8`: weights 0..8, 8..16, 16..24, 24..32 of the group.
+type Group = [v128; 4];
+
+/// A block format as integer quants: a header (its scales, decoded once per row and block)
+/// and `BS / 32` groups of 32 i16 weights.
+trait IntBlock {
+    /// Weights per block.
+    const BS: usize;
+    /// Bytes per block.
+    const TS: usize;
+    /// Activation values per scale.
+    const G: usize;
+    /// Whether the activations carry the residual plane for groups with outliers.
+    const RESID: bool;
+    /// Groups whose i32 lane sums share one chain before conversion to f32 (overflow bound).
+    const CHAIN: usize;
+    /// A block's scales, as `group` and `finish` need them.
+    type Head: Copy;
+    fn head(b: &[u8]) -> Self::Head;
+    /// Group `g` (weights `32g..32g + 32`) as i16 lanes (K-quants: times their sub-block
+    /// scales).
+    fn group(b: &[u8], h: &Self::Head, g: usize) -> Group;
+    /// `acc += block · activations` from the f32 sums of the exact i32 chains `p`
+    /// (weights × `x.q`) and, for groups with a residual plane, `p2` (weights × `x.q2`).
+    fn finish(
+        h: &Self::Head,
+        p: v128,
+        p2: Option<v128>,
+        x: TokenActs,
+        bi: usize,
+        acc: &mut Accumulator,
+    );
+}
+
+/// The four `i16x8` of 16 low-nibble bytes `lo` and 16 high-nibble bytes `hi` (signed bytes).
+#[inline(always)]
+fn widen_i8(lo: v128, hi: v128) -> Group {
+    [
+        i16x8_extend_low_i8x16(lo),
+        i16x8_extend_high_i8x16(lo),
+        i16x8_extend_low_i8x16(hi),
+        i16x8_extend_high_i8x16(hi),
+    ]
+}
+
+/// The 32 quants of a 4-bit block from `qs` (16 bytes: low nibbles are weights 0..16, high
+/// ones 16..32) with `hi_lo` / `hi_hi` OR-ed in (the Q5 fifth bits, or 0), minus `off`.
+#[inline(always)]
+fn nibbles(qs: v128, hi_lo: v128, hi_hi: v128, off: i8) -> Group {
+    let o = i8x16_splat(off);
+    let lo = i8x16_sub(v128_or(v128_and(qs, u8x16_splat(15)), hi_lo), o);
+    let hi = i8x16_sub(v128_or(u8x16_shr(qs, 4), hi_hi), o);
+    widen_i8(lo, hi)
+}
+
+/// The 32-weight formats: the header is `(d, m, fifth bits)`; `finish` adds `d·d_x·p` and,
+/// with a min, `m·s_x`.
+macro_rules! block32 {
+    ($name:ident, $ts:literal, $min:literal, |$b:ident| $head:expr, |$b2:ident, $h:ident| $q:expr) => {
+        pub(super) struct $name;
+        impl IntBlock for $name {
+            const BS: usize = 32;
+            const TS: usize = $ts;
+            const G: usize = 32;
+            const RESID: bool = false;
+            const CHAIN: usize = 1;
+            type Head = (f32, f32, u32);
+            #[inline(always)]
+            fn head($b: &[u8]) -> Self::Head {
+                $head
+            }
+            #[inline(always)]
+            fn group($b2: &[u8], $h: &Self::Head, _: usize) -> Group {
+                $q
+            }
+            #[inline(always)]
+            fn finish(
+                h: &Self::Head,
+                p: v128,
+                _: Option<v128>,
+                x: TokenActs,
+                bi: usize,
+                acc: &mut Accumulator,
+            ) {
+                acc.v = f32x4_add(acc.v, f32x4_mul(p, f32x4_splat(h.0 * x.d[bi])));
+                if $min {
+                    acc.s += h.1 * x.s[bi];
+                }
+            }
+        }
+    };
+}
+
+block32!(Q4_0, 18, false, |b| (f16(b, 0), 0.0, 0), |b, _h| {
+    let z = u8x16_splat(0);
+    nibbles(load16(b, 2), z, z, 8)
+});
+block32!(Q4_1, 20, true, |b| (f16(b, 0), f16(b, 2), 0), |b, _h| {
+    let z = u8x16_splat(0);
+    nibbles(load16(b, 4), z, z, 0)
+});
+block32!(
+    Q5_0,
+    22,
+    false,
+    |b| (f16(b, 0), 0.0, u32::from_le_bytes([b[2], b[3], b[4], b[5]])),
+    |b, h| nibbles(
+        load16(b, 6),
+        high_bits(h.2 & 0xffff),
+        high_bits(h.2 >> 16),
+        16
+    )
+);
+block32!(
+    Q5_1,
+    24,
+    true,
+    |b| (
+        f16(b, 0),
+        f16(b, 2),
+        u32::from_le_bytes([b[4], b[5], b[6], b[7]])
+    ),
+    |b, h| nibbles(
+        load16(b, 8),
+        high_bits(h.2 & 0xffff),
+        high_bits(h.2 >> 16),
+        0
+    )
+);
+block32!(Q8_0, 34, false, |b| (f16(b, 0), 0.0, 0), |b, _h| widen_i8(
+    load16(b, 2),
+    load16(b, 18)
+));
+
+/// K-quant `finish`: `acc += d·d_x·(p + p2/65534)`.
+#[inline(always)]
+fn finish256(d: f32, p: v128, p2: Option<v128>, xd: f32, acc: &mut Accumulator) {
+    acc.v = f32x4_add(acc.v, f32x4_mul(p, f32x4_splat(d * xd)));
+    if let Some(p2) = p2 {
+        acc.v = f32x4_add(acc.v, f32x4_mul(p2, f32x4_splat(d * xd * (1.0 / 65534.0))));
+    }
+}
+
+pub(super) struct Q4K;
+impl IntBlock for Q4K {
+    const BS: usize = 256;
+    const TS: usize = 144;
+    const G: usize = 256;
+    const RESID: bool = false;
+    const CHAIN: usize = 8;
+    /// The 8 sub-block scales; d; −dmin·m per sub-block (two `f32x4`).
+    type Head = ([i16; 8], f32, [v128; 2]);
+    #[inline(always)]
+    fn head(b: &[u8]) -> Self::Head {
+        let (d, dmin) = (f16(b, 0), f16(b, 2));
+        // The 8 six-bit scales and mins (as `get_scale_min_k4`, all at once).
+        let word = |i: usize| u32::from_le_bytes([b[4 + i], b[5 + i], b[6 + i], b[7 + i]]);
+        let (u0, u1, u2) = (word(0), word(4), word(8));
+        let (k1, k2, k3) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+        let sc = u64::from(u0 & k1) | (u64::from((u2 & k2) | (((u0 >> 6) & k3) << 4)) << 32);
+        let m = u32x4(u1 & k1, ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4), 0, 0);
+        let m16 = u16x8_extend_low_u8x16(m);
+        let mv = f32x4_splat(-dmin);
+        let m0 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_low_u16x8(m16)), mv);
+        let m1 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_high_u16x8(m16)), mv);
+        (sc.to_le_bytes().map(i16::from), d, [m0, m1])
+    }
+    #[inline(always)]
+    fn group(b: &[u8], h: &Self::Head, g: usize) -> Group {
+        // Sub-block 2c: low nibbles of bytes 16 + 32c.., 2c + 1: their high nibbles.
+        let at = 16 + 32 * (g / 2);
+        let (v0, v1) = (load16(b, at), load16(b, at + 16));
+        let (q0, q1) = if g.is_multiple_of(2) {
+            let m15 = u8x16_splat(15);
+            (v128_and(v0, m15), v128_and(v1, m15))
+        } else {
+            (u8x16_shr(v0, 4), u8x16_shr(v1, 4))
+        };
+        let sc = i16x8_splat(h.0[g % 8]);
+        [
+            i16x8_mul(u16x8_extend_low_u8x16(q0), sc),
+            i16x8_mul(u16x8_extend_high_u8x16(q0), sc),
+            i16x8_mul(u16x8_extend_low_u8x16(q1), sc),
+            i16x8_mul(u16x8_extend_high_u8x16(q1), sc),
+        ]
+    }
+    #[inline(always)]
+    fn finish(
+        h: &Self::Head,
+        p: v128,
+        p2: Option<v128>,
+        x: TokenActs,
+        bi: usize,
+        acc: &mut Accumulator,
+    ) {
+        finish256(h.1, p, p2, x.d[bi], acc);
+        let m = f32x4_add(
+            f32x4_mul(h.2[0], load_f32(x.s, 8 * bi)),
+            f32x4_mul(h.2[1], load_f32(x.s, 8 * bi + 4)),
+        );
+        acc.v = f32x4_add(acc.v, m);
+    }
+}
+
+pub(super) struct Q6K;
+impl IntBlock for Q6K {
+    const BS: usize = 256;
+    const TS: usize = 210;
+    const G: usize = 256;
+    const RESID: bool = true;
+    const CHAIN: usize = 2;
+    /// The 16 scales; d.
+    type Head = ([i16; 16], f32);
+    #[inline(always)]
+    fn head(b: &[u8]) -> Self::Head {
+        let mut sc = [0i16; 16];
+        for (s, &v) in sc.iter_mut().zip(&b[192..208]) {
+            *s = i16::from(v as i8);
+        }
+        (sc, f16(b, 208))
+    }
+    #[inline(always)]
+    fn group(b: &[u8], h: &Self::Head, g: usize) -> Group {
+        // Weights 128h + 32s + l (group g = 4h + s): ql byte 64h + 32(s%2) + l, nibble s/2;
+        // qh byte 32h + l, bits 2s..2s+2; scale 2g + l/16.
+        let (hh, s) = (g / 4 % 2, g % 4);
+        let mut w = [i16x8_splat(0); 4];
+        for half in 0..2 {
+            let ql = load16(b, 64 * hh + 32 * (s % 2) + 16 * half);
+            let qh = load16(b, 128 + 32 * hh + 16 * half);
+            let nib = if s < 2 {
+                v128_and(ql, u8x16_splat(15))
+            } else {
+                u8x16_shr(ql, 4)
+            };
+            let hb = u8x16_shl(v128_and(u8x16_shr(qh, 2 * s as u32), u8x16_splat(3)), 4);
+            let q = i8x16_sub(v128_or(nib, hb), i8x16_splat(32));
+            let sc = i16x8_splat(h.0[(2 * g + half) % 16]);
+            w[2 * half] = i16x8_mul(i16x8_extend_low_i8x16(q), sc);
+            w[2 * half + 1] = i16x8_mul(i16x8_extend_high_i8x16(q), sc);
+        }
+        w
+    }
+    #[inline(always)]
+    fn finish(
+        h: &Self::Head,
+        p: v128,
+        p2: Option<v128>,
+        x: TokenActs,
+        bi: usize,
+        acc: &mut Accumulator,
+    ) {
+        finish256(h.1, p, p2, x.d[bi], acc)
+    }
+}
+
+/// `acc + w · x[at..at + 32]` in i32 lanes (exact within the chain bounds).
+#[inline(always)]
+fn dot_group(acc: v128, w: &Group, x: &[i16], at: usize) -> v128 {
+    let a = i32x4_add(
+        i32x4_dot_i16x8(w[0], load_i16(x, at)),
+        i32x4_dot_i16x8(w[1], load_i16(x, at + 8)),
+    );
+    let b = i32x4_add(
+        i32x4_dot_i16x8(w[2], load_i16(x, at + 16)),
+        i32x4_dot_i16x8(w[3], load_i16(x, at + 24)),
+    );
+    i32x4_add(acc, i32x4_add(a, b))
+}
+
+/// The f32 lanes of a block's weights (group `g` from `group(g)`) · `xq` (block `bi`): exact
+/// i32 chains of `CHAIN` groups, each converted to f32 and added.
+#[inline(always)]
+fn block_dot<B: IntBlock>(group: impl Fn(usize) -> Group, xq: &[i16], bi: usize) -> v128 {
+    let n = B::BS / 32;
+    let xq = &xq[B::BS * bi..B::BS * (bi + 1)];
+    let mut sum = f32x4_splat(0.0);
+    let mut c = 0;
+    while c < n {
+        let mut p = i32x4_splat(0);
+        for g in c..c + B::CHAIN {
+            p = dot_group(p, &group(g), xq, 32 * g);
+        }
+        let f = f32x4_convert_i32x4(p);
+        sum = if c == 0 { f } else { f32x4_add(sum, f) };
+        c += B::CHAIN;
+    }
+    sum
+}
+
+/// As `block_dot` for the `q` plane and (where `x`'s group `bi` has one) the residual plane
+/// at once, each group decoded once for both: decode's path, straight from the block bytes.
+#[inline(always)]
+fn block_dot2<B: IntBlock>(b: &[u8], h: &B::Head, x: TokenActs, bi: usize) -> (v128, Option<v128>) {
+    if !residual::<B>(x, bi) {
+        return (block_dot::<B>(|g| B::group(b, h, g), x.q, bi), None);
+    }
+    let n = B::BS / 32;
+    let xq = &x.q[B::BS * bi..B::BS * (bi + 1)];
+    let xq2 = &x.q2[B::BS * bi..B::BS * (bi + 1)];
+    let (mut sum, mut sum2) = (f32x4_splat(0.0), f32x4_splat(0.0));
+    let mut c = 0;
+    while c < n {
+        let (mut p, mut p2) = (i32x4_splat(0), i32x4_splat(0));
+        for g in c..c + B::CHAIN {
+            let w = B::group(b, h, g);
+            p = dot_group(p, &w, xq, 32 * g);
+            p2 = dot_group(p2, &w, xq2, 32 * g);
+        }
+        let (f, f2) = (f32x4_convert_i32x4(p), f32x4_convert_i32x4(p2));
+        (sum, sum2) = if c == 0 {
+            (f, f2)
+        } else {
+            (f32x4_add(sum, f), f32x4_add(sum2, f2))
+        };
+        c += B::CHAIN;
+    }
+    (sum, Some(sum2))
+}
+
+/// Whether token `x`'s activation group `bi` has a residual plane.
+#[inline(always)]
+fn residual<B: IntBlock>(x: TokenActs, bi: usize) -> bool {
+    B::RESID && x.flagged.get(bi) == Some(&true) && x.q2.len() >= B::BS * (bi + 1)
+}
+
+/// `acc += block · activations` for decoded block `bi` of a row and token `x`.
+#[inline(always)]
+fn dot<B: IntBlock>(h: &B::Head, w: &[Group; 8], x: TokenActs, bi: usize, acc: &mut Accumulator) {
+    let p = block_dot::<B>(|g| w[g % 8], x.q, bi);
+    let p2 = if residual::<B>(x, bi) {
+        Some(block_dot::<B>(|g| w[g % 8], x.q2, bi))
+    } else {
+        None
+    };
+    B::finish(h, p, p2, x, bi, acc);
+}
+
+/// `R` rows × `T` tokens: each row's block is decoded once for the tile's tokens.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // index loops over constant bounds: fully unrolled
+fn tile<B: IntBlock, const R: usize, const T: usize>(
+    rows: [&[u8]; R],
+    xs: [TokenActs; T],
+) -> [[f32; T]; R] {
+    let zero = Accumulator {
+        v: f32x4_splat(0.0),
+        s: 0.0,
+    };
+    let mut acc = [[zero; T]; R];
+    let nb = rows[0].len() / B::TS;
+    for bi in 0..nb {
+        let block = |r: usize| &rows[r][bi * B::TS..(bi + 1) * B::TS];
+        if T == 1 {
+            // Decode: each group decoded and multiplied at once (the same sums and steps).
+            for r in 0..R {
+                let b = block(r);
+                let h = B::head(b);
+                let (p, p2) = block_dot2::<B>(b, &h, xs[0], bi);
+                B::finish(&h, p, p2, xs[0], bi, &mut acc[r][0]);
+            }
+            continue;
+        }
+        let mut heads = [B::head(block(0)); R];
+        let mut w = [[[i16x8_splat(0); 4]; 8]; R];
+        for r in 0..R {
+            let b = block(r);
+            heads[r] = B::head(b);
+            for g in 0..B::BS / 32 {
+                w[r][g] = B::group(b, &heads[r], g);
+            }
+        }
+        for t in 0..T {
+            for r in 0..R {
+                dot::<B>(&heads[r], &w[r], xs[t], bi, &mut acc[r][t]);
+            }
+        }
+    }
+    let mut out = [[0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            out[r][t] = hsum(acc[r][t].v) + acc[r][t].s;
+        }
+    }
+    out
+}
+
+/// Rows `r0..` of `W·xᵀ` into `out` (row, token).
+fn rows<B: IntBlock>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f32]) {
+    let cols = w.cols;
+    let nb = cols / B::BS;
+    let n_rows = out.len() / n_tok;
+    let row = |ri: usize| &w.row(r0 + ri)[..nb * B::TS];
+    let (ng, ns) = (cols / x.g, cols / 32);
+    let tok = |t: usize| TokenActs {
+        q: &x.q[t * cols..(t + 1) * cols],
+        q2: x.q2.get(t * cols..(t + 1) * cols).unwrap_or_default(),
+        flagged: x.r.get(t * ng..(t + 1) * ng).unwrap_or_default(),
+        d: &x.d[t * ng..(t + 1) * ng],
+        s: &x.s[t * ns..(t + 1) * ns],
+    };
+    macro_rules! run {
+        ($r:literal, $t:literal, $ri:expr, $t0:expr, $xs:expr) => {{
+            let xs: &[TokenActs; $t] = match $xs[..$t].try_into() {
+                Ok(xs) => xs,
+                Err(_) => return,
+            };
+            let v = tile::<B, $r, $t>(std::array::from_fn(|i| row($ri + i)), *xs);
+            for (i, v) in v.iter().enumerate() {
+                let o = ($ri + i) * n_tok + $t0;
+                out[o..o + $t].copy_from_slice(v);
+            }
+        }};
+    }
+    let mut t0 = 0;
+    while t0 < n_tok {
+        let tt = super::super::token_tile(n_tok - t0);
+        // The tile's tokens, built once for all its rows.
+        let mut xs = [tok(t0); 8];
+        for (i, x) in xs.iter_mut().enumerate().take(tt).skip(1) {
+            *x = tok(t0 + i);
+        }
+        let mut ri = 0;
+        // Row pairs for the 32-blocks; a K-quant block of one row is already 32 vectors.
+        while B::BS == 32 && ri + 2 <= n_rows {
+            match tt {
+                8 => run!(2, 8, ri, t0, xs),
+                4 => run!(2, 4, ri, t0, xs),
+                2 => run!(2, 2, ri, t0, xs),
+                _ => run!(2, 1, ri, t0, xs),
+            }
+            ri += 2;
+        }
+        while ri < n_rows {
+            match tt {
+                8 => run!(1, 8, ri, t0, xs),
+                4 => run!(1, 4, ri, t0, xs),
+                2 => run!(1, 2, ri, t0, xs),
+                _ => run!(1, 1, ri, t0, xs),
+            }
+            ri += 1;
+        }
+        t0 += tt;
+    }
+}
+
+/// The integer kernel for `ty`, with its activation group size and whether it wants the
+/// residual plane.
+pub(in super::super) fn select(ty: GgmlType) -> Option<(IntRowsFn, usize, bool)> {
+    macro_rules! pick {
+        ($b:ty) => {
+            (rows::<$b> as IntRowsFn, <$b>::G, <$b>::RESID)
+        };
+    }
+    use GgmlType as G;
+    Some(match ty {
+        G::Q4_0 => pick!(Q4_0),
+        G::Q4_1 => pick!(Q4_1),
+        G::Q5_0 => pick!(Q5_0),
+        G::Q5_1 => pick!(Q5_1),
+        G::Q8_0 => pick!(Q8_0),
+        G::Q4_K => pick!(Q4K),
+        G::Q6_K => pick!(Q6K),
+        _ => return None,
+    })
+}

@@ -1,0 +1,544 @@
+//! wasm32 relaxed-SIMD integer kernels (built with `-C target-feature=+simd128,+relaxed-simd`;
+//! `limit_isa` level 3 and above): unsigned weight quants × two planes of i8 activations with
+//! `i32x4_relaxed_dot_i8x16_i7x16_add` (16 multiply-adds per instruction).
+//!
+//! The relaxed dot is deterministic (the same on every CPU) only where its second operand's
+//! lanes are 0..127, and its intermediate pair sums must fit in i16 (some CPUs saturate them).
+//! So the weights go there as their raw unsigned quants (Q4: 0..15, Q5: 0..31, Q6_K: 0..63)
+//! and the format's offset (Q4_0: 8, Q5_0: 16, Q6_K: 32) is taken off afterwards with the
+//! exact integer sums of the activations; the activations (`|q| ≤ 127`) go first. A pair sum is
+//! then at most 2·127·63 = 16 002 (Q6_K), well inside i16. Q8_0's weights are signed 8-bit,
+//! which the i7 operand cannot hold: it stays on the i16 kernels (`wasm_i16`).
+//!
+//! Activations (`quantize`, once per matmul): per group of `G` values (32, or 256 for the
+//! K-quants) `d = max|x| / 127`, `q = round(x / d)` and a residual plane
+//! `q2 = round((x / d − q)·254)` (both in −127..127), so `x ≈ (q + q2/254)·d`, off by at most
+//! `d / 508 = max|x| / 64 516` per value: 1.016× the i16 kernels' `max|x| / 65 534` (one i8
+//! plane alone would be 258× coarser, llama.cpp's 8-bit error). Per 16 values the integer sums
+//! of `q` and `q2` (|Σ| ≤ 2032, i16), for the offsets; per 32 values the exact f32 sum `s`,
+//! for the min terms (`QAct::quantize`'s halving-tree order).
+//!
+//! Per block and plane, the i32 lanes hold `Σ sc_k·(Σ_{16k} w·q − off·Σ_{16k} q)` (K-quants:
+//! times the integer sub-block scales, `i32x4_mul`), exact: a lane adds ≤ 4 products of
+//! ≤ 127·63 per 16 weights, times |sc| ≤ 128, over 16 chunks: ≤ 6.6e7 (Q4_K: ≤ 7.7e6). Then
+//! `acc += d_w·d_x·(P + P2/254)` in f32 (`f32x4_relaxed_madd`: fused or not, one rounding
+//! more or less), and the min terms as in `wasm_i16`. The error bound per output is thus
+//! `Σ|w|·max|x|/64 516` over the groups (plus f32 rounding, ~1e-7 of Σ|w·x|); `tests/
+//! wasm_kernels.rs` checks it.
+//!
+//! Speed: slower than the i16 kernels where measured (Chromium 156 on x86_64, a shared 2-core
+//! machine, medians of 3, prefill / decode tok/s): SmolLM2-135M Q4_K_M 59.1 / 25.9 against
+//! `wasm_i16`'s 78.7 / 31.2 (f32 SIMD128: 72.5 / 27.1); pad768 46.6 / 18.8 against 69.9 / 25.3.
+//! Two planes double the dots, the K-quant scales need an `i32x4_mul` per sub-block, and
+//! without AVX-VNNI V8 lowers the relaxed dot to `pmaddubsw` + `pmaddwd` + add. Until that
+//! changes, a relaxed build should not be preferred over the plain SIMD128 one.
+
+use super::super::{IntRowsFn, QAct};
+use super::{f16, high_bits, hsum, load16};
+use crate::model::QMatrix;
+use crate::quant::GgmlType;
+use core::arch::wasm32::*;
+
+/// One token's activations for these kernels.
+#[derive(Clone, Copy)]
+struct TokenActs<'a> {
+    /// `round(x / d)` and the residual plane (cols each).
+    q: &'a [i8],
+    q2: &'a [i8],
+    /// Per 16 values: `Σ q`, `Σ q2`.
+    sum: &'a [i16],
+    sum2: &'a [i16],
+    /// One per `G`.
+    d: &'a [f32],
+    /// One per 32.
+    s: &'a [f32],
+}
+
+/// 16 bytes at `x[at..at + 16]`.
+#[inline(always)]
+fn load_i8(x: &[i8], at: usize) -> v128 {
+    let s: &[i8; 16] = match x[at..at + 16].try_into() {
+        Ok(s) => s,
+        Err(_) => unreachable!(),
+    };
+    // SAFETY: `s` is exactly 16 readable bytes; `v128_load` has no alignment requirement.
+    unsafe { v128_load(s.as_ptr().cast()) }
+}
+
+/// 8 i16 at `x[at..at + 8]`.
+#[inline(always)]
+fn load_i16(x: &[i16], at: usize) -> v128 {
+    let s: &[i16; 8] = match x[at..at + 8].try_into() {
+        Ok(s) => s,
+        Err(_) => unreachable!(),
+    };
+    // SAFETY: `s` is exactly 16 readable bytes; `v128_load` has no alignment requirement.
+    unsafe { v128_load(s.as_ptr().cast()) }
+}
+
+/// 4 f32 at `x[at..at + 4]`.
+#[inline(always)]
+fn load_f32(x: &[f32], at: usize) -> v128 {
+    let s: &[f32; 4] = match x[at..at + 4].try_into() {
+        Ok(s) => s,
+        Err(_) => unreachable!(),
+    };
+    // SAFETY: `s` is exactly 16 readable bytes; `v128_load` has no alignment requirement.
+    unsafe { v128_load(s.as_ptr().cast()) }
+}
+
+/// Quantize `n_tok` rows of `cols` activations into `qa`'s i8 planes (see the module doc):
+/// per `g` values `d` (in `qa.d`), per 16 the plane sums, per 32 the f32 sums `qa.s`.
+pub(in super::super) fn quantize(qa: &mut QAct, x: &[f32], n_tok: usize, cols: usize, g: usize) {
+    // The f32 sums and the buffers' shapes as the i16 quantizer's (its i16 planes unused).
+    qa.reset(n_tok, cols, g, false);
+    fn zero<T: Copy + Default>(v: &mut Vec<T>, n: usize) {
+        v.clear();
+        v.resize(n, T::default());
+    }
+    zero(&mut qa.q8, 2 * n_tok * cols);
+    zero(&mut qa.sum16, 2 * n_tok * (cols / 16));
+    let ng = cols / g;
+    let (q8, q8r) = qa.q8.split_at_mut(n_tok * cols);
+    let (sum, sum2) = qa.sum16.split_at_mut(n_tok * (cols / 16));
+    for (t, xt) in x.chunks_exact(cols).enumerate().take(n_tok) {
+        for (c, sc) in xt.chunks_exact(32).zip(qa.s[t * (cols / 32)..].iter_mut()) {
+            *sc = super::super::halving_sum32(c);
+        }
+        for (gi, xg) in xt.chunks_exact(g).enumerate() {
+            let amax = xg.iter().fold(0f32, |m, v| m.max(v.abs()));
+            qa.d[t * ng + gi] = amax / 127.0;
+            let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+            let at = t * cols + gi * g;
+            for (j, &xv) in xg.iter().enumerate() {
+                let v = xv * inv;
+                let r = v.round_ties_even();
+                // |v| ≤ 127 (a few ulps over at most, still rounding to 127), |v − r| ≤ 1/2.
+                q8[at + j] = r.clamp(-127.0, 127.0) as i8;
+                q8r[at + j] = ((v - r) * 254.0).round_ties_even().clamp(-127.0, 127.0) as i8;
+            }
+        }
+        let (q, q2) = (
+            &q8[t * cols..(t + 1) * cols],
+            &q8r[t * cols..(t + 1) * cols],
+        );
+        let ns = cols / 16;
+        for (k, (a, b)) in q.chunks_exact(16).zip(q2.chunks_exact(16)).enumerate() {
+            sum[t * ns + k] = a.iter().map(|&v| i16::from(v)).sum();
+            sum2[t * ns + k] = b.iter().map(|&v| i16::from(v)).sum();
+        }
+    }
+}
+
+/// One output's running sum: f32 lanes, and a scalar for the 32-block formats' min terms.
+#[derive(Clone, Copy)]
+struct Accumulator {
+    v: v128,
+    s: f32,
+}
+
+/// A block format as unsigned quants for the relaxed dot.
+trait RelaxedBlock {
+    /// Weights per block.
+    const BS: usize;
+    /// Bytes per block.
+    const TS: usize;
+    /// Activation values per scale.
+    const G: usize;
+    /// A block's scales, as `chunk`, `plane` and `finish` need them.
+    type Head: Copy;
+    fn head(b: &[u8]) -> Self::Head;
+    /// Weights `16k..16k + 16` of the block as unsigned quants (0..63), one per byte lane.
+    fn chunk(b: &[u8], h: &Self::Head, k: usize) -> v128;
+    /// The block's exact i32 lanes for both activation planes (`x`: the block's values of
+    /// each, `sums`: their 16-value sums) from its chunks (`w(k)`, each called once).
+    fn planes(
+        h: &Self::Head,
+        w: impl Fn(usize) -> v128,
+        x: [&[i8]; 2],
+        sums: [&[i16]; 2],
+    ) -> [v128; 2];
+    /// `acc += block · activations` from `p` (the `q` plane) and `p2` (the residual plane),
+    /// converted to f32.
+    fn finish(h: &Self::Head, p: v128, p2: v128, x: TokenActs, bi: usize, acc: &mut Accumulator);
+}
+
+/// `c + x[16k..16k + 16] · w` in i32 lanes (4 products per lane).
+#[inline(always)]
+fn dot16(c: v128, w: v128, x: &[i8], k: usize) -> v128 {
+    i32x4_relaxed_dot_i8x16_i7x16_add(load_i8(x, 16 * k), w, c)
+}
+
+/// The 32-weight formats: the header is `(d, m, fifth bits)`, `OFF` the quants' offset;
+/// `finish` adds `d·d_x·(p + p2/254)` and, with a min, `m·s_x`.
+macro_rules! block32 {
+    ($name:ident, $ts:literal, $off:literal, $min:literal, |$b:ident| $head:expr,
+     |$b2:ident, $h:ident, $k:ident| $q:block) => {
+        pub(super) struct $name;
+        impl RelaxedBlock for $name {
+            const BS: usize = 32;
+            const TS: usize = $ts;
+            const G: usize = 32;
+            type Head = (f32, f32, u32);
+            #[inline(always)]
+            fn head($b: &[u8]) -> Self::Head {
+                $head
+            }
+            #[inline(always)]
+            fn chunk($b2: &[u8], $h: &Self::Head, $k: usize) -> v128 $q
+            #[inline(always)]
+            fn planes(
+                _: &Self::Head,
+                w: impl Fn(usize) -> v128,
+                x: [&[i8]; 2],
+                sums: [&[i16]; 2],
+            ) -> [v128; 2] {
+                let (w0, w1) = (w(0), w(1));
+                let mut p = [i32x4_splat(0); 2];
+                for i in 0..2 {
+                    p[i] = dot16(dot16(p[i], w0, x[i], 0), w1, x[i], 1);
+                    if $off != 0 {
+                        let off = $off * (i32::from(sums[i][0]) + i32::from(sums[i][1]));
+                        p[i] = i32x4_sub(p[i], i32x4(off, 0, 0, 0));
+                    }
+                }
+                p
+            }
+            #[inline(always)]
+            fn finish(
+                h: &Self::Head,
+                p: v128,
+                p2: v128,
+                x: TokenActs,
+                bi: usize,
+                acc: &mut Accumulator,
+            ) {
+                finish_planes(h.0 * x.d[bi], p, p2, acc);
+                if $min {
+                    acc.s += h.1 * x.s[bi];
+                }
+            }
+        }
+    };
+}
+
+/// `acc += d·(p + p2/254)` from the two planes' i32 lanes.
+#[inline(always)]
+fn finish_planes(d: f32, p: v128, p2: v128, acc: &mut Accumulator) {
+    let v = f32x4_relaxed_madd(f32x4_convert_i32x4(p), f32x4_splat(d), acc.v);
+    acc.v = f32x4_relaxed_madd(f32x4_convert_i32x4(p2), f32x4_splat(d * (1.0 / 254.0)), v);
+}
+
+/// Low (`k` even) or high nibbles of the 16 bytes `qs`, with `hi` OR-ed in.
+#[inline(always)]
+fn nibble(qs: v128, k: usize, hi: v128) -> v128 {
+    let n = if k.is_multiple_of(2) {
+        v128_and(qs, u8x16_splat(15))
+    } else {
+        u8x16_shr(qs, 4)
+    };
+    v128_or(n, hi)
+}
+
+block32!(Q4_0, 18, 8, false, |b| (f16(b, 0), 0.0, 0), |b, _h, k| {
+    nibble(load16(b, 2), k, u8x16_splat(0))
+});
+block32!(
+    Q4_1,
+    20,
+    0,
+    true,
+    |b| (f16(b, 0), f16(b, 2), 0),
+    |b, _h, k| { nibble(load16(b, 4), k, u8x16_splat(0)) }
+);
+block32!(
+    Q5_0,
+    22,
+    16,
+    false,
+    |b| (f16(b, 0), 0.0, u32::from_le_bytes([b[2], b[3], b[4], b[5]])),
+    |b, h, k| { nibble(load16(b, 6), k, high_bits((h.2 >> (16 * (k % 2))) & 0xffff)) }
+);
+block32!(
+    Q5_1,
+    24,
+    0,
+    true,
+    |b| (
+        f16(b, 0),
+        f16(b, 2),
+        u32::from_le_bytes([b[4], b[5], b[6], b[7]])
+    ),
+    |b, h, k| { nibble(load16(b, 8), k, high_bits((h.2 >> (16 * (k % 2))) & 0xffff)) }
+);
+
+pub(super) struct Q4K;
+impl RelaxedBlock for Q4K {
+    const BS: usize = 256;
+    const TS: usize = 144;
+    const G: usize = 256;
+    /// The 8 sub-block scales; d; −dmin·m per sub-block (two `f32x4`).
+    type Head = ([i32; 8], f32, [v128; 2]);
+    #[inline(always)]
+    fn head(b: &[u8]) -> Self::Head {
+        let (d, dmin) = (f16(b, 0), f16(b, 2));
+        // The 8 six-bit scales and mins (as `get_scale_min_k4`, all at once).
+        let word = |i: usize| u32::from_le_bytes([b[4 + i], b[5 + i], b[6 + i], b[7 + i]]);
+        let (u0, u1, u2) = (word(0), word(4), word(8));
+        let (k1, k2, k3) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+        let sc = u64::from(u0 & k1) | (u64::from((u2 & k2) | (((u0 >> 6) & k3) << 4)) << 32);
+        let m = u32x4(u1 & k1, ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4), 0, 0);
+        let m16 = u16x8_extend_low_u8x16(m);
+        let mv = f32x4_splat(-dmin);
+        let m0 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_low_u16x8(m16)), mv);
+        let m1 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_high_u16x8(m16)), mv);
+        (sc.to_le_bytes().map(i32::from), d, [m0, m1])
+    }
+    #[inline(always)]
+    fn chunk(b: &[u8], _: &Self::Head, k: usize) -> v128 {
+        // Chunk k: half k % 2 of sub-block g = k / 2, the low nibbles of bytes
+        // 16 + 32(g / 2).. for even g, the high ones for odd g.
+        let g = k / 2;
+        let v = load16(b, 16 + 32 * (g / 2) + 16 * (k % 2));
+        nibble(v, g, u8x16_splat(0))
+    }
+    #[inline(always)]
+    fn planes(
+        h: &Self::Head,
+        w: impl Fn(usize) -> v128,
+        x: [&[i8]; 2],
+        _: [&[i16]; 2],
+    ) -> [v128; 2] {
+        let mut p = [i32x4_splat(0); 2];
+        for g in 0..8 {
+            let (w0, w1) = (w(2 * g), w(2 * g + 1));
+            let sc = i32x4_splat(h.0[g]);
+            for i in 0..2 {
+                let s = dot16(dot16(i32x4_splat(0), w0, x[i], 2 * g), w1, x[i], 2 * g + 1);
+                p[i] = i32x4_add(p[i], i32x4_mul(s, sc));
+            }
+        }
+        p
+    }
+    #[inline(always)]
+    fn finish(h: &Self::Head, p: v128, p2: v128, x: TokenActs, bi: usize, acc: &mut Accumulator) {
+        finish_planes(h.1 * x.d[bi], p, p2, acc);
+        acc.v = f32x4_relaxed_madd(h.2[0], load_f32(x.s, 8 * bi), acc.v);
+        acc.v = f32x4_relaxed_madd(h.2[1], load_f32(x.s, 8 * bi + 4), acc.v);
+    }
+}
+
+pub(super) struct Q6K;
+impl RelaxedBlock for Q6K {
+    const BS: usize = 256;
+    const TS: usize = 210;
+    const G: usize = 256;
+    /// The 16 scales; the same times −32 as two `i16x8` (the offset's weights); d.
+    type Head = ([i32; 16], [v128; 2], f32);
+    #[inline(always)]
+    fn head(b: &[u8]) -> Self::Head {
+        let mut sc = [0i32; 16];
+        for (s, &v) in sc.iter_mut().zip(&b[192..208]) {
+            *s = i32::from(v as i8);
+        }
+        let raw = load16(b, 192);
+        let m32 = i16x8_splat(-32);
+        let off = [
+            i16x8_mul(i16x8_extend_low_i8x16(raw), m32),
+            i16x8_mul(i16x8_extend_high_i8x16(raw), m32),
+        ];
+        (sc, off, f16(b, 208))
+    }
+    #[inline(always)]
+    fn chunk(b: &[u8], _: &Self::Head, k: usize) -> v128 {
+        // Weights 128h + 32s + l (sub-block 16k = 128h + 32s + 16j): ql byte
+        // 64h + 32(s%2) + l, nibble s/2; qh byte 32h + l, bits 2s..2s+2.
+        let (hh, s, j) = (k / 8 % 2, k / 2 % 4, k % 2);
+        let ql = load16(b, 64 * hh + 32 * (s % 2) + 16 * j);
+        let qh = load16(b, 128 + 32 * hh + 16 * j);
+        let nib = if s < 2 {
+            v128_and(ql, u8x16_splat(15))
+        } else {
+            u8x16_shr(ql, 4)
+        };
+        let hb = u8x16_shl(v128_and(u8x16_shr(qh, 2 * s as u32), u8x16_splat(3)), 4);
+        v128_or(nib, hb)
+    }
+    #[inline(always)]
+    fn planes(
+        h: &Self::Head,
+        w: impl Fn(usize) -> v128,
+        x: [&[i8]; 2],
+        sums: [&[i16]; 2],
+    ) -> [v128; 2] {
+        let mut p = [i32x4_splat(0); 2];
+        for k in 0..16 {
+            let (wk, sc) = (w(k), i32x4_splat(h.0[k]));
+            for i in 0..2 {
+                p[i] = i32x4_add(p[i], i32x4_mul(dot16(i32x4_splat(0), wk, x[i], k), sc));
+            }
+        }
+        // − 32·Σ_k sc_k·Σ_{16k} q: |32·sc| ≤ 4096 and |Σ| ≤ 2032 in i16 lanes, exact in i32.
+        for i in 0..2 {
+            let off = i32x4_add(
+                i32x4_dot_i16x8(h.1[0], load_i16(sums[i], 0)),
+                i32x4_dot_i16x8(h.1[1], load_i16(sums[i], 8)),
+            );
+            p[i] = i32x4_add(p[i], off);
+        }
+        p
+    }
+    #[inline(always)]
+    fn finish(h: &Self::Head, p: v128, p2: v128, x: TokenActs, bi: usize, acc: &mut Accumulator) {
+        finish_planes(h.2 * x.d[bi], p, p2, acc)
+    }
+}
+
+/// `acc += block · activations` for block `bi` (chunks `w(k)`) and token `x`.
+#[inline(always)]
+fn dot<B: RelaxedBlock>(
+    h: &B::Head,
+    w: impl Fn(usize) -> v128,
+    x: TokenActs,
+    bi: usize,
+    acc: &mut Accumulator,
+) {
+    let (xs, ss) = (
+        B::BS * bi..B::BS * (bi + 1),
+        B::BS / 16 * bi..B::BS / 16 * (bi + 1),
+    );
+    let [p, p2] = B::planes(
+        h,
+        w,
+        [&x.q[xs.clone()], &x.q2[xs]],
+        [&x.sum[ss.clone()], &x.sum2[ss]],
+    );
+    B::finish(h, p, p2, x, bi, acc);
+}
+
+/// `R` rows × `T` tokens: each row's block is decoded once for the tile's tokens.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // index loops over constant bounds: fully unrolled
+fn tile<B: RelaxedBlock, const R: usize, const T: usize>(
+    rows: [&[u8]; R],
+    xs: [TokenActs; T],
+) -> [[f32; T]; R] {
+    let zero = Accumulator {
+        v: f32x4_splat(0.0),
+        s: 0.0,
+    };
+    let mut acc = [[zero; T]; R];
+    let nb = rows[0].len() / B::TS;
+    for bi in 0..nb {
+        let block = |r: usize| &rows[r][bi * B::TS..(bi + 1) * B::TS];
+        if T == 1 {
+            // Decode: each chunk decoded and multiplied at once (the same sums and steps).
+            for r in 0..R {
+                let b = block(r);
+                let h = B::head(b);
+                dot::<B>(&h, |k| B::chunk(b, &h, k), xs[0], bi, &mut acc[r][0]);
+            }
+            continue;
+        }
+        let mut heads = [B::head(block(0)); R];
+        let mut w = [[u8x16_splat(0); 16]; R];
+        for r in 0..R {
+            let b = block(r);
+            heads[r] = B::head(b);
+            for k in 0..B::BS / 16 {
+                w[r][k] = B::chunk(b, &heads[r], k);
+            }
+        }
+        for t in 0..T {
+            for r in 0..R {
+                dot::<B>(&heads[r], |k| w[r][k % 16], xs[t], bi, &mut acc[r][t]);
+            }
+        }
+    }
+    let mut out = [[0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            out[r][t] = hsum(acc[r][t].v) + acc[r][t].s;
+        }
+    }
+    out
+}
+
+/// Rows `r0..` of `W·xᵀ` into `out` (row, token).
+fn rows<B: RelaxedBlock>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f32]) {
+    let cols = w.cols;
+    let nb = cols / B::BS;
+    let n_rows = out.len() / n_tok;
+    let row = |ri: usize| &w.row(r0 + ri)[..nb * B::TS];
+    let (ng, ns, n16) = (cols / x.g, cols / 32, cols / 16);
+    let (q, q2) = x.q8.split_at(x.n_tok * cols);
+    let (sum, sum2) = x.sum16.split_at(x.n_tok * n16);
+    let tok = |t: usize| TokenActs {
+        q: &q[t * cols..(t + 1) * cols],
+        q2: &q2[t * cols..(t + 1) * cols],
+        sum: &sum[t * n16..(t + 1) * n16],
+        sum2: &sum2[t * n16..(t + 1) * n16],
+        d: &x.d[t * ng..(t + 1) * ng],
+        s: &x.s[t * ns..(t + 1) * ns],
+    };
+    macro_rules! run {
+        ($r:literal, $t:literal, $ri:expr, $t0:expr, $xs:expr) => {{
+            let xs: &[TokenActs; $t] = match $xs[..$t].try_into() {
+                Ok(xs) => xs,
+                Err(_) => return,
+            };
+            let v = tile::<B, $r, $t>(std::array::from_fn(|i| row($ri + i)), *xs);
+            for (i, v) in v.iter().enumerate() {
+                let o = ($ri + i) * n_tok + $t0;
+                out[o..o + $t].copy_from_slice(v);
+            }
+        }};
+    }
+    let mut t0 = 0;
+    while t0 < n_tok {
+        let tt = super::super::token_tile(n_tok - t0);
+        let mut xs = [tok(t0); 8];
+        for (i, x) in xs.iter_mut().enumerate().take(tt).skip(1) {
+            *x = tok(t0 + i);
+        }
+        let mut ri = 0;
+        while ri + 2 <= n_rows {
+            match tt {
+                8 => run!(2, 8, ri, t0, xs),
+                4 => run!(2, 4, ri, t0, xs),
+                2 => run!(2, 2, ri, t0, xs),
+                _ => run!(2, 1, ri, t0, xs),
+            }
+            ri += 2;
+        }
+        if ri < n_rows {
+            match tt {
+                8 => run!(1, 8, ri, t0, xs),
+                4 => run!(1, 4, ri, t0, xs),
+                2 => run!(1, 2, ri, t0, xs),
+                _ => run!(1, 1, ri, t0, xs),
+            }
+        }
+        t0 += tt;
+    }
+}
+
+/// The relaxed-SIMD kernel for `ty` and its activation group size (Q8_0 and the formats
+/// without one: `None`).
+pub(in super::super) fn select(ty: GgmlType) -> Option<(IntRowsFn, usize)> {
+    macro_rules! pick {
+        ($b:ty) => {
+            (rows::<$b> as IntRowsFn, <$b>::G)
+        };
+    }
+    use GgmlType as G;
+    Some(match ty {
+        G::Q4_0 => pick!(Q4_0),
+        G::Q4_1 => pick!(Q4_1),
+        G::Q5_0 => pick!(Q5_0),
+        G::Q5_1 => pick!(Q5_1),
+        G::Q4_K => pick!(Q4K),
+        G::Q6_K => pick!(Q6K),
+        _ => return None,
+    })
+}
