@@ -5,6 +5,8 @@
 // kernels split matmul rows and attention heads over rayon's pool of Web Workers, which the
 // first load starts with `threads` of them), else the single-threaded pkg/. Both hold the WebGPU
 // backend too. info() says which, how many threads, and when one, why (`threads_note`).
+// Single-threaded pages whose browser validates relaxed SIMD get pkg/relaxed/ instead of pkg/
+// (`simd: 'relaxed'` in info(); its kernels choose relaxed dot products where they are faster).
 // Protocol: ./protocol.js. Load, chat and unload run one at a time, in order; cache requests and
 // aborts are answered at once. A crash inside wasm is fatal for this worker: it reports it (and
 // marks the cached model it was loading as unusable, so it is not loaded again in a loop), and the
@@ -32,7 +34,24 @@ let queue = Promise.resolve();
 let WasmEngine, Sha256Hasher, checkGgufHeader, memoryBytes, lastPanic, testTrap;
 // The threaded build: whether it runs, the size of its pool once started (0: not yet), and why
 // the CPU kernels run on one thread when they do.
-const threading = { build: false, pool: 0, threads: 1, note: null };
+// `simd`: 'relaxed' when the relaxed-SIMD build runs (single-threaded pages whose browser
+// validates relaxed SIMD), else 'simd128'.
+const threading = { build: false, pool: 0, threads: 1, note: null, simd: 'simd128', simd_note: null };
+
+/**
+ * Whether this browser compiles relaxed SIMD (Chrome >= 114, Firefox >= 146; not Safari): a
+ * one-function module doing i8x16.splat twice and i8x16.relaxed_swizzle (0xfd 0x100).
+ */
+function hasRelaxedSimd() {
+  try {
+    return WebAssembly.validate(new Uint8Array([
+      0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253,
+      15, 253, 128, 2, 11,
+    ]));
+  } catch {
+    return false;
+  }
+}
 /** The most threads the default asks for (an engine on a big machine leaves cores to the page). */
 const MAX_DEFAULT_THREADS = 8;
 
@@ -51,6 +70,17 @@ async function startModule() {
     } catch (e) {
       wasm = null;
       threading.note = `the threaded build is missing or could not start (${e && e.message ? e.message : e}), so the single-threaded build runs`;
+    }
+  }
+  // Node (crossOriginIsolated undefined) keeps the module node/worker.js instantiated.
+  if (!wasm && self.crossOriginIsolated !== undefined && hasRelaxedSimd()) {
+    try {
+      wasm = await import('../pkg/relaxed/wasm_chord.js');
+      await wasm.default();
+      threading.simd = 'relaxed';
+    } catch (e) {
+      wasm = null;
+      threading.simd_note = `the relaxed-SIMD build is missing or could not start (${e && e.message ? e.message : e})`;
     }
   }
   if (!wasm) {
@@ -383,6 +413,10 @@ async function load(msg) {
       threaded_build: threading.build,
       threads: threading.threads,
       threads_note: threading.note,
+      simd: threading.simd,
+      // In the relaxed-SIMD build: whether its relaxed dot products beat the i16 kernels here.
+      relaxed_dot_products: threading.simd === 'relaxed' ? module.relaxedDotProducts() : false,
+      simd_note: threading.simd_note,
     };
     models.set(modelId, { engine: e, info });
     select(modelId);

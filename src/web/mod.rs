@@ -115,6 +115,13 @@ pub fn threaded_build() -> bool {
     cfg!(feature = "web-threads")
 }
 
+/// Whether the CPU kernels use relaxed-SIMD dot products: in the relaxed-SIMD build, where a
+/// timing at the first call found them faster than the i16 kernels on this CPU; else false.
+#[wasm_bindgen(js_name = relaxedDotProducts)]
+pub fn relaxed_dot_products() -> bool {
+    crate::cpu::matmul::relaxed_dot_products()
+}
+
 /// The threads the CPU kernels use: 1 in the single-threaded build; in the threaded build,
 /// what `setCpuThreads` asked for (1 until then).
 #[wasm_bindgen(js_name = cpuThreads)]

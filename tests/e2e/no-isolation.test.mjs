@@ -34,6 +34,11 @@ test('chat and Stop work without cross-origin isolation', { timeout: 240_000 }, 
   assert.equal(info.threaded_build, false);
   assert.equal(info.threads, 1);
   assert.match(info.threads_note, /not cross-origin isolated/);
+  // Chromium validates relaxed SIMD, so the worker took the relaxed-SIMD build (pkg/relaxed/);
+  // whether its relaxed dot products run depends on a timing on this CPU (either way the
+  // reply below equals the native one).
+  assert.equal(info.simd, 'relaxed', `the relaxed-SIMD build runs (${info.simd_note})`);
+  assert.equal(typeof info.relaxed_dot_products, 'boolean');
   const r = await page.evaluate(async () => {
     const ac = new AbortController();
     const stream = await window.chord.engine.chat.completions.create({

@@ -509,8 +509,10 @@ fn select(w: &QMatrix) -> Option<Kern> {
         }
         return generic_avx2(w.ty).map(Kern::F32);
     }
+    // Relaxed SIMD: where `limit_isa` asks for level 3 (tests), or by default where a timing
+    // on this CPU found the relaxed kernels faster than the i16 ones (`relaxed_is_faster`).
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-    if limit >= 3 {
+    if limit >= 3 && (limit != u8::MAX || relaxed_is_faster()) {
         if let Some((f, g)) = wasm::select_relaxed(w.ty) {
             return Some(Kern::I8(f, g));
         }
@@ -529,6 +531,70 @@ fn select(w: &QMatrix) -> Option<Kern> {
     }
     let _ = limit; // unused where no SIMD path is compiled in
     generic(w.ty).map(Kern::F32)
+}
+
+/// Whether `Kernel::Fast` matmuls use the relaxed-SIMD dot products by default: only in a build
+/// with relaxed SIMD (`-C target-feature=+relaxed-simd`, the web's pkg/relaxed/), where a timing
+/// on this CPU found them faster than the i16 kernels (the first call times them).
+pub fn relaxed_dot_products() -> bool {
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    return relaxed_is_faster();
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+    false
+}
+
+/// Whether the relaxed-SIMD kernels beat the i16 ones on this CPU, timed once per module.
+///
+/// The relaxed dot (`i32x4_relaxed_dot_i8x16_i7x16_add`) is one instruction where the CPU has
+/// a u8×i8 dot product (AVX-VNNI, Arm's SDOT) and three elsewhere (V8 on x86 without VNNI:
+/// `pmaddubsw`, `pmaddwd`, `paddd`), and these kernels take two i8 planes for the i16 path's
+/// accuracy; so which is faster depends on the CPU. Both are timed on a synthetic Q4_K
+/// matrix-vector product (512 × 2048, ~0.6 MB), alternating, best of 4 rounds of 24 products
+/// each (tens of ms in all, once); Date::now's millisecond clock is coarse, so the relaxed kernels must
+/// win by 10% to be chosen. Both stay within the same error bound (tests/wasm_kernels.rs).
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+fn relaxed_is_faster() -> bool {
+    static FASTER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FASTER.get_or_init(|| {
+        let (rows, cols) = (512, 2048);
+        let (bs, ts) = GgmlType::Q4_K.block_geometry();
+        let row_bytes = cols / bs * ts;
+        // Quants from a fixed pattern; every block's d and dmin 1/64 (f16 0x2400).
+        let mut data: Vec<u8> = (0..rows * row_bytes)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for b in data.chunks_exact_mut(ts) {
+            b[..4].copy_from_slice(&[0x00, 0x24, 0x00, 0x24]);
+        }
+        let w = QMatrix {
+            name: "relaxed-SIMD timing".into(),
+            ty: GgmlType::Q4_K,
+            rows,
+            cols,
+            row_bytes,
+            data,
+        };
+        let x: Vec<f32> = (0..cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let mut y = vec![0f32; rows];
+        let before = ISA_LIMIT.with(|l| l.get());
+        let mut time = |level: u8| {
+            ISA_LIMIT.with(|l| l.set(level));
+            let t0 = js_sys::Date::now();
+            for _ in 0..24 {
+                matmul(&w, &x, &mut y, 1);
+            }
+            js_sys::Date::now() - t0
+        };
+        let (mut relaxed, mut int) = (f64::MAX, f64::MAX);
+        for _ in 0..4 {
+            relaxed = relaxed.min(time(3));
+            int = int.min(time(2));
+        }
+        ISA_LIMIT.with(|l| l.set(before));
+        relaxed * 1.1 < int
+    })
 }
 
 macro_rules! by_type {
