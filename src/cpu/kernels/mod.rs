@@ -25,8 +25,9 @@
 //!   `target_feature(avx2,fma,f16c)` for the other formats (F16, BF16, Q2_K, Q3_K, Q5_K);
 //! - wasm32 with relaxed SIMD (`+simd128,+relaxed-simd`): the relaxed-SIMD integer kernels
 //!   (`wasm_relaxed`: unsigned weight quants × two i8 activation planes,
-//!   `i32x4_relaxed_dot_i8x16_i7x16_add`) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K; then as
-//!   below;
+//!   `i32x4_relaxed_dot_i8x16_i7x16_add`) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K, where a
+//!   timing at the first matmul finds them faster than the i16 kernels on this CPU
+//!   ([`relaxed_dot_products`]; `limit_isa(3)` forces them); then as below;
 //! - wasm32 with SIMD128 (`-C target-feature=+simd128`, the web build): the integer kernels
 //!   of `wasm_i16` (the scheme above on `i32x4_dot_i16x8`, activations quantized by the
 //!   portable `QAct::quantize`, bit for bit the AVX-512 one) for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
