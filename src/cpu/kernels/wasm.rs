@@ -40,10 +40,12 @@ pub(super) use relaxed::{quantize as quantize_relaxed, select as select_relaxed}
 #[derive(Clone, Copy)]
 struct V8(v128, v128);
 
-/// 16 bytes at `b[at..at + 16]`.
+/// The vector at `x[at..at + N]`, for element types of `16 / N` bytes (u8, i8, i16, f32): the
+/// one `unsafe` load the SIMD128 kernels and their integer siblings share.
 #[inline(always)]
-fn load16(b: &[u8], at: usize) -> v128 {
-    let s: &[u8; 16] = match b[at..at + 16].try_into() {
+fn load_v128<T: Copy, const N: usize>(x: &[T], at: usize) -> v128 {
+    const { assert!(N * size_of::<T>() == 16) };
+    let s: &[T; N] = match x[at..at + N].try_into() {
         Ok(s) => s,
         Err(_) => unreachable!(),
     };
@@ -51,15 +53,29 @@ fn load16(b: &[u8], at: usize) -> v128 {
     unsafe { v128_load(s.as_ptr().cast()) }
 }
 
+/// 16 bytes at `b[at..at + 16]`.
+#[inline(always)]
+fn load16(b: &[u8], at: usize) -> v128 {
+    load_v128::<u8, 16>(b, at)
+}
+
+/// 16 i8 at `x[at..at + 16]`.
+#[cfg_attr(not(target_feature = "relaxed-simd"), allow(dead_code))]
+#[inline(always)]
+fn load_i8(x: &[i8], at: usize) -> v128 {
+    load_v128::<i8, 16>(x, at)
+}
+
+/// 8 i16 at `x[at..at + 8]`.
+#[inline(always)]
+fn load_i16(x: &[i16], at: usize) -> v128 {
+    load_v128::<i16, 8>(x, at)
+}
+
 /// 4 f32 at `x[at..at + 4]`.
 #[inline(always)]
 fn loadf(x: &[f32], at: usize) -> v128 {
-    let s: &[f32; 4] = match x[at..at + 4].try_into() {
-        Ok(s) => s,
-        Err(_) => unreachable!(),
-    };
-    // SAFETY: `s` is exactly 16 readable bytes; `v128_load` has no alignment requirement.
-    unsafe { v128_load(s.as_ptr().cast()) }
+    load_v128::<f32, 4>(x, at)
 }
 
 /// Store 4 f32 at `x[at..at + 4]`.

@@ -45,7 +45,7 @@
 //! tiles are 1 row × 8 tokens (2 rows' 64 decoded vectors spilled: pad768 prefill 15% slower).
 
 use super::super::{IntRowsFn, QAct};
-use super::{f16, high_bits, hsum, load16};
+use super::{f16, high_bits, hsum, load16, load_i16, loadf};
 use crate::model::QMatrix;
 use crate::quant::GgmlType;
 use core::arch::wasm32::*;
@@ -59,28 +59,6 @@ struct TokenActs<'a> {
     flagged: &'a [bool],
     d: &'a [f32],
     s: &'a [f32],
-}
-
-/// 8 i16 at `x[at..at + 8]`.
-#[inline(always)]
-fn load_i16(x: &[i16], at: usize) -> v128 {
-    let s: &[i16; 8] = match x[at..at + 8].try_into() {
-        Ok(s) => s,
-        Err(_) => unreachable!(),
-    };
-    // SAFETY: `s` is exactly 16 readable bytes; `v128_load` has no alignment requirement.
-    unsafe { v128_load(s.as_ptr().cast()) }
-}
-
-/// 4 f32 at `x[at..at + 4]`.
-#[inline(always)]
-fn load_f32(x: &[f32], at: usize) -> v128 {
-    let s: &[f32; 4] = match x[at..at + 4].try_into() {
-        Ok(s) => s,
-        Err(_) => unreachable!(),
-    };
-    // SAFETY: `s` is exactly 16 readable bytes; `v128_load` has no alignment requirement.
-    unsafe { v128_load(s.as_ptr().cast()) }
 }
 
 /// One output's running sum: f32 lanes, and a scalar for the 32-block formats' min terms.
@@ -287,8 +265,8 @@ impl IntBlock for Q4K {
     ) {
         finish256(h.1, p, p2, x.d[bi], acc);
         let m = f32x4_add(
-            f32x4_mul(h.2[0], load_f32(x.s, 8 * bi)),
-            f32x4_mul(h.2[1], load_f32(x.s, 8 * bi + 4)),
+            f32x4_mul(h.2[0], loadf(x.s, 8 * bi)),
+            f32x4_mul(h.2[1], loadf(x.s, 8 * bi + 4)),
         );
         acc.v = f32x4_add(acc.v, m);
     }

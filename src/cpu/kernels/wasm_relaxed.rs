@@ -34,7 +34,7 @@
 //! changes, a relaxed build should not be preferred over the plain SIMD128 one.
 
 use super::super::{IntRowsFn, QAct};
-use super::{f16, high_bits, hsum, load16};
+use super::{f16, high_bits, hsum, load16, load_i16, load_i8, loadf};
 use crate::model::QMatrix;
 use crate::quant::GgmlType;
 use core::arch::wasm32::*;
@@ -52,39 +52,6 @@ struct TokenActs<'a> {
     d: &'a [f32],
     /// One per 32.
     s: &'a [f32],
-}
-
-/// 16 bytes at `x[at..at + 16]`.
-#[inline(always)]
-fn load_i8(x: &[i8], at: usize) -> v128 {
-    let s: &[i8; 16] = match x[at..at + 16].try_into() {
-        Ok(s) => s,
-        Err(_) => unreachable!(),
-    };
-    // SAFETY: `s` is exactly 16 readable bytes; `v128_load` has no alignment requirement.
-    unsafe { v128_load(s.as_ptr().cast()) }
-}
-
-/// 8 i16 at `x[at..at + 8]`.
-#[inline(always)]
-fn load_i16(x: &[i16], at: usize) -> v128 {
-    let s: &[i16; 8] = match x[at..at + 8].try_into() {
-        Ok(s) => s,
-        Err(_) => unreachable!(),
-    };
-    // SAFETY: `s` is exactly 16 readable bytes; `v128_load` has no alignment requirement.
-    unsafe { v128_load(s.as_ptr().cast()) }
-}
-
-/// 4 f32 at `x[at..at + 4]`.
-#[inline(always)]
-fn load_f32(x: &[f32], at: usize) -> v128 {
-    let s: &[f32; 4] = match x[at..at + 4].try_into() {
-        Ok(s) => s,
-        Err(_) => unreachable!(),
-    };
-    // SAFETY: `s` is exactly 16 readable bytes; `v128_load` has no alignment requirement.
-    unsafe { v128_load(s.as_ptr().cast()) }
 }
 
 /// Quantize `n_tok` rows of `cols` activations into `qa`'s i8 planes (see the module doc):
@@ -323,8 +290,8 @@ impl RelaxedBlock for Q4K {
     #[inline(always)]
     fn finish(h: &Self::Head, p: v128, p2: v128, x: TokenActs, bi: usize, acc: &mut Accumulator) {
         finish_planes(h.1 * x.d[bi], p, p2, acc);
-        acc.v = f32x4_relaxed_madd(h.2[0], load_f32(x.s, 8 * bi), acc.v);
-        acc.v = f32x4_relaxed_madd(h.2[1], load_f32(x.s, 8 * bi + 4), acc.v);
+        acc.v = f32x4_relaxed_madd(h.2[0], loadf(x.s, 8 * bi), acc.v);
+        acc.v = f32x4_relaxed_madd(h.2[1], loadf(x.s, 8 * bi + 4), acc.v);
     }
 }
 
