@@ -35,7 +35,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 static MODEL: &[u8] = include_bytes!("../models/tiny-random-llama-q4_k_m.gguf");
 #[path = "common/cpu_data.rs"]
 mod cpu_data;
-use cpu_data::{random_matrix, scale_fields, Rng};
+use cpu_data::{extreme_matrix, random_matrix, Rng, INT_TYPES};
 #[path = "common/data.rs"]
 mod data;
 #[path = "common/recurrent_kernels.rs"]
@@ -211,28 +211,12 @@ fn zero_groups_and_outliers() {
 /// sign and magnitude: the largest i32 lane sums the integer kernels can produce.
 #[wasm_bindgen_test]
 fn extreme_weights_do_not_overflow() {
-    use GgmlType::*;
     let rng = &mut Rng(11);
     for isa in ISA_LEVELS {
-        for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K] {
+        for ty in INT_TYPES {
             for fill in [0x00u8, 0xff, 0x80, 0x88] {
                 let cols = 768;
-                let mut w = random_matrix(ty, 3, cols, rng);
-                let ts = ty.block_geometry().1;
-                for blk in w.data.chunks_exact_mut(ts) {
-                    let keep: Vec<[u8; 2]> = scale_fields(ty)
-                        .iter()
-                        .map(|&at| [blk[at], blk[at + 1]])
-                        .collect();
-                    blk.fill(fill);
-                    if ty == Q6_K {
-                        // Scales −128 with quants 0 (q − 32 = −32): the products' maximum, 4096.
-                        blk[192..208].fill(0x80);
-                    }
-                    for (&at, k) in scale_fields(ty).iter().zip(&keep) {
-                        blk[at..at + 2].copy_from_slice(k);
-                    }
-                }
+                let w = extreme_matrix(ty, cols, fill, rng);
                 for v in [1.0f32, -1.0] {
                     let x = vec![v; 2 * cols];
                     check_x(&w, &x, 2, isa);

@@ -97,3 +97,32 @@ pub fn random_matrix(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Q
         data,
     }
 }
+
+/// The formats with integer kernels (natively AVX-512, and wasm32's i16 / relaxed kernels).
+pub const INT_TYPES: [GgmlType; 7] = {
+    use GgmlType::*;
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K]
+};
+
+/// A `3 × cols` matrix of `ty` whose quant bytes are all `fill` (its scale fields random, for
+/// Q6_K the sub-block scales −128): with activations of one sign and magnitude, the largest
+/// i32 lane sums an integer kernel can produce.
+pub fn extreme_matrix(ty: GgmlType, cols: usize, fill: u8, rng: &mut Rng) -> QMatrix {
+    let mut w = random_matrix(ty, 3, cols, rng);
+    let ts = ty.block_geometry().1;
+    for blk in w.data.chunks_exact_mut(ts) {
+        let keep: Vec<[u8; 2]> = scale_fields(ty)
+            .iter()
+            .map(|&at| [blk[at], blk[at + 1]])
+            .collect();
+        blk.fill(fill);
+        if ty == GgmlType::Q6_K {
+            // Scales −128 with quants 0 (q − 32 = −32): the products' maximum, 4096.
+            blk[192..208].fill(0x80);
+        }
+        for (&at, k) in scale_fields(ty).iter().zip(&keep) {
+            blk[at..at + 2].copy_from_slice(k);
+        }
+    }
+    w
+}
