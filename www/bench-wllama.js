@@ -10,6 +10,7 @@
 //   decode  = (generated tokens − 1) / the time from the first generated token to the last.
 // The result is left in window.benchResult for scripts/bench-wllama.
 import { createEngine } from '../worker/client.js';
+import { SENTENCES } from './bench-text.js';
 
 const q = new URLSearchParams(location.search);
 const out = document.getElementById('out');
@@ -22,21 +23,7 @@ const runs = Number(q.get('runs') || 3);
 const n = Number(q.get('n') || 64);
 const promptTokens = Number(q.get('prompt_tokens') || 128);
 
-// The filler of the user message: plain sentences (those of www/bench.js), cut to length.
-const SENTENCES = [
-  'The harbour town wakes early, and the fishing boats leave before the sun is up.',
-  'Our team is planning a two-week trip through the mountains next spring.',
-  'The library keeps its oldest maps in a cold room behind the reading hall.',
-  'A good sourdough needs patience: the starter, the dough and the oven all take time.',
-  "The committee asked for a summary of last quarter's numbers by Friday.",
-  'My grandmother grew tomatoes, beans and a row of sunflowers along the fence.',
-  'The new train line cuts the trip between the two cities to under an hour.',
-  'Astronomers measured the light of the distant star for three nights in a row.',
-  "The museum's east wing reopens after a long renovation of its glass roof.",
-  'Every Tuesday the market square fills with stalls selling cheese and honey.',
-  'The engineers tested the bridge with trucks full of sand before it opened.',
-  'She practised the violin piece slowly until every note was clean and even.',
-];
+// The filler of the user message: www/bench-text.js's sentences, cut to length.
 const HEAD = 'Here are some notes.';
 const TAIL = ' Using all of these notes, write a long and detailed story in at least five paragraphs.';
 // Short words that are one token in most vocabularies: they close the last gap exactly.
