@@ -1,9 +1,10 @@
 //! wasm32 SIMD128 integer kernels: quantized weights × i16 activations, the scheme of
-//! `x86_i16` on 128-bit vectors (`limit_isa` level 2 and above).
+//! `x86_i16` on 128-bit vectors (`limit_isa` level 2 and above), for Q4_0, Q4_1, Q5_0, Q5_1,
+//! Q8_0, IQ4_NL (32-weight blocks) and Q4_K, Q5_K, Q6_K, IQ4_XS (256-weight super-blocks).
 //!
 //! Each matmul call first quantizes every token's activations once (`super::QAct`, by the
 //! portable `QAct::quantize`, bit for bit what the AVX-512 quantizer computes): per group of
-//! `G` values (32 for the 32-weight formats, 256 for the K-quants) one f32 scale
+//! `G` values (32 for the 32-weight formats, 256 for the 256-weight ones) one f32 scale
 //! `d = max|x| / 32767` and i16 values `q = round(x / d)`, plus the exact f32 sum of every 32
 //! values for the formats with a min term, plus for Q6_K the residual plane of groups with
 //! outliers (`x ≈ (q + q2/65534)·d`, see `QAct::RESIDUAL_BELOW`). The error of that step is at
@@ -11,20 +12,26 @@
 //! for the flagged groups): ~1.5e-5 of the group's largest magnitude.
 //!
 //! A block's weights are widened to `i16x8` vectors (four per 32-weight group) holding its
-//! integer quants (K-quants: already multiplied by their integer sub-block scales), and
-//! multiplied with the activations by `i32x4_dot_i16x8` (8 multiply-adds per instruction into
-//! 4 i32 lanes, exact). The i32 lanes are converted to f32 once per chain (below) and
+//! integer quants (IQ4: the `kvalues_iq4nl` levels −127..113 of its 4-bit indices, looked up
+//! with `i8x16_swizzle`; K-quants and IQ4_XS: already multiplied by their integer sub-block
+//! scales), and multiplied with the activations by `i32x4_dot_i16x8` (8 multiply-adds per
+//! instruction into 4 i32 lanes, exact). The i32 lanes are converted to f32 once per chain (below) and
 //! multiplied by the product of the weight and activation scales into an `f32x4` accumulator
 //! (mul + add: SIMD128 has no FMA); each output is reduced horizontally once. Min terms
-//! (`Q4_1`, `Q5_1`, `Q4_K`) use the exact activation sums.
+//! (`Q4_1`, `Q5_1`, `Q4_K`, `Q5_K`) use the exact activation sums.
 //!
 //! Overflow: with 4 i32 lanes, a 32-weight group puts 8 products in each lane
 //! (|q_x| ≤ 32767), so the chains (`IntBlock::CHAIN` groups summed in i32 before conversion)
 //! are sized to stay below 2^31 − 1:
-//! - Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 (chain of 1 group): 8 products of |w| ≤ 128:
+//! - Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / IQ4_NL (chain of 1 group): 8 products of |w| ≤ 128:
 //!   ≤ 8·128·32767 ≈ 3.4e7;
 //! - Q4_K (chain of 8 groups, the whole super-block): `q·sc` ≤ 15·63 = 945; 64 products per
 //!   lane: ≤ 64·945·32767 ≈ 1.98e9;
+//! - Q5_K (chains of 4 groups, two per super-block): `q·sc` ≤ 31·63 = 1953; 32 products per
+//!   lane: ≤ 32·1953·32767 = 2 047 806 432 (8 groups would be ≈ 4.1e9);
+//! - IQ4_XS (chains of 2 groups, four per super-block): `level·(ls − 32)` with levels
+//!   −127..113 and scales −32..31: |·| ≤ 127·32 = 4064; 16 products per lane:
+//!   ≤ 16·4064·32767 = 2 130 641 408 (4 groups would be ≈ 4.3e9);
 //! - Q6_K (chains of 2 groups, four per super-block): `(q − 32)·sc` ∈ −4064..4096; 16 products
 //!   per lane: ≤ 16·4096·32767 = 2 147 352 576 < 2 147 483 647 (as in `x86_i16`, tight: why
 //!   the quantizer caps |q_x| at 32767). A whole super-block in one chain would overflow.
@@ -45,8 +52,10 @@
 //! tiles are 1 row × 8 tokens (2 rows' 64 decoded vectors spilled: pad768 prefill 15% slower).
 
 use super::super::{IntRowsFn, QAct};
+use super::iq::table;
 use super::{f16, high_bits, hsum, load16, load_i16, loadf};
 use crate::model::QMatrix;
+use crate::quant::grids::KVALUES_IQ4NL;
 use crate::quant::GgmlType;
 use core::arch::wasm32::*;
 
@@ -201,6 +210,9 @@ block32!(Q8_0, 34, false, |b| (f16(b, 0), 0.0, 0), |b, _h| widen_i8(
     load16(b, 2),
     load16(b, 18)
 ));
+block32!(Iq4Nl, 18, false, |b| (f16(b, 0), 0.0, 0), |b, _h| {
+    iq4_levels(b, 2)
+});
 
 /// K-quant `finish`: `acc += d·d_x·(p + p2/65534)`.
 #[inline(always)]
@@ -209,6 +221,29 @@ fn finish256(d: f32, p: v128, p2: Option<v128>, xd: f32, acc: &mut Accumulator) 
     if let Some(p2) = p2 {
         acc.v = f32x4_add(acc.v, f32x4_mul(p2, f32x4_splat(d * xd * (1.0 / 65534.0))));
     }
+}
+
+/// Group `g` of a Q4_K / Q5_K super-block (quant bytes from `b[qs..]`) with `hi` (weights
+/// 0..16, 16..32: the Q5_K fifth bits as 16, or 0) OR-ed in, times the sub-block scale `sc`.
+/// Sub-block 2c: low nibbles of bytes `qs + 32c..`, 2c + 1: their high nibbles.
+#[inline(always)]
+fn k4_group(b: &[u8], qs: usize, hi: [v128; 2], sc: i16, g: usize) -> Group {
+    let at = qs + 32 * (g / 2);
+    let (v0, v1) = (load16(b, at), load16(b, at + 16));
+    let (q0, q1) = if g.is_multiple_of(2) {
+        let m15 = u8x16_splat(15);
+        (v128_and(v0, m15), v128_and(v1, m15))
+    } else {
+        (u8x16_shr(v0, 4), u8x16_shr(v1, 4))
+    };
+    let (q0, q1) = (v128_or(q0, hi[0]), v128_or(q1, hi[1]));
+    let sc = i16x8_splat(sc);
+    [
+        i16x8_mul(u16x8_extend_low_u8x16(q0), sc),
+        i16x8_mul(u16x8_extend_high_u8x16(q0), sc),
+        i16x8_mul(u16x8_extend_low_u8x16(q1), sc),
+        i16x8_mul(u16x8_extend_high_u8x16(q1), sc),
+    ]
 }
 
 pub(super) struct Q4K;
@@ -237,22 +272,8 @@ impl IntBlock for Q4K {
     }
     #[inline(always)]
     fn group(b: &[u8], h: &Self::Head, g: usize) -> Group {
-        // Sub-block 2c: low nibbles of bytes 16 + 32c.., 2c + 1: their high nibbles.
-        let at = 16 + 32 * (g / 2);
-        let (v0, v1) = (load16(b, at), load16(b, at + 16));
-        let (q0, q1) = if g.is_multiple_of(2) {
-            let m15 = u8x16_splat(15);
-            (v128_and(v0, m15), v128_and(v1, m15))
-        } else {
-            (u8x16_shr(v0, 4), u8x16_shr(v1, 4))
-        };
-        let sc = i16x8_splat(h.0[g % 8]);
-        [
-            i16x8_mul(u16x8_extend_low_u8x16(q0), sc),
-            i16x8_mul(u16x8_extend_high_u8x16(q0), sc),
-            i16x8_mul(u16x8_extend_low_u8x16(q1), sc),
-            i16x8_mul(u16x8_extend_high_u8x16(q1), sc),
-        ]
+        let z = u8x16_splat(0);
+        k4_group(b, 16, [z, z], h.0[g % 8], g)
     }
     #[inline(always)]
     fn finish(
@@ -269,6 +290,93 @@ impl IntBlock for Q4K {
             f32x4_mul(h.2[1], loadf(x.s, 8 * bi + 4)),
         );
         acc.v = f32x4_add(acc.v, m);
+    }
+}
+
+/// Q5_K: Q4_K's header (d, dmin, the 12 bytes of six-bit scales and mins: the same `head`
+/// and `finish`), then 32 bytes of fifth bits (bit g of byte l: weight l of group g) and the
+/// 128 nibble bytes.
+pub(super) struct Q5K;
+impl IntBlock for Q5K {
+    const BS: usize = 256;
+    const TS: usize = 176;
+    const G: usize = 256;
+    const RESID: bool = false;
+    const CHAIN: usize = 4;
+    type Head = <Q4K as IntBlock>::Head;
+    #[inline(always)]
+    fn head(b: &[u8]) -> Self::Head {
+        Q4K::head(b)
+    }
+    #[inline(always)]
+    fn group(b: &[u8], h: &Self::Head, g: usize) -> Group {
+        // Bit g of each of the 32 bytes, moved to bit 4.
+        let fifth = |at: usize| {
+            let bit = v128_and(u8x16_shr(load16(b, at), g as u32), u8x16_splat(1));
+            u8x16_shl(bit, 4)
+        };
+        k4_group(b, 48, [fifth(16), fifth(32)], h.0[g % 8], g)
+    }
+    #[inline(always)]
+    fn finish(
+        h: &Self::Head,
+        p: v128,
+        p2: Option<v128>,
+        x: TokenActs,
+        bi: usize,
+        acc: &mut Accumulator,
+    ) {
+        Q4K::finish(h, p, p2, x, bi, acc)
+    }
+}
+
+/// The 32 weights of the 16 IQ4 nibble bytes `b[at..at + 16]` (low nibbles are weights 0..16,
+/// high ones 16..32) as `kvalues_iq4nl` levels (−127..113), looked up with `i8x16_swizzle`.
+#[inline(always)]
+fn iq4_levels(b: &[u8], at: usize) -> Group {
+    let levels = table(&KVALUES_IQ4NL);
+    let qs = load16(b, at);
+    widen_i8(
+        i8x16_swizzle(levels, v128_and(qs, u8x16_splat(15))),
+        i8x16_swizzle(levels, u8x16_shr(qs, 4)),
+    )
+}
+
+/// IQ4_XS: d, 16 bits of scale high bits, 4 bytes of scale low nibbles, then 16 nibble bytes
+/// per group; the group's scale is `ls − 32` (six bits: −32..31).
+pub(super) struct Iq4Xs;
+impl IntBlock for Iq4Xs {
+    const BS: usize = 256;
+    const TS: usize = 136;
+    const G: usize = 256;
+    const RESID: bool = false;
+    const CHAIN: usize = 2;
+    /// The 8 signed sub-block scales; d.
+    type Head = ([i16; 8], f32);
+    #[inline(always)]
+    fn head(b: &[u8]) -> Self::Head {
+        let high = u16::from_le_bytes([b[2], b[3]]);
+        let sc = std::array::from_fn(|g| {
+            let low = (b[4 + g / 2] >> (4 * (g % 2))) & 15;
+            i16::from(low | ((((high >> (2 * g)) & 3) as u8) << 4)) - 32
+        });
+        (sc, f16(b, 0))
+    }
+    #[inline(always)]
+    fn group(b: &[u8], h: &Self::Head, g: usize) -> Group {
+        let sc = i16x8_splat(h.0[g % 8]);
+        iq4_levels(b, 8 + 16 * g).map(|w| i16x8_mul(w, sc))
+    }
+    #[inline(always)]
+    fn finish(
+        h: &Self::Head,
+        p: v128,
+        p2: Option<v128>,
+        x: TokenActs,
+        bi: usize,
+        acc: &mut Accumulator,
+    ) {
+        finish256(h.1, p, p2, x.d[bi], acc)
     }
 }
 
@@ -530,7 +638,10 @@ pub(in super::super) fn select(ty: GgmlType) -> Option<(IntRowsFn, usize, bool)>
         G::Q5_1 => pick!(Q5_1),
         G::Q8_0 => pick!(Q8_0),
         G::Q4_K => pick!(Q4K),
+        G::Q5_K => pick!(Q5K),
         G::Q6_K => pick!(Q6K),
+        G::IQ4_NL => pick!(Iq4Nl),
+        G::IQ4_XS => pick!(Iq4Xs),
         _ => return None,
     })
 }

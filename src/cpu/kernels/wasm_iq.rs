@@ -20,7 +20,7 @@ use core::arch::wasm32::*;
 
 /// A 16-entry `i8` level table as one vector.
 #[inline(always)]
-fn table(t: &[i8; 16]) -> v128 {
+pub(super) fn table(t: &[i8; 16]) -> v128 {
     i8x16(
         t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13],
         t[14], t[15],
