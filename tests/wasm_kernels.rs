@@ -47,7 +47,7 @@ fn has_int_kernels(ty: GgmlType) -> bool {
     use GgmlType::*;
     matches!(
         ty,
-        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q5_K | Q6_K | IQ4_NL | IQ4_XS
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_NL | IQ4_XS
     )
 }
 
@@ -220,17 +220,18 @@ fn zero_groups_and_outliers() {
 
 /// Weights at the extremes of each integer format against activations that all have the same
 /// sign and magnitude: the largest i32 lane sums the integer kernels can produce (Q5_K: fill
-/// 0xff, scales 63 × quants 31; IQ4_XS: fill 0x00, scales −32 × level −127).
+/// 0xff, scales 63 × quants 31; IQ4_XS: fill 0x00, scales −32 × level −127; Q3_K: fill 0x00,
+/// scales −32 × quants −4).
 ///
-/// Q5_K, IQ4_NL and IQ4_XS run in a second pass so the formats before them keep their random
-/// scales: with them in the same pass, Q4_0's all-zero weights (fill 0x88) on the relaxed
+/// Q3_K, Q5_K, IQ4_NL and IQ4_XS run in a second pass so the formats before them keep their
+/// random scales: with them in the same pass, Q4_0's all-zero weights (fill 0x88) on the relaxed
 /// kernels give ±2^-19 where the bound is 0 (`wasm_relaxed` takes the offset off in lane 0
 /// only, so the lanes' f32 sums cancel with rounding; a known issue of those kernels).
 #[wasm_bindgen_test]
 fn extreme_weights_do_not_overflow() {
     use GgmlType::*;
     let rng = &mut Rng(11);
-    let passes: [&[GgmlType]; 2] = [&INT_TYPES, &[Q5_K, IQ4_NL, IQ4_XS]];
+    let passes: [&[GgmlType]; 2] = [&INT_TYPES, &[Q3_K, Q5_K, IQ4_NL, IQ4_XS]];
     for types in passes {
         for isa in ISA_LEVELS {
             for &ty in types {

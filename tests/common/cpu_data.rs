@@ -99,7 +99,8 @@ pub fn random_matrix(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Q
 }
 
 /// The formats with integer kernels natively (AVX-512) and on wasm32 (the i16 kernels, which
-/// also have Q5_K, IQ4_NL and IQ4_XS, and mostly the relaxed ones: see tests/wasm_kernels.rs).
+/// also have Q3_K, Q5_K, IQ4_NL and IQ4_XS, and but for Q8_0 the relaxed ones: see
+/// tests/wasm_kernels.rs).
 pub const INT_TYPES: [GgmlType; 7] = {
     use GgmlType::*;
     [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K]

@@ -1,6 +1,7 @@
 //! wasm32 SIMD128 integer kernels: quantized weights × i16 activations, the scheme of
 //! `x86_i16` on 128-bit vectors (`limit_isa` level 2 and above), for Q4_0, Q4_1, Q5_0, Q5_1,
-//! Q8_0, IQ4_NL (32-weight blocks) and Q4_K, Q5_K, Q6_K, IQ4_XS (256-weight super-blocks).
+//! Q8_0, IQ4_NL (32-weight blocks) and Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS (256-weight
+//! super-blocks).
 //!
 //! Each matmul call first quantizes every token's activations once (`super::QAct`, by the
 //! portable `QAct::quantize`, bit for bit what the AVX-512 quantizer computes): per group of
@@ -15,16 +16,18 @@
 //! integer quants (IQ4: the `kvalues_iq4nl` levels −127..113 of its 4-bit indices, looked up
 //! with `i8x16_swizzle`; K-quants and IQ4_XS: already multiplied by their integer sub-block
 //! scales), and multiplied with the activations by `i32x4_dot_i16x8` (8 multiply-adds per
-//! instruction into 4 i32 lanes, exact). The i32 lanes are converted to f32 once per chain (below) and
-//! multiplied by the product of the weight and activation scales into an `f32x4` accumulator
-//! (mul + add: SIMD128 has no FMA); each output is reduced horizontally once. Min terms
-//! (`Q4_1`, `Q5_1`, `Q4_K`, `Q5_K`) use the exact activation sums.
+//! instruction into 4 i32 lanes, exact). The i32 lanes are converted to f32 once per chain
+//! (below) and multiplied by the product of the weight and activation scales into an `f32x4`
+//! accumulator (mul + add: SIMD128 has no FMA); each output is reduced horizontally once. Min
+//! terms (`Q4_1`, `Q5_1`, `Q4_K`, `Q5_K`) use the exact activation sums.
 //!
 //! Overflow: with 4 i32 lanes, a 32-weight group puts 8 products in each lane
 //! (|q_x| ≤ 32767), so the chains (`IntBlock::CHAIN` groups summed in i32 before conversion)
 //! are sized to stay below 2^31 − 1:
 //! - Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / IQ4_NL (chain of 1 group): 8 products of |w| ≤ 128:
 //!   ≤ 8·128·32767 ≈ 3.4e7;
+//! - Q3_K (chain of 8 groups): `q·sc` with quants −4..3 and scales −32..31: |·| ≤ 4·32 = 128;
+//!   64 products per lane: ≤ 64·128·32767 ≈ 2.7e8;
 //! - Q4_K (chain of 8 groups, the whole super-block): `q·sc` ≤ 15·63 = 945; 64 products per
 //!   lane: ≤ 64·945·32767 ≈ 1.98e9;
 //! - Q5_K (chains of 4 groups, two per super-block): `q·sc` ≤ 31·63 = 1953; 32 products per
@@ -220,6 +223,61 @@ fn finish256(d: f32, p: v128, p2: Option<v128>, xd: f32, acc: &mut Accumulator) 
     acc.v = f32x4_add(acc.v, f32x4_mul(p, f32x4_splat(d * xd)));
     if let Some(p2) = p2 {
         acc.v = f32x4_add(acc.v, f32x4_mul(p2, f32x4_splat(d * xd * (1.0 / 65534.0))));
+    }
+}
+
+/// Q3_K: 32 bytes of high bits (bit g of byte l: weight l of group g), 64 bytes of 2-bit
+/// quants (four planes of 128 weights' halves), 12 bytes of six-bit scales, d. A weight is
+/// `lo − 4` where its high bit is clear, else `lo` (−4..3), times its signed scale `sc − 32`
+/// (one per 16 weights).
+pub(super) struct Q3K;
+impl IntBlock for Q3K {
+    const BS: usize = 256;
+    const TS: usize = 110;
+    const G: usize = 256;
+    const RESID: bool = false;
+    const CHAIN: usize = 8;
+    /// The 16 signed scales; d.
+    type Head = ([i16; 16], f32);
+    #[inline(always)]
+    fn head(b: &[u8]) -> Self::Head {
+        let sc = &b[96..108];
+        let scales = std::array::from_fn(|i| {
+            let low = if i < 8 { sc[i] & 15 } else { sc[i - 8] >> 4 };
+            let high = (sc[8 + i % 4] >> (2 * (i / 4))) & 3;
+            i16::from(low | (high << 4)) - 32
+        });
+        (scales, f16(b, 108))
+    }
+    #[inline(always)]
+    fn group(b: &[u8], h: &Self::Head, g: usize) -> Group {
+        // Weights 128hh + 32(g % 4) + l: bits 2(g % 4).. of quant byte 32 + 32hh + l, high bit
+        // g of byte l; scale 2g + l / 16.
+        let (hh, shift) = (g / 4 % 2, 2 * (g % 4) as u32);
+        let mut w = [i16x8_splat(0); 4];
+        for half in 0..2 {
+            let lo = v128_and(
+                u8x16_shr(load16(b, 32 + 32 * hh + 16 * half), shift),
+                u8x16_splat(3),
+            );
+            let high = v128_and(u8x16_shr(load16(b, 16 * half), g as u32), u8x16_splat(1));
+            let q = i8x16_sub(v128_or(lo, u8x16_shl(high, 2)), i8x16_splat(4));
+            let sc = i16x8_splat(h.0[(2 * g + half) % 16]);
+            w[2 * half] = i16x8_mul(i16x8_extend_low_i8x16(q), sc);
+            w[2 * half + 1] = i16x8_mul(i16x8_extend_high_i8x16(q), sc);
+        }
+        w
+    }
+    #[inline(always)]
+    fn finish(
+        h: &Self::Head,
+        p: v128,
+        p2: Option<v128>,
+        x: TokenActs,
+        bi: usize,
+        acc: &mut Accumulator,
+    ) {
+        finish256(h.1, p, p2, x.d[bi], acc)
     }
 }
 
@@ -637,6 +695,7 @@ pub(in super::super) fn select(ty: GgmlType) -> Option<(IntRowsFn, usize, bool)>
         G::Q5_0 => pick!(Q5_0),
         G::Q5_1 => pick!(Q5_1),
         G::Q8_0 => pick!(Q8_0),
+        G::Q3_K => pick!(Q3K),
         G::Q4_K => pick!(Q4K),
         G::Q5_K => pick!(Q5K),
         G::Q6_K => pick!(Q6K),
