@@ -189,11 +189,27 @@ macro_rules! block32 {
     };
 }
 
-/// `acc += d·(p + p2/254)` from the two planes' i32 lanes.
+/// `acc += d·(p + p2/254)` from the two planes' i32 lanes. Each plane's lanes are added in
+/// integers first (into lane 0): the 32-block formats take their offset off in lane 0 only, so
+/// the lanes may hold large values that cancel; converting them one by one would round before
+/// the cancellation (an error relative to Σ|q·w| rather than the result). The total of a
+/// block's four lanes stays below 2^31 (the bounds in the module doc, times 4).
 #[inline(always)]
 fn finish_planes(d: f32, p: v128, p2: v128, acc: &mut Accumulator) {
-    let v = f32x4_relaxed_madd(f32x4_convert_i32x4(p), f32x4_splat(d), acc.v);
-    acc.v = f32x4_relaxed_madd(f32x4_convert_i32x4(p2), f32x4_splat(d * (1.0 / 254.0)), v);
+    let v = f32x4_relaxed_madd(f32x4_convert_i32x4(lane_total(p)), f32x4_splat(d), acc.v);
+    acc.v = f32x4_relaxed_madd(
+        f32x4_convert_i32x4(lane_total(p2)),
+        f32x4_splat(d * (1.0 / 254.0)),
+        v,
+    );
+}
+
+/// The i32 total of `p`'s four lanes in lane 0, zeros in the others.
+#[inline(always)]
+fn lane_total(p: v128) -> v128 {
+    let s = i32x4_add(p, i32x4_shuffle::<2, 3, 0, 1>(p, p));
+    let s = i32x4_add(s, i32x4_shuffle::<1, 0, 3, 2>(s, s));
+    v128_and(s, i32x4(-1, 0, 0, 0))
 }
 
 /// Low (`k` even) or high nibbles of the 16 bytes `qs`, with `hi` OR-ed in.
