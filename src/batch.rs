@@ -49,7 +49,7 @@ use crate::sampling::{apply_token_mask, Sampler};
 use crate::tokenizer::StreamDecoder;
 use crate::{Error, Result};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -127,6 +127,42 @@ pub struct Batcher {
     /// The source of the model's chat template (`None` when it has none that works), for
     /// requests that depend on it, such as tools.
     pub chat_template: Option<Arc<str>>,
+}
+
+/// A sequence's place in [`Stats::active`]: counted in when it is admitted, and out once, just
+/// before its last event (Done or Failed) reaches the caller, or when it ends without one (a
+/// request cancelled at `Started`). So a caller woken by the last event already sees it gone.
+#[derive(Clone)]
+struct Active {
+    stats: Arc<Stats>,
+    out: Arc<AtomicBool>,
+}
+
+impl Active {
+    fn enter(stats: &Arc<Stats>) -> Active {
+        stats.active.fetch_add(1, Ordering::SeqCst);
+        Active {
+            stats: Arc::clone(stats),
+            out: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn leave(&self) {
+        if !self.out.swap(true, Ordering::SeqCst) {
+            self.stats.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// `on_event`, leaving `active` before it delivers the sequence's last event.
+    fn around(&self, mut on_event: OnEvent) -> OnEvent {
+        let me = self.clone();
+        Box::new(move |ev| {
+            if matches!(ev, Event::Done(_) | Event::Failed(_)) {
+                me.leave();
+            }
+            on_event(ev)
+        })
+    }
 }
 
 impl Batcher {
@@ -237,6 +273,8 @@ struct Kept {
 /// `Engine::generate` keeps them.
 struct Slot<'t> {
     on_event: OnEvent,
+    /// Its place in `Stats::active` (left before its last event).
+    active: Active,
     opts: GenerateOptions,
     prompt_len: usize,
     n_ctx: usize,
@@ -443,7 +481,7 @@ impl<'e> Scheduler<'e> {
 
     /// Prefill a new request (after the prefix its slot's cache holds); None if it failed or
     /// was cancelled at once.
-    fn admit(&mut self, job: Job) -> Option<Slot<'e>> {
+    fn admit(&mut self, job: Job, active: Active) -> Option<Slot<'e>> {
         let Job {
             prompt,
             render,
@@ -515,6 +553,7 @@ impl<'e> Scheduler<'e> {
         let engine = self.engine;
         let mut slot = Slot {
             on_event,
+            active,
             prompt_len: ids.len(),
             n_ctx,
             kept,
@@ -553,7 +592,7 @@ fn run_batched(
     rx: mpsc::Receiver<Job>,
     parallel: usize,
     n_ctx: usize,
-    stats: &Stats,
+    stats: &Arc<Stats>,
 ) {
     let (model, parallel, n_ctx) = match (engine.cpu_model(), engine.gpu_model(), gpu_batch) {
         (Some(m), ..) => (Model::Cpu(m), parallel, n_ctx),
@@ -591,12 +630,14 @@ fn run_batched(
         while slots.len() < parallel {
             let Some(job) = queue.pop_front() else { break };
             stats.queued.fetch_sub(1, Ordering::SeqCst);
-            stats.active.fetch_add(1, Ordering::SeqCst);
-            match sched.admit(job) {
+            let active = Active::enter(stats);
+            let job = Job {
+                on_event: active.around(job.on_event),
+                ..job
+            };
+            match sched.admit(job, active.clone()) {
                 Some(s) => slots.push(s),
-                None => {
-                    stats.active.fetch_sub(1, Ordering::SeqCst);
-                }
+                None => active.leave(),
             }
         }
         if slots.is_empty() {
@@ -624,19 +665,16 @@ fn run_batched(
             }
         }
         // Finished sequences free their slot at once; their cache waits for the next request.
-        let before = slots.len();
         let mut i = 0;
         while i < slots.len() {
             if slots[i].next.is_some() {
                 i += 1;
             } else {
                 let s = slots.swap_remove(i);
+                s.active.leave();
                 sched.free.push_back(s.kept);
             }
         }
-        stats
-            .active
-            .fetch_sub(before - slots.len(), Ordering::SeqCst);
     }
 }
 
@@ -668,12 +706,16 @@ fn step(model: &Model, slots: &mut [Slot]) -> Result<Vec<f32>> {
     }
 }
 
-fn run_serial(engine: &mut Engine, rx: mpsc::Receiver<Job>, n_ctx: usize, stats: &Stats) {
+fn run_serial(engine: &mut Engine, rx: mpsc::Receiver<Job>, n_ctx: usize, stats: &Arc<Stats>) {
     while let Ok(job) = rx.recv() {
         stats.queued.fetch_sub(1, Ordering::SeqCst);
-        stats.active.fetch_add(1, Ordering::SeqCst);
+        let active = Active::enter(stats);
+        let job = Job {
+            on_event: active.around(job.on_event),
+            ..job
+        };
         serve_one(engine, job, n_ctx);
-        stats.active.fetch_sub(1, Ordering::SeqCst);
+        active.leave();
     }
 }
 

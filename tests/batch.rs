@@ -500,3 +500,46 @@ fn constrained_requests_in_a_batch() {
     let err = rx.recv_timeout(Duration::from_secs(60)).unwrap();
     assert_eq!(err.code(), "bad_grammar", "{err}");
 }
+
+/// A sequence is counted out of `Stats::active` before its last event reaches the caller:
+/// inside the Done (or Failed) callback the count is already back to 0.
+#[test]
+fn a_sequence_is_not_active_when_its_last_event_arrives() {
+    let b = Batcher::start(
+        engine(),
+        BatchOptions {
+            parallel: 2,
+            n_ctx: 512,
+        },
+    )
+    .unwrap();
+    for max_tokens in [3, 0] {
+        let stats = std::sync::Arc::clone(&b.stats);
+        let (tx, rx) = mpsc::channel();
+        let opts = GenerateOptions {
+            max_tokens,
+            ..Default::default()
+        };
+        b.submit(
+            Prompt::Text("Once upon a time".into()),
+            opts,
+            Box::new(move |ev| {
+                let last = match ev {
+                    Event::Done(_) => "done",
+                    Event::Failed(_) => "failed",
+                    _ => return Control::Continue,
+                };
+                let _ = tx.send((last, stats.active.load(Ordering::SeqCst)));
+                Control::Continue
+            }),
+        )
+        .unwrap();
+        let (last, active) = rx.recv_timeout(Duration::from_secs(300)).unwrap();
+        let want = if max_tokens == 0 { "failed" } else { "done" };
+        assert_eq!(last, want);
+        assert_eq!(
+            active, 0,
+            "counted out before the {last} event (max_tokens {max_tokens})"
+        );
+    }
+}
