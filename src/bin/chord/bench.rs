@@ -253,7 +253,10 @@ fn bench_streams(
     }
     let out = json!({
         "model": path,
-        "backend": "cpu",
+        "backend": match load.backend {
+            crate::BackendArg::Cpu => "cpu",
+            crate::BackendArg::Gpu => "gpu",
+        },
         "threads": cpu::matmul::threads(),
         "prompt_tokens": p,
         "gen_tokens": n,

@@ -224,7 +224,7 @@ std::thread_local! {
 }
 
 /// The kernel `select` found for a matrix.
-enum Kern {
+enum RowKernel {
     /// f32 activations.
     F32(RowsFn),
     /// Activations quantized to i16 per this many values first.
@@ -307,8 +307,8 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
         (None, Vec::new())
     };
     let mut run = |out: &mut [f32]| match kern {
-        Kern::F32(f) => run_rows(w, n_tok, out, |r0, o| f(w, x, n_tok, r0, o)),
-        Kern::I16(f, g, resid) => {
+        RowKernel::F32(f) => run_rows(w, n_tok, out, |r0, o| f(w, x, n_tok, r0, o)),
+        RowKernel::I16(f, g, resid) => {
             let qa = qa.get_or_insert_with(QAct::default);
             // The AVX-512 quantizer on x86_64, the portable one (same values) elsewhere.
             #[cfg(target_arch = "x86_64")]
@@ -327,7 +327,7 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
             }
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        Kern::I8(f, g) => {
+        RowKernel::I8(f, g) => {
             let qa = qa.get_or_insert_with(QAct::default);
             wasm::quantize_relaxed(qa, x, n_tok, cols, g);
             let qa = &*qa;
@@ -486,7 +486,7 @@ mod pool {
 }
 
 /// The kernel for `w`'s type, or `None` when its shape is not whole blocks of that type.
-fn select(w: &QMatrix) -> Option<Kern> {
+fn select(w: &QMatrix) -> Option<RowKernel> {
     use GgmlType as G;
     let (bs, ts) = w.ty.block_geometry();
     let float = matches!(w.ty, G::F32 | G::F16 | G::BF16);
@@ -501,38 +501,38 @@ fn select(w: &QMatrix) -> Option<Kern> {
     #[cfg(target_arch = "x86_64")]
     if limit >= 2 {
         if let Some((f, g, resid)) = x86::select_i16(w.ty, limit) {
-            return Some(Kern::I16(f, g, resid));
+            return Some(RowKernel::I16(f, g, resid));
         }
     }
     #[cfg(target_arch = "x86_64")]
     if limit >= 1 && x86::available() {
         if let Some(f) = x86::select(w.ty) {
-            return Some(Kern::F32(f));
+            return Some(RowKernel::F32(f));
         }
-        return generic_avx2(w.ty).map(Kern::F32);
+        return generic_avx2(w.ty).map(RowKernel::F32);
     }
     // Relaxed SIMD: where `limit_isa` asks for level 3 (tests), or by default where a timing
     // on this CPU found the relaxed kernels faster than the i16 ones (`relaxed_is_faster`).
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
     if limit >= 3 && (limit != u8::MAX || relaxed_is_faster()) {
         if let Some((f, g)) = wasm::select_relaxed(w.ty) {
-            return Some(Kern::I8(f, g));
+            return Some(RowKernel::I8(f, g));
         }
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if limit >= 2 {
         if let Some((f, g, resid)) = wasm::select_int(w.ty) {
-            return Some(Kern::I16(f, g, resid));
+            return Some(RowKernel::I16(f, g, resid));
         }
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if limit >= 1 {
         if let Some(f) = wasm::select(w.ty) {
-            return Some(Kern::F32(f));
+            return Some(RowKernel::F32(f));
         }
     }
     let _ = limit; // unused where no SIMD path is compiled in
-    generic(w.ty).map(Kern::F32)
+    generic(w.ty).map(RowKernel::F32)
 }
 
 /// Whether `Kernel::Fast` matmuls use the relaxed-SIMD dot products by default: only in a build

@@ -493,8 +493,8 @@ pub(super) fn select_i16(ty: GgmlType, limit: u8) -> Option<(super::IntRowsFn, u
                 } else {
                     rows_i16::<$b, false>
                 },
-                <$b as k::IBlk>::G,
-                <$b as k::IBlk>::RESID,
+                <$b as k::IntBlock>::G,
+                <$b as k::IntBlock>::RESID,
             )
         };
     }
@@ -511,7 +511,7 @@ pub(super) fn select_i16(ty: GgmlType, limit: u8) -> Option<(super::IntRowsFn, u
     })
 }
 
-fn rows_i16<B: super::x86_i16::IBlk, const VNNI: bool>(
+fn rows_i16<B: super::x86_i16::IntBlock, const VNNI: bool>(
     w: &QMatrix,
     x: &super::QAct,
     n_tok: usize,
@@ -529,7 +529,7 @@ fn rows_i16<B: super::x86_i16::IBlk, const VNNI: bool>(
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw")]
-fn rows_i16_bw<B: super::x86_i16::IBlk, const VNNI: bool>(
+fn rows_i16_bw<B: super::x86_i16::IntBlock, const VNNI: bool>(
     a: Avx512<VNNI>,
     w: &QMatrix,
     x: &super::QAct,
@@ -541,7 +541,7 @@ fn rows_i16_bw<B: super::x86_i16::IBlk, const VNNI: bool>(
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
-fn rows_i16_vnni<B: super::x86_i16::IBlk, const VNNI: bool>(
+fn rows_i16_vnni<B: super::x86_i16::IntBlock, const VNNI: bool>(
     a: Avx512<VNNI>,
     w: &QMatrix,
     x: &super::QAct,

@@ -28,12 +28,12 @@
 //! group. For Q6_K (the output head, whose error reaches the logits directly) groups where
 //! some 32 values are under 1/16 of the group's largest also carry a residual plane `q2`
 //! (`x ≈ (q + q2/65534)·d`, see `QAct::RESIDUAL_BELOW`), dotted with the same decoded weights
-//! by a second `dp` chain. Q4_K goes without (`IBlk::RESID`): with it everywhere, logits NMSE
+//! by a second `dp` chain. Q4_K goes without (`IntBlock::RESID`): with it everywhere, logits NMSE
 //! vs the exact reference was 5e-8–4e-7 and pad768 decode/prefill cost 8% / 20% more CPU
 //! time; without it for Q4_K, 6e-8–2.2e-6 (llama.cpp: 1e-3 and more).
 //!
 //! A block is a header (scales, decoded once per row) and groups of 32 weights, decoded in
-//! pairs that share their loads (`IBlk::pair`). Tiles (Zen 4, 1 thread, CPU time of
+//! pairs that share their loads (`IntBlock::pair`). Tiles (Zen 4, 1 thread, CPU time of
 //! `chord bench`):
 //! - decode (`tile1`): `DEC_ROWS` rows side by side (K-quants 2, the 32-blocks 4), each
 //!   group decoded and multiplied at once, so the rows' independent chains overlap; plus a
@@ -52,7 +52,7 @@ use std::arch::x86_64::{__m512, __m512i};
 
 /// One token's quantized activations: `q` (cols), `d` (one per `G`), `s` (one per 32).
 #[derive(Clone, Copy)]
-pub(super) struct XTok<'a> {
+pub(super) struct TokenActs<'a> {
     q: &'a [i16],
     /// Residual plane and its flags (K-quants only).
     q2: &'a [i16],
@@ -82,7 +82,7 @@ pub(super) struct Acc {
 
 /// A block format as integer quants for the i16 kernels: a block is a header (its scales,
 /// decoded once per row and block) and `BS / 32` groups of 32 i16 weights.
-pub(super) trait IBlk {
+pub(super) trait IntBlock {
     /// Weights per block.
     const BS: usize;
     /// Bytes per block.
@@ -108,7 +108,7 @@ pub(super) trait IBlk {
         h: &Self::H,
         p: __m512i,
         p2: Option<__m512i>,
-        x: XTok,
+        x: TokenActs,
         bi: usize,
         acc: &mut Acc,
     );
@@ -126,7 +126,7 @@ fn nibbles<const V: bool>(a: Avx512<V>, b: &[u8; 16]) -> __m512i {
 macro_rules! blk32 {
     ($name:ident, $ts:literal, $min:literal, |$a:ident, $b:ident| $h:expr, |$h2:ident| $q:expr) => {
         pub(super) struct $name;
-        impl IBlk for $name {
+        impl IntBlock for $name {
             const BS: usize = 32;
             const TS: usize = $ts;
             const G: usize = 32;
@@ -154,7 +154,7 @@ macro_rules! blk32 {
                 h: &Self::H,
                 p: __m512i,
                 _: Option<__m512i>,
-                x: XTok,
+                x: TokenActs,
                 bi: usize,
                 acc: &mut Acc,
             ) {
@@ -207,7 +207,7 @@ fn finish256<const V: bool>(
 }
 
 pub(super) struct Q4K;
-impl IBlk for Q4K {
+impl IntBlock for Q4K {
     const BS: usize = 256;
     const TS: usize = 144;
     const G: usize = 256;
@@ -246,7 +246,7 @@ impl IBlk for Q4K {
         h: &Self::H,
         p: __m512i,
         p2: Option<__m512i>,
-        x: XTok,
+        x: TokenActs,
         bi: usize,
         acc: &mut Acc,
     ) {
@@ -285,7 +285,7 @@ static Q6_IDX: ScaleIdx = ScaleIdx({
 });
 
 pub(super) struct Q6K;
-impl IBlk for Q6K {
+impl IntBlock for Q6K {
     const BS: usize = 256;
     const TS: usize = 210;
     const G: usize = 256;
@@ -325,7 +325,7 @@ impl IBlk for Q6K {
         h: &Self::H,
         p: __m512i,
         p2: Option<__m512i>,
-        x: XTok,
+        x: TokenActs,
         bi: usize,
         acc: &mut Acc,
     ) {
@@ -341,7 +341,7 @@ struct Dec<H: Copy> {
 }
 
 #[inline(always)]
-fn decode<B: IBlk, const V: bool>(a: Avx512<V>, b: &[u8]) -> Dec<B::H> {
+fn decode<B: IntBlock, const V: bool>(a: Avx512<V>, b: &[u8]) -> Dec<B::H> {
     let h = B::head(a, b);
     let mut w = [a.splat16(0); 8];
     macro_rules! pair {
@@ -359,7 +359,12 @@ fn decode<B: IBlk, const V: bool>(a: Avx512<V>, b: &[u8]) -> Dec<B::H> {
 
 /// Exact i32 lanes of a decoded block's weights · `xq` (block `bi`): two chains of `dp`.
 #[inline(always)]
-fn idot<B: IBlk, const V: bool>(a: Avx512<V>, w: &[__m512i; 8], xq: &[i16], bi: usize) -> __m512i {
+fn idot<B: IntBlock, const V: bool>(
+    a: Avx512<V>,
+    w: &[__m512i; 8],
+    xq: &[i16],
+    bi: usize,
+) -> __m512i {
     let n = B::BS / 32;
     let xq = &xq[B::BS * bi..B::BS * bi + B::BS];
     let mut i0 = a.madd(w[0], a.load16(x32(xq, 0)));
@@ -376,13 +381,19 @@ fn idot<B: IBlk, const V: bool>(a: Avx512<V>, w: &[__m512i; 8], xq: &[i16], bi: 
 
 /// Whether token `x`'s activation group `bi` has a residual plane.
 #[inline(always)]
-fn resid<B: IBlk>(x: XTok, bi: usize) -> bool {
+fn resid<B: IntBlock>(x: TokenActs, bi: usize) -> bool {
     B::RESID && x.r.get(bi) == Some(&true) && x.q2.len() >= B::BS * (bi + 1)
 }
 
 /// `acc += block · activations` for block `bi` of a row and token `x`.
 #[inline(always)]
-fn dot<B: IBlk, const V: bool>(a: Avx512<V>, w: &Dec<B::H>, x: XTok, bi: usize, acc: &mut Acc) {
+fn dot<B: IntBlock, const V: bool>(
+    a: Avx512<V>,
+    w: &Dec<B::H>,
+    x: TokenActs,
+    bi: usize,
+    acc: &mut Acc,
+) {
     let p = idot::<B, V>(a, &w.w, x.q, bi);
     let p2 = if resid::<B>(x, bi) {
         Some(idot::<B, V>(a, &w.w, x.q2, bi))
@@ -408,10 +419,10 @@ fn ahead<const V: bool>(a: Avx512<V>, pf: &[u8], bi: usize, nb: usize) {
 /// `R` rows × `T` tokens: each row's block is decoded once for the tile's tokens.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // index loops over constant bounds: fully unrolled
-fn tile<B: IBlk, const V: bool, const R: usize, const T: usize>(
+fn tile<B: IntBlock, const V: bool, const R: usize, const T: usize>(
     a: Avx512<V>,
     rows: [&[u8]; R],
-    xs: [XTok; T],
+    xs: [TokenActs; T],
     pf: &[u8],
 ) -> [[f32; T]; R] {
     let z = Acc {
@@ -449,10 +460,10 @@ fn tile<B: IBlk, const V: bool, const R: usize, const T: usize>(
 /// f32 steps per output, as `tile`.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // index loops over constant bounds: fully unrolled
-fn tile1<B: IBlk, const V: bool, const R: usize>(
+fn tile1<B: IntBlock, const V: bool, const R: usize>(
     a: Avx512<V>,
     rows: [&[u8]; R],
-    x: XTok,
+    x: TokenActs,
     pf: &[u8],
 ) -> [f32; R] {
     let z = Acc {
@@ -486,11 +497,11 @@ fn tile1<B: IBlk, const V: bool, const R: usize>(
 /// Block `bi` of `R` rows for one token, with (`RES`) or without the residual plane.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // index loops over constant bounds: fully unrolled
-fn stream<B: IBlk, const V: bool, const R: usize, const RES: bool>(
+fn stream<B: IntBlock, const V: bool, const R: usize, const RES: bool>(
     a: Avx512<V>,
     b: &[&[u8]; R],
     h: &[B::H; R],
-    x: XTok,
+    x: TokenActs,
     bi: usize,
     acc: &mut [Acc; R],
 ) {
@@ -551,7 +562,7 @@ const PREFETCH_TILES: usize = 2;
 
 /// Rows `r0..` of `W·xᵀ` into `out` (row, token).
 #[inline(always)]
-pub(super) fn rows<B: IBlk, const V: bool>(
+pub(super) fn rows<B: IntBlock, const V: bool>(
     a: Avx512<V>,
     w: &QMatrix,
     x: &QAct,
@@ -569,7 +580,7 @@ pub(super) fn rows<B: IBlk, const V: bool>(
     } else {
         (&[][..], &[][..])
     };
-    let tok = |t: usize| XTok {
+    let tok = |t: usize| TokenActs {
         q: &x.q[t * cols..(t + 1) * cols],
         q2: q2.get(t * cols..(t + 1) * cols).unwrap_or_default(),
         r: r.get(t * ng..(t + 1) * ng).unwrap_or_default(),
@@ -584,7 +595,7 @@ pub(super) fn rows<B: IBlk, const V: bool>(
     };
     macro_rules! run {
         ($r:literal, $t:literal, $ri:expr, $t0:expr, $xs:expr) => {{
-            let xs: &[XTok; $t] = match $xs[..$t].try_into() {
+            let xs: &[TokenActs; $t] = match $xs[..$t].try_into() {
                 Ok(xs) => xs,
                 Err(_) => return,
             };
