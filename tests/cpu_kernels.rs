@@ -197,6 +197,50 @@ fn extreme_weights_do_not_overflow() {
     limit_isa(u8::MAX);
 }
 
+/// On the i16 integer kernels (levels 2 and 3), a batch of tokens (prefill's and the batching
+/// server's tiles) gives each token exactly the values it gets alone (decode's one-token
+/// path), bit for bit: the batcher's promise that a sequence's output equals its output when
+/// run alone rests on it. K-quant rows of 64 blocks and of 65 (past the stack buffers of the
+/// totals path, see `x86_i16`) included. (The f32 kernels' tiles sum in another order than
+/// their one-token path: there the two agree within the bounds of the test above, not bit
+/// for bit.)
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_batch_of_tokens_equals_each_token_alone_on_the_integer_kernels() {
+    assert!(
+        std::arch::is_x86_feature_detected!("avx512bw"),
+        "this test needs a CPU with AVX-512 BW (the i16 integer kernels' ISA)"
+    );
+    let mut rng = Rng(0x5eed);
+    for isa in [2, 3] {
+        limit_isa(isa);
+        for ty in TYPES.into_iter().filter(|&t| has_int_kernels(t)) {
+            let cols: &[usize] = match ty.block_size() {
+                32 => &[96, 576],
+                _ => &[768, 256 * 64, 256 * 65],
+            };
+            for &c in cols {
+                let w = random_matrix(ty, 5, c, &mut rng);
+                let n_tok = 15; // tiles of 8, 4 and 2 tokens, and a single one
+                let x: Vec<f32> = (0..n_tok * c).map(|_| rng.uniform(-2.0, 2.0)).collect();
+                let mut batch = vec![f32::NAN; n_tok * w.rows];
+                matmul(&w, &x, &mut batch, n_tok, Kernel::Fast).unwrap();
+                for t in 0..n_tok {
+                    let mut one = vec![f32::NAN; w.rows];
+                    matmul(&w, &x[t * c..(t + 1) * c], &mut one, 1, Kernel::Fast).unwrap();
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&batch[t * w.rows..(t + 1) * w.rows]),
+                        bits(&one),
+                        "isa {isa} {ty} cols {c}: token {t} of {n_tok}"
+                    );
+                }
+            }
+        }
+    }
+    limit_isa(u8::MAX);
+}
+
 #[test]
 fn threaded_matmul_matches_single_threaded() {
     // Big enough to be split over the pool; rows not a multiple of the chunk size.

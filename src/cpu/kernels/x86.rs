@@ -58,6 +58,50 @@ fn token() -> Option<Avx2> {
     (level() >= 2).then_some(Avx2(()))
 }
 
+/// The first levels of the transposing tree of [`Avx512::quarter_sums`]: `pair` adds within
+/// 128-bit lanes (`[a0+a2, b0+b2, a1+a3, b1+b3]`), `quad` combines two pairs' results into
+/// four vectors' partial sums per 128-bit lane, `conv` converts those (to f32). Gives
+/// `[quad 0, .., quad 3]` (vectors `4m..4m + 4`; zero past `N`). A macro with closure-shaped
+/// arguments expanded in place: a real closure would not inherit the target features.
+macro_rules! quarter_tree {
+    ($v:ident, $n:ident, $zero:expr, $fzero:expr,
+     |$a:ident, $b:ident| $pair:expr,
+     |$c:ident, $d:ident| $quad:expr,
+     |$cv:ident| $conv:expr) => {{
+        let z = $zero;
+        macro_rules! at {
+            ($i:expr) => {
+                if $i < $n {
+                    $v[$i % $n]
+                } else {
+                    z
+                }
+            };
+        }
+        macro_rules! pair {
+            ($p:expr, $q:expr) => {{
+                let ($a, $b) = ($p, $q);
+                $pair
+            }};
+        }
+        macro_rules! quad {
+            ($m:expr) => {{
+                if 4 * $m < $n {
+                    let ($c, $d) = (
+                        pair!(at!(4 * $m), at!(4 * $m + 1)),
+                        pair!(at!(4 * $m + 2), at!(4 * $m + 3)),
+                    );
+                    let $cv = $quad;
+                    $conv
+                } else {
+                    $fzero
+                }
+            }};
+        }
+        [quad!(0), quad!(1), quad!(2), quad!(3)]
+    }};
+}
+
 /// Proof that the CPU has AVX2, FMA, F16C and AVX-512 F, VL and BW, and with `VNNI` also
 /// AVX-512 VNNI: only [`token512`] makes one, after detection.
 #[derive(Clone, Copy)]
@@ -334,6 +378,95 @@ impl<const VNNI: bool> Avx512<VNNI> {
         let h = u16::from_le_bytes([b[at], b[at + 1]]);
         unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h)))) }
     }
+    /// Up to 16 i32 vectors summed per 128-bit quarter, as f32: lane `4L + j` of the `m`-th
+    /// result is the sum of `v[4m + j]`'s quarter `L` (`v[n]` for `n >= N` taken as zero).
+    /// Each quarter's 4 lanes are added exactly in i32 (callers keep 4 lanes' sum below
+    /// 2^31); [`Avx512::fold_quarters`] finishes the totals. 36 shuffles and adds for 16
+    /// vectors, instead of a horizontal sum each.
+    #[inline(always)]
+    pub(super) fn quarter_sums<const N: usize>(self, v: &[__m512i; N]) -> [__m512; 4] {
+        unsafe {
+            quarter_tree!(
+                v,
+                N,
+                _mm512_setzero_si512(),
+                _mm512_setzero_ps(),
+                |a, b| _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b)),
+                |c, d| _mm512_add_epi32(_mm512_unpacklo_epi64(c, d), _mm512_unpackhi_epi64(c, d)),
+                |q| _mm512_cvtepi32_ps(q)
+            )
+        }
+    }
+    /// Lane `n` (for `n < N`): the total of the 4 quarters of output `n` in `q` (as
+    /// [`Avx512::quarter_sums`] lays them out), added `(L0 + L1) + (L2 + L3)` whatever `N`, so
+    /// an output's total does not depend on how many share the call.
+    #[inline(always)]
+    pub(super) fn fold_quarters<const N: usize>(self, q: [__m512; 4]) -> __m512 {
+        // [x.L0+x.L1, x.L2+x.L3, y.L0+y.L1, y.L2+y.L3]
+        macro_rules! fold {
+            ($x:expr, $y:expr) => {{
+                let (x, y) = ($x, $y);
+                unsafe {
+                    _mm512_add_ps(
+                        _mm512_shuffle_f32x4::<0x88>(x, y),
+                        _mm512_shuffle_f32x4::<0xdd>(x, y),
+                    )
+                }
+            }};
+        }
+        if N <= 4 {
+            let u = fold!(q[0], q[0]);
+            fold!(u, u)
+        } else if N <= 8 {
+            let u = fold!(q[0], q[1]);
+            fold!(u, u)
+        } else {
+            fold!(fold!(q[0], q[1]), fold!(q[2], q[3]))
+        }
+    }
+    /// The totals of up to 16 f32 vectors, lane `n` for `v[n]`: [`Avx512::quarter_sums`]'
+    /// tree in f32 (within each quarter lanes `i` and `i + 2`, then `i` and `i + 1`), then
+    /// [`Avx512::fold_quarters`].
+    #[inline(always)]
+    pub(super) fn totals_f32<const N: usize>(self, v: &[__m512; N]) -> __m512 {
+        let q = unsafe {
+            quarter_tree!(
+                v,
+                N,
+                _mm512_setzero_ps(),
+                _mm512_setzero_ps(),
+                |a, b| _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b)),
+                |c, d| _mm512_add_ps(
+                    _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(c), _mm512_castps_pd(d))),
+                    _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(c), _mm512_castps_pd(d)))
+                ),
+                |q| q
+            )
+        };
+        self.fold_quarters::<N>(q)
+    }
+    /// `b`'s lanes where `k` has a bit, else `a`'s.
+    #[inline(always)]
+    pub(super) fn blend(self, k: u16, a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_mask_blend_ps(k, a, b) }
+    }
+    /// 16 f32.
+    #[inline(always)]
+    pub(super) fn loadf16(self, x: &[f32; 16]) -> __m512 {
+        self.loadf(x)
+    }
+    /// The 16 lanes of `v`.
+    #[inline(always)]
+    pub(super) fn store(self, v: __m512) -> [f32; 16] {
+        let mut o = [0f32; 16];
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), v) };
+        o
+    }
+    /// Lanes 0..8 of `v` into `o`.
+    #[inline(always)]
+    pub(super) fn store8(self, v: __m512, o: &mut [f32; 8]) {
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm512_castps512_ps256(v)) }
+    }
     /// 16 f32.
     #[inline(always)]
     fn loadf(self, x: &[f32; 16]) -> __m512 {
@@ -348,7 +481,7 @@ impl<const VNNI: bool> Avx512<VNNI> {
         unsafe { _mm512_reduce_max_ps(a) }
     }
     #[inline(always)]
-    fn add(self, a: __m512, b: __m512) -> __m512 {
+    pub(super) fn add(self, a: __m512, b: __m512) -> __m512 {
         unsafe { _mm512_add_ps(a, b) }
     }
     /// `v` rounded to the nearest integer (ties to even).

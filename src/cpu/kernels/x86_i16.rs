@@ -44,6 +44,19 @@
 //!
 //! Both produce the same exact i32 sums and take the same f32 steps per output in the same
 //! block order, so batched prefill and token-by-token decode give the same values.
+//!
+//! The totals path (`IntBlock::TOTALS`: Q4_K, rows of at most 64 blocks) replaces both tiles
+//! for the formats whose whole super-block accumulates in one set of i32 lanes: `tile_totals`
+//! (prefill, 2 rows × 8 tokens) keeps one i32 chain per output over the block, decoding each
+//! group pair of each row just in time, and at the block's end sums the 16 outputs' lanes
+//! together in one transposing tree (`Avx512::quarter_sums`: each 128-bit quarter's 4 lanes
+//! exactly in i32, at most 4·4.95e8 ≈ 1.98e9 < 2^31 for Q4_K; then the quarters in f32,
+//! `Avx512::fold_quarters`), scaling all 16 by one vector of `d_row·d_x`: one f32
+//! accumulator for the tile. The per-output vector accumulators of `tile` did not fit the
+//! 32 registers beside 16 decoded weight vectors and spilled on every block (pad768 prefill,
+//! 1 thread: +13%). The min terms are kept per row (`RowMins`) and added once at the end.
+//! `tile1_totals` (decode) takes the same f32 steps per output, so the two still agree bit
+//! for bit (tests/cpu_kernels.rs checks it for every format with i16 kernels).
 
 use super::x86::Avx512;
 use super::QAct;
@@ -101,6 +114,20 @@ pub(super) trait IntBlock {
     /// Groups `PG[k]` (weights `32g..32g + 32`) of the block as i16 lanes (K-quants: times
     /// their sub-block scales); in pairs that share their loads.
     fn pair<const V: bool>(a: Avx512<V>, b: &[u8], h: &Self::H, k: usize) -> [__m512i; 2];
+    /// Whether an output takes one exact i32 total per block, scaled once (`tile_totals`):
+    /// K-quants without the residual plane.
+    const TOTALS: bool = false;
+    /// With `TOTALS`: whether the format has a min term (`mins`).
+    const MIN: bool = false;
+    /// With `TOTALS`: the block's scale `d`.
+    fn scale(_h: &Self::H) -> f32 {
+        0.0
+    }
+    /// With `TOTALS`: `−dmin·m` per 32-weight sub-block (lanes 0..8), or `None` without a
+    /// min term.
+    fn mins(_h: &Self::H) -> Option<__m512> {
+        None
+    }
     /// `acc += block · activations` from the exact i32 lane sums `p` (weights × `x.q`) and, for
     /// groups with a residual plane, `p2` (weights × `x.q2`).
     fn finish<const V: bool>(
@@ -214,8 +241,18 @@ impl IntBlock for Q4K {
     const DEC_ROWS: usize = 2;
     const RESID: bool = false;
     const PG: [[usize; 2]; 4] = [[0, 1], [2, 3], [4, 5], [6, 7]];
+    const TOTALS: bool = true;
+    const MIN: bool = true;
     /// The 8 sub-block scales (i16 lanes 0..8); d; −dmin·m per sub-block (lanes 0..8).
     type H = (__m512i, f32, __m512);
+    #[inline(always)]
+    fn scale(h: &Self::H) -> f32 {
+        h.1
+    }
+    #[inline(always)]
+    fn mins(h: &Self::H) -> Option<__m512> {
+        Some(h.2)
+    }
     #[inline(always)]
     fn head<const V: bool>(a: Avx512<V>, b: &[u8]) -> Self::H {
         let b: &[u8; 144] = arr(b, 0);
@@ -555,6 +592,210 @@ fn stream<B: IntBlock, const V: bool, const R: usize, const RES: bool>(
     }
 }
 
+/// Most blocks in a row for the totals path (16384 weights): its per-row and per-tile
+/// buffers live on the stack. Longer rows take `tile` and `tile1`, prefill and decode alike, so
+/// both still give the same values.
+const TOTALS_MAX_BLOCKS: usize = 64;
+
+/// One row's `−dmin·m` per 32-weight sub-block, 8 per block (totals path).
+type RowMins = [f32; 8 * TOTALS_MAX_BLOCKS];
+
+/// Whether rows of `nb` blocks of `B` take the totals path.
+#[inline(always)]
+fn totals_path<B: IntBlock>(nb: usize) -> bool {
+    B::TOTALS && nb <= TOTALS_MAX_BLOCKS
+}
+
+/// `d[r]` in lanes `r·T..(r + 1)·T` (output lane `n = r·T + t`).
+#[inline(always)]
+fn row_lanes<const V: bool, const R: usize, const T: usize>(a: Avx512<V>, d: [f32; R]) -> __m512 {
+    let mut v = a.splat(d[0]);
+    for (r, &dr) in d.iter().enumerate().skip(1) {
+        v = a.blend((((1u32 << T) - 1) << (r * T)) as u16, v, a.splat(dr));
+    }
+    v
+}
+
+/// A row's min terms (`mins`, 8 per block) times a token's exact sums of every 32 values (`s`)
+/// over `nb` blocks, as 16 f32 lanes whose total is the output's min term.
+#[inline(always)]
+fn min_lanes<const V: bool>(a: Avx512<V>, mins: &RowMins, s: &[f32], nb: usize) -> __m512 {
+    let n = (8 * nb).min(s.len());
+    let mut acc = a.zero();
+    let mut i = 0;
+    while i + 16 <= n {
+        let (m, x): (&[f32; 16], &[f32; 16]) =
+            match (mins[i..i + 16].try_into(), s[i..i + 16].try_into()) {
+                (Ok(m), Ok(x)) => (m, x),
+                _ => break,
+            };
+        acc = a.fmadd(a.loadf16(m), a.loadf16(x), acc);
+        i += 16;
+    }
+    if i + 8 <= n {
+        if let (Ok(m), Ok(x)) = (mins[i..i + 8].try_into(), s[i..i + 8].try_into()) {
+            acc = a.fmadd(a.f32x8z(m), a.f32x8z(x), acc);
+        }
+    }
+    acc
+}
+
+/// The totals path (`IntBlock::TOTALS`), prefill: `R` rows × `T` tokens (`R·T ≤ 16`), output
+/// lane `n = r·T + t`. Per block, group pairs are decoded row by row just in time and each
+/// output keeps one i32 chain over the whole block (the K-quants' scales are folded into the
+/// weights); the 16 chains are then summed exactly by one transposing tree
+/// (`Avx512::totals`), converted and scaled together (`d_r·d_x,t` per lane) into one f32
+/// vector: one accumulator for the tile instead of a vector per output (which spilled).
+/// Min terms go to `mins` and are added once at the end. Per output this takes exactly the
+/// f32 steps of `tile1_totals`, so prefill and decode give the same values.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // index loops over constant bounds: fully unrolled
+fn tile_totals<B: IntBlock, const V: bool, const R: usize, const T: usize>(
+    a: Avx512<V>,
+    rows: [&[u8]; R],
+    xs: [TokenActs; T],
+    xd: &[[f32; 16]; TOTALS_MAX_BLOCKS],
+    mins: &mut [RowMins; 2],
+    pf: &[u8],
+) -> [[f32; T]; R] {
+    const { assert!(R <= 2 && R * T <= 16) };
+    let nb = rows[0].len() / B::TS;
+    let z = a.splat16(0);
+    let mut acc = a.zero();
+    for bi in 0..nb.min(TOTALS_MAX_BLOCKS) {
+        let blk = |r: usize| &rows[r][bi * B::TS..(bi + 1) * B::TS];
+        ahead(a, pf, bi, nb);
+        let mut h = [B::head(a, blk(0)); R];
+        for r in 1..R {
+            h[r] = B::head(a, blk(r));
+        }
+        let mut p = [[z; T]; R];
+        // Unrolled by hand (`k` constant): group pair `k` of every row, times every token.
+        macro_rules! pair {
+            ($($k:literal)*) => {$(
+                if 2 * $k < B::BS / 32 {
+                    let [g0, g1] = B::PG[$k];
+                    let mut w = [[z; 2]; R];
+                    for r in 0..R {
+                        w[r] = B::pair(a, blk(r), &h[r], $k);
+                    }
+                    for t in 0..T {
+                        let xq = &xs[t].q[B::BS * bi..B::BS * bi + B::BS];
+                        let x0 = a.load16(x32(xq, 32 * g0));
+                        let x1 = a.load16(x32(xq, 32 * g1));
+                        for r in 0..R {
+                            let q = if $k == 0 { a.madd(w[r][0], x0) } else { a.dp(p[r][t], w[r][0], x0) };
+                            p[r][t] = a.dp(q, w[r][1], x1);
+                        }
+                    }
+                }
+            )*};
+        }
+        pair!(0 1 2 3);
+        let mut flat = [z; 16];
+        let mut d = [0f32; R];
+        for r in 0..R {
+            for t in 0..T {
+                flat[r * T + t] = p[r][t];
+            }
+            d[r] = B::scale(&h[r]);
+            if let (Some(m), Some(o)) = (B::mins(&h[r]), mins[r].get_mut(8 * bi..8 * bi + 8)) {
+                if let Ok(o) = o.try_into() {
+                    a.store8(m, o);
+                }
+            }
+        }
+        let sv = a.mul(row_lanes::<V, R, T>(a, d), a.loadf16(&xd[bi]));
+        let total = a.fold_quarters::<16>(a.quarter_sums::<16>(&flat));
+        acc = a.fmadd(total, sv, acc);
+    }
+    if B::MIN {
+        let mut ml = [a.zero(); 16];
+        for r in 0..R {
+            for t in 0..T {
+                ml[r * T + t] = min_lanes(a, &mins[r], xs[t].s, nb);
+            }
+        }
+        acc = a.add(acc, a.totals_f32::<16>(&ml));
+    }
+    let v = a.store(acc);
+    let mut out = [[0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            out[r][t] = v[r * T + t];
+        }
+    }
+    out
+}
+
+/// The totals path, decode: one token, `R` rows side by side (each group pair decoded and
+/// multiplied at once, two i32 chains per row), output lane `r`. The same f32 steps per
+/// output as `tile_totals`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // index loops over constant bounds: fully unrolled
+fn tile1_totals<B: IntBlock, const V: bool, const R: usize>(
+    a: Avx512<V>,
+    rows: [&[u8]; R],
+    x: TokenActs,
+    mins: &mut [RowMins; 2],
+    pf: &[u8],
+) -> [f32; R] {
+    const { assert!(R <= 2) };
+    let nb = rows[0].len() / B::TS;
+    let z = a.splat16(0);
+    let mut acc = a.zero();
+    for bi in 0..nb.min(TOTALS_MAX_BLOCKS) {
+        let blk = |r: usize| &rows[r][bi * B::TS..(bi + 1) * B::TS];
+        ahead(a, pf, bi, nb);
+        let mut h = [B::head(a, blk(0)); R];
+        for r in 1..R {
+            h[r] = B::head(a, blk(r));
+        }
+        let xq = &x.q[B::BS * bi..B::BS * bi + B::BS];
+        let mut p = [[z; 2]; R];
+        macro_rules! pair {
+            ($($k:literal)*) => {$(
+                if 2 * $k < B::BS / 32 {
+                    let [g0, g1] = B::PG[$k];
+                    let x0 = a.load16(x32(xq, 32 * g0));
+                    let x1 = a.load16(x32(xq, 32 * g1));
+                    for r in 0..R {
+                        let [w0, w1] = B::pair(a, blk(r), &h[r], $k);
+                        p[r][0] = if $k == 0 { a.madd(w0, x0) } else { a.dp(p[r][0], w0, x0) };
+                        p[r][1] = if $k == 0 { a.madd(w1, x1) } else { a.dp(p[r][1], w1, x1) };
+                    }
+                }
+            )*};
+        }
+        pair!(0 1 2 3);
+        let mut flat = [z; R];
+        let mut d = [0f32; R];
+        for r in 0..R {
+            flat[r] = a.add32(p[r][0], p[r][1]);
+            d[r] = B::scale(&h[r]);
+            if let (Some(m), Some(o)) = (B::mins(&h[r]), mins[r].get_mut(8 * bi..8 * bi + 8)) {
+                if let Ok(o) = o.try_into() {
+                    a.store8(m, o);
+                }
+            }
+        }
+        let sv = a.mul(row_lanes::<V, R, 1>(a, d), a.splat(x.d[bi]));
+        let total = a.fold_quarters::<R>(a.quarter_sums::<R>(&flat));
+        acc = a.fmadd(total, sv, acc);
+    }
+    if B::MIN {
+        let mut ml = [a.zero(); R];
+        for r in 0..R {
+            ml[r] = min_lanes(a, &mins[r], x.s, nb);
+        }
+        acc = a.add(acc, a.totals_f32::<R>(&ml));
+    }
+    let v = a.store(acc);
+    let mut out = [0f32; R];
+    out.copy_from_slice(&v[..R]);
+    out
+}
+
 /// Software prefetch distance, in tiles (of `R` rows) ahead. Decode streams each weight
 /// once from DRAM; with `R` rows read side by side the hardware prefetcher falls behind, and
 /// prefetching 2 tiles ahead measured best (1, 4, or fixed 2–16 KiB: slower).
@@ -611,6 +852,9 @@ pub(super) fn rows<B: IntBlock, const V: bool>(
             }
         }};
     }
+    if totals_path::<B>(nb) {
+        return rows_totals::<B, V>(a, tok, row, ahead_of, n_tok, n_rows, nb, out);
+    }
     let mut t0 = 0;
     while t0 < n_tok {
         let tt = super::token_tile(n_tok - t0);
@@ -655,6 +899,93 @@ pub(super) fn rows<B: IntBlock, const V: bool>(
                     8 => run!(1, 8, ri, t0, xs),
                     4 => run!(1, 4, ri, t0, xs),
                     _ => run!(1, 2, ri, t0, xs),
+                }
+            }
+        }
+        t0 += tt;
+    }
+}
+
+/// `rows` on the totals path (`totals_path`): decode 2 rows at a time (`tile1_totals`),
+/// prefill tiles of 2 rows × 8, 4 or 2 tokens (`tile_totals`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rows_totals<'x, 'w, B: IntBlock, const V: bool>(
+    a: Avx512<V>,
+    tok: impl Fn(usize) -> TokenActs<'x>,
+    row: impl Fn(usize) -> &'w [u8],
+    ahead_of: impl Fn(usize, usize) -> &'w [u8],
+    n_tok: usize,
+    n_rows: usize,
+    nb: usize,
+    out: &mut [f32],
+) {
+    let mut mins = [[0f32; 8 * TOTALS_MAX_BLOCKS]; 2];
+    let mut t0 = 0;
+    while t0 < n_tok {
+        let tt = super::token_tile(n_tok - t0);
+        let mut ri = 0;
+        if tt == 1 {
+            let x = tok(t0);
+            while ri < n_rows {
+                if ri + 2 <= n_rows {
+                    let v = tile1_totals::<B, V, 2>(
+                        a,
+                        [row(ri), row(ri + 1)],
+                        x,
+                        &mut mins,
+                        ahead_of(ri, 2),
+                    );
+                    out[ri * n_tok + t0] = v[0];
+                    out[(ri + 1) * n_tok + t0] = v[1];
+                    ri += 2;
+                } else {
+                    let v = tile1_totals::<B, V, 1>(a, [row(ri)], x, &mut mins, ahead_of(ri, 1));
+                    out[ri * n_tok + t0] = v[0];
+                    ri += 1;
+                }
+            }
+        } else {
+            // The tile's tokens, and lane `r·T + t` of `xd[b]`: token `t`'s scale of block `b`.
+            let mut xs = [tok(t0); 8];
+            for (i, x) in xs.iter_mut().enumerate().take(tt).skip(1) {
+                *x = tok(t0 + i);
+            }
+            let mut xd = [[0f32; 16]; TOTALS_MAX_BLOCKS];
+            for (b, lanes) in xd.iter_mut().enumerate().take(nb) {
+                for (n, l) in lanes.iter_mut().enumerate() {
+                    *l = xs[n % tt].d.get(b).copied().unwrap_or(0.0);
+                }
+            }
+            macro_rules! run {
+                ($r:literal, $t:literal) => {{
+                    let x: &[TokenActs; $t] = match xs[..$t].try_into() {
+                        Ok(x) => x,
+                        Err(_) => return,
+                    };
+                    let v = tile_totals::<B, V, $r, $t>(
+                        a,
+                        std::array::from_fn(|i| row(ri + i)),
+                        *x,
+                        &xd,
+                        &mut mins,
+                        ahead_of(ri, $r),
+                    );
+                    for (i, v) in v.iter().enumerate() {
+                        let o = (ri + i) * n_tok + t0;
+                        out[o..o + $t].copy_from_slice(v);
+                    }
+                    ri += $r;
+                }};
+            }
+            while ri < n_rows {
+                match (n_rows - ri >= 2, tt) {
+                    (true, 8) => run!(2, 8),
+                    (true, 4) => run!(2, 4),
+                    (true, _) => run!(2, 2),
+                    (false, 8) => run!(1, 8),
+                    (false, 4) => run!(1, 4),
+                    (false, _) => run!(1, 2),
                 }
             }
         }
