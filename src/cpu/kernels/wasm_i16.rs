@@ -60,11 +60,12 @@
 
 use super::super::{IntRowsFn, QAct};
 use super::iq::table;
-use super::{f16, high_bits, hsum, load16, load_i16, loadf};
-use crate::model::QMatrix;
+use super::rows::{rows, Accumulator, RowKernel};
+use super::{f16, high_bits, load16, load_i16, loadf};
 use crate::quant::grids::KVALUES_IQ4NL;
 use crate::quant::GgmlType;
 use core::arch::wasm32::*;
+use std::marker::PhantomData;
 
 /// One token's quantized activations: `q` (cols), `d` (one per `G`), `s` (one per 32).
 #[derive(Clone, Copy)]
@@ -75,13 +76,6 @@ struct TokenActs<'a> {
     flagged: &'a [bool],
     d: &'a [f32],
     s: &'a [f32],
-}
-
-/// One output's running sum: f32 lanes, and a scalar for the 32-block formats' min terms.
-#[derive(Clone, Copy)]
-struct Accumulator {
-    v: v128,
-    s: f32,
 }
 
 /// 32 weights as four `i16x8`: weights 0..8, 8..16, 16..24, 24..32 of the group.
@@ -564,123 +558,57 @@ fn residual<B: IntBlock>(x: TokenActs, bi: usize) -> bool {
     B::RESID && x.flagged.get(bi) == Some(&true) && x.q2.len() >= B::BS * (bi + 1)
 }
 
-/// `acc += block · activations` for decoded block `bi` of a row and token `x`.
-#[inline(always)]
-fn dot<B: IntBlock>(h: &B::Head, w: &[Group; 8], x: TokenActs, bi: usize, acc: &mut Accumulator) {
-    let p = block_dot::<B>(|g| w[g % 8], x.q, bi);
-    let p2 = if residual::<B>(x, bi) {
-        Some(block_dot::<B>(|g| w[g % 8], x.q2, bi))
-    } else {
-        None
-    };
-    B::finish(h, p, p2, x, bi, acc);
-}
+/// The integer kernel of `B` for `rows`.
+struct Kernel<B>(PhantomData<B>);
 
-/// `R` rows × `T` tokens: each row's block is decoded once for the tile's tokens.
-#[inline(always)]
-#[allow(clippy::needless_range_loop)] // index loops over constant bounds: fully unrolled
-fn tile<B: IntBlock, const R: usize, const T: usize>(
-    rows: [&[u8]; R],
-    xs: [TokenActs; T],
-) -> [[f32; T]; R] {
-    let zero = Accumulator {
-        v: f32x4_splat(0.0),
-        s: 0.0,
-    };
-    let mut acc = [[zero; T]; R];
-    let nb = rows[0].len() / B::TS;
-    for bi in 0..nb {
-        let block = |r: usize| &rows[r][bi * B::TS..(bi + 1) * B::TS];
-        if T == 1 {
-            // Decode: each group decoded and multiplied at once (the same sums and steps).
-            for r in 0..R {
-                let b = block(r);
-                let h = B::head(b);
-                let (p, p2) = block_dot2::<B>(b, &h, xs[0], bi);
-                B::finish(&h, p, p2, xs[0], bi, &mut acc[r][0]);
-            }
-            continue;
-        }
-        let mut heads = [B::head(block(0)); R];
-        let mut w = [[[i16x8_splat(0); 4]; 8]; R];
-        for r in 0..R {
-            let b = block(r);
-            heads[r] = B::head(b);
-            for g in 0..B::BS / 32 {
-                w[r][g] = B::group(b, &heads[r], g);
-            }
-        }
-        for t in 0..T {
-            for r in 0..R {
-                dot::<B>(&heads[r], &w[r], xs[t], bi, &mut acc[r][t]);
-            }
-        }
-    }
-    let mut out = [[0f32; T]; R];
-    for r in 0..R {
-        for t in 0..T {
-            out[r][t] = hsum(acc[r][t].v) + acc[r][t].s;
-        }
-    }
-    out
-}
+impl<B: IntBlock> RowKernel for Kernel<B> {
+    const BS: usize = B::BS;
+    const TS: usize = B::TS;
+    // Row pairs for the 32-blocks; a K-quant block of one row is already 32 vectors.
+    const PAIRS: bool = B::BS == 32;
+    type Tok<'a> = TokenActs<'a>;
+    type Block = (B::Head, [Group; 8]);
 
-/// Rows `r0..` of `W·xᵀ` into `out` (row, token).
-fn rows<B: IntBlock>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f32]) {
-    let cols = w.cols;
-    let nb = cols / B::BS;
-    let n_rows = out.len() / n_tok;
-    let row = |ri: usize| &w.row(r0 + ri)[..nb * B::TS];
-    let (ng, ns) = (cols / x.g, cols / 32);
-    let tok = |t: usize| TokenActs {
-        q: &x.q[t * cols..(t + 1) * cols],
-        q2: x.q2.get(t * cols..(t + 1) * cols).unwrap_or_default(),
-        flagged: x.r.get(t * ng..(t + 1) * ng).unwrap_or_default(),
-        d: &x.d[t * ng..(t + 1) * ng],
-        s: &x.s[t * ns..(t + 1) * ns],
-    };
-    macro_rules! run {
-        ($r:literal, $t:literal, $ri:expr, $t0:expr, $xs:expr) => {{
-            let xs: &[TokenActs; $t] = match $xs[..$t].try_into() {
-                Ok(xs) => xs,
-                Err(_) => return,
-            };
-            let v = tile::<B, $r, $t>(std::array::from_fn(|i| row($ri + i)), *xs);
-            for (i, v) in v.iter().enumerate() {
-                let o = ($ri + i) * n_tok + $t0;
-                out[o..o + $t].copy_from_slice(v);
-            }
-        }};
+    #[inline(always)]
+    fn tok(x: &QAct, cols: usize, t: usize) -> TokenActs<'_> {
+        let (ng, ns) = (cols / x.g, cols / 32);
+        TokenActs {
+            q: &x.q[t * cols..(t + 1) * cols],
+            q2: x.q2.get(t * cols..(t + 1) * cols).unwrap_or_default(),
+            flagged: x.r.get(t * ng..(t + 1) * ng).unwrap_or_default(),
+            d: &x.d[t * ng..(t + 1) * ng],
+            s: &x.s[t * ns..(t + 1) * ns],
+        }
     }
-    let mut t0 = 0;
-    while t0 < n_tok {
-        let tt = super::super::token_tile(n_tok - t0);
-        // The tile's tokens, built once for all its rows.
-        let mut xs = [tok(t0); 8];
-        for (i, x) in xs.iter_mut().enumerate().take(tt).skip(1) {
-            *x = tok(t0 + i);
+
+    /// The header and the `BS / 32` groups.
+    #[inline(always)]
+    fn decode(b: &[u8]) -> Self::Block {
+        let h = B::head(b);
+        let mut w = [[i16x8_splat(0); 4]; 8];
+        for (g, w) in w.iter_mut().enumerate().take(B::BS / 32) {
+            *w = B::group(b, &h, g);
         }
-        let mut ri = 0;
-        // Row pairs for the 32-blocks; a K-quant block of one row is already 32 vectors.
-        while B::BS == 32 && ri + 2 <= n_rows {
-            match tt {
-                8 => run!(2, 8, ri, t0, xs),
-                4 => run!(2, 4, ri, t0, xs),
-                2 => run!(2, 2, ri, t0, xs),
-                _ => run!(2, 1, ri, t0, xs),
-            }
-            ri += 2;
-        }
-        while ri < n_rows {
-            match tt {
-                8 => run!(1, 8, ri, t0, xs),
-                4 => run!(1, 4, ri, t0, xs),
-                2 => run!(1, 2, ri, t0, xs),
-                _ => run!(1, 1, ri, t0, xs),
-            }
-            ri += 1;
-        }
-        t0 += tt;
+        (h, w)
+    }
+
+    #[inline(always)]
+    fn dot((h, w): &Self::Block, x: TokenActs, bi: usize, acc: &mut Accumulator) {
+        let p = block_dot::<B>(|g| w[g % 8], x.q, bi);
+        let p2 = if residual::<B>(x, bi) {
+            Some(block_dot::<B>(|g| w[g % 8], x.q2, bi))
+        } else {
+            None
+        };
+        B::finish(h, p, p2, x, bi, acc);
+    }
+
+    /// Each group decoded and multiplied at once.
+    #[inline(always)]
+    fn dot_bytes(b: &[u8], x: TokenActs, bi: usize, acc: &mut Accumulator) {
+        let h = B::head(b);
+        let (p, p2) = block_dot2::<B>(b, &h, x, bi);
+        B::finish(&h, p, p2, x, bi, acc);
     }
 }
 
@@ -689,7 +617,7 @@ fn rows<B: IntBlock>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [
 pub(in super::super) fn select(ty: GgmlType) -> Option<(IntRowsFn, usize, bool)> {
     macro_rules! pick {
         ($b:ty) => {
-            (rows::<$b> as IntRowsFn, <$b>::G, <$b>::RESID)
+            (rows::<Kernel<$b>> as IntRowsFn, <$b>::G, <$b>::RESID)
         };
     }
     use GgmlType as G;
