@@ -95,13 +95,15 @@ trait IntBlock {
     /// Groups whose i32 lane sums share one chain before conversion to f32 (overflow bound).
     const CHAIN: usize;
     /// A block's scales, as `group` and `finish` need them.
-    type Head: Copy;
+    type Head: BlockHead;
     fn head(b: &[u8]) -> Self::Head;
     /// Group `g` (weights `32g..32g + 32`) as i16 lanes (K-quants: times their sub-block
     /// scales).
     fn group(b: &[u8], h: &Self::Head, g: usize) -> Group;
     /// `acc += block · activations` from the f32 sums of the exact i32 chains `p`
     /// (weights × `x.q`) and, for groups with a residual plane, `p2` (weights × `x.q2`).
+    /// The K-quants': `acc += d·d_x·(p + p2/65534)`, then the header's min term.
+    #[inline(always)]
     fn finish(
         h: &Self::Head,
         p: v128,
@@ -109,7 +111,56 @@ trait IntBlock {
         x: TokenActs,
         bi: usize,
         acc: &mut Accumulator,
-    );
+    ) {
+        let (d, xd) = (h.d(), x.d[bi]);
+        acc.v = f32x4_add(acc.v, f32x4_mul(p, f32x4_splat(d * xd)));
+        if let Some(p2) = p2 {
+            acc.v = f32x4_add(acc.v, f32x4_mul(p2, f32x4_splat(d * xd * (1.0 / 65534.0))));
+        }
+        h.min(x, bi, acc);
+    }
+}
+
+/// A block header as `IntBlock::finish` reads it: the block's f32 scale and min term.
+trait BlockHead: Copy {
+    /// The block's scale `d`.
+    fn d(&self) -> f32;
+    /// `acc +=` the block's min term for token `x`'s block `bi` (none by default).
+    #[inline(always)]
+    fn min(&self, _x: TokenActs, _bi: usize, _acc: &mut Accumulator) {}
+}
+
+/// The 32-weight formats' `(d, m, fifth bits)` (their `finish` is their own).
+impl BlockHead for (f32, f32, u32) {
+    #[inline(always)]
+    fn d(&self) -> f32 {
+        self.0
+    }
+}
+
+/// Q3_K's, IQ4_XS's and Q6_K's `(signed sub-block scales, d)`.
+impl<const N: usize> BlockHead for ([i16; N], f32) {
+    #[inline(always)]
+    fn d(&self) -> f32 {
+        self.1
+    }
+}
+
+/// Q4_K's and Q5_K's `(sub-block scales, d, −dmin·m per sub-block as two f32x4)`.
+impl BlockHead for ([i16; 8], f32, [v128; 2]) {
+    #[inline(always)]
+    fn d(&self) -> f32 {
+        self.1
+    }
+    /// `acc += −dmin·Σ m·s_x` over the 8 sub-blocks.
+    #[inline(always)]
+    fn min(&self, x: TokenActs, bi: usize, acc: &mut Accumulator) {
+        let m = f32x4_add(
+            f32x4_mul(self.2[0], loadf(x.s, 8 * bi)),
+            f32x4_mul(self.2[1], loadf(x.s, 8 * bi + 4)),
+        );
+        acc.v = f32x4_add(acc.v, m);
+    }
 }
 
 /// The four `i16x8` of 16 low-nibble bytes `lo` and 16 high-nibble bytes `hi` (signed bytes).
@@ -215,13 +266,18 @@ block32!(Iq4Nl, 18, false, |b| (f16(b, 0), 0.0, 0), |b, _h| {
     iq4_levels(b, 2)
 });
 
-/// K-quant `finish`: `acc += d·d_x·(p + p2/65534)`.
+/// A group of 16-weight sub-blocks `2g`, `2g + 1` from their signed quants (`q(0)`, `q(1)`:
+/// weights 0..16, 16..32), each widened and times its scale `sc[(2g + half) % 16]`.
 #[inline(always)]
-fn finish256(d: f32, p: v128, p2: Option<v128>, xd: f32, acc: &mut Accumulator) {
-    acc.v = f32x4_add(acc.v, f32x4_mul(p, f32x4_splat(d * xd)));
-    if let Some(p2) = p2 {
-        acc.v = f32x4_add(acc.v, f32x4_mul(p2, f32x4_splat(d * xd * (1.0 / 65534.0))));
+fn scaled_halves(sc: &[i16; 16], g: usize, q: impl Fn(usize) -> v128) -> Group {
+    let mut w = [i16x8_splat(0); 4];
+    for half in 0..2 {
+        let q = q(half);
+        let sc = i16x8_splat(sc[(2 * g + half) % 16]);
+        w[2 * half] = i16x8_mul(i16x8_extend_low_i8x16(q), sc);
+        w[2 * half + 1] = i16x8_mul(i16x8_extend_high_i8x16(q), sc);
     }
+    w
 }
 
 /// Q3_K: 32 bytes of high bits (bit g of byte l: weight l of group g), 64 bytes of 2-bit
@@ -252,30 +308,14 @@ impl IntBlock for Q3K {
         // Weights 128hh + 32(g % 4) + l: bits 2(g % 4).. of quant byte 32 + 32hh + l, high bit
         // g of byte l; scale 2g + l / 16.
         let (hh, shift) = (g / 4 % 2, 2 * (g % 4) as u32);
-        let mut w = [i16x8_splat(0); 4];
-        for half in 0..2 {
+        scaled_halves(&h.0, g, |half| {
             let lo = v128_and(
                 u8x16_shr(load16(b, 32 + 32 * hh + 16 * half), shift),
                 u8x16_splat(3),
             );
             let high = v128_and(u8x16_shr(load16(b, 16 * half), g as u32), u8x16_splat(1));
-            let q = i8x16_sub(v128_or(lo, u8x16_shl(high, 2)), i8x16_splat(4));
-            let sc = i16x8_splat(h.0[(2 * g + half) % 16]);
-            w[2 * half] = i16x8_mul(i16x8_extend_low_i8x16(q), sc);
-            w[2 * half + 1] = i16x8_mul(i16x8_extend_high_i8x16(q), sc);
-        }
-        w
-    }
-    #[inline(always)]
-    fn finish(
-        h: &Self::Head,
-        p: v128,
-        p2: Option<v128>,
-        x: TokenActs,
-        bi: usize,
-        acc: &mut Accumulator,
-    ) {
-        finish256(h.1, p, p2, x.d[bi], acc)
+            i8x16_sub(v128_or(lo, u8x16_shl(high, 2)), i8x16_splat(4))
+        })
     }
 }
 
@@ -331,22 +371,6 @@ impl IntBlock for Q4K {
         let z = u8x16_splat(0);
         k4_group(b, 16, [z, z], h.0[g % 8], g)
     }
-    #[inline(always)]
-    fn finish(
-        h: &Self::Head,
-        p: v128,
-        p2: Option<v128>,
-        x: TokenActs,
-        bi: usize,
-        acc: &mut Accumulator,
-    ) {
-        finish256(h.1, p, p2, x.d[bi], acc);
-        let m = f32x4_add(
-            f32x4_mul(h.2[0], loadf(x.s, 8 * bi)),
-            f32x4_mul(h.2[1], loadf(x.s, 8 * bi + 4)),
-        );
-        acc.v = f32x4_add(acc.v, m);
-    }
 }
 
 /// Q5_K: Q4_K's header (d, dmin, the 12 bytes of six-bit scales and mins: the same `head`
@@ -372,17 +396,6 @@ impl IntBlock for Q5K {
             u8x16_shl(bit, 4)
         };
         k4_group(b, 48, [fifth(16), fifth(32)], h.0[g % 8], g)
-    }
-    #[inline(always)]
-    fn finish(
-        h: &Self::Head,
-        p: v128,
-        p2: Option<v128>,
-        x: TokenActs,
-        bi: usize,
-        acc: &mut Accumulator,
-    ) {
-        Q4K::finish(h, p, p2, x, bi, acc)
     }
 }
 
@@ -423,17 +436,6 @@ impl IntBlock for Iq4Xs {
         let sc = i16x8_splat(h.0[g % 8]);
         iq4_levels(b, 8 + 16 * g).map(|w| i16x8_mul(w, sc))
     }
-    #[inline(always)]
-    fn finish(
-        h: &Self::Head,
-        p: v128,
-        p2: Option<v128>,
-        x: TokenActs,
-        bi: usize,
-        acc: &mut Accumulator,
-    ) {
-        finish256(h.1, p, p2, x.d[bi], acc)
-    }
 }
 
 pub(super) struct Q6K;
@@ -458,8 +460,7 @@ impl IntBlock for Q6K {
         // Weights 128h + 32s + l (group g = 4h + s): ql byte 64h + 32(s%2) + l, nibble s/2;
         // qh byte 32h + l, bits 2s..2s+2; scale 2g + l/16.
         let (hh, s) = (g / 4 % 2, g % 4);
-        let mut w = [i16x8_splat(0); 4];
-        for half in 0..2 {
+        scaled_halves(&h.0, g, |half| {
             let ql = load16(b, 64 * hh + 32 * (s % 2) + 16 * half);
             let qh = load16(b, 128 + 32 * hh + 16 * half);
             let nib = if s < 2 {
@@ -468,23 +469,8 @@ impl IntBlock for Q6K {
                 u8x16_shr(ql, 4)
             };
             let hb = u8x16_shl(v128_and(u8x16_shr(qh, 2 * s as u32), u8x16_splat(3)), 4);
-            let q = i8x16_sub(v128_or(nib, hb), i8x16_splat(32));
-            let sc = i16x8_splat(h.0[(2 * g + half) % 16]);
-            w[2 * half] = i16x8_mul(i16x8_extend_low_i8x16(q), sc);
-            w[2 * half + 1] = i16x8_mul(i16x8_extend_high_i8x16(q), sc);
-        }
-        w
-    }
-    #[inline(always)]
-    fn finish(
-        h: &Self::Head,
-        p: v128,
-        p2: Option<v128>,
-        x: TokenActs,
-        bi: usize,
-        acc: &mut Accumulator,
-    ) {
-        finish256(h.1, p, p2, x.d[bi], acc)
+            i8x16_sub(v128_or(nib, hb), i8x16_splat(32))
+        })
     }
 }
 
