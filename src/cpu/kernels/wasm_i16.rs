@@ -342,6 +342,24 @@ fn k4_group(b: &[u8], qs: usize, hi: [v128; 2], sc: i16, g: usize) -> Group {
     ]
 }
 
+/// A Q4_K / Q5_K header (d, dmin, 12 bytes of six-bit scales and mins) as the 8 sub-block
+/// scales, d and −dmin·m per sub-block (two `f32x4`); the relaxed kernels' too.
+#[inline(always)]
+pub(super) fn k4_head(b: &[u8]) -> ([u8; 8], f32, [v128; 2]) {
+    let (d, dmin) = (f16(b, 0), f16(b, 2));
+    // The 8 six-bit scales and mins (as `get_scale_min_k4`, all at once).
+    let word = |i: usize| u32::from_le_bytes([b[4 + i], b[5 + i], b[6 + i], b[7 + i]]);
+    let (u0, u1, u2) = (word(0), word(4), word(8));
+    let (k1, k2, k3) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+    let sc = u64::from(u0 & k1) | (u64::from((u2 & k2) | (((u0 >> 6) & k3) << 4)) << 32);
+    let m = u32x4(u1 & k1, ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4), 0, 0);
+    let m16 = u16x8_extend_low_u8x16(m);
+    let mv = f32x4_splat(-dmin);
+    let m0 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_low_u16x8(m16)), mv);
+    let m1 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_high_u16x8(m16)), mv);
+    (sc.to_le_bytes(), d, [m0, m1])
+}
+
 pub(super) struct Q4K;
 impl IntBlock for Q4K {
     const BS: usize = 256;
@@ -353,18 +371,8 @@ impl IntBlock for Q4K {
     type Head = ([i16; 8], f32, [v128; 2]);
     #[inline(always)]
     fn head(b: &[u8]) -> Self::Head {
-        let (d, dmin) = (f16(b, 0), f16(b, 2));
-        // The 8 six-bit scales and mins (as `get_scale_min_k4`, all at once).
-        let word = |i: usize| u32::from_le_bytes([b[4 + i], b[5 + i], b[6 + i], b[7 + i]]);
-        let (u0, u1, u2) = (word(0), word(4), word(8));
-        let (k1, k2, k3) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
-        let sc = u64::from(u0 & k1) | (u64::from((u2 & k2) | (((u0 >> 6) & k3) << 4)) << 32);
-        let m = u32x4(u1 & k1, ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4), 0, 0);
-        let m16 = u16x8_extend_low_u8x16(m);
-        let mv = f32x4_splat(-dmin);
-        let m0 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_low_u16x8(m16)), mv);
-        let m1 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_high_u16x8(m16)), mv);
-        (sc.to_le_bytes().map(i16::from), d, [m0, m1])
+        let (sc, d, m) = k4_head(b);
+        (sc.map(i16::from), d, m)
     }
     #[inline(always)]
     fn group(b: &[u8], h: &Self::Head, g: usize) -> Group {

@@ -34,6 +34,7 @@
 //! changes, a relaxed build should not be preferred over the plain SIMD128 one.
 
 use super::super::{IntRowsFn, QAct};
+use super::int::k4_head;
 use super::rows::{rows, Accumulator, RowKernel};
 use super::{f16, high_bits, load16, load_i16, load_i8, loadf};
 use crate::quant::GgmlType;
@@ -258,18 +259,8 @@ impl RelaxedBlock for Q4K {
     type Head = ([i32; 8], f32, [v128; 2]);
     #[inline(always)]
     fn head(b: &[u8]) -> Self::Head {
-        let (d, dmin) = (f16(b, 0), f16(b, 2));
-        // The 8 six-bit scales and mins (as `get_scale_min_k4`, all at once).
-        let word = |i: usize| u32::from_le_bytes([b[4 + i], b[5 + i], b[6 + i], b[7 + i]]);
-        let (u0, u1, u2) = (word(0), word(4), word(8));
-        let (k1, k2, k3) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
-        let sc = u64::from(u0 & k1) | (u64::from((u2 & k2) | (((u0 >> 6) & k3) << 4)) << 32);
-        let m = u32x4(u1 & k1, ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4), 0, 0);
-        let m16 = u16x8_extend_low_u8x16(m);
-        let mv = f32x4_splat(-dmin);
-        let m0 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_low_u16x8(m16)), mv);
-        let m1 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_high_u16x8(m16)), mv);
-        (sc.to_le_bytes().map(i32::from), d, [m0, m1])
+        let (sc, d, m) = k4_head(b);
+        (sc.map(i32::from), d, m)
     }
     #[inline(always)]
     fn chunk(b: &[u8], _: &Self::Head, k: usize) -> v128 {
