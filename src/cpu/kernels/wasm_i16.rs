@@ -60,7 +60,7 @@
 
 use super::super::{IntRowsFn, QAct};
 use super::iq::table;
-use super::rows::{rows, Accumulator, RowKernel};
+use super::rows::{rows, Accumulator, IntKernel};
 use super::{f16, high_bits, load16, load_i16, loadf};
 use crate::quant::grids::KVALUES_IQ4NL;
 use crate::quant::GgmlType;
@@ -555,7 +555,7 @@ fn residual<B: IntBlock>(x: TokenActs, bi: usize) -> bool {
 /// The integer kernel of `B` for `rows`.
 struct Kernel<B>(PhantomData<B>);
 
-impl<B: IntBlock> RowKernel for Kernel<B> {
+impl<B: IntBlock> IntKernel for Kernel<B> {
     const BS: usize = B::BS;
     const TS: usize = B::TS;
     // Row pairs for the 32-blocks; a K-quant block of one row is already 32 vectors.

@@ -35,7 +35,7 @@
 
 use super::super::{IntRowsFn, QAct};
 use super::int::k4_head;
-use super::rows::{rows, Accumulator, RowKernel};
+use super::rows::{rows, Accumulator, IntKernel};
 use super::{f16, high_bits, load16, load_i16, load_i8, loadf};
 use crate::quant::GgmlType;
 use core::arch::wasm32::*;
@@ -387,7 +387,7 @@ fn dot<B: RelaxedBlock>(
 /// The relaxed-SIMD kernel of `B` for `rows`.
 struct Kernel<B>(PhantomData<B>);
 
-impl<B: RelaxedBlock> RowKernel for Kernel<B> {
+impl<B: RelaxedBlock> IntKernel for Kernel<B> {
     const BS: usize = B::BS;
     const TS: usize = B::TS;
     const PAIRS: bool = true;

@@ -2,7 +2,7 @@
 //! tokens (`token_tile`) over row pairs (where the kernel takes them), then single rows; in a
 //! tile, each row's block is decoded once for all its tokens (one token: multiplied as it is
 //! decoded). A kernel supplies a token's activations and its blocks' decoding and dot products
-//! (`RowKernel`).
+//! (`IntKernel`).
 
 use super::super::QAct;
 use super::hsum;
@@ -18,7 +18,7 @@ pub(super) struct Accumulator {
 
 /// An integer kernel as `rows` drives it: a token's activations, a block format's decoded
 /// blocks and their dot products with a token.
-pub(super) trait RowKernel {
+pub(super) trait IntKernel {
     /// Weights per block.
     const BS: usize;
     /// Bytes per block.
@@ -42,7 +42,7 @@ pub(super) trait RowKernel {
 /// `R` rows × `T` tokens: each row's block is decoded once for the tile's tokens.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // index loops over constant bounds: fully unrolled
-fn tile<K: RowKernel, const R: usize, const T: usize>(
+fn tile<K: IntKernel, const R: usize, const T: usize>(
     rows: [&[u8]; R],
     xs: [K::Tok<'_>; T],
 ) -> [[f32; T]; R] {
@@ -81,7 +81,7 @@ fn tile<K: RowKernel, const R: usize, const T: usize>(
 }
 
 /// Rows `r0..` of `W·xᵀ` into `out` (row, token).
-pub(super) fn rows<K: RowKernel>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f32]) {
+pub(super) fn rows<K: IntKernel>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f32]) {
     let cols = w.cols;
     let nb = cols / K::BS;
     let n_rows = out.len() / n_tok;
