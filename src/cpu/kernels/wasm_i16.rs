@@ -561,7 +561,8 @@ impl<B: IntBlock> IntKernel for Kernel<B> {
     // Row pairs for the 32-blocks; a K-quant block of one row is already 32 vectors.
     const PAIRS: bool = B::BS == 32;
     type Tok<'a> = TokenActs<'a>;
-    type Block = (B::Head, [Group; 8]);
+    type Head = B::Head;
+    type Weights = [Group; 8];
 
     #[inline(always)]
     fn tok(x: &QAct, cols: usize, t: usize) -> TokenActs<'_> {
@@ -575,19 +576,27 @@ impl<B: IntBlock> IntKernel for Kernel<B> {
         }
     }
 
-    /// The header and the `BS / 32` groups.
     #[inline(always)]
-    fn decode(b: &[u8]) -> Self::Block {
-        let h = B::head(b);
-        let mut w = [[i16x8_splat(0); 4]; 8];
-        for (g, w) in w.iter_mut().enumerate().take(B::BS / 32) {
-            *w = B::group(b, &h, g);
-        }
-        (h, w)
+    fn blank() -> [Group; 8] {
+        [[i16x8_splat(0); 4]; 8]
     }
 
     #[inline(always)]
-    fn dot((h, w): &Self::Block, x: TokenActs, bi: usize, acc: &mut Accumulator) {
+    fn head(b: &[u8]) -> B::Head {
+        B::head(b)
+    }
+
+    /// The `BS / 32` groups.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // a constant bound: fully unrolled
+    fn weights(b: &[u8], h: &B::Head, w: &mut [Group; 8]) {
+        for g in 0..B::BS / 32 {
+            w[g] = B::group(b, h, g);
+        }
+    }
+
+    #[inline(always)]
+    fn dot(h: &B::Head, w: &[Group; 8], x: TokenActs, bi: usize, acc: &mut Accumulator) {
         let p = block_dot::<B>(|g| w[g % 8], x.q, bi);
         let p2 = if residual::<B>(x, bi) {
             Some(block_dot::<B>(|g| w[g % 8], x.q2, bi))

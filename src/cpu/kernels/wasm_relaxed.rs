@@ -392,7 +392,8 @@ impl<B: RelaxedBlock> IntKernel for Kernel<B> {
     const TS: usize = B::TS;
     const PAIRS: bool = true;
     type Tok<'a> = TokenActs<'a>;
-    type Block = (B::Head, [v128; 16]);
+    type Head = B::Head;
+    type Weights = [v128; 16];
 
     #[inline(always)]
     fn tok(x: &QAct, cols: usize, t: usize) -> TokenActs<'_> {
@@ -409,19 +410,27 @@ impl<B: RelaxedBlock> IntKernel for Kernel<B> {
         }
     }
 
-    /// The header and the `BS / 16` chunks.
     #[inline(always)]
-    fn decode(b: &[u8]) -> Self::Block {
-        let h = B::head(b);
-        let mut w = [u8x16_splat(0); 16];
-        for (k, w) in w.iter_mut().enumerate().take(B::BS / 16) {
-            *w = B::chunk(b, &h, k);
-        }
-        (h, w)
+    fn blank() -> [v128; 16] {
+        [u8x16_splat(0); 16]
     }
 
     #[inline(always)]
-    fn dot((h, w): &Self::Block, x: TokenActs, bi: usize, acc: &mut Accumulator) {
+    fn head(b: &[u8]) -> B::Head {
+        B::head(b)
+    }
+
+    /// The `BS / 16` chunks.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // a constant bound: fully unrolled
+    fn weights(b: &[u8], h: &B::Head, w: &mut [v128; 16]) {
+        for k in 0..B::BS / 16 {
+            w[k] = B::chunk(b, h, k);
+        }
+    }
+
+    #[inline(always)]
+    fn dot(h: &B::Head, w: &[v128; 16], x: TokenActs, bi: usize, acc: &mut Accumulator) {
         dot::<B>(h, |k| w[k % 16], x, bi, acc);
     }
 

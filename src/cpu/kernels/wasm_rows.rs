@@ -27,13 +27,19 @@ pub(super) trait IntKernel {
     const PAIRS: bool;
     /// One token's activations.
     type Tok<'a>: Copy;
-    /// A block's scales and weights, decoded once for a prefill tile's tokens.
-    type Block: Copy;
+    /// A block's scales.
+    type Head: Copy;
+    /// A block's weights, decoded once for a prefill tile's tokens.
+    type Weights: Copy;
     /// Token `t`'s activations in `x` (rows of `cols` values).
     fn tok(x: &QAct, cols: usize, t: usize) -> Self::Tok<'_>;
-    fn decode(b: &[u8]) -> Self::Block;
-    /// `acc += block · x` for block `bi` of a row, from its decoded form `w`.
-    fn dot(w: &Self::Block, x: Self::Tok<'_>, bi: usize, acc: &mut Accumulator);
+    /// Weights to be overwritten by `weights`.
+    fn blank() -> Self::Weights;
+    fn head(b: &[u8]) -> Self::Head;
+    /// Block `b`'s weights (header `h`) into `w`.
+    fn weights(b: &[u8], h: &Self::Head, w: &mut Self::Weights);
+    /// `acc += block · x` for block `bi` of a row, from its header and decoded weights.
+    fn dot(h: &Self::Head, w: &Self::Weights, x: Self::Tok<'_>, bi: usize, acc: &mut Accumulator);
     /// The same from the block's bytes `b`, each part decoded as it is multiplied (decode's
     /// path: the same sums and steps as `dot`).
     fn dot_bytes(b: &[u8], x: Self::Tok<'_>, bi: usize, acc: &mut Accumulator);
@@ -61,13 +67,16 @@ fn tile<K: IntKernel, const R: usize, const T: usize>(
             }
             continue;
         }
-        let mut w = [K::decode(block(0)); R];
-        for r in 1..R {
-            w[r] = K::decode(block(r));
+        let mut heads = [K::head(block(0)); R];
+        let mut w = [K::blank(); R];
+        for r in 0..R {
+            let b = block(r);
+            heads[r] = K::head(b);
+            K::weights(b, &heads[r], &mut w[r]);
         }
         for t in 0..T {
             for r in 0..R {
-                K::dot(&w[r], xs[t], bi, &mut acc[r][t]);
+                K::dot(&heads[r], &w[r], xs[t], bi, &mut acc[r][t]);
             }
         }
     }
