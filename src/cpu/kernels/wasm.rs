@@ -24,6 +24,8 @@
 mod int;
 #[path = "wasm_iq.rs"]
 mod iq;
+#[path = "wasm_rows.rs"]
+mod rows;
 use super::{RowsFn, Tiler};
 use crate::model::QMatrix;
 use crate::quant::blocks::f16_to_f32;

@@ -60,11 +60,12 @@
 
 use super::super::{IntRowsFn, QAct};
 use super::iq::table;
-use super::{f16, high_bits, hsum, load16, load_i16, loadf};
-use crate::model::QMatrix;
+use super::rows::{rows, Accumulator, IntKernel};
+use super::{f16, high_bits, load16, load_i16, loadf};
 use crate::quant::grids::KVALUES_IQ4NL;
 use crate::quant::GgmlType;
 use core::arch::wasm32::*;
+use std::marker::PhantomData;
 
 /// One token's quantized activations: `q` (cols), `d` (one per `G`), `s` (one per 32).
 #[derive(Clone, Copy)]
@@ -75,13 +76,6 @@ struct TokenActs<'a> {
     flagged: &'a [bool],
     d: &'a [f32],
     s: &'a [f32],
-}
-
-/// One output's running sum: f32 lanes, and a scalar for the 32-block formats' min terms.
-#[derive(Clone, Copy)]
-struct Accumulator {
-    v: v128,
-    s: f32,
 }
 
 /// 32 weights as four `i16x8`: weights 0..8, 8..16, 16..24, 24..32 of the group.
@@ -101,13 +95,15 @@ trait IntBlock {
     /// Groups whose i32 lane sums share one chain before conversion to f32 (overflow bound).
     const CHAIN: usize;
     /// A block's scales, as `group` and `finish` need them.
-    type Head: Copy;
+    type Head: BlockHead;
     fn head(b: &[u8]) -> Self::Head;
     /// Group `g` (weights `32g..32g + 32`) as i16 lanes (K-quants: times their sub-block
     /// scales).
     fn group(b: &[u8], h: &Self::Head, g: usize) -> Group;
     /// `acc += block · activations` from the f32 sums of the exact i32 chains `p`
     /// (weights × `x.q`) and, for groups with a residual plane, `p2` (weights × `x.q2`).
+    /// The K-quants': `acc += d·d_x·(p + p2/65534)`, then the header's min term.
+    #[inline(always)]
     fn finish(
         h: &Self::Head,
         p: v128,
@@ -115,7 +111,56 @@ trait IntBlock {
         x: TokenActs,
         bi: usize,
         acc: &mut Accumulator,
-    );
+    ) {
+        let (d, xd) = (h.d(), x.d[bi]);
+        acc.v = f32x4_add(acc.v, f32x4_mul(p, f32x4_splat(d * xd)));
+        if let Some(p2) = p2 {
+            acc.v = f32x4_add(acc.v, f32x4_mul(p2, f32x4_splat(d * xd * (1.0 / 65534.0))));
+        }
+        h.min(x, bi, acc);
+    }
+}
+
+/// A block header as `IntBlock::finish` reads it: the block's f32 scale and min term.
+trait BlockHead: Copy {
+    /// The block's scale `d`.
+    fn d(&self) -> f32;
+    /// `acc +=` the block's min term for token `x`'s block `bi` (none by default).
+    #[inline(always)]
+    fn min(&self, _x: TokenActs, _bi: usize, _acc: &mut Accumulator) {}
+}
+
+/// The 32-weight formats' `(d, m, fifth bits)` (their `finish` is their own).
+impl BlockHead for (f32, f32, u32) {
+    #[inline(always)]
+    fn d(&self) -> f32 {
+        self.0
+    }
+}
+
+/// Q3_K's, IQ4_XS's and Q6_K's `(signed sub-block scales, d)`.
+impl<const N: usize> BlockHead for ([i16; N], f32) {
+    #[inline(always)]
+    fn d(&self) -> f32 {
+        self.1
+    }
+}
+
+/// Q4_K's and Q5_K's `(sub-block scales, d, −dmin·m per sub-block as two f32x4)`.
+impl BlockHead for ([i16; 8], f32, [v128; 2]) {
+    #[inline(always)]
+    fn d(&self) -> f32 {
+        self.1
+    }
+    /// `acc += −dmin·Σ m·s_x` over the 8 sub-blocks.
+    #[inline(always)]
+    fn min(&self, x: TokenActs, bi: usize, acc: &mut Accumulator) {
+        let m = f32x4_add(
+            f32x4_mul(self.2[0], loadf(x.s, 8 * bi)),
+            f32x4_mul(self.2[1], loadf(x.s, 8 * bi + 4)),
+        );
+        acc.v = f32x4_add(acc.v, m);
+    }
 }
 
 /// The four `i16x8` of 16 low-nibble bytes `lo` and 16 high-nibble bytes `hi` (signed bytes).
@@ -221,13 +266,18 @@ block32!(Iq4Nl, 18, false, |b| (f16(b, 0), 0.0, 0), |b, _h| {
     iq4_levels(b, 2)
 });
 
-/// K-quant `finish`: `acc += d·d_x·(p + p2/65534)`.
+/// A group of 16-weight sub-blocks `2g`, `2g + 1` from their signed quants (`q(0)`, `q(1)`:
+/// weights 0..16, 16..32), each widened and times its scale `sc[(2g + half) % 16]`.
 #[inline(always)]
-fn finish256(d: f32, p: v128, p2: Option<v128>, xd: f32, acc: &mut Accumulator) {
-    acc.v = f32x4_add(acc.v, f32x4_mul(p, f32x4_splat(d * xd)));
-    if let Some(p2) = p2 {
-        acc.v = f32x4_add(acc.v, f32x4_mul(p2, f32x4_splat(d * xd * (1.0 / 65534.0))));
+fn scaled_halves(sc: &[i16; 16], g: usize, q: impl Fn(usize) -> v128) -> Group {
+    let mut w = [i16x8_splat(0); 4];
+    for half in 0..2 {
+        let q = q(half);
+        let sc = i16x8_splat(sc[(2 * g + half) % 16]);
+        w[2 * half] = i16x8_mul(i16x8_extend_low_i8x16(q), sc);
+        w[2 * half + 1] = i16x8_mul(i16x8_extend_high_i8x16(q), sc);
     }
+    w
 }
 
 /// Q3_K: 32 bytes of high bits (bit g of byte l: weight l of group g), 64 bytes of 2-bit
@@ -258,30 +308,14 @@ impl IntBlock for Q3K {
         // Weights 128hh + 32(g % 4) + l: bits 2(g % 4).. of quant byte 32 + 32hh + l, high bit
         // g of byte l; scale 2g + l / 16.
         let (hh, shift) = (g / 4 % 2, 2 * (g % 4) as u32);
-        let mut w = [i16x8_splat(0); 4];
-        for half in 0..2 {
+        scaled_halves(&h.0, g, |half| {
             let lo = v128_and(
                 u8x16_shr(load16(b, 32 + 32 * hh + 16 * half), shift),
                 u8x16_splat(3),
             );
             let high = v128_and(u8x16_shr(load16(b, 16 * half), g as u32), u8x16_splat(1));
-            let q = i8x16_sub(v128_or(lo, u8x16_shl(high, 2)), i8x16_splat(4));
-            let sc = i16x8_splat(h.0[(2 * g + half) % 16]);
-            w[2 * half] = i16x8_mul(i16x8_extend_low_i8x16(q), sc);
-            w[2 * half + 1] = i16x8_mul(i16x8_extend_high_i8x16(q), sc);
-        }
-        w
-    }
-    #[inline(always)]
-    fn finish(
-        h: &Self::Head,
-        p: v128,
-        p2: Option<v128>,
-        x: TokenActs,
-        bi: usize,
-        acc: &mut Accumulator,
-    ) {
-        finish256(h.1, p, p2, x.d[bi], acc)
+            i8x16_sub(v128_or(lo, u8x16_shl(high, 2)), i8x16_splat(4))
+        })
     }
 }
 
@@ -308,6 +342,24 @@ fn k4_group(b: &[u8], qs: usize, hi: [v128; 2], sc: i16, g: usize) -> Group {
     ]
 }
 
+/// A Q4_K / Q5_K header (d, dmin, 12 bytes of six-bit scales and mins) as the 8 sub-block
+/// scales, d and −dmin·m per sub-block (two `f32x4`); the relaxed kernels' too.
+#[inline(always)]
+pub(super) fn k4_head(b: &[u8]) -> ([u8; 8], f32, [v128; 2]) {
+    let (d, dmin) = (f16(b, 0), f16(b, 2));
+    // The 8 six-bit scales and mins (as `get_scale_min_k4`, all at once).
+    let word = |i: usize| u32::from_le_bytes([b[4 + i], b[5 + i], b[6 + i], b[7 + i]]);
+    let (u0, u1, u2) = (word(0), word(4), word(8));
+    let (k1, k2, k3) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+    let sc = u64::from(u0 & k1) | (u64::from((u2 & k2) | (((u0 >> 6) & k3) << 4)) << 32);
+    let m = u32x4(u1 & k1, ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4), 0, 0);
+    let m16 = u16x8_extend_low_u8x16(m);
+    let mv = f32x4_splat(-dmin);
+    let m0 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_low_u16x8(m16)), mv);
+    let m1 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_high_u16x8(m16)), mv);
+    (sc.to_le_bytes(), d, [m0, m1])
+}
+
 pub(super) struct Q4K;
 impl IntBlock for Q4K {
     const BS: usize = 256;
@@ -319,39 +371,13 @@ impl IntBlock for Q4K {
     type Head = ([i16; 8], f32, [v128; 2]);
     #[inline(always)]
     fn head(b: &[u8]) -> Self::Head {
-        let (d, dmin) = (f16(b, 0), f16(b, 2));
-        // The 8 six-bit scales and mins (as `get_scale_min_k4`, all at once).
-        let word = |i: usize| u32::from_le_bytes([b[4 + i], b[5 + i], b[6 + i], b[7 + i]]);
-        let (u0, u1, u2) = (word(0), word(4), word(8));
-        let (k1, k2, k3) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
-        let sc = u64::from(u0 & k1) | (u64::from((u2 & k2) | (((u0 >> 6) & k3) << 4)) << 32);
-        let m = u32x4(u1 & k1, ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4), 0, 0);
-        let m16 = u16x8_extend_low_u8x16(m);
-        let mv = f32x4_splat(-dmin);
-        let m0 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_low_u16x8(m16)), mv);
-        let m1 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_high_u16x8(m16)), mv);
-        (sc.to_le_bytes().map(i16::from), d, [m0, m1])
+        let (sc, d, m) = k4_head(b);
+        (sc.map(i16::from), d, m)
     }
     #[inline(always)]
     fn group(b: &[u8], h: &Self::Head, g: usize) -> Group {
         let z = u8x16_splat(0);
         k4_group(b, 16, [z, z], h.0[g % 8], g)
-    }
-    #[inline(always)]
-    fn finish(
-        h: &Self::Head,
-        p: v128,
-        p2: Option<v128>,
-        x: TokenActs,
-        bi: usize,
-        acc: &mut Accumulator,
-    ) {
-        finish256(h.1, p, p2, x.d[bi], acc);
-        let m = f32x4_add(
-            f32x4_mul(h.2[0], loadf(x.s, 8 * bi)),
-            f32x4_mul(h.2[1], loadf(x.s, 8 * bi + 4)),
-        );
-        acc.v = f32x4_add(acc.v, m);
     }
 }
 
@@ -378,17 +404,6 @@ impl IntBlock for Q5K {
             u8x16_shl(bit, 4)
         };
         k4_group(b, 48, [fifth(16), fifth(32)], h.0[g % 8], g)
-    }
-    #[inline(always)]
-    fn finish(
-        h: &Self::Head,
-        p: v128,
-        p2: Option<v128>,
-        x: TokenActs,
-        bi: usize,
-        acc: &mut Accumulator,
-    ) {
-        Q4K::finish(h, p, p2, x, bi, acc)
     }
 }
 
@@ -429,17 +444,6 @@ impl IntBlock for Iq4Xs {
         let sc = i16x8_splat(h.0[g % 8]);
         iq4_levels(b, 8 + 16 * g).map(|w| i16x8_mul(w, sc))
     }
-    #[inline(always)]
-    fn finish(
-        h: &Self::Head,
-        p: v128,
-        p2: Option<v128>,
-        x: TokenActs,
-        bi: usize,
-        acc: &mut Accumulator,
-    ) {
-        finish256(h.1, p, p2, x.d[bi], acc)
-    }
 }
 
 pub(super) struct Q6K;
@@ -464,8 +468,7 @@ impl IntBlock for Q6K {
         // Weights 128h + 32s + l (group g = 4h + s): ql byte 64h + 32(s%2) + l, nibble s/2;
         // qh byte 32h + l, bits 2s..2s+2; scale 2g + l/16.
         let (hh, s) = (g / 4 % 2, g % 4);
-        let mut w = [i16x8_splat(0); 4];
-        for half in 0..2 {
+        scaled_halves(&h.0, g, |half| {
             let ql = load16(b, 64 * hh + 32 * (s % 2) + 16 * half);
             let qh = load16(b, 128 + 32 * hh + 16 * half);
             let nib = if s < 2 {
@@ -474,23 +477,8 @@ impl IntBlock for Q6K {
                 u8x16_shr(ql, 4)
             };
             let hb = u8x16_shl(v128_and(u8x16_shr(qh, 2 * s as u32), u8x16_splat(3)), 4);
-            let q = i8x16_sub(v128_or(nib, hb), i8x16_splat(32));
-            let sc = i16x8_splat(h.0[(2 * g + half) % 16]);
-            w[2 * half] = i16x8_mul(i16x8_extend_low_i8x16(q), sc);
-            w[2 * half + 1] = i16x8_mul(i16x8_extend_high_i8x16(q), sc);
-        }
-        w
-    }
-    #[inline(always)]
-    fn finish(
-        h: &Self::Head,
-        p: v128,
-        p2: Option<v128>,
-        x: TokenActs,
-        bi: usize,
-        acc: &mut Accumulator,
-    ) {
-        finish256(h.1, p, p2, x.d[bi], acc)
+            i8x16_sub(v128_or(nib, hb), i8x16_splat(32))
+        })
     }
 }
 
@@ -564,123 +552,66 @@ fn residual<B: IntBlock>(x: TokenActs, bi: usize) -> bool {
     B::RESID && x.flagged.get(bi) == Some(&true) && x.q2.len() >= B::BS * (bi + 1)
 }
 
-/// `acc += block · activations` for decoded block `bi` of a row and token `x`.
-#[inline(always)]
-fn dot<B: IntBlock>(h: &B::Head, w: &[Group; 8], x: TokenActs, bi: usize, acc: &mut Accumulator) {
-    let p = block_dot::<B>(|g| w[g % 8], x.q, bi);
-    let p2 = if residual::<B>(x, bi) {
-        Some(block_dot::<B>(|g| w[g % 8], x.q2, bi))
-    } else {
-        None
-    };
-    B::finish(h, p, p2, x, bi, acc);
-}
+/// The integer kernel of `B` for `rows`.
+struct Kernel<B>(PhantomData<B>);
 
-/// `R` rows × `T` tokens: each row's block is decoded once for the tile's tokens.
-#[inline(always)]
-#[allow(clippy::needless_range_loop)] // index loops over constant bounds: fully unrolled
-fn tile<B: IntBlock, const R: usize, const T: usize>(
-    rows: [&[u8]; R],
-    xs: [TokenActs; T],
-) -> [[f32; T]; R] {
-    let zero = Accumulator {
-        v: f32x4_splat(0.0),
-        s: 0.0,
-    };
-    let mut acc = [[zero; T]; R];
-    let nb = rows[0].len() / B::TS;
-    for bi in 0..nb {
-        let block = |r: usize| &rows[r][bi * B::TS..(bi + 1) * B::TS];
-        if T == 1 {
-            // Decode: each group decoded and multiplied at once (the same sums and steps).
-            for r in 0..R {
-                let b = block(r);
-                let h = B::head(b);
-                let (p, p2) = block_dot2::<B>(b, &h, xs[0], bi);
-                B::finish(&h, p, p2, xs[0], bi, &mut acc[r][0]);
-            }
-            continue;
-        }
-        let mut heads = [B::head(block(0)); R];
-        let mut w = [[[i16x8_splat(0); 4]; 8]; R];
-        for r in 0..R {
-            let b = block(r);
-            heads[r] = B::head(b);
-            for g in 0..B::BS / 32 {
-                w[r][g] = B::group(b, &heads[r], g);
-            }
-        }
-        for t in 0..T {
-            for r in 0..R {
-                dot::<B>(&heads[r], &w[r], xs[t], bi, &mut acc[r][t]);
-            }
-        }
-    }
-    let mut out = [[0f32; T]; R];
-    for r in 0..R {
-        for t in 0..T {
-            out[r][t] = hsum(acc[r][t].v) + acc[r][t].s;
-        }
-    }
-    out
-}
+impl<B: IntBlock> IntKernel for Kernel<B> {
+    const BS: usize = B::BS;
+    const TS: usize = B::TS;
+    // Row pairs for the 32-blocks; a K-quant block of one row is already 32 vectors.
+    const PAIRS: bool = B::BS == 32;
+    type Tok<'a> = TokenActs<'a>;
+    type Head = B::Head;
+    type Weights = [Group; 8];
 
-/// Rows `r0..` of `W·xᵀ` into `out` (row, token).
-fn rows<B: IntBlock>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f32]) {
-    let cols = w.cols;
-    let nb = cols / B::BS;
-    let n_rows = out.len() / n_tok;
-    let row = |ri: usize| &w.row(r0 + ri)[..nb * B::TS];
-    let (ng, ns) = (cols / x.g, cols / 32);
-    let tok = |t: usize| TokenActs {
-        q: &x.q[t * cols..(t + 1) * cols],
-        q2: x.q2.get(t * cols..(t + 1) * cols).unwrap_or_default(),
-        flagged: x.r.get(t * ng..(t + 1) * ng).unwrap_or_default(),
-        d: &x.d[t * ng..(t + 1) * ng],
-        s: &x.s[t * ns..(t + 1) * ns],
-    };
-    macro_rules! run {
-        ($r:literal, $t:literal, $ri:expr, $t0:expr, $xs:expr) => {{
-            let xs: &[TokenActs; $t] = match $xs[..$t].try_into() {
-                Ok(xs) => xs,
-                Err(_) => return,
-            };
-            let v = tile::<B, $r, $t>(std::array::from_fn(|i| row($ri + i)), *xs);
-            for (i, v) in v.iter().enumerate() {
-                let o = ($ri + i) * n_tok + $t0;
-                out[o..o + $t].copy_from_slice(v);
-            }
-        }};
+    #[inline(always)]
+    fn tok(x: &QAct, cols: usize, t: usize) -> TokenActs<'_> {
+        let (ng, ns) = (cols / x.g, cols / 32);
+        TokenActs {
+            q: &x.q[t * cols..(t + 1) * cols],
+            q2: x.q2.get(t * cols..(t + 1) * cols).unwrap_or_default(),
+            flagged: x.r.get(t * ng..(t + 1) * ng).unwrap_or_default(),
+            d: &x.d[t * ng..(t + 1) * ng],
+            s: &x.s[t * ns..(t + 1) * ns],
+        }
     }
-    let mut t0 = 0;
-    while t0 < n_tok {
-        let tt = super::super::token_tile(n_tok - t0);
-        // The tile's tokens, built once for all its rows.
-        let mut xs = [tok(t0); 8];
-        for (i, x) in xs.iter_mut().enumerate().take(tt).skip(1) {
-            *x = tok(t0 + i);
+
+    #[inline(always)]
+    fn blank() -> [Group; 8] {
+        [[i16x8_splat(0); 4]; 8]
+    }
+
+    #[inline(always)]
+    fn head(b: &[u8]) -> B::Head {
+        B::head(b)
+    }
+
+    /// The `BS / 32` groups.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // a constant bound: fully unrolled
+    fn weights(b: &[u8], h: &B::Head, w: &mut [Group; 8]) {
+        for g in 0..B::BS / 32 {
+            w[g] = B::group(b, h, g);
         }
-        let mut ri = 0;
-        // Row pairs for the 32-blocks; a K-quant block of one row is already 32 vectors.
-        while B::BS == 32 && ri + 2 <= n_rows {
-            match tt {
-                8 => run!(2, 8, ri, t0, xs),
-                4 => run!(2, 4, ri, t0, xs),
-                2 => run!(2, 2, ri, t0, xs),
-                _ => run!(2, 1, ri, t0, xs),
-            }
-            ri += 2;
-        }
-        while ri < n_rows {
-            match tt {
-                8 => run!(1, 8, ri, t0, xs),
-                4 => run!(1, 4, ri, t0, xs),
-                2 => run!(1, 2, ri, t0, xs),
-                _ => run!(1, 1, ri, t0, xs),
-            }
-            ri += 1;
-        }
-        t0 += tt;
+    }
+
+    #[inline(always)]
+    fn dot(h: &B::Head, w: &[Group; 8], x: TokenActs, bi: usize, acc: &mut Accumulator) {
+        let p = block_dot::<B>(|g| w[g % 8], x.q, bi);
+        let p2 = if residual::<B>(x, bi) {
+            Some(block_dot::<B>(|g| w[g % 8], x.q2, bi))
+        } else {
+            None
+        };
+        B::finish(h, p, p2, x, bi, acc);
+    }
+
+    /// Each group decoded and multiplied at once.
+    #[inline(always)]
+    fn dot_bytes(b: &[u8], x: TokenActs, bi: usize, acc: &mut Accumulator) {
+        let h = B::head(b);
+        let (p, p2) = block_dot2::<B>(b, &h, x, bi);
+        B::finish(&h, p, p2, x, bi, acc);
     }
 }
 
@@ -689,7 +620,7 @@ fn rows<B: IntBlock>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [
 pub(in super::super) fn select(ty: GgmlType) -> Option<(IntRowsFn, usize, bool)> {
     macro_rules! pick {
         ($b:ty) => {
-            (rows::<$b> as IntRowsFn, <$b>::G, <$b>::RESID)
+            (rows::<Kernel<$b>> as IntRowsFn, <$b>::G, <$b>::RESID)
         };
     }
     use GgmlType as G;

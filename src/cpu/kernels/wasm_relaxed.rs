@@ -34,10 +34,12 @@
 //! changes, a relaxed build should not be preferred over the plain SIMD128 one.
 
 use super::super::{IntRowsFn, QAct};
-use super::{f16, high_bits, hsum, load16, load_i16, load_i8, loadf};
-use crate::model::QMatrix;
+use super::int::k4_head;
+use super::rows::{rows, Accumulator, IntKernel};
+use super::{f16, high_bits, load16, load_i16, load_i8, loadf};
 use crate::quant::GgmlType;
 use core::arch::wasm32::*;
+use std::marker::PhantomData;
 
 /// One token's activations for these kernels.
 #[derive(Clone, Copy)]
@@ -95,13 +97,6 @@ pub(in super::super) fn quantize(qa: &mut QAct, x: &[f32], n_tok: usize, cols: u
             sum2[t * ns + k] = b.iter().map(|&v| i16::from(v)).sum();
         }
     }
-}
-
-/// One output's running sum: f32 lanes, and a scalar for the 32-block formats' min terms.
-#[derive(Clone, Copy)]
-struct Accumulator {
-    v: v128,
-    s: f32,
 }
 
 /// A block format as unsigned quants for the relaxed dot.
@@ -264,18 +259,8 @@ impl RelaxedBlock for Q4K {
     type Head = ([i32; 8], f32, [v128; 2]);
     #[inline(always)]
     fn head(b: &[u8]) -> Self::Head {
-        let (d, dmin) = (f16(b, 0), f16(b, 2));
-        // The 8 six-bit scales and mins (as `get_scale_min_k4`, all at once).
-        let word = |i: usize| u32::from_le_bytes([b[4 + i], b[5 + i], b[6 + i], b[7 + i]]);
-        let (u0, u1, u2) = (word(0), word(4), word(8));
-        let (k1, k2, k3) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
-        let sc = u64::from(u0 & k1) | (u64::from((u2 & k2) | (((u0 >> 6) & k3) << 4)) << 32);
-        let m = u32x4(u1 & k1, ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4), 0, 0);
-        let m16 = u16x8_extend_low_u8x16(m);
-        let mv = f32x4_splat(-dmin);
-        let m0 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_low_u16x8(m16)), mv);
-        let m1 = f32x4_mul(f32x4_convert_i32x4(u32x4_extend_high_u16x8(m16)), mv);
-        (sc.to_le_bytes().map(i32::from), d, [m0, m1])
+        let (sc, d, m) = k4_head(b);
+        (sc.map(i32::from), d, m)
     }
     #[inline(always)]
     fn chunk(b: &[u8], _: &Self::Head, k: usize) -> v128 {
@@ -399,110 +384,61 @@ fn dot<B: RelaxedBlock>(
     B::finish(h, p, p2, x, bi, acc);
 }
 
-/// `R` rows × `T` tokens: each row's block is decoded once for the tile's tokens.
-#[inline(always)]
-#[allow(clippy::needless_range_loop)] // index loops over constant bounds: fully unrolled
-fn tile<B: RelaxedBlock, const R: usize, const T: usize>(
-    rows: [&[u8]; R],
-    xs: [TokenActs; T],
-) -> [[f32; T]; R] {
-    let zero = Accumulator {
-        v: f32x4_splat(0.0),
-        s: 0.0,
-    };
-    let mut acc = [[zero; T]; R];
-    let nb = rows[0].len() / B::TS;
-    for bi in 0..nb {
-        let block = |r: usize| &rows[r][bi * B::TS..(bi + 1) * B::TS];
-        if T == 1 {
-            // Decode: each chunk decoded and multiplied at once (the same sums and steps).
-            for r in 0..R {
-                let b = block(r);
-                let h = B::head(b);
-                dot::<B>(&h, |k| B::chunk(b, &h, k), xs[0], bi, &mut acc[r][0]);
-            }
-            continue;
-        }
-        let mut heads = [B::head(block(0)); R];
-        let mut w = [[u8x16_splat(0); 16]; R];
-        for r in 0..R {
-            let b = block(r);
-            heads[r] = B::head(b);
-            for k in 0..B::BS / 16 {
-                w[r][k] = B::chunk(b, &heads[r], k);
-            }
-        }
-        for t in 0..T {
-            for r in 0..R {
-                dot::<B>(&heads[r], |k| w[r][k % 16], xs[t], bi, &mut acc[r][t]);
-            }
-        }
-    }
-    let mut out = [[0f32; T]; R];
-    for r in 0..R {
-        for t in 0..T {
-            out[r][t] = hsum(acc[r][t].v) + acc[r][t].s;
-        }
-    }
-    out
-}
+/// The relaxed-SIMD kernel of `B` for `rows`.
+struct Kernel<B>(PhantomData<B>);
 
-/// Rows `r0..` of `W·xᵀ` into `out` (row, token).
-fn rows<B: RelaxedBlock>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f32]) {
-    let cols = w.cols;
-    let nb = cols / B::BS;
-    let n_rows = out.len() / n_tok;
-    let row = |ri: usize| &w.row(r0 + ri)[..nb * B::TS];
-    let (ng, ns, n16) = (cols / x.g, cols / 32, cols / 16);
-    let (q, q2) = x.q8.split_at(x.n_tok * cols);
-    let (sum, sum2) = x.sum16.split_at(x.n_tok * n16);
-    let tok = |t: usize| TokenActs {
-        q: &q[t * cols..(t + 1) * cols],
-        q2: &q2[t * cols..(t + 1) * cols],
-        sum: &sum[t * n16..(t + 1) * n16],
-        sum2: &sum2[t * n16..(t + 1) * n16],
-        d: &x.d[t * ng..(t + 1) * ng],
-        s: &x.s[t * ns..(t + 1) * ns],
-    };
-    macro_rules! run {
-        ($r:literal, $t:literal, $ri:expr, $t0:expr, $xs:expr) => {{
-            let xs: &[TokenActs; $t] = match $xs[..$t].try_into() {
-                Ok(xs) => xs,
-                Err(_) => return,
-            };
-            let v = tile::<B, $r, $t>(std::array::from_fn(|i| row($ri + i)), *xs);
-            for (i, v) in v.iter().enumerate() {
-                let o = ($ri + i) * n_tok + $t0;
-                out[o..o + $t].copy_from_slice(v);
-            }
-        }};
+impl<B: RelaxedBlock> IntKernel for Kernel<B> {
+    const BS: usize = B::BS;
+    const TS: usize = B::TS;
+    const PAIRS: bool = true;
+    type Tok<'a> = TokenActs<'a>;
+    type Head = B::Head;
+    type Weights = [v128; 16];
+
+    #[inline(always)]
+    fn tok(x: &QAct, cols: usize, t: usize) -> TokenActs<'_> {
+        let (ng, ns, n16) = (cols / x.g, cols / 32, cols / 16);
+        let (q, q2) = x.q8.split_at(x.n_tok * cols);
+        let (sum, sum2) = x.sum16.split_at(x.n_tok * n16);
+        TokenActs {
+            q: &q[t * cols..(t + 1) * cols],
+            q2: &q2[t * cols..(t + 1) * cols],
+            sum: &sum[t * n16..(t + 1) * n16],
+            sum2: &sum2[t * n16..(t + 1) * n16],
+            d: &x.d[t * ng..(t + 1) * ng],
+            s: &x.s[t * ns..(t + 1) * ns],
+        }
     }
-    let mut t0 = 0;
-    while t0 < n_tok {
-        let tt = super::super::token_tile(n_tok - t0);
-        let mut xs = [tok(t0); 8];
-        for (i, x) in xs.iter_mut().enumerate().take(tt).skip(1) {
-            *x = tok(t0 + i);
+
+    #[inline(always)]
+    fn blank() -> [v128; 16] {
+        [u8x16_splat(0); 16]
+    }
+
+    #[inline(always)]
+    fn head(b: &[u8]) -> B::Head {
+        B::head(b)
+    }
+
+    /// The `BS / 16` chunks.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // a constant bound: fully unrolled
+    fn weights(b: &[u8], h: &B::Head, w: &mut [v128; 16]) {
+        for k in 0..B::BS / 16 {
+            w[k] = B::chunk(b, h, k);
         }
-        let mut ri = 0;
-        while ri + 2 <= n_rows {
-            match tt {
-                8 => run!(2, 8, ri, t0, xs),
-                4 => run!(2, 4, ri, t0, xs),
-                2 => run!(2, 2, ri, t0, xs),
-                _ => run!(2, 1, ri, t0, xs),
-            }
-            ri += 2;
-        }
-        if ri < n_rows {
-            match tt {
-                8 => run!(1, 8, ri, t0, xs),
-                4 => run!(1, 4, ri, t0, xs),
-                2 => run!(1, 2, ri, t0, xs),
-                _ => run!(1, 1, ri, t0, xs),
-            }
-        }
-        t0 += tt;
+    }
+
+    #[inline(always)]
+    fn dot(h: &B::Head, w: &[v128; 16], x: TokenActs, bi: usize, acc: &mut Accumulator) {
+        dot::<B>(h, |k| w[k % 16], x, bi, acc);
+    }
+
+    /// Each chunk decoded and multiplied at once.
+    #[inline(always)]
+    fn dot_bytes(b: &[u8], x: TokenActs, bi: usize, acc: &mut Accumulator) {
+        let h = B::head(b);
+        dot::<B>(&h, |k| B::chunk(b, &h, k), x, bi, acc);
     }
 }
 
@@ -511,7 +447,7 @@ fn rows<B: RelaxedBlock>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &m
 pub(in super::super) fn select(ty: GgmlType) -> Option<(IntRowsFn, usize)> {
     macro_rules! pick {
         ($b:ty) => {
-            (rows::<$b> as IntRowsFn, <$b>::G)
+            (rows::<Kernel<$b>> as IntRowsFn, <$b>::G)
         };
     }
     use GgmlType as G;
