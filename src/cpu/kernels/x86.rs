@@ -450,11 +450,6 @@ impl<const VNNI: bool> Avx512<VNNI> {
     pub(super) fn blend(self, k: u16, a: __m512, b: __m512) -> __m512 {
         unsafe { _mm512_mask_blend_ps(k, a, b) }
     }
-    /// 16 f32.
-    #[inline(always)]
-    pub(super) fn loadf16(self, x: &[f32; 16]) -> __m512 {
-        self.loadf(x)
-    }
     /// The 16 lanes of `v`.
     #[inline(always)]
     pub(super) fn store(self, v: __m512) -> [f32; 16] {
@@ -469,7 +464,7 @@ impl<const VNNI: bool> Avx512<VNNI> {
     }
     /// 16 f32.
     #[inline(always)]
-    fn loadf(self, x: &[f32; 16]) -> __m512 {
+    pub(super) fn loadf(self, x: &[f32; 16]) -> __m512 {
         unsafe { _mm512_loadu_ps(x.as_ptr()) }
     }
     #[inline(always)]

@@ -123,10 +123,9 @@ pub(super) trait IntBlock {
     fn scale(_h: &Self::H) -> f32 {
         0.0
     }
-    /// With `TOTALS`: `−dmin·m` per 32-weight sub-block (lanes 0..8), or `None` without a
-    /// min term.
-    fn mins(_h: &Self::H) -> Option<__m512> {
-        None
+    /// With `MIN`: `−dmin·m` per 32-weight sub-block (lanes 0..8).
+    fn mins<const V: bool>(a: Avx512<V>, _h: &Self::H) -> __m512 {
+        a.zero()
     }
     /// `acc += block · activations` from the exact i32 lane sums `p` (weights × `x.q`) and, for
     /// groups with a residual plane, `p2` (weights × `x.q2`).
@@ -250,8 +249,8 @@ impl IntBlock for Q4K {
         h.1
     }
     #[inline(always)]
-    fn mins(h: &Self::H) -> Option<__m512> {
-        Some(h.2)
+    fn mins<const V: bool>(_: Avx512<V>, h: &Self::H) -> __m512 {
+        h.2
     }
     #[inline(always)]
     fn head<const V: bool>(a: Avx512<V>, b: &[u8]) -> Self::H {
@@ -629,7 +628,7 @@ fn min_lanes<const V: bool>(a: Avx512<V>, mins: &RowMins, s: &[f32], nb: usize) 
                 (Ok(m), Ok(x)) => (m, x),
                 _ => break,
             };
-        acc = a.fmadd(a.loadf16(m), a.loadf16(x), acc);
+        acc = a.fmadd(a.loadf(m), a.loadf(x), acc);
         i += 16;
     }
     if i + 8 <= n {
@@ -640,11 +639,53 @@ fn min_lanes<const V: bool>(a: Avx512<V>, mins: &RowMins, s: &[f32], nb: usize) 
     acc
 }
 
+/// Block `bi`'s scale `d` of each row, and with `B::MIN` its min terms into `mins`.
+#[inline(always)]
+fn block_scales<B: IntBlock, const V: bool, const R: usize>(
+    a: Avx512<V>,
+    h: &[B::H; R],
+    mins: &mut [RowMins; 2],
+    bi: usize,
+) -> [f32; R] {
+    const { assert!(R <= 2) };
+    let mut d = [0f32; R];
+    for (r, (d, h)) in d.iter_mut().zip(h).enumerate() {
+        *d = B::scale(h);
+        if B::MIN {
+            if let Some(o) = mins[r].get_mut(8 * bi..8 * bi + 8) {
+                if let Ok(o) = o.try_into() {
+                    a.store8(B::mins(a, h), o);
+                }
+            }
+        }
+    }
+    d
+}
+
+/// The min terms of `R` rows × `T` tokens (token sums `s[t]`) over `nb` blocks, output lane
+/// `r·T + t` (`N = R·T`), for the totals tiles to add once at the end.
+#[inline(always)]
+fn min_terms<const V: bool, const R: usize, const T: usize, const N: usize>(
+    a: Avx512<V>,
+    mins: &[RowMins; 2],
+    s: [&[f32]; T],
+    nb: usize,
+) -> __m512 {
+    const { assert!(R <= 2 && R * T <= N && N <= 16) };
+    let mut ml = [a.zero(); N];
+    for r in 0..R {
+        for (t, s) in s.iter().enumerate() {
+            ml[r * T + t] = min_lanes(a, &mins[r], s, nb);
+        }
+    }
+    a.totals_f32::<N>(&ml)
+}
+
 /// The totals path (`IntBlock::TOTALS`), prefill: `R` rows × `T` tokens (`R·T ≤ 16`), output
 /// lane `n = r·T + t`. Per block, group pairs are decoded row by row just in time and each
 /// output keeps one i32 chain over the whole block (the K-quants' scales are folded into the
-/// weights); the 16 chains are then summed exactly by one transposing tree
-/// (`Avx512::totals`), converted and scaled together (`d_r·d_x,t` per lane) into one f32
+/// weights); the 16 chains are then summed by one transposing tree (`Avx512::quarter_sums`,
+/// `Avx512::fold_quarters`) and scaled together (`d_r·d_x,t` per lane) into one f32
 /// vector: one accumulator for the tile instead of a vector per output (which spilled).
 /// Min terms go to `mins` and are added once at the end. Per output this takes exactly the
 /// f32 steps of `tile1_totals`, so prefill and decode give the same values.
@@ -693,30 +734,19 @@ fn tile_totals<B: IntBlock, const V: bool, const R: usize, const T: usize>(
         }
         pair!(0 1 2 3);
         let mut flat = [z; 16];
-        let mut d = [0f32; R];
         for r in 0..R {
             for t in 0..T {
                 flat[r * T + t] = p[r][t];
             }
-            d[r] = B::scale(&h[r]);
-            if let (Some(m), Some(o)) = (B::mins(&h[r]), mins[r].get_mut(8 * bi..8 * bi + 8)) {
-                if let Ok(o) = o.try_into() {
-                    a.store8(m, o);
-                }
-            }
         }
-        let sv = a.mul(row_lanes::<V, R, T>(a, d), a.loadf16(&xd[bi]));
+        let d = block_scales::<B, V, R>(a, &h, mins, bi);
+        let sv = a.mul(row_lanes::<V, R, T>(a, d), a.loadf(&xd[bi]));
         let total = a.fold_quarters::<16>(a.quarter_sums::<16>(&flat));
         acc = a.fmadd(total, sv, acc);
     }
     if B::MIN {
-        let mut ml = [a.zero(); 16];
-        for r in 0..R {
-            for t in 0..T {
-                ml[r * T + t] = min_lanes(a, &mins[r], xs[t].s, nb);
-            }
-        }
-        acc = a.add(acc, a.totals_f32::<16>(&ml));
+        let s = std::array::from_fn(|t| xs[t].s);
+        acc = a.add(acc, min_terms::<V, R, T, 16>(a, mins, s, nb));
     }
     let v = a.store(acc);
     let mut out = [[0f32; T]; R];
@@ -769,26 +799,16 @@ fn tile1_totals<B: IntBlock, const V: bool, const R: usize>(
         }
         pair!(0 1 2 3);
         let mut flat = [z; R];
-        let mut d = [0f32; R];
         for r in 0..R {
             flat[r] = a.add32(p[r][0], p[r][1]);
-            d[r] = B::scale(&h[r]);
-            if let (Some(m), Some(o)) = (B::mins(&h[r]), mins[r].get_mut(8 * bi..8 * bi + 8)) {
-                if let Ok(o) = o.try_into() {
-                    a.store8(m, o);
-                }
-            }
         }
+        let d = block_scales::<B, V, R>(a, &h, mins, bi);
         let sv = a.mul(row_lanes::<V, R, 1>(a, d), a.splat(x.d[bi]));
         let total = a.fold_quarters::<R>(a.quarter_sums::<R>(&flat));
         acc = a.fmadd(total, sv, acc);
     }
     if B::MIN {
-        let mut ml = [a.zero(); R];
-        for r in 0..R {
-            ml[r] = min_lanes(a, &mins[r], x.s, nb);
-        }
-        acc = a.add(acc, a.totals_f32::<R>(&ml));
+        acc = a.add(acc, min_terms::<V, R, 1, R>(a, mins, [x.s], nb));
     }
     let v = a.store(acc);
     let mut out = [0f32; R];
