@@ -139,12 +139,18 @@ struct Active {
 }
 
 impl Active {
-    fn enter(stats: &Arc<Stats>) -> Active {
+    /// Counts `job` in, and gives it back with its callback wrapped by [`Active::around`].
+    fn enter(stats: &Arc<Stats>, job: Job) -> (Active, Job) {
         stats.active.fetch_add(1, Ordering::SeqCst);
-        Active {
+        let active = Active {
             stats: Arc::clone(stats),
             out: Arc::new(AtomicBool::new(false)),
-        }
+        };
+        let job = Job {
+            on_event: active.around(job.on_event),
+            ..job
+        };
+        (active, job)
     }
 
     fn leave(&self) {
@@ -630,11 +636,7 @@ fn run_batched(
         while slots.len() < parallel {
             let Some(job) = queue.pop_front() else { break };
             stats.queued.fetch_sub(1, Ordering::SeqCst);
-            let active = Active::enter(stats);
-            let job = Job {
-                on_event: active.around(job.on_event),
-                ..job
-            };
+            let (active, job) = Active::enter(stats, job);
             match sched.admit(job, active.clone()) {
                 Some(s) => slots.push(s),
                 None => active.leave(),
@@ -709,11 +711,7 @@ fn step(model: &Model, slots: &mut [Slot]) -> Result<Vec<f32>> {
 fn run_serial(engine: &mut Engine, rx: mpsc::Receiver<Job>, n_ctx: usize, stats: &Arc<Stats>) {
     while let Ok(job) = rx.recv() {
         stats.queued.fetch_sub(1, Ordering::SeqCst);
-        let active = Active::enter(stats);
-        let job = Job {
-            on_event: active.around(job.on_event),
-            ..job
-        };
+        let (active, job) = Active::enter(stats, job);
         serve_one(engine, job, n_ctx);
         active.leave();
     }

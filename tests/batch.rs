@@ -24,6 +24,11 @@ fn engine() -> Engine {
 }
 
 /// Four different requests: greedy and sampled, with a stop string, of different lengths.
+/// A scheduler over a fresh `engine()`.
+fn batcher(parallel: usize, n_ctx: usize) -> Batcher {
+    Batcher::start(engine(), BatchOptions { parallel, n_ctx }).unwrap()
+}
+
 fn requests() -> Vec<(Prompt, GenerateOptions)> {
     let chat = |m: &str| Prompt::Chat(vec![ChatMessage::user(m)]);
     let greedy = |n| GenerateOptions {
@@ -62,14 +67,7 @@ fn run_one(b: &Batcher, prompt: Prompt, opts: GenerateOptions) -> Generation {
 }
 
 fn solo_outputs() -> Vec<Generation> {
-    let b = Batcher::start(
-        engine(),
-        BatchOptions {
-            parallel: 1,
-            n_ctx: 512,
-        },
-    )
-    .unwrap();
+    let b = batcher(1, 512);
     requests()
         .into_iter()
         .map(|(p, o)| run_one(&b, p, o))
@@ -92,14 +90,7 @@ fn batched_outputs_equal_solo_outputs() {
         solo[3].finish
     );
 
-    let b = Batcher::start(
-        engine(),
-        BatchOptions {
-            parallel: 4,
-            n_ctx: 512,
-        },
-    )
-    .unwrap();
+    let b = batcher(4, 512);
     let batched = common::batch::run_with_late_joiner(&b, requests(), Duration::from_secs(300));
     common::batch::assert_batched_equal_solo(&b, &batched, &solo);
 }
@@ -275,14 +266,7 @@ fn solo_batcher_equals_engine_generate() {
 /// with a typed error and do not disturb the others.
 #[test]
 fn cancel_and_bad_requests() {
-    let b = Batcher::start(
-        engine(),
-        BatchOptions {
-            parallel: 2,
-            n_ctx: 64,
-        },
-    )
-    .unwrap();
+    let b = batcher(2, 64);
     let (tx, rx) = mpsc::channel();
     let mut n = 0;
     b.submit(
@@ -349,14 +333,7 @@ fn cancel_and_bad_requests() {
 /// generates what an engine that prefills every prompt whole generates.
 #[test]
 fn slots_reuse_their_conversation_prefix() {
-    let b = Batcher::start(
-        engine(),
-        BatchOptions {
-            parallel: 2,
-            n_ctx: 512,
-        },
-    )
-    .unwrap();
+    let b = batcher(2, 512);
     let mut whole = engine();
     whole.set_prefix_reuse(false);
     let opts = GenerateOptions {
@@ -405,14 +382,7 @@ fn slots_reuse_their_conversation_prefix() {
 #[test]
 fn constrained_requests_in_a_batch() {
     use wasm_chord::constrain::Grammar;
-    let b = Batcher::start(
-        engine(),
-        BatchOptions {
-            parallel: 2,
-            n_ctx: 512,
-        },
-    )
-    .unwrap();
+    let b = batcher(2, 512);
     let schema = serde_json::json!({
         "type": "object",
         "properties": {"city": {"type": "string"}, "sunny": {"type": "boolean"}},
@@ -505,14 +475,7 @@ fn constrained_requests_in_a_batch() {
 /// inside the Done (or Failed) callback the count is already back to 0.
 #[test]
 fn a_sequence_is_not_active_when_its_last_event_arrives() {
-    let b = Batcher::start(
-        engine(),
-        BatchOptions {
-            parallel: 2,
-            n_ctx: 512,
-        },
-    )
-    .unwrap();
+    let b = batcher(2, 512);
     for max_tokens in [3, 0] {
         let stats = std::sync::Arc::clone(&b.stats);
         let (tx, rx) = mpsc::channel();
