@@ -406,6 +406,16 @@ impl CpuModel {
         segs: &mut [Segment<'_>],
         all_logits: bool,
     ) -> Result<Vec<f32>> {
+        // On a matmul thread, which stays with the pool between the matmuls (`on_pool`).
+        matmul::on_pool(|| self.forward_segments_here(tokens, segs, all_logits))
+    }
+
+    fn forward_segments_here(
+        &self,
+        tokens: &[u32],
+        segs: &mut [Segment<'_>],
+        all_logits: bool,
+    ) -> Result<Vec<f32>> {
         let c = &self.cfg;
         let n = tokens.len();
         if segs.iter().map(|s| s.len).sum::<usize>() != n {
@@ -686,12 +696,13 @@ impl CpuModel {
         }
         matmul(&lw.w_gate, h, gate, n, k)?;
         matmul(&lw.w_up, h, up, n, k)?;
-        let act = match c.activation {
-            Activation::Silu => ops::silu,
-            Activation::GeluTanh => ops::gelu_tanh,
-        };
-        for (g, &u) in gate.iter_mut().zip(up.iter()) {
-            *g = act(*g) * u;
+        match c.activation {
+            Activation::Silu => ops::swiglu(gate, up),
+            Activation::GeluTanh => {
+                for (g, &u) in gate.iter_mut().zip(up.iter()) {
+                    *g = ops::gelu_tanh(*g) * u;
+                }
+            }
         }
         matmul(&lw.w_down, gate, proj, n, k)?;
         if let Some(w) = &lw.post_ffn_norm {

@@ -93,6 +93,63 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
+/// `e^x` for `x <= 0` to about 1 ulp (Cephes' `expf`: `x = n·ln 2 + r`, a degree-6 polynomial
+/// in `r`, then `2^n` from the exponent bits), in plain arithmetic that vectorizes, unlike the
+/// library call. Below -87 it returns `e^-87` (1.6e-38): against the row's maximum, `e^0`, that
+/// is zero in any sum.
+#[inline(always)]
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    let x = x.max(-87.0);
+    let n = (x * LOG2E + 0.5).floor();
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 0.166_666_65;
+    let p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// SiLU, `x·σ(x)`, through [`exp_nonpositive`] so that a loop of it vectorizes (the library
+/// `exp` of [`silu`] is a call per value: 3% of a batched decode step): with `t = e^{−|x|}`,
+/// `x/(1 + t)` for `x ≥ 0` and `x·t/(1 + t)` below. Within 4 ulp of the exact value for
+/// `x ≥ −80`; below, under 1e-33 (from `e^−87` at most): nothing in a sum.
+#[inline(always)]
+pub fn silu_fast(x: f32) -> f32 {
+    let t = exp_nonpositive(-x.abs());
+    let r = 1.0 / (1.0 + t);
+    x * if x >= 0.0 { r } else { t * r }
+}
+
+/// The gated feed-forward's `gate[i] = silu(gate[i])·up[i]` ([`silu_fast`]), vectorized: with
+/// AVX2 where the CPU has it (detected at run time, as for the matrix kernels), SIMD128 on the
+/// web.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::matmul::has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (detected above).
+        unsafe { swiglu_avx2(gate, up) };
+        return;
+    }
+    swiglu_lanes(gate, up);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn swiglu_avx2(gate: &mut [f32], up: &[f32]) {
+    swiglu_lanes(gate, up);
+}
+
+#[inline(always)]
+fn swiglu_lanes(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = silu_fast(*g) * u;
+    }
+}
+
 /// GELU, tanh approximation (as ggml and Gemma use).
 pub fn gelu_tanh(x: f32) -> f32 {
     const C: f32 = 0.797_884_6; // sqrt(2/pi)
@@ -108,6 +165,41 @@ pub fn add_inplace(x: &mut [f32], y: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vectorized_exp_is_within_two_ulp() {
+        for i in 0..=200_000 {
+            let x = -87.0 * i as f32 / 200_000.0;
+            let (got, want) = (exp_nonpositive(x), x.exp());
+            assert!(
+                (got - want).abs() <= 2.5e-7 * want,
+                "e^{x}: {got} vs {want}"
+            );
+        }
+        assert!(exp_nonpositive(-1e9) < 2e-38 && exp_nonpositive(f32::NEG_INFINITY) < 2e-38);
+    }
+
+    #[test]
+    fn the_vectorized_silu_is_within_four_ulp() {
+        for i in -400_000..=400_000 {
+            let x = i as f32 / 4_000.0;
+            let (got, want) = (silu_fast(x), f64::from(x) / (1.0 + (-f64::from(x)).exp()));
+            let ulp = f64::from(f32::EPSILON) * want.abs().max(f64::from(f32::MIN_POSITIVE));
+            // Below −80 the value (under 1e-33) comes from e^−87 at most: nothing in a sum.
+            let bound = if x >= -80.0 { 4.0 * ulp } else { 1e-33 };
+            assert!(
+                (f64::from(got) - want).abs() <= bound,
+                "silu({x}): {got} vs {want}"
+            );
+        }
+        let (mut g, u) = ([-3.0f32, 0.0, 2.5, 40.0, -200.0], [2.0f32; 5]);
+        swiglu(&mut g, &u);
+        assert_eq!(
+            g.map(|v| v.to_bits()),
+            [-3.0f32, 0.0, 2.5, 40.0, -200.0].map(|v| (silu_fast(v) * 2.0).to_bits())
+        );
+        assert!(silu_fast(f32::NAN).is_nan() && silu_fast(f32::INFINITY) == f32::INFINITY);
+    }
 
     #[test]
     fn rope_rotates_pairs_by_position() {
