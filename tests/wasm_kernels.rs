@@ -12,7 +12,9 @@
 //!   (`bounds`);
 //! - activations with zero groups and outliers, and weights at the extremes of every integer
 //!   format (the largest i32 lane sums);
-//! - the IQ formats and MXFP4 again on larger shapes (row pairs, 3 blocks, every tile width);
+//! - the IQ formats, MXFP4 and Q2_K again on larger shapes (row pairs, 3 blocks, every tile
+//!   width), on the f32 kernels and the integer ones;
+//! - on the integer kernels, a batch of tokens equals each token alone, bit for bit;
 //! - the recurrent layers' kernels (causal convolution, gated delta rule), SIMD128 lanes
 //!   against the scalar reference (tests/common/recurrent_kernels.rs);
 //! - the tiny model: last-position logits of Fast vs Reference with NMSE ≤ 1e-8 on the f32

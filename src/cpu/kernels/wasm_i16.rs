@@ -1,6 +1,7 @@
 //! wasm32 SIMD128 integer kernels: quantized weights × i16 activations, the scheme of
-//! `x86_i16` on 128-bit vectors (`limit_isa` level 2 and above), for Q4_0, Q4_1, Q5_0, Q5_1,
-//! Q8_0, IQ4_NL (32-weight blocks) and Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS (256-weight
+//! `x86_i16` on 128-bit vectors (`limit_isa` level 2 and above), for every quantized format:
+//! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4 (32-weight blocks) and Q2_K, Q3_K, Q4_K, Q5_K,
+//! Q6_K, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M (256-weight
 //! super-blocks).
 //!
 //! Each matmul call first quantizes every token's activations once (`super::QAct`, by the
@@ -15,19 +16,36 @@
 //! A block's weights are widened to `i16x8` vectors (four per 32-weight group) holding its
 //! integer quants (IQ4: the `kvalues_iq4nl` levels −127..113 of its 4-bit indices, looked up
 //! with `i8x16_swizzle`; K-quants and IQ4_XS: already multiplied by their integer sub-block
-//! scales), and multiplied with the activations by `i32x4_dot_i16x8` (8 multiply-adds per
+//! scales; MXFP4: its E2M1 levels × 2, the integers −12..12, with the E8M0 scale as the f32
+//! half-scale; the IQ2 / IQ3 / IQ1 grids: a grid row's 8 bytes (IQ3: two 4-byte entries) with
+//! their sign bits applied as `(v ^ m) − m` in `i8x16`, IQ1 as `8·row ± 1`, their integer
+//! sub-block scales multiplied into each group's or 16-weight half's i32 lane sums rather
+//! than into the weights, the f32 factor `d/8`, `d/4` exact), and multiplied with the
+//! activations by `i32x4_dot_i16x8` (8 multiply-adds per
 //! instruction into 4 i32 lanes, exact). The i32 lanes are converted to f32 once per chain
 //! (below) and multiplied by the product of the weight and activation scales into an `f32x4`
 //! accumulator (mul + add: SIMD128 has no FMA); each output is reduced horizontally once. Min
-//! terms (`Q4_1`, `Q5_1`, `Q4_K`, `Q5_K`) use the exact activation sums.
+//! terms (`Q4_1`, `Q5_1`, `Q4_K`, `Q5_K`) use the exact activation sums; Q2_K's, per 16
+//! weights where those sums are per 32, is an exact i32 dot of the quantized activations
+//! with the splatted mins (a per-16 sum plane in `QAct` would save those 32 dots per block and
+//! row, at the cost of a field the other paths do not need: the kernel as it is already runs
+//! 2.8–5.8× faster than the portable one it replaced).
 //!
 //! Overflow: with 4 i32 lanes, a 32-weight group puts 8 products in each lane
 //! (|q_x| ≤ 32767), so the chains (`IntBlock::CHAIN` groups summed in i32 before conversion)
 //! are sized to stay below 2^31 − 1:
 //! - Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / IQ4_NL (chain of 1 group): 8 products of |w| ≤ 128:
 //!   ≤ 8·128·32767 ≈ 3.4e7;
+//! - MXFP4 (chain of 1): levels |w| ≤ 12: ≤ 8·12·32767 ≈ 3.1e6;
+//! - Q2_K (chain of 8 groups): `q·sc` ≤ 3·15 = 45: ≤ 64·45·32767 ≈ 9.4e7; its min chain
+//!   `m·q_x` ≤ 64·15·32767 ≈ 3.1e7;
 //! - Q3_K (chain of 8 groups): `q·sc` with quants −4..3 and scales −32..31: |·| ≤ 4·32 = 128;
 //!   64 products per lane: ≤ 64·128·32767 ≈ 2.7e8;
+//! - IQ2_XXS / IQ2_XS / IQ2_S (chains of 4 groups): grid ≤ 43 times scale `2ls + 1` ≤ 31:
+//!   1333; 32 products per lane: ≤ 32·1333·32767 ≈ 1.4e9 (8 groups would be ≈ 2.8e9);
+//! - IQ3_XXS (chains of 4 groups): grid ≤ 62 × scale ≤ 31 = 1922: ≤ 32·1922·32767 ≈ 2.02e9;
+//! - IQ3_S (chain of 8): grid ≤ 15 × scale ≤ 31 = 465: ≤ 64·465·32767 ≈ 9.8e8;
+//! - IQ1_S / IQ1_M (chain of 8): `|8·row ± 1|` ≤ 9 × scale ≤ 15 = 135: ≤ 64·135·32767 ≈ 2.8e8;
 //! - Q4_K (chain of 8 groups, the whole super-block): `q·sc` ≤ 15·63 = 945; 64 products per
 //!   lane: ≤ 64·945·32767 ≈ 1.98e9;
 //! - Q5_K (chains of 4 groups, two per super-block): `q·sc` ≤ 31·63 = 1953; 32 products per
@@ -56,7 +74,8 @@
 //! Matmul alone (a 576 × 1536 random matrix, headless Chromium, the same shared machine, best
 //! of 5, `limit_isa` 1 against 2, 1 / 64 tokens): IQ4_NL 1.9× / 1.3× faster than `wasm_iq`'s
 //! f32 kernel, IQ4_XS 1.9× / 1.15×; Q3_K 3.1× / 3.7× and Q5_K 5.9× / 4.5× faster than the
-//! portable kernels they replace.
+//! portable kernels they replace; Q2_K 5.8× / 2.8× (portable); IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
+//! IQ3_S, IQ1_S, IQ1_M, MXFP4 1.3–2.9× / 1.3–1.9× (`wasm_iq`; docs/performance.md).
 
 use super::super::{IntRowsFn, QAct};
 use super::iq::table;
