@@ -12,7 +12,9 @@
 //!   (`bounds`);
 //! - activations with zero groups and outliers, and weights at the extremes of every integer
 //!   format (the largest i32 lane sums);
-//! - the IQ formats and MXFP4 again on larger shapes (row pairs, 3 blocks, every tile width);
+//! - the IQ formats, MXFP4 and Q2_K again on larger shapes (row pairs, 3 blocks, every tile
+//!   width), on the f32 kernels and the integer ones;
+//! - on the integer kernels, a batch of tokens equals each token alone, bit for bit;
 //! - the recurrent layers' kernels (causal convolution, gated delta rule), SIMD128 lanes
 //!   against the scalar reference (tests/common/recurrent_kernels.rs);
 //! - the tiny model: last-position logits of Fast vs Reference with NMSE ≤ 1e-8 on the f32
@@ -47,7 +49,25 @@ fn has_int_kernels(ty: GgmlType) -> bool {
     use GgmlType::*;
     matches!(
         ty,
-        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_NL | IQ4_XS
+        Q4_0 | Q4_1
+            | Q5_0
+            | Q5_1
+            | Q8_0
+            | Q2_K
+            | Q3_K
+            | Q4_K
+            | Q5_K
+            | Q6_K
+            | IQ4_NL
+            | IQ4_XS
+            | IQ3_XXS
+            | IQ3_S
+            | IQ2_XXS
+            | IQ2_XS
+            | IQ2_S
+            | IQ1_S
+            | IQ1_M
+            | MXFP4
     )
 }
 
@@ -221,18 +241,22 @@ fn zero_groups_and_outliers() {
 /// Weights at the extremes of each integer format against activations that all have the same
 /// sign and magnitude: the largest i32 lane sums the integer kernels can produce (Q5_K: fill
 /// 0xff, scales 63 × quants 31; IQ4_XS: fill 0x00, scales −32 × level −127; Q3_K: fill 0x00,
-/// scales −32 × quants −4).
+/// scales −32 × quants −4; Q2_K: fill 0xff, scales and mins 15 × quants 3; the IQ grids:
+/// fill 0xff, the largest sub-block scales, fill 0x00 / 0x80 / 0x88 other grid rows and signs).
 #[wasm_bindgen_test]
 fn extreme_weights_do_not_overflow() {
     use GgmlType::*;
     let rng = &mut Rng(11);
     // The formats with integer kernels natively, then those only wasm32's i16 kernels have.
-    let types = INT_TYPES.into_iter().chain([Q3_K, Q5_K, IQ4_NL, IQ4_XS]);
+    let types = INT_TYPES.into_iter().chain([
+        Q3_K, Q5_K, IQ4_NL, IQ4_XS, Q2_K, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M,
+        MXFP4,
+    ]);
     for ty in types {
         for isa in ISA_LEVELS {
             for fill in [0x00u8, 0xff, 0x80, 0x88] {
                 let cols = 768;
-                let w = extreme_matrix(ty, cols, fill, rng);
+                let w = extreme_scales(extreme_matrix(ty, cols, fill, rng));
                 for v in [1.0f32, -1.0] {
                     let x = vec![v; 2 * cols];
                     check_x(&w, &x, 2, isa);
@@ -243,20 +267,83 @@ fn extreme_weights_do_not_overflow() {
     }
 }
 
-/// The IQ formats and MXFP4 (hand-written SIMD128 in `wasm_iq.rs` when built with `+simd128`) on
-/// larger shapes: several row pairs plus a single row, three blocks per row, every token tile
-/// width (8, 4, 2, 1) and their remainders.
+/// `extreme_matrix` keeps the f16 scale fields `scale_fields` names; the two formats whose
+/// scale lies elsewhere get a sane one back: MXFP4's E8M0 byte (fill 0xff would be 2^127, its
+/// weights infinite), IQ1_M's f16 d spread over the top nibbles of its four scale words
+/// (0x2e66 ≈ 0.1; fill 0xff would be NaN).
+fn extreme_scales(mut w: QMatrix) -> QMatrix {
+    let ts = w.ty.block_geometry().1;
+    for blk in w.data.chunks_exact_mut(ts) {
+        match w.ty {
+            GgmlType::MXFP4 => blk[0] = 124,
+            GgmlType::IQ1_M => {
+                for k in 0..4 {
+                    let nib = ((0x2e66u16 >> (4 * k)) & 15) as u8;
+                    blk[49 + 2 * k] = (blk[49 + 2 * k] & 15) | (nib << 4);
+                }
+            }
+            _ => {}
+        }
+    }
+    w
+}
+
+/// The IQ formats and MXFP4 (hand-written SIMD128 in `wasm_iq.rs` when built with `+simd128`,
+/// the integer kernels of `wasm_i16.rs` at level 2) on larger shapes: several row pairs plus
+/// a single row, three blocks per row, every token tile width (8, 4, 2, 1) and their
+/// remainders; Q2_K (portable at level 1) with them.
 #[wasm_bindgen_test]
 fn iq_and_mxfp4_match_reference_on_larger_shapes() {
     use GgmlType::*;
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    for ty in [
-        IQ4_NL, IQ4_XS, MXFP4, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M,
-    ] {
-        for rows in [2, 5, 16] {
-            let w = random_matrix(ty, rows, 3 * ty.block_size(), &mut rng);
-            for n_tok in [1, 2, 4, 8, 9, 15] {
-                check(&w, n_tok, &mut rng, 1);
+    for isa in [1, 2] {
+        for ty in [
+            IQ4_NL, IQ4_XS, MXFP4, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M, Q2_K,
+        ] {
+            for rows in [2, 5, 16] {
+                let w = random_matrix(ty, rows, 3 * ty.block_size(), &mut rng);
+                for n_tok in [1, 2, 4, 8, 9, 15] {
+                    check(&w, n_tok, &mut rng, isa);
+                }
+            }
+        }
+    }
+}
+
+/// On the integer kernels (levels 2 and 3), a batch of tokens (prefill's tiles) gives each
+/// token exactly the values it gets alone (decode's one-token path), bit for bit, as natively
+/// (tests/cpu_kernels.rs): the batching server's promise rests on it. Rows of 3 and 5 blocks
+/// (row pairs and a single row), 15 tokens (tiles of 8, 4, 2 and 1), every third 32-value
+/// group of odd tokens small (Q6_K's residual plane in some tokens of a tile, not others).
+#[wasm_bindgen_test]
+fn a_batch_of_tokens_equals_each_token_alone_on_the_integer_kernels() {
+    let mut rng = Rng(0x5eed);
+    for isa in [2, 3] {
+        for ty in TYPES.into_iter().filter(|&t| has_int_kernels(t)) {
+            let bs = ty.block_size();
+            for c in [3 * bs, 5 * bs] {
+                let w = random_matrix(ty, 5, c, &mut rng);
+                let n_tok = 15;
+                let mut x: Vec<f32> = (0..n_tok * c).map(|_| rng.uniform(-2.0, 2.0)).collect();
+                for (i, v) in x.iter_mut().enumerate() {
+                    if (i / c) % 2 == 1 && (i / 32) % 3 == 1 {
+                        *v *= 1e-3;
+                    }
+                }
+                limit_isa(isa);
+                let mut batch = vec![f32::NAN; n_tok * w.rows];
+                matmul(&w, &x, &mut batch, n_tok, Kernel::Fast).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                for t in 0..n_tok {
+                    let mut one = vec![f32::NAN; w.rows];
+                    matmul(&w, &x[t * c..(t + 1) * c], &mut one, 1, Kernel::Fast).unwrap();
+                    assert_eq!(
+                        bits(&batch[t * w.rows..(t + 1) * w.rows]),
+                        bits(&one),
+                        "isa {isa} {ty} cols {c}: token {t} of {n_tok}"
+                    );
+                }
+                limit_isa(u8::MAX);
             }
         }
     }

@@ -30,12 +30,12 @@
 //!   ([`relaxed_dot_products`]; `limit_isa(3)` forces them); then as below;
 //! - wasm32 with SIMD128 (`-C target-feature=+simd128`, the web build): the integer kernels
 //!   of `wasm_i16` (the scheme above on `i32x4_dot_i16x8`, activations quantized by the
-//!   portable `QAct::quantize`, bit for bit the AVX-512 one) for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
-//!   Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS; hand-written `core::arch::wasm32` f32 kernels
-//!   for F32, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K (`wasm`) and the IQ formats and MXFP4
-//!   (`wasm_iq`: `i8x16_swizzle` level lookups, grid rows with XOR-ed signs); the portable
-//!   kernels (autovectorized for SIMD128) for the others (F16, BF16, Q2_K, and Q3_K, Q5_K
-//!   below `limit_isa(2)`);
+//!   portable `QAct::quantize`, bit for bit the AVX-512 one) for every quantized format: Q4_0,
+//!   Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, the IQ formats and MXFP4; hand-written
+//!   `core::arch::wasm32` f32 kernels for F32 and (below `limit_isa(2)`) Q4_0, Q4_1, Q5_0,
+//!   Q5_1, Q8_0, Q4_K, Q6_K (`wasm`) and the IQ formats and MXFP4 (`wasm_iq`: `i8x16_swizzle`
+//!   level lookups, grid rows with XOR-ed signs); the portable kernels (autovectorized for
+//!   SIMD128) for the others (F16, BF16, and Q2_K, Q3_K, Q5_K below `limit_isa(2)`);
 //! - everything else (wasm32 without SIMD128, other CPUs): the portable kernels (`portable`).
 //!
 //! Threads: chunks of rows (and attention's heads) run on a rayon pool of [`set_threads`]

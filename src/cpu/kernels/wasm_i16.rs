@@ -1,6 +1,7 @@
 //! wasm32 SIMD128 integer kernels: quantized weights × i16 activations, the scheme of
-//! `x86_i16` on 128-bit vectors (`limit_isa` level 2 and above), for Q4_0, Q4_1, Q5_0, Q5_1,
-//! Q8_0, IQ4_NL (32-weight blocks) and Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS (256-weight
+//! `x86_i16` on 128-bit vectors (`limit_isa` level 2 and above), for every quantized format:
+//! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4 (32-weight blocks) and Q2_K, Q3_K, Q4_K, Q5_K,
+//! Q6_K, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M (256-weight
 //! super-blocks).
 //!
 //! Each matmul call first quantizes every token's activations once (`super::QAct`, by the
@@ -15,19 +16,36 @@
 //! A block's weights are widened to `i16x8` vectors (four per 32-weight group) holding its
 //! integer quants (IQ4: the `kvalues_iq4nl` levels −127..113 of its 4-bit indices, looked up
 //! with `i8x16_swizzle`; K-quants and IQ4_XS: already multiplied by their integer sub-block
-//! scales), and multiplied with the activations by `i32x4_dot_i16x8` (8 multiply-adds per
+//! scales; MXFP4: its E2M1 levels × 2, the integers −12..12, with the E8M0 scale as the f32
+//! half-scale; the IQ2 / IQ3 / IQ1 grids: a grid row's 8 bytes (IQ3: two 4-byte entries) with
+//! their sign bits applied as `(v ^ m) − m` in `i8x16`, IQ1 as `8·row ± 1`, their integer
+//! sub-block scales multiplied into each group's or 16-weight half's i32 lane sums rather
+//! than into the weights, the f32 factor `d/8`, `d/4` exact), and multiplied with the
+//! activations by `i32x4_dot_i16x8` (8 multiply-adds per
 //! instruction into 4 i32 lanes, exact). The i32 lanes are converted to f32 once per chain
 //! (below) and multiplied by the product of the weight and activation scales into an `f32x4`
 //! accumulator (mul + add: SIMD128 has no FMA); each output is reduced horizontally once. Min
-//! terms (`Q4_1`, `Q5_1`, `Q4_K`, `Q5_K`) use the exact activation sums.
+//! terms (`Q4_1`, `Q5_1`, `Q4_K`, `Q5_K`) use the exact activation sums; Q2_K's, per 16
+//! weights where those sums are per 32, is an exact i32 dot of the quantized activations
+//! with the splatted mins (a per-16 sum plane in `QAct` would save those 32 dots per block and
+//! row, at the cost of a field the other paths do not need: the kernel as it is already runs
+//! 2.8–5.8× faster than the portable one it replaced).
 //!
 //! Overflow: with 4 i32 lanes, a 32-weight group puts 8 products in each lane
 //! (|q_x| ≤ 32767), so the chains (`IntBlock::CHAIN` groups summed in i32 before conversion)
 //! are sized to stay below 2^31 − 1:
 //! - Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / IQ4_NL (chain of 1 group): 8 products of |w| ≤ 128:
 //!   ≤ 8·128·32767 ≈ 3.4e7;
+//! - MXFP4 (chain of 1): levels |w| ≤ 12: ≤ 8·12·32767 ≈ 3.1e6;
+//! - Q2_K (chain of 8 groups): `q·sc` ≤ 3·15 = 45: ≤ 64·45·32767 ≈ 9.4e7; its min chain
+//!   `m·q_x` ≤ 64·15·32767 ≈ 3.1e7;
 //! - Q3_K (chain of 8 groups): `q·sc` with quants −4..3 and scales −32..31: |·| ≤ 4·32 = 128;
 //!   64 products per lane: ≤ 64·128·32767 ≈ 2.7e8;
+//! - IQ2_XXS / IQ2_XS / IQ2_S (chains of 4 groups): grid ≤ 43 times scale `2ls + 1` ≤ 31:
+//!   1333; 32 products per lane: ≤ 32·1333·32767 ≈ 1.4e9 (8 groups would be ≈ 2.8e9);
+//! - IQ3_XXS (chains of 4 groups): grid ≤ 62 × scale ≤ 31 = 1922: ≤ 32·1922·32767 ≈ 2.02e9;
+//! - IQ3_S (chain of 8): grid ≤ 15 × scale ≤ 31 = 465: ≤ 64·465·32767 ≈ 9.8e8;
+//! - IQ1_S / IQ1_M (chain of 8): `|8·row ± 1|` ≤ 9 × scale ≤ 15 = 135: ≤ 64·135·32767 ≈ 2.8e8;
 //! - Q4_K (chain of 8 groups, the whole super-block): `q·sc` ≤ 15·63 = 945; 64 products per
 //!   lane: ≤ 64·945·32767 ≈ 1.98e9;
 //! - Q5_K (chains of 4 groups, two per super-block): `q·sc` ≤ 31·63 = 1953; 32 products per
@@ -56,13 +74,18 @@
 //! Matmul alone (a 576 × 1536 random matrix, headless Chromium, the same shared machine, best
 //! of 5, `limit_isa` 1 against 2, 1 / 64 tokens): IQ4_NL 1.9× / 1.3× faster than `wasm_iq`'s
 //! f32 kernel, IQ4_XS 1.9× / 1.15×; Q3_K 3.1× / 3.7× and Q5_K 5.9× / 4.5× faster than the
-//! portable kernels they replace.
+//! portable kernels they replace; Q2_K 5.8× / 2.8× (portable); IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
+//! IQ3_S, IQ1_S, IQ1_M, MXFP4 1.3–2.9× / 1.3–1.9× (`wasm_iq`; docs/performance.md).
 
 use super::super::{IntRowsFn, QAct};
 use super::iq::table;
 use super::rows::{rows, Accumulator, IntKernel};
 use super::{f16, high_bits, load16, load_i16, loadf};
-use crate::quant::grids::KVALUES_IQ4NL;
+use crate::quant::grids::{
+    IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS,
+    KVALUES_IQ4NL, KVALUES_MXFP4,
+};
+use crate::quant::iq_blocks::e8m0_to_f32_half;
 use crate::quant::GgmlType;
 use core::arch::wasm32::*;
 use std::marker::PhantomData;
@@ -100,6 +123,14 @@ trait IntBlock {
     /// Group `g` (weights `32g..32g + 32`) as i16 lanes (K-quants: times their sub-block
     /// scales).
     fn group(b: &[u8], h: &Self::Head, g: usize) -> Group;
+    /// `acc +` group `g`'s products with `x[at..at + 32]` in i32 lanes: plain `dot_group` (the
+    /// default: the weights already carry their sub-block scales), or for the IQ grids, whose
+    /// weights are the unscaled signed grid values, the group's (or each 16-weight half's)
+    /// lane sums times its integer scale: one `i32x4_mul` per group instead of four `i16x8`.
+    #[inline(always)]
+    fn group_dot(_h: &Self::Head, _g: usize, acc: v128, w: &Group, x: &[i16], at: usize) -> v128 {
+        dot_group(acc, w, x, at)
+    }
     /// `acc += block · activations` from the f32 sums of the exact i32 chains `p`
     /// (weights × `x.q`) and, for groups with a residual plane, `p2` (weights × `x.q2`).
     /// The K-quants': `acc += d·d_x·(p + p2/65534)`, then the header's min term.
@@ -265,6 +296,15 @@ block32!(Q8_0, 34, false, |b| (f16(b, 0), 0.0, 0), |b, _h| widen_i8(
 block32!(Iq4Nl, 18, false, |b| (f16(b, 0), 0.0, 0), |b, _h| {
     iq4_levels(b, 2)
 });
+// MXFP4: an E8M0 scale byte (as the f32 half-scale: the table holds the E2M1 values × 2, the
+// integers 0..12), then 16 nibble bytes.
+block32!(
+    Mxfp4,
+    17,
+    false,
+    |b| (e8m0_to_f32_half(b[0]), 0.0, 0),
+    |b, _h| nibble_levels(b, 1, &KVALUES_MXFP4)
+);
 
 /// A group of 16-weight sub-blocks `2g`, `2g + 1` from their signed quants (`q(0)`, `q(1)`:
 /// weights 0..16, 16..32), each widened and times its scale `sc[(2g + half) % 16]`.
@@ -411,7 +451,13 @@ impl IntBlock for Q5K {
 /// high ones 16..32) as `kvalues_iq4nl` levels (−127..113), looked up with `i8x16_swizzle`.
 #[inline(always)]
 fn iq4_levels(b: &[u8], at: usize) -> Group {
-    let levels = table(&KVALUES_IQ4NL);
+    nibble_levels(b, at, &KVALUES_IQ4NL)
+}
+
+/// The 32 weights of the 16 nibble bytes `b[at..at + 16]` as levels of the 16-entry table `t`.
+#[inline(always)]
+fn nibble_levels(b: &[u8], at: usize, t: &[i8; 16]) -> Group {
+    let levels = table(t);
     let qs = load16(b, at);
     widen_i8(
         i8x16_swizzle(levels, v128_and(qs, u8x16_splat(15))),
@@ -482,6 +528,356 @@ impl IntBlock for Q6K {
     }
 }
 
+/// Q2_K's header: the 16 sub-block scales and mins (4 bits each), d and dmin.
+#[derive(Clone, Copy)]
+pub(super) struct Q2Head {
+    sc: [i16; 16],
+    m: [i16; 16],
+    d: f32,
+    dmin: f32,
+}
+
+impl BlockHead for Q2Head {
+    #[inline(always)]
+    fn d(&self) -> f32 {
+        self.d
+    }
+    /// `acc += −dmin·d_x·Σ m·q_x`: the min term from the quantized activations (QAct's exact
+    /// f32 sums are per 32 values, Q2_K's mins per 16), each 16-value half times its min by
+    /// `i32x4_dot_i16x8` with the min splatted, in one exact i32 chain per block (64 products
+    /// per lane ≤ 15·32767: ≤ 3.2e7). It depends on the token alone, so a batch gives each
+    /// token's value bit for bit.
+    #[inline(always)]
+    fn min(&self, x: TokenActs, bi: usize, acc: &mut Accumulator) {
+        let xq = &x.q[256 * bi..256 * (bi + 1)];
+        let mut p = i32x4_splat(0);
+        for (s, &m) in self.m.iter().enumerate() {
+            let m = i16x8_splat(m);
+            let a = i32x4_dot_i16x8(load_i16(xq, 16 * s), m);
+            p = i32x4_add(
+                p,
+                i32x4_add(a, i32x4_dot_i16x8(load_i16(xq, 16 * s + 8), m)),
+            );
+        }
+        let k = f32x4_splat(-self.dmin * x.d[bi]);
+        acc.v = f32x4_add(acc.v, f32x4_mul(f32x4_convert_i32x4(p), k));
+    }
+}
+
+/// Q2_K: 16 bytes of scales (low nibble) and mins (high nibble) per 16 weights, 64 bytes of
+/// 2-bit quants (Q3_K's planes: weight 128h + 32s + l is bits 2s.. of byte 16 + 32h + l), d,
+/// dmin. A weight is `d·sc·q − dmin·m`; the groups carry `sc·q` (≤ 45: a chain of the whole
+/// super-block, 64 products per lane ≤ 64·45·32767 ≈ 9.4e7), the min is `Q2Head::min`.
+pub(super) struct Q2K;
+impl IntBlock for Q2K {
+    const BS: usize = 256;
+    const TS: usize = 84;
+    const G: usize = 256;
+    const RESID: bool = false;
+    const CHAIN: usize = 8;
+    type Head = Q2Head;
+    #[inline(always)]
+    fn head(b: &[u8]) -> Q2Head {
+        Q2Head {
+            sc: std::array::from_fn(|i| i16::from(b[i] & 15)),
+            m: std::array::from_fn(|i| i16::from(b[i] >> 4)),
+            d: f16(b, 80),
+            dmin: f16(b, 82),
+        }
+    }
+    #[inline(always)]
+    fn group(b: &[u8], h: &Q2Head, g: usize) -> Group {
+        let (hh, shift) = (g / 4 % 2, 2 * (g % 4) as u32);
+        scaled_halves(&h.sc, g, |half| {
+            v128_and(
+                u8x16_shr(load16(b, 16 + 32 * hh + 16 * half), shift),
+                u8x16_splat(3),
+            )
+        })
+    }
+}
+
+/// Two 8-weight grid rows `r0`, `r1` (bytes of either sign, |·| < 128) as one `i8x16`, lane `j`
+/// of row `r` negated where bit `j` of its sign byte `s[r]` is set: `(v ^ m) − m` with `m` all
+/// ones in those lanes.
+#[inline(always)]
+fn signed_rows(r0: u64, r1: u64, s0: u8, s1: u8) -> v128 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let bits = u64x2_splat(0x8040_2010_0804_0201);
+    let s = u64x2(u64::from(s0) * ONES, u64::from(s1) * ONES);
+    let neg = i8x16_eq(v128_and(s, bits), bits);
+    i8x16_sub(v128_xor(u64x2(r0, r1), neg), neg)
+}
+
+/// A group of 4 grid rows with their sign bytes as i16 lanes.
+#[inline(always)]
+fn grid_group(r: [u64; 4], s: [u8; 4]) -> Group {
+    widen_i8(
+        signed_rows(r[0], r[1], s[0], s[1]),
+        signed_rows(r[2], r[3], s[2], s[3]),
+    )
+}
+
+/// A group of 4 IQ1 grid rows (bytes −1, 0, 1) as `8·row + delta` (delta ±1 per row: the
+/// format's ±0.125 times 8), i16 lanes in −9..9.
+#[inline(always)]
+fn iq1_group(r: [u64; 4], delta: [i8; 4]) -> Group {
+    let rows = |a: usize| {
+        let d = u64x2(
+            u64::from(delta[a] as u8) * 0x0101_0101_0101_0101,
+            u64::from(delta[a + 1] as u8) * 0x0101_0101_0101_0101,
+        );
+        i8x16_add(i8x16_shl(u64x2(r[a], r[a + 1]), 3), d)
+    };
+    widen_i8(rows(0), rows(2))
+}
+
+/// `acc +` group `w` · `x[at..at + 32]` with the lane sums of weights 0..16 times `s0` and of
+/// 16..32 times `s1` (i32, exact within the chain bounds).
+#[inline(always)]
+fn dot_halves(acc: v128, w: &Group, x: &[i16], at: usize, s0: i16, s1: i16) -> v128 {
+    let a = i32x4_add(
+        i32x4_dot_i16x8(w[0], load_i16(x, at)),
+        i32x4_dot_i16x8(w[1], load_i16(x, at + 8)),
+    );
+    let b = i32x4_add(
+        i32x4_dot_i16x8(w[2], load_i16(x, at + 16)),
+        i32x4_dot_i16x8(w[3], load_i16(x, at + 24)),
+    );
+    let a = i32x4_mul(a, i32x4_splat(i32::from(s0)));
+    i32x4_add(acc, i32x4_add(a, i32x4_mul(b, i32x4_splat(i32::from(s1)))))
+}
+
+/// `acc +` group `w` · `x[at..at + 32]` times the group's scale `s`.
+#[inline(always)]
+fn dot_scaled(acc: v128, w: &Group, x: &[i16], at: usize, s: i16) -> v128 {
+    let p = dot_group(i32x4_splat(0), w, x, at);
+    i32x4_add(acc, i32x4_mul(p, i32x4_splat(i32::from(s))))
+}
+
+#[inline(always)]
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[inline(always)]
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+/// The IQ grid formats (256-weight super-blocks): the header is the integer sub-block scales
+/// (`$per16`: one per 16 weights, else one per 32 group in `[..8]`) and the f32 factor `d·k`
+/// that makes them the reference's (`k` a power of two: exact); the groups are the unscaled
+/// signed grid values (IQ1: ×8), scaled on their i32 sums (`group_dot`).
+macro_rules! iq_block {
+    ($name:ident, $ts:literal, $chain:literal, $per16:literal,
+     |$b:ident| $head:expr, |$b2:ident, $g:ident| $group:expr) => {
+        pub(super) struct $name;
+        impl IntBlock for $name {
+            const BS: usize = 256;
+            const TS: usize = $ts;
+            const G: usize = 256;
+            const RESID: bool = false;
+            const CHAIN: usize = $chain;
+            type Head = ([i16; 16], f32);
+            #[inline(always)]
+            fn head($b: &[u8]) -> Self::Head {
+                $head
+            }
+            #[inline(always)]
+            fn group($b2: &[u8], _: &Self::Head, $g: usize) -> Group {
+                $group
+            }
+            #[inline(always)]
+            fn group_dot(
+                h: &Self::Head,
+                g: usize,
+                acc: v128,
+                w: &Group,
+                x: &[i16],
+                at: usize,
+            ) -> v128 {
+                if $per16 {
+                    dot_halves(acc, w, x, at, h.0[2 * g % 16], h.0[(2 * g + 1) % 16])
+                } else {
+                    dot_scaled(acc, w, x, at, h.0[g % 16])
+                }
+            }
+        }
+    };
+}
+
+// IQ2_XXS: d, then per group 4 grid indices and a word of 4 × 7 sign bits and a 4-bit scale
+// `ls`: weights `d·(2ls + 1)/8 · ±grid`. Bound: grid ≤ 43, scale ≤ 31: 1333; chains of 4
+// groups, 32 products per lane ≤ 32·1333·32767 ≈ 1.4e9 (8 groups would be ≈ 2.8e9).
+iq_block!(
+    Iq2Xxs,
+    66,
+    4,
+    false,
+    |b| (
+        std::array::from_fn(|g| 2 * (u32_at(b, 6 + 8 * (g % 8)) >> 28) as i16 + 1),
+        f16(b, 0) * 0.125
+    ),
+    |b, g| {
+        let aux = u32_at(b, 6 + 8 * g);
+        grid_group(
+            std::array::from_fn(|l| IQ2XXS_GRID[b[2 + 8 * g + l] as usize]),
+            std::array::from_fn(|l| KSIGNS_IQ2XS[((aux >> (7 * l)) & 127) as usize]),
+        )
+    }
+);
+
+/// IQ2_XS / IQ2_S's scale of 16-weight sub-block `s`: `2ls + 1` from the nibbles at `b[at..]`.
+#[inline(always)]
+fn iq2_scale(b: &[u8], at: usize, s: usize) -> i16 {
+    2 * i16::from((b[at + s / 2] >> (4 * (s % 2))) & 15) + 1
+}
+
+// IQ2_XS: d, 32 words of a 9-bit grid index and a 7-bit sign index, 8 bytes of 4-bit scales
+// (one per 16 weights): `d·(2ls + 1)/8 · ±grid`. Bound as IQ2_XXS: chains of 4.
+iq_block!(
+    Iq2Xs,
+    74,
+    4,
+    true,
+    |b| (
+        std::array::from_fn(|s| iq2_scale(b, 66, s)),
+        f16(b, 0) * 0.125
+    ),
+    |b, g| {
+        let q = |l: usize| u16_at(b, 2 + 2 * (4 * g + l));
+        grid_group(
+            std::array::from_fn(|l| IQ2XS_GRID[(q(l) & 511) as usize]),
+            std::array::from_fn(|l| KSIGNS_IQ2XS[(q(l) >> 9) as usize]),
+        )
+    }
+);
+
+// IQ2_S: d, 32 grid index bytes, 32 sign bytes, 8 bytes of index high bits (2 per row), 8 of
+// 4-bit scales: as IQ2_XS.
+iq_block!(
+    Iq2S,
+    82,
+    4,
+    true,
+    |b| (
+        std::array::from_fn(|s| iq2_scale(b, 74, s)),
+        f16(b, 0) * 0.125
+    ),
+    |b, g| {
+        let row = |l: usize| {
+            let hi = ((b[66 + g] >> (2 * l)) & 3) as usize;
+            IQ2S_GRID[b[2 + 4 * g + l] as usize | (hi << 8)]
+        };
+        grid_group(
+            std::array::from_fn(row),
+            std::array::from_fn(|l| b[34 + 4 * g + l]),
+        )
+    }
+);
+
+// IQ3_XXS: d, 64 grid index bytes (rows of two 4-weight grid entries), per group a word of
+// 4 × 7 sign bits and a 4-bit scale: `d·(2ls + 1)/4 · ±grid`. Bound: grid ≤ 62, scale ≤ 31:
+// 1922; chains of 4, 32 products per lane ≤ 32·1922·32767 ≈ 2.02e9 (< 2^31 − 1).
+iq_block!(
+    Iq3Xxs,
+    98,
+    4,
+    false,
+    |b| (
+        std::array::from_fn(|g| 2 * (u32_at(b, 66 + 4 * (g % 8)) >> 28) as i16 + 1),
+        f16(b, 0) * 0.25
+    ),
+    |b, g| {
+        let aux = u32_at(b, 66 + 4 * g);
+        let at = |l: usize, k: usize| u64::from(IQ3XXS_GRID[b[2 + 8 * g + 2 * l + k] as usize]);
+        grid_group(
+            std::array::from_fn(|l| at(l, 0) | at(l, 1) << 32),
+            std::array::from_fn(|l| KSIGNS_IQ2XS[((aux >> (7 * l)) & 127) as usize]),
+        )
+    }
+);
+
+// IQ3_S: d, 64 grid index bytes, 8 bytes of index ninth bits, 32 sign bytes, 4 bytes of 4-bit
+// scales: `d·(2ls + 1) · ±grid`. Bound: grid ≤ 15, scale ≤ 31: 465; the whole super-block in
+// one chain, 64 products per lane ≤ 64·465·32767 ≈ 9.8e8.
+iq_block!(
+    Iq3S,
+    110,
+    8,
+    false,
+    |b| (
+        std::array::from_fn(|g| 2 * i16::from((b[106 + g % 8 / 2] >> (4 * (g % 2))) & 15) + 1),
+        f16(b, 0)
+    ),
+    |b, g| {
+        let qh = b[66 + g] as usize;
+        let at = |l: usize, k: usize| {
+            let i = b[2 + 8 * g + 2 * l + k] as usize | (((qh >> (2 * l + k)) & 1) << 8);
+            u64::from(IQ3S_GRID[i])
+        };
+        grid_group(
+            std::array::from_fn(|l| at(l, 0) | at(l, 1) << 32),
+            std::array::from_fn(|l| b[74 + 4 * g + l]),
+        )
+    }
+);
+
+// IQ1_S: d, 32 grid index bytes, per group a word of 4 × 3 index high bits, a 3-bit scale and
+// the delta's sign: `d·(2ls + 1)·(row ± 1/8)` = `d/8·(2ls + 1)·(8·row ± 1)`. Bound: |8·row ± 1|
+// ≤ 9, scale ≤ 15: 135; one chain, 64 products per lane ≤ 64·135·32767 ≈ 2.8e8.
+iq_block!(
+    Iq1S,
+    50,
+    8,
+    false,
+    |b| (
+        std::array::from_fn(|g| 2 * ((u16_at(b, 34 + 2 * (g % 8)) >> 12) & 7) as i16 + 1),
+        f16(b, 0) * 0.125
+    ),
+    |b, g| {
+        let qh = u16_at(b, 34 + 2 * g);
+        let delta = if qh & 0x8000 != 0 { -1 } else { 1 };
+        iq1_group(
+            std::array::from_fn(|l| {
+                IQ1S_GRID[b[2 + 4 * g + l] as usize | ((((qh >> (3 * l)) & 7) as usize) << 8)]
+            }),
+            [delta; 4],
+        )
+    }
+);
+
+// IQ1_M: 32 grid index bytes, 16 bytes of index high bits and delta signs (a nibble per row),
+// 8 bytes of 3-bit scales (one per 16 weights) with the f16 d spread over their top nibbles:
+// as IQ1_S with a delta per row and a scale per 16 weights.
+iq_block!(
+    Iq1M,
+    56,
+    8,
+    true,
+    |b| {
+        let word = |k: usize| u16_at(b, 48 + 2 * k);
+        let dbits = (word(0) >> 12)
+            | ((word(1) >> 8) & 0x00f0)
+            | ((word(2) >> 4) & 0x0f00)
+            | (word(3) & 0xf000);
+        (
+            std::array::from_fn(|s| 2 * ((word(s / 4) >> (3 * (s % 4))) & 7) as i16 + 1),
+            crate::quant::f16_to_f32(dbits) * 0.125,
+        )
+    },
+    |b, g| {
+        let nib = |l: usize| (b[32 + 2 * g + l / 2] >> (4 * (l % 2))) & 15;
+        iq1_group(
+            std::array::from_fn(|l| {
+                IQ1S_GRID[b[4 * g + l] as usize | (((nib(l) & 7) as usize) << 8)]
+            }),
+            std::array::from_fn(|l| if nib(l) & 8 != 0 { -1 } else { 1 }),
+        )
+    }
+);
+
 /// `acc + w · x[at..at + 32]` in i32 lanes (exact within the chain bounds).
 #[inline(always)]
 fn dot_group(acc: v128, w: &Group, x: &[i16], at: usize) -> v128 {
@@ -499,7 +895,12 @@ fn dot_group(acc: v128, w: &Group, x: &[i16], at: usize) -> v128 {
 /// The f32 lanes of a block's weights (group `g` from `group(g)`) · `xq` (block `bi`): exact
 /// i32 chains of `CHAIN` groups, each converted to f32 and added.
 #[inline(always)]
-fn block_dot<B: IntBlock>(group: impl Fn(usize) -> Group, xq: &[i16], bi: usize) -> v128 {
+fn block_dot<B: IntBlock>(
+    h: &B::Head,
+    group: impl Fn(usize) -> Group,
+    xq: &[i16],
+    bi: usize,
+) -> v128 {
     let n = B::BS / 32;
     let xq = &xq[B::BS * bi..B::BS * (bi + 1)];
     let mut sum = f32x4_splat(0.0);
@@ -507,7 +908,7 @@ fn block_dot<B: IntBlock>(group: impl Fn(usize) -> Group, xq: &[i16], bi: usize)
     while c < n {
         let mut p = i32x4_splat(0);
         for g in c..c + B::CHAIN {
-            p = dot_group(p, &group(g), xq, 32 * g);
+            p = B::group_dot(h, g, p, &group(g), xq, 32 * g);
         }
         let f = f32x4_convert_i32x4(p);
         sum = if c == 0 { f } else { f32x4_add(sum, f) };
@@ -521,7 +922,7 @@ fn block_dot<B: IntBlock>(group: impl Fn(usize) -> Group, xq: &[i16], bi: usize)
 #[inline(always)]
 fn block_dot2<B: IntBlock>(b: &[u8], h: &B::Head, x: TokenActs, bi: usize) -> (v128, Option<v128>) {
     if !residual::<B>(x, bi) {
-        return (block_dot::<B>(|g| B::group(b, h, g), x.q, bi), None);
+        return (block_dot::<B>(h, |g| B::group(b, h, g), x.q, bi), None);
     }
     let n = B::BS / 32;
     let xq = &x.q[B::BS * bi..B::BS * (bi + 1)];
@@ -532,8 +933,8 @@ fn block_dot2<B: IntBlock>(b: &[u8], h: &B::Head, x: TokenActs, bi: usize) -> (v
         let (mut p, mut p2) = (i32x4_splat(0), i32x4_splat(0));
         for g in c..c + B::CHAIN {
             let w = B::group(b, h, g);
-            p = dot_group(p, &w, xq, 32 * g);
-            p2 = dot_group(p2, &w, xq2, 32 * g);
+            p = B::group_dot(h, g, p, &w, xq, 32 * g);
+            p2 = B::group_dot(h, g, p2, &w, xq2, 32 * g);
         }
         let (f, f2) = (f32x4_convert_i32x4(p), f32x4_convert_i32x4(p2));
         (sum, sum2) = if c == 0 {
@@ -597,9 +998,9 @@ impl<B: IntBlock> IntKernel for Kernel<B> {
 
     #[inline(always)]
     fn dot(h: &B::Head, w: &[Group; 8], x: TokenActs, bi: usize, acc: &mut Accumulator) {
-        let p = block_dot::<B>(|g| w[g % 8], x.q, bi);
+        let p = block_dot::<B>(h, |g| w[g % 8], x.q, bi);
         let p2 = if residual::<B>(x, bi) {
-            Some(block_dot::<B>(|g| w[g % 8], x.q2, bi))
+            Some(block_dot::<B>(h, |g| w[g % 8], x.q2, bi))
         } else {
             None
         };
@@ -636,6 +1037,15 @@ pub(in super::super) fn select(ty: GgmlType) -> Option<(IntRowsFn, usize, bool)>
         G::Q6_K => pick!(Q6K),
         G::IQ4_NL => pick!(Iq4Nl),
         G::IQ4_XS => pick!(Iq4Xs),
+        G::Q2_K => pick!(Q2K),
+        G::IQ2_XXS => pick!(Iq2Xxs),
+        G::IQ2_XS => pick!(Iq2Xs),
+        G::IQ2_S => pick!(Iq2S),
+        G::IQ3_XXS => pick!(Iq3Xxs),
+        G::IQ3_S => pick!(Iq3S),
+        G::IQ1_S => pick!(Iq1S),
+        G::IQ1_M => pick!(Iq1M),
+        G::MXFP4 => pick!(Mxfp4),
         _ => return None,
     })
 }

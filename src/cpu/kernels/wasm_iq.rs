@@ -9,6 +9,9 @@
 //! - IQ1_S, IQ1_M: the signed row (sign-extended) plus ±0.125, times `dl`.
 //!
 //! Every product is exact (see `quant::iq_dequant`), so the weights equal the reference's.
+//!
+//! These are `limit_isa` level 1; from level 2 (the default) the integer kernels of
+//! `wasm_i16` run every one of these formats instead (faster for each, see there).
 
 use super::{cvt_i8, f16, load16, scale, Blk, V8};
 use crate::quant::grids::{
