@@ -93,6 +93,13 @@ async function startModule() {
   ({ WasmEngine, Sha256Hasher, checkGgufHeader, memoryBytes, lastPanic, testTrap, testPoolPanic } = wasm);
   return wasm;
 }
+
+/**
+ * The BroadcastChannel on which the pool's workers report a crash (./pool-worker.js): one name
+ * per engine worker, so that the page tells engines apart.
+ */
+const CRASH_CHANNEL = `wasm-chord-pool-${self.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random().toString(36).slice(2)}`}`;
+
 let module = null;
 const ready = startModule().then(
   (m) => {
@@ -103,18 +110,14 @@ const ready = startModule().then(
 );
 
 /**
- * The BroadcastChannel on which the pool's workers report a crash (./pool-worker.js): one name
- * per engine worker, so that the page tells engines apart.
- */
-const CRASH_CHANNEL = `wasm-chord-pool-${self.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random().toString(36).slice(2)}`}`;
-
-/**
  * `initThreadPool(n)` with each pool worker started from ./pool-worker.js, which reports its
  * crash on CRASH_CHANNEL and then runs wasm-bindgen-rayon's own worker script: `Worker` is
  * wrapped while the pool starts (wasm-bindgen-rayon creates its workers with `new Worker`).
  */
 async function initThreadPool(n) {
   const Native = self.Worker;
+  // No nested workers here: wasm-bindgen-rayon fails as it would have.
+  if (typeof Native !== 'function') return module.initThreadPool(n);
   const wrapper = new URL('./pool-worker.js', import.meta.url);
   self.Worker = class PoolWorker extends Native {
     constructor(script, options) {
