@@ -76,7 +76,7 @@ dist: web
 	cp www/app.js www/chats.js www/device.js www/markdown.js www/style.css www/sw.js dist/www/
 	cp -r www/vendor dist/www/
 	cp www/sw.js dist/sw.js
-	cp worker/adapter.js worker/auto.js worker/client.js worker/client.d.ts worker/protocol.js worker/remote.js worker/store.js worker/worker.js dist/worker/
+	cp worker/adapter.js worker/auto.js worker/client.js worker/client.d.ts worker/pool-worker.js worker/protocol.js worker/remote.js worker/store.js worker/worker.js dist/worker/
 	cp pkg/wasm_chord.js pkg/wasm_chord_bg.wasm dist/pkg/
 	mkdir -p dist/pkg/threads
 	cp -r pkg/threads/wasm_chord.js pkg/threads/wasm_chord_bg.wasm pkg/threads/snippets dist/pkg/threads/

@@ -158,7 +158,8 @@ codes! {
     Unusable = "unusable",
     /// The storage (IndexedDB, the cache directory) failed.
     Storage = "storage",
-    /// The wasm module trapped; the worker starts a fresh one.
+    /// The wasm module trapped, on the engine worker's thread or on one of its pool's threads;
+    /// the client starts a fresh worker.
     Fatal = "fatal",
     /// A JSON schema, grammar or regex that cannot constrain decoding (unsupported feature,
     /// syntax error): reported before generation starts.

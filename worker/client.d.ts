@@ -239,6 +239,15 @@ export interface SavedSession {
   saved: number;
 }
 
+/**
+ * A local engine (a Web Worker). When the wasm module traps (a panic or out of memory: on the
+ * worker's own thread, or, in the threaded build, on a thread of its CPU pool, which the pool
+ * worker reports on a BroadcastChannel since the engine worker is then blocked), every pending
+ * request and stream rejects with an `EngineError` of code 'fatal' (for a pool thread: "a CPU
+ * thread of the engine crashed: <panic text>"), and the engine starts a fresh worker by itself:
+ * the same object stays usable, with no model loaded (`load()` again; the cache is intact).
+ * Only `terminate()` ends it for good.
+ */
 export interface Engine {
   /** Whether a Stop also interrupts a long prompt mid-prefill (needs cross-origin isolation). */
   readonly hardAbort: boolean;

@@ -49,6 +49,10 @@ class Engine {
   #spawn;
   #terminated = false;
   #wasReady = false;
+  // The threaded build's crash reports (worker/pool-worker.js): the channel of the current
+  // worker, and the timer that waits briefly for a report's panic text.
+  #crashChannel = null;
+  #crashTimer = null;
 
   /** `spawn()` starts a worker; after a crash (a wasm trap) the engine starts a fresh one. */
   constructor(spawn) {
@@ -93,6 +97,7 @@ class Engine {
     if (!msg) return;
     if (msg.kind === EVENT.READY) {
       this.#wasReady = true;
+      this.#watchPool(msg.crashChannel);
       return this.#readyResolve();
     }
     if (msg.kind === EVENT.FATAL) return this.#fatal(msg.error);
@@ -109,9 +114,45 @@ class Engine {
     }
   }
 
+  /**
+   * Listen for crashes of the worker's CPU pool (the threaded build). A thread that traps there
+   * leaves the engine worker blocked in rayon for good, unable to report anything, so its pool
+   * workers report it themselves on this channel; the crash is then fatal for this worker, as a
+   * trap on its own thread is.
+   */
+  #watchPool(name) {
+    this.#unwatchPool();
+    if (typeof name !== 'string' || typeof BroadcastChannel === 'undefined') return;
+    const channel = new BroadcastChannel(name);
+    this.#crashChannel = channel;
+    let first = null;
+    const crashed = (why) => {
+      if (this.#crashChannel !== channel) return;
+      this.#fatal(makeError(CODE.FATAL, `a CPU thread of the engine crashed: ${why}; the engine restarts (load the model again)`));
+    };
+    channel.onmessage = (ev) => {
+      const m = ev.data;
+      if (!m || m.type !== 'pool-crash' || this.#crashChannel !== channel) return;
+      if (typeof m.panic === 'string' && m.panic) return crashed(m.panic);
+      // The panic's text follows when the crashed worker can still read it: wait briefly.
+      if (first === null) {
+        first = String(m.message);
+        this.#crashTimer = setTimeout(() => crashed(first), 500);
+      }
+    };
+  }
+
+  #unwatchPool() {
+    clearTimeout(this.#crashTimer);
+    this.#crashTimer = null;
+    this.#crashChannel?.close();
+    this.#crashChannel = null;
+  }
+
   #fatal(err) {
     if (this.#dead) return;
     this.#dead = err;
+    this.#unwatchPool();
     this.#readyReject(asThrowable(err));
     for (const p of this.#pending.values()) p.reject(asThrowable(err));
     this.#pending.clear();
@@ -210,6 +251,15 @@ class Engine {
   /** Every saved session: [{ key, model, name, tokens, bytes, precision, saved }], newest first. */
   listSessions() {
     return this.#call(REQUEST.SESSION_LIST);
+  }
+
+  /**
+   * Test hook (tests/e2e/pool-crash.test.mjs): a panic on a thread of the CPU pool, in the
+   * threaded build once a load has started the pool. It never resolves: the crash rejects it,
+   * with every other pending request, as `fatal`.
+   */
+  __testPoolPanic() {
+    return this.#call(REQUEST.TEST_POOL_PANIC);
   }
 
   /** Stop the worker for good; pending requests are rejected. */

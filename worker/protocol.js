@@ -7,7 +7,13 @@
 //                           { id, kind: 'error', error }         the request failed (last)
 //                           { kind: 'fatal', error }             the engine died: every
 //                                                                pending request is rejected
-//                           { kind: 'ready' }                    the worker is up
+//                           { kind: 'ready', crashChannel }      the worker is up; in the
+//                                                                threaded build, the name of
+//                                                                the BroadcastChannel where its
+//                                                                pool's workers report a crash
+// Pool worker → page, on that channel (worker/pool-worker.js):
+//                           { type: 'pool-crash', message, panic? }  a CPU thread crashed: the
+//                                                                engine worker is blocked for good
 // Errors are always plain objects { code, message }.
 
 export const REQUEST = Object.freeze({
@@ -25,6 +31,8 @@ export const REQUEST = Object.freeze({
   SESSION_RESTORE: 'session.restore', // { key, model? } → { key, tokens, bytes, ms }
   SESSION_DELETE: 'session.delete', // { key } → boolean
   SESSION_LIST: 'session.list', // {} → [{ key, model, name, tokens, bytes, precision, saved }], newest first
+  // Test hook only (tests/e2e/pool-crash.test.mjs): a panic on a thread of the pool; never replies.
+  TEST_POOL_PANIC: '__test.poolPanic', // {} → (the client's pool-crash detection rejects it)
 });
 
 export const EVENT = Object.freeze({
@@ -65,7 +73,7 @@ export const CODE = Object.freeze({
   INTEGRITY: 'integrity', // the bytes do not match the expected SHA-256
   UNUSABLE: 'unusable', // a cached model the engine failed on: delete it to try again
   STORAGE: 'storage', // IndexedDB or the cache directory failed
-  FATAL: 'fatal', // the wasm module trapped; the client starts a fresh worker
+  FATAL: 'fatal', // the wasm module trapped (on any of its threads); the client starts a fresh worker
   BAD_GRAMMAR: 'bad_grammar', // a schema/grammar/regex that cannot constrain decoding
   CONSTRAINT: 'constraint', // constrained decoding failed mid-generation
   BAD_SESSION: 'bad_session', // a saved session that is corrupt or from another model, or none under that key
@@ -100,5 +108,5 @@ export const reply = {
   done: (post, id, result) => post({ id, kind: EVENT.DONE, result }),
   error: (post, id, e) => post({ id, kind: EVENT.ERROR, error: toError(e) }),
   fatal: (post, e) => post({ kind: EVENT.FATAL, error: toError(e, CODE.FATAL) }),
-  ready: (post) => post({ kind: EVENT.READY }),
+  ready: (post, crashChannel = null) => post({ kind: EVENT.READY, crashChannel }),
 };

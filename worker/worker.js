@@ -10,7 +10,10 @@
 // Protocol: ./protocol.js. Load, chat and unload run one at a time, in order; cache requests and
 // aborts are answered at once. A crash inside wasm is fatal for this worker: it reports it (and
 // marks the cached model it was loading as unusable, so it is not loaded again in a loop), and the
-// client starts a fresh worker with a fresh module.
+// client starts a fresh worker with a fresh module. A crash on one of the pool's threads leaves
+// this worker blocked, unable to say anything: each pool worker reports its own crash
+// (./pool-worker.js) on a BroadcastChannel whose name the ready event gives the client, which
+// then ends this worker and starts a fresh one.
 
 import { REQUEST, CODE, reply, makeError, toError } from './protocol.js';
 import * as store from './store.js';
@@ -31,7 +34,7 @@ const aborts = new Map(); // request id → AbortController (loads and chats)
 let queue = Promise.resolve();
 
 // The module's exports (from whichever build started).
-let WasmEngine, Sha256Hasher, checkGgufHeader, memoryBytes, lastPanic, testTrap;
+let WasmEngine, Sha256Hasher, checkGgufHeader, memoryBytes, lastPanic, testTrap, testPoolPanic;
 // The threaded build: whether it runs, the size of its pool once started (0: not yet), and why
 // the CPU kernels run on one thread when they do.
 // `simd`: 'relaxed' when the relaxed-SIMD build runs (single-threaded pages whose browser
@@ -87,17 +90,49 @@ async function startModule() {
     wasm = await import('../pkg/wasm_chord.js');
     await wasm.default();
   }
-  ({ WasmEngine, Sha256Hasher, checkGgufHeader, memoryBytes, lastPanic, testTrap } = wasm);
+  ({ WasmEngine, Sha256Hasher, checkGgufHeader, memoryBytes, lastPanic, testTrap, testPoolPanic } = wasm);
   return wasm;
 }
+
+/**
+ * The BroadcastChannel on which the pool's workers report a crash (./pool-worker.js): one name
+ * per engine worker, so that the page tells engines apart.
+ */
+const CRASH_CHANNEL = `wasm-chord-pool-${self.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random().toString(36).slice(2)}`}`;
+
 let module = null;
 const ready = startModule().then(
   (m) => {
     module = m;
-    reply.ready(post);
+    reply.ready(post, threading.build ? CRASH_CHANNEL : null);
   },
   (e) => die(makeError(CODE.FATAL, `could not start the wasm module: ${e && e.message ? e.message : e}`)),
 );
+
+/**
+ * `initThreadPool(n)` with each pool worker started from ./pool-worker.js, which reports its
+ * crash on CRASH_CHANNEL and then runs wasm-bindgen-rayon's own worker script: `Worker` is
+ * wrapped while the pool starts (wasm-bindgen-rayon creates its workers with `new Worker`).
+ */
+async function initThreadPool(n) {
+  const Native = self.Worker;
+  // No nested workers here: wasm-bindgen-rayon fails as it would have.
+  if (typeof Native !== 'function') return module.initThreadPool(n);
+  const wrapper = new URL('./pool-worker.js', import.meta.url);
+  self.Worker = class PoolWorker extends Native {
+    constructor(script, options) {
+      const u = new URL(wrapper);
+      u.searchParams.set('channel', CRASH_CHANNEL);
+      u.searchParams.set('script', new URL(script, self.location.href).href);
+      super(u, { ...options, type: 'module' });
+    }
+  };
+  try {
+    await module.initThreadPool(n);
+  } finally {
+    self.Worker = Native;
+  }
+}
 
 /**
  * The CPU kernels' thread count for a load: `threads` asked (default: hardwareConcurrency, at
@@ -109,7 +144,7 @@ async function setThreads(asked) {
   const want = asked ?? Math.max(1, Math.min(self.navigator?.hardwareConcurrency || 1, MAX_DEFAULT_THREADS));
   if (want > 1 && !threading.pool) {
     try {
-      await module.initThreadPool(want);
+      await initThreadPool(want);
     } catch (e) {
       // No Web Workers here (or they failed to start): one thread, said why.
       threading.note = `the thread pool could not start (${e && e.message ? e.message : e})`;
@@ -166,6 +201,15 @@ async function handle(msg) {
         const now = list.find((m) => m.current) ?? modelInfo;
         return reply.done(post, id, { ...modelInfo, kv_bytes: now.kv_bytes, cached_tokens: now.cached_tokens, memory_bytes: memoryBytes(), models: list });
       }
+      case REQUEST.TEST_POOL_PANIC:
+        // Test hook (tests/e2e/pool-crash.test.mjs): a panic on a pool thread, handled at once
+        // (between a pending chat's tokens), that leaves this worker blocked as a real one would.
+        await ready;
+        if (!testPoolPanic || !threading.pool) {
+          throw makeError(CODE.INVALID, 'the pool-panic test hook needs the threaded build with its pool started (load a model with threads > 1 first)');
+        }
+        testPoolPanic();
+        return reply.done(post, id, null);
       case REQUEST.LOAD:
       case REQUEST.CHAT:
       case REQUEST.UNLOAD:

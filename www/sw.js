@@ -8,7 +8,7 @@
 // engine gets shared memory. Failures to cache the shell are reported to the pages
 // ({type: 'wasm-chord-sw', failed: [{url, error}]}), on install and when a page asks ('status').
 
-const CACHE = 'wasm-chord-shell-v5';
+const CACHE = 'wasm-chord-shell-v6';
 const SHELL = [
   '',
   'index.html',
@@ -22,6 +22,7 @@ const SHELL = [
   'worker/adapter.js',
   'worker/auto.js',
   'worker/client.js',
+  'worker/pool-worker.js',
   'worker/protocol.js',
   'worker/remote.js',
   'worker/store.js',

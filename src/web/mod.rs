@@ -167,6 +167,19 @@ pub fn test_trap() {
     panic!("test trap");
 }
 
+/// Panics on a thread of rayon's pool while this thread waits for it: the test hook for
+/// pool-crash detection (tests/e2e/pool-crash.test.mjs). Called from outside the pool (the
+/// engine worker's thread), `join` hands the whole job to a pool thread and blocks the caller
+/// until it ends; the panic traps that pool worker's wasm (panic=abort), so the caller stays
+/// blocked for good, as it would after a real crash there. Only in the threaded build; the
+/// worker calls it only once the pool has started (before, rayon would build a pool here).
+#[cfg(feature = "web-threads")]
+#[wasm_bindgen(js_name = testPoolPanic)]
+pub fn test_pool_panic() {
+    install_panic_hook();
+    rayon::join(|| panic!("test pool panic"), || ());
+}
+
 /// The message of the panic that trapped the module, if any.
 #[wasm_bindgen(js_name = lastPanic)]
 pub fn last_panic() -> Option<String> {
