@@ -382,9 +382,24 @@ fn signed(row: u64, signs: u8, j: usize) -> f32 {
     }
 }
 
+/// The little-endian `u32` at `b[at..at + 4]` (the IQ formats' packed sign and scale words;
+/// every kernel family reads them).
 #[inline(always)]
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub(super) fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// The little-endian `u16` at `b[at..at + 2]` (the SIMD kernels' IQ index and scale words).
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(dead_code)
+)]
+#[inline(always)]
+pub(super) fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
 }
 
 pub(super) struct Iq4Nl;

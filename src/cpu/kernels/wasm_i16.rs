@@ -77,6 +77,7 @@
 //! portable kernels they replace; Q2_K 5.8× / 2.8× (portable); IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
 //! IQ3_S, IQ1_S, IQ1_M, MXFP4 1.3–2.9× / 1.3–1.9× (`wasm_iq`; docs/performance.md).
 
+use super::super::portable::{u16_at, u32_at};
 use super::super::{IntRowsFn, QAct};
 use super::iq::table;
 use super::rows::{rows, Accumulator, IntKernel};
@@ -653,16 +654,6 @@ fn dot_halves(acc: v128, w: &Group, x: &[i16], at: usize, s0: i16, s1: i16) -> v
 fn dot_scaled(acc: v128, w: &Group, x: &[i16], at: usize, s: i16) -> v128 {
     let p = dot_group(i32x4_splat(0), w, x, at);
     i32x4_add(acc, i32x4_mul(p, i32x4_splat(i32::from(s))))
-}
-
-#[inline(always)]
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-#[inline(always)]
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
 }
 
 /// The IQ grid formats (256-weight super-blocks): the header is the integer sub-block scales

@@ -13,6 +13,7 @@
 //! These are `limit_isa` level 1; from level 2 (the default) the integer kernels of
 //! `wasm_i16` run every one of these formats instead (faster for each, see there).
 
+use super::super::portable::{u16_at, u32_at};
 use super::{cvt_i8, f16, load16, scale, Blk, V8};
 use crate::quant::grids::{
     IQ1S_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID,
@@ -91,16 +92,6 @@ fn iq1_row(row: u64, delta: v128, dl: v128) -> V8 {
         f32x4_mul(f32x4_add(r.0, delta), dl),
         f32x4_mul(f32x4_add(r.1, delta), dl),
     )
-}
-
-#[inline(always)]
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-#[inline(always)]
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
 }
 
 pub(super) struct Iq4Nl;

@@ -11,6 +11,7 @@
 //!
 //! Every product is exact (see `quant::iq_dequant`), so the weights equal the reference's.
 
+use super::super::portable::{u16_at, u32_at};
 use super::{portable, Avx2, Blk};
 use crate::quant::grids::{
     IQ1S_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID,
@@ -86,16 +87,6 @@ impl Avx2 {
     fn iq1_row(self, row: u64, delta: __m256, dl: __m256) -> __m256 {
         self.mul(self.add(self.cvt(self.row_i8(row)), delta), dl)
     }
-}
-
-#[inline(always)]
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-#[inline(always)]
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
 }
 
 pub(super) struct Iq4Nl;
