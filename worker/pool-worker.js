@@ -5,16 +5,19 @@
 // worker then stays blocked in rayon (Atomics.wait) for good, so it can neither notice nor
 // report anything. So each pool worker reports its own crash, past the blocked engine worker,
 // on a BroadcastChannel the page's client listens to (worker/client.js): the engine worker
-// (worker/worker.js) starts its pool workers from this script with the channel's name and
-// wasm-bindgen-rayon's own worker script in the query:
+// (worker/worker.js) starts its pool workers from a blob of this script, after a first line
+// that sets the channel's name and wasm-bindgen-rayon's own worker script:
 //
-//   pool-worker.js?channel=<name, one per engine worker>&script=<wasm-bindgen-rayon's script>
+//   self.__chordPool = { channel: <name, one per engine worker>, script: <its script's URL> };
+//
+// (or, started from its own URL, the same two in the query: ?channel=…&script=…)
 //
 // Messages: { type: 'pool-crash', message } at once, then, when the module can still say it,
 // { type: 'pool-crash', message, panic } with the panic's text (`lastPanic`, kept by the panic
 // hook in shared memory).
 const params = new URL(self.location.href).searchParams;
-const channel = new BroadcastChannel(params.get('channel') || 'wasm-chord-pool');
+const config = self.__chordPool ?? { channel: params.get('channel'), script: params.get('script') };
+const channel = new BroadcastChannel(config.channel || 'wasm-chord-pool');
 
 // The module's URL, from wasm-bindgen-rayon's init message: where `lastPanic` is asked.
 let mainJS = null;
@@ -50,7 +53,7 @@ const hold = (ev) => {
   ev.stopImmediatePropagation();
 };
 self.addEventListener('message', hold);
-import(params.get('script')).then(
+import(config.script).then(
   () => {
     self.removeEventListener('message', hold);
     for (const ev of held) self.dispatchEvent(new MessageEvent('message', { data: ev.data, ports: [...ev.ports] }));

@@ -118,13 +118,24 @@ async function initThreadPool(n) {
   const Native = self.Worker;
   // No nested workers here: wasm-bindgen-rayon fails as it would have.
   if (typeof Native !== 'function') return module.initThreadPool(n);
-  const wrapper = new URL('./pool-worker.js', import.meta.url);
+  // The wrapper starts from a blob, as wasm-bindgen-rayon's own script does: a blob worker
+  // belongs to this worker's service worker, so its imports come from the offline cache, where
+  // a nested worker started from a URL fetches its script past the service worker (Chromium),
+  // and offline finds nothing. Its text comes through this worker's fetch (cached offline).
+  let wrapper;
+  try {
+    const res = await fetch(new URL('./pool-worker.js', import.meta.url));
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    wrapper = await res.text();
+  } catch (e) {
+    console.warn(`wasm-chord: pool crashes are not watched: worker/pool-worker.js could not be read (${e && e.message ? e.message : e})`);
+    return module.initThreadPool(n);
+  }
   self.Worker = class PoolWorker extends Native {
     constructor(script, options) {
-      const u = new URL(wrapper);
-      u.searchParams.set('channel', CRASH_CHANNEL);
-      u.searchParams.set('script', new URL(script, self.location.href).href);
-      super(u, { ...options, type: 'module' });
+      const config = { channel: CRASH_CHANNEL, script: new URL(script, self.location.href).href };
+      const code = `self.__chordPool = ${JSON.stringify(config)};\n${wrapper}`;
+      super(URL.createObjectURL(new Blob([code], { type: 'text/javascript' })), { ...options, type: 'module' });
     }
   };
   try {
