@@ -44,31 +44,11 @@ use cpu_data::{extreme_matrix, random_matrix, Rng, INT_TYPES};
 mod data;
 #[path = "common/recurrent_kernels.rs"]
 mod recurrent_kernels;
-/// Formats with integer kernels (`limit_isa` ≥ 2 with SIMD128: `wasm_i16.rs`).
+/// Formats with integer kernels (`limit_isa` ≥ 2 with SIMD128: `wasm_i16.rs`): every quantized
+/// one the engine supports.
 fn has_int_kernels(ty: GgmlType) -> bool {
     use GgmlType::*;
-    matches!(
-        ty,
-        Q4_0 | Q4_1
-            | Q5_0
-            | Q5_1
-            | Q8_0
-            | Q2_K
-            | Q3_K
-            | Q4_K
-            | Q5_K
-            | Q6_K
-            | IQ4_NL
-            | IQ4_XS
-            | IQ3_XXS
-            | IQ3_S
-            | IQ2_XXS
-            | IQ2_XS
-            | IQ2_S
-            | IQ1_S
-            | IQ1_M
-            | MXFP4
-    )
+    ty.is_supported() && !matches!(ty, F32 | F16 | BF16)
 }
 
 /// Formats with relaxed-SIMD kernels (`limit_isa` ≥ 3 in a `+relaxed-simd` build:

@@ -10,13 +10,10 @@
 //
 //   self.__chordPool = { channel: <name, one per engine worker>, script: <its script's URL> };
 //
-// (or, started from its own URL, the same two in the query: ?channel=…&script=…)
-//
 // Messages: { type: 'pool-crash', message } at once, then, when the module can still say it,
 // { type: 'pool-crash', message, panic } with the panic's text (`lastPanic`, kept by the panic
 // hook in shared memory).
-const params = new URL(self.location.href).searchParams;
-const config = self.__chordPool ?? { channel: params.get('channel'), script: params.get('script') };
+const config = self.__chordPool ?? {};
 const channel = new BroadcastChannel(config.channel || 'wasm-chord-pool');
 
 // The module's URL, from wasm-bindgen-rayon's init message: where `lastPanic` is asked.

@@ -22,6 +22,8 @@
 //! and the paths then round alike. [`attend_layer`] is a layer's attention over a batch, its
 //! KV heads split over the matmul threads natively.
 
+use super::ops::exp_nonpositive;
+
 /// One head's rows in a KV cache: position `j`'s values are `data[j·stride + offset..][..width]`.
 #[derive(Clone, Copy)]
 pub struct HeadRows<'a> {
@@ -258,12 +260,10 @@ fn store_scaled(dst: &mut [f32], s: &[f32], scale: f32) {
     }
 }
 
-use super::ops::exp_nonpositive;
-
 /// Lanes of the vectorized softmax.
 const L: usize = 16;
 
-/// Softmax in place with [`exp_nonpositive`](super::ops::exp_nonpositive) over 16 lanes (the scores minus their maximum are
+/// Softmax in place with [`exp_nonpositive`] over 16 lanes (the scores minus their maximum are
 /// never positive); `super::ops::softmax` is the exact one the reference uses.
 #[inline(always)]
 fn softmax_lanes(x: &mut [f32]) {

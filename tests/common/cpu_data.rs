@@ -99,7 +99,7 @@ pub fn random_matrix(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Q
 }
 
 /// The formats with integer kernels natively (AVX-512) and on wasm32 (the i16 kernels, which
-/// also have Q3_K, Q5_K, IQ4_NL and IQ4_XS, and but for Q8_0 the relaxed ones: see
+/// have every other quantized format too, and but for Q8_0 the relaxed ones: see
 /// tests/wasm_kernels.rs).
 pub const INT_TYPES: [GgmlType; 7] = {
     use GgmlType::*;

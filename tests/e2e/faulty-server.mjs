@@ -12,6 +12,7 @@
 //                         replaced by `changed` (same size, other bytes)
 //     fault=linked-flip   as flip-once, and sends the file's SHA-256 as X-Linked-Etag (LFS style)
 //     fault=novalidators  honest, but neither ETag nor Last-Modified
+import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -110,6 +111,13 @@ try {
       resolve({ base, requests: (q) => counts.get(q) || 0, stop: () => new Promise((r) => server.close(() => r())) });
     });
   });
+}
+
+/** Opens the server's bare engine page (`/__engine.html`) in `page` and waits until its engine is up. */
+export async function openEnginePage(page, server) {
+  await page.goto(`${server.base}/__engine.html`);
+  await page.waitForFunction(() => document.body?.dataset.ready, null, { timeout: 60_000 });
+  assert.equal(await page.evaluate(() => document.body.dataset.ready), '1');
 }
 
 export function readModel(path) {

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, MODEL_PATH, launchBrowser } from './helpers.mjs';
-import { startFaultyServer, readModel } from './faulty-server.mjs';
+import { startFaultyServer, readModel, openEnginePage } from './faulty-server.mjs';
 
 // How long the pending request may take to settle after the crash.
 const SETTLE_MS = 20_000;
@@ -34,9 +34,7 @@ before(async () => {
   page = await browser.context.newPage();
   page.on('pageerror', (e) => log('page error:', e.message));
   page.on('console', (m) => m.type() === 'error' && log('console:', m.text()));
-  await page.goto(`${server.base}/__engine.html`);
-  await page.waitForFunction(() => document.body?.dataset.ready, null, { timeout: 60_000 });
-  assert.equal(await page.evaluate(() => document.body.dataset.ready), '1');
+  await openEnginePage(page, server);
 });
 
 after(async () => {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, launchBrowser } from './helpers.mjs';
-import { startFaultyServer, readModel, sha256 } from './faulty-server.mjs';
+import { startFaultyServer, readModel, sha256, openEnginePage } from './faulty-server.mjs';
 
 const T = { timeout: 120_000 };
 const CHUNK = 256 * 1024;
@@ -54,9 +54,7 @@ before(async () => {
   browser = await launchBrowser();
   page = await browser.context.newPage();
   page.on('pageerror', (e) => log('page error:', e.message));
-  await page.goto(`${server.base}/__engine.html`);
-  await page.waitForFunction(() => document.body?.dataset.ready, null, { timeout: 60_000 });
-  assert.equal(await page.evaluate(() => document.body.dataset.ready), '1');
+  await openEnginePage(page, server);
 });
 
 after(async () => {

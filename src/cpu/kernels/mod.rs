@@ -385,16 +385,21 @@ pub(crate) fn for_each_part<T: Send>(parts: &mut [T], f: impl Fn(usize, &mut T) 
     if n > 1 && parts.len() > 1 {
         // Each part runs under the caller's `limit_isa`, as if on the calling thread.
         let limit = ISA_LIMIT.with(|l| l.get());
-        let ran = pool::for_each_mut(n, parts, |i, p| {
-            let before = ISA_LIMIT.with(|l| l.replace(limit));
-            f(i, p);
-            ISA_LIMIT.with(|l| l.set(before));
-        });
+        let ran = pool::for_each_mut(n, parts, |i, p| under_isa_limit(limit, || f(i, p)));
         if ran {
             return;
         }
     }
     parts.iter_mut().enumerate().for_each(|(i, p)| f(i, p));
+}
+
+/// `f()` on this thread under the ISA limit `limit` (a caller's [`limit_isa`], carried to a
+/// pool thread), restoring this thread's own afterwards.
+fn under_isa_limit<R>(limit: u8, f: impl FnOnce() -> R) -> R {
+    let before = ISA_LIMIT.with(|l| l.replace(limit));
+    let r = f();
+    ISA_LIMIT.with(|l| l.set(before));
+    r
 }
 
 /// Runs `f` (a whole forward pass) on a thread of the matmul pool when there are several
@@ -409,12 +414,7 @@ pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         return f();
     }
     let limit = ISA_LIMIT.with(|l| l.get());
-    let run = move || {
-        let before = ISA_LIMIT.with(|l| l.replace(limit));
-        let r = f();
-        ISA_LIMIT.with(|l| l.set(before));
-        r
-    };
+    let run = move || under_isa_limit(limit, f);
     match pool::run_on(n, run) {
         Ok(r) => r,
         Err(run) => run(),
