@@ -41,8 +41,11 @@
 //! Threads: chunks of rows (and attention's heads) run on a rayon pool of [`set_threads`]
 //! threads, natively with the feature `threads` (a pool of our own) and on wasm32 with
 //! `web-threads` (rayon's global pool on Web Workers, started from JS by wasm-bindgen-rayon's
-//! `initThreadPool`); see `pool`. Otherwise, and with `threads = 1`, on the calling thread.
+//! `initThreadPool`). A forward pass ([`on_pool`]) leads a team over the pool whose threads
+//! spin between its forks instead of sleeping; see `pool`. Otherwise, and with `threads = 1`,
+//! on the calling thread.
 
+mod pool;
 mod portable;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
@@ -403,11 +406,10 @@ fn under_isa_limit<R>(limit: u8, f: impl FnOnce() -> R) -> R {
 }
 
 /// Runs `f` (a whole forward pass) on a thread of the matmul pool when there are several
-/// threads, under the caller's [`limit_isa`]. Its matmuls and attention heads then fork from a
-/// pool thread that takes a share itself, and the pool's threads meet between them while
-/// still spinning, where a caller outside the pool blocks at every fork and has to be woken
-/// from sleep at every join (a few hundred per decode step: 2 threads gained 5% over 1 on 8
-/// batched SmolLM2 streams that way). Otherwise `f` runs here.
+/// threads, under the caller's [`limit_isa`], as the leader of a team (see `pool`): its
+/// matmuls and attention heads fork to threads that stay awake through the pass, where a
+/// caller outside the pool blocked at every fork and woke the pool from sleep at every join (a
+/// few hundred per decode step). Otherwise `f` runs here.
 pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let n = threads();
     if n <= 1 {
@@ -418,114 +420,6 @@ pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     match pool::run_on(n, run) {
         Ok(r) => r,
         Err(run) => run(),
-    }
-}
-
-/// The thread pool, where there is one: natively with the feature `threads` (a rayon pool of
-/// our own, rebuilt when the count changes), on wasm32 with `web-threads` (rayon's global
-/// pool, whose Web Workers JS starts once with `initThreadPool(n)`, before the first matmul).
-#[cfg(any(
-    all(feature = "threads", not(target_arch = "wasm32")),
-    all(feature = "web-threads", target_arch = "wasm32")
-))]
-mod pool {
-    use rayon::prelude::*;
-
-    pub(super) const ENABLED: bool = true;
-
-    /// Runs `f(i, &mut items[i])` for every item on `n` threads; `false` (running nothing)
-    /// when no pool could be had.
-    pub(super) fn for_each_mut<T: Send>(
-        n: usize,
-        items: &mut [T],
-        f: impl Fn(usize, &mut T) + Sync,
-    ) -> bool {
-        let run = |items: &mut [T]| items.par_iter_mut().enumerate().for_each(|(i, t)| f(i, t));
-        // Natively a pool of `n` of our own; on the web rayon's global pool, whose size
-        // `initThreadPool` fixed.
-        #[cfg(not(target_arch = "wasm32"))]
-        let Some(()) = native::get(n).map(|pool| pool.install(|| run(items))) else {
-            return false;
-        };
-        #[cfg(target_arch = "wasm32")]
-        {
-            let _ = n;
-            run(items);
-        }
-        true
-    }
-
-    /// Runs `f` on a thread of the pool of `n` (a no-op hop when already on one); `Err(f)`
-    /// when no pool could be had. On the web `rayon::join` from outside the pool queues it
-    /// there and waits (`Atomics.wait`, allowed in the engine's worker).
-    pub(super) fn run_on<R: Send, F: FnOnce() -> R + Send>(n: usize, f: F) -> Result<R, F> {
-        #[cfg(not(target_arch = "wasm32"))]
-        return match native::get(n) {
-            Some(pool) => Ok(pool.install(f)),
-            None => Err(f),
-        };
-        #[cfg(target_arch = "wasm32")]
-        {
-            let _ = n;
-            Ok(rayon::join(f, || ()).0)
-        }
-    }
-
-    /// The default thread count: one per core natively; on the web 1, since rayon's global
-    /// pool exists only once JS has started it (asking rayon first would build a pool of one
-    /// and make `initThreadPool` fail): the worker sets the count it started.
-    pub(super) fn default_threads() -> usize {
-        #[cfg(not(target_arch = "wasm32"))]
-        return std::thread::available_parallelism().map_or(1, |n| n.get());
-        #[cfg(target_arch = "wasm32")]
-        return 1;
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
-    mod native {
-        use std::sync::{Arc, Mutex};
-
-        static POOL: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
-
-        /// The pool of `n` threads, built on first use and rebuilt when `n` changes.
-        pub(super) fn get(n: usize) -> Option<Arc<rayon::ThreadPool>> {
-            let mut g = POOL.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((m, p)) = g.as_ref() {
-                if *m == n {
-                    return Some(p.clone());
-                }
-            }
-            let p = Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .thread_name(|i| format!("chord-matmul-{i}"))
-                    .build()
-                    .ok()?,
-            );
-            *g = Some((n, p.clone()));
-            Some(p)
-        }
-    }
-}
-
-/// No thread pool in this build: everything runs on the calling thread.
-#[cfg(not(any(
-    all(feature = "threads", not(target_arch = "wasm32")),
-    all(feature = "web-threads", target_arch = "wasm32")
-)))]
-mod pool {
-    pub(super) const ENABLED: bool = false;
-
-    pub(super) fn for_each_mut<T>(_: usize, _: &mut [T], _: impl Fn(usize, &mut T) + Sync) -> bool {
-        false
-    }
-
-    pub(super) fn run_on<R, F: FnOnce() -> R>(_: usize, f: F) -> Result<R, F> {
-        Err(f)
-    }
-
-    pub(super) fn default_threads() -> usize {
-        1
     }
 }
 
