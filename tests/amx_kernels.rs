@@ -41,7 +41,11 @@ fn amx_expected() -> bool {
     if !has || off {
         eprintln!(
             "!!! NO AMX here ({}): the tile kernels are NOT tested, only that they are not used",
-            if off { "CHORD_AMX=0" } else { "CPU lacks amx_tile/amx_int8" }
+            if off {
+                "CHORD_AMX=0"
+            } else {
+                "CPU lacks amx_tile/amx_int8"
+            }
         );
         for ty in AMX_TYPES {
             assert!(!amx_in_use(ty, 128), "{ty}: AMX picked on a CPU without it");
@@ -53,7 +57,10 @@ fn amx_expected() -> bool {
         assert!(!amx_in_use(ty, 15), "{ty}: AMX picked for 15 tokens");
     }
     limit_isa(3);
-    assert!(!amx_in_use(GgmlType::Q4_K, 128), "limit_isa(3) must rule AMX out");
+    assert!(
+        !amx_in_use(GgmlType::Q4_K, 128),
+        "limit_isa(3) must rule AMX out"
+    );
     limit_isa(u8::MAX);
     true
 }
@@ -179,7 +186,12 @@ fn amx_two_threads_match_one() {
     }
     let mut rng = Rng(42);
     let before = threads();
-    for ty in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q5_0, GgmlType::Q8_0] {
+    for ty in [
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+    ] {
         let cols = 512;
         let w = random_matrix(ty, 301, cols, &mut rng);
         let n_tok = 33;

@@ -332,35 +332,71 @@ fn quantize(a: &mut Acts, x: &[f32], n_tok: usize, cols: usize, g: usize) {
     a.d.resize(nt * ng * 16, 0.0);
     a.s.clear();
     a.s.resize(nt * ns * 16, 0.0);
-    let mut t1 = vec![0i8; cols];
-    let mut t2 = vec![0i8; cols];
+    let v254 = _mm512_set1_ps(254.0);
     for (t, xt) in x.chunks_exact(cols).take(n_tok).enumerate() {
         let (tile, n) = (t / 16, t % 16);
-        for (gi, (xg, (g1, g2))) in xt
-            .chunks_exact(g)
-            .zip(t1.chunks_exact_mut(g).zip(t2.chunks_exact_mut(g)))
-            .enumerate()
-        {
-            let amax = xg.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let base = tile * 16 * cols + n * 4;
+        for (gi, xg) in xt.chunks_exact(g).enumerate() {
+            let mut m = _mm512_setzero_ps();
+            for c in xg.chunks_exact(16) {
+                m = _mm512_max_ps(m, _mm512_abs_ps(ldf(c)));
+            }
+            let amax = _mm512_reduce_max_ps(m);
             a.d[(tile * ng + gi) * 16 + n] = amax / 127.0;
-            let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
-            for ((&xv, q1), q2) in xg.iter().zip(g1.iter_mut()).zip(g2.iter_mut()) {
-                let v = xv * inv;
-                let r = v.round_ties_even();
-                *q1 = r as i8;
-                *q2 = ((v - r) * 254.0).round_ties_even() as i8;
+            let inv = _mm512_set1_ps(if amax > 0.0 { 127.0 / amax } else { 0.0 });
+            for (k, c) in xg.chunks_exact(16).enumerate() {
+                let v = _mm512_mul_ps(ldf(c), inv);
+                let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+                // |v| ≤ 127 and |(v − r)·254| ≤ 127: the saturating narrowings never clip
+                // finite inputs.
+                let q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(r));
+                let q2 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(
+                    _mm512_sub_ps(v, r),
+                    v254,
+                )));
+                // Values gi·g + 16k.. are 4 B-tile rows of 4 bytes each.
+                let o = base + (gi * g + k * 16) / 4 * 64;
+                for (plane, q) in [(&mut a.q1, q1), (&mut a.q2, q2)] {
+                    let b = st16(q);
+                    for i in 0..4 {
+                        plane[o + i * 64..o + i * 64 + 4].copy_from_slice(&b[4 * i..4 * i + 4]);
+                    }
+                }
             }
         }
         for (si, c) in xt.chunks_exact(32).enumerate() {
-            a.s[(tile * ns + si) * 16 + n] = c.iter().sum();
-        }
-        let base = tile * 16 * cols;
-        for (k4, (c1, c2)) in t1.chunks_exact(4).zip(t2.chunks_exact(4)).enumerate() {
-            let o = base + k4 * 64 + n * 4;
-            a.q1[o..o + 4].copy_from_slice(c1);
-            a.q2[o..o + 4].copy_from_slice(c2);
+            a.s[(tile * ns + si) * 16 + n] =
+                _mm512_reduce_add_ps(_mm512_add_ps(ldf(&c[..16]), ldf(&c[16..])));
         }
     }
+}
+
+/// The 16 bytes of `v`, as i8.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn st16(v: __m128i) -> [i8; 16] {
+    let mut o = [0i8; 16];
+    // SAFETY: writes exactly the 16 bytes of `o`.
+    unsafe { _mm_storeu_si128(o.as_mut_ptr().cast(), v) };
+    o
+}
+
+/// 32 i16 of `p[..32]` narrowed to i8 (`vpmovwb`, truncating) into `o[..32]`.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn narrow32(v: __m512i, o: &mut [i8]) {
+    let o: &mut [i8; 32] = (&mut o[..32]).try_into().unwrap_or_else(|_| unreachable!());
+    // SAFETY: writes exactly the 32 bytes of `o`.
+    unsafe { _mm256_storeu_si256(o.as_mut_ptr().cast(), _mm512_cvtepi16_epi8(v)) };
+}
+
+/// 32 i16 from `p[..32]`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn ld16(p: &[i16]) -> __m512i {
+    let p: &[i16; 32] = p[..32].try_into().unwrap_or(&[0; 32]);
+    // SAFETY: reads exactly the 32 values of `p`.
+    unsafe { _mm512_loadu_si512(p.as_ptr().cast()) }
 }
 
 /// The tile configuration (palette 1): `(rows, bytes per row)` of tmm0..tmm7.
@@ -451,13 +487,23 @@ fn rows<B: AmxBlock>(w: &QMatrix, a: &Acts, n_tok: usize, r0: usize, out: &mut [
     let cfg = if wide {
         TileCfg::new([(16, 64); 8])
     } else {
-        TileCfg::new([(16, 32), (16, 32), (8, 64), (8, 64), (16, 64), (16, 64), (16, 64), (16, 64)])
+        TileCfg::new([
+            (16, 32),
+            (16, 32),
+            (8, 64),
+            (8, 64),
+            (16, 64),
+            (16, 64),
+            (16, 64),
+            (16, 64),
+        ])
     };
     // SAFETY: a valid palette-1 configuration (64 bytes, aligned).
     unsafe { asm!("ldtilecfg [{0}]", in(reg) cfg.0.as_ptr(), options(nostack)) };
     let stride64 = 64usize;
     let stride32 = 32usize;
     let inv254 = _mm512_set1_ps(1.0 / 254.0);
+    let lo7 = _mm512_set1_epi16(127);
     let mut rt = 0;
     while rt < n_rows {
         let nr = (n_rows - rt).min(16);
@@ -477,18 +523,15 @@ fn rows<B: AmxBlock>(w: &QMatrix, a: &Acts, n_tok: usize, r0: usize, out: &mut [
                 }
                 if wide {
                     for c in 0..4 {
-                        let o = ((bi * 4 + c) * 16 + r) * 64;
-                        for l in 0..64 {
-                            let v = p[c * 64 + l];
-                            ahi[o + l] = (v >> 7) as i8;
-                            alo[o + l] = (v & 127) as i8;
+                        for h in 0..2 {
+                            let o = ((bi * 4 + c) * 16 + r) * 64 + 32 * h;
+                            let v = ld16(&p[c * 64 + 32 * h..]);
+                            narrow32(_mm512_srai_epi16::<7>(v), &mut ahi[o..]);
+                            narrow32(_mm512_and_si512(v, lo7), &mut alo[o..]);
                         }
                     }
                 } else {
-                    let o = (bi * 16 + r) * 32;
-                    for l in 0..32 {
-                        ahi[o + l] = p[l] as i8;
-                    }
+                    narrow32(ld16(&p[..]), &mut ahi[(bi * 16 + r) * 32..]);
                 }
             }
         }
@@ -564,16 +607,11 @@ fn rows<B: AmxBlock>(w: &QMatrix, a: &Acts, n_tok: usize, r0: usize, out: &mut [
                         }
                     }
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let ld = |k: usize| {
-                            ldi(&cb.0[k][r * 16..])
-                        };
+                        let ld = |k: usize| ldi(&cb.0[k][r * 16..]);
                         let i1 = _mm512_add_epi32(_mm512_slli_epi32::<7>(ld(0)), ld(1));
                         let i2 = _mm512_add_epi32(_mm512_slli_epi32::<7>(ld(2)), ld(3));
-                        let v = _mm512_fmadd_ps(
-                            _mm512_cvtepi32_ps(i2),
-                            inv254,
-                            _mm512_cvtepi32_ps(i1),
-                        );
+                        let v =
+                            _mm512_fmadd_ps(_mm512_cvtepi32_ps(i2), inv254, _mm512_cvtepi32_ps(i1));
                         let v = _mm512_mul_ps(v, dx);
                         *acc = _mm512_fmadd_ps(v, _mm512_set1_ps(dw[bi * 16 + r]), *acc);
                         if B::MIN {
@@ -615,9 +653,7 @@ fn rows<B: AmxBlock>(w: &QMatrix, a: &Acts, n_tok: usize, r0: usize, out: &mut [
                         _mm512_setzero_ps()
                     };
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let ld = |k: usize| {
-                            _mm512_cvtepi32_ps(ldi(&cb.0[k][r * 16..]))
-                        };
+                        let ld = |k: usize| _mm512_cvtepi32_ps(ldi(&cb.0[k][r * 16..]));
                         let v = _mm512_mul_ps(_mm512_fmadd_ps(ld(1), inv254, ld(0)), dx);
                         *acc = _mm512_fmadd_ps(v, _mm512_set1_ps(dw[bi * 16 + r]), *acc);
                         if B::MIN {
