@@ -34,7 +34,8 @@
 //! 2^24 at 6e-8 relative, far below the activation error.)
 //!
 //! Tiles: tmm0/tmm1 weights (A), tmm2/tmm3 the two activation planes (B), tmm4..tmm7 i32
-//! results; the configuration is loaded (`ldtilecfg`) at the start of every run on every
+//! results (all eight in use, so no double buffering: each K-chunk's loads are issued right
+//! after the last product that reads the tile they replace); the configuration is loaded (`ldtilecfg`) at the start of every run on every
 //! thread, and `tilerelease` ends it. The scalar reference is `Kernel::Reference`
 //! (tests/amx_kernels.rs).
 
@@ -346,7 +347,8 @@ fn quantize(a: &mut Acts, x: &[f32], n_tok: usize, cols: usize, g: usize) {
             let inv = _mm512_set1_ps(if amax > 0.0 { 127.0 / amax } else { 0.0 });
             for (k, c) in xg.chunks_exact(16).enumerate() {
                 let v = _mm512_mul_ps(ldf(c), inv);
-                let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+                let r =
+                    _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
                 // |v| ≤ 127 and |(v − r)·254| ≤ 127: the saturating narrowings never clip
                 // finite inputs.
                 let q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(r));
@@ -554,32 +556,32 @@ fn rows<B: AmxBlock>(w: &QMatrix, a: &Acts, n_tok: usize, r0: usize, out: &mut [
                             "tilezero tmm6",
                             "tilezero tmm7",
                             "tileloadd tmm0, [{ah} + {s}*1]",
-                            "tileloadd tmm1, [{al} + {s}*1]",
                             "tileloadd tmm2, [{x1} + {s}*1]",
+                            "tileloadd tmm1, [{al} + {s}*1]",
                             "tileloadd tmm3, [{x2} + {s}*1]",
                             "tdpbssd tmm4, tmm0, tmm2",
                             "tdpbssd tmm5, tmm1, tmm2",
-                            "tdpbssd tmm6, tmm0, tmm3",
-                            "tdpbssd tmm7, tmm1, tmm3",
-                            "tileloadd tmm0, [{ah} + {s}*1 + 1024]",
-                            "tileloadd tmm1, [{al} + {s}*1 + 1024]",
                             "tileloadd tmm2, [{x1} + {s}*1 + 1024]",
+                            "tdpbssd tmm6, tmm0, tmm3",
+                            "tileloadd tmm0, [{ah} + {s}*1 + 1024]",
+                            "tdpbssd tmm7, tmm1, tmm3",
+                            "tileloadd tmm1, [{al} + {s}*1 + 1024]",
                             "tileloadd tmm3, [{x2} + {s}*1 + 1024]",
                             "tdpbssd tmm4, tmm0, tmm2",
                             "tdpbssd tmm5, tmm1, tmm2",
-                            "tdpbssd tmm6, tmm0, tmm3",
-                            "tdpbssd tmm7, tmm1, tmm3",
-                            "tileloadd tmm0, [{ah} + {s}*1 + 2048]",
-                            "tileloadd tmm1, [{al} + {s}*1 + 2048]",
                             "tileloadd tmm2, [{x1} + {s}*1 + 2048]",
+                            "tdpbssd tmm6, tmm0, tmm3",
+                            "tileloadd tmm0, [{ah} + {s}*1 + 2048]",
+                            "tdpbssd tmm7, tmm1, tmm3",
+                            "tileloadd tmm1, [{al} + {s}*1 + 2048]",
                             "tileloadd tmm3, [{x2} + {s}*1 + 2048]",
                             "tdpbssd tmm4, tmm0, tmm2",
                             "tdpbssd tmm5, tmm1, tmm2",
-                            "tdpbssd tmm6, tmm0, tmm3",
-                            "tdpbssd tmm7, tmm1, tmm3",
-                            "tileloadd tmm0, [{ah} + {s}*1 + 3072]",
-                            "tileloadd tmm1, [{al} + {s}*1 + 3072]",
                             "tileloadd tmm2, [{x1} + {s}*1 + 3072]",
+                            "tdpbssd tmm6, tmm0, tmm3",
+                            "tileloadd tmm0, [{ah} + {s}*1 + 3072]",
+                            "tdpbssd tmm7, tmm1, tmm3",
+                            "tileloadd tmm1, [{al} + {s}*1 + 3072]",
                             "tileloadd tmm3, [{x2} + {s}*1 + 3072]",
                             "tdpbssd tmm4, tmm0, tmm2",
                             "tdpbssd tmm5, tmm1, tmm2",
@@ -632,8 +634,8 @@ fn rows<B: AmxBlock>(w: &QMatrix, a: &Acts, n_tok: usize, r0: usize, out: &mut [
                             "tilezero tmm5",
                             "tileloadd tmm0, [{aw} + {s32}*1]",
                             "tileloadd tmm2, [{x1} + {s}*1]",
-                            "tileloadd tmm3, [{x2} + {s}*1]",
                             "tdpbssd tmm4, tmm0, tmm2",
+                            "tileloadd tmm3, [{x2} + {s}*1]",
                             "tdpbssd tmm5, tmm0, tmm3",
                             "tilestored [{c} + {s}*1], tmm4",
                             "tilestored [{c} + {s}*1 + 1024], tmm5",
