@@ -17,6 +17,10 @@
 //! i32 overflow bounds, tiles and measurements are in `x86_i16`.
 //!
 //! Code paths, chosen once per process ([`limit_isa`] narrows them for tests):
+//! - x86_64 with AMX-INT8 (Linux, `limit_isa(4)` and above, unless `CHORD_AMX=0`), matmuls of
+//!   at least 16 tokens (prefill): the tile kernels of `x86_amx` for Q4_0, Q4_1, Q5_0, Q5_1,
+//!   Q8_0, Q4_K, Q5_K, Q6_K (two i8 activation planes, error `max|x|/64516` per 32 or 256
+//!   values; logits NMSE 5e-9–2e-8 on the bench models); fewer tokens take the path below;
 //! - x86_64 with AVX-512 BW: the i16 kernels above (VNNI where the CPU has it);
 //! - x86_64 with AVX2 + FMA + F16C: hand-written intrinsics for F32, Q4_0, Q4_1, Q5_0, Q5_1,
 //!   Q8_0, Q4_K, Q6_K (`x86`) and the IQ formats and MXFP4 (`x86_iq`: `pshufb` level lookups,
@@ -54,6 +58,8 @@ mod wasm;
 #[cfg(target_arch = "x86_64")]
 #[clippy::msrv = "1.89"]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_amx;
 #[cfg(target_arch = "x86_64")]
 mod x86_i16;
 
@@ -242,6 +248,9 @@ enum RowKernel {
     /// Activations quantized to two i8 planes per this many values first (relaxed SIMD).
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
     I8(IntRowsFn, usize),
+    /// AMX-INT8 tiles (`x86_amx`) from `MIN_TOKENS` tokens; below, the kernel boxed here.
+    #[cfg(target_arch = "x86_64")]
+    Amx(x86_amx::AmxFn, Box<RowKernel>),
 }
 
 std::thread_local! {
@@ -253,10 +262,26 @@ std::thread_local! {
 /// may use. 0: portable kernels; 1: the f32 SIMD kernels (AVX2 on x86_64, SIMD128 on wasm32);
 /// 2: the i16 integer kernels (x86_64: with AVX-512 BW; wasm32: SIMD128); 3 and above: also
 /// AVX-512 VNNI (x86_64), the relaxed-SIMD kernels (wasm32 built with `+relaxed-simd`). Each
-/// is used only where the CPU (or the build) has it. Every path meets its computed accuracy
+/// is used only where the CPU (or the build) has it. 4 and above: also AMX-INT8 (x86_64,
+/// prefill of at least `x86_amx::MIN_TOKENS` tokens). Every path meets its computed accuracy
 /// bound (the integer ones: the activation quantization's, see `x86_i16`, `wasm_relaxed`).
 pub fn limit_isa(level: u8) {
     ISA_LIMIT.with(|l| l.set(level));
+}
+
+/// Whether `Kernel::Fast` matmuls of `ty` with `n_tok` tokens started from the calling thread
+/// run on the AMX-INT8 tiles (`x86_amx`: x86_64 CPUs with AMX, `limit_isa(4)` and above,
+/// prefill-sized token counts; `CHORD_AMX=0` in the environment turns them off).
+pub fn amx_in_use(ty: GgmlType, n_tok: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return ISA_LIMIT.with(|l| l.get()) >= 4
+        && n_tok >= x86_amx::MIN_TOKENS
+        && x86_amx::select(ty).is_some();
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ty, n_tok);
+        false
+    }
 }
 
 /// Whether the CPU has AVX2 and FMA (detected once); the attention loop's wider path.
@@ -302,6 +327,11 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
         return false;
     }
     let x = &x[..n_tok * cols];
+    #[cfg(target_arch = "x86_64")]
+    let kern = match kern {
+        RowKernel::Amx(_, fb) if n_tok < x86_amx::MIN_TOKENS => *fb,
+        k => k,
+    };
     // (Taken out of the thread-local for the call: a nested call would find them empty.
     // Decode's few KB come fresh: prefill-sized buffers reused by decode measured slower.)
     let (mut qa, mut yt) = if n_tok > 1 {
@@ -311,6 +341,8 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
     };
     let mut run = |out: &mut [f32]| match kern {
         RowKernel::F32(f) => run_rows(w, n_tok, out, |r0, o| f(w, x, n_tok, r0, o)),
+        #[cfg(target_arch = "x86_64")]
+        RowKernel::Amx(f, _) => f(w, x, n_tok, out),
         RowKernel::I16(f, g, resid) => {
             let qa = qa.get_or_insert_with(QAct::default);
             // The AVX-512 quantizer on x86_64, the portable one (same values) elsewhere.
@@ -436,6 +468,16 @@ fn select(w: &QMatrix) -> Option<RowKernel> {
         return None;
     }
     let limit = ISA_LIMIT.with(|l| l.get());
+    #[cfg(target_arch = "x86_64")]
+    if limit >= 4 {
+        if let Some(f) = x86_amx::select(w.ty) {
+            // Fewer tokens: the best path below AMX.
+            let before = ISA_LIMIT.with(|l| l.replace(3));
+            let below = select(w);
+            ISA_LIMIT.with(|l| l.set(before));
+            return Some(RowKernel::Amx(f, Box::new(below?)));
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if limit >= 2 {
         if let Some((f, g, resid)) = x86::select_i16(w.ty, limit) {

@@ -1,0 +1,242 @@
+//! The AMX-INT8 tile kernels (`src/cpu/kernels/x86_amx.rs`, prefill of ≥ 16 tokens on x86_64
+//! CPUs with AMX) against `Kernel::Reference`:
+//!
+//! - synthetic matrices of every format they take, rows that are and are not multiples of the
+//!   16-row tile, 16, 17, 33 and 128 tokens (whole and padded token tiles), each output within
+//!   `1e-5·Σ|w·x|` (f32 accumulation) plus the activation quantization's worst case: two i8
+//!   planes per group of G values (32, K-quants 256) leave at most `max|x| / (127·508)` per
+//!   value, so `Σ|w|·max|x| / 64516` per group;
+//! - weights at each format's extremes against same-signed activations (largest i32 sums);
+//!   activations with zero groups, outliers and tiny values;
+//! - two threads against one, bit for bit;
+//! - both bench models: prefill logits NMSE ≤ 1e-5 against the reference.
+//!
+//! On a CPU without AMX every test says so on stderr and checks that the dispatcher does not
+//! pick the tiles.
+#![cfg(target_arch = "x86_64")]
+
+mod common;
+
+#[path = "common/cpu_data.rs"]
+mod cpu_data;
+
+use cpu_data::{extreme_matrix, random_matrix, Rng};
+use wasm_chord::cpu::matmul::{amx_in_use, limit_isa, matmul, set_threads, threads, Kernel};
+use wasm_chord::model::QMatrix;
+use wasm_chord::quant::{dequantize, GgmlType};
+
+const AMX_TYPES: [GgmlType; 8] = {
+    use GgmlType::*;
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K]
+};
+
+/// Whether this CPU reports AMX-TILE and AMX-INT8 (Linux: /proc/cpuinfo) and the tiles are
+/// not turned off (`CHORD_AMX=0`). Where not, says so loudly and checks that no matmul picks
+/// them.
+fn amx_expected() -> bool {
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let has = flags.contains(" amx_tile") && flags.contains(" amx_int8");
+    let off = std::env::var_os("CHORD_AMX").is_some_and(|v| v == "0");
+    limit_isa(u8::MAX);
+    if !has || off {
+        eprintln!(
+            "!!! NO AMX here ({}): the tile kernels are NOT tested, only that they are not used",
+            if off {
+                "CHORD_AMX=0"
+            } else {
+                "CPU lacks amx_tile/amx_int8"
+            }
+        );
+        for ty in AMX_TYPES {
+            assert!(!amx_in_use(ty, 128), "{ty}: AMX picked on a CPU without it");
+        }
+        return false;
+    }
+    for ty in AMX_TYPES {
+        assert!(amx_in_use(ty, 16), "{ty}: AMX not picked for 16 tokens");
+        assert!(!amx_in_use(ty, 15), "{ty}: AMX picked for 15 tokens");
+    }
+    limit_isa(3);
+    assert!(
+        !amx_in_use(GgmlType::Q4_K, 128),
+        "limit_isa(3) must rule AMX out"
+    );
+    limit_isa(u8::MAX);
+    true
+}
+
+/// Activation values per scale on the AMX path.
+fn group(ty: GgmlType) -> usize {
+    ty.block_size().max(32)
+}
+
+/// Per output (n_tok, rows): `1e-5·Σ|w·x| + 1.0001·Σ_groups Σ|w|·max|x| / 64516`.
+fn bounds(w: &QMatrix, x: &[f32], n_tok: usize) -> Vec<f64> {
+    let g = group(w.ty);
+    let mut row = vec![0f32; w.cols];
+    let mut m = vec![0f64; n_tok * w.rows];
+    for r in 0..w.rows {
+        dequantize(w.ty, w.row(r), &mut row).unwrap();
+        for t in 0..n_tok {
+            let xt = &x[t * w.cols..(t + 1) * w.cols];
+            let (mut sum_abs, mut q_err) = (0f64, 0f64);
+            for (wg, xg) in row.chunks(g).zip(xt.chunks(g)) {
+                let amax = xg.iter().fold(0f64, |a, &v| a.max(f64::from(v).abs()));
+                for (&a, &b) in wg.iter().zip(xg) {
+                    sum_abs += (f64::from(a) * f64::from(b)).abs();
+                    q_err += f64::from(a).abs() * amax / (127.0 * 508.0);
+                }
+            }
+            m[t * w.rows + r] = 1e-5 * sum_abs + 1.0001 * q_err;
+        }
+    }
+    m
+}
+
+/// Fast (AMX where `n_tok ≥ 16`) vs Reference; panics naming the worst output. Returns the
+/// worst error as a fraction of its bound.
+fn check_x(w: &QMatrix, x: &[f32], n_tok: usize) -> f64 {
+    let mut fast = vec![f32::NAN; n_tok * w.rows];
+    let mut reference = vec![f32::NAN; n_tok * w.rows];
+    matmul(w, x, &mut fast, n_tok, Kernel::Fast).unwrap();
+    matmul(w, x, &mut reference, n_tok, Kernel::Reference).unwrap();
+    let bound = bounds(w, x, n_tok);
+    let mut worst = 0f64;
+    for (i, ((&f, &r), &b)) in fast.iter().zip(&reference).zip(&bound).enumerate() {
+        let err = (f64::from(f) - f64::from(r)).abs() / b.max(1e-30);
+        assert!(
+            err <= 1.0,
+            "{} {}×{} n_tok {n_tok}: output {i} (token {}, row {}): fast {f} reference {r} \
+             bound {b:e}",
+            w.ty,
+            w.rows,
+            w.cols,
+            i / w.rows,
+            i % w.rows
+        );
+        worst = worst.max(err);
+    }
+    worst
+}
+
+fn random_x(n: usize, rng: &mut Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.uniform(-2.0, 2.0)).collect()
+}
+
+#[test]
+fn amx_matches_reference_for_every_type() {
+    if !amx_expected() {
+        return;
+    }
+    let mut rng = Rng(0xa3c5);
+    for ty in AMX_TYPES {
+        let cols: &[usize] = if ty.block_size() == 32 {
+            &[96, 576]
+        } else {
+            &[256, 768]
+        };
+        let mut worst = 0f64;
+        for &c in cols {
+            for rows in [5, 16, 37] {
+                let w = random_matrix(ty, rows, c, &mut rng);
+                for n_tok in [16, 17, 33, 128] {
+                    let x = random_x(n_tok * c, &mut rng);
+                    worst = worst.max(check_x(&w, &x, n_tok));
+                }
+            }
+        }
+        eprintln!("AMX {ty}: worst error {worst:.3} of the bound");
+    }
+}
+
+#[test]
+fn amx_zero_groups_outliers_and_extremes() {
+    if !amx_expected() {
+        return;
+    }
+    let mut rng = Rng(99);
+    for ty in AMX_TYPES {
+        let cols = 768;
+        let w = random_matrix(ty, 19, cols, &mut rng);
+        let n_tok = 17;
+        let mut x: Vec<f32> = (0..n_tok * cols).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        // Token 0: first 256 zero; token 1: one outlier per 32; token 2: tiny values;
+        // token 3: all zero.
+        x[..256].fill(0.0);
+        for i in (cols..2 * cols).step_by(32) {
+            x[i] = 300.0;
+        }
+        x[2 * cols..3 * cols].iter_mut().for_each(|v| *v *= 1e-30);
+        x[3 * cols..4 * cols].fill(0.0);
+        check_x(&w, &x, n_tok);
+        for fill in [0x00u8, 0xff, 0x80, 0x88] {
+            let w = extreme_matrix(ty, cols, fill, &mut rng);
+            for v in [1.0f32, -1.0] {
+                let x = vec![v; 16 * cols];
+                check_x(&w, &x, 16);
+            }
+        }
+    }
+}
+
+#[test]
+fn amx_two_threads_match_one() {
+    if !amx_expected() {
+        return;
+    }
+    let mut rng = Rng(42);
+    let before = threads();
+    for ty in [
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+    ] {
+        let cols = 512;
+        let w = random_matrix(ty, 301, cols, &mut rng);
+        let n_tok = 33;
+        let x = random_x(n_tok * cols, &mut rng);
+        let mut one = vec![0f32; n_tok * w.rows];
+        let mut two = vec![0f32; n_tok * w.rows];
+        set_threads(1);
+        matmul(&w, &x, &mut one, n_tok, Kernel::Fast).unwrap();
+        set_threads(2);
+        matmul(&w, &x, &mut two, n_tok, Kernel::Fast).unwrap();
+        // Row chunks are whole 16-row tiles, each computed the same way on any thread.
+        assert_eq!(one, two, "{ty}");
+        check_x(&w, &x, n_tok);
+    }
+    set_threads(before);
+}
+
+/// Prefill of 24 tokens through the whole model: the last token's logits, AMX vs Reference.
+#[test]
+fn amx_prefill_logits_match_reference_on_real_models() {
+    use wasm_chord::cpu::{CpuModel, KvCache};
+    use wasm_chord::source::FileSource;
+    if !amx_expected() {
+        return;
+    }
+    for model in [
+        "smollm2-135m-instruct-q4_k_m.gguf",
+        "smollm2-135m-instruct-pad768-q4_k_m.gguf",
+    ] {
+        let src = FileSource::open(common::model_path(model)).unwrap();
+        let ids: Vec<u32> = (0..24).map(|i| 300 + (i * 7919) % 40000).collect();
+        let logits = |kernel| {
+            let (_, model) = CpuModel::load(&src, kernel).unwrap();
+            let mut cache = KvCache::new(&model.cfg, 32);
+            model.forward(&ids, 0, &mut cache).unwrap()
+        };
+        let reference = logits(Kernel::Reference);
+        for isa in [3, u8::MAX] {
+            limit_isa(isa);
+            let fast = logits(Kernel::Fast);
+            limit_isa(u8::MAX);
+            let nmse = common::nmse(&fast, &reference);
+            let path = if isa == 3 { "i16 (limit 3)" } else { "AMX" };
+            eprintln!("{model} {path}: prefill logits NMSE {nmse:e}");
+            assert!(nmse <= 1e-5, "{model} {path}: NMSE {nmse:e} > 1e-5");
+        }
+    }
+}
