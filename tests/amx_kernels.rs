@@ -21,7 +21,9 @@ mod common;
 mod cpu_data;
 
 use cpu_data::{extreme_matrix, random_matrix, Rng};
-use wasm_chord::cpu::matmul::{amx_in_use, limit_isa, matmul, set_threads, threads, Kernel};
+use wasm_chord::cpu::matmul::{
+    amx_in_use, limit_isa, matmul, set_amx, set_threads, threads, Kernel,
+};
 use wasm_chord::model::QMatrix;
 use wasm_chord::quant::{dequantize, GgmlType};
 
@@ -30,22 +32,20 @@ const AMX_TYPES: [GgmlType; 8] = {
     [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K]
 };
 
-/// Whether this CPU reports AMX-TILE and AMX-INT8 (Linux: /proc/cpuinfo) and the tiles are
-/// not turned off (`CHORD_AMX=0`). Where not, says so loudly and checks that no matmul picks
-/// them.
+/// Whether this CPU reports AMX-TILE and AMX-INT8 (Linux: /proc/cpuinfo); opts in to the tiles
+/// (`set_amx(true)`: they are off by default). Where the CPU lacks them, says so loudly and
+/// checks that no matmul picks them.
 fn amx_expected() -> bool {
     let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let has = flags.contains(" amx_tile") && flags.contains(" amx_int8");
-    let off = std::env::var_os("CHORD_AMX").is_some_and(|v| v == "0");
     limit_isa(u8::MAX);
-    if !has || off {
+    // (Off by default: tests/cpu_kernels.rs checks that, in a process of its own, as the
+    // opt-in is process-wide and these tests run side by side.)
+    set_amx(true);
+    if !has {
         eprintln!(
-            "!!! NO AMX here ({}): the tile kernels are NOT tested, only that they are not used",
-            if off {
-                "CHORD_AMX=0"
-            } else {
-                "CPU lacks amx_tile/amx_int8"
-            }
+            "!!! NO AMX here (the CPU lacks amx_tile/amx_int8): the tile kernels are NOT tested, \
+             only that they are not used"
         );
         for ty in AMX_TYPES {
             assert!(!amx_in_use(ty, 128), "{ty}: AMX picked on a CPU without it");

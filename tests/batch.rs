@@ -119,6 +119,14 @@ fn forward_batch_equals_forward_per_sequence() {
             &[3usize, 7, 1][..],
             true,
         ),
+        // 17 sequences: a step of 16 tokens or more, where prefill would take the AMX tiles
+        // (x86_64 CPUs with AMX), still takes each sequence's one-token kernels.
+        (
+            common::model_path(MODEL),
+            &[Kernel::Fast],
+            &[2usize, 1, 3, 1, 2, 1, 1, 2, 3, 1, 2, 1, 1, 2, 1, 3, 1][..],
+            true,
+        ),
         (
             common::model_path("gemma-3-270m-q4_k_m.gguf"),
             &[Kernel::Fast],

@@ -321,3 +321,25 @@ fn recurrent_kernels_match_the_reference() {
     }
     limit_isa(u8::MAX);
 }
+
+/// The AMX tile kernels (x86_64 CPUs with AMX) are opt-in (`set_amx`, `CHORD_AMX=1`): by default
+/// no matmul takes them, so a prompt's numbers do not depend on how it was split into chunks
+/// (tests/amx_kernels.rs tests them opted in).
+#[test]
+fn amx_is_opt_in() {
+    if std::env::var_os("CHORD_AMX").is_some_and(|v| v == "1") {
+        panic!("CHORD_AMX=1 is set: unset it to run this test");
+    }
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ] {
+        assert!(
+            !wasm_chord::cpu::matmul::amx_in_use(ty, 128),
+            "{ty}: AMX picked without the opt-in"
+        );
+    }
+}

@@ -41,6 +41,8 @@ impl CpuModel {
                 cache: &mut *r.cache,
             })
             .collect();
-        self.forward_segments(&tokens, &mut segs, false)
+        // One token per sequence: never the prefill-only AMX tiles, whose results differ from
+        // the one-token kernels' in the last bits, from 16 sequences up.
+        super::matmul::without_amx(|| self.forward_segments(&tokens, &mut segs, false))
     }
 }

@@ -39,6 +39,10 @@ pub struct Args {
     /// CPU threads (default 1, to compare with llama.cpp's -t 1).
     #[arg(short = 't', long, default_value_t = 1)]
     pub threads: usize,
+    /// Prefill on the AMX-INT8 tiles where the CPU has them (`cpu::matmul::set_amx`; also
+    /// `CHORD_AMX=1`).
+    #[arg(long)]
+    pub amx: bool,
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
     #[arg(long, value_enum, default_value = "fast")]
@@ -77,6 +81,9 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<(), Fail> {
+    if a.amx {
+        cpu::matmul::set_amx(true);
+    }
     let load = crate::LoadArgs {
         backend: a.backend,
         kernel: a.kernel,

@@ -17,8 +17,9 @@
 //! i32 overflow bounds, tiles and measurements are in `x86_i16`.
 //!
 //! Code paths, chosen once per process ([`limit_isa`] narrows them for tests):
-//! - x86_64 with AMX-INT8 (Linux, `limit_isa(4)` and above, unless `CHORD_AMX=0`), matmuls of
-//!   at least 16 tokens (prefill): the tile kernels of `x86_amx` for Q4_0, Q4_1, Q5_0, Q5_1,
+//! - x86_64 with AMX-INT8 (Linux), opted in ([`set_amx`], or `CHORD_AMX=1` in the
+//!   environment), `limit_isa(4)` and above, matmuls of at least 16 tokens (prefill): the tile
+//!   kernels of `x86_amx` for Q4_0, Q4_1, Q5_0, Q5_1,
 //!   Q8_0, Q4_K, Q5_K, Q6_K (two i8 activation planes, error `max|x|/64516` per 32 or 256
 //!   values; logits NMSE 5e-9–2e-8 on the bench models); fewer tokens take the path below;
 //! - x86_64 with AVX-512 BW: the i16 kernels above (VNNI where the CPU has it);
@@ -248,9 +249,9 @@ enum RowKernel {
     /// Activations quantized to two i8 planes per this many values first (relaxed SIMD).
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
     I8(IntRowsFn, usize),
-    /// AMX-INT8 tiles (`x86_amx`) from `MIN_TOKENS` tokens; below, the kernel boxed here.
+    /// AMX-INT8 tiles (`x86_amx`), for `MIN_TOKENS` tokens and more.
     #[cfg(target_arch = "x86_64")]
-    Amx(x86_amx::AmxFn, Box<RowKernel>),
+    Amx(x86_amx::AmxFn),
 }
 
 std::thread_local! {
@@ -269,12 +270,39 @@ pub fn limit_isa(level: u8) {
     ISA_LIMIT.with(|l| l.set(level));
 }
 
+/// AMX opt-in: 0 not yet read from the environment, 1 off, 2 on.
+static AMX: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Opt in to (or out of) the AMX-INT8 prefill kernels for the whole process (the default: off,
+/// unless `CHORD_AMX=1` is in the environment). They prefill 2–2.6× faster than the i16
+/// kernels on CPUs with AMX, as accurately (logits NMSE 5e-9–2e-8), but not to the same bits:
+/// with them a token's numbers depend on whether it was prefilled in a chunk of 16 or more or
+/// computed one at a time, so a prompt partly served from a cached prefix (a conversation's
+/// next turn, a server slot's reuse) may end in other last bits than the same prompt from
+/// scratch. The batching scheduler runs without them either way ([`without_amx`]).
+pub fn set_amx(on: bool) {
+    AMX.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+/// Whether the AMX kernels are opted in (see [`set_amx`]).
+fn amx_opted_in() -> bool {
+    match AMX.load(Ordering::Relaxed) {
+        0 => {
+            let on = std::env::var_os("CHORD_AMX").is_some_and(|v| v == "1");
+            set_amx(on);
+            on
+        }
+        v => v == 2,
+    }
+}
+
 /// Whether `Kernel::Fast` matmuls of `ty` with `n_tok` tokens started from the calling thread
-/// run on the AMX-INT8 tiles (`x86_amx`: x86_64 CPUs with AMX, `limit_isa(4)` and above,
-/// prefill-sized token counts; `CHORD_AMX=0` in the environment turns them off).
+/// run on the AMX-INT8 tiles (`x86_amx`: x86_64 CPUs with AMX, opted in with [`set_amx`],
+/// `limit_isa(4)` and above, prefill-sized token counts).
 pub fn amx_in_use(ty: GgmlType, n_tok: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     return ISA_LIMIT.with(|l| l.get()) >= 4
+        && amx_opted_in()
         && n_tok >= x86_amx::MIN_TOKENS
         && x86_amx::select(ty).is_some();
     #[cfg(not(target_arch = "x86_64"))]
@@ -316,7 +344,7 @@ pub fn threads() -> usize {
 /// nothing) when the matrix's shape does not match its type's block geometry, so the caller
 /// can take the checked path that reports the error.
 pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> bool {
-    let Some(kern) = select(w) else {
+    let Some(kern) = select(w, n_tok) else {
         return false;
     };
     let (rows, cols) = (w.rows, w.cols);
@@ -327,11 +355,6 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
         return false;
     }
     let x = &x[..n_tok * cols];
-    #[cfg(target_arch = "x86_64")]
-    let kern = match kern {
-        RowKernel::Amx(_, fb) if n_tok < x86_amx::MIN_TOKENS => *fb,
-        k => k,
-    };
     // (Taken out of the thread-local for the call: a nested call would find them empty.
     // Decode's few KB come fresh: prefill-sized buffers reused by decode measured slower.)
     let (mut qa, mut yt) = if n_tok > 1 {
@@ -342,7 +365,7 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
     let mut run = |out: &mut [f32]| match kern {
         RowKernel::F32(f) => run_rows(w, n_tok, out, |r0, o| f(w, x, n_tok, r0, o)),
         #[cfg(target_arch = "x86_64")]
-        RowKernel::Amx(f, _) => f(w, x, n_tok, out),
+        RowKernel::Amx(f) => f(w, x, n_tok, out),
         RowKernel::I16(f, g, resid) => {
             let qa = qa.get_or_insert_with(QAct::default);
             // The AVX-512 quantizer on x86_64, the portable one (same values) elsewhere.
@@ -428,6 +451,15 @@ pub(crate) fn for_each_part<T: Send>(parts: &mut [T], f: impl Fn(usize, &mut T) 
     parts.iter_mut().enumerate().for_each(|(i, p)| f(i, p));
 }
 
+/// `f()` without the AMX tile kernels (the calling thread's [`limit_isa`] capped at 3), so
+/// matmuls over several sequences' single tokens (a batched decode step) take the path each
+/// sequence's own one-token step takes, whatever the batch size: its rows stay bit for bit
+/// what that sequence alone gives (`cpu::batch`).
+pub(crate) fn without_amx<R>(f: impl FnOnce() -> R) -> R {
+    let limit = ISA_LIMIT.with(|l| l.get()).min(3);
+    under_isa_limit(limit, f)
+}
+
 /// `f()` on this thread under the ISA limit `limit` (a caller's [`limit_isa`], carried to a
 /// pool thread), restoring this thread's own afterwards.
 fn under_isa_limit<R>(limit: u8, f: impl FnOnce() -> R) -> R {
@@ -455,8 +487,9 @@ pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
-/// The kernel for `w`'s type, or `None` when its shape is not whole blocks of that type.
-fn select(w: &QMatrix) -> Option<RowKernel> {
+/// The kernel for `w`'s type and `n_tok` tokens, or `None` when its shape is not whole blocks
+/// of that type.
+fn select(w: &QMatrix, n_tok: usize) -> Option<RowKernel> {
     use GgmlType as G;
     let (bs, ts) = w.ty.block_geometry();
     let float = matches!(w.ty, G::F32 | G::F16 | G::BF16);
@@ -469,13 +502,9 @@ fn select(w: &QMatrix) -> Option<RowKernel> {
     }
     let limit = ISA_LIMIT.with(|l| l.get());
     #[cfg(target_arch = "x86_64")]
-    if limit >= 4 {
+    if limit >= 4 && n_tok >= x86_amx::MIN_TOKENS && amx_opted_in() {
         if let Some(f) = x86_amx::select(w.ty) {
-            // Fewer tokens: the best path below AMX.
-            let before = ISA_LIMIT.with(|l| l.replace(3));
-            let below = select(w);
-            ISA_LIMIT.with(|l| l.set(before));
-            return Some(RowKernel::Amx(f, Box::new(below?)));
+            return Some(RowKernel::Amx(f));
         }
     }
     #[cfg(target_arch = "x86_64")]

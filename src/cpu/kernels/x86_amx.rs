@@ -51,16 +51,13 @@ pub(super) const MIN_TOKENS: usize = 16;
 
 /// Whether the CPU has AMX-TILE + AMX-INT8 (and AVX-512 F/BW for the f32 side), and the OS
 /// granted this process the tile data state. Detected (and asked for) once per process;
-/// `CHORD_AMX=0` in the environment turns the tiles off (for side-by-side timings).
+/// Whether a matmul uses them is also up to the caller's opt-in (`kernels::set_amx`).
 pub(super) fn available() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(detect)
 }
 
 fn detect() -> bool {
-    if std::env::var_os("CHORD_AMX").is_some_and(|v| v == "0") {
-        return false;
-    }
     if !(is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("xsave"))
