@@ -285,6 +285,7 @@ pub fn set_amx(on: bool) {
 }
 
 /// Whether the AMX kernels are opted in (see [`set_amx`]).
+#[cfg(target_arch = "x86_64")]
 fn amx_opted_in() -> bool {
     match AMX.load(Ordering::Relaxed) {
         0 => {
@@ -489,7 +490,10 @@ pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 
 /// The kernel for `w`'s type and `n_tok` tokens, or `None` when its shape is not whole blocks
 /// of that type.
-fn select(w: &QMatrix, n_tok: usize) -> Option<RowKernel> {
+fn select(
+    w: &QMatrix,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))] n_tok: usize,
+) -> Option<RowKernel> {
     use GgmlType as G;
     let (bs, ts) = w.ty.block_geometry();
     let float = matches!(w.ty, G::F32 | G::F16 | G::BF16);
