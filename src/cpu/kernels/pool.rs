@@ -395,7 +395,7 @@ mod tests {
     }
 
     /// A fork's parts reach a second thread: part 0 waits (up to 20 s) until part 1 has started
-    /// elsewhere, which only a helper of the team can do while the leader is in part 0.
+    /// elsewhere, which only another thread of the team can do while one is in part 0.
     #[test]
     fn helpers_take_parts() {
         within_a_minute("helpers_take_parts", || {
@@ -413,18 +413,17 @@ mod tests {
                             while !started.load(Ordering::Acquire) {
                                 assert!(
                                     t0.elapsed() < Duration::from_secs(20),
-                                    "round {round}: no helper took part 1 within 20 s"
+                                    "round {round}: no second thread took part 1 within 20 s"
                                 );
                                 std::hint::spin_loop();
                             }
                         }
                     });
-                    assert_eq!(
-                        who[0],
-                        Some(leader),
-                        "round {round}: the leader takes the first part"
-                    );
-                    assert_ne!(who[1], Some(leader), "round {round}");
+                    // Either may take part 0 (a spinning helper can claim it first); the
+                    // leader and one helper ran the two.
+                    assert!(who.iter().all(Option::is_some), "round {round}: {who:?}");
+                    assert_ne!(who[0], who[1], "round {round}: one thread ran both parts");
+                    assert!(who.contains(&Some(leader)), "round {round}: {who:?}");
                     // Long gaps between forks: the helpers leave and are sent again.
                     if round % 5 == 4 {
                         std::thread::sleep(Duration::from_millis(30));
