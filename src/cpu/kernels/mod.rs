@@ -302,15 +302,21 @@ fn amx_opted_in() -> bool {
 /// `limit_isa(4)` and above, prefill-sized token counts).
 pub fn amx_in_use(ty: GgmlType, n_tok: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
-    return ISA_LIMIT.with(|l| l.get()) >= 4
-        && amx_opted_in()
-        && n_tok >= x86_amx::MIN_TOKENS
-        && x86_amx::select(ty).is_some();
+    return amx_kernel(ty, n_tok).is_some();
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (ty, n_tok);
         false
     }
+}
+
+/// The AMX tile kernel for `n_tok` tokens of `ty` from the calling thread, where the CPU, the
+/// opt-in, [`limit_isa`] (4 and above) and the token count allow it.
+#[cfg(target_arch = "x86_64")]
+fn amx_kernel(ty: GgmlType, n_tok: usize) -> Option<x86_amx::AmxFn> {
+    let allowed =
+        ISA_LIMIT.with(|l| l.get()) >= 4 && n_tok >= x86_amx::MIN_TOKENS && amx_opted_in();
+    allowed.then(|| x86_amx::select(ty)).flatten()
 }
 
 /// Whether the CPU has AVX2 and FMA (detected once); the attention loop's wider path.
@@ -506,10 +512,8 @@ fn select(
     }
     let limit = ISA_LIMIT.with(|l| l.get());
     #[cfg(target_arch = "x86_64")]
-    if limit >= 4 && n_tok >= x86_amx::MIN_TOKENS && amx_opted_in() {
-        if let Some(f) = x86_amx::select(w.ty) {
-            return Some(RowKernel::Amx(f));
-        }
+    if let Some(f) = amx_kernel(w.ty, n_tok) {
+        return Some(RowKernel::Amx(f));
     }
     #[cfg(target_arch = "x86_64")]
     if limit >= 2 {

@@ -22,8 +22,9 @@ pub(crate) trait Dec {
     fn group(b: &[u8], g: usize, w: &mut [f32; 32]);
 }
 
+/// The little-endian f16 at byte `at` of `b`, as f32 (the blocks' scales).
 #[inline(always)]
-fn h(b: &[u8], at: usize) -> f32 {
+pub(super) fn f16_at(b: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
@@ -44,7 +45,7 @@ impl Dec for Q4_0 {
     #[inline(always)]
     fn group(b: &[u8], _: usize, w: &mut [f32; 32]) {
         let b = blk::<18>(b);
-        let d = h(&b, 0);
+        let d = f16_at(&b, 0);
         for j in 0..16 {
             let q = b[2 + j];
             w[j] = d * ((q & 15) as i8 - 8) as f32;
@@ -60,7 +61,7 @@ impl Dec for Q4_1 {
     #[inline(always)]
     fn group(b: &[u8], _: usize, w: &mut [f32; 32]) {
         let b = blk::<20>(b);
-        let (d, m) = (h(&b, 0), h(&b, 2));
+        let (d, m) = (f16_at(&b, 0), f16_at(&b, 2));
         for j in 0..16 {
             let q = b[4 + j];
             w[j] = d * (q & 15) as f32 + m;
@@ -76,7 +77,7 @@ impl Dec for Q5_0 {
     #[inline(always)]
     fn group(b: &[u8], _: usize, w: &mut [f32; 32]) {
         let b = blk::<22>(b);
-        let d = h(&b, 0);
+        let d = f16_at(&b, 0);
         let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
         for j in 0..16 {
             let q = b[6 + j];
@@ -95,7 +96,7 @@ impl Dec for Q5_1 {
     #[inline(always)]
     fn group(b: &[u8], _: usize, w: &mut [f32; 32]) {
         let b = blk::<24>(b);
-        let (d, m) = (h(&b, 0), h(&b, 2));
+        let (d, m) = (f16_at(&b, 0), f16_at(&b, 2));
         let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
         for j in 0..16 {
             let q = b[8 + j];
@@ -114,7 +115,7 @@ impl Dec for Q8_0 {
     #[inline(always)]
     fn group(b: &[u8], _: usize, w: &mut [f32; 32]) {
         let b = blk::<34>(b);
-        let d = h(&b, 0);
+        let d = f16_at(&b, 0);
         for j in 0..32 {
             w[j] = (b[2 + j] as i8) as f32 * d;
         }
@@ -128,7 +129,7 @@ impl Dec for Q2K {
     #[inline(always)]
     fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
         let b = blk::<84>(b);
-        let (d, dmin) = (h(&b, 80), h(&b, 82));
+        let (d, dmin) = (f16_at(&b, 80), f16_at(&b, 82));
         // Sub-blocks 2g and 2g+1: half g/4, shift 2·(g%4), bytes 0..16 and 16..32.
         let (hh, s) = ((g / 4) % 2, 2 * (g % 4));
         for k in 0..2 {
@@ -150,7 +151,7 @@ impl Dec for Q3K {
     #[inline(always)]
     fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
         let b = blk::<110>(b);
-        let d = h(&b, 108);
+        let d = f16_at(&b, 108);
         let sc = &b[96..108];
         let (hh, s, bit) = ((g / 4) % 2, 2 * (g % 4), g % 8);
         for k in 0..2 {
@@ -175,7 +176,7 @@ impl Dec for Q4K {
     #[inline(always)]
     fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
         let b = blk::<144>(b);
-        let (d, dmin) = (h(&b, 0), h(&b, 2));
+        let (d, dmin) = (f16_at(&b, 0), f16_at(&b, 2));
         let (sc, m) = get_scale_min_k4(g % 8, &blk::<12>(&b[4..]));
         let dl = d * sc as f32;
         let ml = dmin * m as f32;
@@ -193,7 +194,7 @@ impl Dec for Q5K {
     #[inline(always)]
     fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
         let b = blk::<176>(b);
-        let (d, dmin) = (h(&b, 0), h(&b, 2));
+        let (d, dmin) = (f16_at(&b, 0), f16_at(&b, 2));
         let g = g % 8;
         let (sc, m) = get_scale_min_k4(g, &blk::<12>(&b[4..]));
         let dl = d * sc as f32;
@@ -213,7 +214,7 @@ impl Dec for Q6K {
     #[inline(always)]
     fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
         let b = blk::<210>(b);
-        let d = h(&b, 208);
+        let d = f16_at(&b, 208);
         // Weights 128·hh + r, r = 32·(g%4) + l: ql[64·hh + 32·(g%2) + l] >> 4·((g%4)/2),
         // qh[32·hh + l] >> 2·(g%4); scales of sub-blocks 2g, 2g+1.
         let (hh, q4) = ((g / 4) % 2, g % 4);
@@ -409,7 +410,7 @@ impl Dec for Iq4Nl {
     #[inline(always)]
     fn group(b: &[u8], _: usize, w: &mut [f32; 32]) {
         let b = blk::<18>(b);
-        let d = h(&b, 0);
+        let d = f16_at(&b, 0);
         for j in 0..16 {
             let q = b[2 + j];
             w[j] = d * KVALUES_IQ4NL[(q & 15) as usize] as f32;
@@ -428,7 +429,7 @@ impl Dec for Iq4Xs {
         let g = g % 8;
         let sh = u16::from_le_bytes([b[2], b[3]]);
         let ls = ((b[4 + g / 2] >> (4 * (g % 2))) & 15) | ((((sh >> (2 * g)) & 3) as u8) << 4);
-        let dl = h(&b, 0) * (ls as i32 - 32) as f32;
+        let dl = f16_at(&b, 0) * (ls as i32 - 32) as f32;
         for j in 0..16 {
             let q = b[8 + 16 * g + j];
             w[j] = dl * KVALUES_IQ4NL[(q & 15) as usize] as f32;
@@ -446,7 +447,7 @@ impl Dec for Iq3Xxs {
         let b = blk::<98>(b);
         let g = g % 8;
         let aux = u32_at(&b, 66 + 4 * g);
-        let db = h(&b, 0) * (0.5 + (aux >> 28) as f32) * 0.5;
+        let db = f16_at(&b, 0) * (0.5 + (aux >> 28) as f32) * 0.5;
         for l in 0..4 {
             let signs = KSIGNS_IQ2XS[((aux >> (7 * l)) & 127) as usize];
             let row = IQ3XXS_GRID[b[2 + 8 * g + 2 * l] as usize] as u64
@@ -467,7 +468,7 @@ impl Dec for Iq3S {
         let b = blk::<110>(b);
         let g = g % 8;
         let ls = (b[106 + g / 2] >> (4 * (g % 2))) & 15;
-        let db = h(&b, 0) * (1 + 2 * ls) as f32;
+        let db = f16_at(&b, 0) * (1 + 2 * ls) as f32;
         let qh = b[66 + g];
         for l in 0..4 {
             // Indices 8g + 2l and 8g + 2l + 1, 4 weights each.
@@ -492,7 +493,7 @@ impl Dec for Iq2Xxs {
         let b = blk::<66>(b);
         let g = g % 8;
         let aux = u32_at(&b, 2 + 8 * g + 4);
-        let db = h(&b, 0) * (0.5 + (aux >> 28) as f32) * 0.25;
+        let db = f16_at(&b, 0) * (0.5 + (aux >> 28) as f32) * 0.25;
         for l in 0..4 {
             let row = IQ2XXS_GRID[b[2 + 8 * g + l] as usize];
             let signs = KSIGNS_IQ2XS[((aux >> (7 * l)) & 127) as usize];
@@ -517,7 +518,7 @@ impl Dec for Iq2Xs {
     fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
         let b = blk::<74>(b);
         let g = g % 8;
-        let d = h(&b, 0);
+        let d = f16_at(&b, 0);
         for l in 0..4 {
             let db = iq2_db(d, &b[66..74], 2 * g + l / 2);
             let gi = 4 * g + l;
@@ -539,7 +540,7 @@ impl Dec for Iq2S {
     fn group(b: &[u8], g: usize, w: &mut [f32; 32]) {
         let b = blk::<82>(b);
         let g = g % 8;
-        let d = h(&b, 0);
+        let d = f16_at(&b, 0);
         let qh = b[66 + g];
         for l in 0..4 {
             let db = iq2_db(d, &b[74..82], 2 * g + l / 2);
@@ -569,7 +570,7 @@ impl Dec for Iq1S {
         let b = blk::<50>(b);
         let g = g % 8;
         let qh = u16::from_le_bytes([b[34 + 2 * g], b[35 + 2 * g]]);
-        let dl = h(&b, 0) * (2 * ((qh >> 12) & 7) + 1) as f32;
+        let dl = f16_at(&b, 0) * (2 * ((qh >> 12) & 7) + 1) as f32;
         let delta = if qh & 0x8000 != 0 {
             -IQ1S_DELTA
         } else {

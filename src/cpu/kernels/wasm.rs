@@ -26,9 +26,9 @@ mod int;
 mod iq;
 #[path = "wasm_rows.rs"]
 mod rows;
+use super::portable::f16_at;
 use super::{RowsFn, Tiler};
 use crate::model::QMatrix;
-use crate::quant::blocks::f16_to_f32;
 use crate::quant::GgmlType;
 use core::arch::wasm32::*;
 pub(super) use int::select as select_int;
@@ -89,11 +89,6 @@ fn storef(x: &mut [f32], at: usize, v: v128) {
     };
     // SAFETY: `s` is exactly 16 writable bytes; `v128_store` has no alignment requirement.
     unsafe { v128_store(s.as_mut_ptr().cast(), v) }
-}
-
-#[inline(always)]
-fn f16(b: &[u8], at: usize) -> f32 {
-    f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
 /// 16 unsigned bytes to 16 f32: (bytes 0..8, bytes 8..16).
@@ -210,7 +205,7 @@ impl Blk for Q4_0 {
     const TS: usize = 18;
     #[inline(always)]
     fn block(b: &[u8], f: impl FnMut(usize, V8)) {
-        let d = f32x4_splat(f16(b, 0));
+        let d = f32x4_splat(f16_at(b, 0));
         let z = u8x16_splat(0);
         nibbles_signed(load16(b, 2), z, z, 8, d, f);
     }
@@ -222,7 +217,7 @@ impl Blk for Q4_1 {
     const TS: usize = 20;
     #[inline(always)]
     fn block(b: &[u8], f: impl FnMut(usize, V8)) {
-        let (d, m) = (f32x4_splat(f16(b, 0)), f32x4_splat(f16(b, 2)));
+        let (d, m) = (f32x4_splat(f16_at(b, 0)), f32x4_splat(f16_at(b, 2)));
         let z = u8x16_splat(0);
         nibbles_min(load16(b, 4), z, z, d, m, f);
     }
@@ -234,7 +229,7 @@ impl Blk for Q5_0 {
     const TS: usize = 22;
     #[inline(always)]
     fn block(b: &[u8], f: impl FnMut(usize, V8)) {
-        let d = f32x4_splat(f16(b, 0));
+        let d = f32x4_splat(f16_at(b, 0));
         let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
         let (hl, hh) = (high_bits(qh & 0xffff), high_bits(qh >> 16));
         nibbles_signed(load16(b, 6), hl, hh, 16, d, f);
@@ -247,7 +242,7 @@ impl Blk for Q5_1 {
     const TS: usize = 24;
     #[inline(always)]
     fn block(b: &[u8], f: impl FnMut(usize, V8)) {
-        let (d, m) = (f32x4_splat(f16(b, 0)), f32x4_splat(f16(b, 2)));
+        let (d, m) = (f32x4_splat(f16_at(b, 0)), f32x4_splat(f16_at(b, 2)));
         let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
         let (hl, hh) = (high_bits(qh & 0xffff), high_bits(qh >> 16));
         nibbles_min(load16(b, 8), hl, hh, d, m, f);
@@ -260,7 +255,7 @@ impl Blk for Q8_0 {
     const TS: usize = 34;
     #[inline(always)]
     fn block(b: &[u8], mut f: impl FnMut(usize, V8)) {
-        let d = f32x4_splat(f16(b, 0));
+        let d = f32x4_splat(f16_at(b, 0));
         for h in 0..2 {
             let (x, y) = cvt_i8(load16(b, 2 + 16 * h));
             f(2 * h, scale(x, d));
@@ -275,7 +270,7 @@ impl Blk for Q4K {
     const TS: usize = 144;
     #[inline(always)]
     fn block(b: &[u8], mut f: impl FnMut(usize, V8)) {
-        let (d, dmin) = (f16(b, 0), f16(b, 2));
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
         // The 8 six-bit scales and mins (as `get_scale_min_k4`, all at once): bytes 0..8 of
         // `u` are the scales and bytes 8..16 the mins.
         let word = |i: usize| u32::from_le_bytes([b[4 + i], b[5 + i], b[6 + i], b[7 + i]]);
@@ -320,7 +315,7 @@ impl Blk for Q6K {
     const TS: usize = 210;
     #[inline(always)]
     fn block(b: &[u8], mut f: impl FnMut(usize, V8)) {
-        let d = f32x4_splat(f16(b, 208));
+        let d = f32x4_splat(f16_at(b, 208));
         // d·sc per 16-weight sub-block (exact).
         let mut dl = [0f32; 16];
         let (s0, s1) = cvt_i8(load16(b, 192));

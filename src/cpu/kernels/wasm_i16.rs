@@ -81,7 +81,7 @@ use super::super::portable::{u16_at, u32_at};
 use super::super::{IntRowsFn, QAct};
 use super::iq::table;
 use super::rows::{rows, Accumulator, IntKernel};
-use super::{f16, high_bits, load16, load_i16, loadf};
+use super::{f16_at, high_bits, load16, load_i16, loadf};
 use crate::quant::grids::{
     IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS,
     KVALUES_IQ4NL, KVALUES_MXFP4,
@@ -254,19 +254,29 @@ macro_rules! block32 {
     };
 }
 
-block32!(Q4_0, 18, false, |b| (f16(b, 0), 0.0, 0), |b, _h| {
+block32!(Q4_0, 18, false, |b| (f16_at(b, 0), 0.0, 0), |b, _h| {
     let z = u8x16_splat(0);
     nibbles(load16(b, 2), z, z, 8)
 });
-block32!(Q4_1, 20, true, |b| (f16(b, 0), f16(b, 2), 0), |b, _h| {
-    let z = u8x16_splat(0);
-    nibbles(load16(b, 4), z, z, 0)
-});
+block32!(
+    Q4_1,
+    20,
+    true,
+    |b| (f16_at(b, 0), f16_at(b, 2), 0),
+    |b, _h| {
+        let z = u8x16_splat(0);
+        nibbles(load16(b, 4), z, z, 0)
+    }
+);
 block32!(
     Q5_0,
     22,
     false,
-    |b| (f16(b, 0), 0.0, u32::from_le_bytes([b[2], b[3], b[4], b[5]])),
+    |b| (
+        f16_at(b, 0),
+        0.0,
+        u32::from_le_bytes([b[2], b[3], b[4], b[5]])
+    ),
     |b, h| nibbles(
         load16(b, 6),
         high_bits(h.2 & 0xffff),
@@ -279,8 +289,8 @@ block32!(
     24,
     true,
     |b| (
-        f16(b, 0),
-        f16(b, 2),
+        f16_at(b, 0),
+        f16_at(b, 2),
         u32::from_le_bytes([b[4], b[5], b[6], b[7]])
     ),
     |b, h| nibbles(
@@ -290,11 +300,10 @@ block32!(
         0
     )
 );
-block32!(Q8_0, 34, false, |b| (f16(b, 0), 0.0, 0), |b, _h| widen_i8(
-    load16(b, 2),
-    load16(b, 18)
-));
-block32!(Iq4Nl, 18, false, |b| (f16(b, 0), 0.0, 0), |b, _h| {
+block32!(Q8_0, 34, false, |b| (f16_at(b, 0), 0.0, 0), |b, _h| {
+    widen_i8(load16(b, 2), load16(b, 18))
+});
+block32!(Iq4Nl, 18, false, |b| (f16_at(b, 0), 0.0, 0), |b, _h| {
     iq4_levels(b, 2)
 });
 // MXFP4: an E8M0 scale byte (as the f32 half-scale: the table holds the E2M1 values × 2, the
@@ -342,7 +351,7 @@ impl IntBlock for Q3K {
             let high = (sc[8 + i % 4] >> (2 * (i / 4))) & 3;
             i16::from(low | (high << 4)) - 32
         });
-        (scales, f16(b, 108))
+        (scales, f16_at(b, 108))
     }
     #[inline(always)]
     fn group(b: &[u8], h: &Self::Head, g: usize) -> Group {
@@ -387,7 +396,7 @@ fn k4_group(b: &[u8], qs: usize, hi: [v128; 2], sc: i16, g: usize) -> Group {
 /// scales, d and −dmin·m per sub-block (two `f32x4`); the relaxed kernels' too.
 #[inline(always)]
 pub(super) fn k4_head(b: &[u8]) -> ([u8; 8], f32, [v128; 2]) {
-    let (d, dmin) = (f16(b, 0), f16(b, 2));
+    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
     // The 8 six-bit scales and mins (as `get_scale_min_k4`, all at once).
     let word = |i: usize| u32::from_le_bytes([b[4 + i], b[5 + i], b[6 + i], b[7 + i]]);
     let (u0, u1, u2) = (word(0), word(4), word(8));
@@ -484,7 +493,7 @@ impl IntBlock for Iq4Xs {
             let low = (b[4 + g / 2] >> (4 * (g % 2))) & 15;
             i16::from(low | ((((high >> (2 * g)) & 3) as u8) << 4)) - 32
         });
-        (sc, f16(b, 0))
+        (sc, f16_at(b, 0))
     }
     #[inline(always)]
     fn group(b: &[u8], h: &Self::Head, g: usize) -> Group {
@@ -508,7 +517,7 @@ impl IntBlock for Q6K {
         for (s, &v) in sc.iter_mut().zip(&b[192..208]) {
             *s = i16::from(v as i8);
         }
-        (sc, f16(b, 208))
+        (sc, f16_at(b, 208))
     }
     #[inline(always)]
     fn group(b: &[u8], h: &Self::Head, g: usize) -> Group {
@@ -582,8 +591,8 @@ impl IntBlock for Q2K {
         Q2Head {
             sc: std::array::from_fn(|i| i16::from(b[i] & 15)),
             m: std::array::from_fn(|i| i16::from(b[i] >> 4)),
-            d: f16(b, 80),
-            dmin: f16(b, 82),
+            d: f16_at(b, 80),
+            dmin: f16_at(b, 82),
         }
     }
     #[inline(always)]
@@ -708,7 +717,7 @@ iq_block!(
     false,
     |b| (
         std::array::from_fn(|g| 2 * (u32_at(b, 6 + 8 * (g % 8)) >> 28) as i16 + 1),
-        f16(b, 0) * 0.125
+        f16_at(b, 0) * 0.125
     ),
     |b, g| {
         let aux = u32_at(b, 6 + 8 * g);
@@ -734,7 +743,7 @@ iq_block!(
     true,
     |b| (
         std::array::from_fn(|s| iq2_scale(b, 66, s)),
-        f16(b, 0) * 0.125
+        f16_at(b, 0) * 0.125
     ),
     |b, g| {
         let q = |l: usize| u16_at(b, 2 + 2 * (4 * g + l));
@@ -754,7 +763,7 @@ iq_block!(
     true,
     |b| (
         std::array::from_fn(|s| iq2_scale(b, 74, s)),
-        f16(b, 0) * 0.125
+        f16_at(b, 0) * 0.125
     ),
     |b, g| {
         let row = |l: usize| {
@@ -778,7 +787,7 @@ iq_block!(
     false,
     |b| (
         std::array::from_fn(|g| 2 * (u32_at(b, 66 + 4 * (g % 8)) >> 28) as i16 + 1),
-        f16(b, 0) * 0.25
+        f16_at(b, 0) * 0.25
     ),
     |b, g| {
         let aux = u32_at(b, 66 + 4 * g);
@@ -800,7 +809,7 @@ iq_block!(
     false,
     |b| (
         std::array::from_fn(|g| 2 * i16::from((b[106 + g % 8 / 2] >> (4 * (g % 2))) & 15) + 1),
-        f16(b, 0)
+        f16_at(b, 0)
     ),
     |b, g| {
         let qh = b[66 + g] as usize;
@@ -825,7 +834,7 @@ iq_block!(
     false,
     |b| (
         std::array::from_fn(|g| 2 * ((u16_at(b, 34 + 2 * (g % 8)) >> 12) & 7) as i16 + 1),
-        f16(b, 0) * 0.125
+        f16_at(b, 0) * 0.125
     ),
     |b, g| {
         let qh = u16_at(b, 34 + 2 * g);

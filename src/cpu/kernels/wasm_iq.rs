@@ -14,7 +14,7 @@
 //! `wasm_i16` run every one of these formats instead (faster for each, see there).
 
 use super::super::portable::{u16_at, u32_at};
-use super::{cvt_i8, f16, load16, scale, Blk, V8};
+use super::{cvt_i8, f16_at, load16, scale, Blk, V8};
 use crate::quant::grids::{
     IQ1S_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID,
     KSIGNS_IQ2XS, KVALUES_IQ4NL, KVALUES_MXFP4,
@@ -100,7 +100,7 @@ impl Blk for Iq4Nl {
     const TS: usize = 18;
     #[inline(always)]
     fn block(b: &[u8], mut f: impl FnMut(usize, V8)) {
-        let d = f32x4_splat(f16(b, 0));
+        let d = f32x4_splat(f16_at(b, 0));
         lut_nibbles(b, 2, table(&KVALUES_IQ4NL), d, 0, &mut f);
     }
 }
@@ -122,7 +122,7 @@ impl Blk for Iq4Xs {
     const TS: usize = 136;
     #[inline(always)]
     fn block(b: &[u8], mut f: impl FnMut(usize, V8)) {
-        let d = f16(b, 0);
+        let d = f16_at(b, 0);
         let sh = u16_at(b, 2);
         let t = table(&KVALUES_IQ4NL);
         for g in 0..8 {
@@ -139,7 +139,7 @@ impl Blk for Iq3Xxs {
     const TS: usize = 98;
     #[inline(always)]
     fn block(b: &[u8], mut f: impl FnMut(usize, V8)) {
-        let d = f16(b, 0);
+        let d = f16_at(b, 0);
         for g in 0..8 {
             let aux = u32_at(b, 66 + 4 * g);
             let db = f32x4_splat(d * (0.5 + (aux >> 28) as f32) * 0.5);
@@ -159,7 +159,7 @@ impl Blk for Iq3S {
     const TS: usize = 110;
     #[inline(always)]
     fn block(b: &[u8], mut f: impl FnMut(usize, V8)) {
-        let d = f16(b, 0);
+        let d = f16_at(b, 0);
         for g in 0..8 {
             let ls = (b[106 + g / 2] >> (4 * (g % 2))) & 15;
             let db = f32x4_splat(d * (1 + 2 * ls) as f32);
@@ -180,7 +180,7 @@ impl Blk for Iq2Xxs {
     const TS: usize = 66;
     #[inline(always)]
     fn block(b: &[u8], mut f: impl FnMut(usize, V8)) {
-        let d = f16(b, 0);
+        let d = f16_at(b, 0);
         for g in 0..8 {
             let aux = u32_at(b, 6 + 8 * g);
             let db = f32x4_splat(d * (0.5 + (aux >> 28) as f32) * 0.25);
@@ -205,7 +205,7 @@ impl Blk for Iq2Xs {
     const TS: usize = 74;
     #[inline(always)]
     fn block(b: &[u8], mut f: impl FnMut(usize, V8)) {
-        let d = f16(b, 0);
+        let d = f16_at(b, 0);
         for s in 0..16 {
             let db = f32x4_splat(iq2_db(d, b, 66, s));
             for gi in 2 * s..2 * s + 2 {
@@ -223,7 +223,7 @@ impl Blk for Iq2S {
     const TS: usize = 82;
     #[inline(always)]
     fn block(b: &[u8], mut f: impl FnMut(usize, V8)) {
-        let d = f16(b, 0);
+        let d = f16_at(b, 0);
         for s in 0..16 {
             let db = f32x4_splat(iq2_db(d, b, 74, s));
             for gi in 2 * s..2 * s + 2 {
@@ -241,7 +241,7 @@ impl Blk for Iq1S {
     const TS: usize = 50;
     #[inline(always)]
     fn block(b: &[u8], mut f: impl FnMut(usize, V8)) {
-        let d = f16(b, 0);
+        let d = f16_at(b, 0);
         for g in 0..8 {
             let qh = u16_at(b, 34 + 2 * g);
             let dl = f32x4_splat(d * (2 * ((qh >> 12) & 7) + 1) as f32);

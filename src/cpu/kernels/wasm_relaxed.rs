@@ -36,7 +36,7 @@
 use super::super::{IntRowsFn, QAct};
 use super::int::k4_head;
 use super::rows::{rows, Accumulator, IntKernel};
-use super::{f16, high_bits, load16, load_i16, load_i8, loadf};
+use super::{f16_at, high_bits, load16, load_i16, load_i8, loadf};
 use crate::quant::GgmlType;
 use core::arch::wasm32::*;
 use std::marker::PhantomData;
@@ -218,15 +218,20 @@ fn nibble(qs: v128, k: usize, hi: v128) -> v128 {
     v128_or(n, hi)
 }
 
-block32!(Q4_0, 18, 8, false, |b| (f16(b, 0), 0.0, 0), |b, _h, k| {
-    nibble(load16(b, 2), k, u8x16_splat(0))
-});
+block32!(
+    Q4_0,
+    18,
+    8,
+    false,
+    |b| (f16_at(b, 0), 0.0, 0),
+    |b, _h, k| { nibble(load16(b, 2), k, u8x16_splat(0)) }
+);
 block32!(
     Q4_1,
     20,
     0,
     true,
-    |b| (f16(b, 0), f16(b, 2), 0),
+    |b| (f16_at(b, 0), f16_at(b, 2), 0),
     |b, _h, k| { nibble(load16(b, 4), k, u8x16_splat(0)) }
 );
 block32!(
@@ -234,7 +239,11 @@ block32!(
     22,
     16,
     false,
-    |b| (f16(b, 0), 0.0, u32::from_le_bytes([b[2], b[3], b[4], b[5]])),
+    |b| (
+        f16_at(b, 0),
+        0.0,
+        u32::from_le_bytes([b[2], b[3], b[4], b[5]])
+    ),
     |b, h, k| { nibble(load16(b, 6), k, high_bits((h.2 >> (16 * (k % 2))) & 0xffff)) }
 );
 block32!(
@@ -243,8 +252,8 @@ block32!(
     0,
     true,
     |b| (
-        f16(b, 0),
-        f16(b, 2),
+        f16_at(b, 0),
+        f16_at(b, 2),
         u32::from_le_bytes([b[4], b[5], b[6], b[7]])
     ),
     |b, h, k| { nibble(load16(b, 8), k, high_bits((h.2 >> (16 * (k % 2))) & 0xffff)) }
@@ -315,7 +324,7 @@ impl RelaxedBlock for Q6K {
             i16x8_mul(i16x8_extend_low_i8x16(raw), m32),
             i16x8_mul(i16x8_extend_high_i8x16(raw), m32),
         ];
-        (sc, off, f16(b, 208))
+        (sc, off, f16_at(b, 208))
     }
     #[inline(always)]
     fn chunk(b: &[u8], _: &Self::Head, k: usize) -> v128 {

@@ -39,6 +39,7 @@
 //! thread, and `tilerelease` ends it. The scalar reference is `Kernel::Reference`
 //! (tests/amx_kernels.rs).
 
+use super::portable::f16_at;
 use crate::model::QMatrix;
 use crate::quant::{get_scale_min_k4, GgmlType};
 use std::arch::asm;
@@ -144,10 +145,6 @@ trait AmxBlock {
     fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 8]) -> f32;
 }
 
-fn f16(b: &[u8], at: usize) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
-}
-
 struct Q4_0;
 impl AmxBlock for Q4_0 {
     const BS: usize = 32;
@@ -159,7 +156,7 @@ impl AmxBlock for Q4_0 {
             p[j] = i16::from(q & 15) - 8;
             p[j + 16] = i16::from(q >> 4) - 8;
         }
-        f16(b, 0)
+        f16_at(b, 0)
     }
 }
 
@@ -174,8 +171,8 @@ impl AmxBlock for Q4_1 {
             p[j] = i16::from(q & 15);
             p[j + 16] = i16::from(q >> 4);
         }
-        m[0] = f16(b, 2);
-        f16(b, 0)
+        m[0] = f16_at(b, 2);
+        f16_at(b, 0)
     }
 }
 
@@ -197,7 +194,7 @@ impl AmxBlock for Q5_0 {
     #[inline(always)]
     fn decode(b: &[u8], p: &mut [i16; 256], _: &mut [f32; 8]) -> f32 {
         q5(b, 2, p, 16);
-        f16(b, 0)
+        f16_at(b, 0)
     }
 }
 
@@ -209,8 +206,8 @@ impl AmxBlock for Q5_1 {
     #[inline(always)]
     fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 8]) -> f32 {
         q5(b, 4, p, 0);
-        m[0] = f16(b, 2);
-        f16(b, 0)
+        m[0] = f16_at(b, 2);
+        f16_at(b, 0)
     }
 }
 
@@ -224,8 +221,23 @@ impl AmxBlock for Q8_0 {
         for (j, &q) in b[2..34].iter().enumerate() {
             p[j] = i16::from(q as i8);
         }
-        f16(b, 0)
+        f16_at(b, 0)
     }
+}
+
+/// Q4_K / Q5_K: the 8 sub-block scales of block `b` (6-bit, `get_scale_min_k4`), and their
+/// min terms `−dmin·m_j` into `m`.
+#[inline(always)]
+fn k4_scales_mins(b: &[u8], m: &mut [f32; 8]) -> [u8; 8] {
+    let dmin = f16_at(b, 2);
+    let packed: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
+    let mut sc = [0u8; 8];
+    for (j, (s, mj)) in sc.iter_mut().zip(m.iter_mut()).enumerate() {
+        let (sj, mn) = get_scale_min_k4(j, packed);
+        *s = sj;
+        *mj = -dmin * f32::from(mn);
+    }
+    sc
 }
 
 struct Q4K;
@@ -235,20 +247,16 @@ impl AmxBlock for Q4K {
     const MIN: bool = true;
     #[inline(always)]
     fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 8]) -> f32 {
-        let dmin = f16(b, 2);
-        let sc: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
+        let sc = k4_scales_mins(b, m);
         for j in 0..4 {
-            let (s1, m1) = get_scale_min_k4(2 * j, sc);
-            let (s2, m2) = get_scale_min_k4(2 * j + 1, sc);
-            m[2 * j] = -dmin * f32::from(m1);
-            m[2 * j + 1] = -dmin * f32::from(m2);
+            let (s1, s2) = (sc[2 * j], sc[2 * j + 1]);
             for l in 0..32 {
                 let q = b[16 + 32 * j + l];
                 p[64 * j + l] = i16::from(q & 15) * i16::from(s1);
                 p[64 * j + 32 + l] = i16::from(q >> 4) * i16::from(s2);
             }
         }
-        f16(b, 0)
+        f16_at(b, 0)
     }
 }
 
@@ -259,13 +267,9 @@ impl AmxBlock for Q5K {
     const MIN: bool = true;
     #[inline(always)]
     fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 8]) -> f32 {
-        let dmin = f16(b, 2);
-        let sc: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
+        let sc = k4_scales_mins(b, m);
         for j in 0..4 {
-            let (s1, m1) = get_scale_min_k4(2 * j, sc);
-            let (s2, m2) = get_scale_min_k4(2 * j + 1, sc);
-            m[2 * j] = -dmin * f32::from(m1);
-            m[2 * j + 1] = -dmin * f32::from(m2);
+            let (s1, s2) = (sc[2 * j], sc[2 * j + 1]);
             for l in 0..32 {
                 let (q, h) = (b[48 + 32 * j + l], b[16 + l]);
                 let lo = i16::from(q & 15) + i16::from((h >> (2 * j)) & 1) * 16;
@@ -274,7 +278,7 @@ impl AmxBlock for Q5K {
                 p[64 * j + 32 + l] = hi * i16::from(s2);
             }
         }
-        f16(b, 0)
+        f16_at(b, 0)
     }
 }
 
@@ -297,7 +301,7 @@ impl AmxBlock for Q6K {
                 p[y + l + 96] = q(c >> 4, 6) * s(6);
             }
         }
-        f16(b, 208)
+        f16_at(b, 208)
     }
 }
 
