@@ -11,9 +11,8 @@
 //! [`Engine::generate`] does (same sampler, stop strings, end-of-generation tokens, constrained
 //! decoding and UTF-8-safe streaming), so its output does not depend on who else is in the
 //! batch (to the bit where the matrix kernels give every token's row in one order whatever the
-//! batch; see [`crate::cpu::batch`]). For that the CPU scheduler runs without the AMX tile
-//! kernels (`cpu::matmul::without_amx`), which only prefill of 16 tokens and more would take:
-//! with them a prompt's numbers would depend on how much of it a slot's cache already held.
+//! batch; see [`crate::cpu::batch`]). On x86_64 with AMX that holds too: the tiles (16 tokens
+//! and more) and their one-token twins give the same bits (`cpu::kernels::x86_amx_one`).
 //!
 //! Every slot keeps its KV cache between requests, with the ids its positions hold. A new
 //! request takes the free slot whose cache shares the longest prefix with its prompt (else the
@@ -201,12 +200,7 @@ impl Batcher {
                     engine.forget_prefix();
                 }
                 if engine.cpu_model().is_some() || gpu_batch.is_some() {
-                    // Without the AMX tiles (prefill-only, x86_64 with AMX): their numbers
-                    // differ from the one-token kernels' in the last bits, so a prompt's would
-                    // depend on how much of it a slot's cache already held.
-                    crate::cpu::matmul::without_amx(|| {
-                        run_batched(&engine, gpu_batch, rx, parallel, n_ctx, &st)
-                    });
+                    run_batched(&engine, gpu_batch, rx, parallel, n_ctx, &st);
                 } else {
                     run_serial(&mut engine, rx, n_ctx, &st);
                 }

@@ -1,15 +1,20 @@
 //! The AMX-INT8 tile kernels (`src/cpu/kernels/x86_amx.rs`, prefill of ≥ 16 tokens on x86_64
-//! CPUs with AMX) against `Kernel::Reference`:
+//! CPUs with AMX) and their AVX-512 VNNI twins for fewer tokens (`x86_amx_one.rs`) against
+//! `Kernel::Reference`, and against each other:
 //!
 //! - synthetic matrices of every format they take, rows that are and are not multiples of the
-//!   16-row tile, 16, 17, 33 and 128 tokens (whole and padded token tiles), each output within
+//!   16-row tile, 1 to 128 tokens (twins, whole and padded token tiles), each output within
 //!   `1e-5·Σ|w·x|` (f32 accumulation) plus the activation quantization's worst case: two i8
 //!   planes per group of G values (32, K-quants 256) leave at most `max|x| / (127·508)` per
 //!   value, so `Σ|w|·max|x| / 64516` per group;
 //! - weights at each format's extremes against same-signed activations (largest i32 sums);
 //!   activations with zero groups, outliers and tiny values;
+//! - tiles and twins bit for bit: each token of a 16-to-40-token matmul equals the same token
+//!   alone and in chunks of 2 to 15 (what lets a batched step of 16 sequences or more, which
+//!   takes the tiles, give each sequence what its own decode step gives);
 //! - two threads against one, bit for bit;
-//! - both bench models: prefill logits NMSE ≤ 1e-5 against the reference.
+//! - both bench models: prefill logits NMSE ≤ 1e-5 against the reference (tests/batch.rs
+//!   checks, with the tiles on, that a batched decode step gives each sequence its solo bits).
 //!
 //! On a CPU without AMX every test says so on stderr and checks that the dispatcher does not
 //! pick the tiles.
@@ -22,7 +27,7 @@ mod cpu_data;
 
 use cpu_data::{extreme_matrix, random_matrix, Rng};
 use wasm_chord::cpu::matmul::{
-    amx_in_use, limit_isa, matmul, set_amx, set_threads, threads, Kernel,
+    amx_in_use, amx_path_in_use, limit_isa, matmul, set_amx, set_threads, threads, Kernel,
 };
 use wasm_chord::model::QMatrix;
 use wasm_chord::quant::{dequantize, GgmlType};
@@ -32,15 +37,13 @@ const AMX_TYPES: [GgmlType; 8] = {
     [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K]
 };
 
-/// Whether this CPU reports AMX-TILE and AMX-INT8 (Linux: /proc/cpuinfo); opts in to the tiles
-/// (`set_amx(true)`: they are off by default). Where the CPU lacks them, says so loudly and
-/// checks that no matmul picks them.
+/// Whether this CPU reports AMX-TILE and AMX-INT8 (Linux: /proc/cpuinfo); turns the tiles on
+/// (`set_amx(true)`, the default; a test elsewhere may not have left it so). Where the CPU
+/// lacks them, says so loudly and checks that no matmul picks them.
 fn amx_expected() -> bool {
     let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let has = flags.contains(" amx_tile") && flags.contains(" amx_int8");
     limit_isa(u8::MAX);
-    // (Off by default: tests/cpu_kernels.rs checks that, in a process of its own, as the
-    // opt-in is process-wide and these tests run side by side.)
     set_amx(true);
     if !has {
         eprintln!(
@@ -48,17 +51,24 @@ fn amx_expected() -> bool {
              only that they are not used"
         );
         for ty in AMX_TYPES {
-            assert!(!amx_in_use(ty, 128), "{ty}: AMX picked on a CPU without it");
+            assert!(
+                !amx_path_in_use(ty, 128),
+                "{ty}: AMX picked on a CPU without it"
+            );
         }
         return false;
     }
     for ty in AMX_TYPES {
         assert!(amx_in_use(ty, 16), "{ty}: AMX not picked for 16 tokens");
-        assert!(!amx_in_use(ty, 15), "{ty}: AMX picked for 15 tokens");
+        assert!(!amx_in_use(ty, 15), "{ty}: AMX tiles picked for 15 tokens");
+        assert!(
+            amx_path_in_use(ty, 1),
+            "{ty}: the AMX twin not picked for 1 token"
+        );
     }
     limit_isa(3);
     assert!(
-        !amx_in_use(GgmlType::Q4_K, 128),
+        !amx_path_in_use(GgmlType::Q4_K, 128) && !amx_path_in_use(GgmlType::Q4_K, 1),
         "limit_isa(3) must rule AMX out"
     );
     limit_isa(u8::MAX);
@@ -93,7 +103,7 @@ fn bounds(w: &QMatrix, x: &[f32], n_tok: usize) -> Vec<f64> {
     m
 }
 
-/// Fast (AMX where `n_tok ≥ 16`) vs Reference; panics naming the worst output. Returns the
+/// Fast (AMX tiles where `n_tok ≥ 16`, their twins below) vs Reference; panics naming the worst output. Returns the
 /// worst error as a fraction of its bound.
 fn check_x(w: &QMatrix, x: &[f32], n_tok: usize) -> f64 {
     let mut fast = vec![f32::NAN; n_tok * w.rows];
@@ -139,7 +149,7 @@ fn amx_matches_reference_for_every_type() {
         for &c in cols {
             for rows in [5, 16, 37] {
                 let w = random_matrix(ty, rows, c, &mut rng);
-                for n_tok in [16, 17, 33, 128] {
+                for n_tok in [1, 2, 7, 16, 17, 33, 128] {
                     let x = random_x(n_tok * c, &mut rng);
                     worst = worst.max(check_x(&w, &x, n_tok));
                 }
@@ -169,11 +179,13 @@ fn amx_zero_groups_outliers_and_extremes() {
         x[2 * cols..3 * cols].iter_mut().for_each(|v| *v *= 1e-30);
         x[3 * cols..4 * cols].fill(0.0);
         check_x(&w, &x, n_tok);
+        check_x(&w, &x[..4 * cols], 4);
         for fill in [0x00u8, 0xff, 0x80, 0x88] {
             let w = extreme_matrix(ty, cols, fill, &mut rng);
             for v in [1.0f32, -1.0] {
                 let x = vec![v; 16 * cols];
                 check_x(&w, &x, 16);
+                check_x(&w, &x, 1);
             }
         }
     }
@@ -207,6 +219,54 @@ fn amx_two_threads_match_one() {
         check_x(&w, &x, n_tok);
     }
     set_threads(before);
+}
+
+/// Each token of a tile matmul equals the same token through the twins, alone and in chunks
+/// of 2 to 15 tokens, bit for bit, on 1 and 2 threads.
+#[test]
+fn twins_give_the_tiles_bits() {
+    if !amx_expected() {
+        return;
+    }
+    let mut rng = Rng(7);
+    let before = threads();
+    for ty in AMX_TYPES {
+        let cols = if ty.block_size() == 32 { 576 } else { 768 };
+        for rows in [1, 7, 16, 45] {
+            let w = random_matrix(ty, rows, cols, &mut rng);
+            let n_tok = 16 + rows % 25;
+            let mut x = random_x(n_tok * cols, &mut rng);
+            // An outlier and a zero group, as real activations have.
+            x[cols + 5] = 80.0;
+            x[2 * cols..2 * cols + 256].fill(0.0);
+            let mut tiles = vec![f32::NAN; n_tok * rows];
+            matmul(&w, &x, &mut tiles, n_tok, Kernel::Fast).unwrap();
+            for threads in [1, 2] {
+                set_threads(threads);
+                for chunk in [1, 2, 5, 15] {
+                    let mut t0 = 0;
+                    while t0 < n_tok {
+                        let n = chunk.min(n_tok - t0);
+                        let mut y = vec![f32::NAN; n * rows];
+                        let xs = &x[t0 * cols..(t0 + n) * cols];
+                        matmul(&w, xs, &mut y, n, Kernel::Fast).unwrap();
+                        let want = &tiles[t0 * rows..(t0 + n) * rows];
+                        for (i, (a, b)) in y.iter().zip(want).enumerate() {
+                            assert!(
+                                a.to_bits() == b.to_bits(),
+                                "{ty} {rows}×{cols}, {threads} thread(s), chunks of {chunk}: \
+                                 token {} row {}: twin {a} tiles {b}",
+                                t0 + i / rows,
+                                i % rows
+                            );
+                        }
+                        t0 += n;
+                    }
+                }
+            }
+            set_threads(before);
+        }
+    }
 }
 
 /// Prefill of 24 tokens through the whole model: the last token's logits, AMX vs Reference.

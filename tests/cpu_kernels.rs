@@ -322,24 +322,46 @@ fn recurrent_kernels_match_the_reference() {
     limit_isa(u8::MAX);
 }
 
-/// The AMX tile kernels (x86_64 CPUs with AMX) are opt-in (`set_amx`, `CHORD_AMX=1`): by default
-/// no matmul takes them, so a prompt's numbers do not depend on how it was split into chunks
-/// (tests/amx_kernels.rs tests them opted in).
+/// The AMX tile kernels are the default where the CPU has them (x86_64 with AMX-INT8: the
+/// tiles from 16 tokens, their twins below), and `CHORD_AMX=0` or `set_amx(false)` turns them
+/// off; elsewhere no matmul picks them. (Whether this CPU has them is read from /proc/cpuinfo
+/// independently; tests/amx_kernels.rs tests the kernels themselves.)
 #[test]
-fn amx_is_opt_in() {
-    if std::env::var_os("CHORD_AMX").is_some_and(|v| v == "1") {
-        panic!("CHORD_AMX=1 is set: unset it to run this test");
+fn amx_is_the_default_where_the_cpu_has_it() {
+    use wasm_chord::cpu::matmul::{amx_in_use, amx_path_in_use, set_amx};
+    if std::env::var_os("CHORD_AMX").is_some() {
+        panic!("CHORD_AMX is set: unset it to run this test");
     }
-    for ty in [
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let has = cfg!(target_arch = "x86_64")
+        && flags.contains(" amx_tile")
+        && flags.contains(" amx_int8")
+        && flags.contains(" avx512_vnni");
+    if !has {
+        eprintln!("!!! NO AMX here: only checking that no matmul picks the tiles");
+    }
+    let types = [
         GgmlType::Q4_0,
         GgmlType::Q5_0,
         GgmlType::Q8_0,
         GgmlType::Q4_K,
         GgmlType::Q6_K,
-    ] {
+    ];
+    for ty in types {
+        assert_eq!(amx_in_use(ty, 128), has, "{ty}: tiles for 128 tokens");
+        assert_eq!(amx_path_in_use(ty, 1), has, "{ty}: twin for 1 token");
+        assert!(!amx_in_use(ty, 1), "{ty}: tiles for 1 token");
+    }
+    assert!(
+        !amx_path_in_use(GgmlType::Q2_K, 128),
+        "Q2_K has no AMX kernel"
+    );
+    set_amx(false);
+    for ty in types {
         assert!(
-            !wasm_chord::cpu::matmul::amx_in_use(ty, 128),
-            "{ty}: AMX picked without the opt-in"
+            !amx_path_in_use(ty, 128),
+            "{ty}: AMX picked after set_amx(false)"
         );
     }
+    set_amx(true);
 }

@@ -41,8 +41,6 @@ impl CpuModel {
                 cache: &mut *r.cache,
             })
             .collect();
-        // One token per sequence: never the prefill-only AMX tiles, whose results differ from
-        // the one-token kernels' in the last bits, from 16 sequences up.
-        super::matmul::without_amx(|| self.forward_segments(&tokens, &mut segs, false))
+        self.forward_segments(&tokens, &mut segs, false)
     }
 }

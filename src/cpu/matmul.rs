@@ -17,8 +17,10 @@ mod kernels;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) use kernels::has_avx2_fma;
-pub use kernels::{amx_in_use, limit_isa, relaxed_dot_products, set_amx, set_threads, threads};
-pub(crate) use kernels::{for_each_part, on_pool, without_amx};
+pub use kernels::{
+    amx_in_use, amx_path_in_use, limit_isa, relaxed_dot_products, set_amx, set_threads, threads,
+};
+pub(crate) use kernels::{for_each_part, on_pool};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Kernel {

@@ -39,10 +39,10 @@ pub struct Args {
     /// CPU threads (default 1, to compare with llama.cpp's -t 1).
     #[arg(short = 't', long, default_value_t = 1)]
     pub threads: usize,
-    /// Prefill on the AMX-INT8 tiles where the CPU has them (`cpu::matmul::set_amx`; also
-    /// `CHORD_AMX=1`).
+    /// Leave the AMX-INT8 kernels (on by default where the CPU has them; also `CHORD_AMX=0`):
+    /// the i16 integer kernels instead (`cpu::matmul::set_amx`).
     #[arg(long)]
-    pub amx: bool,
+    pub no_amx: bool,
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
     #[arg(long, value_enum, default_value = "fast")]
@@ -81,8 +81,8 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<(), Fail> {
-    if a.amx {
-        cpu::matmul::set_amx(true);
+    if a.no_amx {
+        cpu::matmul::set_amx(false);
     }
     let load = crate::LoadArgs {
         backend: a.backend,

@@ -17,11 +17,12 @@
 //! i32 overflow bounds, tiles and measurements are in `x86_i16`.
 //!
 //! Code paths, chosen once per process ([`limit_isa`] narrows them for tests):
-//! - x86_64 with AMX-INT8 (Linux), opted in ([`set_amx`], or `CHORD_AMX=1` in the
-//!   environment), `limit_isa(4)` and above, matmuls of at least 16 tokens (prefill): the tile
-//!   kernels of `x86_amx` for Q4_0, Q4_1, Q5_0, Q5_1,
-//!   Q8_0, Q4_K, Q5_K, Q6_K (two i8 activation planes, error `max|x|/64516` per 32 or 256
-//!   values; logits NMSE 5e-9–2e-8 on the bench models); fewer tokens take the path below;
+//! - x86_64 with AMX-INT8 (Linux) and AVX-512 VNNI, `limit_isa(4)` and above, unless opted out
+//!   ([`set_amx`], or `CHORD_AMX=0` in the environment), for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+//!   Q4_K, Q5_K, Q6_K: matmuls of at least 16 tokens (prefill) on the tile kernels of
+//!   `x86_amx` (two i8 activation planes, error `max|x|/64516` per 32 or 256 values; logits
+//!   NMSE 5e-9–2e-8 on the bench models), fewer tokens on their AVX-512 VNNI twins
+//!   (`x86_amx_one`), which give the tiles' numbers bit for bit;
 //! - x86_64 with AVX-512 BW: the i16 kernels above (VNNI where the CPU has it);
 //! - x86_64 with AVX2 + FMA + F16C: hand-written intrinsics for F32, Q4_0, Q4_1, Q5_0, Q5_1,
 //!   Q8_0, Q4_K, Q6_K (`x86`) and the IQ formats and MXFP4 (`x86_iq`: `pshufb` level lookups,
@@ -61,6 +62,8 @@ mod wasm;
 mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_amx;
+#[cfg(target_arch = "x86_64")]
+mod x86_amx_one;
 #[cfg(target_arch = "x86_64")]
 mod x86_i16;
 
@@ -117,6 +120,9 @@ pub(super) struct QAct {
     #[cfg_attr(not(target_feature = "relaxed-simd"), allow(dead_code))]
     /// Relaxed SIMD only: (2, n_tok, cols / 16), the sums of every 16 values of each plane.
     pub(super) sum16: Vec<i16>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    /// The AMX twins only (`x86_amx_one`): (n_tok, cols / 32), the integer sums of `q`.
+    pub(super) si: Vec<i32>,
 }
 
 #[cfg_attr(
@@ -252,6 +258,10 @@ enum RowKernel {
     /// AMX-INT8 tiles (`x86_amx`), for `MIN_TOKENS` tokens and more.
     #[cfg(target_arch = "x86_64")]
     Amx(x86_amx::AmxFn),
+    /// The tiles' AVX-512 VNNI twins (`x86_amx_one`), below `MIN_TOKENS` tokens: activations
+    /// quantized as the tiles do, per this many values.
+    #[cfg(target_arch = "x86_64")]
+    AmxTwin(IntRowsFn, usize),
 }
 
 std::thread_local! {
@@ -270,26 +280,25 @@ pub fn limit_isa(level: u8) {
     ISA_LIMIT.with(|l| l.set(level));
 }
 
-/// AMX opt-in: 0 not yet read from the environment, 1 off, 2 on.
+/// AMX setting: 0 not yet read from the environment, 1 off, 2 on.
 static AMX: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
-/// Opt in to (or out of) the AMX-INT8 prefill kernels for the whole process (the default: off,
-/// unless `CHORD_AMX=1` is in the environment). They prefill 2–2.6× faster than the i16
-/// kernels on CPUs with AMX, as accurately (logits NMSE 5e-9–2e-8), but not to the same bits:
-/// with them a token's numbers depend on whether it was prefilled in a chunk of 16 or more or
-/// computed one at a time, so a prompt partly served from a cached prefix (a conversation's
-/// next turn, a server slot's reuse) may end in other last bits than the same prompt from
-/// scratch. The batching scheduler runs without them either way ([`without_amx`]).
+/// Use (the default) or leave the AMX-INT8 kernels for the whole process (`CHORD_AMX=0` in the
+/// environment turns them off). On x86_64 CPUs with AMX they prefill 2–2.6× faster than the
+/// i16 kernels, as accurately (logits NMSE 5e-9–2e-8), and their twins for fewer than 16
+/// tokens (`x86_amx_one`) give the same numbers bit for bit, so a token's matmul results do
+/// not depend on how many tokens share the call (a batched step gives each sequence its solo
+/// bits, as the i16 kernels' tiles do).
 pub fn set_amx(on: bool) {
     AMX.store(if on { 2 } else { 1 }, Ordering::Relaxed);
 }
 
-/// Whether the AMX kernels are opted in (see [`set_amx`]).
+/// Whether the AMX kernels are on (see [`set_amx`]).
 #[cfg(target_arch = "x86_64")]
-fn amx_opted_in() -> bool {
+fn amx_on() -> bool {
     match AMX.load(Ordering::Relaxed) {
         0 => {
-            let on = std::env::var_os("CHORD_AMX").is_some_and(|v| v == "1");
+            let on = std::env::var_os("CHORD_AMX").is_none_or(|v| v != "0");
             set_amx(on);
             on
         }
@@ -298,9 +307,21 @@ fn amx_opted_in() -> bool {
 }
 
 /// Whether `Kernel::Fast` matmuls of `ty` with `n_tok` tokens started from the calling thread
-/// run on the AMX-INT8 tiles (`x86_amx`: x86_64 CPUs with AMX, opted in with [`set_amx`],
-/// `limit_isa(4)` and above, prefill-sized token counts).
+/// run on the AMX-INT8 tiles (`x86_amx`: x86_64 CPUs with AMX, unless turned off with
+/// [`set_amx`], `limit_isa(4)` and above, prefill-sized token counts).
 pub fn amx_in_use(ty: GgmlType, n_tok: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return matches!(amx_kernel(ty, n_tok), Some(RowKernel::Amx(_)));
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ty, n_tok);
+        false
+    }
+}
+
+/// Whether `Kernel::Fast` matmuls of `ty` with `n_tok` tokens take the AMX path from the
+/// calling thread: the tiles (see [`amx_in_use`]) or, below 16 tokens, their twins.
+pub fn amx_path_in_use(ty: GgmlType, n_tok: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     return amx_kernel(ty, n_tok).is_some();
     #[cfg(not(target_arch = "x86_64"))]
@@ -310,13 +331,21 @@ pub fn amx_in_use(ty: GgmlType, n_tok: usize) -> bool {
     }
 }
 
-/// The AMX tile kernel for `n_tok` tokens of `ty` from the calling thread, where the CPU, the
-/// opt-in, [`limit_isa`] (4 and above) and the token count allow it.
+/// The AMX tile kernel for `n_tok` tokens of `ty` from the calling thread, or its twin below
+/// `MIN_TOKENS`, where the CPU (AMX and AVX-512 VNNI), the setting and [`limit_isa`] (4 and
+/// above) allow it. A format takes both or neither, so every token count agrees.
 #[cfg(target_arch = "x86_64")]
-fn amx_kernel(ty: GgmlType, n_tok: usize) -> Option<x86_amx::AmxFn> {
-    let allowed =
-        ISA_LIMIT.with(|l| l.get()) >= 4 && n_tok >= x86_amx::MIN_TOKENS && amx_opted_in();
-    allowed.then(|| x86_amx::select(ty)).flatten()
+fn amx_kernel(ty: GgmlType, n_tok: usize) -> Option<RowKernel> {
+    if ISA_LIMIT.with(|l| l.get()) < 4 || !amx_on() {
+        return None;
+    }
+    let tiles = x86_amx::select(ty)?;
+    let (twin, g) = x86_amx_one::select(ty)?;
+    Some(if n_tok >= x86_amx::MIN_TOKENS {
+        RowKernel::Amx(tiles)
+    } else {
+        RowKernel::AmxTwin(twin, g)
+    })
 }
 
 /// Whether the CPU has AVX2 and FMA (detected once); the attention loop's wider path.
@@ -373,6 +402,17 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
         RowKernel::F32(f) => run_rows(w, n_tok, out, |r0, o| f(w, x, n_tok, r0, o)),
         #[cfg(target_arch = "x86_64")]
         RowKernel::Amx(f) => f(w, x, n_tok, out),
+        #[cfg(target_arch = "x86_64")]
+        RowKernel::AmxTwin(f, g) => {
+            let qa = qa.get_or_insert_with(QAct::default);
+            if x86_amx_one::quantize(qa, x, n_tok, cols, g) {
+                let qa = &*qa;
+                run_rows(w, n_tok, out, |r0, o| f(w, qa, n_tok, r0, o));
+            } else {
+                // Unreachable: `select` hands these out only where the quantizer runs.
+                out.fill(f32::NAN);
+            }
+        }
         RowKernel::I16(f, g, resid) => {
             let qa = qa.get_or_insert_with(QAct::default);
             // The AVX-512 quantizer on x86_64, the portable one (same values) elsewhere.
@@ -458,15 +498,6 @@ pub(crate) fn for_each_part<T: Send>(parts: &mut [T], f: impl Fn(usize, &mut T) 
     parts.iter_mut().enumerate().for_each(|(i, p)| f(i, p));
 }
 
-/// `f()` without the AMX tile kernels (the calling thread's [`limit_isa`] capped at 3), so
-/// matmuls over several sequences' single tokens (a batched decode step) take the path each
-/// sequence's own one-token step takes, whatever the batch size: its rows stay bit for bit
-/// what that sequence alone gives (`cpu::batch`).
-pub(crate) fn without_amx<R>(f: impl FnOnce() -> R) -> R {
-    let limit = ISA_LIMIT.with(|l| l.get()).min(3);
-    under_isa_limit(limit, f)
-}
-
 /// `f()` on this thread under the ISA limit `limit` (a caller's [`limit_isa`], carried to a
 /// pool thread), restoring this thread's own afterwards.
 fn under_isa_limit<R>(limit: u8, f: impl FnOnce() -> R) -> R {
@@ -512,8 +543,8 @@ fn select(
     }
     let limit = ISA_LIMIT.with(|l| l.get());
     #[cfg(target_arch = "x86_64")]
-    if let Some(f) = amx_kernel(w.ty, n_tok) {
-        return Some(RowKernel::Amx(f));
+    if let Some(k) = amx_kernel(w.ty, n_tok) {
+        return Some(k);
     }
     #[cfg(target_arch = "x86_64")]
     if limit >= 2 {

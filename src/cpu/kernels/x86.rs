@@ -107,6 +107,11 @@ macro_rules! quarter_tree {
 #[derive(Clone, Copy)]
 pub(super) struct Avx512<const VNNI: bool>(());
 
+/// The AVX-512 VNNI token, where the CPU has it (the one-token kernels of `x86_amx_one`).
+pub(super) fn avx512_vnni() -> Option<Avx512<true>> {
+    token512::<true>()
+}
+
 fn token512<const VNNI: bool>() -> Option<Avx512<VNNI>> {
     (level() >= 4 + u8::from(VNNI)).then_some(Avx512(()))
 }
@@ -396,6 +401,116 @@ impl<const VNNI: bool> Avx512<VNNI> {
                 |q| _mm512_cvtepi32_ps(q)
             )
         }
+    }
+    /// The exact i32 totals of up to 16 i32 vectors, lane `n` for `v[n]` (callers keep every
+    /// total below 2^31): [`Avx512::quarter_sums`]' tree, then the quarters, all in i32.
+    #[inline(always)]
+    pub(super) fn totals_i32<const N: usize>(self, v: &[__m512i; N]) -> __m512i {
+        let q = unsafe {
+            quarter_tree!(
+                v,
+                N,
+                _mm512_setzero_si512(),
+                _mm512_setzero_si512(),
+                |a, b| _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b)),
+                |c, d| _mm512_add_epi32(_mm512_unpacklo_epi64(c, d), _mm512_unpackhi_epi64(c, d)),
+                |q| q
+            )
+        };
+        macro_rules! fold {
+            ($x:expr, $y:expr) => {{
+                let (x, y) = ($x, $y);
+                unsafe {
+                    _mm512_add_epi32(
+                        _mm512_shuffle_i32x4::<0x88>(x, y),
+                        _mm512_shuffle_i32x4::<0xdd>(x, y),
+                    )
+                }
+            }};
+        }
+        if N <= 4 {
+            let u = fold!(q[0], q[0]);
+            fold!(u, u)
+        } else if N <= 8 {
+            let u = fold!(q[0], q[1]);
+            fold!(u, u)
+        } else {
+            fold!(fold!(q[0], q[1]), fold!(q[2], q[3]))
+        }
+    }
+    /// The exact totals of 4 i32 vectors (summed in i64), as f32 (each rounded once): lane `n`
+    /// for `v[n]`, lanes 4.. zero.
+    #[inline(always)]
+    pub(super) fn totals_i64_f32(self, v: &[__m512i; 4]) -> __m512 {
+        unsafe {
+            let wide = |x: __m512i| {
+                _mm512_add_epi64(
+                    _mm512_cvtepi32_epi64(_mm512_castsi512_si256(x)),
+                    _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(x)),
+                )
+            };
+            let s = [wide(v[0]), wide(v[1]), wide(v[2]), wide(v[3])];
+            // Per quarter: [s0.2q + s0.2q+1, s1.2q + s1.2q+1] (and s2, s3).
+            let pair = |a: __m512i, b: __m512i| {
+                _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+            };
+            let (t01, t23) = (pair(s[0], s[1]), pair(s[2], s[3]));
+            // Quarters: t01.q0 + t01.q1, t01.q2 + t01.q3, t23.q0 + t23.q1, t23.q2 + t23.q3.
+            let u = _mm512_add_epi64(
+                _mm512_shuffle_i64x2::<0x88>(t01, t23),
+                _mm512_shuffle_i64x2::<0xdd>(t01, t23),
+            );
+            // Quarter 0: [S0, S1]; quarter 1: [S2, S3].
+            let w = _mm512_add_epi64(
+                _mm512_shuffle_i64x2::<0x08>(u, u),
+                _mm512_shuffle_i64x2::<0x0d>(u, u),
+            );
+            let f = _mm512_cvtepi64_ps(w);
+            _mm512_zextps256_ps512(_mm256_blend_ps::<0x0f>(_mm256_setzero_ps(), f))
+        }
+    }
+    /// [`Avx512::totals_i64_f32`] of 8 vectors: lane `n` for `v[n]`, lanes 8.. zero.
+    #[inline(always)]
+    pub(super) fn totals_i64_f32_8(self, v: &[__m512i; 8]) -> __m512 {
+        let lo = self.totals_i64_f32(&[v[0], v[1], v[2], v[3]]);
+        let hi = self.totals_i64_f32(&[v[4], v[5], v[6], v[7]]);
+        // `hi`'s lanes 0..4 into lanes 4..8.
+        unsafe {
+            let idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 3, 2, 1, 0, 0, 0, 0, 0);
+            _mm512_mask_permutexvar_ps(lo, 0x00f0, idx, hi)
+        }
+    }
+    /// Lane `n` takes lane `n + k` of `v` (lanes past 15: zero).
+    #[inline(always)]
+    pub(super) fn lanes_down(self, v: __m512, k: usize) -> __m512 {
+        unsafe {
+            let idx = _mm512_add_epi32(
+                _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                _mm512_set1_epi32(k as i32),
+            );
+            let keep = _mm512_cmplt_epi32_mask(idx, _mm512_set1_epi32(16));
+            _mm512_maskz_permutexvar_ps(keep, idx, v)
+        }
+    }
+    /// i32 lanes `a·b` (low 32 bits).
+    #[inline(always)]
+    pub(super) fn mullo32(self, a: __m512i, b: __m512i) -> __m512i {
+        unsafe { _mm512_mullo_epi32(a, b) }
+    }
+    /// 8 i32 in lanes 0..8, zeros above.
+    #[inline(always)]
+    pub(super) fn i32x8z(self, x: &[i32; 8]) -> __m512i {
+        unsafe { _mm512_zextsi256_si512(_mm256_loadu_si256(x.as_ptr().cast())) }
+    }
+    /// 8 bytes zero-extended to i32 lanes 0..8, zeros above.
+    #[inline(always)]
+    pub(super) fn u8x8_32(self, b: &[u8; 8]) -> __m512i {
+        unsafe { _mm512_zextsi256_si512(_mm256_cvtepu8_epi32(_mm_loadl_epi64(b.as_ptr().cast()))) }
+    }
+    /// Bit `n` set where i16 lanes `a[n] & b[n]` are not zero (`vptestmw`).
+    #[inline(always)]
+    pub(super) fn test16(self, a: __m512i, b: __m512i) -> u32 {
+        unsafe { _mm512_test_epi16_mask(a, b) }
     }
     /// Lane `n` (for `n < N`): the total of the 4 quarters of output `n` in `q` (as
     /// [`Avx512::quarter_sums`] lays them out), added `(L0 + L1) + (L2 + L3)` whatever `N`, so

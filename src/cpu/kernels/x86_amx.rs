@@ -1,5 +1,6 @@
 //! x86_64 AMX-INT8 tile kernels for prefill (`n_tok ≥ MIN_TOKENS`): Q4_0, Q4_1, Q5_0, Q5_1,
-//! Q8_0, Q4_K, Q5_K, Q6_K.
+//! Q8_0, Q4_K, Q5_K, Q6_K. Fewer tokens take their AVX-512 VNNI twins (`x86_amx_one`), which
+//! give these kernels' numbers bit for bit: the scaling below is written for both.
 //!
 //! The scheme follows llama.cpp's AMX kernels (ggml-org/llama.cpp,
 //! `ggml/src/ggml-cpu/amx/mmq.cpp`, `tinygemm_kernel_amx`: 16×16 i32 tiles of `tdpbssd`, the
@@ -9,11 +10,12 @@
 //! one (accuracy), and the K-quants' integer sub-block scales folded into the weights (split
 //! into two i8 planes) so a whole 256-value super-block accumulates in the tiles.
 //!
-//! Activations, once per call: per token and group of `G` values (32 for the 32-weight
-//! formats, 256 for the K-quants) `d = max|x| / 127`, `q1 = round(x / d)` and the residual
-//! plane `q2 = round((x / d − q1)·254)`, both in −127..=127: `x ≈ d·(q1 + q2/254)`, error at
-//! most `d/508` = `max|x| / 64516` per value (the i16 path: `/ 65534`; llama.cpp's one i8
-//! plane: `/ 254`). Per 32 values the exact f32 sum (min terms). Packed per 16-token tile in
+//! Activations, once per call (`quantize_token`): per token and group of `G` values (32 for the
+//! 32-weight formats, 256 for the K-quants) `q1 = round(x·127 / max|x|)` and the residual plane
+//! `q2 = round((x·127 / max|x| − q1)·254)`, both in −127..=127, so `x ≈ d·(254·q1 + q2)` with
+//! `d = max|x| / 32258`; error at most `max|x| / 64516` per value (the i16 path: `/ 65534`;
+//! llama.cpp's one i8 plane: `/ 254`). Per 32 values the exact f32 sum (the 32-weight formats'
+//! min terms) and the integer sum of `254·q1 + q2` (the K-quants'). Packed per 16-token tile in
 //! `tdpbssd`'s B layout: row `k/4` holds 4 consecutive values of each of the 16 tokens (64 B).
 //! Token counts that are not a multiple of 16 pad the last tile with zeros (`d = 0`).
 //!
@@ -21,22 +23,27 @@
 //! - 32-weight formats: the block's integer quants (Q4_0 −8..7, Q5_0 −16..15, Q8_0 −128..127,
 //!   Q4_1 0..15, Q5_1 0..31) as A tiles of 16 rows × 32 bytes; per block the f32 `d` (and `m`).
 //!   Per block and 16×16 tile: `tdpbssd` with each plane (K = 32), `tilestored`, then
-//!   `acc += d_w·d_x·(C1 + C2/254) (+ m·Σx)` in f32 (AVX-512, one zmm of 16 tokens per row);
+//!   `I = 254·C1 + C2` (exact in i32) and `acc = fma(f32(I)·d_x, d_w, acc)` (then
+//!   `acc = fma(Σx, m, acc)`) in f32 (AVX-512, one zmm of 16 tokens per row);
 //! - K-quants: `P = q·sc` (Q4_K 0..945, Q5_K 0..1953, Q6_K (q − 32)·sc in −4064..=4096),
 //!   split as `P = 128·hi + lo` with `lo = P & 127` (0..127) and `hi = P >> 7` (−32..=32):
 //!   two A planes of 16 rows × 64 bytes (K = 64). Per super-block: 4 K-chunks × 4 `tdpbssd`
-//!   (hi/lo × q1/q2) into 4 i32 tiles, stored once; then `(hi << 7) + lo` in i32 per plane,
-//!   and `acc += d·d_x·(C1 + C2/254) − dmin·Σ_j m_j·Σx_j` in f32 (Q6_K: no min).
+//!   (hi/lo × q1/q2) into 4 i32 tiles, stored once; then `C = (hi << 7) + lo` in i32 per
+//!   plane, `I = 254·C1 + C2` in i64 (up to 3.5e10) and `acc = fma(f32(I)·d_x, d, acc)`; for
+//!   Q4_K / Q5_K then `acc = fma(f32(Σ_j m_j·S_j)·d_x, −dmin, acc)` with `S_j` the integer sum
+//!   of sub-block `j`'s activations (so the min term, too, is the exact product with the
+//!   quantized activations).
 //!
 //! Overflow (i32 tiles, zeroed per scaled product): 32-weight blocks: `|C| ≤ 32·128·127` =
 //! 520 192. K-quants, one super-block: `|C_hi| ≤ 256·32·127` = 1 040 384, `|C_lo| ≤
-//! 256·127·127` = 4 129 024, so `128·C_hi + C_lo ≤ 1.38e8 < 2^31`. (f32 rounds values beyond
-//! 2^24 at 6e-8 relative, far below the activation error.)
+//! 256·127·127` = 4 129 024, so `128·C_hi + C_lo ≤ 1.38e8 < 2^31`; `I` for 32-weight blocks
+//! ≤ 255·520 192 < 1.33e8; the min sums `Σ_j m_j·S_j ≤ 8·63·32·32385 < 5.3e8`. (f32 rounds
+//! values beyond 2^24 at 6e-8 relative, far below the activation error.)
 //!
 //! Tiles: tmm0/tmm1 weights (A), tmm2/tmm3 the two activation planes (B), tmm4..tmm7 i32
 //! results (all eight in use, so no double buffering: each K-chunk's loads are issued right
-//! after the last product that reads the tile they replace); the configuration is loaded (`ldtilecfg`) at the start of every run on every
-//! thread, and `tilerelease` ends it. The scalar reference is `Kernel::Reference`
+//! after the last product that reads the tile they replace); the configuration is loaded
+//! (`ldtilecfg`) at the start of every run on every thread, and `tilerelease` ends it. The scalar reference is `Kernel::Reference`
 //! (tests/amx_kernels.rs).
 
 use super::portable::f16_at;
@@ -46,13 +53,14 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-/// Fewest tokens for which the tile kernels run (below: the i16 kernels). Token tiles are 16
-/// wide; 16 and above measured faster than the i16 kernels here.
+/// Fewest tokens for which the tile kernels run (below: their twins, `x86_amx_one`). Token
+/// tiles are 16 wide; below 16 tokens the tiles' weight decoding outweighs their products
+/// (one token: about 2.5× the twins' time).
 pub(super) const MIN_TOKENS: usize = 16;
 
-/// Whether the CPU has AMX-TILE + AMX-INT8 (and AVX-512 F/BW for the f32 side), and the OS
+/// Whether the CPU has AMX-TILE + AMX-INT8 (and AVX-512 F/BW/DQ for the f32 side), and the OS
 /// granted this process the tile data state. Detected (and asked for) once per process;
-/// Whether a matmul uses them is also up to the caller's opt-in (`kernels::set_amx`).
+/// whether a matmul uses them is also up to `kernels::set_amx` (on by default).
 pub(super) fn available() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(detect)
@@ -61,6 +69,7 @@ pub(super) fn available() -> bool {
 fn detect() -> bool {
     if !(is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512dq")
         && is_x86_feature_detected!("xsave"))
     {
         return false;
@@ -140,9 +149,11 @@ trait AmxBlock {
     const TS: usize;
     /// Whether the block has a min term (`m` per 32 weights).
     const MIN: bool;
-    /// The block's integer weights `p` (K-quants: times their sub-block scales), its scale `d`
-    /// and its min terms per 32 weights (`w = d·p + m`, `m` already signed: `−dmin·m_j`).
-    fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 8]) -> f32;
+    /// The block's integer weights `p` (K-quants: times their sub-block scales) and its scale
+    /// `d`; with a min term, 32-weight formats `m[0] = m` (`w = d·p + m`), K-quants the integer
+    /// sub-block mins `m[j] = m_j` (j < 8, exact in f32) and `m[8] = −dmin`
+    /// (`w = d·p − dmin·m_j`).
+    fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 9]) -> f32;
 }
 
 struct Q4_0;
@@ -151,7 +162,7 @@ impl AmxBlock for Q4_0 {
     const TS: usize = 18;
     const MIN: bool = false;
     #[inline(always)]
-    fn decode(b: &[u8], p: &mut [i16; 256], _: &mut [f32; 8]) -> f32 {
+    fn decode(b: &[u8], p: &mut [i16; 256], _: &mut [f32; 9]) -> f32 {
         for (j, &q) in b[2..18].iter().enumerate() {
             p[j] = i16::from(q & 15) - 8;
             p[j + 16] = i16::from(q >> 4) - 8;
@@ -166,7 +177,7 @@ impl AmxBlock for Q4_1 {
     const TS: usize = 20;
     const MIN: bool = true;
     #[inline(always)]
-    fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 8]) -> f32 {
+    fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 9]) -> f32 {
         for (j, &q) in b[4..20].iter().enumerate() {
             p[j] = i16::from(q & 15);
             p[j + 16] = i16::from(q >> 4);
@@ -192,7 +203,7 @@ impl AmxBlock for Q5_0 {
     const TS: usize = 22;
     const MIN: bool = false;
     #[inline(always)]
-    fn decode(b: &[u8], p: &mut [i16; 256], _: &mut [f32; 8]) -> f32 {
+    fn decode(b: &[u8], p: &mut [i16; 256], _: &mut [f32; 9]) -> f32 {
         q5(b, 2, p, 16);
         f16_at(b, 0)
     }
@@ -204,7 +215,7 @@ impl AmxBlock for Q5_1 {
     const TS: usize = 24;
     const MIN: bool = true;
     #[inline(always)]
-    fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 8]) -> f32 {
+    fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 9]) -> f32 {
         q5(b, 4, p, 0);
         m[0] = f16_at(b, 2);
         f16_at(b, 0)
@@ -217,7 +228,7 @@ impl AmxBlock for Q8_0 {
     const TS: usize = 34;
     const MIN: bool = false;
     #[inline(always)]
-    fn decode(b: &[u8], p: &mut [i16; 256], _: &mut [f32; 8]) -> f32 {
+    fn decode(b: &[u8], p: &mut [i16; 256], _: &mut [f32; 9]) -> f32 {
         for (j, &q) in b[2..34].iter().enumerate() {
             p[j] = i16::from(q as i8);
         }
@@ -225,17 +236,17 @@ impl AmxBlock for Q8_0 {
     }
 }
 
-/// Q4_K / Q5_K: the 8 sub-block scales of block `b` (6-bit, `get_scale_min_k4`), and their
-/// min terms `−dmin·m_j` into `m`.
+/// Q4_K / Q5_K: the 8 sub-block scales of block `b` (6-bit, `get_scale_min_k4`), their
+/// integer mins into `m[..8]` and `−dmin` into `m[8]`.
 #[inline(always)]
-fn k4_scales_mins(b: &[u8], m: &mut [f32; 8]) -> [u8; 8] {
-    let dmin = f16_at(b, 2);
+fn k4_scales_mins(b: &[u8], m: &mut [f32; 9]) -> [u8; 8] {
+    m[8] = -f16_at(b, 2);
     let packed: &[u8; 12] = b[4..16].try_into().unwrap_or(&[0; 12]);
     let mut sc = [0u8; 8];
     for (j, (s, mj)) in sc.iter_mut().zip(m.iter_mut()).enumerate() {
         let (sj, mn) = get_scale_min_k4(j, packed);
         *s = sj;
-        *mj = -dmin * f32::from(mn);
+        *mj = f32::from(mn);
     }
     sc
 }
@@ -246,7 +257,7 @@ impl AmxBlock for Q4K {
     const TS: usize = 144;
     const MIN: bool = true;
     #[inline(always)]
-    fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 8]) -> f32 {
+    fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 9]) -> f32 {
         let sc = k4_scales_mins(b, m);
         for j in 0..4 {
             let (s1, s2) = (sc[2 * j], sc[2 * j + 1]);
@@ -266,7 +277,7 @@ impl AmxBlock for Q5K {
     const TS: usize = 176;
     const MIN: bool = true;
     #[inline(always)]
-    fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 8]) -> f32 {
+    fn decode(b: &[u8], p: &mut [i16; 256], m: &mut [f32; 9]) -> f32 {
         let sc = k4_scales_mins(b, m);
         for j in 0..4 {
             let (s1, s2) = (sc[2 * j], sc[2 * j + 1]);
@@ -288,7 +299,7 @@ impl AmxBlock for Q6K {
     const TS: usize = 210;
     const MIN: bool = false;
     #[inline(always)]
-    fn decode(b: &[u8], p: &mut [i16; 256], _: &mut [f32; 8]) -> f32 {
+    fn decode(b: &[u8], p: &mut [i16; 256], _: &mut [f32; 9]) -> f32 {
         for n in 0..2 {
             let (ql, qh, sc, y) = (64 * n, 128 + 32 * n, 192 + 8 * n, 128 * n);
             for l in 0..32 {
@@ -313,15 +324,71 @@ struct Acts {
     q2: Vec<i8>,
     /// (tile, cols / G, 16 tokens).
     d: Vec<f32>,
-    /// (tile, cols / 32, 16 tokens).
+    /// (tile, cols / 32, 16 tokens): the exact f32 sums (32-weight formats' min terms).
     s: Vec<f32>,
+    /// (tile, cols / 32, 16 tokens): the integer sums of `254·q1 + q2` (K-quants' min terms).
+    si: Vec<i32>,
 }
 
 std::thread_local! {
     static ACTS: std::cell::RefCell<Acts> = std::cell::RefCell::new(Acts::default());
 }
 
-/// Quantize `x` (n_tok, cols) per `g` values into `a`.
+/// One token's activations `xt` (cols) in two i8 planes per `g` values (see the module doc):
+/// `q1`, `q2` (cols); per group the scale of the integer `254·q1 + q2` the kernels multiply
+/// with, `d = max|x| / 32258` (cols / g); per 32 values the exact f32 sum `s` and the integer
+/// sum `si` of `254·q1 + q2` (cols / 32). The tiles and their one-token twins (`x86_amx_one`)
+/// both take their activations from here, so both multiply the same numbers.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) fn quantize_token(
+    xt: &[f32],
+    g: usize,
+    q: [&mut [i8]; 2],
+    d: &mut [f32],
+    s: &mut [f32],
+    si: &mut [i32],
+) {
+    let [q1, q2] = q;
+    let v254 = _mm512_set1_ps(254.0);
+    for (gi, xg) in xt.chunks_exact(g).enumerate() {
+        let mut m = _mm512_setzero_ps();
+        for c in xg.chunks_exact(16) {
+            m = _mm512_max_ps(m, _mm512_abs_ps(ldf(c)));
+        }
+        let amax = _mm512_reduce_max_ps(m);
+        if let Some(d) = d.get_mut(gi) {
+            *d = amax / 127.0 / 254.0;
+        }
+        let inv = _mm512_set1_ps(if amax > 0.0 { 127.0 / amax } else { 0.0 });
+        for (k, c) in xg.chunks_exact(16).enumerate() {
+            let v = _mm512_mul_ps(ldf(c), inv);
+            let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+            // |v| ≤ 127 and |(v − r)·254| ≤ 127: the saturating narrowings never clip finite
+            // inputs.
+            let a = _mm512_cvtps_epi32(r);
+            let b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(v, r), v254));
+            let o = gi * g + 16 * k;
+            if let (Some(p1), Some(p2)) = (q1.get_mut(o..o + 16), q2.get_mut(o..o + 16)) {
+                p1.copy_from_slice(&st16(_mm512_cvtsepi32_epi8(a)));
+                p2.copy_from_slice(&st16(_mm512_cvtsepi32_epi8(b)));
+            }
+            // 254·q1 + q2, summed per 32 values (|sum| ≤ 32·32385: exact in i32 and f32).
+            let t = _mm512_reduce_add_epi32(_mm512_add_epi32(
+                _mm512_mullo_epi32(a, _mm512_set1_epi32(254)),
+                b,
+            ));
+            if let Some(si) = si.get_mut(o / 32) {
+                *si = if k % 2 == 0 { t } else { *si + t };
+            }
+        }
+    }
+    for (s, c) in s.iter_mut().zip(xt.chunks_exact(32)) {
+        *s = _mm512_reduce_add_ps(_mm512_add_ps(ldf(&c[..16]), ldf(&c[16..])));
+    }
+}
+
+/// Quantize `x` (n_tok, cols) per `g` values into `a` (`quantize_token`, then packed per
+/// 16-token tile).
 #[target_feature(enable = "avx512f,avx512bw")]
 fn quantize(a: &mut Acts, x: &[f32], n_tok: usize, cols: usize, g: usize) {
     let nt = n_tok.div_ceil(16);
@@ -334,44 +401,50 @@ fn quantize(a: &mut Acts, x: &[f32], n_tok: usize, cols: usize, g: usize) {
     a.d.resize(nt * ng * 16, 0.0);
     a.s.clear();
     a.s.resize(nt * ns * 16, 0.0);
-    let v254 = _mm512_set1_ps(254.0);
+    a.si.clear();
+    a.si.resize(nt * ns * 16, 0);
+    let (mut t1, mut t2) = (vec![0i8; cols], vec![0i8; cols]);
+    let (mut td, mut ts, mut tsi) = (vec![0f32; ng], vec![0f32; ns], vec![0i32; ns]);
     for (t, xt) in x.chunks_exact(cols).take(n_tok).enumerate() {
         let (tile, n) = (t / 16, t % 16);
-        let base = tile * 16 * cols + n * 4;
-        for (gi, xg) in xt.chunks_exact(g).enumerate() {
-            let mut m = _mm512_setzero_ps();
-            for c in xg.chunks_exact(16) {
-                m = _mm512_max_ps(m, _mm512_abs_ps(ldf(c)));
-            }
-            let amax = _mm512_reduce_max_ps(m);
-            a.d[(tile * ng + gi) * 16 + n] = amax / 127.0;
-            let inv = _mm512_set1_ps(if amax > 0.0 { 127.0 / amax } else { 0.0 });
-            for (k, c) in xg.chunks_exact(16).enumerate() {
-                let v = _mm512_mul_ps(ldf(c), inv);
-                let r =
-                    _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
-                // |v| ≤ 127 and |(v − r)·254| ≤ 127: the saturating narrowings never clip
-                // finite inputs.
-                let q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(r));
-                let q2 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(
-                    _mm512_sub_ps(v, r),
-                    v254,
-                )));
-                // Values gi·g + 16k.. are 4 B-tile rows of 4 bytes each.
-                let o = base + (gi * g + k * 16) / 4 * 64;
-                for (plane, q) in [(&mut a.q1, q1), (&mut a.q2, q2)] {
-                    let b = st16(q);
-                    for i in 0..4 {
-                        plane[o + i * 64..o + i * 64 + 4].copy_from_slice(&b[4 * i..4 * i + 4]);
-                    }
-                }
-            }
+        quantize_token(xt, g, [&mut t1, &mut t2], &mut td, &mut ts, &mut tsi);
+        for (gi, &d) in td.iter().enumerate() {
+            a.d[(tile * ng + gi) * 16 + n] = d;
         }
-        for (si, c) in xt.chunks_exact(32).enumerate() {
-            a.s[(tile * ns + si) * 16 + n] =
-                _mm512_reduce_add_ps(_mm512_add_ps(ldf(&c[..16]), ldf(&c[16..])));
+        for (si, (&s, &i)) in ts.iter().zip(&tsi).enumerate() {
+            a.s[(tile * ns + si) * 16 + n] = s;
+            a.si[(tile * ns + si) * 16 + n] = i;
+        }
+        // Values 4k..4k + 4 go to B-tile row k (64 bytes: 4 per token).
+        let base = tile * 16 * cols + n * 4;
+        for (plane, q) in [(&mut a.q1, &t1), (&mut a.q2, &t2)] {
+            for (k, c) in q.chunks_exact(4).enumerate() {
+                plane[base + k * 64..base + k * 64 + 4].copy_from_slice(c);
+            }
         }
     }
+}
+
+/// f32 of the exact `254·i1 + i2` per lane (i64 in between: K-quant totals reach 3.5e10).
+#[target_feature(enable = "avx512f,avx512dq")]
+#[inline]
+fn total254(i1: __m512i, i2: __m512i) -> __m512 {
+    let half = |v: __m512i, h: bool| {
+        _mm512_cvtepi32_epi64(if h {
+            _mm512_extracti64x4_epi64::<1>(v)
+        } else {
+            _mm512_castsi512_si256(v)
+        })
+    };
+    let f = |h: bool| {
+        let a = half(i1, h);
+        let t = _mm512_add_epi64(
+            _mm512_sub_epi64(_mm512_slli_epi64::<8>(a), _mm512_slli_epi64::<1>(a)),
+            half(i2, h),
+        );
+        _mm512_cvtepi64_ps(t)
+    };
+    _mm512_insertf32x8::<1>(_mm512_castps256_ps512(f(false)), f(true))
 }
 
 /// The 16 bytes of `v`, as i8.
@@ -471,7 +544,7 @@ fn run<B: AmxBlock>(w: &QMatrix, x: &[f32], n_tok: usize, out: &mut [f32]) {
 }
 
 /// Rows `r0..r0 + out.len() / n_tok` into `out` (row, token).
-#[target_feature(enable = "avx512f,avx512bw")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq")]
 fn rows<B: AmxBlock>(w: &QMatrix, a: &Acts, n_tok: usize, r0: usize, out: &mut [f32]) {
     let wide = B::BS == 256;
     let cols = w.cols;
@@ -482,10 +555,12 @@ fn rows<B: AmxBlock>(w: &QMatrix, a: &Acts, n_tok: usize, r0: usize, out: &mut [
     let mut ahi = vec![0i8; 16 * cols];
     let mut alo = vec![0i8; if wide { 16 * cols } else { 0 }];
     let mut dw = vec![0f32; nb * 16];
-    let nm = if B::MIN { B::BS / 32 } else { 0 };
-    let mut mw = vec![0f32; nb * nm * 16];
+    // Per block and row: `m` (32-weight formats) or `−dmin` (K-quants); K-quants: the
+    // integer mins (block, sub-block, row).
+    let mut mw = vec![0f32; if B::MIN { nb * 16 } else { 0 }];
+    let mut mn = vec![0i32; if B::MIN && wide { nb * 8 * 16 } else { 0 }];
     let mut p = [0i16; 256];
-    let mut m = [0f32; 8];
+    let mut m = [0f32; 9];
     let mut cb = CBuf([[0; 256]; 4]);
     let cfg = if wide {
         TileCfg::new([(16, 64); 8])
@@ -505,7 +580,6 @@ fn rows<B: AmxBlock>(w: &QMatrix, a: &Acts, n_tok: usize, r0: usize, out: &mut [
     unsafe { asm!("ldtilecfg [{0}]", in(reg) cfg.0.as_ptr(), options(nostack)) };
     let stride64 = 64usize;
     let stride32 = 32usize;
-    let inv254 = _mm512_set1_ps(1.0 / 254.0);
     let lo7 = _mm512_set1_epi16(127);
     let mut rt = 0;
     while rt < n_rows {
@@ -515,14 +589,20 @@ fn rows<B: AmxBlock>(w: &QMatrix, a: &Acts, n_tok: usize, r0: usize, out: &mut [
             alo.fill(0);
             dw.fill(0.0);
             mw.fill(0.0);
+            mn.fill(0);
         }
         for r in 0..nr {
             let row = w.row(r0 + rt + r);
             for (bi, blk) in row.chunks_exact(B::TS).take(nb).enumerate() {
                 let d = B::decode(blk, &mut p, &mut m);
                 dw[bi * 16 + r] = d;
-                for j in 0..nm {
-                    mw[(bi * nm + j) * 16 + r] = m[j];
+                if B::MIN {
+                    mw[bi * 16 + r] = if wide { m[8] } else { m[0] };
+                    if wide {
+                        for j in 0..8 {
+                            mn[(bi * 8 + j) * 16 + r] = m[j] as i32;
+                        }
+                    }
                 }
                 if wide {
                     for c in 0..4 {
@@ -601,27 +681,30 @@ fn rows<B: AmxBlock>(w: &QMatrix, a: &Acts, n_tok: usize, r0: usize, out: &mut [
                             options(nostack),
                         );
                     }
+                    // Per row: `acc = fma(f32(254·C1 + C2)·d_x, d, acc)`, then the min
+                    // term `acc = fma(f32(Σ_j m_j·Σx_j)·d_x, −dmin, acc)` (integer sums of
+                    // the quantized activations): `x86_amx_one`'s steps.
                     let dx = ldf(&a.d[(tt * nb + bi) * 16..]);
-                    let mut sx = [_mm512_setzero_ps(); 8];
+                    let mut sx = [_mm512_setzero_si512(); 8];
                     if B::MIN {
                         for (j, s) in sx.iter_mut().enumerate() {
-                            let at = (tt * (cols / 32) + bi * 8 + j) * 16;
-                            *s = ldf(&a.s[at..]);
+                            *s = ldi(&a.si[(tt * (cols / 32) + bi * 8 + j) * 16..]);
                         }
                     }
                     for (r, acc) in acc.iter_mut().enumerate() {
                         let ld = |k: usize| ldi(&cb.0[k][r * 16..]);
                         let i1 = _mm512_add_epi32(_mm512_slli_epi32::<7>(ld(0)), ld(1));
                         let i2 = _mm512_add_epi32(_mm512_slli_epi32::<7>(ld(2)), ld(3));
-                        let v =
-                            _mm512_fmadd_ps(_mm512_cvtepi32_ps(i2), inv254, _mm512_cvtepi32_ps(i1));
-                        let v = _mm512_mul_ps(v, dx);
+                        let v = _mm512_mul_ps(total254(i1, i2), dx);
                         *acc = _mm512_fmadd_ps(v, _mm512_set1_ps(dw[bi * 16 + r]), *acc);
                         if B::MIN {
+                            let mut im = _mm512_setzero_si512();
                             for (j, s) in sx.iter().enumerate() {
-                                let mv = _mm512_set1_ps(mw[(bi * 8 + j) * 16 + r]);
-                                *acc = _mm512_fmadd_ps(*s, mv, *acc);
+                                let mj = _mm512_set1_epi32(mn[(bi * 8 + j) * 16 + r]);
+                                im = _mm512_add_epi32(im, _mm512_mullo_epi32(mj, *s));
                             }
+                            let v = _mm512_mul_ps(_mm512_cvtepi32_ps(im), dx);
+                            *acc = _mm512_fmadd_ps(v, _mm512_set1_ps(mw[bi * 16 + r]), *acc);
                         }
                     }
                 } else {
@@ -656,8 +739,18 @@ fn rows<B: AmxBlock>(w: &QMatrix, a: &Acts, n_tok: usize, r0: usize, out: &mut [
                         _mm512_setzero_ps()
                     };
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let ld = |k: usize| _mm512_cvtepi32_ps(ldi(&cb.0[k][r * 16..]));
-                        let v = _mm512_mul_ps(_mm512_fmadd_ps(ld(1), inv254, ld(0)), dx);
+                        // 254·C1 + C2, exact (|C| ≤ 520 192: below 1.33e8), then scaled by
+                        // d_x/254: the one-token kernels' steps (`x86_amx_one`).
+                        let ld = |k: usize| ldi(&cb.0[k][r * 16..]);
+                        let c1 = ld(0);
+                        let i = _mm512_add_epi32(
+                            _mm512_sub_epi32(
+                                _mm512_slli_epi32::<8>(c1),
+                                _mm512_slli_epi32::<1>(c1),
+                            ),
+                            ld(1),
+                        );
+                        let v = _mm512_mul_ps(_mm512_cvtepi32_ps(i), dx);
                         *acc = _mm512_fmadd_ps(v, _mm512_set1_ps(dw[bi * 16 + r]), *acc);
                         if B::MIN {
                             let mv = _mm512_set1_ps(mw[bi * 16 + r]);

@@ -76,13 +76,13 @@ pub(super) struct TokenActs<'a> {
 
 /// Bytes `b[at..at + N]` as an array (the checks fold away at constant offsets in a block).
 #[inline(always)]
-fn arr<const N: usize>(b: &[u8], at: usize) -> &[u8; N] {
+pub(super) fn arr<const N: usize>(b: &[u8], at: usize) -> &[u8; N] {
     b[at..at + N].try_into().unwrap_or(&[0; N])
 }
 
 /// Values `x[at..at + 32]` as an array.
 #[inline(always)]
-fn x32(x: &[i16], at: usize) -> &[i16; 32] {
+pub(super) fn x32(x: &[i16], at: usize) -> &[i16; 32] {
     x[at..at + 32].try_into().unwrap_or(&[0; 32])
 }
 
@@ -254,16 +254,7 @@ impl IntBlock for Q4K {
     }
     #[inline(always)]
     fn head<const V: bool>(a: Avx512<V>, b: &[u8]) -> Self::H {
-        let b: &[u8; 144] = arr(b, 0);
-        let (d, dmin) = (a.f16(b, 0), a.f16(b, 2));
-        // The 8 six-bit scales and mins (as `get_scale_min_k4`, all at once).
-        let word = |i: usize| u32::from_le_bytes(*arr(b, 4 + i));
-        let (u0, u1, u2) = (word(0), word(4), word(8));
-        let (k1, k2, k3) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
-        let sc = u64::from(u0 & k1) | (u64::from((u2 & k2) | (((u0 >> 6) & k3) << 4)) << 32);
-        let m = u64::from(u1 & k1) | (u64::from(((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4)) << 32);
-        let mv = a.mul(a.u8x8_f32z(&m.to_le_bytes()), a.splat(-dmin));
-        (a.u8x8_16(&sc.to_le_bytes()), d, mv)
+        k4_head(a, b)
     }
     #[inline(always)]
     fn pair<const V: bool>(a: Avx512<V>, b: &[u8], h: &Self::H, k: usize) -> [__m512i; 2] {
@@ -286,9 +277,101 @@ impl IntBlock for Q4K {
         bi: usize,
         acc: &mut Acc,
     ) {
-        finish256(a, h.1, p, p2, x.d[bi], acc);
-        let s: &[f32; 8] = x.s[8 * bi..8 * bi + 8].try_into().unwrap_or(&[0.0; 8]);
-        acc.v = a.fmadd(h.2, a.f32x8z(s), acc.v);
+        finish_k4(a, h, p, p2, x, bi, acc)
+    }
+}
+
+/// Q4_K / Q5_K header (the first 16 bytes): the 8 sub-block scales (i16 lanes 0..8), `d`, and
+/// `−dmin·m` per sub-block (lanes 0..8).
+#[inline(always)]
+fn k4_head<const V: bool>(a: Avx512<V>, b: &[u8]) -> (__m512i, f32, __m512) {
+    let (d, dmin) = (a.f16(b, 0), a.f16(b, 2));
+    let (sc, m) = k4_words(b);
+    let mv = a.mul(a.u8x8_f32z(&m.to_le_bytes()), a.splat(-dmin));
+    (a.u8x8_16(&sc.to_le_bytes()), d, mv)
+}
+
+/// Q4_K / Q5_K: the 8 six-bit sub-block scales and the 8 mins of block `b`, a byte each (as
+/// `get_scale_min_k4`, all at once).
+#[inline(always)]
+pub(super) fn k4_words(b: &[u8]) -> (u64, u64) {
+    let word = |i: usize| u32::from_le_bytes(*arr(b, 4 + i));
+    let (u0, u1, u2) = (word(0), word(4), word(8));
+    let (k1, k2, k3) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+    let sc = u64::from(u0 & k1) | (u64::from((u2 & k2) | (((u0 >> 6) & k3) << 4)) << 32);
+    let m = u64::from(u1 & k1) | (u64::from(((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4)) << 32);
+    (sc, m)
+}
+
+/// Q4_K / Q5_K `finish`: the scaled totals, then the min terms `−dmin·m_j·Σx_j`.
+#[inline(always)]
+fn finish_k4<const V: bool>(
+    a: Avx512<V>,
+    h: &(__m512i, f32, __m512),
+    p: __m512i,
+    p2: Option<__m512i>,
+    x: TokenActs,
+    bi: usize,
+    acc: &mut Acc,
+) {
+    finish256(a, h.1, p, p2, x.d[bi], acc);
+    let s: &[f32; 8] = x.s[8 * bi..8 * bi + 8].try_into().unwrap_or(&[0.0; 8]);
+    acc.v = a.fmadd(h.2, a.f32x8z(s), acc.v);
+}
+
+/// Q5_K as i16 quants times their sub-block scales, for the AMX twins (`x86_amx_one`; the i16
+/// kernels leave Q5_K to the f32 ones): Q4_K's header, then `qh` (32 bytes: bit `j` of byte `l`
+/// is the fifth bit of weight `32j + l`) and `qs` (128 bytes, as Q4_K's).
+pub(super) struct Q5K;
+impl IntBlock for Q5K {
+    const BS: usize = 256;
+    const TS: usize = 176;
+    const G: usize = 256;
+    const DEC_ROWS: usize = 2;
+    const RESID: bool = false;
+    const PG: [[usize; 2]; 4] = [[0, 1], [2, 3], [4, 5], [6, 7]];
+    const TOTALS: bool = true;
+    const MIN: bool = true;
+    type H = (__m512i, f32, __m512);
+    #[inline(always)]
+    fn scale(h: &Self::H) -> f32 {
+        h.1
+    }
+    #[inline(always)]
+    fn mins<const V: bool>(_: Avx512<V>, h: &Self::H) -> __m512 {
+        h.2
+    }
+    #[inline(always)]
+    fn head<const V: bool>(a: Avx512<V>, b: &[u8]) -> Self::H {
+        k4_head(a, b)
+    }
+    #[inline(always)]
+    fn pair<const V: bool>(a: Avx512<V>, b: &[u8], h: &Self::H, k: usize) -> [__m512i; 2] {
+        let g = 2 * (k % 4);
+        let v = a.u8x32(arr(b, 48 + 32 * (k % 4)));
+        let qh = a.u8x32(arr(b, 16));
+        let sixteen = a.splat16(16);
+        let lo = a.mask_add16(
+            a.test16(qh, a.splat16(1 << g)),
+            a.and(v, a.splat16(15)),
+            sixteen,
+        );
+        let hi = a.mask_add16(a.test16(qh, a.splat16(2 << g)), a.srli16::<4>(v), sixteen);
+        let sc0 = a.perm16(a.load16(&SPLAT_IDX.0[g]), h.0);
+        let sc1 = a.perm16(a.load16(&SPLAT_IDX.0[g + 1]), h.0);
+        [a.mullo16(lo, sc0), a.mullo16(hi, sc1)]
+    }
+    #[inline(always)]
+    fn finish<const V: bool>(
+        a: Avx512<V>,
+        h: &Self::H,
+        p: __m512i,
+        p2: Option<__m512i>,
+        x: TokenActs,
+        bi: usize,
+        acc: &mut Acc,
+    ) {
+        finish_k4(a, h, p, p2, x, bi, acc)
     }
 }
 
@@ -330,6 +413,10 @@ impl IntBlock for Q6K {
     const PG: [[usize; 2]; 4] = [[0, 2], [1, 3], [4, 6], [5, 7]];
     /// The 16 scales (i16 lanes 0..16); d.
     type H = (__m512i, f32);
+    #[inline(always)]
+    fn scale(h: &Self::H) -> f32 {
+        h.1
+    }
     #[inline(always)]
     fn head<const V: bool>(a: Avx512<V>, b: &[u8]) -> Self::H {
         (a.i8x16(arr(b, 192)), a.f16(b, 208))
@@ -441,7 +528,7 @@ fn dot<B: IntBlock, const V: bool>(
 
 /// Prefetch the `bi`-th of `nb` equal parts of `pf`.
 #[inline(always)]
-fn ahead<const V: bool>(a: Avx512<V>, pf: &[u8], bi: usize, nb: usize) {
+pub(super) fn ahead<const V: bool>(a: Avx512<V>, pf: &[u8], bi: usize, nb: usize) {
     if !pf.is_empty() {
         let step = pf.len().div_ceil(nb);
         let mut o = bi * step;
@@ -607,7 +694,10 @@ fn totals_path<B: IntBlock>(nb: usize) -> bool {
 
 /// `d[r]` in lanes `r·T..(r + 1)·T` (output lane `n = r·T + t`).
 #[inline(always)]
-fn row_lanes<const V: bool, const R: usize, const T: usize>(a: Avx512<V>, d: [f32; R]) -> __m512 {
+pub(super) fn row_lanes<const V: bool, const R: usize, const T: usize>(
+    a: Avx512<V>,
+    d: [f32; R],
+) -> __m512 {
     let mut v = a.splat(d[0]);
     for (r, &dr) in d.iter().enumerate().skip(1) {
         v = a.blend((((1u32 << T) - 1) << (r * T)) as u16, v, a.splat(dr));
