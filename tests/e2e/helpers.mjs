@@ -35,7 +35,12 @@ export function makeModelsDir() {
 export function startServer(args = [], { port = 0, testControls = false } = {}) {
   return new Promise((resolveP, reject) => {
     const extra = testControls ? ['--test-controls'] : [];
-    const p = spawn(CHORD, ['serve', '--port', String(port), '--root', ROOT, ...extra, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // CHORD_AMX=0 (as `nativeGenerate`): a served model's replies are compared with the
+    // browser's, whose integer kernels give the AVX-512 i16 kernels' bits.
+    const p = spawn(CHORD, ['serve', '--port', String(port), '--root', ROOT, ...extra, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CHORD_AMX: '0' },
+    });
     let out = '';
     let exited = false;
     const timer = setTimeout(() => reject(new Error(`chord serve did not start: ${out}`)), 60000);
@@ -106,15 +111,23 @@ const GPU_ENV = {
  * WebGPU). Returns `chord generate --json`'s object (`text`, `prompt_ids`, ...).
  */
 export function nativeGenerate(messages, n, { backend = 'cpu' } = {}) {
-  const file = join(mkdtempSync(join(tmpdir(), 'chord-e2e-msgs-')), 'messages.json');
+  const dir = mkdtempSync(join(tmpdir(), 'chord-e2e-msgs-'));
+  const file = join(dir, 'messages.json');
   writeFileSync(file, JSON.stringify(messages));
-  const out = execFileSync(CHORD, ['generate', MODEL_PATH, '--messages', file, '-n', String(n), '--json', '--backend', backend], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 24,
-    env: backend === 'gpu' ? { ...process.env, ...GPU_ENV } : process.env,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return JSON.parse(out);
+  // CHORD_AMX=0: the browser's integer kernels give the AVX-512 i16 kernels' bits, not the
+  // AMX kernels' (on by default natively where the CPU has them), and greedy text follows bits.
+  const env = { ...process.env, CHORD_AMX: '0', ...(backend === 'gpu' ? GPU_ENV : {}) };
+  try {
+    const out = execFileSync(CHORD, ['generate', MODEL_PATH, '--messages', file, '-n', String(n), '--json', '--backend', backend], {
+      encoding: 'utf8',
+      maxBuffer: 1 << 24,
+      env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    return JSON.parse(out);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** The text of `nativeGenerate` for one user message (after an optional system message). */
