@@ -102,6 +102,29 @@ macro_rules! quarter_tree {
     }};
 }
 
+/// The 4 quarter vectors `$q` of [`quarter_tree`] folded to one total per output (lane `n`),
+/// `(L0 + L1) + (L2 + L3)` whatever `$n`, with `$fold(x, y)` giving
+/// `[x.L0+x.L1, x.L2+x.L3, y.L0+y.L1, y.L2+y.L3]`.
+macro_rules! fold_quarters {
+    ($q:ident, $n:ident, |$x:ident, $y:ident| $fold:expr) => {{
+        macro_rules! fold {
+            ($a:expr, $b:expr) => {{
+                let ($x, $y) = ($a, $b);
+                unsafe { $fold }
+            }};
+        }
+        if $n <= 4 {
+            let u = fold!($q[0], $q[0]);
+            fold!(u, u)
+        } else if $n <= 8 {
+            let u = fold!($q[0], $q[1]);
+            fold!(u, u)
+        } else {
+            fold!(fold!($q[0], $q[1]), fold!($q[2], $q[3]))
+        }
+    }};
+}
+
 /// Proof that the CPU has AVX2, FMA, F16C and AVX-512 F, VL and BW, and with `VNNI` also
 /// AVX-512 VNNI: only [`token512`] makes one, after detection.
 #[derive(Clone, Copy)]
@@ -417,26 +440,10 @@ impl<const VNNI: bool> Avx512<VNNI> {
                 |q| q
             )
         };
-        macro_rules! fold {
-            ($x:expr, $y:expr) => {{
-                let (x, y) = ($x, $y);
-                unsafe {
-                    _mm512_add_epi32(
-                        _mm512_shuffle_i32x4::<0x88>(x, y),
-                        _mm512_shuffle_i32x4::<0xdd>(x, y),
-                    )
-                }
-            }};
-        }
-        if N <= 4 {
-            let u = fold!(q[0], q[0]);
-            fold!(u, u)
-        } else if N <= 8 {
-            let u = fold!(q[0], q[1]);
-            fold!(u, u)
-        } else {
-            fold!(fold!(q[0], q[1]), fold!(q[2], q[3]))
-        }
+        fold_quarters!(q, N, |x, y| _mm512_add_epi32(
+            _mm512_shuffle_i32x4::<0x88>(x, y),
+            _mm512_shuffle_i32x4::<0xdd>(x, y)
+        ))
     }
     /// The exact totals of 4 i32 vectors (summed in i64), as f32 (each rounded once): lane `n`
     /// for `v[n]`, lanes 4.. zero.
@@ -517,27 +524,10 @@ impl<const VNNI: bool> Avx512<VNNI> {
     /// an output's total does not depend on how many share the call.
     #[inline(always)]
     pub(super) fn fold_quarters<const N: usize>(self, q: [__m512; 4]) -> __m512 {
-        // [x.L0+x.L1, x.L2+x.L3, y.L0+y.L1, y.L2+y.L3]
-        macro_rules! fold {
-            ($x:expr, $y:expr) => {{
-                let (x, y) = ($x, $y);
-                unsafe {
-                    _mm512_add_ps(
-                        _mm512_shuffle_f32x4::<0x88>(x, y),
-                        _mm512_shuffle_f32x4::<0xdd>(x, y),
-                    )
-                }
-            }};
-        }
-        if N <= 4 {
-            let u = fold!(q[0], q[0]);
-            fold!(u, u)
-        } else if N <= 8 {
-            let u = fold!(q[0], q[1]);
-            fold!(u, u)
-        } else {
-            fold!(fold!(q[0], q[1]), fold!(q[2], q[3]))
-        }
+        fold_quarters!(q, N, |x, y| _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x88>(x, y),
+            _mm512_shuffle_f32x4::<0xdd>(x, y)
+        ))
     }
     /// The totals of up to 16 f32 vectors, lane `n` for `v[n]`: [`Avx512::quarter_sums`]'
     /// tree in f32 (within each quarter lanes `i` and `i + 2`, then `i` and `i + 1`), then

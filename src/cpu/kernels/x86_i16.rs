@@ -232,54 +232,72 @@ fn finish256<const V: bool>(
     }
 }
 
-pub(super) struct Q4K;
-impl IntBlock for Q4K {
-    const BS: usize = 256;
-    const TS: usize = 144;
-    const G: usize = 256;
-    const DEC_ROWS: usize = 2;
-    const RESID: bool = false;
-    const PG: [[usize; 2]; 4] = [[0, 1], [2, 3], [4, 5], [6, 7]];
-    const TOTALS: bool = true;
-    const MIN: bool = true;
-    /// The 8 sub-block scales (i16 lanes 0..8); d; −dmin·m per sub-block (lanes 0..8).
-    type H = (__m512i, f32, __m512);
-    #[inline(always)]
-    fn scale(h: &Self::H) -> f32 {
-        h.1
-    }
-    #[inline(always)]
-    fn mins<const V: bool>(_: Avx512<V>, h: &Self::H) -> __m512 {
-        h.2
-    }
-    #[inline(always)]
-    fn head<const V: bool>(a: Avx512<V>, b: &[u8]) -> Self::H {
-        k4_head(a, b)
-    }
-    #[inline(always)]
-    fn pair<const V: bool>(a: Avx512<V>, b: &[u8], h: &Self::H, k: usize) -> [__m512i; 2] {
-        // Sub-block 2k: low nibbles of bytes 16 + 32k.., 2k + 1: their high nibbles.
-        let (v, g) = (a.u8x32(arr(b, 16 + 32 * (k % 4))), 2 * (k % 4));
-        let sc0 = a.perm16(a.load16(&SPLAT_IDX.0[g]), h.0);
-        let sc1 = a.perm16(a.load16(&SPLAT_IDX.0[g + 1]), h.0);
-        [
-            a.mullo16(a.and(v, a.splat16(15)), sc0),
-            a.mullo16(a.srli16::<4>(v), sc1),
-        ]
-    }
-    #[inline(always)]
-    fn finish<const V: bool>(
-        a: Avx512<V>,
-        h: &Self::H,
-        p: __m512i,
-        p2: Option<__m512i>,
-        x: TokenActs,
-        bi: usize,
-        acc: &mut Acc,
-    ) {
-        finish_k4(a, h, p, p2, x, bi, acc)
-    }
+/// Q4_K and Q5_K (`$ts` bytes a block): Q4_K's header (`k4_head`) and min terms; `$pair` gives
+/// group pair `k`'s i16 quants times their sub-block scales (`sc0`, `sc1`) from the block `b`.
+macro_rules! k4_block {
+    ($name:ident, $ts:literal, |$a:ident, $b:ident, $k:ident, $sc0:ident, $sc1:ident| $pair:expr) => {
+        pub(super) struct $name;
+        impl IntBlock for $name {
+            const BS: usize = 256;
+            const TS: usize = $ts;
+            const G: usize = 256;
+            const DEC_ROWS: usize = 2;
+            const RESID: bool = false;
+            const PG: [[usize; 2]; 4] = [[0, 1], [2, 3], [4, 5], [6, 7]];
+            const TOTALS: bool = true;
+            const MIN: bool = true;
+            /// The 8 sub-block scales (i16 lanes 0..8); d; −dmin·m per sub-block (lanes 0..8).
+            type H = (__m512i, f32, __m512);
+            #[inline(always)]
+            fn scale(h: &Self::H) -> f32 {
+                h.1
+            }
+            #[inline(always)]
+            fn mins<const V: bool>(_: Avx512<V>, h: &Self::H) -> __m512 {
+                h.2
+            }
+            #[inline(always)]
+            fn head<const V: bool>(a: Avx512<V>, b: &[u8]) -> Self::H {
+                k4_head(a, b)
+            }
+            #[inline(always)]
+            fn pair<const V: bool>(
+                $a: Avx512<V>,
+                $b: &[u8],
+                h: &Self::H,
+                $k: usize,
+            ) -> [__m512i; 2] {
+                let g = 2 * ($k % 4);
+                let $sc0 = $a.perm16($a.load16(&SPLAT_IDX.0[g]), h.0);
+                let $sc1 = $a.perm16($a.load16(&SPLAT_IDX.0[g + 1]), h.0);
+                $pair
+            }
+            #[inline(always)]
+            fn finish<const V: bool>(
+                a: Avx512<V>,
+                h: &Self::H,
+                p: __m512i,
+                p2: Option<__m512i>,
+                x: TokenActs,
+                bi: usize,
+                acc: &mut Acc,
+            ) {
+                finish256(a, h.1, p, p2, x.d[bi], acc);
+                let s: &[f32; 8] = x.s[8 * bi..8 * bi + 8].try_into().unwrap_or(&[0.0; 8]);
+                acc.v = a.fmadd(h.2, a.f32x8z(s), acc.v);
+            }
+        }
+    };
 }
+
+// Sub-block 2k: low nibbles of bytes 16 + 32k.., 2k + 1: their high nibbles.
+k4_block!(Q4K, 144, |a, b, k, sc0, sc1| {
+    let v = a.u8x32(arr(b, 16 + 32 * (k % 4)));
+    [
+        a.mullo16(a.and(v, a.splat16(15)), sc0),
+        a.mullo16(a.srli16::<4>(v), sc1),
+    ]
+});
 
 /// Q4_K / Q5_K header (the first 16 bytes): the 8 sub-block scales (i16 lanes 0..8), `d`, and
 /// `−dmin·m` per sub-block (lanes 0..8).
@@ -303,77 +321,22 @@ pub(super) fn k4_words(b: &[u8]) -> (u64, u64) {
     (sc, m)
 }
 
-/// Q4_K / Q5_K `finish`: the scaled totals, then the min terms `−dmin·m_j·Σx_j`.
-#[inline(always)]
-fn finish_k4<const V: bool>(
-    a: Avx512<V>,
-    h: &(__m512i, f32, __m512),
-    p: __m512i,
-    p2: Option<__m512i>,
-    x: TokenActs,
-    bi: usize,
-    acc: &mut Acc,
-) {
-    finish256(a, h.1, p, p2, x.d[bi], acc);
-    let s: &[f32; 8] = x.s[8 * bi..8 * bi + 8].try_into().unwrap_or(&[0.0; 8]);
-    acc.v = a.fmadd(h.2, a.f32x8z(s), acc.v);
-}
-
-/// Q5_K as i16 quants times their sub-block scales, for the AMX twins (`x86_amx_one`; the i16
-/// kernels leave Q5_K to the f32 ones): Q4_K's header, then `qh` (32 bytes: bit `j` of byte `l`
-/// is the fifth bit of weight `32j + l`) and `qs` (128 bytes, as Q4_K's).
-pub(super) struct Q5K;
-impl IntBlock for Q5K {
-    const BS: usize = 256;
-    const TS: usize = 176;
-    const G: usize = 256;
-    const DEC_ROWS: usize = 2;
-    const RESID: bool = false;
-    const PG: [[usize; 2]; 4] = [[0, 1], [2, 3], [4, 5], [6, 7]];
-    const TOTALS: bool = true;
-    const MIN: bool = true;
-    type H = (__m512i, f32, __m512);
-    #[inline(always)]
-    fn scale(h: &Self::H) -> f32 {
-        h.1
-    }
-    #[inline(always)]
-    fn mins<const V: bool>(_: Avx512<V>, h: &Self::H) -> __m512 {
-        h.2
-    }
-    #[inline(always)]
-    fn head<const V: bool>(a: Avx512<V>, b: &[u8]) -> Self::H {
-        k4_head(a, b)
-    }
-    #[inline(always)]
-    fn pair<const V: bool>(a: Avx512<V>, b: &[u8], h: &Self::H, k: usize) -> [__m512i; 2] {
-        let g = 2 * (k % 4);
-        let v = a.u8x32(arr(b, 48 + 32 * (k % 4)));
-        let qh = a.u8x32(arr(b, 16));
-        let sixteen = a.splat16(16);
-        let lo = a.mask_add16(
-            a.test16(qh, a.splat16(1 << g)),
-            a.and(v, a.splat16(15)),
-            sixteen,
-        );
-        let hi = a.mask_add16(a.test16(qh, a.splat16(2 << g)), a.srli16::<4>(v), sixteen);
-        let sc0 = a.perm16(a.load16(&SPLAT_IDX.0[g]), h.0);
-        let sc1 = a.perm16(a.load16(&SPLAT_IDX.0[g + 1]), h.0);
-        [a.mullo16(lo, sc0), a.mullo16(hi, sc1)]
-    }
-    #[inline(always)]
-    fn finish<const V: bool>(
-        a: Avx512<V>,
-        h: &Self::H,
-        p: __m512i,
-        p2: Option<__m512i>,
-        x: TokenActs,
-        bi: usize,
-        acc: &mut Acc,
-    ) {
-        finish_k4(a, h, p, p2, x, bi, acc)
-    }
-}
+// Q5_K, for the AMX twins (`x86_amx_one`; the i16 kernels leave Q5_K to the f32 ones):
+// Q4_K's header, then `qh` (32 bytes: bit `j` of byte `l` is the fifth bit of weight
+// `32j + l`) and `qs` (128 bytes, as Q4_K's).
+k4_block!(Q5K, 176, |a, b, k, sc0, sc1| {
+    let g = 2 * (k % 4);
+    let v = a.u8x32(arr(b, 48 + 32 * (k % 4)));
+    let qh = a.u8x32(arr(b, 16));
+    let sixteen = a.splat16(16);
+    let lo = a.mask_add16(
+        a.test16(qh, a.splat16(1 << g)),
+        a.and(v, a.splat16(15)),
+        sixteen,
+    );
+    let hi = a.mask_add16(a.test16(qh, a.splat16(2 << g)), a.srli16::<4>(v), sixteen);
+    [a.mullo16(lo, sc0), a.mullo16(hi, sc1)]
+});
 
 /// `vpermw` indices: every lane of row `g` takes scale `g`.
 static SPLAT_IDX: ScaleIdx = ScaleIdx({
