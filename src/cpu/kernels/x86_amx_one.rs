@@ -6,27 +6,29 @@
 //! be the default (`kernels::set_amx`); before, the batcher had to run without them.
 //!
 //! Same activations: `x86_amx::quantize_token` (two i8 planes `q1`, `q2` per group, `x ≈
-//! d·(q1 + q2/254)`), held here as i16 lanes. Same exact integers, other instructions: the
+//! d_x·(254·q1 + q2)`), held here as `254·q1 + q2` in i16 lanes. Same exact integers, other
+//! instructions: the
 //! i16 kernels' block decoders (`x86_i16::IntBlock::pair`, weights as i16 lanes, the K-quants'
 //! sub-block scales folded in, exactly the tiles' `P`) times the activations with `vpdpwssds`,
 //! every product and sum exact in i32; each block's lanes are then totalled exactly
-//! (`Avx512::totals_i32`), as a tile holds a block's total. Same f32 steps per output, in the
+//! (`Avx512::totals_i32`, `Avx512::totals_i64_f32`), as a tile holds a block's total. Same f32 steps per output, in the
 //! same block order, with rows in the lanes where the tiles have tokens (IEEE products and
 //! FMAs do not depend on operand order):
 //! - 32-weight formats: activations `254·q1 + q2` (≤ 32 385: one i16 lane; a lane adds 2
 //!   products of |P| ≤ 128, the block total stays below 1.33e8), `I = Σ P·(254·q1 + q2)` and
-//!   `acc = fma(f32(I)·(d_x/254), d_w, acc)`, then `acc = fma(s_x, m_w, acc)` for Q4_1 / Q5_1
+//!   `acc = fma(f32(I)·d_x, d_w, acc)`, then `acc = fma(s_x, m_w, acc)` for Q4_1 / Q5_1
 //!   (`s_x` the exact f32 sum of the block's activations);
 //! - K-quants: the same `I = Σ P·(254·q1 + q2)` over the super-block (a lane adds 16 products:
 //!   at most 16·4096·32385 < 2^31), totalled exactly in i64 (up to 3.5e10; the tiles form
-//!   `254·C1 + C2` in i64), `acc = fma(f32(I)·(d_x/254), d_w, acc)`; then for Q4_K / Q5_K the
-//!   min term from integers too, `acc = fma(f32(Σ_j m_j·S_j)·(d_x/254), −dmin, acc)` with `S_j`
+//!   `254·C1 + C2` in i64), `acc = fma(f32(I)·d_x, d_w, acc)`; then for Q4_K / Q5_K the min
+//!   term from integers too, `acc = fma(f32(Σ_j m_j·S_j)·d_x, −dmin, acc)` with `S_j`
 //!   the sub-block's sum of `254·q1 + q2` (so the output is the quantized activations' exact
 //!   product with the weights, up to f32 rounding).
 //!
-//! Tiles: one token × `R` rows (32-weight formats 4, K-quants 2, as the i16 decode tiles),
-//! with the i16 kernels' software prefetch. Several tokens (a batched step of fewer than 16
-//! sequences) run token by token. tests/amx_kernels.rs checks tiles and twins bit for bit on
+//! Tiles: one token × `R` rows (32-weight formats 8, 4, 2, 1; K-quants 2, 1), with the i16
+//! kernels' software prefetch; 2 to 15 tokens (a batched step, a short prompt) in tiles of 8,
+//! 4 or 2 tokens × 2 rows (32-weight formats) or 1 row (K-quants), each row's block decoded
+//! once for the tile's tokens. tests/amx_kernels.rs checks tiles and twins bit for bit on
 //! every format, and both against `Kernel::Reference`.
 
 use super::x86::{avx512_vnni, Avx512};
@@ -37,10 +39,9 @@ use crate::model::QMatrix;
 use crate::quant::GgmlType;
 use std::arch::x86_64::__m512i;
 
-/// What these kernels need of a block besides its integer weights (the K-quants' min terms:
-/// `IntBlock::mins`).
+/// What these kernels need of a block besides its integer weights.
 pub(super) trait TwinBlock: IntBlock {
-    /// Whether the block has a min term (`m`, or the K-quants' `IntBlock::mins`).
+    /// Whether the block has a min term (`m`, or the K-quants' `min_ints` and `−dmin`).
     const HAS_MIN: bool;
     /// The block's scale `d`.
     fn d(h: &Self::H) -> f32;
