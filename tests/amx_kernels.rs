@@ -13,6 +13,8 @@
 //!   alone and in chunks of 2 to 15 (what lets a batched step of 16 sequences or more, which
 //!   takes the tiles, give each sequence what its own decode step gives);
 //! - two threads against one, bit for bit;
+//! - matrices sharing one input (`matmul_shared`: one quantization, one fork) against one call
+//!   each, bit for bit, mixed formats and shapes included;
 //! - both bench models: prefill logits NMSE ≤ 1e-5 against the reference (tests/batch.rs
 //!   checks, with the tiles on, that a batched decode step gives each sequence its solo bits).
 //!
@@ -27,7 +29,8 @@ mod cpu_data;
 
 use cpu_data::{extreme_matrix, random_matrix, Rng};
 use wasm_chord::cpu::matmul::{
-    amx_in_use, amx_path_in_use, limit_isa, matmul, set_amx, set_threads, threads, Kernel,
+    amx_in_use, amx_path_in_use, limit_isa, matmul, matmul_shared, set_amx, set_threads, threads,
+    Kernel,
 };
 use wasm_chord::model::QMatrix;
 use wasm_chord::quant::{dequantize, GgmlType};
@@ -217,6 +220,77 @@ fn amx_two_threads_match_one() {
         // Row chunks are whole 16-row tiles, each computed the same way on any thread.
         assert_eq!(one, two, "{ty}");
         check_x(&w, &x, n_tok);
+    }
+    set_threads(before);
+}
+
+/// `matmul_shared` gives each matrix exactly what its own `matmul` gives: formats that share
+/// the activation group (Q4_K, Q5_K, Q6_K: a layer's Q, K, V), a group that differs (Q4_0
+/// with Q4_K) and column counts that differ (one call each then), at 16 to 40 tokens and at 3
+/// (the twins), on 1 and 2 threads.
+#[test]
+fn shared_input_matmuls_equal_single_ones() {
+    if !amx_expected() {
+        return;
+    }
+    let mut rng = Rng(7);
+    let before = threads();
+    let cases: [&[(GgmlType, usize, usize)]; 3] = [
+        &[
+            (GgmlType::Q4_K, 301, 768),
+            (GgmlType::Q6_K, 64, 768),
+            (GgmlType::Q5_K, 37, 768),
+        ],
+        &[(GgmlType::Q4_0, 48, 512), (GgmlType::Q4_K, 21, 512)],
+        &[(GgmlType::Q8_0, 40, 256), (GgmlType::Q5_0, 40, 512)],
+    ];
+    for mats in cases {
+        let ws: Vec<QMatrix> = mats
+            .iter()
+            .map(|&(ty, rows, cols)| random_matrix(ty, rows, cols, &mut rng))
+            .collect();
+        let cols = mats[0].2;
+        for n_tok in [16, 40, 3] {
+            let x = random_x(n_tok * cols, &mut rng);
+            for t in [1, 2] {
+                set_threads(t);
+                let mut want: Vec<Vec<f32>> = Vec::new();
+                for w in &ws {
+                    let mut y = vec![0f32; n_tok * w.rows];
+                    let xs = &x[..n_tok * w.cols.min(cols)];
+                    if w.cols == cols {
+                        matmul(w, xs, &mut y, n_tok, Kernel::Fast).unwrap();
+                    }
+                    want.push(y);
+                }
+                if ws.iter().any(|w| w.cols != cols) {
+                    // Column counts that differ: the call must refuse them as one matmul would
+                    // (a shape error), not read past the input.
+                    let mut ys: Vec<Vec<f32>> =
+                        ws.iter().map(|w| vec![0f32; n_tok * w.rows]).collect();
+                    let mut refs: Vec<&mut [f32]> = ys.iter_mut().map(|y| &mut y[..]).collect();
+                    let wr: Vec<&QMatrix> = ws.iter().collect();
+                    let r = matmul_shared(&wr, &x, &mut refs, n_tok, Kernel::Fast);
+                    assert!(
+                        r.is_err(),
+                        "{mats:?}: {n_tok} tokens: wider matrix accepted"
+                    );
+                    assert_eq!(ys[0], want[0], "{mats:?}: {n_tok} tokens: first matrix");
+                    continue;
+                }
+                let mut ys: Vec<Vec<f32>> =
+                    ws.iter().map(|w| vec![f32::NAN; n_tok * w.rows]).collect();
+                let mut refs: Vec<&mut [f32]> = ys.iter_mut().map(|y| &mut y[..]).collect();
+                let wr: Vec<&QMatrix> = ws.iter().collect();
+                matmul_shared(&wr, &x, &mut refs, n_tok, Kernel::Fast).unwrap();
+                for (i, (got, want)) in ys.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        got, want,
+                        "{mats:?}: matrix {i}, {n_tok} tokens, {t} threads"
+                    );
+                }
+            }
+        }
     }
     set_threads(before);
 }

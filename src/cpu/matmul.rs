@@ -77,12 +77,43 @@ pub(crate) fn lane_sum(mut acc: [f32; 16], tail: f32) -> f32 {
     acc[0] + tail
 }
 
+/// `ys[i][t] = Wᵢ · x[t]` for matrices that read the same input `x` (a layer's Q, K, V; its
+/// gate and up projections): the same numbers as one [`matmul`] each, with the input quantized
+/// once where the kernels allow it (the AMX tiles).
+pub fn matmul_shared(
+    ws: &[&QMatrix],
+    x: &[f32],
+    ys: &mut [&mut [f32]],
+    n_tok: usize,
+    kernel: Kernel,
+) -> Result<()> {
+    if kernel == Kernel::Fast && kernels::matmul_shared(ws, x, ys, n_tok) {
+        return Ok(());
+    }
+    for (w, y) in ws.iter().zip(ys.iter_mut()) {
+        matmul(w, x, y, n_tok, kernel)?;
+    }
+    Ok(())
+}
+
 /// `y[t] = W · x[t]` for `n_tok` tokens. `x`: (n_tok, cols), `y`: (n_tok, rows).
 pub fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize, kernel: Kernel) -> Result<()> {
     // A matrix whose shape does not fit its type falls through to the checked path below,
     // which reports the error.
     if kernel == Kernel::Fast && kernels::matmul(w, x, y, n_tok) {
         return Ok(());
+    }
+    if x.len() < n_tok * w.cols || y.len() < n_tok * w.rows {
+        return Err(crate::Error::InvalidRequest(format!(
+            "matmul: {n_tok} tokens need {} input and {} output values for a {}×{} matrix, got \
+             {} and {}",
+            n_tok * w.cols,
+            n_tok * w.rows,
+            w.rows,
+            w.cols,
+            x.len(),
+            y.len()
+        )));
     }
     let mut row = vec![0f32; w.cols];
     let dot = match kernel {

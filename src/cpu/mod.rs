@@ -18,7 +18,7 @@ use crate::model::{
     RopeTables, ShortConvWeights,
 };
 use crate::{Error, Result};
-use matmul::matmul;
+use matmul::{matmul, matmul_shared};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A sequence's state: preallocated K and V for every attention layer (n_layer, n_ctx,
@@ -479,14 +479,11 @@ impl CpuModel {
         let mut up_buf = vec![0f32; n * max_ff];
 
         for (l, lw) in self.w.layers.iter().enumerate() {
-            for t in 0..n {
-                ops::rmsnorm(
-                    &mut h[t * e..(t + 1) * e],
-                    &x[t * e..(t + 1) * e],
-                    &lw.attn_norm,
-                    c.rms_eps,
-                );
-            }
+            ops::by_rows(&mut h, &x, e, |h, x| {
+                for (h, x) in h.chunks_exact_mut(e).zip(x.chunks_exact(e)) {
+                    ops::rmsnorm(h, x, &lw.attn_norm, c.rms_eps);
+                }
+            });
             let started = self.timing.start();
             let kind = match &lw.mixer {
                 MixerWeights::Attention(aw) => {
@@ -580,11 +577,14 @@ impl CpuModel {
                 q[t * hd..(t + 1) * hd].copy_from_slice(&row[..hd]);
                 out_gate[t * hd..(t + 1) * hd].copy_from_slice(&row[hd..]);
             }
+            matmul_shared(&[&aw.wk, &aw.wv], h, &mut [&mut *kk, &mut *vv], n, k)?;
         } else {
-            matmul(&aw.wq, h, q, n, k)?;
+            let (ws, ys) = (
+                &[&aw.wq, &aw.wk, &aw.wv],
+                &mut [&mut *q, &mut *kk, &mut *vv],
+            );
+            matmul_shared(ws, h, ys, n, k)?;
         }
-        matmul(&aw.wk, h, kk, n, k)?;
-        matmul(&aw.wv, h, vv, n, k)?;
         for (buf, bias, dim) in [
             (&mut *q, &aw.bq, q_dim),
             (&mut *kk, &aw.bk, kv_dim),
@@ -686,23 +686,25 @@ impl CpuModel {
         // Feed-forward block.
         let gate = &mut gate_buf[..n * ls.n_ff];
         let up = &mut up_buf[..n * ls.n_ff];
-        for t in 0..n {
-            ops::rmsnorm(
-                &mut h[t * e..(t + 1) * e],
-                &x[t * e..(t + 1) * e],
-                &lw.ffn_norm,
-                c.rms_eps,
-            );
-        }
-        matmul(&lw.w_gate, h, gate, n, k)?;
-        matmul(&lw.w_up, h, up, n, k)?;
+        ops::by_rows(h, x, e, |h, x| {
+            for (h, x) in h.chunks_exact_mut(e).zip(x.chunks_exact(e)) {
+                ops::rmsnorm(h, x, &lw.ffn_norm, c.rms_eps);
+            }
+        });
+        matmul_shared(
+            &[&lw.w_gate, &lw.w_up],
+            h,
+            &mut [&mut *gate, &mut *up],
+            n,
+            k,
+        )?;
         match c.activation {
-            Activation::Silu => ops::swiglu(gate, up),
-            Activation::GeluTanh => {
+            Activation::Silu => ops::by_rows(gate, up, ls.n_ff, ops::swiglu),
+            Activation::GeluTanh => ops::by_rows(gate, up, ls.n_ff, |gate, up| {
                 for (g, &u) in gate.iter_mut().zip(up.iter()) {
                     *g = ops::gelu_tanh(*g) * u;
                 }
-            }
+            }),
         }
         matmul(&lw.w_down, gate, proj, n, k)?;
         if let Some(w) = &lw.post_ffn_norm {

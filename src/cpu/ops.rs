@@ -110,7 +110,10 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     let p = p * r + 0.166_666_65;
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from the exponent bits, n in −126..=0: `n + 127 + 1.5·2^23` holds `n + 127` in its
+    // low mantissa bits, and the shift drops the rest (`n as i32` would not vectorize: Rust's
+    // saturating conversion is a call per lane).
+    e * f32::from_bits((n + (127.0 + 12_582_912.0)).to_bits() << 23)
 }
 
 /// SiLU, `x·σ(x)`, through [`exp_nonpositive`] so that a loop of it vectorizes (the library
@@ -148,6 +151,22 @@ fn swiglu_lanes(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = silu_fast(*g) * u;
     }
+}
+
+/// `f(out_rows, in_rows)` over chunks of whole rows (`width` values each) of `out` and `inp`,
+/// split over the matmul threads when a prefill's rows repay a fork (the per-token steps
+/// between matmuls, which one thread would otherwise do while the others wait).
+pub fn by_rows(out: &mut [f32], inp: &[f32], width: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    let n = out.len() / width.max(1);
+    let threads = super::matmul::threads();
+    // Below ~64k values (tens of µs) a fork costs more than it saves.
+    if threads < 2 || n < 2 * threads || out.len() < 1 << 16 {
+        f(out, inp);
+        return;
+    }
+    let per = n.div_ceil(2 * threads) * width;
+    let mut parts: Vec<(&mut [f32], &[f32])> = out.chunks_mut(per).zip(inp.chunks(per)).collect();
+    super::matmul::for_each_part(&mut parts, |_, (o, i)| f(o, i));
 }
 
 /// GELU, tanh approximation (as ggml and Gemma use).

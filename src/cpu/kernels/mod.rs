@@ -257,7 +257,7 @@ enum RowKernel {
     I8(IntRowsFn, usize),
     /// AMX-INT8 tiles (`x86_amx`), for `MIN_TOKENS` tokens and more.
     #[cfg(target_arch = "x86_64")]
-    Amx(x86_amx::AmxFn),
+    Amx(x86_amx::Tiles),
     /// The tiles' AVX-512 VNNI twins (`x86_amx_one`), below `MIN_TOKENS` tokens: activations
     /// quantized as the tiles do, per this many values.
     #[cfg(target_arch = "x86_64")]
@@ -376,6 +376,34 @@ pub fn threads() -> usize {
     }
 }
 
+/// `ys[i][t] = Wᵢ · x[t]` for matrices that read the same input (a layer's Q, K and V; its
+/// gate and up projections). On the AMX tiles, when all of them take the tiles with one
+/// activation group size, the input is quantized once and all their rows go to the threads in
+/// one fork (the same numbers as one call each); returns `false` (computing nothing) where
+/// that does not apply, and the caller makes one call each.
+pub(super) fn matmul_shared(
+    ws: &[&QMatrix],
+    x: &[f32],
+    ys: &mut [&mut [f32]],
+    n_tok: usize,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mats: Option<Vec<_>> = ws
+            .iter()
+            .map(|&w| match select(w, n_tok) {
+                Some(RowKernel::Amx(t)) if w.data.len() >= w.rows * w.row_bytes => Some((w, t)),
+                _ => None,
+            })
+            .collect();
+        if let Some(mats) = mats {
+            return ws.len() > 1 && x86_amx::run(&mats, x, n_tok, ys);
+        }
+    }
+    let _ = (ws, x, ys, n_tok);
+    false
+}
+
 /// `y[t] = W · x[t]`; `x`: (n_tok, cols), `y`: (n_tok, rows). Returns `false` (computing
 /// nothing) when the matrix's shape does not match its type's block geometry, so the caller
 /// can take the checked path that reports the error.
@@ -391,6 +419,11 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
         return false;
     }
     let x = &x[..n_tok * cols];
+    #[cfg(target_arch = "x86_64")]
+    if let RowKernel::Amx(tiles) = kern {
+        // The tiles write (token, row) themselves.
+        return x86_amx::run(&[(w, tiles)], x, n_tok, &mut [&mut y[..n_tok * rows]]);
+    }
     // (Taken out of the thread-local for the call: a nested call would find them empty.
     // Decode's few KB come fresh: prefill-sized buffers reused by decode measured slower.)
     let (mut qa, mut yt) = if n_tok > 1 {
@@ -401,7 +434,8 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
     let mut run = |out: &mut [f32]| match kern {
         RowKernel::F32(f) => run_rows(w, n_tok, out, |r0, o| f(w, x, n_tok, r0, o)),
         #[cfg(target_arch = "x86_64")]
-        RowKernel::Amx(f) => f(w, x, n_tok, out),
+        // Handled above (the tiles write `y` themselves).
+        RowKernel::Amx(_) => out.fill(f32::NAN),
         #[cfg(target_arch = "x86_64")]
         RowKernel::AmxTwin(f, g) => {
             let qa = qa.get_or_insert_with(QAct::default);

@@ -133,6 +133,7 @@ pub(super) fn quantize(qa: &mut QAct, x: &[f32], n_tok: usize, cols: usize, g: u
                 &mut qa.d[t * ng..(t + 1) * ng],
                 &mut qa.s[t * ns..(t + 1) * ns],
                 &mut qa.si[t * ns..(t + 1) * ns],
+                &mut [],
             )
         };
         let q = &mut qa.q[t * cols..(t + 1) * cols];
