@@ -226,8 +226,9 @@ fn amx_two_threads_match_one() {
 
 /// `matmul_shared` gives each matrix exactly what its own `matmul` gives: formats that share
 /// the activation group (Q4_K, Q5_K, Q6_K: a layer's Q, K, V), a group that differs (Q4_0
-/// with Q4_K) and column counts that differ (one call each then), at 16 to 40 tokens and at 3
-/// (the twins), on 1 and 2 threads.
+/// with Q4_K) and column counts that differ (one call each then), at 16 to 40 tokens (the
+/// tiles) and at 1, 3 and 8 (the twins: one token, and the 16-row tiles of 8), on 1 and 2
+/// threads.
 #[test]
 fn shared_input_matmuls_equal_single_ones() {
     if !amx_expected() {
@@ -250,7 +251,7 @@ fn shared_input_matmuls_equal_single_ones() {
             .map(|&(ty, rows, cols)| random_matrix(ty, rows, cols, &mut rng))
             .collect();
         let cols = mats[0].2;
-        for n_tok in [16, 40, 3] {
+        for n_tok in [16, 40, 3, 8, 1] {
             let x = random_x(n_tok * cols, &mut rng);
             for t in [1, 2] {
                 set_threads(t);

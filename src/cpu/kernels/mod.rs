@@ -377,10 +377,11 @@ pub fn threads() -> usize {
 }
 
 /// `ys[i][t] = Wᵢ · x[t]` for matrices that read the same input (a layer's Q, K and V; its
-/// gate and up projections). On the AMX tiles, when all of them take the tiles with one
-/// activation group size, the input is quantized once and all their rows go to the threads in
-/// one fork (the same numbers as one call each); returns `false` (computing nothing) where
-/// that does not apply, and the caller makes one call each.
+/// gate and up projections). When all of them take the AMX tiles, or all their twins (below
+/// the tiles' token count: decode, a batched step), with one activation group size, the input
+/// is quantized once and all their rows go to the threads in one fork (the same numbers as one
+/// call each); returns `false` (computing nothing) where that does not apply, and the caller
+/// makes one call each.
 pub(super) fn matmul_shared(
     ws: &[&QMatrix],
     x: &[f32],
@@ -398,6 +399,18 @@ pub(super) fn matmul_shared(
             .collect();
         if let Some(mats) = mats {
             return ws.len() > 1 && x86_amx::run(&mats, x, n_tok, ys);
+        }
+        // Their twins, below the tiles' token count (decode, a batched step).
+        let mut g0 = None;
+        let twins: Option<Vec<_>> = ws
+            .iter()
+            .map(|&w| match select(w, n_tok) {
+                Some(RowKernel::AmxTwin(f, g)) if *g0.get_or_insert(g) == g => Some((w, f)),
+                _ => None,
+            })
+            .collect();
+        if let (Some(twins), Some(g)) = (twins, g0) {
+            return ws.len() > 1 && x86_amx_one::run(&twins, g, x, n_tok, ys);
         }
     }
     let _ = (ws, x, ys, n_tok);
@@ -423,6 +436,11 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
     if let RowKernel::Amx(tiles) = kern {
         // The tiles write (token, row) themselves.
         return x86_amx::run(&[(w, tiles)], x, n_tok, &mut [&mut y[..n_tok * rows]]);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let (&RowKernel::AmxTwin(f, g), 2..) = (&kern, n_tok) {
+        // Several tokens: each part writes (token, row) itself.
+        return x86_amx_one::run(&[(w, f)], g, x, n_tok, &mut [&mut y[..n_tok * rows]]);
     }
     // (Taken out of the thread-local for the call: a nested call would find them empty.
     // Decode's few KB come fresh: prefill-sized buffers reused by decode measured slower.)

@@ -785,7 +785,7 @@ fn ldi(v: &[i32]) -> __m512i {
 
 /// The output `y` (n_tok, rows) of one call, shared by its threads: each part of the call
 /// writes only its own rows (`run` hands out disjoint row ranges).
-struct Out {
+pub(super) struct Out {
     ptr: *mut f32,
     n_tok: usize,
     rows: usize,
@@ -797,6 +797,27 @@ unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 impl Out {
+    /// `y` (n_tok, rows), or `None` if it is shorter than that.
+    pub(super) fn new(y: &mut [f32], n_tok: usize, rows: usize) -> Option<Out> {
+        (y.len() >= n_tok * rows).then_some(Out {
+            ptr: y.as_mut_ptr(),
+            n_tok,
+            rows,
+        })
+    }
+
+    /// Rows `r0..r0 + nr` of every token, from `v` (nr, n_tok).
+    pub(super) fn put_rows(&self, r0: usize, nr: usize, v: &[f32]) {
+        assert!(r0 + nr <= self.rows && v.len() >= nr * self.n_tok);
+        for t in 0..self.n_tok {
+            for r in 0..nr {
+                // SAFETY: in bounds (checked above and in `new`); no other thread writes
+                // these rows (see `Out`).
+                unsafe { *self.ptr.add(t * self.rows + r0 + r) = v[r * self.n_tok + t] };
+            }
+        }
+    }
+
     /// Rows `r..r + nr` (`nr ≤ 16`) of token `t`: lanes `0..nr` of `v`.
     #[target_feature(enable = "avx512f")]
     #[inline]
@@ -841,11 +862,7 @@ pub(super) fn run(
     let outs: Vec<Out> = mats
         .iter()
         .zip(ys.iter_mut())
-        .map(|((w, _), y)| Out {
-            ptr: y.as_mut_ptr(),
-            n_tok,
-            rows: w.rows,
-        })
+        .filter_map(|((w, _), y)| Out::new(y, n_tok, w.rows))
         .collect();
     // Parts of a few row tiles each, over all the matrices: (matrix, first row, rows).
     let all_tiles: usize = mats.iter().map(|(w, _)| w.rows.div_ceil(16)).sum();

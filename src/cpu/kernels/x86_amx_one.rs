@@ -28,8 +28,17 @@
 //! Tiles: one token × `R` rows (32-weight formats 8, 4, 2, 1; K-quants 2, 1), with the i16
 //! kernels' software prefetch; 2 to 15 tokens (a batched step, a short prompt) in tiles of 8,
 //! 4 or 2 tokens × 2 rows (32-weight formats) or 1 row (K-quants), each row's block decoded
-//! once for the tile's tokens. tests/amx_kernels.rs checks tiles and twins bit for bit on
-//! every format, and both against `Kernel::Reference`.
+//! once for the tile's tokens. For 8 or 4 tokens the 32-weight formats take 16 rows at once
+//! with the rows in the lanes (`tile32_rows16`): the 16 decoded blocks are transposed and each
+//! lane builds its own block total, where the 2-row tiles spend more on lane totals (a shuffle
+//! tree per block) than on the products. The same for the K-quants measured slower (their lane
+//! totals come once per 256 weights, the transposes once per 32), so they keep the 1-row tiles.
+//! tests/amx_kernels.rs checks tiles and twins bit for bit on every format, and both against
+//! `Kernel::Reference`.
+//!
+//! [`run`] drives them for several tokens, or for matrices that share their input (a layer's
+//! Q, K, V; its gate and up): the input quantized once, one fork for all their rows, each part
+//! writing (token, row) itself.
 
 use super::x86::{avx512_vnni, Avx512};
 use super::x86_amx::quantize_token;
@@ -144,6 +153,95 @@ pub(super) fn quantize(qa: &mut QAct, x: &[f32], n_tok: usize, cols: usize, g: u
     true
 }
 
+std::thread_local! {
+    /// The calling thread's quantized activations for [`run`], kept between calls.
+    static ACTS: std::cell::RefCell<QAct> = std::cell::RefCell::new(QAct::default());
+    /// A part's results (row, token) before they go to `y` (token, row), kept between calls.
+    static PART: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `ys[i] = x·Wᵢᵀ` for every matrix `(Wᵢ, its twin)` of `mats`, which read the same input `x`
+/// (n_tok, cols): one matrix, or a layer's Q, K and V, or its gate and up projections. The
+/// input is quantized once with group size `g`, all the matrices' rows go to the matmul threads
+/// in one fork (parts of whole 16-row tiles), and each part writes its rows of every token
+/// straight into `ys[i]` (n_tok, rowsᵢ): no serial pass between the matmuls. Each output is
+/// exactly that of a call for its matrix alone. Returns `false`, computing nothing, if the
+/// matrices differ in columns or a buffer is short.
+pub(super) fn run(
+    mats: &[(&QMatrix, super::IntRowsFn)],
+    g: usize,
+    x: &[f32],
+    n_tok: usize,
+    ys: &mut [&mut [f32]],
+) -> bool {
+    use super::x86_amx::Out;
+    let Some(&(w0, _)) = mats.first() else {
+        return true;
+    };
+    let cols = w0.cols;
+    if n_tok == 0 {
+        return true;
+    }
+    if mats.len() != ys.len()
+        || x.len() < n_tok * cols
+        || mats
+            .iter()
+            .any(|(w, _)| w.cols != cols || w.data.len() < w.rows * w.row_bytes)
+    {
+        return false;
+    }
+    let outs: Vec<Out> = mats
+        .iter()
+        .zip(ys.iter_mut())
+        .filter_map(|((w, _), y)| Out::new(y, n_tok, w.rows))
+        .collect();
+    if outs.len() != mats.len() {
+        return false;
+    }
+    // Parts: (matrix, first row, rows), a few per thread, whole 16-row tiles. Below ~256k
+    // multiply-adds (~20 µs on one core) one part a matrix, on this thread.
+    let all_rows: usize = mats.iter().map(|(w, _)| w.rows).sum();
+    let n = super::threads();
+    let split = n > 1 && all_rows * cols * n_tok >= 1 << 18;
+    let per = if split {
+        all_rows.div_ceil(n * 4).next_multiple_of(16)
+    } else {
+        all_rows.max(1)
+    };
+    let mut parts: Vec<(usize, usize, usize)> = mats
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (w, _))| {
+            (0..w.rows)
+                .step_by(per)
+                .map(move |r0| (i, r0, per.min(w.rows - r0)))
+        })
+        .collect();
+    ACTS.with(|qa| {
+        let mut qa = qa.borrow_mut();
+        if !quantize(&mut qa, x, n_tok, cols, g) {
+            return false;
+        }
+        let qa = &*qa;
+        let part = |&mut (i, r0, nr): &mut (usize, usize, usize)| {
+            let (w, f) = mats[i];
+            PART.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                buf.clear();
+                buf.resize(nr * n_tok, 0.0);
+                f(w, qa, n_tok, r0, &mut buf);
+                outs[i].put_rows(r0, nr, &buf);
+            });
+        };
+        if split {
+            super::for_each_part(&mut parts, |_, p| part(p));
+        } else {
+            parts.iter_mut().for_each(part);
+        }
+        true
+    })
+}
+
 fn rows<B: TwinBlock>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f32]) {
     match avx512_vnni() {
         // SAFETY: the token proves the CPU has the features `rows_vnni` is compiled for.
@@ -232,6 +330,32 @@ fn rows_vnni<B: TwinBlock>(
                     }
                     ri += $r;
                 }};
+            }
+            macro_rules! rows16 {
+                ($tile:ident, $t:literal) => {{
+                    while ri + 16 <= n_rows {
+                        let xt: &[Tok; $t] = match xs[..$t].try_into() {
+                            Ok(xt) => xt,
+                            Err(_) => return,
+                        };
+                        let rs: [&[u8]; 16] = std::array::from_fn(|i| row(ri + i));
+                        let v = $tile::<B, $t>(a, &rs, *xt, ahead_of(ri, 16));
+                        for (t, v) in v.iter().enumerate() {
+                            for (i, &y) in v.iter().enumerate() {
+                                out[(ri + i) * n_tok + t0 + t] = y;
+                            }
+                        }
+                        ri += 16;
+                    }
+                }};
+            }
+            // 4 tokens or more: 16 rows in the lanes (no lane totals).
+            if B::BS == 32 {
+                match tt {
+                    8 => rows16!(tile32_rows16, 8),
+                    4 => rows16!(tile32_rows16, 4),
+                    _ => {}
+                }
             }
             macro_rules! rows_of {
                 ($t:literal) => {{
@@ -343,6 +467,65 @@ fn tile32_multi<B: TwinBlock, const R: usize, const T: usize>(
         out[r].copy_from_slice(&v[r * T..r * T + T]);
     }
     out
+}
+
+/// 32-weight formats: `T` tokens × 16 rows, the rows in the lanes. Each row's block is decoded
+/// once (32 i16 weights: 16 pairs), the 16 decoded blocks transposed (`x86_amx::transpose16`)
+/// so that vector `k` holds every row's pair `k`, and each token's 16 block totals come from 16
+/// `vpdpwssds` against its activation pair `k` broadcast: the exact `I` of each (row, token)
+/// builds up in its own lane (32 products of at most 128·32385: below 2^31), with no lane
+/// totals, the shuffle tree that `tile32_multi` spends most of its time in. The transpose
+/// costs 64 shuffles a block for all the tile's tokens. Per output the f32 steps of `tile32`.
+#[inline(always)]
+fn tile32_rows16<B: TwinBlock, const T: usize>(
+    a: Avx512<true>,
+    rows: &[&[u8]; 16],
+    xs: [Tok; T],
+    pf: &[u8],
+) -> [[f32; 16]; T] {
+    use std::arch::x86_64::{_mm512_castps_si512, _mm512_castsi512_ps, _mm512_set1_epi32};
+    let nb = rows[0].len() / B::TS;
+    let mut acc = [a.zero(); T];
+    for bi in 0..nb {
+        i16k::ahead(a, pf, bi, nb);
+        let mut w = [a.zero(); 16];
+        let (mut d, mut m) = ([0f32; 16], [0f32; 16]);
+        for r in 0..16 {
+            let blk = &rows[r][bi * B::TS..(bi + 1) * B::TS];
+            let h = B::head(a, blk);
+            let [p, _] = B::pair(a, blk, &h, 0);
+            // SAFETY: a cast between vector types.
+            w[r] = unsafe { _mm512_castsi512_ps(p) };
+            (d[r], m[r]) = (B::d(&h), B::m(&h));
+        }
+        // Vector k, lane r: row r's weights 2k and 2k + 1.
+        // SAFETY: AVX-512 F, which the token `a` proves.
+        let wk = unsafe { super::x86_amx::transpose16(w) };
+        let (dv, mv) = (a.loadf(&d), a.loadf(&m));
+        let xq: [&[i16; 32]; T] = std::array::from_fn(|t| i16k::x32(xs[t].q, 32 * bi));
+        // One sum per token: T independent chains of 16 `vpdpwssds`.
+        let mut s = [a.splat16(0); T];
+        for k in 0..16 {
+            // SAFETY: a cast between vector types.
+            let wv = unsafe { _mm512_castps_si512(wk[k]) };
+            for t in 0..T {
+                // The token's activations 2k and 2k + 1, as one i32 in every lane.
+                let (lo, hi) = (xq[t][2 * k] as u16, xq[t][2 * k + 1] as u16);
+                let pair = (u32::from(lo) | u32::from(hi) << 16) as i32;
+                // SAFETY: a broadcast (AVX-512 F).
+                s[t] = a.dp(s[t], wv, unsafe { _mm512_set1_epi32(pair) });
+            }
+        }
+        for t in 0..T {
+            let xd = xs[t].d.get(bi).copied().unwrap_or(0.0);
+            acc[t] = a.fmadd(a.mul(a.cvt(s[t]), a.splat(xd)), dv, acc[t]);
+            if B::HAS_MIN {
+                let xsum = xs[t].s.get(bi).copied().unwrap_or(0.0);
+                acc[t] = a.fmadd(a.splat(xsum), mv, acc[t]);
+            }
+        }
+    }
+    acc.map(|v| a.store(v))
 }
 
 /// K-quants: one row × `T ≤ 8` tokens (output lane `t`), the row's block decoded once for the
