@@ -867,15 +867,8 @@ pub(super) fn run(
     // Parts of a few row tiles each, over all the matrices: (matrix, first row, rows).
     let all_tiles: usize = mats.iter().map(|(w, _)| w.rows.div_ceil(16)).sum();
     let per = all_tiles.div_ceil((super::threads() * 8).clamp(1, all_tiles.max(1))) * 16;
-    let mut parts: Vec<(usize, usize, usize)> = mats
-        .iter()
-        .enumerate()
-        .flat_map(|(i, (w, _))| {
-            (0..w.rows)
-                .step_by(per)
-                .map(move |r0| (i, r0, per.min(w.rows - r0)))
-        })
-        .collect();
+    let rows: Vec<usize> = mats.iter().map(|(w, _)| w.rows).collect();
+    let mut parts = row_parts(&rows, per);
     ACTS.with(|a| {
         let mut a = a.borrow_mut();
         quantize(&mut a, x, n_tok, cols, g);
@@ -889,6 +882,16 @@ pub(super) fn run(
         });
     });
     true
+}
+
+/// The parts of one fork over matrices of `rows[i]` rows: `(matrix, first row, rows)`, `per`
+/// rows each (a matrix's last part fewer).
+pub(super) fn row_parts(rows: &[usize], per: usize) -> Vec<(usize, usize, usize)> {
+    let per = per.max(1);
+    rows.iter()
+        .enumerate()
+        .flat_map(|(i, &n)| (0..n).step_by(per).map(move |r0| (i, r0, per.min(n - r0))))
+        .collect()
 }
 
 /// Rows `r0..r0 + n_rows` of every token into `out`.

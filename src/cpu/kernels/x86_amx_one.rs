@@ -200,46 +200,38 @@ pub(super) fn run(
     }
     // Parts: (matrix, first row, rows), a few per thread, whole 16-row tiles. Below ~256k
     // multiply-adds (~20 µs on one core) one part a matrix, on this thread.
-    let all_rows: usize = mats.iter().map(|(w, _)| w.rows).sum();
+    let rows: Vec<usize> = mats.iter().map(|(w, _)| w.rows).collect();
+    let all_rows: usize = rows.iter().sum();
     let n = super::threads();
     let split = n > 1 && all_rows * cols * n_tok >= 1 << 18;
     let per = if split {
         all_rows.div_ceil(n * 4).next_multiple_of(16)
     } else {
-        all_rows.max(1)
+        all_rows
     };
-    let mut parts: Vec<(usize, usize, usize)> = mats
-        .iter()
-        .enumerate()
-        .flat_map(|(i, (w, _))| {
-            (0..w.rows)
-                .step_by(per)
-                .map(move |r0| (i, r0, per.min(w.rows - r0)))
-        })
-        .collect();
-    ACTS.with(|qa| {
-        let mut qa = qa.borrow_mut();
-        if !quantize(&mut qa, x, n_tok, cols, g) {
-            return false;
-        }
-        let qa = &*qa;
-        let part = |&mut (i, r0, nr): &mut (usize, usize, usize)| {
-            let (w, f) = mats[i];
-            PART.with(|buf| {
-                let mut buf = buf.borrow_mut();
-                buf.clear();
-                buf.resize(nr * n_tok, 0.0);
-                f(w, qa, n_tok, r0, &mut buf);
-                outs[i].put_rows(r0, nr, &buf);
-            });
-        };
-        if split {
-            super::for_each_part(&mut parts, |_, p| part(p));
-        } else {
-            parts.iter_mut().for_each(part);
-        }
-        true
-    })
+    let mut parts = super::x86_amx::row_parts(&rows, per);
+    // (Taken out of the thread-locals for the call, as `kernels::matmul` does: a nested call
+    // would find them empty, not borrowed.)
+    let mut qa = ACTS.with(|a| a.take());
+    if !quantize(&mut qa, x, n_tok, cols, g) {
+        return false;
+    }
+    let part = |&mut (i, r0, nr): &mut (usize, usize, usize)| {
+        let (w, f) = mats[i];
+        let mut buf = PART.with(|b| b.take());
+        buf.clear();
+        buf.resize(nr * n_tok, 0.0);
+        f(w, &qa, n_tok, r0, &mut buf);
+        outs[i].put_rows(r0, nr, &buf);
+        PART.with(|b| *b.borrow_mut() = buf);
+    };
+    if split {
+        super::for_each_part(&mut parts, |_, p| part(p));
+    } else {
+        parts.iter_mut().for_each(part);
+    }
+    ACTS.with(|a| *a.borrow_mut() = qa);
+    true
 }
 
 fn rows<B: TwinBlock>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f32]) {
@@ -332,14 +324,14 @@ fn rows_vnni<B: TwinBlock>(
                 }};
             }
             macro_rules! rows16 {
-                ($tile:ident, $t:literal) => {{
+                ($t:literal) => {{
                     while ri + 16 <= n_rows {
                         let xt: &[Tok; $t] = match xs[..$t].try_into() {
                             Ok(xt) => xt,
                             Err(_) => return,
                         };
                         let rs: [&[u8]; 16] = std::array::from_fn(|i| row(ri + i));
-                        let v = $tile::<B, $t>(a, &rs, *xt, ahead_of(ri, 16));
+                        let v = tile32_rows16::<B, $t>(a, &rs, *xt, ahead_of(ri, 16));
                         for (t, v) in v.iter().enumerate() {
                             for (i, &y) in v.iter().enumerate() {
                                 out[(ri + i) * n_tok + t0 + t] = y;
@@ -349,11 +341,11 @@ fn rows_vnni<B: TwinBlock>(
                     }
                 }};
             }
-            // 4 tokens or more: 16 rows in the lanes (no lane totals).
+            // 32-weight formats, 4 tokens or more: 16 rows in the lanes (no lane totals).
             if B::BS == 32 {
                 match tt {
-                    8 => rows16!(tile32_rows16, 8),
-                    4 => rows16!(tile32_rows16, 4),
+                    8 => rows16!(8),
+                    4 => rows16!(4),
                     _ => {}
                 }
             }
