@@ -389,28 +389,35 @@ pub(super) fn matmul_shared(
     n_tok: usize,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    {
-        let mats: Option<Vec<_>> = ws
+    if ws.len() > 1 {
+        // Each matrix's kernel, chosen once: all the tiles, or all the twins (below the tiles'
+        // token count: decode, a batched step) with one group size.
+        let kerns: Vec<Option<RowKernel>> = ws.iter().map(|&w| select(w, n_tok)).collect();
+        let tiles: Option<Vec<_>> = ws
             .iter()
-            .map(|&w| match select(w, n_tok) {
-                Some(RowKernel::Amx(t)) if w.data.len() >= w.rows * w.row_bytes => Some((w, t)),
+            .zip(&kerns)
+            .map(|(&w, k)| match k {
+                Some(RowKernel::Amx(t)) if w.data.len() >= w.rows * w.row_bytes => Some((w, *t)),
                 _ => None,
             })
             .collect();
-        if let Some(mats) = mats {
-            return ws.len() > 1 && x86_amx::run(&mats, x, n_tok, ys);
+        if let Some(tiles) = tiles {
+            return x86_amx::run(&tiles, x, n_tok, ys);
         }
-        // Their twins, below the tiles' token count (decode, a batched step).
-        let mut g0 = None;
+        let g = match kerns.first() {
+            Some(Some(RowKernel::AmxTwin(_, g))) => *g,
+            _ => return false,
+        };
         let twins: Option<Vec<_>> = ws
             .iter()
-            .map(|&w| match select(w, n_tok) {
-                Some(RowKernel::AmxTwin(f, g)) if *g0.get_or_insert(g) == g => Some((w, f)),
+            .zip(&kerns)
+            .map(|(&w, k)| match k {
+                Some(RowKernel::AmxTwin(f, gw)) if *gw == g => Some((w, *f)),
                 _ => None,
             })
             .collect();
-        if let (Some(twins), Some(g)) = (twins, g0) {
-            return ws.len() > 1 && x86_amx_one::run(&twins, g, x, n_tok, ys);
+        if let Some(twins) = twins {
+            return x86_amx_one::run(&twins, g, x, n_tok, ys);
         }
     }
     let _ = (ws, x, ys, n_tok);

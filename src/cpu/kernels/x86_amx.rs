@@ -849,25 +849,16 @@ pub(super) fn run(
         return true;
     }
     let (cols, g) = (w0.cols, t0.g);
-    if mats.len() != ys.len()
-        || x.len() < n_tok * cols
-        || mats.iter().any(|(w, t)| w.cols != cols || t.g != g)
-        || mats
-            .iter()
-            .zip(ys.iter())
-            .any(|((w, _), y)| y.len() < n_tok * w.rows)
-    {
+    if x.len() < n_tok * cols || mats.iter().any(|(w, t)| w.cols != cols || t.g != g) {
         return false;
     }
-    let outs: Vec<Out> = mats
-        .iter()
-        .zip(ys.iter_mut())
-        .filter_map(|((w, _), y)| Out::new(y, n_tok, w.rows))
-        .collect();
+    let rows: Vec<usize> = mats.iter().map(|(w, _)| w.rows).collect();
+    let Some(outs) = outputs(&rows, ys, n_tok) else {
+        return false;
+    };
     // Parts of a few row tiles each, over all the matrices: (matrix, first row, rows).
     let all_tiles: usize = mats.iter().map(|(w, _)| w.rows.div_ceil(16)).sum();
     let per = all_tiles.div_ceil((super::threads() * 8).clamp(1, all_tiles.max(1))) * 16;
-    let rows: Vec<usize> = mats.iter().map(|(w, _)| w.rows).collect();
     let mut parts = row_parts(&rows, per);
     ACTS.with(|a| {
         let mut a = a.borrow_mut();
@@ -882,6 +873,18 @@ pub(super) fn run(
         });
     });
     true
+}
+
+/// Each `ys[i]` as the (n_tok, `rows[i]`) output of one call, or `None` if their counts differ
+/// or one is short.
+pub(super) fn outputs(rows: &[usize], ys: &mut [&mut [f32]], n_tok: usize) -> Option<Vec<Out>> {
+    if rows.len() != ys.len() {
+        return None;
+    }
+    rows.iter()
+        .zip(ys.iter_mut())
+        .map(|(&r, y)| Out::new(y, n_tok, r))
+        .collect()
 }
 
 /// The parts of one fork over matrices of `rows[i]` rows: `(matrix, first row, rows)`, `per`

@@ -174,7 +174,6 @@ pub(super) fn run(
     n_tok: usize,
     ys: &mut [&mut [f32]],
 ) -> bool {
-    use super::x86_amx::Out;
     let Some(&(w0, _)) = mats.first() else {
         return true;
     };
@@ -182,25 +181,19 @@ pub(super) fn run(
     if n_tok == 0 {
         return true;
     }
-    if mats.len() != ys.len()
-        || x.len() < n_tok * cols
+    if x.len() < n_tok * cols
         || mats
             .iter()
             .any(|(w, _)| w.cols != cols || w.data.len() < w.rows * w.row_bytes)
     {
         return false;
     }
-    let outs: Vec<Out> = mats
-        .iter()
-        .zip(ys.iter_mut())
-        .filter_map(|((w, _), y)| Out::new(y, n_tok, w.rows))
-        .collect();
-    if outs.len() != mats.len() {
+    let rows: Vec<usize> = mats.iter().map(|(w, _)| w.rows).collect();
+    let Some(outs) = super::x86_amx::outputs(&rows, ys, n_tok) else {
         return false;
-    }
+    };
     // Parts: (matrix, first row, rows), a few per thread, whole 16-row tiles. Below ~256k
     // multiply-adds (~20 µs on one core) one part a matrix, on this thread.
-    let rows: Vec<usize> = mats.iter().map(|(w, _)| w.rows).collect();
     let all_rows: usize = rows.iter().sum();
     let n = super::threads();
     let split = n > 1 && all_rows * cols * n_tok >= 1 << 18;
