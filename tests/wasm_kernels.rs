@@ -365,31 +365,49 @@ fn recurrent_kernels_match_the_reference() {
     recurrent_kernels::delta_rule_fast_matches_reference();
 }
 
-/// By default (no `limit_isa`), the relaxed-SIMD build runs its relaxed dot products where
-/// the one-time timing found them faster and the i16 kernels elsewhere: the default output is
-/// bit for bit one of the two, the one `relaxed_dot_products` names. Without relaxed SIMD the
-/// default is the i16 kernels and `relaxed_dot_products` is false.
+/// By default (no `limit_isa`), the relaxed-SIMD build runs each format's relaxed dot products
+/// for the shapes (one token, tiles of several) where the one-time timing found them faster,
+/// and the i16 kernels elsewhere: the default output is bit for bit one of the two, the one
+/// `relaxed_dot_products` names. Without relaxed SIMD the default is the i16 kernels and
+/// `relaxed_dot_products` is empty.
 #[wasm_bindgen_test]
 fn the_default_path_is_the_one_the_timing_chose() {
-    use wasm_chord::cpu::matmul::relaxed_dot_products;
-    let mut rng = Rng(31);
-    let w = random_matrix(GgmlType::Q4_K, 64, 512, &mut rng);
-    let x: Vec<f32> = (0..3 * w.cols).map(|_| rng.uniform(-2.0, 2.0)).collect();
-    let run = |isa: u8| {
-        let mut y = vec![f32::NAN; 3 * w.rows];
-        limit_isa(isa);
-        matmul(&w, &x, &mut y, 3, Kernel::Fast).unwrap();
-        limit_isa(u8::MAX);
-        y
-    };
-    let (default, int, relaxed) = (run(u8::MAX), run(2), run(3));
-    let relaxed_chosen = relaxed_dot_products();
-    eprintln!("relaxed dot products chosen: {relaxed_chosen}");
-    if cfg!(target_feature = "relaxed-simd") {
-        assert_ne!(int, relaxed, "the two integer paths are different code");
-    } else {
-        assert!(!relaxed_chosen, "no relaxed SIMD in this build");
+    use wasm_chord::cpu::matmul::{relaxed_dot_products, RELAXED_FORMATS};
+    let chosen = relaxed_dot_products(&RELAXED_FORMATS);
+    eprintln!("relaxed dot products chosen: {chosen:?}");
+    if !cfg!(target_feature = "relaxed-simd") {
+        assert_eq!(chosen, Default::default(), "no relaxed SIMD in this build");
     }
-    let want = if relaxed_chosen { &relaxed } else { &int };
-    assert_eq!(&default, want, "the default path is the chosen one");
+    let mut rng = Rng(31);
+    for ty in RELAXED_FORMATS {
+        let w = random_matrix(ty, 64, 512, &mut rng);
+        for (n_tok, formats) in [(1, &chosen.decode), (3, &chosen.tiles)] {
+            let x: Vec<f32> = (0..n_tok * w.cols)
+                .map(|_| rng.uniform(-2.0, 2.0))
+                .collect();
+            let run = |isa: u8| {
+                let mut y = vec![f32::NAN; n_tok * w.rows];
+                limit_isa(isa);
+                matmul(&w, &x, &mut y, n_tok, Kernel::Fast).unwrap();
+                limit_isa(u8::MAX);
+                y
+            };
+            let (default, int, relaxed) = (run(u8::MAX), run(2), run(3));
+            if cfg!(target_feature = "relaxed-simd") {
+                assert_ne!(
+                    int, relaxed,
+                    "{ty:?}: the two integer paths are different code"
+                );
+            }
+            let want = if formats.contains(&ty) {
+                &relaxed
+            } else {
+                &int
+            };
+            assert_eq!(
+                &default, want,
+                "{ty:?}, {n_tok} tokens: the default path is the chosen one"
+            );
+        }
+    }
 }

@@ -469,8 +469,10 @@ async function load(msg) {
       threads: threading.threads,
       threads_note: threading.note,
       simd: threading.simd,
-      // In the relaxed-SIMD build: whether its relaxed dot products beat the i16 kernels here.
-      relaxed_dot_products: threading.simd === 'relaxed' ? module.relaxedDotProducts() : false,
+      // In the relaxed-SIMD build on the CPU, `{decode, prefill}`: this model's formats (e.g.
+      // 'Q4_K') whose relaxed dot products beat their i16 kernels here, for one token and for
+      // tiles of several (each timed once, now rather than at the first token); else none.
+      relaxed_dot_products: threading.simd === 'relaxed' && engineInfo.backend === 'cpu' ? e.relaxedDotProducts() : { decode: [], prefill: [] },
       simd_note: threading.simd_note,
     };
     models.set(modelId, { engine: e, info });

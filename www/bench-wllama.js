@@ -112,6 +112,7 @@ async function runChord(prompt) {
     threads_used: threadsUsed,
     threads_source: info.threads != null || loaded.threads != null ? 'info().threads' : 'not reported by info(): a single-threaded build',
     build: info.build ?? info.kernels ?? info.simd ?? null,
+    relaxed_dot_products: info.relaxed_dot_products ?? null,
     prompt: built,
     rows,
     reply,

@@ -19,6 +19,7 @@ mod kernels;
 pub(crate) use kernels::has_avx2_fma;
 pub use kernels::{
     amx_in_use, amx_path_in_use, limit_isa, relaxed_dot_products, set_amx, set_threads, threads,
+    RelaxedChoice, RELAXED_FORMATS,
 };
 pub(crate) use kernels::{for_each_part, on_pool};
 

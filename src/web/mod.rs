@@ -115,13 +115,6 @@ pub fn threaded_build() -> bool {
     cfg!(feature = "web-threads")
 }
 
-/// Whether the CPU kernels use relaxed-SIMD dot products: in the relaxed-SIMD build, where a
-/// timing at the first call found them faster than the i16 kernels on this CPU; else false.
-#[wasm_bindgen(js_name = relaxedDotProducts)]
-pub fn relaxed_dot_products() -> bool {
-    crate::cpu::matmul::relaxed_dot_products()
-}
-
 /// The threads the CPU kernels use: 1 in the single-threaded build; in the threaded build,
 /// what `setCpuThreads` asked for (1 until then).
 #[wasm_bindgen(js_name = cpuThreads)]
@@ -470,6 +463,22 @@ impl WasmEngine {
     pub fn info(&self) -> Result<JsValue, JsValue> {
         let e = self.engine.try_borrow().map_err(|_| busy())?;
         Ok(json_to_js(&describe(e.as_ref().ok_or_else(not_loaded)?)))
+    }
+
+    /// Where this model's CPU matmuls use relaxed-SIMD dot products, `{decode, prefill}`: its
+    /// formats (GGUF names, e.g. `Q4_K`) whose one-token matmuls and whose multi-token tiles
+    /// do. In the relaxed-SIMD build, those where a timing (here, once per format and shape,
+    /// tens of ms) found them faster than the i16 kernels on this CPU; else none.
+    #[wasm_bindgen(js_name = relaxedDotProducts)]
+    pub fn relaxed_dot_products(&self) -> Result<JsValue, JsValue> {
+        let e = self.engine.try_borrow().map_err(|_| busy())?;
+        let e = e.as_ref().ok_or_else(not_loaded)?;
+        let formats: Vec<_> = e.header.tensors.iter().map(|t| t.ty).collect();
+        let c = crate::cpu::matmul::relaxed_dot_products(&formats);
+        let names = |v: Vec<crate::quant::GgmlType>| v.iter().map(|t| t.name()).collect::<Vec<_>>();
+        Ok(json_to_js(
+            &json!({ "decode": names(c.decode), "prefill": names(c.tiles) }),
+        ))
     }
 
     /// How many positions of the last sequence the cache holds (what a saved session keeps and

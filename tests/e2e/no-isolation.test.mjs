@@ -35,10 +35,16 @@ test('chat and Stop work without cross-origin isolation', { timeout: 240_000 }, 
   assert.equal(info.threads, 1);
   assert.match(info.threads_note, /not cross-origin isolated/);
   // Chromium validates relaxed SIMD, so the worker took the relaxed-SIMD build (pkg/relaxed/);
-  // whether its relaxed dot products run depends on a timing on this CPU (either way the
-  // reply below equals the native one).
+  // which formats run its relaxed dot products depends on a timing of each on this CPU
+  // (either way the reply below equals the native one).
   assert.equal(info.simd, 'relaxed', `the relaxed-SIMD build runs (${info.simd_note})`);
-  assert.equal(typeof info.relaxed_dot_products, 'boolean');
+  for (const shape of ['decode', 'prefill']) {
+    const formats = info.relaxed_dot_products[shape];
+    assert.ok(Array.isArray(formats), `relaxed_dot_products.${shape} lists formats`);
+    for (const f of formats) {
+      assert.ok(['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q4_K', 'Q6_K'].includes(f), `${f} has no relaxed kernel`);
+    }
+  }
   const r = await page.evaluate(async () => {
     const ac = new AbortController();
     const stream = await window.chord.engine.chat.completions.create({

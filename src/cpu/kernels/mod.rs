@@ -31,8 +31,9 @@
 //!   `target_feature(avx2,fma,f16c)` for the other formats (F16, BF16, Q2_K, Q3_K, Q5_K);
 //! - wasm32 with relaxed SIMD (`+simd128,+relaxed-simd`): the relaxed-SIMD integer kernels
 //!   (`wasm_relaxed`: unsigned weight quants × two i8 activation planes,
-//!   `i32x4_relaxed_dot_i8x16_i7x16_add`) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K, where a
-//!   timing at the first matmul finds them faster than the i16 kernels on this CPU
+//!   `i32x4_relaxed_dot_i8x16_i7x16_add`) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K, each where a
+//!   timing at its first matmul finds it faster than its i16 kernel on this CPU, for one
+//!   token and for tiles of several apart
 //!   ([`relaxed_dot_products`]; `limit_isa(3)` forces them); then as below;
 //! - wasm32 with SIMD128 (`-C target-feature=+simd128`, the web build): the integer kernels
 //!   of `wasm_i16` (the scheme above on `i32x4_dot_i16x8`, activations quantized by the
@@ -619,9 +620,10 @@ fn select(
         return generic_avx2(w.ty).map(RowKernel::F32);
     }
     // Relaxed SIMD: where `limit_isa` asks for level 3 (tests), or by default where a timing
-    // on this CPU found the relaxed kernels faster than the i16 ones (`relaxed_is_faster`).
+    // on this CPU found this format's relaxed kernel faster than its i16 one for this many
+    // tokens (`relaxed_is_faster`).
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-    if limit >= 3 && (limit != u8::MAX || relaxed_is_faster()) {
+    if limit >= 3 && (limit != u8::MAX || relaxed_is_faster(w.ty, n_tok > 1)) {
         if let Some((f, g)) = wasm::select_relaxed(w.ty) {
             return Some(RowKernel::I8(f, g));
         }
@@ -642,64 +644,135 @@ fn select(
     generic(w.ty).map(RowKernel::F32)
 }
 
-/// Whether `Kernel::Fast` matmuls use the relaxed-SIMD dot products by default: only in a build
-/// with relaxed SIMD (`-C target-feature=+relaxed-simd`, the web's pkg/relaxed/), where a timing
-/// on this CPU found them faster than the i16 kernels (the first call times them).
-pub fn relaxed_dot_products() -> bool {
-    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-    return relaxed_is_faster();
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
-    false
+/// Where the relaxed-SIMD build runs its relaxed dot products by default
+/// ([`relaxed_dot_products`]): the formats whose one-token matmuls (decode) and whose
+/// multi-token tiles (prefill, batches) do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelaxedChoice {
+    pub decode: Vec<GgmlType>,
+    pub tiles: Vec<GgmlType>,
 }
 
-/// Whether the relaxed-SIMD kernels beat the i16 ones on this CPU, timed once per module.
+/// Where `Kernel::Fast` matmuls of `formats` use the relaxed-SIMD dot products by default:
+/// only in a build with relaxed SIMD (`-C target-feature=+relaxed-simd`, the web's
+/// pkg/relaxed/), for those of [`RELAXED_FORMATS`] and the matmul shapes (one token, or tiles
+/// of several) where a timing on this CPU found them faster than the i16 kernels. This call
+/// times every one not yet timed (30–150 ms each, once per module: what the first matmul
+/// of each would spend); else none.
+pub fn relaxed_dot_products(formats: &[GgmlType]) -> RelaxedChoice {
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    {
+        let pick = |tiles: bool| {
+            RELAXED_FORMATS
+                .into_iter()
+                .filter(|ty| formats.contains(ty) && relaxed_is_faster(*ty, tiles))
+                .collect()
+        };
+        RelaxedChoice {
+            decode: pick(false),
+            tiles: pick(true),
+        }
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+    {
+        let _ = formats;
+        RelaxedChoice::default()
+    }
+}
+
+/// The formats with relaxed-SIMD kernels (`wasm_relaxed`); the other integer formats run the
+/// i16 kernels in that build too.
+pub const RELAXED_FORMATS: [GgmlType; 6] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+];
+
+/// Whether the relaxed-SIMD kernel of `ty` beats its i16 kernel on this CPU, for one-token
+/// matmuls or (`tiles`) for several tokens: timed once per format, shape and module, at the
+/// first matmul that asks.
 ///
 /// The relaxed dot (`i32x4_relaxed_dot_i8x16_i7x16_add`) is one instruction where the CPU has
 /// a u8×i8 dot product (AVX-VNNI, Arm's SDOT) and three elsewhere (V8 on x86 without VNNI:
 /// `pmaddubsw`, `pmaddwd`, `paddd`), and these kernels take two i8 planes for the i16 path's
-/// accuracy; so which is faster depends on the CPU. Both are timed on a synthetic Q4_K
-/// matrix-vector product (512 × 2048, ~0.6 MB), alternating, best of 4 rounds of 24 products
-/// each (tens of ms in all, once); Date::now's millisecond clock is coarse, so the relaxed kernels must
-/// win by 10% to be chosen. Both stay within the same error bound (tests/wasm_kernels.rs).
+/// accuracy; so which is faster depends on the CPU, the format and the shape (Chromium 156 on
+/// an Intel Xeon with AVX-VNNI: one token, the relaxed Q4_K and Q6_K kernels 1.45–1.55×
+/// faster, Q5_0's 15% slower; 64 tokens, the relaxed Q4_K 16% slower and Q6_K even). Both are
+/// timed on a synthetic matrix of the format (256 × 2048, 0.3–0.4 MB): 32 one-token products,
+/// or 4 of an 8-token tile; alternating rounds (1–3 ms each: `performance.now()` may be
+/// coarsened to 0.1 ms), best of all. V8 first runs a
+/// function's baseline (Liftoff) code and swaps in the optimized code once it is hot, compiled
+/// in the background: here the first 5 rounds (50 ms) ran baseline code 3–8× slower, the
+/// relaxed kernels more so, and a fixed 3, 10 or 30 ms of rounds chose the i16 kernels in some
+/// page loads. So the rounds go on until 6 in a row bring neither best time down by a fifth
+/// (at least 12 rounds, at most 0.3 s: past that the i16 kernels, the default, stay). The
+/// relaxed kernel must win by 10% to be chosen. Both stay within the same error bound (tests/wasm_kernels.rs).
 #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-fn relaxed_is_faster() -> bool {
-    static FASTER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FASTER.get_or_init(|| {
-        let (rows, cols) = (512, 2048);
-        let (bs, ts) = GgmlType::Q4_K.block_geometry();
+fn relaxed_is_faster(ty: GgmlType, tiles: bool) -> bool {
+    use std::sync::OnceLock;
+    static FASTER: [[OnceLock<bool>; 2]; RELAXED_FORMATS.len()] =
+        [const { [const { OnceLock::new() }; 2] }; RELAXED_FORMATS.len()];
+    let Some(i) = RELAXED_FORMATS.iter().position(|&t| t == ty) else {
+        return false;
+    };
+    *FASTER[i][usize::from(tiles)].get_or_init(|| {
+        let (rows, cols) = (256, 2048);
+        let (n_tok, reps) = if tiles { (8, 4) } else { (1, 32) };
+        let (bs, ts) = ty.block_geometry();
         let row_bytes = cols / bs * ts;
-        // Quants from a fixed pattern; every block's d and dmin 1/64 (f16 0x2400).
+        // Quants from a fixed pattern; every f16 scale field 1/64 (0x2400), so no NaN or
+        // subnormal slows either side.
         let mut data: Vec<u8> = (0..rows * row_bytes)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
+        let scales: &[usize] = match ty {
+            GgmlType::Q4_0 | GgmlType::Q5_0 => &[0],
+            GgmlType::Q6_K => &[208],
+            _ => &[0, 2],
+        };
         for b in data.chunks_exact_mut(ts) {
-            b[..4].copy_from_slice(&[0x00, 0x24, 0x00, 0x24]);
+            for &at in scales {
+                b[at..at + 2].copy_from_slice(&[0x00, 0x24]);
+            }
         }
         let w = QMatrix {
-            name: "relaxed-SIMD timing".into(),
-            ty: GgmlType::Q4_K,
+            name: format!("relaxed-SIMD timing ({ty:?})"),
+            ty,
             rows,
             cols,
             row_bytes,
             data,
         };
-        let x: Vec<f32> = (0..cols)
+        let x: Vec<f32> = (0..n_tok * cols)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
             .collect();
-        let mut y = vec![0f32; rows];
+        let mut y = vec![0f32; n_tok * rows];
         let before = ISA_LIMIT.with(|l| l.get());
         let mut time = |level: u8| {
             ISA_LIMIT.with(|l| l.set(level));
-            let t0 = js_sys::Date::now();
-            for _ in 0..24 {
-                matmul(&w, &x, &mut y, 1);
+            let t0 = instant::Instant::now();
+            for _ in 0..reps {
+                matmul(&w, &x, &mut y, n_tok);
             }
-            js_sys::Date::now() - t0
+            t0.elapsed().as_secs_f64()
         };
+        // Rounds until 6 in a row bring neither minimum down by a fifth (the swap to optimized
+        // code cuts a round 3–8×), at least 12, at most 0.3 s.
         let (mut relaxed, mut int) = (f64::MAX, f64::MAX);
-        for _ in 0..4 {
-            relaxed = relaxed.min(time(3));
-            int = int.min(time(2));
+        let (mut spent, mut rounds, mut since_drop) = (0.0, 0, 0);
+        while (rounds < 12 || since_drop < 6) && spent < 0.3 {
+            let (r, i) = (time(3), time(2));
+            since_drop = if r < 0.8 * relaxed || i < 0.8 * int {
+                0
+            } else {
+                since_drop + 1
+            };
+            (relaxed, int) = (relaxed.min(r), int.min(i));
+            spent += r + i;
+            rounds += 1;
         }
         ISA_LIMIT.with(|l| l.set(before));
         relaxed * 1.1 < int

@@ -26,12 +26,23 @@
 //! `Σ|w|·max|x|/64 516` over the groups (plus f32 rounding, ~1e-7 of Σ|w·x|); `tests/
 //! wasm_kernels.rs` checks it.
 //!
-//! Speed: slower than the i16 kernels where measured (Chromium 156 on x86_64, a shared 2-core
-//! machine, medians of 3, prefill / decode tok/s): SmolLM2-135M Q4_K_M 59.1 / 25.9 against
-//! `wasm_i16`'s 78.7 / 31.2 (f32 SIMD128: 72.5 / 27.1); pad768 46.6 / 18.8 against 69.9 / 25.3.
-//! Two planes double the dots, the K-quant scales need an `i32x4_mul` per sub-block, and
-//! without AVX-VNNI V8 lowers the relaxed dot to `pmaddubsw` + `pmaddwd` + add. Until that
-//! changes, a relaxed build should not be preferred over the plain SIMD128 one.
+//! Speed (Chromium 156, headless, an Intel Xeon with AVX-VNNI, where V8 lowers the relaxed dot
+//! to one `vpdpbusd`; one 256 × 2048-class matrix, best of 5, GB/s of weights, relaxed against
+//! `wasm_i16`): one token, Q4_K 5.9–6.6 against 3.7–4.3 and Q6_K 4.3–4.6 against 3.0–3.1;
+//! 64 tokens, Q4_K 6.9 against 8.2, Q6_K 9.2 against 8.9; Q5_0 2.7 against 3.2 (one token).
+//! So which kernel runs is chosen per format and shape by a timing on the user's CPU
+//! (`relaxed_is_faster` in `kernels`). What made the K-quants fast:
+//! - the sub-block scales multiply pairs of 16-value dot products narrowed to i16
+//!   (`scaled_pair`: one `i32x4_dot_i16x8`), not each product's i32 lanes (`i32x4_mul`, two
+//!   µops and 10 cycles of latency on x86);
+//! - Q6_K's bit fields come out with i16 shifts by one amount whatever the chunk: a `match` on
+//!   the chunk's shift, in a loop LLVM left rolled, became a shift by a vector of amounts,
+//!   which wasm lacks, so eight extract / shift / replace triples per chunk (Q6_K 2.5 → 4.5
+//!   GB/s).
+//!
+//! Without VNNI (an earlier Zen 4 machine) V8 lowers the relaxed dot to `pmaddubsw` +
+//! `pmaddwd` + add, and the two planes double that: there the i16 kernels won everywhere
+//! (SmolLM2-135M Q4_K_M prefill / decode 59.1 / 25.9 tok/s against 78.7 / 31.2).
 
 use super::super::{IntRowsFn, QAct};
 use super::int::k4_head;
@@ -207,14 +218,11 @@ fn lane_total(p: v128) -> v128 {
     v128_and(s, i32x4(-1, 0, 0, 0))
 }
 
-/// Low (`k` even) or high nibbles of the 16 bytes `qs`, with `hi` OR-ed in.
+/// Low (`k` even) or high nibbles of the 16 bytes `qs`, with `hi` OR-ed in: one i16 shift by
+/// `4·(k % 2)` and a mask, branch-free where a loop over `k` stays rolled.
 #[inline(always)]
 fn nibble(qs: v128, k: usize, hi: v128) -> v128 {
-    let n = if k.is_multiple_of(2) {
-        v128_and(qs, u8x16_splat(15))
-    } else {
-        u8x16_shr(qs, 4)
-    };
+    let n = v128_and(u16x8_shr(qs, 4 * (k % 2) as u32), u8x16_splat(15));
     v128_or(n, hi)
 }
 
@@ -259,17 +267,41 @@ block32!(
     |b, h, k| { nibble(load16(b, 8), k, high_bits((h.2 >> (16 * (k % 2))) & 0xffff)) }
 );
 
+/// `acc + Σ sc·p` for two chunks' i32 lanes `pa`, `pb` that fit in i16 (each lane a sum of at
+/// most 8 products `|q| ≤ 127` × `w ≤ 63` with no accumulator: |·| ≤ 32 004 for 4 products of
+/// Q6_K, 15 240 for 8 of Q4_K), narrowed into one `i16x8` (exact) and multiplied with their
+/// scales `sc` (`(sa ×4, sb ×4)`) by `i32x4_dot_i16x8`: one instruction for what two
+/// `i32x4_mul`s and adds did. Lane j then holds a pair of `pa`'s (j < 2) or `pb`'s (j ≥ 2)
+/// lanes times its scale; the block's lane total, all `finish_planes` reads, is the same
+/// exact integer.
+#[inline(always)]
+fn scaled_pair(acc: v128, pa: v128, pb: v128, sc: v128) -> v128 {
+    i32x4_add(acc, i32x4_dot_i16x8(i16x8_narrow_i32x4(pa, pb), sc))
+}
+
+/// The pair vectors of 8 i16 scales `v`: `(v[2m] ×4, v[2m + 1] ×4)` for m = 0..4.
+#[inline(always)]
+fn scale_pairs(v: v128) -> [v128; 4] {
+    [
+        i16x8_shuffle::<0, 0, 0, 0, 1, 1, 1, 1>(v, v),
+        i16x8_shuffle::<2, 2, 2, 2, 3, 3, 3, 3>(v, v),
+        i16x8_shuffle::<4, 4, 4, 4, 5, 5, 5, 5>(v, v),
+        i16x8_shuffle::<6, 6, 6, 6, 7, 7, 7, 7>(v, v),
+    ]
+}
+
 pub(super) struct Q4K;
 impl RelaxedBlock for Q4K {
     const BS: usize = 256;
     const TS: usize = 144;
     const G: usize = 256;
-    /// The 8 sub-block scales; d; −dmin·m per sub-block (two `f32x4`).
-    type Head = ([i32; 8], f32, [v128; 2]);
+    /// The 8 sub-block scales as `scale_pairs`; d; −dmin·m per sub-block (two `f32x4`).
+    type Head = ([v128; 4], f32, [v128; 2]);
     #[inline(always)]
     fn head(b: &[u8]) -> Self::Head {
         let (sc, d, m) = k4_head(b);
-        (sc.map(i32::from), d, m)
+        let v = u16x8_extend_low_u8x16(u64x2_splat(u64::from_le_bytes(sc)));
+        (scale_pairs(v), d, m)
     }
     #[inline(always)]
     fn chunk(b: &[u8], _: &Self::Head, k: usize) -> v128 {
@@ -287,12 +319,18 @@ impl RelaxedBlock for Q4K {
         _: [&[i16]; 2],
     ) -> [v128; 2] {
         let mut p = [i32x4_splat(0); 2];
-        for g in 0..8 {
-            let (w0, w1) = (w(2 * g), w(2 * g + 1));
-            let sc = i32x4_splat(h.0[g]);
+        // Sub-blocks 2m and 2m + 1 (one 32-byte run of nibbles) share a `scaled_pair`.
+        for m in 0..4 {
+            let mut s = [[i32x4_splat(0); 2]; 2];
+            for (half, s) in s.iter_mut().enumerate() {
+                let g = 2 * m + half;
+                let (w0, w1) = (w(2 * g), w(2 * g + 1));
+                for i in 0..2 {
+                    s[i] = dot16(dot16(i32x4_splat(0), w0, x[i], 2 * g), w1, x[i], 2 * g + 1);
+                }
+            }
             for i in 0..2 {
-                let s = dot16(dot16(i32x4_splat(0), w0, x[i], 2 * g), w1, x[i], 2 * g + 1);
-                p[i] = i32x4_add(p[i], i32x4_mul(s, sc));
+                p[i] = scaled_pair(p[i], s[0][i], s[1][i], h.0[m]);
             }
         }
         p
@@ -310,36 +348,32 @@ impl RelaxedBlock for Q6K {
     const BS: usize = 256;
     const TS: usize = 210;
     const G: usize = 256;
-    /// The 16 scales; the same times −32 as two `i16x8` (the offset's weights); d.
-    type Head = ([i32; 16], [v128; 2], f32);
+    /// The 16 scales as `scale_pairs` (8); the same times −32 as two `i16x8` (the offset's
+    /// weights); d.
+    type Head = ([v128; 8], [v128; 2], f32);
     #[inline(always)]
     fn head(b: &[u8]) -> Self::Head {
-        let mut sc = [0i32; 16];
-        for (s, &v) in sc.iter_mut().zip(&b[192..208]) {
-            *s = i32::from(v as i8);
-        }
         let raw = load16(b, 192);
+        let sc = [i16x8_extend_low_i8x16(raw), i16x8_extend_high_i8x16(raw)];
+        let [a, b2, c, d] = scale_pairs(sc[0]);
+        let [e, f, g, h] = scale_pairs(sc[1]);
         let m32 = i16x8_splat(-32);
-        let off = [
-            i16x8_mul(i16x8_extend_low_i8x16(raw), m32),
-            i16x8_mul(i16x8_extend_high_i8x16(raw), m32),
-        ];
-        (sc, off, f16_at(b, 208))
+        let off = [i16x8_mul(sc[0], m32), i16x8_mul(sc[1], m32)];
+        ([a, b2, c, d, e, f, g, h], off, f16_at(b, 208))
     }
     #[inline(always)]
     fn chunk(b: &[u8], _: &Self::Head, k: usize) -> v128 {
         // Weights 128h + 32s + l (sub-block 16k = 128h + 32s + 16j): ql byte
-        // 64h + 32(s%2) + l, nibble s/2; qh byte 32h + l, bits 2s..2s+2.
+        // 64h + 32(s%2) + l, nibble s/2; qh byte 32h + l, bits 2s..2s+2. The shifts are i16
+        // ones by one amount whatever `s` (where LLVM leaves this loop rolled, a `match` on
+        // `s` became a shift by a vector of amounts, which wasm lacks: eight scalar shifts);
+        // the bits they carry across bytes land outside the masks.
         let (hh, s, j) = (k / 8 % 2, k / 2 % 4, k % 2);
         let ql = load16(b, 64 * hh + 32 * (s % 2) + 16 * j);
         let qh = load16(b, 128 + 32 * hh + 16 * j);
-        let nib = if s < 2 {
-            v128_and(ql, u8x16_splat(15))
-        } else {
-            u8x16_shr(ql, 4)
-        };
-        let hb = u8x16_shl(v128_and(u8x16_shr(qh, 2 * s as u32), u8x16_splat(3)), 4);
-        v128_or(nib, hb)
+        let nib = v128_and(u16x8_shr(ql, 4 * (s / 2) as u32), u8x16_splat(15));
+        let hb = v128_and(u16x8_shr(qh, 2 * s as u32), u8x16_splat(3));
+        v128_or(nib, u16x8_shl(hb, 4))
     }
     #[inline(always)]
     fn planes(
@@ -349,10 +383,13 @@ impl RelaxedBlock for Q6K {
         sums: [&[i16]; 2],
     ) -> [v128; 2] {
         let mut p = [i32x4_splat(0); 2];
-        for k in 0..16 {
-            let (wk, sc) = (w(k), i32x4_splat(h.0[k]));
+        // Chunks 2m and 2m + 1 (scales 2m, 2m + 1) share a `scaled_pair`.
+        for m in 0..8 {
+            let (wa, wb) = (w(2 * m), w(2 * m + 1));
             for i in 0..2 {
-                p[i] = i32x4_add(p[i], i32x4_mul(dot16(i32x4_splat(0), wk, x[i], k), sc));
+                let pa = dot16(i32x4_splat(0), wa, x[i], 2 * m);
+                let pb = dot16(i32x4_splat(0), wb, x[i], 2 * m + 1);
+                p[i] = scaled_pair(p[i], pa, pb, h.0[m]);
             }
         }
         // − 32·Σ_k sc_k·Σ_{16k} q: |32·sc| ≤ 4096 and |Σ| ≤ 2032 in i16 lanes, exact in i32.
