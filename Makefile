@@ -51,8 +51,8 @@ wasm-test:
 	  --test wasm_kernels
 
 ## The browser app's wasm module into pkg/ (release, SIMD128, wasm-bindgen --target web), and its
-## relaxed-SIMD build into pkg/relaxed/ and the threaded build into pkg/threads/ (atomics,
-## shared memory; the pinned nightly).
+## relaxed-SIMD build into pkg/relaxed/ and the threaded builds into pkg/threads/ and (with
+## relaxed SIMD) pkg/threads-relaxed/ (atomics, shared memory; the pinned nightly).
 web:
 	scripts/build-web
 
@@ -80,6 +80,8 @@ dist: web
 	cp pkg/wasm_chord.js pkg/wasm_chord_bg.wasm dist/pkg/
 	mkdir -p dist/pkg/threads
 	cp -r pkg/threads/wasm_chord.js pkg/threads/wasm_chord_bg.wasm pkg/threads/snippets dist/pkg/threads/
+	mkdir -p dist/pkg/threads-relaxed
+	cp -r pkg/threads-relaxed/wasm_chord.js pkg/threads-relaxed/wasm_chord_bg.wasm pkg/threads-relaxed/snippets dist/pkg/threads-relaxed/
 	mkdir -p dist/pkg/relaxed
 	cp pkg/relaxed/wasm_chord.js pkg/relaxed/wasm_chord_bg.wasm dist/pkg/relaxed/
 	touch dist/.nojekyll

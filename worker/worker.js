@@ -5,8 +5,9 @@
 // kernels split matmul rows and attention heads over rayon's pool of Web Workers, which the
 // first load starts with `threads` of them), else the single-threaded pkg/. Both hold the WebGPU
 // backend too. info() says which, how many threads, and when one, why (`threads_note`).
-// Single-threaded pages whose browser validates relaxed SIMD get pkg/relaxed/ instead of pkg/
-// (`simd: 'relaxed'` in info(); its kernels choose relaxed dot products where they are faster).
+// Pages whose browser validates relaxed SIMD get the relaxed-SIMD builds instead:
+// pkg/threads-relaxed/ for pkg/threads/, pkg/relaxed/ for pkg/ (`simd: 'relaxed'` in info();
+// their kernels choose relaxed dot products per format and shape where they are faster).
 // Protocol: ./protocol.js. Load, chat and unload run one at a time, in order; cache requests and
 // aborts are answered at once. A crash inside wasm is fatal for this worker: it reports it (and
 // marks the cached model it was loading as unusable, so it is not loaded again in a loop), and the
@@ -37,8 +38,8 @@ let queue = Promise.resolve();
 let WasmEngine, Sha256Hasher, checkGgufHeader, memoryBytes, lastPanic, testTrap, testPoolPanic;
 // The threaded build: whether it runs, the size of its pool once started (0: not yet), and why
 // the CPU kernels run on one thread when they do.
-// `simd`: 'relaxed' when the relaxed-SIMD build runs (single-threaded pages whose browser
-// validates relaxed SIMD), else 'simd128'.
+// `simd`: 'relaxed' when a relaxed-SIMD build runs (pages whose browser validates relaxed
+// SIMD), else 'simd128'.
 const threading = { build: false, pool: 0, threads: 1, note: null, simd: 'simd128', simd_note: null };
 
 /**
@@ -66,13 +67,28 @@ async function startModule() {
   } else if (!self.crossOriginIsolated) {
     threading.note = 'the page is not cross-origin isolated (no COOP/COEP headers), so the single-threaded build runs';
   } else {
-    try {
-      wasm = await import('../pkg/threads/wasm_chord.js');
-      await wasm.default();
-      threading.build = true;
-    } catch (e) {
-      wasm = null;
-      threading.note = `the threaded build is missing or could not start (${e && e.message ? e.message : e}), so the single-threaded build runs`;
+    // Where the browser validates relaxed SIMD, the threaded relaxed-SIMD build first; the
+    // plain threaded one where it does not, or when that one is missing or cannot start.
+    if (hasRelaxedSimd()) {
+      try {
+        wasm = await import('../pkg/threads-relaxed/wasm_chord.js');
+        await wasm.default();
+        threading.build = true;
+        threading.simd = 'relaxed';
+      } catch (e) {
+        wasm = null;
+        threading.simd_note = `the threaded relaxed-SIMD build is missing or could not start (${e && e.message ? e.message : e})`;
+      }
+    }
+    if (!wasm) {
+      try {
+        wasm = await import('../pkg/threads/wasm_chord.js');
+        await wasm.default();
+        threading.build = true;
+      } catch (e) {
+        wasm = null;
+        threading.note = `the threaded build is missing or could not start (${e && e.message ? e.message : e}), so the single-threaded build runs`;
+      }
     }
   }
   // Node (crossOriginIsolated undefined) keeps the module node/worker.js instantiated.

@@ -39,7 +39,7 @@ after(async () => {
 
 test('the tarball has the module, the worker, the client, types and the Node entry', () => {
   const pkgDir = join(app, 'node_modules/wasm-chord');
-  for (const f of ['package.json', 'wasm_chord.js', 'wasm_chord_bg.wasm', 'threads/wasm_chord.js', 'threads/wasm_chord_bg.wasm', 'relaxed/wasm_chord.js', 'relaxed/wasm_chord_bg.wasm', 'worker/worker.js', 'worker/client.js', 'worker/client.d.ts', 'worker/pool-worker.js', 'worker/store.js', 'worker/protocol.js', 'worker/adapter.js', 'worker/auto.js', 'node/index.js', 'node/worker.js', 'node/index.d.ts']) {
+  for (const f of ['package.json', 'wasm_chord.js', 'wasm_chord_bg.wasm', 'threads/wasm_chord.js', 'threads/wasm_chord_bg.wasm', 'threads-relaxed/wasm_chord.js', 'threads-relaxed/wasm_chord_bg.wasm', 'relaxed/wasm_chord.js', 'relaxed/wasm_chord_bg.wasm', 'worker/worker.js', 'worker/client.js', 'worker/client.d.ts', 'worker/pool-worker.js', 'worker/store.js', 'worker/protocol.js', 'worker/adapter.js', 'worker/auto.js', 'node/index.js', 'node/worker.js', 'node/index.d.ts']) {
     assert.ok(existsSync(join(pkgDir, f)), `${f} is in the package`);
   }
 });

@@ -268,6 +268,10 @@ enum RowKernel {
 std::thread_local! {
     /// See [`limit_isa`].
     static ISA_LIMIT: std::cell::Cell<u8> = const { std::cell::Cell::new(u8::MAX) };
+    /// Whether `run_rows` keeps this thread's matmuls on it (`relaxed_is_faster`'s timing:
+    /// the kernels' speed, not the pool's wake-ups).
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    static ONE_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Testing aid: the widest code path `Kernel::Fast` matmuls started from the calling thread
@@ -526,6 +530,8 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
 /// chunk.
 fn run_rows(w: &QMatrix, n_tok: usize, out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
     let n = threads();
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    let n = if ONE_THREAD.with(|o| o.get()) { 1 } else { n };
     // Below ~256k multiply-adds (~20 µs on one core) a fork/join costs more than it saves.
     if n > 1 && w.rows >= 16 && w.rows * w.cols * n_tok >= 1 << 18 {
         // A few chunks per thread for balance; a multiple of 4 rows.
@@ -750,7 +756,10 @@ fn relaxed_is_faster(ty: GgmlType, tiles: bool) -> bool {
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
             .collect();
         let mut y = vec![0f32; n_tok * rows];
+        // On this thread alone: in the threaded build a split matmul this small would time the
+        // pool's fork and wake-ups (the same for both kernels) more than the kernels.
         let before = ISA_LIMIT.with(|l| l.get());
+        ONE_THREAD.with(|o| o.set(true));
         let mut time = |level: u8| {
             ISA_LIMIT.with(|l| l.set(level));
             let t0 = instant::Instant::now();
@@ -775,6 +784,7 @@ fn relaxed_is_faster(ty: GgmlType, tiles: bool) -> bool {
             rounds += 1;
         }
         ISA_LIMIT.with(|l| l.set(before));
+        ONE_THREAD.with(|o| o.set(false));
         relaxed * 1.1 < int
     })
 }
