@@ -59,6 +59,21 @@ function hasRelaxedSimd() {
 /** The most threads the default asks for (an engine on a big machine leaves cores to the page). */
 const MAX_DEFAULT_THREADS = 8;
 
+/**
+ * `{ wasm }`: the build `load` imports (a thunk around a literal import(), so that bundlers and
+ * scripts/build-web's path rewriting see it), started; or `{ why }` when it is missing or cannot
+ * start.
+ */
+async function tryBuild(load) {
+  try {
+    const wasm = await load();
+    await wasm.default();
+    return { wasm };
+  } catch (e) {
+    return { why: e && e.message ? e.message : String(e) };
+  }
+}
+
 async function startModule() {
   let wasm = null;
   if (self.crossOriginIsolated === undefined) {
@@ -70,37 +85,24 @@ async function startModule() {
     // Where the browser validates relaxed SIMD, the threaded relaxed-SIMD build first; the
     // plain threaded one where it does not, or when that one is missing or cannot start.
     if (hasRelaxedSimd()) {
-      try {
-        wasm = await import('../pkg/threads-relaxed/wasm_chord.js');
-        await wasm.default();
-        threading.build = true;
-        threading.simd = 'relaxed';
-      } catch (e) {
-        wasm = null;
-        threading.simd_note = `the threaded relaxed-SIMD build is missing or could not start (${e && e.message ? e.message : e})`;
-      }
+      const r = await tryBuild(() => import('../pkg/threads-relaxed/wasm_chord.js'));
+      if (r.wasm) threading.simd = 'relaxed';
+      else threading.simd_note = `the threaded relaxed-SIMD build is missing or could not start (${r.why})`;
+      wasm = r.wasm ?? null;
     }
     if (!wasm) {
-      try {
-        wasm = await import('../pkg/threads/wasm_chord.js');
-        await wasm.default();
-        threading.build = true;
-      } catch (e) {
-        wasm = null;
-        threading.note = `the threaded build is missing or could not start (${e && e.message ? e.message : e}), so the single-threaded build runs`;
-      }
+      const r = await tryBuild(() => import('../pkg/threads/wasm_chord.js'));
+      if (!r.wasm) threading.note = `the threaded build is missing or could not start (${r.why}), so the single-threaded build runs`;
+      wasm = r.wasm ?? null;
     }
+    threading.build = wasm !== null;
   }
   // Node (crossOriginIsolated undefined) keeps the module node/worker.js instantiated.
   if (!wasm && self.crossOriginIsolated !== undefined && hasRelaxedSimd()) {
-    try {
-      wasm = await import('../pkg/relaxed/wasm_chord.js');
-      await wasm.default();
-      threading.simd = 'relaxed';
-    } catch (e) {
-      wasm = null;
-      threading.simd_note = `the relaxed-SIMD build is missing or could not start (${e && e.message ? e.message : e})`;
-    }
+    const r = await tryBuild(() => import('../pkg/relaxed/wasm_chord.js'));
+    if (r.wasm) threading.simd = 'relaxed';
+    else threading.simd_note = `the relaxed-SIMD build is missing or could not start (${r.why})`;
+    wasm = r.wasm ?? null;
   }
   if (!wasm) {
     wasm = await import('../pkg/wasm_chord.js');

@@ -32,8 +32,8 @@
 //! - wasm32 with relaxed SIMD (`+simd128,+relaxed-simd`): the relaxed-SIMD integer kernels
 //!   (`wasm_relaxed`: unsigned weight quants × two i8 activation planes,
 //!   `i32x4_relaxed_dot_i8x16_i7x16_add`) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K, each where a
-//!   timing at its first matmul finds it faster than its i16 kernel on this CPU, for one
-//!   token and for tiles of several apart
+//!   timing at its first matmul finds it faster than its i16 kernel on this CPU (one token
+//!   and tiles of several timed apart)
 //!   ([`relaxed_dot_products`]; `limit_isa(3)` forces them); then as below;
 //! - wasm32 with SIMD128 (`-C target-feature=+simd128`, the web build): the integer kernels
 //!   of `wasm_i16` (the scheme above on `i32x4_dot_i16x8`, activations quantized by the
@@ -709,13 +709,14 @@ pub const RELAXED_FORMATS: [GgmlType; 6] = [
 /// faster, Q5_0's 15% slower; 64 tokens, the relaxed Q4_K 16% slower and Q6_K even). Both are
 /// timed on a synthetic matrix of the format (256 × 2048, 0.3–0.4 MB): 32 one-token products,
 /// or 4 of an 8-token tile; alternating rounds (1–3 ms each: `performance.now()` may be
-/// coarsened to 0.1 ms), best of all. V8 first runs a
-/// function's baseline (Liftoff) code and swaps in the optimized code once it is hot, compiled
-/// in the background: here the first 5 rounds (50 ms) ran baseline code 3–8× slower, the
-/// relaxed kernels more so, and a fixed 3, 10 or 30 ms of rounds chose the i16 kernels in some
-/// page loads. So the rounds go on until 6 in a row bring neither best time down by a fifth
-/// (at least 12 rounds, at most 0.3 s: past that the i16 kernels, the default, stay). The
-/// relaxed kernel must win by 10% to be chosen. Both stay within the same error bound (tests/wasm_kernels.rs).
+/// coarsened to 0.1 ms), best of all, on the calling thread alone. V8 first runs a function's
+/// baseline (Liftoff) code and swaps in the optimized code once it is hot, compiled in the
+/// background: here the first 5 rounds (50 ms) ran baseline code 3–8× slower, the relaxed
+/// kernels more so, and a fixed 3, 10 or 30 ms of rounds chose the i16 kernels in some page
+/// loads. So the rounds go on until 6 in a row bring neither best time down by a fifth (at
+/// least 12 rounds, at most 0.3 s: past that the i16 kernels, the default, stay). The relaxed
+/// kernel must win by 10% to be chosen. Both stay within the same error bound
+/// (tests/wasm_kernels.rs).
 #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
 fn relaxed_is_faster(ty: GgmlType, tiles: bool) -> bool {
     use std::sync::OnceLock;
@@ -759,7 +760,7 @@ fn relaxed_is_faster(ty: GgmlType, tiles: bool) -> bool {
         // On this thread alone: in the threaded build a split matmul this small would time the
         // pool's fork and wake-ups (the same for both kernels) more than the kernels.
         let before = ISA_LIMIT.with(|l| l.get());
-        ONE_THREAD.with(|o| o.set(true));
+        let one_thread_before = ONE_THREAD.with(|o| o.replace(true));
         let mut time = |level: u8| {
             ISA_LIMIT.with(|l| l.set(level));
             let t0 = instant::Instant::now();
@@ -784,7 +785,7 @@ fn relaxed_is_faster(ty: GgmlType, tiles: bool) -> bool {
             rounds += 1;
         }
         ISA_LIMIT.with(|l| l.set(before));
-        ONE_THREAD.with(|o| o.set(false));
+        ONE_THREAD.with(|o| o.set(one_thread_before));
         relaxed * 1.1 < int
     })
 }
