@@ -1,7 +1,7 @@
 //! `Kernel::Fast` (fused per-type kernels, SIMD, token tiles, threads) against
 //! `Kernel::Reference` (reference dequantizer, f64 dot products), on every code path this CPU
 //! has (`limit_isa`: portable, f32 SIMD, and on x86_64 the i16 integer kernels with AVX-512 BW
-//! and with VNNI).
+//! and with VNNI, and for Q2_K, Q3_K and Q5_K the browser's SIMD128 integer kernels on AVX2).
 //!
 //! - synthetic matrices of every supported type (random blocks, sane f16 scales), with column,
 //!   row and token counts that exercise every tile shape and remainder (32-block formats with
@@ -28,10 +28,20 @@ mod cpu_data;
 use cpu_data::{extreme_matrix, random_matrix, Rng, INT_TYPES};
 #[path = "common/recurrent_kernels.rs"]
 mod recurrent_kernels;
-/// Formats that have integer (i16 activation) kernels on some path.
+/// Formats that have integer (i16 activation) kernels on this CPU (x86_64): with AVX-512 BW the
+/// seven of `x86_i16`; with AVX2, the three without an f32 kernel of their own, on the
+/// browser's kernels compiled natively (`x86_simd128`).
 fn has_int_kernels(ty: GgmlType) -> bool {
     use GgmlType::*;
-    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q6_K)
+    #[cfg(target_arch = "x86_64")]
+    let (bw, avx2) = (
+        std::arch::is_x86_feature_detected!("avx512bw"),
+        std::arch::is_x86_feature_detected!("avx2"),
+    );
+    #[cfg(not(target_arch = "x86_64"))]
+    let (bw, avx2) = (false, false);
+    (bw && matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q6_K))
+        || (avx2 && matches!(ty, Q2_K | Q3_K | Q5_K))
 }
 
 /// Per output (n_tok, rows): the allowed |fast − reference|. `1e-5·Σ|w·x|` (f32 accumulation),
@@ -208,8 +218,9 @@ fn extreme_weights_do_not_overflow() {
 #[test]
 fn a_batch_of_tokens_equals_each_token_alone_on_the_integer_kernels() {
     assert!(
-        std::arch::is_x86_feature_detected!("avx512bw"),
-        "this test needs a CPU with AVX-512 BW (the i16 integer kernels' ISA)"
+        std::arch::is_x86_feature_detected!("avx2"),
+        "this test needs a CPU with AVX2 (the integer kernels of Q2_K, Q3_K and Q5_K; with \
+         AVX-512 BW also those of x86_i16)"
     );
     let mut rng = Rng(0x5eed);
     for isa in [2, 3] {

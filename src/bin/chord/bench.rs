@@ -43,6 +43,11 @@ pub struct Args {
     /// the i16 integer kernels instead (`cpu::matmul::set_amx`).
     #[arg(long)]
     pub no_amx: bool,
+    /// The widest CPU kernel path (`cpu::matmul::limit_isa`: 0 portable, 1 the f32 SIMD
+    /// kernels, 2 the integer ones, 3 with VNNI): to compare paths in one binary. Prefill and
+    /// decode only (it holds for the calling thread and the matmul pool it leads).
+    #[arg(long, value_name = "LEVEL")]
+    pub isa: Option<u8>,
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
     #[arg(long, value_enum, default_value = "fast")]
@@ -83,6 +88,9 @@ pub struct Args {
 pub fn run(a: &Args) -> Result<(), Fail> {
     if a.no_amx {
         cpu::matmul::set_amx(false);
+    }
+    if let Some(l) = a.isa {
+        cpu::matmul::limit_isa(l);
     }
     let load = crate::LoadArgs {
         backend: a.backend,

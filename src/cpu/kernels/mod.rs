@@ -67,6 +67,8 @@ mod x86_amx;
 mod x86_amx_one;
 #[cfg(target_arch = "x86_64")]
 mod x86_i16;
+#[cfg(target_arch = "x86_64")]
+mod x86_simd128;
 
 use crate::model::QMatrix;
 use crate::quant::GgmlType;
@@ -479,21 +481,17 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
         }
         RowKernel::I16(f, g, resid) => {
             let qa = qa.get_or_insert_with(QAct::default);
-            // The AVX-512 quantizer on x86_64, the portable one (same values) elsewhere.
+            // The AVX-512 quantizer where the CPU has it, the portable one (same values)
+            // elsewhere.
             #[cfg(target_arch = "x86_64")]
-            let ready = x86::quantize(qa, x, n_tok, cols, g, resid);
+            let fast = x86::quantize(qa, x, n_tok, cols, g, resid);
             #[cfg(not(target_arch = "x86_64"))]
-            let ready = {
+            let fast = false;
+            if !fast {
                 qa.quantize(x, n_tok, cols, g, resid);
-                true
-            };
-            if ready {
-                let qa = &*qa;
-                run_rows(w, n_tok, out, |r0, o| f(w, qa, n_tok, r0, o));
-            } else {
-                // Unreachable: `select` hands these out only where the quantizer runs.
-                out.fill(f32::NAN);
             }
+            let qa = &*qa;
+            run_rows(w, n_tok, out, |r0, o| f(w, qa, n_tok, r0, o));
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
         RowKernel::I8(f, g) => {
@@ -616,6 +614,13 @@ fn select(
     if limit >= 2 {
         if let Some((f, g, resid)) = x86::select_i16(w.ty, limit) {
             return Some(RowKernel::I16(f, g, resid));
+        }
+        // Formats without an f32 kernel of their own in `x86` (Q2_K, Q3_K, Q5_K: the generic
+        // one ran a third as fast): the browser's integer kernels, compiled natively.
+        if x86::available() && x86::select(w.ty).is_none() {
+            if let Some((f, g, resid)) = x86_simd128::select(w.ty) {
+                return Some(RowKernel::I16(f, g, resid));
+            }
         }
     }
     #[cfg(target_arch = "x86_64")]

@@ -22,6 +22,13 @@
 
 #[path = "wasm_i16.rs"]
 mod int;
+#[path = "simd128_ops.rs"]
+mod ops;
+/// The SIMD128 intrinsics, as `ops`, `int` and `rows` name them (on x86_64 `x86_simd128`
+/// gives them the same operations on SSE).
+mod simd {
+    pub(super) use core::arch::wasm32::*;
+}
 #[path = "wasm_iq.rs"]
 mod iq;
 #[path = "wasm_rows.rs"]
@@ -32,6 +39,9 @@ use crate::model::QMatrix;
 use crate::quant::GgmlType;
 use core::arch::wasm32::*;
 pub(super) use int::select as select_int;
+use ops::*;
+/// The integer kernels' row driver, as `int` hands it out (on x86_64 `x86_simd128` wraps it).
+use rows::rows as int_rows;
 #[cfg(target_feature = "relaxed-simd")]
 #[path = "wasm_relaxed.rs"]
 mod relaxed;
@@ -41,44 +51,6 @@ pub(super) use relaxed::{quantize as quantize_relaxed, select as select_relaxed}
 /// Eight consecutive f32 weights (or activations): lanes 0..4 and 4..8.
 #[derive(Clone, Copy)]
 struct V8(v128, v128);
-
-/// The vector at `x[at..at + N]`, for element types of `16 / N` bytes (u8, i8, i16, f32): the
-/// one `unsafe` load the SIMD128 kernels and their integer siblings share.
-#[inline(always)]
-fn load_v128<T: Copy, const N: usize>(x: &[T], at: usize) -> v128 {
-    const { assert!(N * size_of::<T>() == 16) };
-    let s: &[T; N] = match x[at..at + N].try_into() {
-        Ok(s) => s,
-        Err(_) => unreachable!(),
-    };
-    // SAFETY: `s` is exactly 16 readable bytes; `v128_load` has no alignment requirement.
-    unsafe { v128_load(s.as_ptr().cast()) }
-}
-
-/// 16 bytes at `b[at..at + 16]`.
-#[inline(always)]
-fn load16(b: &[u8], at: usize) -> v128 {
-    load_v128::<u8, 16>(b, at)
-}
-
-/// 16 i8 at `x[at..at + 16]`.
-#[cfg_attr(not(target_feature = "relaxed-simd"), allow(dead_code))]
-#[inline(always)]
-fn load_i8(x: &[i8], at: usize) -> v128 {
-    load_v128::<i8, 16>(x, at)
-}
-
-/// 8 i16 at `x[at..at + 8]`.
-#[inline(always)]
-fn load_i16(x: &[i16], at: usize) -> v128 {
-    load_v128::<i16, 8>(x, at)
-}
-
-/// 4 f32 at `x[at..at + 4]`.
-#[inline(always)]
-fn loadf(x: &[f32], at: usize) -> v128 {
-    load_v128::<f32, 4>(x, at)
-}
 
 /// Store 4 f32 at `x[at..at + 4]`.
 #[inline(always)]
@@ -132,24 +104,6 @@ fn scale_add(w: V8, s: v128, m: v128) -> V8 {
         f32x4_add(f32x4_mul(w.0, s), m),
         f32x4_add(f32x4_mul(w.1, s), m),
     )
-}
-
-/// Byte `j` of the result is 16 when bit `j` of the 16-bit `bits` is set, else 0.
-#[inline(always)]
-fn high_bits(bits: u32) -> v128 {
-    let sel = i8x16_swizzle(
-        u32x4_splat(bits),
-        i8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-    );
-    let mask = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
-    v128_and(i8x16_eq(v128_and(sel, mask), mask), u8x16_splat(16))
-}
-
-#[inline(always)]
-fn hsum(a: v128) -> f32 {
-    let s = f32x4_add(a, i32x4_shuffle::<2, 3, 0, 1>(a, a));
-    let s = f32x4_add(s, i32x4_shuffle::<1, 0, 3, 2>(s, s));
-    f32x4_extract_lane::<0>(s)
 }
 
 /// A block format decoded to 8-weight groups.

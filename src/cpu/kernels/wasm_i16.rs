@@ -79,16 +79,15 @@
 
 use super::super::portable::{u16_at, u32_at};
 use super::super::{IntRowsFn, QAct};
-use super::iq::table;
-use super::rows::{rows, Accumulator, IntKernel};
-use super::{f16_at, high_bits, load16, load_i16, loadf};
+use super::rows::{Accumulator, IntKernel};
+use super::simd::*;
+use super::{f16_at, high_bits, int_rows, load16, load_i16, loadf, table};
 use crate::quant::grids::{
     IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS,
     KVALUES_IQ4NL, KVALUES_MXFP4,
 };
 use crate::quant::iq_blocks::e8m0_to_f32_half;
 use crate::quant::GgmlType;
-use core::arch::wasm32::*;
 use std::marker::PhantomData;
 
 /// One token's quantized activations: `q` (cols), `d` (one per `G`), `s` (one per 32).
@@ -1021,7 +1020,7 @@ impl<B: IntBlock> IntKernel for Kernel<B> {
 pub(in super::super) fn select(ty: GgmlType) -> Option<(IntRowsFn, usize, bool)> {
     macro_rules! pick {
         ($b:ty) => {
-            (rows::<Kernel<$b>> as IntRowsFn, <$b>::G, <$b>::RESID)
+            (int_rows::<Kernel<$b>> as IntRowsFn, <$b>::G, <$b>::RESID)
         };
     }
     use GgmlType as G;

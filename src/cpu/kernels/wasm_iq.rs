@@ -14,22 +14,13 @@
 //! `wasm_i16` run every one of these formats instead (faster for each, see there).
 
 use super::super::portable::{u16_at, u32_at};
-use super::{cvt_i8, f16_at, load16, scale, Blk, V8};
+use super::{cvt_i8, f16_at, load16, scale, table, Blk, V8};
 use crate::quant::grids::{
     IQ1S_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID,
     KSIGNS_IQ2XS, KVALUES_IQ4NL, KVALUES_MXFP4,
 };
 use crate::quant::iq_blocks::e8m0_to_f32_half;
 use core::arch::wasm32::*;
-
-/// A 16-entry `i8` level table as one vector.
-#[inline(always)]
-pub(super) fn table(t: &[i8; 16]) -> v128 {
-    i8x16(
-        t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13],
-        t[14], t[15],
-    )
-}
 
 /// The 32 weights of the 16 nibble bytes `b[at..at + 16]` looked up in `t` and scaled by `d`:
 /// low nibbles are weights 0..16, high ones 16..32; `f(k0 + k, w)` for `k` in `0..4`.

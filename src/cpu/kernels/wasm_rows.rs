@@ -6,8 +6,8 @@
 
 use super::super::QAct;
 use super::hsum;
+use super::simd::*;
 use crate::model::QMatrix;
-use core::arch::wasm32::*;
 
 /// One output's running sum: f32 lanes, and a scalar for the 32-block formats' min terms.
 #[derive(Clone, Copy)]
@@ -89,7 +89,9 @@ fn tile<K: IntKernel, const R: usize, const T: usize>(
     out
 }
 
-/// Rows `r0..` of `W·xᵀ` into `out` (row, token).
+/// Rows `r0..` of `W·xᵀ` into `out` (row, token). (Inlined into each kernel's entry: on x86_64
+/// that is a `target_feature` function, see `x86_simd128`.)
+#[inline(always)]
 pub(super) fn rows<K: IntKernel>(w: &QMatrix, x: &QAct, n_tok: usize, r0: usize, out: &mut [f32]) {
     let cols = w.cols;
     let nb = cols / K::BS;
