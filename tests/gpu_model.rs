@@ -214,9 +214,11 @@ fn smollm2_iq4_xs_matches_the_reference() {
     check_golden_logits("smollm2-135m-instruct-iq4_xs.gguf");
 }
 
+/// The logits only (raw0, chat0): 16 greedy steps of the 0.5B model on lavapipe took minutes of
+/// CI on an AVX2-only CPU; the other models' tests take their greedy steps on the same kernels.
 #[test]
 fn qwen2_5_matches_the_reference() {
-    check_golden("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", false, 1e-4);
+    check_golden_logits("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
 }
 
 #[test]

@@ -208,15 +208,12 @@ fn smollm2_outputs_validate_on_the_cpu() {
 }
 
 /// The GPU applies the CPU's masks (token_mask.wgsl): fewer runs than on the CPU, where the
-/// masks are computed (lavapipe is slow).
+/// masks are computed (lavapipe is slow). SmolLM2 only: applying a mask does not depend on the
+/// model, and Qwen 0.5B's runs on lavapipe (its schemas, the forced tool call) took over 10
+/// minutes of CI on an AVX2-only CPU; they run on the CPU above and below.
 #[test]
 fn smollm2_outputs_validate_on_the_gpu() {
     check_schemas(SMOLLM, Backend::Gpu, &[1], &[0, 2, 4]);
-}
-
-#[test]
-fn qwen_outputs_validate_on_the_gpu() {
-    check_schemas(QWEN, Backend::Gpu, &[7], &[3]);
 }
 
 /// The GPU applies the mask itself (greedy steps read back 4 bytes): its greedy constrained
@@ -462,14 +459,6 @@ fn forced_tool_calls_validate_and_round_trip_on_the_cpu() {
         ],
         true,
     );
-}
-
-/// On the GPU (lavapipe runs Qwen 0.5B at about a token a second) one greedy call, rendered
-/// back through the template: the masks are the CPU's, applied by token_mask.wgsl, and the
-/// answer step is the CPU test's.
-#[test]
-fn forced_tool_calls_validate_and_round_trip_on_the_gpu() {
-    tool_round_trip(Backend::Gpu, &[(json!("required"), 0.0, 0)], false);
 }
 
 #[test]
