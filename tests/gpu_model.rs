@@ -1,7 +1,9 @@
 //! Whole models on the GPU against the CPU engine (`Kernel::Reference`): last-prompt logits by
 //! NMSE, and greedy tokens taken on the GPU (`step_argmax`) equal to the CPU's. Natively this
 //! runs on Mesa's lavapipe: `WGPU_BACKEND=vulkan
-//! VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json`.
+//! VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json`. lavapipe is slow (on an
+//! AVX2-only 2-core CI machine this file took 17 minutes): each real model's greedy steps,
+//! batched prefill and f16 cache run where they add a path, the tiny model covers the rest.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
@@ -196,9 +198,11 @@ fn smollm2_kv_f16_is_close_to_the_reference() {
     check_golden("smollm2-135m-instruct-q4_k_m.gguf", true, 1e-3);
 }
 
+/// The logits only (raw0, chat0): SmolLM2 above takes the 16 greedy steps on the same
+/// architecture and kernels (lavapipe is slow on an AVX2-only CPU).
 #[test]
 fn smollm2_pad768_matches_the_reference() {
-    check_golden("smollm2-135m-instruct-pad768-q4_k_m.gguf", false, 1e-4);
+    check_golden_logits("smollm2-135m-instruct-pad768-q4_k_m.gguf");
 }
 
 /// Whole models in the presets people pick to fit a browser, every matrix read by its format's
@@ -394,14 +398,6 @@ fn check_batched_prefill(name: &str, prompt: &[u32]) {
 fn batched_prefill_equals_token_by_token_tiny() {
     let prompt: Vec<u32> = (0..23).map(|i| 1 + (i * 37) % 500).collect();
     check_batched_prefill("tiny-random-llama-q4_k_m.gguf", &prompt);
-}
-
-#[test]
-fn batched_prefill_equals_token_by_token_smollm2() {
-    let prompt = [
-        504, 3575, 282, 4649, 314, 260, 1345, 28, 2254, 2114, 29, 504, 3575, 30,
-    ];
-    check_batched_prefill("smollm2-135m-instruct-q4_k_m.gguf", &prompt);
 }
 
 #[test]
