@@ -401,13 +401,6 @@ fn batched_prefill_equals_token_by_token_tiny() {
 }
 
 #[test]
-fn batched_prefill_equals_token_by_token_gemma3() {
-    // Sliding-window layers: each token of a batch has its own window start.
-    let prompt = [2, 818, 5279, 529, 7001, 563, 496, 1638, 529, 818, 5279];
-    check_batched_prefill("gemma-3-270m-q4_k_m.gguf", &prompt);
-}
-
-#[test]
 fn split_k_attention_at_a_long_context_equals_single_pass() {
     // tiny at position ~600: a batched prefill of 600 tokens, then the next step's logits with
     // single-pass attention and with split-K attention (3 chunks of 256).
