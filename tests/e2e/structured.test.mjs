@@ -238,26 +238,7 @@ test('CPU: forced tool call streams as delta.tool_calls, validates, and round-tr
   browser = null;
 });
 
-// SwiftShader: pipelines compile for minutes before the first token (see docs/performance.md).
-test('WebGPU: a json_schema reply validates (the mask applied on the GPU)', { timeout: 1_200_000 }, async () => {
-  await openPage(true);
-  assert.equal(await load(MODEL, 'webgpu'), 'webgpu');
-  const schema = { type: 'object', properties: { color: { enum: ['red', 'green', 'blue'] }, ok: { type: 'boolean' } }, required: ['color', 'ok'], additionalProperties: false };
-  const cases = [];
-  // Greedy only: SwiftShader decodes at ~0.2 tok/s and compiles every pipeline first (a reply
-  // takes minutes); the sampled path with the mask is tests/structured.rs's on lavapipe.
-  for (const [temperature, seed] of [[0, 0]]) {
-    const r = await complete({
-      messages: [{ role: 'system', content: '.' }, { role: 'user', content: 'Color?' }],
-      max_tokens: 30,
-      temperature,
-      seed,
-      response_format: { type: 'json_schema', json_schema: { name: 'c', schema } },
-    });
-    assert.ok(!r.error, JSON.stringify(r.error));
-    log(`WebGPU reply (t=${temperature}):`, r.choices[0].message.content, r.timings.backend);
-    assert.equal(r.timings.backend, 'webgpu');
-    cases.push([schema, r.choices[0].message.content]);
-  }
-  validate(cases).forEach((v, i) => assert.equal(v, 'ok', cases[i][1]));
-});
+// No WebGPU run here: on SwiftShader a constrained reply took over 10 minutes of CI (pipelines
+// compile for minutes, then ~0.2 tok/s). The mask is applied on the GPU by token_mask.wgsl,
+// which tests/structured.rs runs through wgpu on lavapipe (SmolLM2, greedy and sampled, equal
+// to the CPU's), and webgpu.test.mjs runs the browser's WebGPU engine itself.
