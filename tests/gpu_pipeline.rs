@@ -378,21 +378,29 @@ fn pipelining_is_off_on_the_cpu_and_harmless() {
     assert_eq!(a.ids, b.ids);
 }
 
-/// An end-of-generation token seen one step late (SmolLM2 answering in a few words, through its
-/// chat template): the same reply and finish; the cache holds the reply with its `<|im_end|>`;
-/// the next turn, reusing it, equals a fresh engine's (one with reuse off).
+/// An end-of-generation token seen one step late, through a chat template: the same reply and
+/// finish; the cache holds the reply with its end token; the next turn, reusing it, equals a
+/// fresh engine's (one with reuse off). On the tiny random llama with a ChatML template
+/// (`common::tiny_chat`), whose greedy reply to this message ends with `</s>` as its 29th token
+/// (`chord generate`, CPU and GPU alike); SmolLM2 took minutes of lavapipe here.
 #[test]
 fn pipelined_eos_keeps_the_cache_consistent() {
     use serde_json::json;
     use wasm_chord::chat::{messages_from_value, RenderOptions};
-    let model = "smollm2-135m-instruct-q4_k_m.gguf";
+    let model = &common::tiny_chat();
     let chat = |e: &Engine, msgs: &serde_json::Value| {
         let m = messages_from_value(msgs).unwrap();
         e.chat_prompt_ids(&m, &RenderOptions::default()).unwrap()
     };
-    let mut on = engine(model, true);
-    let mut off = engine(model, false);
-    let mut msgs = json!([{"role": "user", "content": "Is water wet? Answer with one word."}]);
+    // 256 positions: the template's markers are ~10 tokens each in this vocabulary.
+    let engine = |pipelined| {
+        let mut e = common::load_engine(model, Backend::Gpu, Some(256));
+        e.set_pipelining(pipelined);
+        e
+    };
+    let mut on = engine(true);
+    let mut off = engine(false);
+    let mut msgs = json!([{"role": "user", "content": "Answer Yes or no?"}]);
     let p = chat(&on, &msgs);
     let opts = GenerateOptions {
         max_tokens: 40,

@@ -15,6 +15,16 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The tiny random llama with a ChatML template (committed: `scripts/tiny-chat-model` makes it
+/// from `models/tiny-random-llama-q4_k_m.gguf`), as an absolute path, which `model_path` and
+/// `load_engine` take as it is: GPU tests of chat-level paths in seconds on lavapipe.
+pub fn tiny_chat() -> String {
+    root()
+        .join("tests/fixtures/tiny-chat-llama-q4_k_m.gguf")
+        .display()
+        .to_string()
+}
+
 /// Path of a test model in `models/` (or `$WASM_CHORD_MODELS`). Fails, never skips, when it is
 /// missing, and says how to get it.
 pub fn model_path(name: &str) -> PathBuf {

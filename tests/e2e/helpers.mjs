@@ -13,6 +13,10 @@ const TARGET = process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TA
 export const CHORD = join(TARGET, process.env.CHORD_PROFILE ?? 'release', 'chord');
 export const MODEL = 'smollm2-135m-instruct-q4_k_m.gguf';
 export const MODEL_PATH = join(ROOT, 'models', MODEL);
+// The tiny random llama with a ChatML template (scripts/tiny-chat-model): the chat page's WebGPU
+// path on SwiftShader, where SmolLM2 takes minutes of CPU per prompt.
+export const TINY_CHAT = 'tiny-chat-llama-q4_k_m.gguf';
+export const TINY_CHAT_PATH = join(ROOT, 'tests/fixtures', TINY_CHAT);
 export const ARTIFACTS = join(ROOT, 'tests/e2e/artifacts');
 
 /** A models folder: the real model (symlinked), a non-GGUF file and a truncated GGUF. */
@@ -110,7 +114,7 @@ const GPU_ENV = {
  * for the browser at temperature 0, on the same path (`cpu` for the wasm CPU backend, `gpu` for
  * WebGPU). Returns `chord generate --json`'s object (`text`, `prompt_ids`, ...).
  */
-export function nativeGenerate(messages, n, { backend = 'cpu' } = {}) {
+export function nativeGenerate(messages, n, { backend = 'cpu', model = MODEL_PATH } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'chord-e2e-msgs-'));
   const file = join(dir, 'messages.json');
   writeFileSync(file, JSON.stringify(messages));
@@ -118,7 +122,7 @@ export function nativeGenerate(messages, n, { backend = 'cpu' } = {}) {
   // AMX kernels' (on by default natively where the CPU has them), and greedy text follows bits.
   const env = { ...process.env, CHORD_AMX: '0', ...(backend === 'gpu' ? GPU_ENV : {}) };
   try {
-    const out = execFileSync(CHORD, ['generate', MODEL_PATH, '--messages', file, '-n', String(n), '--json', '--backend', backend], {
+    const out = execFileSync(CHORD, ['generate', model, '--messages', file, '-n', String(n), '--json', '--backend', backend], {
       encoding: 'utf8',
       maxBuffer: 1 << 24,
       env,
@@ -131,9 +135,9 @@ export function nativeGenerate(messages, n, { backend = 'cpu' } = {}) {
 }
 
 /** The text of `nativeGenerate` for one user message (after an optional system message). */
-export function nativeReply(message, n, { backend = 'cpu', system = null } = {}) {
+export function nativeReply(message, n, { backend = 'cpu', system = null, model = MODEL_PATH } = {}) {
   const messages = [...(system === null ? [] : [{ role: 'system', content: system }]), { role: 'user', content: message }];
-  return nativeGenerate(messages, n, { backend }).text;
+  return nativeGenerate(messages, n, { backend, model }).text;
 }
 
 export function ensureArtifacts() {
