@@ -47,7 +47,11 @@ fn context() -> GpuContext {
 }
 
 fn engine(model: &str, pipelined: bool) -> Engine {
-    let mut e = common::load_engine(model, Backend::Gpu, Some(128));
+    engine_with_ctx(model, pipelined, 128)
+}
+
+fn engine_with_ctx(model: &str, pipelined: bool, n_ctx: usize) -> Engine {
+    let mut e = common::load_engine(model, Backend::Gpu, Some(n_ctx));
     e.set_pipelining(pipelined);
     e
 }
@@ -393,13 +397,8 @@ fn pipelined_eos_keeps_the_cache_consistent() {
         e.chat_prompt_ids(&m, &RenderOptions::default()).unwrap()
     };
     // 256 positions: the template's markers are ~10 tokens each in this vocabulary.
-    let engine = |pipelined| {
-        let mut e = common::load_engine(model, Backend::Gpu, Some(256));
-        e.set_pipelining(pipelined);
-        e
-    };
-    let mut on = engine(true);
-    let mut off = engine(false);
+    let mut on = engine_with_ctx(model, true, 256);
+    let mut off = engine_with_ctx(model, false, 256);
     let mut msgs = json!([{"role": "user", "content": "Answer Yes or no?"}]);
     let p = chat(&on, &msgs);
     let opts = GenerateOptions {

@@ -350,7 +350,8 @@ fn response_format_is_read_like_openai() {
 
 /// Qwen2.5 renders the tools with its own template; `required` and a named choice force a call
 /// whose arguments validate; the result goes back as a `tool` message and the model answers.
-/// (On the CPU: the GPU's part of constrained decoding, applying the mask, is tested on SmolLM2.)
+/// (On the CPU: the GPU's part of constrained decoding, applying the mask, is tested on the tiny
+/// chat model above.)
 #[test]
 fn forced_tool_calls_validate_and_round_trip_on_the_cpu() {
     let named = json!({"type": "function", "function": {"name": "get_time"}});

@@ -109,12 +109,12 @@ test('WebGPU (forced): greedy chat equals the native GPU backend', T, async () =
 });
 
 test('WebGPU: Stop ends generation at the next token', T, async () => {
-  const r = await page.evaluate(async () => {
+  const r = await page.evaluate(async ([system, message]) => {
     const ac = new AbortController();
     const stream = await window.chord.engine.chat.completions.create({
       messages: [
-        { role: 'system', content: '.' },
-        { role: 'user', content: 'Tell me a story.' },
+        { role: 'system', content: system },
+        { role: 'user', content: message },
       ],
       stream: true,
       max_tokens: 200,
@@ -129,7 +129,7 @@ test('WebGPU: Stop ends generation at the next token', T, async () => {
       last = c;
     }
     return { n, finish: last.choices[0].finish_reason, usage: last.usage };
-  });
+  }, [SYSTEM, MESSAGE]);
   log('stopped:', JSON.stringify(r));
   assert.equal(r.finish, 'abort');
   assert.ok(r.usage, 'the abort chunk reports what the worker generated');
