@@ -1070,10 +1070,11 @@ fn rows_totals<'x, 'w, B: IntBlock, const V: bool>(
 mod tests {
     use super::QAct;
 
-    /// The AVX-512 quantizer and the portable one (`QAct::quantize`, which the wasm32 integer
-    /// kernels use) give bit-identical activations: random values, zero groups, outliers.
+    /// `x86::quantize` (hand-written with AVX-512 BW; else the portable code compiled for
+    /// AVX2) and the portable one (`QAct::quantize`, which the wasm32 integer kernels use) give
+    /// bit-identical activations: random values, zero groups, outliers.
     #[test]
-    fn avx512_quantizer_equals_the_portable_one() {
+    fn x86_quantizer_equals_the_portable_one() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {
             seed ^= seed << 13;
@@ -1091,7 +1092,7 @@ mod tests {
         for (g, resid) in [(32, false), (256, false), (256, true)] {
             let (mut fast, mut portable) = (QAct::default(), QAct::default());
             if !super::super::x86::quantize(&mut fast, &x, n_tok, cols, g, resid) {
-                return; // no AVX-512 BW here
+                return; // no AVX2 here: nothing but the portable quantizer
             }
             portable.quantize(&x, n_tok, cols, g, resid);
             assert_eq!(fast.q, portable.q, "q, g {g}");
