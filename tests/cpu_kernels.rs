@@ -1,16 +1,15 @@
 //! `Kernel::Fast` (fused per-type kernels, SIMD, token tiles, threads) against
 //! `Kernel::Reference` (reference dequantizer, f64 dot products), on every code path this CPU
 //! has (`limit_isa`: portable, f32 SIMD, and on x86_64 the i16 integer kernels with AVX-512 BW
-//! and with VNNI, and for Q2_K, Q3_K and Q5_K the browser's SIMD128 integer kernels on AVX2,
-//! and one token of Q5_0, Q8_0, Q4_K and Q6_K on the AVX2 integer kernels).
+//! and with VNNI; on AVX2, for Q2_K, Q3_K and Q5_K the browser's SIMD128 integer kernels and
+//! for Q5_0, Q8_0, Q4_K and Q6_K the 256-bit ones of `x86_i16_avx2`).
 //!
 //! - synthetic matrices of every supported type (random blocks, sane f16 scales), with column,
 //!   row and token counts that exercise every tile shape and remainder (32-block formats with
 //!   columns that are not a multiple of 256, 1..9 and 17 tokens, rows not a multiple of 4).
 //!   Each output must be within `1e-5·Σ|w·x|` of the reference, plus, for the formats with
 //!   integer kernels (which quantize the activations to i16 per ≤ 256 values), the bound of
-//!   that quantization: `Σ|w|·max|x|/65534` over the 256-value groups (with AVX2 but not
-//!   AVX-512 BW, Q5_0, Q8_0, Q4_K and Q6_K have integer kernels for one token only);
+//!   that quantization: `Σ|w|·max|x|/65534` over the 256-value groups;
 //! - activations with zero groups and outliers, and weights at the extremes of every integer
 //!   format (the largest i32 lane sums);
 //! - the same through the thread pool;
@@ -31,8 +30,9 @@ use cpu_data::{extreme_matrix, random_matrix, Rng, INT_TYPES};
 #[path = "common/recurrent_kernels.rs"]
 mod recurrent_kernels;
 /// Formats that have integer (i16 activation) kernels on this CPU (x86_64): with AVX-512 BW the
-/// seven of `x86_i16`; with AVX2, the three without an f32 kernel of their own, on the
-/// browser's kernels compiled natively (`x86_simd128`).
+/// seven of `x86_i16`; with AVX2, the three without an f32 kernel of their own on the
+/// browser's kernels compiled natively (`x86_simd128`), and Q5_0, Q8_0, Q4_K and Q6_K on the
+/// 256-bit kernels of `x86_i16_avx2`.
 fn has_int_kernels(ty: GgmlType) -> bool {
     use GgmlType::*;
     #[cfg(target_arch = "x86_64")]
@@ -43,26 +43,14 @@ fn has_int_kernels(ty: GgmlType) -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     let (bw, avx2) = (false, false);
     (bw && matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q6_K))
-        || (avx2 && matches!(ty, Q2_K | Q3_K | Q5_K))
-}
-
-/// Formats that have integer kernels for one token only (decode; several tokens take the f32
-/// tiles): with AVX2 but not AVX-512 BW, the four of `x86_i16_avx2`.
-fn has_int_kernels_for_one_token(ty: GgmlType) -> bool {
-    use GgmlType::*;
-    #[cfg(target_arch = "x86_64")]
-    let avx2_only = std::arch::is_x86_feature_detected!("avx2")
-        && !std::arch::is_x86_feature_detected!("avx512bw");
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx2_only = false;
-    avx2_only && matches!(ty, Q5_0 | Q8_0 | Q4_K | Q6_K)
+        || (avx2 && matches!(ty, Q2_K | Q3_K | Q5_K | Q5_0 | Q8_0 | Q4_K | Q6_K))
 }
 
 /// Per output (n_tok, rows): the allowed |fast − reference|. `1e-5·Σ|w·x|` (f32 accumulation),
 /// plus for formats with integer kernels the worst case of quantizing each activation to i16
 /// with one scale per 256 values (32-value groups are never coarser): `Σ|w|·max|x|/65534`.
 fn bounds(w: &QMatrix, x: &[f32], n_tok: usize) -> Vec<f64> {
-    let int = has_int_kernels(w.ty) || (n_tok == 1 && has_int_kernels_for_one_token(w.ty));
+    let int = has_int_kernels(w.ty);
     let mut row = vec![0f32; w.cols];
     let mut m = vec![0f64; n_tok * w.rows];
     for r in 0..w.rows {
@@ -182,8 +170,7 @@ fn zero_groups_and_outliers() {
     let mut rng = Rng(7);
     for isa in ISA_LEVELS {
         limit_isa(isa);
-        let int = |t: GgmlType| has_int_kernels(t) || has_int_kernels_for_one_token(t);
-        for ty in TYPES.into_iter().filter(|&t| int(t)) {
+        for ty in TYPES.into_iter().filter(|&t| has_int_kernels(t)) {
             let cols = 512;
             let w = random_matrix(ty, 5, cols, &mut rng);
             let n_tok = 3;

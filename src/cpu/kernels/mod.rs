@@ -25,10 +25,12 @@
 //!   NMSE 5e-9–2e-8 on the bench models), fewer tokens on their AVX-512 VNNI twins
 //!   (`x86_amx_one`), which give the tiles' numbers bit for bit;
 //! - x86_64 with AVX-512 BW: the i16 kernels above (VNNI where the CPU has it);
-//! - x86_64 with AVX2 + FMA + F16C, one token (decode), `limit_isa(2)` and above: the integer
-//!   kernels of `x86_i16_avx2` for Q5_0, Q8_0, Q4_K and Q6_K (i16 activations from the
-//!   portable quantizer compiled for AVX2, `vpmaddwd`; 1.3–1.9× the f32 kernels' speed on one
-//!   matrix, decode of SmolLM2 Q4_K_M +50% on a Zen 3); several tokens stay on the f32 tiles;
+//! - x86_64 with AVX2 + FMA + F16C, `limit_isa(2)` and above: the integer kernels of
+//!   `x86_i16_avx2` for Q5_0, Q8_0, Q4_K and Q6_K (the scheme above on 256-bit registers,
+//!   `vpmaddwd`; activations from the portable quantizer compiled for AVX2): one token
+//!   1.3–1.9× the f32 kernels' speed on one matrix (decode of SmolLM2 Q4_K_M +50% on a Zen 3),
+//!   8-token tiles level with theirs or up to 15% faster, and a token in a tile gets its
+//!   one-token values bit for bit;
 //! - x86_64 with AVX2 + FMA + F16C: hand-written intrinsics for F32, Q4_0, Q4_1, Q5_0, Q5_1,
 //!   Q8_0, Q4_K, Q6_K (`x86`) and the IQ formats and MXFP4 (`x86_iq`: `pshufb` level lookups,
 //!   grid rows with XOR-ed signs); the same code is compiled a second time with AVX-512 VL for
@@ -285,7 +287,7 @@ std::thread_local! {
 /// Testing aid: the widest code path `Kernel::Fast` matmuls started from the calling thread
 /// may use. 0: portable kernels; 1: the f32 SIMD kernels (AVX2 on x86_64, SIMD128 on wasm32);
 /// 2: the i16 integer kernels (x86_64: with AVX-512 BW, and with AVX2 those of Q2_K, Q3_K,
-/// Q5_K and one token's of Q5_0, Q8_0, Q4_K, Q6_K; wasm32: SIMD128); 3 and above: also
+/// Q5_K, Q5_0, Q8_0, Q4_K, Q6_K; wasm32: SIMD128); 3 and above: also
 /// AVX-512 VNNI (x86_64), the relaxed-SIMD kernels (wasm32 built with `+relaxed-simd`). Each
 /// is used only where the CPU (or the build) has it. 4 and above: also AMX-INT8 (x86_64,
 /// prefill of at least `x86_amx::MIN_TOKENS` tokens). Every path meets its computed accuracy
@@ -622,12 +624,9 @@ fn select(
         if let Some((f, g, resid)) = x86::select_i16(w.ty, limit) {
             return Some(RowKernel::I16(f, g, resid));
         }
-        // One token (decode) of the usual Q4_K_M formats without AVX-512 BW: the AVX2 integer
-        // kernels (`x86::i16_avx2`; several tokens stay on the f32 tiles, faster there).
-        if n_tok == 1 {
-            if let Some((f, g, resid)) = x86::select_i16_avx2(w.ty) {
-                return Some(RowKernel::I16(f, g, resid));
-            }
+        // The usual Q4_K_M formats without AVX-512 BW: the AVX2 integer kernels.
+        if let Some((f, g, resid)) = x86::select_i16_avx2(w.ty) {
+            return Some(RowKernel::I16(f, g, resid));
         }
         // Formats without an f32 kernel of their own in `x86` (Q2_K, Q3_K, Q5_K: the generic
         // one ran a third as fast): the browser's integer kernels, compiled natively.

@@ -890,8 +890,8 @@ fn rows_i16_vnni<B: super::x86_i16::IntBlock, const VNNI: bool>(
     super::x86_i16::rows::<B, VNNI>(a, w, x, n_tok, r0, out)
 }
 
-/// The AVX2 integer kernels for one token (`i16_avx2`) of `ty`, where the CPU has AVX2: the
-/// rows function, the activation group size, and no residual plane.
+/// The AVX2 integer kernels (`i16_avx2`) of `ty`, where the CPU has AVX2: the rows function, the
+/// activation group size, and no residual plane.
 pub(super) fn select_i16_avx2(ty: GgmlType) -> Option<(super::IntRowsFn, usize, bool)> {
     use i16_avx2 as k;
     token()?;
