@@ -6,8 +6,9 @@
 //! kernels) decodes one block of a pair of rows into a small L1 scratch (a block, never a row)
 //! and runs a 2-row × T-token register tile over it, so the weights are unpacked once per tile
 //! and every load feeds several FMAs; the AVX2 kernels (`x86`) instead FMA each weight vector
-//! with the tile's tokens as it is decoded, which measured up to 3.5× faster there. Weights are decoded to exactly the reference dequantizer's f32 values and
-//! activations stay f32, so the only difference from `Kernel::Reference` is f32 accumulation.
+//! with the tile's tokens as it is decoded, which measured up to 3.5× faster there. Weights
+//! are decoded to exactly the reference dequantizer's f32 values and activations stay f32, so
+//! the only difference from `Kernel::Reference` is f32 accumulation.
 //!
 //! On x86_64 with AVX-512 BW (+ VNNI), the integer kernels of `x86_i16` replace these
 //! for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K: the activations are quantized once per
