@@ -14,10 +14,17 @@
 //! activations.
 //!
 //! Tiles: one token (`DotBlock::one`, decode) decodes each block with its loads shared between
-//! the vectors; 2, 4 or 8 tokens × one row (`tile`) decode each weight vector once for the
-//! tile's tokens. Both take the same f32 steps per token, so a token in a tile gets its
-//! one-token values bit for bit (tests/cpu_kernels.rs), as on the AVX-512 kernels: a batched
-//! step of the batching server gives each sequence its solo values.
+//! the vectors; 2 (not for the K-quants: two one-token passes are faster), 4 or 8 tokens × one
+//! row (`tile`) decode each weight vector once for the tile's tokens. Both take the same f32
+//! steps per token, so a token in a tile gets its one-token values bit for bit
+//! (tests/cpu_kernels.rs), as on the AVX-512 kernels: a batched step of the batching server
+//! gives each sequence its solo values.
+//!
+//! Zen 3, measured side by side: the integer multiplies (`vpmaddwd`, `vpmullw`, `vpmulld`) run
+//! two per cycle and the plain integer operations four; broadcasts and widenings from memory
+//! ride along with the loads, while a widening from a register (`vpmovzxbw ymm, xmm`) runs one
+//! per 1.25 cycles. Hence widening loads kept widened (`Avx2::u8x16_16`), Q6_K's scales
+//! broadcast from memory, and Q4_K's one-token scale applied once per 32 weights in i32.
 //!
 //! Why: the f32 kernels of `x86` convert every weight to f32 (8 per instruction) and scale it
 //! with an FMA before the FMA with the activation; here 16 weights take one widening load or
@@ -93,11 +100,17 @@ pub(in super::super) fn rows<B: DotBlock>(
     let mut t0 = 0;
     while t0 < n_tok {
         let tt = super::super::token_tile(n_tok - t0);
-        if tt == 1 {
+        // One token, or two of a K-quant: each on its own, the row's blocks still in L1 for the
+        // second (the K-quants' 2-token tile measured 1.2–1.4× slower than that; Q5_0's and
+        // Q8_0's level or faster).
+        if tt == 1 || (tt == 2 && B::BS == 256) {
             for ri in 0..n_rows {
-                out[ri * n_tok + t0] = one_row::<B>(a, w.row(r0 + ri), x, t0);
+                let row = w.row(r0 + ri);
+                for t in t0..t0 + tt {
+                    out[ri * n_tok + t] = one_row::<B>(a, row, x, t);
+                }
             }
-            t0 += 1;
+            t0 += tt;
             continue;
         }
         for ri in 0..n_rows {
@@ -106,8 +119,7 @@ pub(in super::super) fn rows<B: DotBlock>(
             match tt {
                 8 => o.copy_from_slice(&tile::<B, 8>(a, row, x, t0)),
                 4 => o.copy_from_slice(&tile::<B, 4>(a, row, x, t0)),
-                2 => o.copy_from_slice(&tile::<B, 2>(a, row, x, t0)),
-                _ => o.copy_from_slice(&tile::<B, 1>(a, row, x, t0)),
+                _ => o.copy_from_slice(&tile::<B, 2>(a, row, x, t0)),
             }
         }
         t0 += tt;
@@ -127,7 +139,9 @@ fn one_row<B: DotBlock>(a: Avx2, row: &[u8], x: &QAct, t: usize) -> f32 {
     macro_rules! block {
         ($bi:expr, $b:expr, $acc:expr, $macc:expr) => {{
             let bi = $bi;
-            let (qb, sb) = (&q[bi * B::BS..], &s[bi * B::BS / 32..]);
+            // Block-long slices: the loads at constant offsets in `one` need no bounds checks.
+            let qb = &q[bi * B::BS..(bi + 1) * B::BS];
+            let sb = &s[bi * B::BS / 32..(bi + 1) * B::BS / 32];
             B::one(a, $b, qb, d[bi * B::BS / B::G], sb, $acc, $macc)
         }};
     }
@@ -165,12 +179,14 @@ fn tile<B: DotBlock, const T: usize>(a: Avx2, row: &[u8], x: &QAct, t0: usize) -
                 macc[t] = a.fmadd(mv, a.load(s[t], 8 * bi), macc[t]);
             }
         }
+        // Block-long slices: the loads at constant offsets need no bounds checks (one per
+        // load and token took the branch units' time).
+        let qb: [&[i16]; T] = std::array::from_fn(|t| &q[t][bi * B::BS..(bi + 1) * B::BS]);
         let mut p = [a.zero_i(); T];
         for v in 0..B::BS / 16 {
             let wv = B::weights(a, b, &h, v);
-            let at = bi * B::BS + 16 * v;
             for t in 0..T {
-                p[t] = a.add32(p[t], a.madd(wv, a.load16(q[t], at)));
+                p[t] = a.add32(p[t], a.madd(wv, a.load16(qb[t], 16 * v)));
             }
             if (v + 1) % B::CHAIN == 0 {
                 for t in 0..T {
@@ -309,22 +325,22 @@ impl DotBlock for Q4K {
         *m = a.fmadd(mv, a.load(s, 0), *m);
         let m15 = a.splat16(15);
         let mut p = a.zero_i();
+        // Each sub-block's nibbles × activations first, then times its scale once in i32
+        // (`vpmulld`): one multiply per 32 weights where `weights` takes two `vpmullw`. The
+        // same integers as `tile`'s (each term fits: ≤ 4·15·32767·63 per lane).
         for c in 0..4 {
             let (v0, v1) = (a.u8x16_16(b, 16 + 32 * c), a.u8x16_16(b, 32 + 32 * c));
-            let (s0, s1) = (a.splat16(sc[2 * c].into()), a.splat16(sc[2 * c + 1].into()));
-            let lo0 = a.mullo16(a.and(v0, m15), s0);
-            let lo1 = a.mullo16(a.and(v1, m15), s0);
-            let hi0 = a.mullo16(a.srl16::<4>(v0), s1);
-            let hi1 = a.mullo16(a.srl16::<4>(v1), s1);
             let at = 64 * c;
             let lo = a.add32(
-                a.madd(lo0, a.load16(q, at)),
-                a.madd(lo1, a.load16(q, at + 16)),
+                a.madd(a.and(v0, m15), a.load16(q, at)),
+                a.madd(a.and(v1, m15), a.load16(q, at + 16)),
             );
             let hi = a.add32(
-                a.madd(hi0, a.load16(q, at + 32)),
-                a.madd(hi1, a.load16(q, at + 48)),
+                a.madd(a.srl16::<4>(v0), a.load16(q, at + 32)),
+                a.madd(a.srl16::<4>(v1), a.load16(q, at + 48)),
             );
+            let lo = a.mullo32(lo, a.splat_i(sc[2 * c].into()));
+            let hi = a.mullo32(hi, a.splat_i(sc[2 * c + 1].into()));
             p = a.add32(p, a.add32(lo, hi));
         }
         *acc = a.fmadd(a.cvt(p), a.splat(dw * d), *acc);
@@ -373,6 +389,12 @@ impl DotBlock for Q6K {
     #[inline(always)]
     fn one(a: Avx2, b: &[u8], q: &[i16], d: f32, _s: &[f32], acc: &mut __m256, _m: &mut __m256) {
         let (m15, m48, m32) = (a.splat16(15), a.splat16(48), a.splat16(32));
+        // The 16 scales as i16 in memory: each splat a broadcast load, free beside the
+        // multiplies, where a splat from a register takes a move and a shuffle (`black_box`
+        // keeps LLVM from forwarding the stored vector into shuffles).
+        let mut sc = [0i16; 16];
+        a.store16(&mut sc, a.i8x16_16(b, 192));
+        let sc = std::hint::black_box(&mut sc);
         // One i32 accumulator per half (the overflow bound in the module doc).
         let mut p = [a.zero_i(); 2];
         for (h, p) in p.iter_mut().enumerate() {
@@ -391,7 +413,7 @@ impl DotBlock for Q6K {
                 ];
                 for (s, (ql, hb)) in parts.into_iter().enumerate() {
                     let wq = a.sub16(a.or(ql, hb), m32);
-                    let wv = a.mullo16(wq, a.splat16((b[192 + 8 * h + 2 * s + lh] as i8).into()));
+                    let wv = a.mullo16(wq, a.splat16(sc[8 * h + 2 * s + lh]));
                     let at = 128 * h + 32 * s + 16 * lh;
                     *p = a.add32(*p, a.madd(wv, a.load16(q, at)));
                 }
