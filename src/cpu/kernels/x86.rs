@@ -141,6 +141,24 @@ fn token512<const VNNI: bool>() -> Option<Avx512<VNNI>> {
     (level() >= 4 + u8::from(VNNI)).then_some(Avx512(()))
 }
 
+/// `v` itself, hidden from the optimizer by an empty `asm!`. After a widening load LLVM moves
+/// a later mask or shift of the lanes before the widening, and then widens each result from a
+/// register: one per 1.25 cycles on Zen 3, where the widening load runs two per cycle (beside
+/// the multiplies). Q4_K's one-token product was 1.4× slower for it.
+#[inline]
+#[target_feature(enable = "avx")]
+fn kept(mut v: __m256i) -> __m256i {
+    // SAFETY: an empty template: it only names the register, and touches no memory.
+    unsafe {
+        std::arch::asm!(
+            "/* {0} */",
+            inout(ymm_reg) v,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    v
+}
+
 // SAFETY (every `unsafe` block in this impl): the intrinsics need AVX2/FMA/F16C, which an
 // `Avx2` token proves; pointer loads read exactly the bytes of a slice that was bounds-checked
 // just before.
@@ -236,21 +254,9 @@ impl Avx2 {
         unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h)))) }
     }
     /// Bytes `b[at..at + 16]` zero-extended to 16 i16 lanes (`vpmovzxbw` from memory), kept
-    /// widened: LLVM would move a later mask or shift of the lanes before the widening and then
-    /// widen each result from a register, one per 1.25 cycles on Zen 3 where the widening load
-    /// runs two per cycle (Q4_K's one-token product 1.4× slower). An empty `asm!` hides the
-    /// widened value from it.
+    /// widened (`kept`).
     #[inline(always)]
     fn u8x16_16(self, b: &[u8], at: usize) -> __m256i {
-        #[inline]
-        #[target_feature(enable = "avx")]
-        fn kept(mut v: __m256i) -> __m256i {
-            // SAFETY: an empty template: it only names the register, and touches no memory.
-            unsafe {
-                std::arch::asm!("/* {0} */", inout(ymm_reg) v, options(pure, nomem, nostack, preserves_flags));
-            }
-            v
-        }
         let s = &b[at..at + 16];
         unsafe { kept(_mm256_cvtepu8_epi16(_mm_loadu_si128(s.as_ptr().cast()))) }
     }
