@@ -7,8 +7,9 @@
 //! matmul (`super::super::QAct::quantize`, per group of `G` values — 32, or 256 for the
 //! K-quants — `d = max|x| / 32767` and `q = round(x / d)` in i16, error at most `d / 2`), a
 //! block's weights are widened to 16-lane i16 vectors holding their integer quants (the
-//! K-quants' already times their integer sub-block scales) with `vpmovzxbw` / `vpmovsxbw`,
-//! and `vpmaddwd` multiplies them with the activations into exact i32 lanes; per block (Q6_K:
+//! K-quants' already times their integer sub-block scales, except Q4_K's one-token path, which
+//! scales each sub-block's i32 sum instead) with `vpmovzxbw` / `vpmovsxbw`, and `vpmaddwd`
+//! multiplies them with the activations into exact i32 lanes; per block (Q6_K:
 //! per half block) the lanes are converted to f32 once and FMA'd with the product of the
 //! weight and activation scales. Min terms (Q4_K) use the exact f32 sums of every 32
 //! activations.
