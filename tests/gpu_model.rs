@@ -103,29 +103,63 @@ fn golden_cases(model: &str, names: &[&str], greedy: bool) -> Vec<serde_json::Va
     cases
 }
 
+/// What [`check_golden`] runs on a model.
+#[derive(Clone, Copy)]
+struct Check {
+    /// f16 KV cache (else f32).
+    kv_f16: bool,
+    /// The largest logits NMSE against the exact reference.
+    max_nmse: f64,
+    /// Also the case chat0, and after it 16 greedy tokens (f32 KV only).
+    greedy: bool,
+    /// The device's reductions (subgroups where it has them), else the workgroup-memory path
+    /// (the browser's).
+    subgroups: bool,
+    /// Also the logits with the prompt cut into batches of this many tokens (with `kv_f16`,
+    /// later batches read earlier ones' f16 K/V).
+    batches_of: Option<usize>,
+}
+
+/// f32 KV, NMSE ≤ 1e-4, greedy, subgroups.
+const F32_KV: Check = Check {
+    kv_f16: false,
+    max_nmse: 1e-4,
+    greedy: true,
+    subgroups: true,
+    batches_of: None,
+};
+
+/// f16 KV, NMSE ≤ 1e-3.
+const F16_KV: Check = Check {
+    kv_f16: true,
+    max_nmse: 1e-3,
+    ..F32_KV
+};
+
+/// f32 KV, the logits of raw0 only.
+const LOGITS_ONLY: Check = Check {
+    greedy: false,
+    ..F32_KV
+};
+
 /// The GPU against the exact reference (tests/goldens/forward: ref_forward.py, numpy f64):
 /// for the f32 KV cache the cases raw0 (a short raw prompt) and chat0 (a chat prompt of 36 to
 /// 62 tokens), for the f16 one chat0 only (lavapipe is slow): the last-prompt logits within
 /// `max_nmse` (a batched prefill, through the mat×mat kernel); on the f32 path after chat0, 16
 /// greedy tokens taken on the GPU (`step_argmax`) equal to the reference's continuation up to a
-/// near-tie (top-2 gap < 0.25, the rule of tests/forward.rs). With `kv_f16` the KV cache holds
-/// f16, and on the tiny model the logits are also checked with the prompt cut into batches of 3
-/// (later batches read earlier ones' f16 K/V).
-fn check_golden(model: &str, kv_f16: bool, max_nmse: f64) {
-    check_golden_cases(model, kv_f16, max_nmse, true, true);
-}
-
-/// As [`check_golden`], the logits of raw0 only: for the goldens made without a greedy
-/// continuation (`LOGITS_ONLY` in scripts/gen-forward-goldens). These models add formats and
-/// shapes, which a 5-token prompt reads through every matrix; chat0 (36 tokens) took minutes of
-/// lavapipe per model on an AVX2-only CPU, and SmolLM2 and the tiny model run it.
-fn check_golden_logits(model: &str) {
-    check_golden_cases(model, false, 1e-4, false, true);
-}
-
-/// `subgroups`: the device's reductions (subgroups where it has them), else the
-/// workgroup-memory path (the browser's).
-fn check_golden_cases(model: &str, kv_f16: bool, max_nmse: f64, greedy: bool, subgroups: bool) {
+/// near-tie (top-2 gap < 0.25, the rule of tests/forward.rs). Without `greedy` (the goldens
+/// made without a greedy continuation, `LOGITS_ONLY` in scripts/gen-forward-goldens) raw0
+/// only: those models add formats and shapes, which a 5-token prompt reads through every
+/// matrix; chat0 (36 tokens) took minutes of lavapipe per model on an AVX2-only CPU, and
+/// SmolLM2 and the tiny model run it.
+fn check_golden(model: &str, c: Check) {
+    let Check {
+        kv_f16,
+        max_nmse,
+        greedy,
+        subgroups,
+        batches_of,
+    } = c;
     let src = FileSource::open(common::model_path(model)).unwrap();
     let ctx = context().with_kv_f16(kv_f16).with_subgroups(subgroups);
     let mut gpu = GpuModel::load(ctx, &src, 128).unwrap();
@@ -150,15 +184,13 @@ fn check_golden_cases(model: &str, kv_f16: bool, max_nmse: f64, greedy: bool, su
             t.elapsed()
         );
         assert!(e <= max_nmse, "{name}: NMSE {e:.3e} > {max_nmse:.1e}");
-        // Batches of 3 on the tiny model only: the same kernels, and a real model's ~20
-        // batches took minutes of lavapipe on an AVX2-only CPU.
-        if kv_f16 && model == TINY {
-            gpu.limit_batch(3);
-            let l3 = block_on(gpu.forward(&prompt, 0)).unwrap();
+        if let Some(n) = batches_of {
+            gpu.limit_batch(n);
+            let split = block_on(gpu.forward(&prompt, 0)).unwrap();
             gpu.limit_batch(usize::MAX);
-            let e3 = common::nmse(&l3, &want);
-            eprintln!("{name}: batches of 3: logits NMSE {e3:.3e}");
-            assert!(e3 <= max_nmse, "{name}: batches of 3: NMSE {e3:.3e}");
+            let e = common::nmse(&split, &want);
+            eprintln!("{name}: batches of {n}: logits NMSE {e:.3e}");
+            assert!(e <= max_nmse, "{name}: batches of {n}: NMSE {e:.3e}");
         }
         // 16 greedy steps once per model (chat0, f32 KV): lavapipe runs a step in seconds.
         if kv_f16 || !greedy || case["name"] != "chat0" {
@@ -180,37 +212,51 @@ fn check_golden_cases(model: &str, kv_f16: bool, max_nmse: f64, greedy: bool, su
 
 #[test]
 fn tiny_random_llama_matches_the_reference() {
-    check_golden(TINY, false, 1e-4);
+    check_golden(TINY, F32_KV);
 }
 
 #[test]
 fn tiny_random_llama_matches_the_reference_on_the_workgroup_reductions() {
     // The other model tests run on the device's path: subgroup reductions on lavapipe.
-    check_golden_cases(TINY, false, 1e-4, true, false);
+    check_golden(
+        TINY,
+        Check {
+            subgroups: false,
+            ..F32_KV
+        },
+    );
 }
 
 #[test]
 fn tiny_random_llama_kv_f16_is_close_to_the_reference() {
-    check_golden(TINY, true, 1e-3);
+    // Batches of 3 on the tiny model only: the same kernels, and a real model's ~20 batches
+    // took minutes of lavapipe on an AVX2-only CPU.
+    check_golden(
+        TINY,
+        Check {
+            batches_of: Some(3),
+            ..F16_KV
+        },
+    );
 }
 
 #[test]
 fn smollm2_matches_the_reference() {
-    check_golden("smollm2-135m-instruct-q4_k_m.gguf", false, 1e-4);
+    check_golden("smollm2-135m-instruct-q4_k_m.gguf", F32_KV);
 }
 
 /// The f16 KV cache on two models: its kernels do not depend on the architecture (lavapipe is
 /// slow, so Qwen2.5 and the padded SmolLM2 run with the f32 cache only).
 #[test]
 fn smollm2_kv_f16_is_close_to_the_reference() {
-    check_golden("smollm2-135m-instruct-q4_k_m.gguf", true, 1e-3);
+    check_golden("smollm2-135m-instruct-q4_k_m.gguf", F16_KV);
 }
 
 /// The logits of raw0 only: SmolLM2 above takes the 16 greedy steps on the same
 /// architecture and kernels (lavapipe is slow on an AVX2-only CPU).
 #[test]
 fn smollm2_pad768_matches_the_reference() {
-    check_golden_logits("smollm2-135m-instruct-pad768-q4_k_m.gguf");
+    check_golden("smollm2-135m-instruct-pad768-q4_k_m.gguf", LOGITS_ONLY);
 }
 
 /// Whole models in the presets people pick to fit a browser, every matrix read by its format's
@@ -218,19 +264,19 @@ fn smollm2_pad768_matches_the_reference() {
 /// Their goldens hold the last-prompt logits of raw0 and chat0 (raw0 is checked here).
 #[test]
 fn smollm2_pad768_q5_k_m_matches_the_reference() {
-    check_golden_logits("smollm2-135m-instruct-pad768-q5_k_m.gguf");
+    check_golden("smollm2-135m-instruct-pad768-q5_k_m.gguf", LOGITS_ONLY);
 }
 
 #[test]
 fn smollm2_iq4_xs_matches_the_reference() {
-    check_golden_logits("smollm2-135m-instruct-iq4_xs.gguf");
+    check_golden("smollm2-135m-instruct-iq4_xs.gguf", LOGITS_ONLY);
 }
 
 /// The logits of raw0 only: 16 greedy steps of the 0.5B model on lavapipe took minutes of
 /// CI on an AVX2-only CPU; the other models' tests take their greedy steps on the same kernels.
 #[test]
 fn qwen2_5_matches_the_reference() {
-    check_golden_logits("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    check_golden("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", LOGITS_ONLY);
 }
 
 #[test]

@@ -2,11 +2,12 @@
 //!
 //! Layout of the work: the output rows are split into chunks (one per thread task); inside a
 //! chunk, tokens go in tiles of 8 (then 4, 2, 1). Decode (one token) decodes each block's
-//! weights in registers and FMAs them straight into 4 accumulators. Prefill (the portable
-//! kernels) decodes one block of a pair of rows into a small L1 scratch (a block, never a row)
+//! weights in registers and FMAs them straight into 4 accumulators. Prefill on SIMD128
+//! (`wasm`) decodes one block of a pair of rows into a small L1 scratch (a block, never a row)
 //! and runs a 2-row × T-token register tile over it, so the weights are unpacked once per tile
-//! and every load feeds several FMAs; the AVX2 kernels (`x86`) instead FMA each weight vector
-//! with the tile's tokens as it is decoded, which measured up to 3.5× faster there. Weights
+//! and every load feeds several FMAs; the AVX2 kernels (`x86`) and the portable ones instead
+//! take each weight vector (group) with the tile's tokens as it is decoded, which measured up
+//! to 3.5× faster on AVX2. Weights
 //! are decoded to exactly the reference dequantizer's f32 values and activations stay f32, so
 //! the only difference from `Kernel::Reference` is f32 accumulation.
 //!
@@ -867,10 +868,13 @@ pub(super) trait Tiler: Copy {
     const BS: usize;
     /// Bytes per block.
     const TS: usize;
+    /// Floats per row of the scratch `tile` decodes a block into (0: it decodes in
+    /// registers).
+    const SCRATCH: usize = 0;
     /// One row, one token (decode).
     fn dot(self, row: &[u8], x: &[f32]) -> f32;
     /// `R` rows × `T` tokens; each row's blocks are decoded once for the `T` tokens.
-    /// `scratch` (at least `R · SCRATCH` floats) is the kernel's to use.
+    /// `scratch` (at least `R · Self::SCRATCH` floats) is the kernel's to use.
     fn tile<const R: usize, const T: usize>(
         self,
         rows: [&[u8]; R],
@@ -878,9 +882,6 @@ pub(super) trait Tiler: Copy {
         scratch: &mut [f32],
     ) -> [[f32; T]; R];
 }
-
-/// Scratch floats per row that `Tiler::tile` may use: one decoded block of the largest size.
-pub(super) const SCRATCH: usize = 256;
 
 /// Tokens in the next prefill tile when `left` remain: 8, 4, 2 or 1 (the tile kernels are
 /// instantiated for those widths).
@@ -936,7 +937,7 @@ pub(super) fn rows_impl<K: Tiler>(
                     xp[(c * tt + t) * 8..(c * tt + t + 1) * 8].copy_from_slice(v);
                 }
             }
-            scratch.resize(2 * SCRATCH, 0.0);
+            scratch.resize(2 * K::SCRATCH, 0.0);
             let sc = &mut scratch[..];
             let mut ri = 0;
             while ri < n_rows {

@@ -357,7 +357,7 @@ fn tile<B: Blk, const R: usize, const T: usize>(
     scratch: &mut [f32],
 ) -> [[f32; T]; R] {
     let mut acc = [[f32x4_splat(0.0); T]; R];
-    // One decoded block per row (`B::BS ≤ SCRATCH`).
+    // One decoded block per row (`Tiler::SCRATCH`).
     let mut parts = scratch.chunks_exact_mut(B::BS);
     let scratch: [&mut [f32]; R] = std::array::from_fn(|_| parts.next().unwrap_or_default());
     let nb = rows[0].len() / B::TS;
@@ -409,6 +409,8 @@ impl<B> Copy for Tiles<B> {}
 impl<B: Blk> Tiler for Tiles<B> {
     const BS: usize = B::BS;
     const TS: usize = B::TS;
+    /// One decoded block per row.
+    const SCRATCH: usize = B::BS;
     #[inline(always)]
     fn dot(self, row: &[u8], x: &[f32]) -> f32 {
         dot::<B>(row, x)

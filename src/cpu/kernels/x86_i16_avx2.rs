@@ -76,8 +76,16 @@ pub(in super::super) trait DotBlock {
     }
     /// One token (decode): `acc += block · activations`, `macc +=` its min term, by the same
     /// f32 steps as `tile` (`q` the block's `BS` quantized activations, `d` their scale, `s`
-    /// the f32 sums of every 32), the weights decoded with their loads shared.
-    fn one(a: Avx2, b: &[u8], q: &[i16], d: f32, s: &[f32], acc: &mut __m256, macc: &mut __m256);
+    /// the f32 sums of every 32). This default is for 32-weight blocks without a min term
+    /// (Q5_0, Q8_0): their two vectors inlined, so LLVM shares their loads; the K-quants
+    /// decode theirs by hand.
+    #[inline(always)]
+    fn one(a: Avx2, b: &[u8], q: &[i16], d: f32, _s: &[f32], acc: &mut __m256, _m: &mut __m256) {
+        let h = Self::head(a, b);
+        let (w0, w1) = (Self::weights(a, b, &h, 0), Self::weights(a, b, &h, 1));
+        let p = a.add32(a.madd(w0, a.load16(q, 0)), a.madd(w1, a.load16(q, 16)));
+        *acc = a.fmadd(a.cvt(p), a.splat(Self::scale(&h) * d), *acc);
+    }
 }
 
 /// Rows `r0..r0 + out.len() / n_tok` of `W·xᵀ` into `out` (row, token), from the activations
@@ -101,26 +109,21 @@ pub(in super::super) fn rows<B: DotBlock>(
     let mut t0 = 0;
     while t0 < n_tok {
         let tt = super::super::token_tile(n_tok - t0);
-        // One token, or two of a K-quant: each on its own, the row's blocks still in L1 for the
-        // second (the K-quants' 2-token tile measured 1.2–1.4× slower than that; Q5_0's and
-        // Q8_0's level or faster).
-        if tt == 1 || (tt == 2 && B::BS == 256) {
-            for ri in 0..n_rows {
-                let row = w.row(r0 + ri);
-                for t in t0..t0 + tt {
-                    out[ri * n_tok + t] = one_row::<B>(a, row, x, t);
-                }
-            }
-            t0 += tt;
-            continue;
-        }
         for ri in 0..n_rows {
             let row = w.row(r0 + ri);
             let o = &mut out[ri * n_tok + t0..ri * n_tok + t0 + tt];
             match tt {
                 8 => o.copy_from_slice(&tile::<B, 8>(a, row, x, t0)),
                 4 => o.copy_from_slice(&tile::<B, 4>(a, row, x, t0)),
-                _ => o.copy_from_slice(&tile::<B, 2>(a, row, x, t0)),
+                // Two tokens of a K-quant go as two one-token passes, the row's blocks still in
+                // L1 for the second (their 2-token tile measured 1.2–1.4× slower; Q5_0's and
+                // Q8_0's level or faster): their `tile::<B, 2>` is never reached.
+                2 if B::BS != 256 => o.copy_from_slice(&tile::<B, 2>(a, row, x, t0)),
+                _ => {
+                    for (t, y) in (t0..).zip(o.iter_mut()) {
+                        *y = one_row::<B>(a, row, x, t);
+                    }
+                }
             }
         }
         t0 += tt;
@@ -221,12 +224,6 @@ impl DotBlock for Q8_0 {
     fn scale(h: &f32) -> f32 {
         *h
     }
-    #[inline(always)]
-    fn one(a: Avx2, b: &[u8], q: &[i16], d: f32, _s: &[f32], acc: &mut __m256, _m: &mut __m256) {
-        let (w0, w1) = (a.i8x16_16(b, 2), a.i8x16_16(b, 18));
-        let p = a.add32(a.madd(w0, a.load16(q, 0)), a.madd(w1, a.load16(q, 16)));
-        *acc = a.fmadd(a.cvt(p), a.splat(a.f16(b, 0) * d), *acc);
-    }
 }
 
 /// f16 `d`, `qh` (bit `j`: weight `j`'s fifth bit), 16 bytes of nibbles (weight `j < 16` the
@@ -261,21 +258,6 @@ impl DotBlock for Q5_0 {
     #[inline(always)]
     fn scale(h: &f32) -> f32 {
         *h
-    }
-    #[inline(always)]
-    fn one(a: Avx2, b: &[u8], q: &[i16], d: f32, _s: &[f32], acc: &mut __m256, _m: &mut __m256) {
-        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-        let v = a.u8x16_16(b, 6);
-        // Lane j of `h` is all ones where weight j's fifth bit is set; where it is clear the
-        // weight is its nibble − 16, else the nibble (+ 16 − 16).
-        let bits = a.lane_bits16();
-        let h0 = a.eq16(a.and(a.splat16(qh as u16 as i16), bits), bits);
-        let h1 = a.eq16(a.and(a.splat16((qh >> 16) as u16 as i16), bits), bits);
-        let sixteen = a.splat16(16);
-        let w0 = a.sub16(a.and(v, a.splat16(15)), a.andnot(h0, sixteen));
-        let w1 = a.sub16(a.srl16::<4>(v), a.andnot(h1, sixteen));
-        let p = a.add32(a.madd(w0, a.load16(q, 0)), a.madd(w1, a.load16(q, 16)));
-        *acc = a.fmadd(a.cvt(p), a.splat(a.f16(b, 0) * d), *acc);
     }
 }
 
