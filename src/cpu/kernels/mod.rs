@@ -7,9 +7,9 @@
 //! and runs a 2-row × T-token register tile over it, so the weights are unpacked once per tile
 //! and every load feeds several FMAs; the AVX2 kernels (`x86`) and the portable ones instead
 //! take each weight vector (group) with the tile's tokens as it is decoded, which measured up
-//! to 3.5× faster on AVX2. Weights
-//! are decoded to exactly the reference dequantizer's f32 values and activations stay f32, so
-//! the only difference from `Kernel::Reference` is f32 accumulation.
+//! to 3.5× faster on AVX2. Weights are decoded to exactly the reference dequantizer's f32
+//! values and activations stay f32, so the only difference from `Kernel::Reference` is f32
+//! accumulation.
 //!
 //! On x86_64 with AVX-512 BW (+ VNNI), the integer kernels of `x86_i16` replace these
 //! for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K: the activations are quantized once per
@@ -728,8 +728,9 @@ pub const RELAXED_FORMATS: [GgmlType; 6] = [
 /// an Intel Xeon with AVX-VNNI: one token, the relaxed Q4_K and Q6_K kernels 1.45–1.55×
 /// faster, Q5_0's 15% slower; 64 tokens, the relaxed Q4_K 16% slower and Q6_K even). Both are
 /// timed on two synthetic matrices of the format (256 × 2048 and 640 × 768, 0.3–0.4 MB
-/// each), one after the other: 32 one-token products, or 4 of an 8-token tile; alternating rounds (1–3 ms each: `performance.now()` may be
-/// coarsened to 0.1 ms), best of all, on the calling thread alone. V8 first runs a function's
+/// each), one after the other: 32 one-token products, or 4 of an 8-token tile; alternating
+/// rounds (1–3 ms each: `performance.now()` may be coarsened to 0.1 ms), best of all, on the
+/// calling thread alone. V8 first runs a function's
 /// baseline (Liftoff) code and swaps in the optimized code once it is hot, compiled in the
 /// background: here the first 5 rounds (50 ms) ran baseline code 3–8× slower, the relaxed
 /// kernels more so, and a fixed 3, 10 or 30 ms of rounds chose the i16 kernels in some page
@@ -739,8 +740,8 @@ pub const RELAXED_FORMATS: [GgmlType; 6] = [
 /// VNNI (Chromium 156, 2026-12-07) the relaxed Q6_K kernel won its 256 × 2048 timing by over
 /// 10% in one page load, which then decoded pad768 on 2 threads at 20 tok/s, where a load
 /// minutes later on the i16 kernels gave 28 (24 in a third: a noisy VM); with AVX-VNNI the
-/// relaxed one-token kernels won by 1.45× and more, so they are still chosen there. Both stay within the same error bound
-/// (tests/wasm_kernels.rs).
+/// relaxed one-token kernels won by 1.45× and more, so they are still chosen there. Both stay
+/// within the same error bound (tests/wasm_kernels.rs).
 #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
 fn relaxed_is_faster(ty: GgmlType, tiles: bool) -> bool {
     use std::sync::OnceLock;

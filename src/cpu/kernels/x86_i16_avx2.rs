@@ -81,6 +81,7 @@ pub(in super::super) trait DotBlock {
     /// decode theirs by hand.
     #[inline(always)]
     fn one(a: Avx2, b: &[u8], q: &[i16], d: f32, _s: &[f32], acc: &mut __m256, _m: &mut __m256) {
+        const { assert!(Self::BS == 32 && Self::CHAIN == 2 && !Self::MIN) };
         let h = Self::head(a, b);
         let (w0, w1) = (Self::weights(a, b, &h, 0), Self::weights(a, b, &h, 1));
         let p = a.add32(a.madd(w0, a.load16(q, 0)), a.madd(w1, a.load16(q, 16)));
