@@ -179,39 +179,107 @@ impl QAct {
     #[inline(always)]
     pub(super) fn quantize(&mut self, x: &[f32], n_tok: usize, cols: usize, g: usize, resid: bool) {
         self.reset(n_tok, cols, g, resid);
+        for mut p in self.parts(x, n_tok) {
+            p.quantize();
+        }
+    }
+
+    /// Tokens of at most `per` each, as parts to be quantized on their own (in parallel: one
+    /// token's values depend on that token only). Call after `reset`.
+    pub(super) fn parts<'a>(&'a mut self, x: &'a [f32], per: usize) -> Vec<QActPart<'a>> {
+        let (cols, g, per) = (self.cols, self.g, per.max(1));
         let (ng, ns) = (cols / g, cols / 32);
+        let n = self.n_tok.div_ceil(per);
+        let mut q2 = self.q2.chunks_mut(per * cols);
+        let mut r = self.r.chunks_mut(per * ng);
+        (x[..x.len().min(self.n_tok * cols)].chunks(per * cols))
+            .zip(self.q.chunks_mut(per * cols))
+            .zip(self.d.chunks_mut(per * ng))
+            .zip(self.s.chunks_mut(per * ns))
+            .take(n)
+            .map(|(((x, q), d), s)| QActPart {
+                cols,
+                g,
+                x,
+                q,
+                // (Empty without the residual plane: no chunks.)
+                q2: q2.next().unwrap_or_default(),
+                r: r.next().unwrap_or_default(),
+                d,
+                s,
+            })
+            .collect()
+    }
+}
+
+/// A run of tokens of a [`QAct`]: their activations `x` and their slices of its buffers.
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(dead_code)
+)]
+pub(super) struct QActPart<'a> {
+    /// Values per token (the AVX-512 quantizer's rows).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) cols: usize,
+    pub(super) g: usize,
+    pub(super) x: &'a [f32],
+    pub(super) q: &'a mut [i16],
+    /// Empty without the residual plane.
+    pub(super) q2: &'a mut [i16],
+    /// Empty without the residual plane.
+    pub(super) r: &'a mut [bool],
+    pub(super) d: &'a mut [f32],
+    pub(super) s: &'a mut [f32],
+}
+
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(dead_code)
+)]
+impl QActPart<'_> {
+    /// `QAct::quantize` for these tokens, in portable Rust.
+    #[inline(always)]
+    pub(super) fn quantize(&mut self) {
+        let g = self.g;
         let wide = !self.q2.is_empty();
-        for (t, xt) in x.chunks_exact(cols).enumerate().take(n_tok) {
-            let q = &mut self.q[t * cols..(t + 1) * cols];
-            let d = &mut self.d[t * ng..(t + 1) * ng];
-            let s = &mut self.s[t * ns..(t + 1) * ns];
-            for (c, sc) in xt.chunks_exact(32).zip(s.iter_mut()) {
-                *sc = halving_sum32(c);
+        // Token by token is group by group: groups never straddle tokens (`cols` is a
+        // multiple of `g`).
+        for (c, sc) in self.x.chunks_exact(32).zip(self.s.iter_mut()) {
+            *sc = halving_sum32(c);
+        }
+        for (gi, (xg, qg)) in self
+            .x
+            .chunks_exact(g)
+            .zip(self.q.chunks_exact_mut(g))
+            .enumerate()
+        {
+            let (mut amax, mut amin32) = (0f32, f32::INFINITY);
+            for c in xg.chunks_exact(32) {
+                let m = c.iter().fold(0f32, |m, v| m.max(v.abs()));
+                amax = amax.max(m);
+                amin32 = amin32.min(m);
             }
-            for (gi, (xg, qg)) in xt.chunks_exact(g).zip(q.chunks_exact_mut(g)).enumerate() {
-                let (mut amax, mut amin32) = (0f32, f32::INFINITY);
-                for c in xg.chunks_exact(32) {
-                    let m = c.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    amax = amax.max(m);
-                    amin32 = amin32.min(m);
-                }
-                d[gi] = amax / 32767.0;
-                // A zero group stays zero; a non-finite one makes `d` non-finite (as on the
-                // f32 path, the outputs then are not finite either).
-                let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
-                let flag = wide && amin32 < Self::RESIDUAL_BELOW * amax && inv.is_finite();
-                if wide {
-                    self.r[t * ng + gi] = flag;
-                }
-                for (j, (&xv, qv)) in xg.iter().zip(qg.iter_mut()).enumerate() {
-                    let v = xv * inv;
-                    let r = v.round_ties_even();
-                    *qv = to_i16(r);
-                    if flag {
-                        // |v − round(v)| ≤ 1/2, so the residual times 65534 fits in i16.
-                        self.q2[t * cols + gi * g + j] =
-                            to_i16(((v - r) * 65534.0).round_ties_even());
-                    }
+            self.d[gi] = amax / 32767.0;
+            // A zero group stays zero; a non-finite one makes `d` non-finite (as on the
+            // f32 path, the outputs then are not finite either).
+            let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
+            let flag = wide && amin32 < QAct::RESIDUAL_BELOW * amax && inv.is_finite();
+            if wide {
+                self.r[gi] = flag;
+            }
+            for (j, (&xv, qv)) in xg.iter().zip(qg.iter_mut()).enumerate() {
+                let v = xv * inv;
+                let r = v.round_ties_even();
+                *qv = to_i16(r);
+                if flag {
+                    // |v − round(v)| ≤ 1/2, so the residual times 65534 fits in i16.
+                    self.q2[gi * g + j] = to_i16(((v - r) * 65534.0).round_ties_even());
                 }
             }
         }
@@ -515,19 +583,34 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
     if n_tok == 1 {
         run(&mut y[..rows]);
     } else {
-        yt.clear();
-        yt.resize(rows * n_tok, 0.0);
-        run(&mut yt);
-        // Transpose (row, token) → (token, row) in blocks of 16 rows.
-        for (rb, v) in yt.chunks(16 * n_tok).enumerate() {
-            let nr = v.len() / n_tok;
-            for t in 0..n_tok {
-                let yr = &mut y[t * rows + rb * 16..t * rows + rb * 16 + nr];
-                for (i, y) in yr.iter_mut().enumerate() {
-                    *y = v[i * n_tok + t];
+        // Every value is written by the kernels: kept from the last call, not zeroed again.
+        if yt.len() < rows * n_tok {
+            yt.resize(rows * n_tok, 0.0);
+        }
+        let yt_here = &mut yt[..rows * n_tok];
+        run(yt_here);
+        let yt_here = &*yt_here;
+        // Transpose (row, token) → (token, row), each part a run of tokens (split over the
+        // threads for prefill: on the calling thread alone, ~4% of a 2-thread prefill), in
+        // blocks of 16 rows.
+        let per = if rows * n_tok >= 1 << 15 {
+            n_tok.div_ceil(2 * threads())
+        } else {
+            n_tok
+        };
+        let mut parts: Vec<_> = y[..n_tok * rows].chunks_mut(per * rows).collect();
+        for_each_part(&mut parts, |pi, yp| {
+            for (rb, v) in yt_here.chunks(16 * n_tok).enumerate() {
+                let nr = v.len() / n_tok;
+                for (ti, yt) in yp.chunks_exact_mut(rows).enumerate() {
+                    let t = pi * per + ti;
+                    let yr = &mut yt[rb * 16..rb * 16 + nr];
+                    for (i, y) in yr.iter_mut().enumerate() {
+                        *y = v[i * n_tok + t];
+                    }
                 }
             }
-        }
+        });
     }
     if n_tok > 1 {
         BUFS.with(|b| *b.borrow_mut() = (qa, yt));

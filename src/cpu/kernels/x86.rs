@@ -159,6 +159,35 @@ fn kept(mut v: __m256i) -> __m256i {
     v
 }
 
+/// The vectors `v` themselves, all held in registers at one point of the program (one empty
+/// `asm!` naming them all): what was computed into them must be done before, and what comes
+/// after waits. The register tiles of `x86_i16_avx2` call it after each weight vector: without
+/// it LLVM runs them token by token, every widened weight vector spilled to the stack and
+/// reloaded for each token (two loads per multiply).
+#[inline]
+#[target_feature(enable = "avx")]
+fn kept_all<const N: usize>(v: &mut [__m256i; N]) {
+    macro_rules! asm_kept {
+        ($($i:literal)*) => {
+            // SAFETY: an empty template: it only names the registers, and touches no memory.
+            unsafe {
+                std::arch::asm!(
+                    concat!($("/* {", $i, "} */"),*),
+                    $(inout(ymm_reg) v[$i],)*
+                    options(pure, nomem, nostack, preserves_flags)
+                )
+            }
+        };
+    }
+    match N {
+        1 => asm_kept!(0),
+        2 => asm_kept!(0 1),
+        4 => asm_kept!(0 1 2 3),
+        8 => asm_kept!(0 1 2 3 4 5 6 7),
+        _ => unreachable!("kept_all: {N} vectors"),
+    }
+}
+
 // SAFETY (every `unsafe` block in this impl): the intrinsics need AVX2/FMA/F16C, which an
 // `Avx2` token proves; pointer loads read exactly the bytes of a slice that was bounds-checked
 // just before.
@@ -265,6 +294,12 @@ impl Avx2 {
     fn i8x16_16(self, b: &[u8], at: usize) -> __m256i {
         let s = &b[at..at + 16];
         unsafe { _mm256_cvtepi8_epi16(_mm_loadu_si128(s.as_ptr().cast())) }
+    }
+    /// The vectors `v` themselves, all held in registers at one point of the program
+    /// (`kept_all`).
+    #[inline(always)]
+    fn kept_all<const N: usize>(self, v: &mut [__m256i; N]) {
+        unsafe { kept_all(v) }
     }
     /// 16 i16 at `x[at..at + 16]`.
     #[inline(always)]
@@ -794,41 +829,41 @@ pub(super) fn quantize(
     g: usize,
     resid: bool,
 ) -> bool {
-    let Some(a) = token512::<false>() else {
-        if token().is_none() {
-            return false;
-        }
-        // SAFETY: the token proves the CPU has the features `quantize_avx2` is compiled for.
-        unsafe { quantize_avx2(qa, x, n_tok, cols, g, resid) };
-        return true;
-    };
+    let a = token512::<false>();
+    if a.is_none() && token().is_none() {
+        return false;
+    }
     qa.reset(n_tok, cols, g, resid);
-    // SAFETY: the token proves the CPU has the features `quantize_impl` is compiled for.
-    unsafe { quantize_impl(a, x, qa) };
+    // Prefill's tokens split over the matmul threads (each token's values are its own): the
+    // quantizer on the calling thread alone kept the others waiting (~5% of a 2-thread
+    // prefill).
+    let per = if n_tok * cols >= 1 << 15 {
+        n_tok.div_ceil(2 * super::threads())
+    } else {
+        n_tok
+    };
+    super::for_each_part(&mut qa.parts(x, per), |_, p| match a {
+        // SAFETY: the tokens prove the CPU has the features these are compiled for.
+        Some(a) => unsafe { quantize_part_avx512(a, p) },
+        None => unsafe { quantize_part_avx2(p) },
+    });
     true
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn quantize_avx2(
-    qa: &mut super::QAct,
-    x: &[f32],
-    n_tok: usize,
-    cols: usize,
-    g: usize,
-    resid: bool,
-) {
-    qa.quantize(x, n_tok, cols, g, resid)
+fn quantize_part_avx2(p: &mut super::QActPart) {
+    p.quantize()
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw")]
-fn quantize_impl(a: Avx512<false>, x: &[f32], qa: &mut super::QAct) {
-    let (cols, g) = (qa.cols, qa.g);
-    for (t, xt) in x.chunks_exact(cols).enumerate().take(qa.n_tok) {
-        let (ng, ns) = (cols / g, cols / 32);
-        let (q2, r) = if g > 32 && !qa.q2.is_empty() {
+fn quantize_part_avx512(a: Avx512<false>, p: &mut super::QActPart) {
+    let (cols, g) = (p.cols, p.g);
+    let (ng, ns) = (cols / g, cols / 32);
+    for (t, xt) in p.x.chunks_exact(cols).enumerate() {
+        let (q2, r) = if g > 32 && !p.q2.is_empty() {
             (
-                &mut qa.q2[t * cols..(t + 1) * cols],
-                &mut qa.r[t * ng..(t + 1) * ng],
+                &mut p.q2[t * cols..(t + 1) * cols],
+                &mut p.r[t * ng..(t + 1) * ng],
             )
         } else {
             (&mut [][..], &mut [][..])
@@ -836,11 +871,11 @@ fn quantize_impl(a: Avx512<false>, x: &[f32], qa: &mut super::QAct) {
         a.quantize_row(
             xt,
             g,
-            &mut qa.q[t * cols..(t + 1) * cols],
+            &mut p.q[t * cols..(t + 1) * cols],
             q2,
             r,
-            &mut qa.d[t * ng..(t + 1) * ng],
-            &mut qa.s[t * ns..(t + 1) * ns],
+            &mut p.d[t * ng..(t + 1) * ng],
+            &mut p.s[t * ns..(t + 1) * ns],
         );
     }
 }
