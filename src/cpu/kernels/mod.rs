@@ -189,14 +189,12 @@ impl QAct {
     pub(super) fn parts<'a>(&'a mut self, x: &'a [f32], per: usize) -> Vec<QActPart<'a>> {
         let (cols, g, per) = (self.cols, self.g, per.max(1));
         let (ng, ns) = (cols / g, cols / 32);
-        let n = self.n_tok.div_ceil(per);
         let mut q2 = self.q2.chunks_mut(per * cols);
         let mut r = self.r.chunks_mut(per * ng);
         (x[..x.len().min(self.n_tok * cols)].chunks(per * cols))
             .zip(self.q.chunks_mut(per * cols))
             .zip(self.d.chunks_mut(per * ng))
             .zip(self.s.chunks_mut(per * ns))
-            .take(n)
             .map(|(((x, q), d), s)| QActPart {
                 cols,
                 g,
@@ -593,11 +591,7 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
         // Transpose (row, token) → (token, row), each part a run of tokens (split over the
         // threads for prefill: on the calling thread alone, ~4% of a 2-thread prefill), in
         // blocks of 16 rows.
-        let per = if rows * n_tok >= 1 << 15 {
-            n_tok.div_ceil(2 * threads())
-        } else {
-            n_tok
-        };
+        let per = tokens_per_part(n_tok, rows);
         let mut parts: Vec<_> = y[..n_tok * rows].chunks_mut(per * rows).collect();
         for_each_part(&mut parts, |pi, yp| {
             for (rb, v) in yt_here.chunks(16 * n_tok).enumerate() {
@@ -616,6 +610,17 @@ pub(super) fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32], n_tok: usize) -> boo
         BUFS.with(|b| *b.borrow_mut() = (qa, yt));
     }
     true
+}
+
+/// Tokens per part when work on `n_tok` tokens of `width` values each (a quantization, a
+/// transpose) is split by tokens over the matmul threads (`for_each_part`): two parts per
+/// thread from 32k values on, else one part (a fork costs more than it saves).
+fn tokens_per_part(n_tok: usize, width: usize) -> usize {
+    if n_tok * width >= 1 << 15 {
+        n_tok.div_ceil(2 * threads())
+    } else {
+        n_tok
+    }
 }
 
 /// Split the rows over threads (when enabled and worth it) and run `f(r0, out_chunk)` on each

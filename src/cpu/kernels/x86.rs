@@ -167,6 +167,7 @@ fn kept(mut v: __m256i) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx")]
 fn kept_all<const N: usize>(v: &mut [__m256i; N]) {
+    const { assert!(matches!(N, 1 | 2 | 4 | 8), "kept_all: 1, 2, 4 or 8 vectors") };
     macro_rules! asm_kept {
         ($($i:literal)*) => {
             // SAFETY: an empty template: it only names the registers, and touches no memory.
@@ -183,8 +184,7 @@ fn kept_all<const N: usize>(v: &mut [__m256i; N]) {
         1 => asm_kept!(0),
         2 => asm_kept!(0 1),
         4 => asm_kept!(0 1 2 3),
-        8 => asm_kept!(0 1 2 3 4 5 6 7),
-        _ => unreachable!("kept_all: {N} vectors"),
+        _ => asm_kept!(0 1 2 3 4 5 6 7),
     }
 }
 
@@ -837,11 +837,7 @@ pub(super) fn quantize(
     // Prefill's tokens split over the matmul threads (each token's values are its own): the
     // quantizer on the calling thread alone kept the others waiting (~5% of a 2-thread
     // prefill).
-    let per = if n_tok * cols >= 1 << 15 {
-        n_tok.div_ceil(2 * super::threads())
-    } else {
-        n_tok
-    };
+    let per = super::tokens_per_part(n_tok, cols);
     super::for_each_part(&mut qa.parts(x, per), |_, p| match a {
         // SAFETY: the tokens prove the CPU has the features these are compiled for.
         Some(a) => unsafe { quantize_part_avx512(a, p) },

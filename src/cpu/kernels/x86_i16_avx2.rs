@@ -16,10 +16,10 @@
 //!
 //! Tiles: one token (`DotBlock::one`, decode) decodes each block with its loads shared between
 //! the vectors; 2, 4 or 8 tokens × one row (`tile`) decode each weight vector once for the
-//! tile's tokens, and multiply it with all of them before the next (`Avx2::kept_all`). Both take the same f32
-//! steps per token, so a token in a tile gets its one-token values bit for bit
-//! (tests/cpu_kernels.rs), as on the AVX-512 kernels: a batched step of the batching server
-//! gives each sequence its solo values.
+//! tile's tokens, and multiply it with all of them before the next (`Avx2::kept_all`). Both
+//! take the same f32 steps per token, so a token in a tile gets its one-token values bit for
+//! bit (tests/cpu_kernels.rs), as on the AVX-512 kernels: a batched step of the batching
+//! server gives each sequence its solo values.
 //!
 //! Zen 3, measured side by side: the integer multiplies (`vpmaddwd`, `vpmullw`, `vpmulld`) run
 //! two per cycle and the plain integer operations four; broadcasts and widenings from memory
