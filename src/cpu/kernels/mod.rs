@@ -997,7 +997,12 @@ pub(super) fn token_tile(left: usize) -> usize {
 
 /// Store an `R×T` tile's results at tokens `t0..` of `out`'s first `R` rows (row, token).
 #[inline(always)]
-fn put<const R: usize, const T: usize>(out: &mut [f32], n_tok: usize, t0: usize, v: [[f32; T]; R]) {
+pub(super) fn put<const R: usize, const T: usize>(
+    out: &mut [f32],
+    n_tok: usize,
+    t0: usize,
+    v: [[f32; T]; R],
+) {
     for (r, v) in v.iter().enumerate() {
         out[r * n_tok + t0..r * n_tok + t0 + T].copy_from_slice(v);
     }
