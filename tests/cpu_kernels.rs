@@ -237,7 +237,9 @@ fn a_batch_of_tokens_equals_each_token_alone_on_the_integer_kernels() {
                 _ => &[768, 256 * 64, 256 * 65],
             };
             for &c in cols {
-                let w = random_matrix(ty, 5, c, &mut rng);
+                // 11 rows: every row count of the tiles (the 32-weight formats' 3 × 8, 5 × 4
+                // and 8 × 2, and their smaller tails).
+                let w = random_matrix(ty, 11, c, &mut rng);
                 let n_tok = 15; // tiles of 8, 4 and 2 tokens, and a single one
                 let mut x: Vec<f32> = (0..n_tok * c).map(|_| rng.uniform(-2.0, 2.0)).collect();
                 // Every third 32-value group of odd tokens small: their K-quant groups carry

@@ -41,10 +41,11 @@
 //!   hardware prefetcher: 4 rows ran 40% slower than 1);
 //! - prefill (`tile`): 2 rows × 8 tokens, each row's block decoded once for the tile (better
 //!   than 1 row × 8 or 16 tokens, or 2 × 4);
-//! - prefill of the 32-weight formats (`tile_packed`): 3 rows × 8 tokens on the tile's
-//!   activations interleaved by block (`PackedActs`, one pointer for all 8 tokens), each
-//!   row's scale kept in a vector (Zen 5, 1 thread: Q5_0 1.45×, Q8_0 1.35× of `tile`'s
-//!   2 × 8 on slices per token; 2 × 8 packed was 1.3× / 1.15×, 4 × 8 no better than 3 × 8).
+//! - prefill and batched decode of the 32-weight formats (`tile_packed`): 3 rows × 8 tokens
+//!   (5 × 4, 8 × 2) on the tile's activations interleaved by block (`PackedActs`, one pointer
+//!   for all its tokens), each row's scale kept in a vector (Zen 5, 1 thread: 8 tokens Q5_0
+//!   1.45×, Q8_0 1.35× of `tile`'s 2 × 8 on slices per token; 2 × 8 packed was 1.3× / 1.15×,
+//!   4 × 8 no better than 3 × 8; 4 and 2 tokens 1.3–1.8×).
 //!
 //! Both produce the same exact i32 sums and take the same f32 steps per output in the same
 //! block order, so batched prefill and token-by-token decode give the same values.
@@ -573,6 +574,9 @@ impl PackedActs {
         self.q.clear();
         self.d.clear();
         self.s.clear();
+        self.q.reserve(nb * t * 32);
+        self.d.reserve(nb * t);
+        self.s.reserve(if min { nb * t } else { 0 });
         for bi in 0..nb {
             for x in xs {
                 self.q.extend_from_slice(&x.q[32 * bi..32 * bi + 32]);
@@ -1072,23 +1076,34 @@ pub(super) fn rows<B: IntBlock, const V: bool>(
                         super::put(&mut out[ri * n_tok..], n_tok, t0, v);
                     }};
                 }
-                while tt == 8 && ri + 3 <= n_rows {
-                    run_packed!(3, 8);
-                    ri += 3;
+                // Rows per tile by token count: the most that keep the tile's accumulators,
+                // weights and row scales in the 32 registers (Zen 5, 1 thread: 4 × 4 tokens
+                // 1.15–1.3× of 2 × 4, 5 × 4 1.04–1.1× of 4 × 4; 8 × 2 1.0–1.1× of 6 × 2).
+                macro_rules! rows_of {
+                    ($r:literal, $t:literal) => {
+                        while n_rows - ri >= $r {
+                            run_packed!($r, $t);
+                            ri += $r;
+                        }
+                    };
                 }
-                while ri + 2 <= n_rows {
-                    match tt {
-                        8 => run_packed!(2, 8),
-                        4 => run_packed!(2, 4),
-                        _ => run_packed!(2, 2),
+                match tt {
+                    8 => {
+                        rows_of!(3, 8);
+                        rows_of!(2, 8);
+                        rows_of!(1, 8);
                     }
-                    ri += 2;
-                }
-                if ri < n_rows {
-                    match tt {
-                        8 => run_packed!(1, 8),
-                        4 => run_packed!(1, 4),
-                        _ => run_packed!(1, 2),
+                    4 => {
+                        rows_of!(5, 4);
+                        rows_of!(4, 4);
+                        rows_of!(2, 4);
+                        rows_of!(1, 4);
+                    }
+                    _ => {
+                        rows_of!(8, 2);
+                        rows_of!(4, 2);
+                        rows_of!(2, 2);
+                        rows_of!(1, 2);
                     }
                 }
                 t0 += tt;
