@@ -39,8 +39,8 @@
 //!   group decoded and multiplied at once, so the rows' independent chains overlap; plus a
 //!   software prefetch of the tile 2 ahead (without it the interleaved rows defeat the
 //!   hardware prefetcher: 4 rows ran 40% slower than 1);
-//! - prefill (`tile`): 2 rows × 8 tokens, each row's block decoded once for the tile (better
-//!   than 1 row × 8 or 16 tokens, or 2 × 4);
+//! - prefill of the K-quants off the totals path below (`tile`): 2 rows × 8 tokens, each
+//!   row's block decoded once for the tile (better than 1 row × 8 or 16 tokens, or 2 × 4);
 //! - prefill and batched decode of the 32-weight formats (`tile_packed`): 3 rows × 8 tokens
 //!   (5 × 4, 8 × 2) on the tile's activations interleaved by block (`PackedActs`, one pointer
 //!   for all its tokens), each row's scale kept in a vector (Zen 5, 1 thread: 8 tokens Q5_0
@@ -555,8 +555,8 @@ fn tile<B: IntBlock, const V: bool, const R: usize, const T: usize>(
     out
 }
 
-/// Prefill's activations for one tile of `T` tokens of a 32-weight format, interleaved by
-/// block: `q` (nb, T, 32), `d` and `s` (nb, T). The tile then reaches every token's values
+/// The activations of one tile of `T` tokens (prefill, or a batched decode step) for a
+/// 32-weight format, interleaved by block: `q` (nb, T, 32), `d` and `s` (nb, T). The tile then reaches every token's values
 /// from one pointer at constant offsets; with a slice per token (`TokenActs`) the 8 tokens'
 /// pointers and lengths did not fit the 16 general registers and were reloaded from the stack
 /// on every block, beside a bounds check each.
