@@ -40,7 +40,9 @@
 //!   software prefetch of the tile 2 ahead (without it the interleaved rows defeat the
 //!   hardware prefetcher: 4 rows ran 40% slower than 1);
 //! - prefill of the K-quants off the totals path below (`tile`): 2 rows × 8 tokens, each
-//!   row's block decoded once for the tile (better than 1 row × 8 or 16 tokens, or 2 × 4);
+//!   row's block decoded once for the tile (better than 1 row × 8 or 16 tokens, or 2 × 4),
+//!   on the tile's activations interleaved by block (`PackedActs`: Q6_K 1.13–1.21× of
+//!   slices per token);
 //! - prefill and batched decode of the 32-weight formats (`tile_packed`): 3 rows × 8 tokens
 //!   (5 × 4, 8 × 2) on the tile's activations interleaved by block (`PackedActs`, one pointer
 //!   for all its tokens), each row's scale kept in a vector (Zen 5, 1 thread: 8 tokens Q5_0
@@ -522,7 +524,7 @@ pub(super) fn ahead<const V: bool>(a: Avx512<V>, pf: &[u8], bi: usize, nb: usize
 fn tile<B: IntBlock, const V: bool, const R: usize, const T: usize>(
     a: Avx512<V>,
     rows: [&[u8]; R],
-    xs: [TokenActs; T],
+    x: &PackedActs,
     pf: &[u8],
 ) -> [[f32; T]; R] {
     let z = Acc {
@@ -541,8 +543,9 @@ fn tile<B: IntBlock, const V: bool, const R: usize, const T: usize>(
             w[r] = decode::<B, V>(a, blk(r));
         }
         for t in 0..T {
+            let x = x.token::<T>(B::BS, bi, t);
             for r in 0..R {
-                dot::<B, V>(a, &w[r], xs[t], bi, &mut acc[r][t]);
+                dot::<B, V>(a, &w[r], x, 0, &mut acc[r][t]);
             }
         }
     }
@@ -555,38 +558,70 @@ fn tile<B: IntBlock, const V: bool, const R: usize, const T: usize>(
     out
 }
 
-/// The activations of one tile of `T` tokens (prefill, or a batched decode step) for a
-/// 32-weight format, interleaved by block: `q` (nb, T, 32), `d` and `s` (nb, T). The tile then reaches every token's values
-/// from one pointer at constant offsets; with a slice per token (`TokenActs`) the 8 tokens'
-/// pointers and lengths did not fit the 16 general registers and were reloaded from the stack
-/// on every block, beside a bounds check each.
+/// The activations of one tile of `T` tokens (prefill, or a batched decode step), interleaved
+/// by block: `q` and `q2` (nb, T, BS), `r` and `d` (nb, T), `s` (nb, T, BS / 32). The tile then
+/// reaches every token's values from one pointer at constant offsets; with a slice per token
+/// (`TokenActs`) the 8 tokens' pointers and lengths did not fit the 16 general registers and
+/// were reloaded from the stack on every block, beside a bounds check each.
 #[derive(Default)]
 struct PackedActs {
     q: Vec<i16>,
+    /// Empty when no token of the tile has the residual plane.
+    q2: Vec<i16>,
+    /// Empty with `q2`.
+    r: Vec<bool>,
     d: Vec<f32>,
+    /// Empty without a min term (`B::MIN`).
     s: Vec<f32>,
 }
 
 impl PackedActs {
-    /// Tokens `xs` (all of `nb` blocks), interleaved.
-    fn pack(&mut self, xs: &[TokenActs], nb: usize, min: bool) {
-        let t = xs.len();
+    /// Tokens `xs` (all of `nb` blocks of `B`; a scale `d` per block, `B::G == B::BS`).
+    fn pack<B: IntBlock>(&mut self, xs: &[TokenActs], nb: usize) {
+        debug_assert_eq!(B::G, B::BS);
+        let (bs, n) = (B::BS, nb * xs.len());
+        let wide = B::RESID && xs.iter().any(|x| !x.q2.is_empty());
         self.q.clear();
+        self.q2.clear();
+        self.r.clear();
         self.d.clear();
         self.s.clear();
-        self.q.reserve(nb * t * 32);
-        self.d.reserve(nb * t);
-        self.s.reserve(if min { nb * t } else { 0 });
+        self.q.reserve(n * bs);
+        self.d.reserve(n);
         for bi in 0..nb {
             for x in xs {
-                self.q.extend_from_slice(&x.q[32 * bi..32 * bi + 32]);
+                let at = bs * bi..bs * (bi + 1);
+                self.q.extend_from_slice(&x.q[at.clone()]);
+                if wide {
+                    match x.q2.get(at) {
+                        Some(v) => self.q2.extend_from_slice(v),
+                        None => self.q2.resize(self.q2.len() + bs, 0),
+                    }
+                    self.r.push(x.r.get(bi) == Some(&true));
+                }
                 self.d.push(x.d[bi]);
-                if min {
-                    self.s.push(x.s[bi]);
+                if B::MIN {
+                    self.s
+                        .extend_from_slice(&x.s[bs / 32 * bi..bs / 32 * (bi + 1)]);
                 }
             }
         }
-        debug_assert_eq!(self.q.len(), nb * t * 32);
+    }
+
+    /// Token `t` of the tile's block `bi`, as one block of a `TokenActs` (block index 0).
+    #[inline(always)]
+    fn token<const T: usize>(&self, bs: usize, bi: usize, t: usize) -> TokenActs<'_> {
+        let i = bi * T + t;
+        TokenActs {
+            q: &self.q[i * bs..(i + 1) * bs],
+            q2: self.q2.get(i * bs..(i + 1) * bs).unwrap_or_default(),
+            r: self.r.get(i..i + 1).unwrap_or_default(),
+            d: &self.d[i..i + 1],
+            s: self
+                .s
+                .get(i * bs / 32..(i + 1) * bs / 32)
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -1010,24 +1045,6 @@ pub(super) fn rows<B: IntBlock, const V: bool>(
         let at = (r0 + ri + PREFETCH_TILES * r) * w.row_bytes;
         w.data.get(at..at + span).unwrap_or_default()
     };
-    macro_rules! run {
-        ($r:literal, $t:literal, $ri:expr, $t0:expr, $xs:expr) => {{
-            let xs: &[TokenActs; $t] = match $xs[..$t].try_into() {
-                Ok(xs) => xs,
-                Err(_) => return,
-            };
-            let v = tile::<B, V, $r, $t>(
-                a,
-                std::array::from_fn(|i| row($ri + i)),
-                *xs,
-                ahead_of($ri, $r),
-            );
-            for (i, v) in v.iter().enumerate() {
-                let o = ($ri + i) * n_tok + $t0;
-                out[o..o + $t].copy_from_slice(v);
-            }
-        }};
-    }
     if totals_path::<B>(nb) {
         return rows_totals::<B, V>(a, tok, row, ahead_of, n_tok, n_rows, nb, out);
     }
@@ -1058,70 +1075,59 @@ pub(super) fn rows<B: IntBlock, const V: bool>(
                 run1!(1);
             }
         } else {
-            // The tile's tokens, built once for all its rows.
+            // The tile's tokens, interleaved once for all its rows.
             let mut xs = [tok(t0); 8];
             for (i, x) in xs.iter_mut().enumerate().take(tt).skip(1) {
                 *x = tok(t0 + i);
             }
-            if B::BS == 32 {
-                packed.pack(&xs[..tt], nb, B::MIN);
-                macro_rules! run_packed {
-                    ($r:literal, $t:literal) => {{
-                        let v = tile_packed::<B, V, $r, $t>(
-                            a,
-                            std::array::from_fn(|i| row(ri + i)),
-                            &packed,
-                            ahead_of(ri, $r),
-                        );
+            packed.pack::<B>(&xs[..tt], nb);
+            macro_rules! rows_of {
+                ($tile:ident, $r:literal, $t:literal) => {
+                    while n_rows - ri >= $r {
+                        let rs = std::array::from_fn(|i| row(ri + i));
+                        let v = $tile::<B, V, $r, $t>(a, rs, &packed, ahead_of(ri, $r));
                         super::put(&mut out[ri * n_tok..], n_tok, t0, v);
-                    }};
-                }
+                        ri += $r;
+                    }
+                };
+            }
+            if B::BS == 32 {
                 // Rows per tile by token count: the most that keep the tile's accumulators,
                 // weights and row scales in the 32 registers (Zen 5, 1 thread: 4 × 4 tokens
                 // 1.15–1.3× of 2 × 4, 5 × 4 1.04–1.1× of 4 × 4; 8 × 2 1.0–1.1× of 6 × 2).
-                macro_rules! rows_of {
-                    ($r:literal, $t:literal) => {
-                        while n_rows - ri >= $r {
-                            run_packed!($r, $t);
-                            ri += $r;
-                        }
-                    };
-                }
                 match tt {
                     8 => {
-                        rows_of!(3, 8);
-                        rows_of!(2, 8);
-                        rows_of!(1, 8);
+                        rows_of!(tile_packed, 3, 8);
+                        rows_of!(tile_packed, 2, 8);
+                        rows_of!(tile_packed, 1, 8);
                     }
                     4 => {
-                        rows_of!(5, 4);
-                        rows_of!(4, 4);
-                        rows_of!(2, 4);
-                        rows_of!(1, 4);
+                        rows_of!(tile_packed, 5, 4);
+                        rows_of!(tile_packed, 4, 4);
+                        rows_of!(tile_packed, 2, 4);
+                        rows_of!(tile_packed, 1, 4);
                     }
                     _ => {
-                        rows_of!(8, 2);
-                        rows_of!(4, 2);
-                        rows_of!(2, 2);
-                        rows_of!(1, 2);
+                        rows_of!(tile_packed, 8, 2);
+                        rows_of!(tile_packed, 4, 2);
+                        rows_of!(tile_packed, 2, 2);
+                        rows_of!(tile_packed, 1, 2);
                     }
                 }
-                t0 += tt;
-                continue;
-            }
-            while ri + 2 <= n_rows {
+            } else {
                 match tt {
-                    8 => run!(2, 8, ri, t0, xs),
-                    4 => run!(2, 4, ri, t0, xs),
-                    _ => run!(2, 2, ri, t0, xs),
-                }
-                ri += 2;
-            }
-            if ri < n_rows {
-                match tt {
-                    8 => run!(1, 8, ri, t0, xs),
-                    4 => run!(1, 4, ri, t0, xs),
-                    _ => run!(1, 2, ri, t0, xs),
+                    8 => {
+                        rows_of!(tile, 2, 8);
+                        rows_of!(tile, 1, 8);
+                    }
+                    4 => {
+                        rows_of!(tile, 2, 4);
+                        rows_of!(tile, 1, 4);
+                    }
+                    _ => {
+                        rows_of!(tile, 2, 2);
+                        rows_of!(tile, 1, 2);
+                    }
                 }
             }
         }
